@@ -1,0 +1,15 @@
+//! pkgdist's domain types and pure logic.
+//!
+//! Nothing in this crate touches the disk or the network: it holds the identifiers
+//! (`PackageId`, `ContentId`), the content digest, and the manifest model with its canonical
+//! encoding, so that every other crate agrees on what a package version *is*.
+
+pub mod digest;
+pub mod id;
+pub mod manifest;
+
+pub use digest::Digest;
+pub use id::{ContentId, IdError, PackageId, SiteCode};
+pub use manifest::{
+    ChunkParams, ChunkRef, Entry, EntryKind, FileData, Manifest, ManifestError, RelPath, Timestamp,
+};
