@@ -8,7 +8,9 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 /// Why a site code, PackageID or content ID was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum IdError {
-    #[error("invalid site code {0:?}: a site code is 3 characters, A-Z or 0-9, starting with a letter")]
+    #[error(
+        "invalid site code {0:?}: a site code is 3 characters, A-Z or 0-9, starting with a letter"
+    )]
     SiteCode(String),
     #[error(
         "invalid PackageID {0:?}: a PackageID is a 3-character site code followed by 5 uppercase hex digits, e.g. PS100001"
@@ -37,7 +39,8 @@ impl FromStr for SiteCode {
         let b = s.as_bytes();
         let ok = b.len() == 3
             && b[0].is_ascii_uppercase()
-            && b.iter().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit());
+            && b.iter()
+                .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit());
         if !ok {
             return Err(IdError::SiteCode(s.to_owned()));
         }
@@ -81,7 +84,10 @@ impl FromStr for PackageId {
         }
         let site: SiteCode = s[..3].parse().map_err(|_| err())?;
         let hex = &s[3..];
-        if !hex.bytes().all(|c| c.is_ascii_digit() || (b'A'..=b'F').contains(&c)) {
+        if !hex
+            .bytes()
+            .all(|c| c.is_ascii_digit() || (b'A'..=b'F').contains(&c))
+        {
             return Err(err());
         }
         let serial = u32::from_str_radix(hex, 16).map_err(|_| err())?;
@@ -176,7 +182,15 @@ mod tests {
 
     #[test]
     fn package_id_refusals() {
-        for bad in ["PS10001", "ps100001", "PS10000G", "1PS00001", "PS1000011", "PS1abcde", "PS1-0001"] {
+        for bad in [
+            "PS10001",
+            "ps100001",
+            "PS10000G",
+            "1PS00001",
+            "PS1000011",
+            "PS1abcde",
+            "PS1-0001",
+        ] {
             assert!(bad.parse::<PackageId>().is_err(), "{bad} should be refused");
         }
         assert!(PackageId::new("PS1".parse().unwrap(), 0x10_0000).is_err());
@@ -187,7 +201,15 @@ mod tests {
         let c: ContentId = "PS100001.3".parse().unwrap();
         assert_eq!(c.version, 3);
         assert_eq!(c.to_string(), "PS100001.3");
-        for bad in ["PS100001", "PS100001.0", "PS100001.03", "PS100001.-1", "PS100001.x", "PS100001.", "PS100001.99999999999"] {
+        for bad in [
+            "PS100001",
+            "PS100001.0",
+            "PS100001.03",
+            "PS100001.-1",
+            "PS100001.x",
+            "PS100001.",
+            "PS100001.99999999999",
+        ] {
             assert!(bad.parse::<ContentId>().is_err(), "{bad} should be refused");
         }
     }

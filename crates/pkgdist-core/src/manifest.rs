@@ -47,7 +47,9 @@ pub enum ManifestError {
     Path { path: String, reason: &'static str },
     #[error("invalid chunking parameters: {0}")]
     ChunkParams(String),
-    #[error("manifest entries out of order or duplicated at {0:?}: entries must be sorted by path, each once")]
+    #[error(
+        "manifest entries out of order or duplicated at {0:?}: entries must be sorted by path, each once"
+    )]
     Order(String),
     #[error("manifest entry {path:?} has no parent directory entry")]
     MissingParent { path: String },
@@ -88,7 +90,10 @@ impl ChunkParams {
         let (min, avg, max) = (self.min_size, self.avg_size, self.max_size);
         let err = |m: String| Err(ManifestError::ChunkParams(m));
         if self.normalization > 3 {
-            return err(format!("normalization level {} (0 to 3)", self.normalization));
+            return err(format!(
+                "normalization level {} (0 to 3)",
+                self.normalization
+            ));
         }
         if !(64..=1_048_576).contains(&min) {
             return err(format!("min size {min} (64 B to 1 MiB)"));
@@ -100,7 +105,9 @@ impl ChunkParams {
             return err(format!("max size {max} (1 KiB to 16 MiB)"));
         }
         if !(min <= avg && avg <= max) {
-            return err(format!("sizes must satisfy min <= avg <= max, got {min}/{avg}/{max}"));
+            return err(format!(
+                "sizes must satisfy min <= avg <= max, got {min}/{avg}/{max}"
+            ));
         }
         if min % 2 != 0 || avg % 2 != 0 || max % 2 != 0 {
             return err(format!("sizes must be even, got {min}/{avg}/{max}"));
@@ -108,7 +115,10 @@ impl ChunkParams {
         // FastCDC picks its masks by log2(avg) ± normalization; keep that inside its mask table.
         let bits = avg.ilog2() + u32::from(self.normalization);
         if bits > 25 || avg.ilog2() < u32::from(self.normalization) {
-            return err(format!("average size {avg} is out of range for normalization {}", self.normalization));
+            return err(format!(
+                "average size {avg} is out of range for normalization {}",
+                self.normalization
+            ));
         }
         Ok(())
     }
@@ -130,7 +140,12 @@ pub struct RelPath(String);
 impl RelPath {
     pub fn new(s: impl Into<String>) -> Result<Self, ManifestError> {
         let s = s.into();
-        let bad = |reason| Err(ManifestError::Path { path: s.clone(), reason });
+        let bad = |reason| {
+            Err(ManifestError::Path {
+                path: s.clone(),
+                reason,
+            })
+        };
         if s.is_empty() {
             return bad("empty path");
         }
@@ -192,7 +207,9 @@ impl fmt::Debug for RelPath {
 }
 
 /// A modification time with nanosecond precision (seconds since the Unix epoch).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize,
+)]
 pub struct Timestamp {
     pub secs: i64,
     pub nanos: u32,
@@ -221,7 +238,9 @@ pub enum EntryKind {
     File(FileData),
     /// A link whose target stays inside the package (checked when the manifest is built and
     /// again when it is decoded).
-    Symlink { target: String },
+    Symlink {
+        target: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -277,7 +296,9 @@ impl Manifest {
 
     /// The direct children of a directory (`""` for the root), in path order.
     pub fn children<'a>(&'a self, dir: &'a str) -> impl Iterator<Item = &'a Entry> + 'a {
-        self.entries.iter().filter(move |e| e.path.parent().unwrap_or("") == dir)
+        self.entries
+            .iter()
+            .filter(move |e| e.path.parent().unwrap_or("") == dir)
     }
 
     /// Every regular file with its content.
@@ -320,7 +341,12 @@ impl Manifest {
             {
                 return Err(ManifestError::MissingParent { path: p.to_owned() });
             }
-            let bad = |reason: String| Err(ManifestError::Entry { path: p.to_owned(), reason });
+            let bad = |reason: String| {
+                Err(ManifestError::Entry {
+                    path: p.to_owned(),
+                    reason,
+                })
+            };
             if e.mode > 0o7777 {
                 return bad(format!("mode {:o} has bits beyond 0o7777", e.mode));
             }
@@ -335,16 +361,28 @@ impl Manifest {
                     let mut sum: u64 = 0;
                     for c in &f.chunks {
                         if c.len == 0 || c.len > self.chunker.max_size {
-                            return bad(format!("chunk {} has length {} (1 to {})", c.id, c.len, self.chunker.max_size));
+                            return bad(format!(
+                                "chunk {} has length {} (1 to {})",
+                                c.id, c.len, self.chunker.max_size
+                            ));
                         }
                         sum += u64::from(c.len);
                     }
                     if sum != f.size {
-                        return bad(format!("chunk lengths add up to {sum}, file size is {}", f.size));
+                        return bad(format!(
+                            "chunk lengths add up to {sum}, file size is {}",
+                            f.size
+                        ));
                     }
                 }
-                EntryKind::Symlink { target } => check_symlink_target(&e.path, target)
-                    .map_err(|reason| ManifestError::Entry { path: p.to_owned(), reason: reason.into() })?,
+                EntryKind::Symlink { target } => {
+                    check_symlink_target(&e.path, target).map_err(|reason| {
+                        ManifestError::Entry {
+                            path: p.to_owned(),
+                            reason: reason.into(),
+                        }
+                    })?
+                }
             }
         }
         Ok(())
@@ -357,7 +395,11 @@ impl Manifest {
         out.extend_from_slice(MAGIC);
         out.push(ChunkParams::ALGORITHM_FASTCDC_2020);
         out.push(self.chunker.normalization);
-        for v in [self.chunker.min_size, self.chunker.avg_size, self.chunker.max_size] {
+        for v in [
+            self.chunker.min_size,
+            self.chunker.avg_size,
+            self.chunker.max_size,
+        ] {
             out.extend_from_slice(&v.to_le_bytes());
         }
         put_u32(&mut out, self.entries.len());
@@ -412,7 +454,10 @@ impl Manifest {
             let path = RelPath::new(r.string()?)?;
             let kind_tag = r.u8()?;
             let mode = r.u32()?;
-            let mtime = Timestamp { secs: r.i64()?, nanos: r.u32()? };
+            let mtime = Timestamp {
+                secs: r.i64()?,
+                nanos: r.u32()?,
+            };
             let kind = match kind_tag {
                 0 => EntryKind::Directory,
                 1 => {
@@ -421,17 +466,29 @@ impl Manifest {
                     let n = r.u32()? as usize;
                     let mut chunks = Vec::with_capacity(n.min(r.buf.len() / 36));
                     for _ in 0..n {
-                        chunks.push(ChunkRef { id: Digest(r.array()?), len: r.u32()? });
+                        chunks.push(ChunkRef {
+                            id: Digest(r.array()?),
+                            len: r.u32()?,
+                        });
                     }
                     EntryKind::File(FileData { size, hash, chunks })
                 }
-                2 => EntryKind::Symlink { target: r.string()? },
+                2 => EntryKind::Symlink {
+                    target: r.string()?,
+                },
                 _ => return Err(ManifestError::Malformed("unknown entry kind")),
             };
-            entries.push(Entry { path, mode, mtime, kind });
+            entries.push(Entry {
+                path,
+                mode,
+                mtime,
+                kind,
+            });
         }
         if !r.buf.is_empty() {
-            return Err(ManifestError::Malformed("trailing bytes after the last entry"));
+            return Err(ManifestError::Malformed(
+                "trailing bytes after the last entry",
+            ));
         }
         let m = Self { chunker, entries };
         m.check()?;
@@ -512,7 +569,8 @@ impl<'a> Reader<'a> {
     fn string(&mut self) -> Result<String, ManifestError> {
         let len = u16::from_le_bytes(self.array()?);
         let bytes = self.take(usize::from(len))?;
-        String::from_utf8(bytes.to_vec()).map_err(|_| ManifestError::Malformed("a string is not UTF-8"))
+        String::from_utf8(bytes.to_vec())
+            .map_err(|_| ManifestError::Malformed("a string is not UTF-8"))
     }
 }
 

@@ -1,1 +1,5 @@
-// placeholder
+//! Dev-only helpers for pkgdist's tests and benchmarks: deterministic content generators and
+//! corruption helpers. Nothing here ships in the `pkgdist` binary.
+
+pub mod damage;
+pub mod generate;

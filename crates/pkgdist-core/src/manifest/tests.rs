@@ -13,8 +13,15 @@ fn name() -> impl Strategy<Value = String> {
 
 fn file_data(max: u32) -> impl Strategy<Value = FileData> {
     (digest(), prop::collection::vec((digest(), 1..=max), 0..5)).prop_map(|(hash, chunks)| {
-        let chunks: Vec<ChunkRef> = chunks.into_iter().map(|(id, len)| ChunkRef { id, len }).collect();
-        FileData { size: chunks.iter().map(|c| u64::from(c.len)).sum(), hash, chunks }
+        let chunks: Vec<ChunkRef> = chunks
+            .into_iter()
+            .map(|(id, len)| ChunkRef { id, len })
+            .collect();
+        FileData {
+            size: chunks.iter().map(|c| u64::from(c.len)).sum(),
+            hash,
+            chunks,
+        }
     })
 }
 
@@ -25,7 +32,13 @@ fn manifest() -> impl Strategy<Value = Manifest> {
         1 => Just(EntryKind::Directory),
         1 => Just(EntryKind::Symlink { target: "x".into() }),
     ];
-    let node = (prop::collection::vec(name(), 1..4), leaf, 0u32..0o7777, any::<i64>(), 0u32..1_000_000_000);
+    let node = (
+        prop::collection::vec(name(), 1..4),
+        leaf,
+        0u32..0o7777,
+        any::<i64>(),
+        0u32..1_000_000_000,
+    );
     prop::collection::vec(node, 0..24).prop_map(|nodes| {
         let mut entries: Vec<Entry> = Vec::new();
         let mut seen = HashSet::new();
@@ -62,10 +75,17 @@ fn manifest() -> impl Strategy<Value = Manifest> {
             }
             let kind = match kind {
                 // A link to its own name stays inside the package at any depth.
-                EntryKind::Symlink { .. } => EntryKind::Symlink { target: comps[comps.len() - 1].clone() },
+                EntryKind::Symlink { .. } => EntryKind::Symlink {
+                    target: comps[comps.len() - 1].clone(),
+                },
                 k => k,
             };
-            entries.push(Entry { path: RelPath::new(path).unwrap(), mode, mtime: Timestamp { secs, nanos }, kind });
+            entries.push(Entry {
+                path: RelPath::new(path).unwrap(),
+                mode,
+                mtime: Timestamp { secs, nanos },
+                kind,
+            });
         }
         Manifest::new(ChunkParams::DEFAULT, entries).unwrap()
     })
@@ -113,17 +133,32 @@ proptest! {
 }
 
 fn file(path: &str, chunks: &[u32]) -> Entry {
-    let chunks: Vec<ChunkRef> = chunks.iter().map(|&len| ChunkRef { id: Digest::of(&len.to_le_bytes()), len }).collect();
+    let chunks: Vec<ChunkRef> = chunks
+        .iter()
+        .map(|&len| ChunkRef {
+            id: Digest::of(&len.to_le_bytes()),
+            len,
+        })
+        .collect();
     Entry {
         path: RelPath::new(path).unwrap(),
         mode: 0o644,
         mtime: Timestamp::default(),
-        kind: EntryKind::File(FileData { size: chunks.iter().map(|c| u64::from(c.len)).sum(), hash: Digest::of(b""), chunks }),
+        kind: EntryKind::File(FileData {
+            size: chunks.iter().map(|c| u64::from(c.len)).sum(),
+            hash: Digest::of(b""),
+            chunks,
+        }),
     }
 }
 
 fn dir(path: &str) -> Entry {
-    Entry { path: RelPath::new(path).unwrap(), mode: 0o755, mtime: Timestamp::default(), kind: EntryKind::Directory }
+    Entry {
+        path: RelPath::new(path).unwrap(),
+        mode: 0o755,
+        mtime: Timestamp::default(),
+        kind: EntryKind::Directory,
+    }
 }
 
 #[test]
@@ -139,10 +174,15 @@ fn paths_are_normalized() {
 fn refuses_missing_parent_and_duplicates() {
     let err = Manifest::new(ChunkParams::DEFAULT, vec![file("a/b", &[1])]).unwrap_err();
     assert_eq!(err, ManifestError::MissingParent { path: "a/b".into() });
-    let err = Manifest::new(ChunkParams::DEFAULT, vec![file("a", &[1]), file("a", &[2])]).unwrap_err();
+    let err =
+        Manifest::new(ChunkParams::DEFAULT, vec![file("a", &[1]), file("a", &[2])]).unwrap_err();
     assert!(matches!(err, ManifestError::Order(_)));
     // A file is not a directory.
-    let err = Manifest::new(ChunkParams::DEFAULT, vec![file("a", &[1]), file("a/b", &[1])]).unwrap_err();
+    let err = Manifest::new(
+        ChunkParams::DEFAULT,
+        vec![file("a", &[1]), file("a/b", &[1])],
+    )
+    .unwrap_err();
     assert!(matches!(err, ManifestError::MissingParent { .. }));
 }
 
@@ -153,7 +193,13 @@ fn refuses_inconsistent_sizes_and_oversized_chunks() {
         f.size = 31;
     }
     assert!(Manifest::new(ChunkParams::DEFAULT, vec![e]).is_err());
-    assert!(Manifest::new(ChunkParams::DEFAULT, vec![file("a", &[ChunkParams::DEFAULT.max_size + 2])]).is_err());
+    assert!(
+        Manifest::new(
+            ChunkParams::DEFAULT,
+            vec![file("a", &[ChunkParams::DEFAULT.max_size + 2])]
+        )
+        .is_err()
+    );
 }
 
 #[test]
@@ -168,8 +214,18 @@ fn symlink_targets_stay_inside() {
 
 #[test]
 fn lookup_and_children() {
-    let m = Manifest::new(ChunkParams::DEFAULT, vec![file("a.txt", &[5]), dir("a"), file("a/b", &[1, 2])]).unwrap();
-    assert_eq!(m.entries().iter().map(|e| e.path.as_str()).collect::<Vec<_>>(), ["a", "a.txt", "a/b"]);
+    let m = Manifest::new(
+        ChunkParams::DEFAULT,
+        vec![file("a.txt", &[5]), dir("a"), file("a/b", &[1, 2])],
+    )
+    .unwrap();
+    assert_eq!(
+        m.entries()
+            .iter()
+            .map(|e| e.path.as_str())
+            .collect::<Vec<_>>(),
+        ["a", "a.txt", "a/b"]
+    );
     assert_eq!(m.entry("a/b").unwrap().file().unwrap().size, 3);
     assert!(m.entry("a/c").is_none());
     assert_eq!(m.children("").count(), 2);
@@ -180,7 +236,12 @@ fn lookup_and_children() {
 #[test]
 fn chunk_params_ranges() {
     assert!(ChunkParams::DEFAULT.validate().is_ok());
-    let p = |min, avg, max| ChunkParams { normalization: 1, min_size: min, avg_size: avg, max_size: max };
+    let p = |min, avg, max| ChunkParams {
+        normalization: 1,
+        min_size: min,
+        avg_size: avg,
+        max_size: max,
+    };
     assert!(p(4096, 1024, 8192).validate().is_err());
     assert!(p(4097, 8192, 16384).validate().is_err());
     assert!(p(16, 8192, 16384).validate().is_err());

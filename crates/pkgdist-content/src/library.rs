@@ -1,0 +1,266 @@
+//! The content library: a single-instance store of chunks and manifests, and the content IDs
+//! bound to them.
+//!
+//! Every package version (`<PackageID>.<SourceVersion>`) is a *ref* naming one manifest; the
+//! manifest names chunks; a chunk is stored once however many files, packages and versions use
+//! it. A version is recorded (its ref written) only after its manifest and every chunk it needs
+//! are durable, so a crash at any point leaves every recorded version complete.
+
+use std::path::Path;
+use std::sync::{Arc, RwLock, RwLockReadGuard};
+
+use pkgdist_core::{ChunkParams, ChunkRef, ContentId, Digest, Manifest, PackageId};
+use serde::{Deserialize, Serialize};
+
+use crate::envelope::{self, Packer};
+use crate::error::{ContentError, Result};
+use crate::store::{Kind, LocalStore, Store};
+
+/// What a ref object holds.
+#[derive(Debug, Serialize, Deserialize)]
+struct RefRecord {
+    manifest: Digest,
+}
+
+#[derive(Debug)]
+pub struct Library {
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) params: ChunkParams,
+    /// Staged bytes after which a snapshot flushes, bounding dirty data and lost work on a crash.
+    pub(crate) flush_bytes: u64,
+    /// Writers hold it shared; garbage collection holds it exclusively. Across processes the
+    /// store's own lock does the same.
+    gc_guard: RwLock<()>,
+}
+
+impl Library {
+    pub fn new(store: Arc<dyn Store>) -> Self {
+        Self {
+            store,
+            params: ChunkParams::DEFAULT,
+            flush_bytes: 256 << 20,
+            gc_guard: RwLock::new(()),
+        }
+    }
+
+    /// Opens the library in `dir` on local disk, creating it if needed.
+    pub fn create_local(dir: &Path) -> Result<Self> {
+        Ok(Self::new(Arc::new(LocalStore::open(dir)?)))
+    }
+
+    /// Opens an existing library on local disk; a folder that is not one is refused rather
+    /// than silently turned into an empty library.
+    pub fn open_local(dir: &Path) -> Result<Self> {
+        if !dir.join(Kind::Ref.dir_name()).is_dir() {
+            return Err(ContentError::NotALibrary(dir.to_owned()));
+        }
+        Self::create_local(dir)
+    }
+
+    /// Uses other chunking parameters for new snapshots. Existing versions keep theirs.
+    pub fn with_chunk_params(mut self, params: ChunkParams) -> Result<Self> {
+        params.validate()?;
+        self.params = params;
+        Ok(self)
+    }
+
+    pub fn with_flush_bytes(mut self, bytes: u64) -> Self {
+        self.flush_bytes = bytes.max(1);
+        self
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    pub fn chunk_params(&self) -> ChunkParams {
+        self.params
+    }
+
+    pub(crate) fn writer(&self) -> RwLockReadGuard<'_, ()> {
+        self.gc_guard.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(crate) fn exclusive(&self) -> std::sync::RwLockWriteGuard<'_, ()> {
+        self.gc_guard.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    // ---- chunks ----
+
+    pub fn has_chunk(&self, id: &Digest) -> Result<bool> {
+        Ok(self.store.contains(Kind::Chunk, &id.to_hex())?)
+    }
+
+    /// A chunk's bytes, verified against its id and length. Damage is an error, never data.
+    pub fn read_chunk(&self, chunk: &ChunkRef) -> Result<Vec<u8>> {
+        read_chunk(self.store.as_ref(), chunk)
+    }
+
+    /// Stores a chunk received from elsewhere after checking that its bytes hash to `id`.
+    /// It becomes visible at the next [`Library::flush`].
+    pub fn put_chunk(&self, id: &Digest, data: &[u8], packer: &mut Packer) -> Result<()> {
+        let actual = Digest::of(data);
+        if actual != *id {
+            return Err(ContentError::Damaged {
+                what: format!("received chunk {id}"),
+                reason: format!("its bytes hash to {actual}"),
+            });
+        }
+        let _w = self.writer();
+        self.store
+            .put(Kind::Chunk, &id.to_hex(), &packer.pack(data))?;
+        Ok(())
+    }
+
+    /// Makes staged chunks durable and visible.
+    pub fn flush(&self) -> Result<()> {
+        Ok(self.store.flush()?)
+    }
+
+    /// Delta planning: the distinct chunks of `manifest` that this library lacks. Chunks held
+    /// for any other package or version count as present.
+    pub fn missing_chunks(&self, manifest: &Manifest) -> Result<Vec<ChunkRef>> {
+        let mut missing = Vec::new();
+        for c in manifest.unique_chunks() {
+            if !self.has_chunk(&c.id)? {
+                missing.push(c);
+            }
+        }
+        Ok(missing)
+    }
+
+    // ---- versions ----
+
+    /// Every recorded content ID, sorted.
+    pub fn versions(&self) -> Result<Vec<ContentId>> {
+        let mut v: Vec<ContentId> = self
+            .store
+            .list(Kind::Ref)?
+            .iter()
+            .filter_map(|n| n.parse().ok())
+            .collect();
+        v.sort();
+        Ok(v)
+    }
+
+    /// The highest recorded version of a package.
+    pub fn latest(&self, package: PackageId) -> Result<Option<ContentId>> {
+        Ok(self
+            .versions()?
+            .into_iter()
+            .filter(|c| c.package == package)
+            .max())
+    }
+
+    /// The manifest hash a content ID is bound to.
+    pub fn manifest_id(&self, content: ContentId) -> Result<Option<Digest>> {
+        let Some(bytes) = self.store.get(Kind::Ref, &content.to_string())? else {
+            return Ok(None);
+        };
+        let rec: RefRecord = serde_json::from_slice(&bytes).map_err(|e| ContentError::Damaged {
+            what: format!("the record of {content}"),
+            reason: e.to_string(),
+        })?;
+        Ok(Some(rec.manifest))
+    }
+
+    /// The manifest of a recorded version, verified against its hash.
+    pub fn manifest(&self, content: ContentId) -> Result<Manifest> {
+        let id = self
+            .manifest_id(content)?
+            .ok_or(ContentError::UnknownContent(content))?;
+        self.load_manifest(&id)
+    }
+
+    /// A manifest by hash, verified.
+    pub fn load_manifest(&self, id: &Digest) -> Result<Manifest> {
+        let what = || format!("manifest {id}");
+        let stored = self
+            .store
+            .get(Kind::Manifest, &id.to_hex())?
+            .ok_or_else(|| ContentError::Missing { what: what() })?;
+        let bytes = envelope::unpack(&stored).map_err(|e| ContentError::Damaged {
+            what: what(),
+            reason: e.to_string(),
+        })?;
+        if Digest::of(&bytes) != *id {
+            return Err(ContentError::Damaged {
+                what: what(),
+                reason: "content does not match its hash".into(),
+            });
+        }
+        Manifest::decode(&bytes).map_err(|e| ContentError::Damaged {
+            what: what(),
+            reason: e.to_string(),
+        })
+    }
+
+    /// Records `content` as `manifest`, once every chunk it needs is present. Recording the same
+    /// manifest again is a no-op; a different one is refused, because versions never change.
+    pub fn commit(&self, content: ContentId, manifest: &Manifest) -> Result<Digest> {
+        let _w = self.writer();
+        let bytes = manifest.encode();
+        let id = Digest::of(&bytes);
+        match self.manifest_id(content)? {
+            Some(existing) if existing == id => return Ok(id),
+            Some(_) => return Err(ContentError::VersionExists(content)),
+            None => {}
+        }
+        if let Some(c) = self.missing_chunks(manifest)?.first() {
+            return Err(ContentError::Missing {
+                what: format!("chunk {} needed by {content}", c.id),
+            });
+        }
+        if !self.store.contains(Kind::Manifest, &id.to_hex())? {
+            self.store
+                .put(Kind::Manifest, &id.to_hex(), &Packer::new().pack(&bytes))?;
+            self.store.flush()?;
+        }
+        let rec = serde_json::to_vec(&RefRecord { manifest: id })
+            .map_err(|e| ContentError::io("ref", e.into()))?;
+        self.store.put(Kind::Ref, &content.to_string(), &rec)?;
+        self.store.flush()?;
+        tracing::info!(%content, manifest = %id, "recorded content version");
+        Ok(id)
+    }
+
+    /// Forgets a version. Its chunks stay until garbage collection finds no other version
+    /// using them. Returns whether the version existed.
+    pub fn release(&self, content: ContentId) -> Result<bool> {
+        let _w = self.writer();
+        let existed = self.store.contains(Kind::Ref, &content.to_string())?;
+        self.store.delete(Kind::Ref, &content.to_string())?;
+        self.store.delete(Kind::Stamps, &content.to_string())?;
+        self.store.flush()?;
+        Ok(existed)
+    }
+}
+
+/// Reads and verifies one chunk from a store.
+pub(crate) fn read_chunk(store: &dyn Store, chunk: &ChunkRef) -> Result<Vec<u8>> {
+    let what = || format!("chunk {}", chunk.id);
+    let stored = store
+        .get(Kind::Chunk, &chunk.id.to_hex())?
+        .ok_or_else(|| ContentError::Missing { what: what() })?;
+    let data = check_chunk(&stored, chunk).map_err(|reason| ContentError::Damaged {
+        what: what(),
+        reason,
+    })?;
+    Ok(data)
+}
+
+/// Unpacks a stored chunk and checks its hash and length.
+pub(crate) fn check_chunk(stored: &[u8], chunk: &ChunkRef) -> std::result::Result<Vec<u8>, String> {
+    let data = envelope::unpack(stored).map_err(|e| e.to_string())?;
+    if Digest::of(&data) != chunk.id {
+        return Err("content does not match its hash".into());
+    }
+    if data.len() != chunk.len as usize {
+        return Err(format!(
+            "length {} where the manifest says {}",
+            data.len(),
+            chunk.len
+        ));
+    }
+    Ok(data)
+}

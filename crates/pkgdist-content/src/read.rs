@@ -1,0 +1,259 @@
+//! Reading content back: a byte range of one file (for serving) and a whole version exported to
+//! a folder. Both verify every chunk before handing out a byte of it, so damage surfaces as an
+//! error, never as wrong data.
+
+use std::fs::{self, File};
+use std::io::{self, Read, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, UNIX_EPOCH};
+
+use pkgdist_core::{ChunkRef, ContentId, Digest, EntryKind, FileData, Manifest, Timestamp};
+use serde::Serialize;
+
+use crate::error::{ContentError, Result};
+use crate::library::{Library, read_chunk};
+use crate::store::Store;
+
+/// Exported files keep their permission bits but never setuid, setgid or sticky: an export is
+/// often run as root, and a package should not be able to plant a setuid binary that way.
+const EXPORT_MODE_MASK: u32 = 0o777;
+
+/// Reads a byte range of one file, one verified chunk at a time (memory: one chunk).
+#[derive(Debug)]
+pub struct FileReader {
+    store: Arc<dyn Store>,
+    chunks: Vec<ChunkRef>,
+    /// Offset in the file where each chunk starts.
+    starts: Vec<u64>,
+    pos: u64,
+    end: u64,
+    current: Option<(usize, Vec<u8>)>,
+}
+
+impl FileReader {
+    /// Bytes still to be read.
+    pub fn remaining(&self) -> u64 {
+        self.end - self.pos
+    }
+
+    fn chunk_at(&mut self, pos: u64) -> io::Result<(usize, &[u8])> {
+        // The last chunk starting at or before `pos`.
+        let i = self.starts.partition_point(|&s| s <= pos).saturating_sub(1);
+        if self.current.as_ref().map(|(j, _)| *j) != Some(i) {
+            let data =
+                read_chunk(self.store.as_ref(), &self.chunks[i]).map_err(io::Error::other)?;
+            self.current = Some((i, data));
+        }
+        match &self.current {
+            Some((_, data)) => Ok((i, data)),
+            None => Err(io::Error::other("chunk cache empty")),
+        }
+    }
+}
+
+impl Read for FileReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.pos >= self.end || buf.is_empty() {
+            return Ok(0);
+        }
+        let pos = self.pos;
+        let end = self.end;
+        let chunk_start = self.starts[self.starts.partition_point(|&s| s <= pos).saturating_sub(1)];
+        let (_, data) = self.chunk_at(pos)?;
+        let start_in_chunk = (pos - chunk_start) as usize;
+        let avail = (data.len() - start_in_chunk)
+            .min((end - pos) as usize)
+            .min(buf.len());
+        buf[..avail].copy_from_slice(&data[start_in_chunk..start_in_chunk + avail]);
+        self.pos += avail as u64;
+        Ok(avail)
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ExportStats {
+    pub files: u64,
+    pub directories: u64,
+    pub symlinks: u64,
+    pub bytes: u64,
+}
+
+impl Library {
+    /// A reader over `range` (start inclusive, end exclusive) of the file at `path`.
+    pub fn read_file(
+        &self,
+        manifest: &Manifest,
+        path: &str,
+        range: std::ops::Range<u64>,
+    ) -> Result<FileReader> {
+        let file = file_data(manifest, path)?;
+        if range.start > range.end || range.end > file.size {
+            return Err(ContentError::Range {
+                path: path.to_owned(),
+                start: range.start,
+                end: range.end,
+                size: file.size,
+            });
+        }
+        Ok(self.reader_for(file, range))
+    }
+
+    fn reader_for(&self, file: &FileData, range: std::ops::Range<u64>) -> FileReader {
+        let mut starts = Vec::with_capacity(file.chunks.len());
+        let mut off = 0;
+        for c in &file.chunks {
+            starts.push(off);
+            off += u64::from(c.len);
+        }
+        FileReader {
+            store: Arc::clone(&self.store),
+            chunks: file.chunks.clone(),
+            starts,
+            pos: range.start,
+            end: range.end,
+            current: None,
+        }
+    }
+
+    /// Writes every entry of `content` under `dest`, which must not exist or be an empty
+    /// folder. Work happens in a staging folder beside `dest` that is renamed into place only
+    /// when everything verified, so `dest` never holds a partial or damaged export.
+    pub fn export(&self, content: ContentId, dest: &Path) -> Result<ExportStats> {
+        let _span =
+            tracing::info_span!("export", content = %content, dest = %dest.display()).entered();
+        let manifest = self.manifest(content)?;
+        if let Ok(mut entries) = fs::read_dir(dest) {
+            if entries.next().is_some() {
+                return Err(ContentError::DestinationNotEmpty(dest.to_owned()));
+            }
+        } else if dest.exists() {
+            return Err(ContentError::DestinationNotEmpty(dest.to_owned()));
+        }
+        let name = dest
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("export");
+        let parent = match dest.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
+            _ => PathBuf::from("."),
+        };
+        fs::create_dir_all(&parent).map_err(|e| ContentError::io(parent.display(), e))?;
+        let staging = parent.join(format!(".{name}.pkgdist-export-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&staging);
+        fs::create_dir(&staging).map_err(|e| ContentError::io(staging.display(), e))?;
+        match self.export_into(&manifest, &staging) {
+            Ok(stats) => {
+                fs::rename(&staging, dest).map_err(|e| ContentError::io(dest.display(), e))?;
+                Ok(stats)
+            }
+            Err(e) => {
+                make_writable(&staging);
+                let _ = fs::remove_dir_all(&staging);
+                Err(e)
+            }
+        }
+    }
+
+    fn export_into(&self, manifest: &Manifest, root: &Path) -> Result<ExportStats> {
+        let mut stats = ExportStats::default();
+        for e in manifest.entries() {
+            let path = root.join(e.path.as_str());
+            let io_err = |err| ContentError::io(path.display(), err);
+            match &e.kind {
+                EntryKind::Directory => {
+                    fs::create_dir(&path).map_err(io_err)?;
+                    stats.directories += 1;
+                }
+                EntryKind::Symlink { target } => {
+                    std::os::unix::fs::symlink(target, &path).map_err(io_err)?;
+                    stats.symlinks += 1;
+                }
+                EntryKind::File(f) => {
+                    self.write_file(f, &path, e.path.as_str())?;
+                    let file = File::options().write(true).open(&path).map_err(io_err)?;
+                    file.set_permissions(fs::Permissions::from_mode(e.mode & EXPORT_MODE_MASK))
+                        .map_err(io_err)?;
+                    file.set_modified(system_time(e.mtime)).map_err(io_err)?;
+                    stats.files += 1;
+                    stats.bytes += f.size;
+                }
+            }
+        }
+        // Folders last and deepest first: a read-only folder must be filled before it is
+        // locked, and filling a folder moves its mtime.
+        for e in manifest.entries().iter().rev() {
+            if let EntryKind::Directory = e.kind {
+                let path = root.join(e.path.as_str());
+                let file =
+                    File::open(&path).map_err(|err| ContentError::io(path.display(), err))?;
+                file.set_modified(system_time(e.mtime))
+                    .map_err(|err| ContentError::io(path.display(), err))?;
+                fs::set_permissions(&path, fs::Permissions::from_mode(e.mode & EXPORT_MODE_MASK))
+                    .map_err(|err| ContentError::io(path.display(), err))?;
+            }
+        }
+        Ok(stats)
+    }
+
+    fn write_file(&self, f: &FileData, path: &Path, rel: &str) -> Result<()> {
+        let mut out = File::create(path).map_err(|e| ContentError::io(path.display(), e))?;
+        let mut reader = self.reader_for(f, 0..f.size);
+        let mut hasher = blake3::Hasher::new();
+        let mut buf = vec![0u8; 1 << 20];
+        loop {
+            let n = match reader.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                // A damaged chunk arrives as an io::Error wrapping our ContentError.
+                Err(e) => {
+                    return Err(match e.into_inner().map(|b| b.downcast::<ContentError>()) {
+                        Some(Ok(ce)) => *ce,
+                        Some(Err(other)) => ContentError::io(rel, io::Error::other(other)),
+                        None => ContentError::io(rel, io::Error::other("read failed")),
+                    });
+                }
+            };
+            hasher.update(&buf[..n]);
+            out.write_all(&buf[..n])
+                .map_err(|e| ContentError::io(path.display(), e))?;
+        }
+        if Digest::from(hasher.finalize()) != f.hash {
+            return Err(ContentError::Damaged {
+                what: format!("file {rel}"),
+                reason: "its bytes do not match the file hash in the manifest".into(),
+            });
+        }
+        Ok(())
+    }
+}
+
+fn file_data<'m>(manifest: &'m Manifest, path: &str) -> Result<&'m FileData> {
+    manifest
+        .entry(path)
+        .and_then(|e| e.file())
+        .ok_or_else(|| ContentError::NoSuchFile {
+            content: format!("manifest {}", manifest.id()),
+            path: path.to_owned(),
+        })
+}
+
+fn system_time(t: Timestamp) -> std::time::SystemTime {
+    let secs = Duration::from_secs(t.secs.unsigned_abs());
+    let base = if t.secs >= 0 {
+        UNIX_EPOCH + secs
+    } else {
+        UNIX_EPOCH - secs
+    };
+    base + Duration::from_nanos(u64::from(t.nanos))
+}
+
+/// Best effort before removing a failed export: read-only folders would block the removal.
+fn make_writable(root: &Path) {
+    for e in walkdir::WalkDir::new(root).into_iter().flatten() {
+        if e.file_type().is_dir() {
+            let _ = fs::set_permissions(e.path(), fs::Permissions::from_mode(0o755));
+        }
+    }
+}

@@ -1,0 +1,567 @@
+//! Snapshotting a source folder into the library as a new content version.
+//!
+//! The walk is deterministic and refuses, with the offending path, anything that cannot be
+//! represented faithfully: a non-UTF-8 name, an unreadable file, a special file, a symlink that
+//! points outside the source. Reading is a two-stage pipeline: this thread reads, chunks and
+//! hashes (about 1 GB/s on one core); writer threads compress and stage the chunks the library
+//! does not have yet. A bounded channel keeps memory flat whatever the package size.
+//!
+//! Quick check: files whose size, mtime and inode match the stamps of the previous version are
+//! not read again; their chunk lists are reused (after checking the chunks are still present).
+
+use std::collections::{BTreeMap, HashSet};
+use std::fs::{self, File};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use pkgdist_core::manifest::check_symlink_target;
+use pkgdist_core::{
+    ChunkRef, ContentId, Digest, Entry, EntryKind, FileData, Manifest, RelPath, Timestamp,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::chunker::Chunker;
+use crate::envelope::Packer;
+use crate::error::{ContentError, Result};
+use crate::library::Library;
+use crate::store::{Kind, Store};
+
+/// How many writer threads compress and stage chunks.
+const WRITERS: usize = 2;
+/// Chunks in flight between the reader and the writers (at most 64 × 256 KiB = 16 MiB).
+const IN_FLIGHT: usize = 64;
+const READ_BUFFER: usize = 4 << 20;
+/// A file modified this close to when it was read may change again within the file system's
+/// timestamp granularity without its mtime moving; such files get no stamp and are read again.
+const RACY_MARGIN: Duration = Duration::from_millis(100);
+
+/// Receives progress while a snapshot runs (the CLI draws a bar with it).
+pub trait Progress: Sync {
+    /// Called once after the walk, with the bytes and files to be processed.
+    fn start(&self, _total_bytes: u64, _files: u64) {}
+    /// Called as bytes are processed (read, or skipped by the quick check).
+    fn advance(&self, _bytes: u64) {}
+}
+
+#[derive(Default)]
+pub struct SnapshotOptions<'a> {
+    /// The version whose stamps the quick check compares against.
+    pub previous: Option<ContentId>,
+    /// Re-read every file even when its stamp matches.
+    pub checksum: bool,
+    pub progress: Option<&'a dyn Progress>,
+}
+
+impl std::fmt::Debug for SnapshotOptions<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SnapshotOptions")
+            .field("previous", &self.previous)
+            .field("checksum", &self.checksum)
+            .field("progress", &self.progress.is_some())
+            .finish()
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct SnapshotStats {
+    pub files: u64,
+    pub directories: u64,
+    pub symlinks: u64,
+    /// Total size of all files.
+    pub bytes: u64,
+    /// Files whose chunk list was reused by the quick check, without reading them.
+    pub files_reused: u64,
+    /// Bytes actually read from the source.
+    pub bytes_read: u64,
+    /// Chunks that were new to the library, their size, and what they took once stored.
+    pub chunks_new: u64,
+    pub bytes_new: u64,
+    pub bytes_stored: u64,
+}
+
+#[derive(Debug, Clone)]
+pub struct SnapshotOutcome {
+    pub content_id: ContentId,
+    pub manifest_id: Digest,
+    /// The previous version had exactly this manifest: nothing in the source changed.
+    pub unchanged: bool,
+    pub stats: SnapshotStats,
+}
+
+/// Per-file facts the quick check compares, kept per version outside the manifest: they
+/// describe one machine's source folder, not the content.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+struct Stamp {
+    size: u64,
+    secs: i64,
+    nanos: u32,
+    ino: u64,
+}
+
+/// One thing found by the walk.
+struct Scanned {
+    path: RelPath,
+    abs: PathBuf,
+    mode: u32,
+    mtime: Timestamp,
+    what: Found,
+}
+
+enum Found {
+    Dir,
+    File(Stamp),
+    Symlink(String),
+}
+
+impl Library {
+    /// Snapshots `source` as `target`. On success the version is recorded; on failure nothing
+    /// is recorded (chunks already written stay as unreferenced data for garbage collection).
+    pub fn snapshot(
+        &self,
+        source: &Path,
+        target: ContentId,
+        opts: &SnapshotOptions<'_>,
+    ) -> Result<SnapshotOutcome> {
+        let _span = tracing::info_span!("snapshot", content = %target, source = %source.display())
+            .entered();
+        let _w = self.writer();
+        if self.manifest_id(target)?.is_some() {
+            return Err(ContentError::VersionExists(target));
+        }
+        let chunker = Chunker::new(self.params)?;
+        let scanned = scan(source)?;
+
+        let previous = match opts.previous {
+            Some(prev) if !opts.checksum => self.quick_check_base(prev)?,
+            _ => None,
+        };
+        let mut stats = SnapshotStats::default();
+        let total: u64 = scanned
+            .iter()
+            .map(|s| {
+                if let Found::File(st) = &s.what {
+                    st.size
+                } else {
+                    0
+                }
+            })
+            .sum();
+        let nfiles = scanned
+            .iter()
+            .filter(|s| matches!(s.what, Found::File(_)))
+            .count() as u64;
+        if let Some(p) = opts.progress {
+            p.start(total, nfiles);
+        }
+
+        let shared = Shared {
+            store: self.store.as_ref(),
+            flush_bytes: self.flush_bytes,
+            staged_bytes: AtomicU64::new(0),
+            abort: AtomicBool::new(false),
+            error: Mutex::new(None),
+            chunks_new: AtomicU64::new(0),
+            bytes_new: AtomicU64::new(0),
+            bytes_stored: AtomicU64::new(0),
+        };
+        let mut stamps = BTreeMap::new();
+        let (tx, rx) = sync_channel::<(Digest, Vec<u8>)>(IN_FLIGHT);
+        let rx = Mutex::new(rx);
+        let entries = std::thread::scope(|s| -> Result<Vec<Entry>> {
+            let writers: Vec<_> = (0..WRITERS)
+                .map(|_| s.spawn(|| shared.write_loop(&rx)))
+                .collect();
+            let mut reader = Reader {
+                chunker,
+                tx: Some(tx),
+                shared: &shared,
+                staged: HashSet::new(),
+                progress: opts.progress,
+            };
+            let result = reader.build(&scanned, previous.as_ref(), &mut stats, &mut stamps);
+            drop(reader.tx.take());
+            for w in writers {
+                // A writer that panicked is a bug; report it rather than propagate the panic.
+                if w.join().is_err() {
+                    shared.fail(ContentError::io(
+                        "snapshot writer",
+                        std::io::Error::other("writer thread panicked"),
+                    ));
+                }
+            }
+            if let Some(e) = shared.take_error() {
+                return Err(e);
+            }
+            result
+        })?;
+        self.store.flush()?;
+        stats.chunks_new = shared.chunks_new.load(Ordering::Relaxed);
+        stats.bytes_new = shared.bytes_new.load(Ordering::Relaxed);
+        stats.bytes_stored = shared.bytes_stored.load(Ordering::Relaxed);
+
+        let manifest = Manifest::new(self.params, entries)?;
+        let unchanged = match &previous {
+            Some((m, _)) => m == &manifest,
+            None => match opts.previous {
+                Some(p) => self.manifest_id(p)? == Some(manifest.id()),
+                None => false,
+            },
+        };
+        let manifest_id = self.commit(target, &manifest)?;
+        let stamp_bytes =
+            serde_json::to_vec(&stamps).map_err(|e| ContentError::io("stamps", e.into()))?;
+        self.store
+            .put(Kind::Stamps, &target.to_string(), &stamp_bytes)?;
+        self.store.flush()?;
+        tracing::info!(
+            files = stats.files,
+            bytes = stats.bytes,
+            new_chunks = stats.chunks_new,
+            reused = stats.files_reused,
+            "snapshot complete"
+        );
+        Ok(SnapshotOutcome {
+            content_id: target,
+            manifest_id,
+            unchanged,
+            stats,
+        })
+    }
+
+    /// The previous version's manifest and stamps, if both are readable. A damaged or missing
+    /// stamp file only costs the quick check, never correctness.
+    fn quick_check_base(
+        &self,
+        prev: ContentId,
+    ) -> Result<Option<(Manifest, BTreeMap<String, Stamp>)>> {
+        let Some(_) = self.manifest_id(prev)? else {
+            return Ok(None);
+        };
+        let manifest = self.manifest(prev)?;
+        let stamps = self
+            .store
+            .get(Kind::Stamps, &prev.to_string())?
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default();
+        Ok(Some((manifest, stamps)))
+    }
+}
+
+/// State shared between the reading thread and the writers.
+struct Shared<'a> {
+    store: &'a dyn Store,
+    flush_bytes: u64,
+    staged_bytes: AtomicU64,
+    abort: AtomicBool,
+    error: Mutex<Option<ContentError>>,
+    chunks_new: AtomicU64,
+    bytes_new: AtomicU64,
+    bytes_stored: AtomicU64,
+}
+
+impl Shared<'_> {
+    fn fail(&self, e: ContentError) {
+        self.abort.store(true, Ordering::SeqCst);
+        let mut slot = self.error.lock().unwrap_or_else(PoisonError::into_inner);
+        slot.get_or_insert(e);
+    }
+
+    fn take_error(&self) -> Option<ContentError> {
+        self.error
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+    }
+
+    /// Compresses and stages chunks until the channel closes. After a failure it keeps draining
+    /// so the reader never blocks on a full channel.
+    fn write_loop(&self, rx: &Mutex<Receiver<(Digest, Vec<u8>)>>) {
+        let mut packer = Packer::new();
+        loop {
+            let next = rx.lock().unwrap_or_else(PoisonError::into_inner).recv();
+            let Ok((id, data)) = next else { return };
+            if self.abort.load(Ordering::Relaxed) {
+                continue;
+            }
+            let packed = packer.pack(&data);
+            if let Err(e) = self.store.put(Kind::Chunk, &id.to_hex(), &packed) {
+                self.fail(e.into());
+                continue;
+            }
+            self.chunks_new.fetch_add(1, Ordering::Relaxed);
+            self.bytes_new
+                .fetch_add(data.len() as u64, Ordering::Relaxed);
+            self.bytes_stored
+                .fetch_add(packed.len() as u64, Ordering::Relaxed);
+            let staged = self
+                .staged_bytes
+                .fetch_add(packed.len() as u64, Ordering::Relaxed)
+                + packed.len() as u64;
+            if staged >= self.flush_bytes
+                && self.staged_bytes.swap(0, Ordering::Relaxed) >= self.flush_bytes
+            {
+                if let Err(e) = self.store.flush() {
+                    self.fail(e.into());
+                }
+            }
+        }
+    }
+}
+
+struct Reader<'a, 's> {
+    chunker: Chunker,
+    tx: Option<SyncSender<(Digest, Vec<u8>)>>,
+    shared: &'s Shared<'a>,
+    /// Chunks sent to the writers during this snapshot.
+    staged: HashSet<Digest>,
+    progress: Option<&'s dyn Progress>,
+}
+
+impl Reader<'_, '_> {
+    fn build(
+        &mut self,
+        scanned: &[Scanned],
+        previous: Option<&(Manifest, BTreeMap<String, Stamp>)>,
+        stats: &mut SnapshotStats,
+        stamps: &mut BTreeMap<String, Stamp>,
+    ) -> Result<Vec<Entry>> {
+        let mut entries = Vec::with_capacity(scanned.len());
+        for s in scanned {
+            if self.shared.abort.load(Ordering::Relaxed) {
+                break;
+            }
+            let kind = match &s.what {
+                Found::Dir => {
+                    stats.directories += 1;
+                    EntryKind::Directory
+                }
+                Found::Symlink(target) => {
+                    stats.symlinks += 1;
+                    EntryKind::Symlink {
+                        target: target.clone(),
+                    }
+                }
+                Found::File(stamp) => {
+                    stats.files += 1;
+                    stats.bytes += stamp.size;
+                    let reused = match previous {
+                        Some((m, st)) => self.reuse(m, st, s, stamp)?,
+                        None => None,
+                    };
+                    let data = match reused {
+                        Some(d) => {
+                            stats.files_reused += 1;
+                            // Trusted last time and unchanged since: keep trusting it.
+                            stamps.insert(s.path.to_string(), *stamp);
+                            if let Some(p) = self.progress {
+                                p.advance(d.size);
+                            }
+                            d
+                        }
+                        None => {
+                            let started = SystemTime::now();
+                            let d = self.read_file(s, stamp)?;
+                            stats.bytes_read += d.size;
+                            if !is_racy(s.mtime, started) {
+                                stamps.insert(s.path.to_string(), *stamp);
+                            }
+                            d
+                        }
+                    };
+                    EntryKind::File(data)
+                }
+            };
+            entries.push(Entry {
+                path: s.path.clone(),
+                mode: s.mode,
+                mtime: s.mtime,
+                kind,
+            });
+        }
+        Ok(entries)
+    }
+
+    /// The previous version's data for this file, when its stamp matches and its chunks are
+    /// all still in the library.
+    fn reuse(
+        &self,
+        prev: &Manifest,
+        stamps: &BTreeMap<String, Stamp>,
+        s: &Scanned,
+        stamp: &Stamp,
+    ) -> Result<Option<FileData>> {
+        if stamps.get(s.path.as_str()) != Some(stamp) {
+            return Ok(None);
+        }
+        let Some(data) = prev.entry(s.path.as_str()).and_then(Entry::file) else {
+            return Ok(None);
+        };
+        if data.size != stamp.size || prev.chunker() != self.chunker.params() {
+            return Ok(None);
+        }
+        for c in &data.chunks {
+            if !self.staged.contains(&c.id)
+                && !self.shared.store.contains(Kind::Chunk, &c.id.to_hex())?
+            {
+                return Ok(None);
+            }
+        }
+        Ok(Some(data.clone()))
+    }
+
+    fn read_file(&mut self, s: &Scanned, stamp: &Stamp) -> Result<FileData> {
+        let f = File::open(&s.abs).map_err(|e| {
+            ContentError::source(
+                &s.abs,
+                format!(
+                    "cannot read the file ({e}); fix its permissions or remove it from the source"
+                ),
+            )
+        })?;
+        let mut stream = self.chunker.stream(f, READ_BUFFER);
+        let mut file_hash = blake3::Hasher::new();
+        let mut chunks = Vec::new();
+        let mut size = 0u64;
+        while let Some(chunk) = stream
+            .next_chunk()
+            .map_err(|e| ContentError::source(&s.abs, format!("read failed ({e})")))?
+        {
+            if self.shared.abort.load(Ordering::Relaxed) {
+                break;
+            }
+            let id = Digest::from(blake3::hash(chunk));
+            file_hash.update(chunk);
+            size += chunk.len() as u64;
+            let len = u32::try_from(chunk.len())
+                .map_err(|_| ContentError::source(&s.abs, "chunk longer than 4 GiB"))?;
+            chunks.push(ChunkRef { id, len });
+            if !self.staged.contains(&id)
+                && !self.shared.store.contains(Kind::Chunk, &id.to_hex())?
+            {
+                self.staged.insert(id);
+                let sent = self.tx.as_ref().map(|tx| tx.send((id, chunk.to_vec())));
+                if !matches!(sent, Some(Ok(()))) {
+                    break;
+                }
+            }
+            if let Some(p) = self.progress {
+                p.advance(chunk.len() as u64);
+            }
+        }
+        // The content must be what the stamp describes; a file written to while we read it
+        // would give a manifest that matches neither its old nor its new state.
+        let after = fs::symlink_metadata(&s.abs).map_err(|e| {
+            ContentError::source(&s.abs, format!("vanished while being read ({e})"))
+        })?;
+        if size != stamp.size || stamp_of(&after) != *stamp {
+            return Err(ContentError::source(
+                &s.abs,
+                "the file changed while it was being read; run the snapshot again once it is no longer being written",
+            ));
+        }
+        Ok(FileData {
+            size,
+            hash: Digest::from(file_hash.finalize()),
+            chunks,
+        })
+    }
+}
+
+fn is_racy(mtime: Timestamp, read_started: SystemTime) -> bool {
+    let Ok(started) = read_started.duration_since(UNIX_EPOCH) else {
+        return true;
+    };
+    let started_ns =
+        i128::from(started.as_secs()) * 1_000_000_000 + i128::from(started.subsec_nanos());
+    let mtime_ns = i128::from(mtime.secs) * 1_000_000_000 + i128::from(mtime.nanos);
+    mtime_ns + RACY_MARGIN.as_nanos() as i128 >= started_ns
+}
+
+fn stamp_of(m: &fs::Metadata) -> Stamp {
+    Stamp {
+        size: m.len(),
+        secs: m.mtime(),
+        nanos: m.mtime_nsec().clamp(0, 999_999_999) as u32,
+        ino: m.ino(),
+    }
+}
+
+/// Walks the source, sorted by path bytes, refusing what cannot be represented.
+fn scan(source: &Path) -> Result<Vec<Scanned>> {
+    let meta = fs::metadata(source).map_err(|e| {
+        ContentError::source(source, format!("the source folder cannot be read ({e})"))
+    })?;
+    if !meta.is_dir() {
+        return Err(ContentError::source(source, "the source is not a folder"));
+    }
+    let mut out = Vec::new();
+    for item in walkdir::WalkDir::new(source)
+        .min_depth(1)
+        .follow_links(false)
+    {
+        let item = item.map_err(|e| {
+            let path = e.path().unwrap_or(source).to_owned();
+            ContentError::source(
+                path,
+                format!("cannot be read ({e}); fix its permissions or remove it from the source"),
+            )
+        })?;
+        let abs = item.path().to_owned();
+        let rel = abs.strip_prefix(source).unwrap_or(&abs);
+        let Some(rel_str) = rel.to_str() else {
+            return Err(ContentError::source(
+                &abs,
+                "the name is not valid UTF-8; rename it",
+            ));
+        };
+        let path = RelPath::new(rel_str).map_err(|e| ContentError::source(&abs, e.to_string()))?;
+        let m = item
+            .metadata()
+            .map_err(|e| ContentError::source(&abs, format!("cannot be read ({e})")))?;
+        let mtime = Timestamp {
+            secs: m.mtime(),
+            nanos: m.mtime_nsec().clamp(0, 999_999_999) as u32,
+        };
+        let mode = m.permissions().mode() & 0o7777;
+        let ft = item.file_type();
+        let what = if ft.is_dir() {
+            Found::Dir
+        } else if ft.is_file() {
+            Found::File(stamp_of(&m))
+        } else if ft.is_symlink() {
+            let target = fs::read_link(&abs)
+                .map_err(|e| ContentError::source(&abs, format!("cannot read the link ({e})")))?;
+            let Some(target) = target.to_str() else {
+                return Err(ContentError::source(
+                    &abs,
+                    "the link target is not valid UTF-8",
+                ));
+            };
+            check_symlink_target(&path, target).map_err(|r| {
+                ContentError::source(
+                    &abs,
+                    format!("{r}; replace the link with the file itself or remove it"),
+                )
+            })?;
+            Found::Symlink(target.to_owned())
+        } else {
+            return Err(ContentError::source(
+                &abs,
+                "is a special file (device, socket or pipe); only files, folders and links can be packaged",
+            ));
+        };
+        out.push(Scanned {
+            path,
+            abs,
+            mode,
+            mtime,
+            what,
+        });
+    }
+    out.sort_by(|a, b| a.path.as_str().as_bytes().cmp(b.path.as_str().as_bytes()));
+    Ok(out)
+}
