@@ -29,11 +29,7 @@ impl Chunker {
             _ => Normalization::Level3,
         };
         let (mask_s, mask_l) = select_masks(params.avg_size as usize, level);
-        Ok(Self {
-            params,
-            mask_s,
-            mask_l,
-        })
+        Ok(Self { params, mask_s, mask_l })
     }
 
     pub fn params(&self) -> ChunkParams {

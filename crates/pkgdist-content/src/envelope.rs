@@ -106,15 +106,11 @@ pub fn unpack(stored: &[u8]) -> Result<Vec<u8>, Undecodable> {
     let payload = &stored[HEADER..];
     match stored[0] {
         RAW if payload.len() == len => Ok(payload.to_vec()),
-        RAW => Err(Undecodable(
-            "length does not match its header (truncated or extended)",
-        )),
+        RAW => Err(Undecodable("length does not match its header (truncated or extended)")),
         ZSTD => match zstd::bulk::decompress(payload, len) {
             Ok(v) if v.len() == len => Ok(v),
             Ok(_) => Err(Undecodable("decompressed length does not match its header")),
-            Err(_) => Err(Undecodable(
-                "compressed data is corrupt (truncated or altered)",
-            )),
+            Err(_) => Err(Undecodable("compressed data is corrupt (truncated or altered)")),
         },
         _ => Err(Undecodable("unknown codec byte")),
     }

@@ -32,9 +32,7 @@ pub enum ContentError {
     #[error("{content} has no file {path:?}")]
     NoSuchFile { content: String, path: String },
 
-    #[error(
-        "{0} is already in the library with a different manifest; content versions never change once recorded"
-    )]
+    #[error("{0} is already in the library with a different manifest; content versions never change once recorded")]
     VersionExists(ContentId),
 
     #[error(
@@ -50,9 +48,7 @@ pub enum ContentError {
     #[error("destination {0} exists and is not an empty folder; choose a new or empty folder")]
     DestinationNotEmpty(PathBuf),
 
-    #[error(
-        "{0} is not a pkgdist content library (it has no refs/ folder); check the --library path"
-    )]
+    #[error("{0} is not a pkgdist content library (it has no refs/ folder); check the --library path")]
     NotALibrary(PathBuf),
 
     #[error("byte range {start}-{end} is outside {path} ({size} bytes)")]

@@ -49,9 +49,7 @@ impl Library {
         for &c in &versions {
             let id = self
                 .manifest_id(c)
-                .map_err(|e| {
-                    ContentError::GcUnsafe(format!("the record of {c} is unreadable ({e})"))
-                })?
+                .map_err(|e| ContentError::GcUnsafe(format!("the record of {c} is unreadable ({e})")))?
                 .ok_or_else(|| ContentError::GcUnsafe(format!("{c} vanished during collection")))?;
             let m = self
                 .load_manifest(&id)
@@ -74,9 +72,7 @@ impl Library {
             }
         }
         for name in self.store.list(Kind::Chunk)? {
-            let live = name
-                .parse::<Digest>()
-                .is_ok_and(|d| live_chunks.contains(&d));
+            let live = name.parse::<Digest>().is_ok_and(|d| live_chunks.contains(&d));
             if !live {
                 report.bytes_freed += self.store.size(Kind::Chunk, &name)?.unwrap_or(0);
                 self.store.delete(Kind::Chunk, &name)?;

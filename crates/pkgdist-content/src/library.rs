@@ -107,8 +107,7 @@ impl Library {
             });
         }
         let _w = self.writer();
-        self.store
-            .put(Kind::Chunk, &id.to_hex(), &packer.pack(data))?;
+        self.store.put(Kind::Chunk, &id.to_hex(), &packer.pack(data))?;
         Ok(())
     }
 
@@ -145,11 +144,7 @@ impl Library {
 
     /// The highest recorded version of a package.
     pub fn latest(&self, package: PackageId) -> Result<Option<ContentId>> {
-        Ok(self
-            .versions()?
-            .into_iter()
-            .filter(|c| c.package == package)
-            .max())
+        Ok(self.versions()?.into_iter().filter(|c| c.package == package).max())
     }
 
     /// The manifest hash a content ID is bound to.
@@ -216,8 +211,7 @@ impl Library {
                 .put(Kind::Manifest, &id.to_hex(), &Packer::new().pack(&bytes))?;
             self.store.flush()?;
         }
-        let rec = serde_json::to_vec(&RefRecord { manifest: id })
-            .map_err(|e| ContentError::io("ref", e.into()))?;
+        let rec = serde_json::to_vec(&RefRecord { manifest: id }).map_err(|e| ContentError::io("ref", e.into()))?;
         self.store.put(Kind::Ref, &content.to_string(), &rec)?;
         self.store.flush()?;
         tracing::info!(%content, manifest = %id, "recorded content version");
@@ -242,10 +236,7 @@ pub(crate) fn read_chunk(store: &dyn Store, chunk: &ChunkRef) -> Result<Vec<u8>>
     let stored = store
         .get(Kind::Chunk, &chunk.id.to_hex())?
         .ok_or_else(|| ContentError::Missing { what: what() })?;
-    let data = check_chunk(&stored, chunk).map_err(|reason| ContentError::Damaged {
-        what: what(),
-        reason,
-    })?;
+    let data = check_chunk(&stored, chunk).map_err(|reason| ContentError::Damaged { what: what(), reason })?;
     Ok(data)
 }
 
@@ -256,11 +247,7 @@ pub(crate) fn check_chunk(stored: &[u8], chunk: &ChunkRef) -> std::result::Resul
         return Err("content does not match its hash".into());
     }
     if data.len() != chunk.len as usize {
-        return Err(format!(
-            "length {} where the manifest says {}",
-            data.len(),
-            chunk.len
-        ));
+        return Err(format!("length {} where the manifest says {}", data.len(), chunk.len));
     }
     Ok(data)
 }

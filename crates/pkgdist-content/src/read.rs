@@ -42,8 +42,7 @@ impl FileReader {
         // The last chunk starting at or before `pos`.
         let i = self.starts.partition_point(|&s| s <= pos).saturating_sub(1);
         if self.current.as_ref().map(|(j, _)| *j) != Some(i) {
-            let data =
-                read_chunk(self.store.as_ref(), &self.chunks[i]).map_err(io::Error::other)?;
+            let data = read_chunk(self.store.as_ref(), &self.chunks[i]).map_err(io::Error::other)?;
             self.current = Some((i, data));
         }
         match &self.current {
@@ -63,9 +62,7 @@ impl Read for FileReader {
         let chunk_start = self.starts[self.starts.partition_point(|&s| s <= pos).saturating_sub(1)];
         let (_, data) = self.chunk_at(pos)?;
         let start_in_chunk = (pos - chunk_start) as usize;
-        let avail = (data.len() - start_in_chunk)
-            .min((end - pos) as usize)
-            .min(buf.len());
+        let avail = (data.len() - start_in_chunk).min((end - pos) as usize).min(buf.len());
         buf[..avail].copy_from_slice(&data[start_in_chunk..start_in_chunk + avail]);
         self.pos += avail as u64;
         Ok(avail)
@@ -82,12 +79,7 @@ pub struct ExportStats {
 
 impl Library {
     /// A reader over `range` (start inclusive, end exclusive) of the file at `path`.
-    pub fn read_file(
-        &self,
-        manifest: &Manifest,
-        path: &str,
-        range: std::ops::Range<u64>,
-    ) -> Result<FileReader> {
+    pub fn read_file(&self, manifest: &Manifest, path: &str, range: std::ops::Range<u64>) -> Result<FileReader> {
         let file = file_data(manifest, path)?;
         if range.start > range.end || range.end > file.size {
             return Err(ContentError::Range {
@@ -121,8 +113,7 @@ impl Library {
     /// folder. Work happens in a staging folder beside `dest` that is renamed into place only
     /// when everything verified, so `dest` never holds a partial or damaged export.
     pub fn export(&self, content: ContentId, dest: &Path) -> Result<ExportStats> {
-        let _span =
-            tracing::info_span!("export", content = %content, dest = %dest.display()).entered();
+        let _span = tracing::info_span!("export", content = %content, dest = %dest.display()).entered();
         let manifest = self.manifest(content)?;
         if let Ok(mut entries) = fs::read_dir(dest) {
             if entries.next().is_some() {
@@ -131,10 +122,7 @@ impl Library {
         } else if dest.exists() {
             return Err(ContentError::DestinationNotEmpty(dest.to_owned()));
         }
-        let name = dest
-            .file_name()
-            .and_then(|n| n.to_str())
-            .unwrap_or("export");
+        let name = dest.file_name().and_then(|n| n.to_str()).unwrap_or("export");
         let parent = match dest.parent() {
             Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
             _ => PathBuf::from("."),
@@ -186,8 +174,7 @@ impl Library {
         for e in manifest.entries().iter().rev() {
             if let EntryKind::Directory = e.kind {
                 let path = root.join(e.path.as_str());
-                let file =
-                    File::open(&path).map_err(|err| ContentError::io(path.display(), err))?;
+                let file = File::open(&path).map_err(|err| ContentError::io(path.display(), err))?;
                 file.set_modified(system_time(e.mtime))
                     .map_err(|err| ContentError::io(path.display(), err))?;
                 fs::set_permissions(&path, fs::Permissions::from_mode(e.mode & EXPORT_MODE_MASK))

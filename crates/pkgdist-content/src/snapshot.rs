@@ -19,9 +19,7 @@ use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use pkgdist_core::manifest::check_symlink_target;
-use pkgdist_core::{
-    ChunkRef, ContentId, Digest, Entry, EntryKind, FileData, Manifest, RelPath, Timestamp,
-};
+use pkgdist_core::{ChunkRef, ContentId, Digest, Entry, EntryKind, FileData, Manifest, RelPath, Timestamp};
 use serde::{Deserialize, Serialize};
 
 use crate::chunker::Chunker;
@@ -120,14 +118,8 @@ enum Found {
 impl Library {
     /// Snapshots `source` as `target`. On success the version is recorded; on failure nothing
     /// is recorded (chunks already written stay as unreferenced data for garbage collection).
-    pub fn snapshot(
-        &self,
-        source: &Path,
-        target: ContentId,
-        opts: &SnapshotOptions<'_>,
-    ) -> Result<SnapshotOutcome> {
-        let _span = tracing::info_span!("snapshot", content = %target, source = %source.display())
-            .entered();
+    pub fn snapshot(&self, source: &Path, target: ContentId, opts: &SnapshotOptions<'_>) -> Result<SnapshotOutcome> {
+        let _span = tracing::info_span!("snapshot", content = %target, source = %source.display()).entered();
         let _w = self.writer();
         if self.manifest_id(target)?.is_some() {
             return Err(ContentError::VersionExists(target));
@@ -142,18 +134,9 @@ impl Library {
         let mut stats = SnapshotStats::default();
         let total: u64 = scanned
             .iter()
-            .map(|s| {
-                if let Found::File(st) = &s.what {
-                    st.size
-                } else {
-                    0
-                }
-            })
+            .map(|s| if let Found::File(st) = &s.what { st.size } else { 0 })
             .sum();
-        let nfiles = scanned
-            .iter()
-            .filter(|s| matches!(s.what, Found::File(_)))
-            .count() as u64;
+        let nfiles = scanned.iter().filter(|s| matches!(s.what, Found::File(_))).count() as u64;
         if let Some(p) = opts.progress {
             p.start(total, nfiles);
         }
@@ -172,9 +155,7 @@ impl Library {
         let (tx, rx) = sync_channel::<(Digest, Vec<u8>)>(IN_FLIGHT);
         let rx = Mutex::new(rx);
         let entries = std::thread::scope(|s| -> Result<Vec<Entry>> {
-            let writers: Vec<_> = (0..WRITERS)
-                .map(|_| s.spawn(|| shared.write_loop(&rx)))
-                .collect();
+            let writers: Vec<_> = (0..WRITERS).map(|_| s.spawn(|| shared.write_loop(&rx))).collect();
             let mut reader = Reader {
                 chunker,
                 tx: Some(tx),
@@ -212,10 +193,8 @@ impl Library {
             },
         };
         let manifest_id = self.commit(target, &manifest)?;
-        let stamp_bytes =
-            serde_json::to_vec(&stamps).map_err(|e| ContentError::io("stamps", e.into()))?;
-        self.store
-            .put(Kind::Stamps, &target.to_string(), &stamp_bytes)?;
+        let stamp_bytes = serde_json::to_vec(&stamps).map_err(|e| ContentError::io("stamps", e.into()))?;
+        self.store.put(Kind::Stamps, &target.to_string(), &stamp_bytes)?;
         self.store.flush()?;
         tracing::info!(
             files = stats.files,
@@ -234,10 +213,7 @@ impl Library {
 
     /// The previous version's manifest and stamps, if both are readable. A damaged or missing
     /// stamp file only costs the quick check, never correctness.
-    fn quick_check_base(
-        &self,
-        prev: ContentId,
-    ) -> Result<Option<(Manifest, BTreeMap<String, Stamp>)>> {
+    fn quick_check_base(&self, prev: ContentId) -> Result<Option<(Manifest, BTreeMap<String, Stamp>)>> {
         let Some(_) = self.manifest_id(prev)? else {
             return Ok(None);
         };
@@ -271,10 +247,7 @@ impl Shared<'_> {
     }
 
     fn take_error(&self) -> Option<ContentError> {
-        self.error
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take()
+        self.error.lock().unwrap_or_else(PoisonError::into_inner).take()
     }
 
     /// Compresses and stages chunks until the channel closes. After a failure it keeps draining
@@ -293,20 +266,15 @@ impl Shared<'_> {
                 continue;
             }
             self.chunks_new.fetch_add(1, Ordering::Relaxed);
-            self.bytes_new
-                .fetch_add(data.len() as u64, Ordering::Relaxed);
-            self.bytes_stored
-                .fetch_add(packed.len() as u64, Ordering::Relaxed);
-            let staged = self
-                .staged_bytes
-                .fetch_add(packed.len() as u64, Ordering::Relaxed)
-                + packed.len() as u64;
+            self.bytes_new.fetch_add(data.len() as u64, Ordering::Relaxed);
+            self.bytes_stored.fetch_add(packed.len() as u64, Ordering::Relaxed);
+            let staged = self.staged_bytes.fetch_add(packed.len() as u64, Ordering::Relaxed) + packed.len() as u64;
+            // Whoever crosses the threshold (and wins the swap) flushes for everyone.
             if staged >= self.flush_bytes
                 && self.staged_bytes.swap(0, Ordering::Relaxed) >= self.flush_bytes
+                && let Err(e) = self.store.flush()
             {
-                if let Err(e) = self.store.flush() {
-                    self.fail(e.into());
-                }
+                self.fail(e.into());
             }
         }
     }
@@ -341,9 +309,7 @@ impl Reader<'_, '_> {
                 }
                 Found::Symlink(target) => {
                     stats.symlinks += 1;
-                    EntryKind::Symlink {
-                        target: target.clone(),
-                    }
+                    EntryKind::Symlink { target: target.clone() }
                 }
                 Found::File(stamp) => {
                     stats.files += 1;
@@ -404,9 +370,7 @@ impl Reader<'_, '_> {
             return Ok(None);
         }
         for c in &data.chunks {
-            if !self.staged.contains(&c.id)
-                && !self.shared.store.contains(Kind::Chunk, &c.id.to_hex())?
-            {
+            if !self.staged.contains(&c.id) && !self.shared.store.contains(Kind::Chunk, &c.id.to_hex())? {
                 return Ok(None);
             }
         }
@@ -417,9 +381,7 @@ impl Reader<'_, '_> {
         let f = File::open(&s.abs).map_err(|e| {
             ContentError::source(
                 &s.abs,
-                format!(
-                    "cannot read the file ({e}); fix its permissions or remove it from the source"
-                ),
+                format!("cannot read the file ({e}); fix its permissions or remove it from the source"),
             )
         })?;
         let mut stream = self.chunker.stream(f, READ_BUFFER);
@@ -436,12 +398,10 @@ impl Reader<'_, '_> {
             let id = Digest::from(blake3::hash(chunk));
             file_hash.update(chunk);
             size += chunk.len() as u64;
-            let len = u32::try_from(chunk.len())
-                .map_err(|_| ContentError::source(&s.abs, "chunk longer than 4 GiB"))?;
+            let len =
+                u32::try_from(chunk.len()).map_err(|_| ContentError::source(&s.abs, "chunk longer than 4 GiB"))?;
             chunks.push(ChunkRef { id, len });
-            if !self.staged.contains(&id)
-                && !self.shared.store.contains(Kind::Chunk, &id.to_hex())?
-            {
+            if !self.staged.contains(&id) && !self.shared.store.contains(Kind::Chunk, &id.to_hex())? {
                 self.staged.insert(id);
                 let sent = self.tx.as_ref().map(|tx| tx.send((id, chunk.to_vec())));
                 if !matches!(sent, Some(Ok(()))) {
@@ -454,9 +414,8 @@ impl Reader<'_, '_> {
         }
         // The content must be what the stamp describes; a file written to while we read it
         // would give a manifest that matches neither its old nor its new state.
-        let after = fs::symlink_metadata(&s.abs).map_err(|e| {
-            ContentError::source(&s.abs, format!("vanished while being read ({e})"))
-        })?;
+        let after = fs::symlink_metadata(&s.abs)
+            .map_err(|e| ContentError::source(&s.abs, format!("vanished while being read ({e})")))?;
         if size != stamp.size || stamp_of(&after) != *stamp {
             return Err(ContentError::source(
                 &s.abs,
@@ -475,8 +434,7 @@ fn is_racy(mtime: Timestamp, read_started: SystemTime) -> bool {
     let Ok(started) = read_started.duration_since(UNIX_EPOCH) else {
         return true;
     };
-    let started_ns =
-        i128::from(started.as_secs()) * 1_000_000_000 + i128::from(started.subsec_nanos());
+    let started_ns = i128::from(started.as_secs()) * 1_000_000_000 + i128::from(started.subsec_nanos());
     let mtime_ns = i128::from(mtime.secs) * 1_000_000_000 + i128::from(mtime.nanos);
     mtime_ns + RACY_MARGIN.as_nanos() as i128 >= started_ns
 }
@@ -492,17 +450,13 @@ fn stamp_of(m: &fs::Metadata) -> Stamp {
 
 /// Walks the source, sorted by path bytes, refusing what cannot be represented.
 fn scan(source: &Path) -> Result<Vec<Scanned>> {
-    let meta = fs::metadata(source).map_err(|e| {
-        ContentError::source(source, format!("the source folder cannot be read ({e})"))
-    })?;
+    let meta = fs::metadata(source)
+        .map_err(|e| ContentError::source(source, format!("the source folder cannot be read ({e})")))?;
     if !meta.is_dir() {
         return Err(ContentError::source(source, "the source is not a folder"));
     }
     let mut out = Vec::new();
-    for item in walkdir::WalkDir::new(source)
-        .min_depth(1)
-        .follow_links(false)
-    {
+    for item in walkdir::WalkDir::new(source).min_depth(1).follow_links(false) {
         let item = item.map_err(|e| {
             let path = e.path().unwrap_or(source).to_owned();
             ContentError::source(
@@ -513,10 +467,7 @@ fn scan(source: &Path) -> Result<Vec<Scanned>> {
         let abs = item.path().to_owned();
         let rel = abs.strip_prefix(source).unwrap_or(&abs);
         let Some(rel_str) = rel.to_str() else {
-            return Err(ContentError::source(
-                &abs,
-                "the name is not valid UTF-8; rename it",
-            ));
+            return Err(ContentError::source(&abs, "the name is not valid UTF-8; rename it"));
         };
         let path = RelPath::new(rel_str).map_err(|e| ContentError::source(&abs, e.to_string()))?;
         let m = item
@@ -533,19 +484,13 @@ fn scan(source: &Path) -> Result<Vec<Scanned>> {
         } else if ft.is_file() {
             Found::File(stamp_of(&m))
         } else if ft.is_symlink() {
-            let target = fs::read_link(&abs)
-                .map_err(|e| ContentError::source(&abs, format!("cannot read the link ({e})")))?;
+            let target =
+                fs::read_link(&abs).map_err(|e| ContentError::source(&abs, format!("cannot read the link ({e})")))?;
             let Some(target) = target.to_str() else {
-                return Err(ContentError::source(
-                    &abs,
-                    "the link target is not valid UTF-8",
-                ));
+                return Err(ContentError::source(&abs, "the link target is not valid UTF-8"));
             };
             check_symlink_target(&path, target).map_err(|r| {
-                ContentError::source(
-                    &abs,
-                    format!("{r}; replace the link with the file itself or remove it"),
-                )
+                ContentError::source(&abs, format!("{r}; replace the link with the file itself or remove it"))
             })?;
             Found::Symlink(target.to_owned())
         } else {

@@ -79,19 +79,14 @@ impl Library {
             match self.manifest_id(c) {
                 Ok(Some(id)) => match self.load_manifest(&id) {
                     Ok(m) => manifests.push((c, m)),
-                    Err(e) => report.problems.push(whole_version(
-                        ObjectKind::Manifest,
-                        id.to_hex(),
-                        &e,
-                        c,
-                    )),
+                    Err(e) => report
+                        .problems
+                        .push(whole_version(ObjectKind::Manifest, id.to_hex(), &e, c)),
                 },
                 Ok(None) => {}
-                Err(e) => {
-                    report
-                        .problems
-                        .push(whole_version(ObjectKind::Ref, c.to_string(), &e, c))
-                }
+                Err(e) => report
+                    .problems
+                    .push(whole_version(ObjectKind::Ref, c.to_string(), &e, c)),
             }
         }
 

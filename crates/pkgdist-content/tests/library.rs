@@ -1,6 +1,8 @@
 //! The content library's behaviour, run against every store: the in-memory one and the local
 //! disk. Sources are real folders on disk in both cases.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::collections::HashSet;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
@@ -35,19 +37,11 @@ fn make_source(root: &Path, seed: u64) {
     fs::create_dir_all(root.join("empty")).unwrap();
     fs::write(root.join("image.wim"), rng.bytes(3 << 20)).unwrap();
     for i in 0..20 {
-        fs::write(
-            root.join(format!("drivers/x64/f{i}.inf")),
-            rng.bytes((i * 997) % 9000),
-        )
-        .unwrap();
+        fs::write(root.join(format!("drivers/x64/f{i}.inf")), rng.bytes((i * 997) % 9000)).unwrap();
     }
     fs::write(root.join("readme.txt"), b"").unwrap();
     std::os::unix::fs::symlink("drivers/x64/f1.inf", root.join("link.inf")).unwrap();
-    fs::set_permissions(
-        root.join("drivers/x64/f3.inf"),
-        fs::Permissions::from_mode(0o755),
-    )
-    .unwrap();
+    fs::set_permissions(root.join("drivers/x64/f3.inf"), fs::Permissions::from_mode(0o755)).unwrap();
     age(root);
 }
 
@@ -83,25 +77,12 @@ fn assert_same_tree(a: &Path, b: &Path) {
             .into_iter()
             .map(|e| {
                 let e = e.unwrap();
-                let rel = e
-                    .path()
-                    .strip_prefix(root)
-                    .unwrap()
-                    .to_str()
-                    .unwrap()
-                    .to_owned();
+                let rel = e.path().strip_prefix(root).unwrap().to_str().unwrap().to_owned();
                 let m = fs::symlink_metadata(e.path()).unwrap();
                 let data = if e.file_type().is_file() {
                     Some(fs::read(e.path()).unwrap())
                 } else if e.file_type().is_symlink() {
-                    Some(
-                        fs::read_link(e.path())
-                            .unwrap()
-                            .to_str()
-                            .unwrap()
-                            .as_bytes()
-                            .to_vec(),
-                    )
+                    Some(fs::read_link(e.path()).unwrap().to_str().unwrap().as_bytes().to_vec())
                 } else {
                     None
                 };
@@ -128,10 +109,7 @@ fn snapshot_export_round_trip() {
         assert_eq!(out.stats.files, 22);
         assert_eq!(out.stats.directories, 3);
         assert_eq!(out.stats.symlinks, 1);
-        assert_eq!(
-            out.manifest_id,
-            lib.manifest(cid("PS100001.1")).unwrap().id()
-        );
+        assert_eq!(out.manifest_id, lib.manifest(cid("PS100001.1")).unwrap().id());
 
         let dest = dir.join("export");
         let stats = lib.export(cid("PS100001.1"), &dest).unwrap();
@@ -178,7 +156,7 @@ fn chunks_are_stored_once_across_packages_and_versions() {
             "{} new chunks",
             v2.stats.chunks_new
         );
-        assert!(v2.stats.bytes_new < 4 * 256 << 10);
+        assert!(v2.stats.bytes_new < 4 * (256 << 10));
         assert!(!v2.unchanged);
         let total = lib.store().list(Kind::Chunk).unwrap().len();
         assert_eq!(total as u64, chunks_after_v1 as u64 + v2.stats.chunks_new);
@@ -211,9 +189,7 @@ fn delta_plan_lists_exactly_the_missing_chunks() {
         let elsewhere = Library::new(Arc::new(MemoryStore::new()));
         fs::write(src.join("new.bin"), Rng::new(5).bytes(700_000)).unwrap();
         fs::write(src.join("drivers/x64/f7.inf"), b"changed").unwrap();
-        elsewhere
-            .snapshot(&src, cid("CM200007.4"), &opts(None))
-            .unwrap();
+        elsewhere.snapshot(&src, cid("CM200007.4"), &opts(None)).unwrap();
         let wanted = elsewhere.manifest(cid("CM200007.4")).unwrap();
 
         let missing = lib.missing_chunks(&wanted).unwrap();
@@ -223,15 +199,8 @@ fn delta_plan_lists_exactly_the_missing_chunks() {
             .map(|c| c.id)
             .filter(|id| !held.contains(id))
             .collect();
-        assert_eq!(
-            missing.iter().map(|c| c.id).collect::<HashSet<_>>(),
-            expected
-        );
-        assert_eq!(
-            missing.len(),
-            expected.len(),
-            "each missing chunk listed once"
-        );
+        assert_eq!(missing.iter().map(|c| c.id).collect::<HashSet<_>>(), expected);
+        assert_eq!(missing.len(), expected.len(), "each missing chunk listed once");
         assert!(!expected.is_empty() && expected.len() < held.len());
 
         // Once the missing chunks arrive (verified on put), the version can be committed.
@@ -251,9 +220,7 @@ fn delta_plan_lists_exactly_the_missing_chunks() {
 fn put_chunk_refuses_bytes_that_do_not_match() {
     each_store(|lib, _| {
         let mut packer = pkgdist_content::envelope::Packer::new();
-        let err = lib
-            .put_chunk(&Digest::of(b"one"), b"two", &mut packer)
-            .unwrap_err();
+        let err = lib.put_chunk(&Digest::of(b"one"), b"two", &mut packer).unwrap_err();
         assert!(matches!(err, ContentError::Damaged { .. }));
         lib.flush().unwrap();
         assert!(lib.store().list(Kind::Chunk).unwrap().is_empty());
@@ -266,9 +233,7 @@ fn commit_refuses_missing_chunks_and_changed_versions() {
         let src = dir.join("src");
         make_source(&src, 4);
         let elsewhere = Library::new(Arc::new(MemoryStore::new()));
-        elsewhere
-            .snapshot(&src, cid("PS100001.1"), &opts(None))
-            .unwrap();
+        elsewhere.snapshot(&src, cid("PS100001.1"), &opts(None)).unwrap();
         let m = elsewhere.manifest(cid("PS100001.1")).unwrap();
         assert!(matches!(
             lib.commit(cid("PS100001.1"), &m),
@@ -365,10 +330,7 @@ fn gc_keeps_every_chunk_a_retained_version_needs() {
 
         // Nothing to collect while both versions are kept.
         let r = lib.gc().unwrap();
-        assert_eq!(
-            (r.chunks_removed, r.manifests_removed, r.versions_kept),
-            (0, 0, 2)
-        );
+        assert_eq!((r.chunks_removed, r.manifests_removed, r.versions_kept), (0, 0, 2));
 
         assert!(lib.release(cid("PS100001.1")).unwrap());
         let only_v1: HashSet<Digest> = {
@@ -403,11 +365,7 @@ fn gc_refuses_to_run_when_a_manifest_is_unreadable() {
         lib.store().delete(Kind::Manifest, &mid.to_hex()).unwrap();
         lib.release(cid("PS100001.1")).unwrap();
         assert!(matches!(lib.gc(), Err(ContentError::GcUnsafe(_))));
-        assert_eq!(
-            lib.store().list(Kind::Chunk).unwrap().len(),
-            before,
-            "nothing deleted"
-        );
+        assert_eq!(lib.store().list(Kind::Chunk).unwrap().len(), before, "nothing deleted");
     });
 }
 
@@ -424,11 +382,7 @@ fn read_file_returns_exact_ranges() {
             let a = rng.below(data.len() as u64);
             let b = a + rng.below(data.len() as u64 - a + 1);
             let mut got = Vec::new();
-            std::io::Read::read_to_end(
-                &mut lib.read_file(&m, "image.wim", a..b).unwrap(),
-                &mut got,
-            )
-            .unwrap();
+            std::io::Read::read_to_end(&mut lib.read_file(&m, "image.wim", a..b).unwrap(), &mut got).unwrap();
             assert_eq!(got, &data[a as usize..b as usize]);
         }
         let size = data.len() as u64;
@@ -451,24 +405,19 @@ fn read_file_returns_exact_ranges() {
 fn bad_sources_are_refused_with_the_path_and_record_nothing() {
     use std::os::unix::ffi::OsStrExt;
     each_store(|lib, dir| {
-        let cases: Vec<(&str, Box<dyn Fn(&Path)>)> = vec![
+        type Damage = Box<dyn Fn(&Path)>;
+        let cases: Vec<(&str, Damage)> = vec![
             (
                 "non-UTF-8 name",
-                Box::new(|p: &Path| {
-                    fs::write(p.join(std::ffi::OsStr::from_bytes(b"bad\xff.txt")), b"x").unwrap()
-                }),
+                Box::new(|p: &Path| fs::write(p.join(std::ffi::OsStr::from_bytes(b"bad\xff.txt")), b"x").unwrap()),
             ),
             (
                 "link out",
-                Box::new(|p: &Path| {
-                    std::os::unix::fs::symlink("../../etc/passwd", p.join("sub/out")).unwrap()
-                }),
+                Box::new(|p: &Path| std::os::unix::fs::symlink("../../etc/passwd", p.join("sub/out")).unwrap()),
             ),
             (
                 "absolute link",
-                Box::new(|p: &Path| {
-                    std::os::unix::fs::symlink("/etc/passwd", p.join("abs")).unwrap()
-                }),
+                Box::new(|p: &Path| std::os::unix::fs::symlink("/etc/passwd", p.join("abs")).unwrap()),
             ),
             (
                 "fifo",
@@ -488,9 +437,7 @@ fn bad_sources_are_refused_with_the_path_and_record_nothing() {
             fs::create_dir_all(src.join("sub")).unwrap();
             fs::write(src.join("sub/ok.txt"), b"fine").unwrap();
             damage(&src);
-            let err = lib
-                .snapshot(&src, cid("PS100001.1"), &opts(None))
-                .unwrap_err();
+            let err = lib.snapshot(&src, cid("PS100001.1"), &opts(None)).unwrap_err();
             let ContentError::Source { path, .. } = &err else {
                 panic!("{what}: {err}")
             };
@@ -499,10 +446,7 @@ fn bad_sources_are_refused_with_the_path_and_record_nothing() {
                 "{what}: error names {}",
                 path.display()
             );
-            assert!(
-                lib.versions().unwrap().is_empty(),
-                "{what}: nothing recorded"
-            );
+            assert!(lib.versions().unwrap().is_empty(), "{what}: nothing recorded");
         }
         let missing = lib
             .snapshot(&dir.join("no-such-folder"), cid("PS100001.1"), &opts(None))
@@ -534,13 +478,7 @@ fn verify_names_exactly_the_damaged_chunks() {
         .iter()
         .map(|c| c.id)
         .collect();
-    let small = m
-        .entry("drivers/x64/f5.inf")
-        .unwrap()
-        .file()
-        .unwrap()
-        .chunks[0]
-        .id;
+    let small = m.entry("drivers/x64/f5.inf").unwrap().file().unwrap().chunks[0].id;
     let (flipped, deleted, truncated) = (image[1], image[3], small);
     let path = |d: &Digest| store.object_path(Kind::Chunk, &d.to_hex()).unwrap();
     pkgdist_testkit::damage::flip_byte(&path(&flipped)).unwrap();
@@ -560,11 +498,7 @@ fn verify_names_exactly_the_damaged_chunks() {
 
     for scope in [None, Some(cid("PS100001.1"))] {
         let report = lib.verify(scope).unwrap();
-        let mut found: Vec<(String, Fault)> = report
-            .problems
-            .iter()
-            .map(|p| (p.id.clone(), p.fault))
-            .collect();
+        let mut found: Vec<(String, Fault)> = report.problems.iter().map(|p| (p.id.clone(), p.fault)).collect();
         found.sort();
         let mut expected = vec![
             (flipped.to_hex(), Fault::Damaged),
@@ -589,10 +523,7 @@ fn verify_names_exactly_the_damaged_chunks() {
     let dest = dir.path().join("export");
     let err = lib.export(cid("PS100001.1"), &dest).unwrap_err();
     assert!(
-        matches!(
-            err,
-            ContentError::Damaged { .. } | ContentError::Missing { .. }
-        ),
+        matches!(err, ContentError::Damaged { .. } | ContentError::Missing { .. }),
         "{err}"
     );
     assert!(!dest.exists(), "no partial export left behind");
@@ -600,20 +531,10 @@ fn verify_names_exactly_the_damaged_chunks() {
         .unwrap()
         .map(|e| e.unwrap().file_name())
         .collect();
-    assert_eq!(
-        leftovers.len(),
-        2,
-        "only src and library remain: {leftovers:?}"
-    );
+    assert_eq!(leftovers.len(), 2, "only src and library remain: {leftovers:?}");
     let mut buf = Vec::new();
-    let read = std::io::Read::read_to_end(
-        &mut lib.read_file(&m, "image.wim", 0..(1 << 20)).unwrap(),
-        &mut buf,
-    );
-    assert!(
-        read.is_err(),
-        "a range over a damaged chunk is an error, not data"
-    );
+    let read = std::io::Read::read_to_end(&mut lib.read_file(&m, "image.wim", 0..(1 << 20)).unwrap(), &mut buf);
+    assert!(read.is_err(), "a range over a damaged chunk is an error, not data");
 }
 
 #[test]

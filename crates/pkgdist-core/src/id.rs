@@ -8,9 +8,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 /// Why a site code, PackageID or content ID was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum IdError {
-    #[error(
-        "invalid site code {0:?}: a site code is 3 characters, A-Z or 0-9, starting with a letter"
-    )]
+    #[error("invalid site code {0:?}: a site code is 3 characters, A-Z or 0-9, starting with a letter")]
     SiteCode(String),
     #[error(
         "invalid PackageID {0:?}: a PackageID is a 3-character site code followed by 5 uppercase hex digits, e.g. PS100001"
@@ -37,10 +35,8 @@ impl FromStr for SiteCode {
     type Err = IdError;
     fn from_str(s: &str) -> Result<Self, IdError> {
         let b = s.as_bytes();
-        let ok = b.len() == 3
-            && b[0].is_ascii_uppercase()
-            && b.iter()
-                .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit());
+        let ok =
+            b.len() == 3 && b[0].is_ascii_uppercase() && b.iter().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit());
         if !ok {
             return Err(IdError::SiteCode(s.to_owned()));
         }
@@ -84,10 +80,7 @@ impl FromStr for PackageId {
         }
         let site: SiteCode = s[..3].parse().map_err(|_| err())?;
         let hex = &s[3..];
-        if !hex
-            .bytes()
-            .all(|c| c.is_ascii_digit() || (b'A'..=b'F').contains(&c))
-        {
+        if !hex.bytes().all(|c| c.is_ascii_digit() || (b'A'..=b'F').contains(&c)) {
             return Err(err());
         }
         let serial = u32::from_str_radix(hex, 16).map_err(|_| err())?;

@@ -10,6 +10,4 @@ pub mod manifest;
 
 pub use digest::Digest;
 pub use id::{ContentId, IdError, PackageId, SiteCode};
-pub use manifest::{
-    ChunkParams, ChunkRef, Entry, EntryKind, FileData, Manifest, ManifestError, RelPath, Timestamp,
-};
+pub use manifest::{ChunkParams, ChunkRef, Entry, EntryKind, FileData, Manifest, ManifestError, RelPath, Timestamp};

@@ -47,9 +47,7 @@ pub enum ManifestError {
     Path { path: String, reason: &'static str },
     #[error("invalid chunking parameters: {0}")]
     ChunkParams(String),
-    #[error(
-        "manifest entries out of order or duplicated at {0:?}: entries must be sorted by path, each once"
-    )]
+    #[error("manifest entries out of order or duplicated at {0:?}: entries must be sorted by path, each once")]
     Order(String),
     #[error("manifest entry {path:?} has no parent directory entry")]
     MissingParent { path: String },
@@ -90,10 +88,7 @@ impl ChunkParams {
         let (min, avg, max) = (self.min_size, self.avg_size, self.max_size);
         let err = |m: String| Err(ManifestError::ChunkParams(m));
         if self.normalization > 3 {
-            return err(format!(
-                "normalization level {} (0 to 3)",
-                self.normalization
-            ));
+            return err(format!("normalization level {} (0 to 3)", self.normalization));
         }
         if !(64..=1_048_576).contains(&min) {
             return err(format!("min size {min} (64 B to 1 MiB)"));
@@ -105,9 +100,7 @@ impl ChunkParams {
             return err(format!("max size {max} (1 KiB to 16 MiB)"));
         }
         if !(min <= avg && avg <= max) {
-            return err(format!(
-                "sizes must satisfy min <= avg <= max, got {min}/{avg}/{max}"
-            ));
+            return err(format!("sizes must satisfy min <= avg <= max, got {min}/{avg}/{max}"));
         }
         if min % 2 != 0 || avg % 2 != 0 || max % 2 != 0 {
             return err(format!("sizes must be even, got {min}/{avg}/{max}"));
@@ -207,9 +200,7 @@ impl fmt::Debug for RelPath {
 }
 
 /// A modification time with nanosecond precision (seconds since the Unix epoch).
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize)]
 pub struct Timestamp {
     pub secs: i64,
     pub nanos: u32,
@@ -369,18 +360,13 @@ impl Manifest {
                         sum += u64::from(c.len);
                     }
                     if sum != f.size {
-                        return bad(format!(
-                            "chunk lengths add up to {sum}, file size is {}",
-                            f.size
-                        ));
+                        return bad(format!("chunk lengths add up to {sum}, file size is {}", f.size));
                     }
                 }
                 EntryKind::Symlink { target } => {
-                    check_symlink_target(&e.path, target).map_err(|reason| {
-                        ManifestError::Entry {
-                            path: p.to_owned(),
-                            reason: reason.into(),
-                        }
+                    check_symlink_target(&e.path, target).map_err(|reason| ManifestError::Entry {
+                        path: p.to_owned(),
+                        reason: reason.into(),
                     })?
                 }
             }
@@ -395,11 +381,7 @@ impl Manifest {
         out.extend_from_slice(MAGIC);
         out.push(ChunkParams::ALGORITHM_FASTCDC_2020);
         out.push(self.chunker.normalization);
-        for v in [
-            self.chunker.min_size,
-            self.chunker.avg_size,
-            self.chunker.max_size,
-        ] {
+        for v in [self.chunker.min_size, self.chunker.avg_size, self.chunker.max_size] {
             out.extend_from_slice(&v.to_le_bytes());
         }
         put_u32(&mut out, self.entries.len());
@@ -473,9 +455,7 @@ impl Manifest {
                     }
                     EntryKind::File(FileData { size, hash, chunks })
                 }
-                2 => EntryKind::Symlink {
-                    target: r.string()?,
-                },
+                2 => EntryKind::Symlink { target: r.string()? },
                 _ => return Err(ManifestError::Malformed("unknown entry kind")),
             };
             entries.push(Entry {
@@ -486,9 +466,7 @@ impl Manifest {
             });
         }
         if !r.buf.is_empty() {
-            return Err(ManifestError::Malformed(
-                "trailing bytes after the last entry",
-            ));
+            return Err(ManifestError::Malformed("trailing bytes after the last entry"));
         }
         let m = Self { chunker, entries };
         m.check()?;
@@ -569,8 +547,7 @@ impl<'a> Reader<'a> {
     fn string(&mut self) -> Result<String, ManifestError> {
         let len = u16::from_le_bytes(self.array()?);
         let bytes = self.take(usize::from(len))?;
-        String::from_utf8(bytes.to_vec())
-            .map_err(|_| ManifestError::Malformed("a string is not UTF-8"))
+        String::from_utf8(bytes.to_vec()).map_err(|_| ManifestError::Malformed("a string is not UTF-8"))
     }
 }
 

@@ -58,8 +58,8 @@ impl Rng {
 }
 
 const WORDS: &[&str] = &[
-    "driver", "package", "setup", "install", "windows", "system32", "config", "update", "x64",
-    "resource", "manifest", "version", "the", "of", "and", "registry", "service", "\r\n", "=", "1",
+    "driver", "package", "setup", "install", "windows", "system32", "config", "update", "x64", "resource", "manifest",
+    "version", "the", "of", "and", "registry", "service", "\r\n", "=", "1",
 ];
 
 /// Fills `buf` with text-like bytes that zstd compresses about 4:1.

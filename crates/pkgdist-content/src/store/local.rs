@@ -109,8 +109,7 @@ impl Store for LocalStore {
         let seq = self.seq.fetch_add(1, Ordering::Relaxed);
         let tmp = self.tmp.join(format!("{}-{seq}", std::process::id()));
         let mut f = File::create(&tmp).map_err(|e| StoreError::io(tmp.display(), e))?;
-        f.write_all(data)
-            .map_err(|e| StoreError::io(tmp.display(), e))?;
+        f.write_all(data).map_err(|e| StoreError::io(tmp.display(), e))?;
         self.pending().files.push((tmp, dest));
         Ok(())
     }
@@ -118,15 +117,11 @@ impl Store for LocalStore {
     fn flush(&self) -> Result<(), StoreError> {
         let (files, mut dirs) = {
             let mut p = self.pending();
-            (
-                std::mem::take(&mut p.files),
-                std::mem::take(&mut p.dirty_dirs),
-            )
+            (std::mem::take(&mut p.files), std::mem::take(&mut p.dirty_dirs))
         };
         if !files.is_empty() {
             // One barrier for the data of every staged file.
-            rustix::fs::syncfs(&self.lock)
-                .map_err(|e| StoreError::io(self.tmp.display(), e.into()))?;
+            rustix::fs::syncfs(&self.lock).map_err(|e| StoreError::io(self.tmp.display(), e.into()))?;
         }
         for (tmp, dest) in &files {
             let Some(dir) = dest.parent() else { continue };
@@ -231,12 +226,7 @@ impl Store for LocalStore {
     }
 
     fn clean_staging(&self) -> Result<u64, StoreError> {
-        let staged: BTreeSet<PathBuf> = self
-            .pending()
-            .files
-            .iter()
-            .map(|(t, _)| t.clone())
-            .collect();
+        let staged: BTreeSet<PathBuf> = self.pending().files.iter().map(|(t, _)| t.clone()).collect();
         let mut n = 0;
         let entries = fs::read_dir(&self.tmp).map_err(|e| StoreError::io(self.tmp.display(), e))?;
         for e in entries {

@@ -78,9 +78,6 @@ impl Store for MemoryStore {
 
     fn size(&self, kind: Kind, name: &str) -> Result<Option<u64>, StoreError> {
         check_name(name)?;
-        Ok(self
-            .visible()
-            .get(&(kind, name.to_owned()))
-            .map(|v| v.len() as u64))
+        Ok(self.visible().get(&(kind, name.to_owned())).map(|v| v.len() as u64))
     }
 }

@@ -62,10 +62,7 @@ impl fmt::Display for Kind {
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("I/O error on {path}: {source}")]
-    Io {
-        path: String,
-        source: std::io::Error,
-    },
+    Io { path: String, source: std::io::Error },
     #[error("invalid object name {0:?} (only letters, digits and '.' are allowed)")]
     BadName(String),
     #[error(

@@ -13,10 +13,7 @@ fn name() -> impl Strategy<Value = String> {
 
 fn file_data(max: u32) -> impl Strategy<Value = FileData> {
     (digest(), prop::collection::vec((digest(), 1..=max), 0..5)).prop_map(|(hash, chunks)| {
-        let chunks: Vec<ChunkRef> = chunks
-            .into_iter()
-            .map(|(id, len)| ChunkRef { id, len })
-            .collect();
+        let chunks: Vec<ChunkRef> = chunks.into_iter().map(|(id, len)| ChunkRef { id, len }).collect();
         FileData {
             size: chunks.iter().map(|c| u64::from(c.len)).sum(),
             hash,
@@ -174,15 +171,10 @@ fn paths_are_normalized() {
 fn refuses_missing_parent_and_duplicates() {
     let err = Manifest::new(ChunkParams::DEFAULT, vec![file("a/b", &[1])]).unwrap_err();
     assert_eq!(err, ManifestError::MissingParent { path: "a/b".into() });
-    let err =
-        Manifest::new(ChunkParams::DEFAULT, vec![file("a", &[1]), file("a", &[2])]).unwrap_err();
+    let err = Manifest::new(ChunkParams::DEFAULT, vec![file("a", &[1]), file("a", &[2])]).unwrap_err();
     assert!(matches!(err, ManifestError::Order(_)));
     // A file is not a directory.
-    let err = Manifest::new(
-        ChunkParams::DEFAULT,
-        vec![file("a", &[1]), file("a/b", &[1])],
-    )
-    .unwrap_err();
+    let err = Manifest::new(ChunkParams::DEFAULT, vec![file("a", &[1]), file("a/b", &[1])]).unwrap_err();
     assert!(matches!(err, ManifestError::MissingParent { .. }));
 }
 
@@ -220,10 +212,7 @@ fn lookup_and_children() {
     )
     .unwrap();
     assert_eq!(
-        m.entries()
-            .iter()
-            .map(|e| e.path.as_str())
-            .collect::<Vec<_>>(),
+        m.entries().iter().map(|e| e.path.as_str()).collect::<Vec<_>>(),
         ["a", "a.txt", "a/b"]
     );
     assert_eq!(m.entry("a/b").unwrap().file().unwrap().size, 3);
