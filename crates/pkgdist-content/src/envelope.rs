@@ -33,9 +33,14 @@ impl fmt::Display for Undecodable {
     }
 }
 
-/// A reusable compressor; keep one per thread.
+/// A reusable compressor with its own buffers; keep one per thread. Reusing them keeps the
+/// ingest path free of per-chunk allocations (fresh pages cost a page fault per 4 KiB).
 pub struct Packer {
     zstd: Option<zstd::bulk::Compressor<'static>>,
+    /// The envelope handed out by [`Packer::pack`].
+    out: Vec<u8>,
+    /// Compressor output.
+    scratch: Vec<u8>,
 }
 
 impl fmt::Debug for Packer {
@@ -55,43 +60,52 @@ impl Packer {
         // If zstd cannot allocate a context we simply store raw.
         Self {
             zstd: zstd::bulk::Compressor::new(LEVEL).ok(),
+            out: Vec::new(),
+            scratch: Vec::new(),
         }
     }
 
-    /// Packs `data` into an envelope, compressed when that saves at least ~5%.
-    pub fn pack(&mut self, data: &[u8]) -> Vec<u8> {
-        if let Some(z) = self.zstd.as_mut()
-            && worth_trying(z, data)
-            && let Ok(compressed) = z.compress(data)
-            && compressed.len() < data.len() - data.len() / 20
-        {
-            return envelope(ZSTD, data.len(), &compressed);
+    /// Packs `data` into an envelope, compressed when that saves at least ~5%. The result
+    /// borrows the packer's buffer until the next call.
+    pub fn pack(&mut self, data: &[u8]) -> &[u8] {
+        let compressed = self.compress(data);
+        self.out.clear();
+        self.out.push(if compressed.is_some() { ZSTD } else { RAW });
+        // Callers never pack more than MAX_LEN; saturating keeps a bad call detectable on unpack.
+        self.out
+            .extend_from_slice(&u32::try_from(data.len()).unwrap_or(u32::MAX).to_le_bytes());
+        match compressed {
+            Some(n) => self.out.extend_from_slice(&self.scratch[..n]),
+            None => self.out.extend_from_slice(data),
         }
-        envelope(RAW, data.len(), data)
+        &self.out
     }
-}
 
-fn worth_trying(z: &mut zstd::bulk::Compressor<'static>, data: &[u8]) -> bool {
-    if data.len() < 64 {
-        return false;
+    /// Compresses into `scratch` when a sample says it pays; the compressed length if it
+    /// saved at least a twentieth.
+    fn compress(&mut self, data: &[u8]) -> Option<usize> {
+        let z = self.zstd.as_mut()?;
+        if data.len() < 64 {
+            return None;
+        }
+        let bound = zstd::zstd_safe::compress_bound(data.len());
+        if self.scratch.capacity() < bound {
+            self.scratch.reserve(bound - self.scratch.len());
+        }
+        if data.len() > 2 * SAMPLE {
+            let start = data.len() / 2 - SAMPLE / 2;
+            self.scratch.clear();
+            let n = z
+                .compress_to_buffer(&data[start..start + SAMPLE], &mut self.scratch)
+                .ok()?;
+            if n >= SAMPLE - SAMPLE / 10 {
+                return None;
+            }
+        }
+        self.scratch.clear();
+        let n = z.compress_to_buffer(data, &mut self.scratch).ok()?;
+        (n < data.len() - data.len() / 20).then_some(n)
     }
-    if data.len() <= 2 * SAMPLE {
-        return true;
-    }
-    let start = data.len() / 2 - SAMPLE / 2;
-    match z.compress(&data[start..start + SAMPLE]) {
-        Ok(c) => c.len() < SAMPLE - SAMPLE / 10,
-        Err(_) => false,
-    }
-}
-
-fn envelope(codec: u8, len: usize, payload: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(HEADER + payload.len());
-    out.push(codec);
-    // Callers never pack more than MAX_LEN; saturating keeps a bad call detectable on unpack.
-    out.extend_from_slice(&u32::try_from(len).unwrap_or(u32::MAX).to_le_bytes());
-    out.extend_from_slice(payload);
-    out
 }
 
 /// Unpacks an envelope. The caller still checks the hash: this only undoes the encoding.
@@ -124,7 +138,7 @@ mod tests {
     fn compressible_data_is_compressed_and_random_is_not() {
         let mut p = Packer::new();
         let text = b"pkgdist content ".repeat(4096);
-        let packed = p.pack(&text);
+        let packed = p.pack(&text).to_vec();
         assert_eq!(packed[0], ZSTD);
         assert!(packed.len() < text.len() / 10);
         assert_eq!(unpack(&packed).unwrap(), text);
@@ -138,7 +152,7 @@ mod tests {
                 x as u8
             })
             .collect();
-        let packed = p.pack(&random);
+        let packed = p.pack(&random).to_vec();
         assert_eq!(packed[0], RAW);
         assert_eq!(unpack(&packed).unwrap(), random);
     }
@@ -147,13 +161,13 @@ mod tests {
     fn damage_is_detected_not_panicked() {
         let mut p = Packer::new();
         let text = b"abcdefgh".repeat(10_000);
-        let packed = p.pack(&text);
+        let packed = p.pack(&text).to_vec();
         assert!(unpack(&packed[..packed.len() - 3]).is_err());
         assert!(unpack(&packed[..3]).is_err());
         let mut bad = packed.clone();
         bad[0] = 7;
         assert!(unpack(&bad).is_err());
-        let raw = p.pack(b"xy");
+        let raw = p.pack(b"xy").to_vec();
         assert!(unpack(&raw[..raw.len() - 1]).is_err());
     }
 }

@@ -107,7 +107,7 @@ impl Library {
             });
         }
         let _w = self.writer();
-        self.store.put(Kind::Chunk, &id.to_hex(), &packer.pack(data))?;
+        self.store.put(Kind::Chunk, &id.to_hex(), packer.pack(data))?;
         Ok(())
     }
 
@@ -208,7 +208,7 @@ impl Library {
         }
         if !self.store.contains(Kind::Manifest, &id.to_hex())? {
             self.store
-                .put(Kind::Manifest, &id.to_hex(), &Packer::new().pack(&bytes))?;
+                .put(Kind::Manifest, &id.to_hex(), Packer::new().pack(&bytes))?;
             self.store.flush()?;
         }
         let rec = serde_json::to_vec(&RefRecord { manifest: id }).map_err(|e| ContentError::io("ref", e.into()))?;

@@ -147,6 +147,7 @@ impl Library {
             staged_bytes: AtomicU64::new(0),
             abort: AtomicBool::new(false),
             error: Mutex::new(None),
+            pool: Mutex::new(Vec::new()),
             chunks_new: AtomicU64::new(0),
             bytes_new: AtomicU64::new(0),
             bytes_stored: AtomicU64::new(0),
@@ -234,6 +235,8 @@ struct Shared<'a> {
     staged_bytes: AtomicU64,
     abort: AtomicBool,
     error: Mutex<Option<ContentError>>,
+    /// Chunk buffers handed back by the writers for reuse: at most IN_FLIGHT + WRITERS exist.
+    pool: Mutex<Vec<Vec<u8>>>,
     chunks_new: AtomicU64,
     bytes_new: AtomicU64,
     bytes_stored: AtomicU64,
@@ -261,14 +264,16 @@ impl Shared<'_> {
                 continue;
             }
             let packed = packer.pack(&data);
-            if let Err(e) = self.store.put(Kind::Chunk, &id.to_hex(), &packed) {
+            let stored = packed.len() as u64;
+            if let Err(e) = self.store.put(Kind::Chunk, &id.to_hex(), packed) {
                 self.fail(e.into());
                 continue;
             }
             self.chunks_new.fetch_add(1, Ordering::Relaxed);
             self.bytes_new.fetch_add(data.len() as u64, Ordering::Relaxed);
-            self.bytes_stored.fetch_add(packed.len() as u64, Ordering::Relaxed);
-            let staged = self.staged_bytes.fetch_add(packed.len() as u64, Ordering::Relaxed) + packed.len() as u64;
+            self.bytes_stored.fetch_add(stored, Ordering::Relaxed);
+            self.pool.lock().unwrap_or_else(PoisonError::into_inner).push(data);
+            let staged = self.staged_bytes.fetch_add(stored, Ordering::Relaxed) + stored;
             // Whoever crosses the threshold (and wins the swap) flushes for everyone.
             if staged >= self.flush_bytes
                 && self.staged_bytes.swap(0, Ordering::Relaxed) >= self.flush_bytes
@@ -403,7 +408,16 @@ impl Reader<'_, '_> {
             chunks.push(ChunkRef { id, len });
             if !self.staged.contains(&id) && !self.shared.store.contains(Kind::Chunk, &id.to_hex())? {
                 self.staged.insert(id);
-                let sent = self.tx.as_ref().map(|tx| tx.send((id, chunk.to_vec())));
+                let mut buf = self
+                    .shared
+                    .pool
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .pop()
+                    .unwrap_or_default();
+                buf.clear();
+                buf.extend_from_slice(chunk);
+                let sent = self.tx.as_ref().map(|tx| tx.send((id, buf)));
                 if !matches!(sent, Some(Ok(()))) {
                     break;
                 }

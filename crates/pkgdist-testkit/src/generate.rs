@@ -81,6 +81,9 @@ fn fill_text(rng: &mut Rng, buf: &mut [u8]) {
 /// (already-compressed payloads), a quarter text-like, the rest zeros or a repeated block.
 pub fn write_image(path: &Path, seed: u64, size: u64) -> io::Result<()> {
     let mut rng = Rng::new(seed);
+    if let Some(parent) = path.parent() {
+        fs::create_dir_all(parent)?;
+    }
     let mut out = BufWriter::with_capacity(1 << 20, File::create(path)?);
     let mut block = vec![0u8; 1 << 20];
     let repeated = rng.bytes(1 << 20);

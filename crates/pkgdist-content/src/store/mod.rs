@@ -4,10 +4,12 @@
 //! manifests; the library above it decides names and contents. Two implementations live here:
 //! [`LocalStore`] (the default, on a local file system) and [`MemoryStore`] (for tests).
 //!
-//! The contract that makes crash safety possible: [`Store::put`] only *stages* an object; it
-//! becomes visible and durable at the next [`Store::flush`]. Objects staged together become
-//! visible in no particular order, so a caller that needs "A is durable before B is visible"
-//! flushes between them (the library flushes chunks, then the manifest, then the ref).
+//! The contract that makes crash safety possible: an object is never visible partially, and
+//! [`Store::put`] only *stages* it: it becomes visible and durable no later than the next
+//! [`Store::flush`] (the local store makes it visible exactly then; an object store whose PUTs
+//! are atomic and durable may do so at once). Objects staged together become visible in no
+//! particular order, so a caller that needs "A is durable before B is visible" flushes between
+//! them (the library flushes chunks, then the manifest, then the ref).
 
 mod local;
 mod memory;
@@ -95,7 +97,8 @@ pub(crate) fn check_name(name: &str) -> Result<(), StoreError> {
 
 /// A place to keep library objects. Implementations must be safe to share between threads.
 pub trait Store: Send + Sync + fmt::Debug {
-    /// Stages `data` under (`kind`, `name`), replacing any object of that name at the next flush.
+    /// Stages `data` under (`kind`, `name`), replacing any object of that name no later than
+    /// the next flush.
     fn put(&self, kind: Kind, name: &str, data: &[u8]) -> Result<(), StoreError>;
 
     /// Makes everything staged so far durable and visible.
