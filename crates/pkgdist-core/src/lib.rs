@@ -7,6 +7,7 @@
 pub mod digest;
 pub mod id;
 pub mod manifest;
+pub mod odata;
 
 pub use digest::Digest;
 pub use id::{ContentId, IdError, PackageId, SiteCode};
