@@ -108,6 +108,12 @@ impl Packer {
     }
 }
 
+/// The uncompressed length an envelope's header claims, if it has a header.
+pub fn declared_len(stored: &[u8]) -> Option<usize> {
+    let h = stored.get(..HEADER)?;
+    Some(u32::from_le_bytes([h[1], h[2], h[3], h[4]]) as usize)
+}
+
 /// Unpacks an envelope. The caller still checks the hash: this only undoes the encoding.
 pub fn unpack(stored: &[u8]) -> Result<Vec<u8>, Undecodable> {
     if stored.len() < HEADER {

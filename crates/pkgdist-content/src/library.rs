@@ -28,6 +28,8 @@ pub struct Library {
     pub(crate) params: ChunkParams,
     /// Staged bytes after which a snapshot flushes, bounding dirty data and lost work on a crash.
     pub(crate) flush_bytes: u64,
+    /// How recently a file may have changed and still get a quick-check stamp; see snapshot.
+    pub(crate) racy_margin: std::time::Duration,
     /// Writers hold it shared; garbage collection holds it exclusively. Across processes the
     /// store's own lock does the same.
     gc_guard: RwLock<()>,
@@ -39,6 +41,7 @@ impl Library {
             store,
             params: ChunkParams::DEFAULT,
             flush_bytes: 256 << 20,
+            racy_margin: std::time::Duration::from_secs(2),
             gc_guard: RwLock::new(()),
         }
     }
@@ -66,6 +69,13 @@ impl Library {
 
     pub fn with_flush_bytes(mut self, bytes: u64) -> Self {
         self.flush_bytes = bytes.max(1);
+        self
+    }
+
+    /// Files changed less than `margin` before they are read are not trusted by the next quick
+    /// check (default 2 s, the coarsest common timestamp granularity). Tests set it to zero.
+    pub fn with_racy_margin(mut self, margin: std::time::Duration) -> Self {
+        self.racy_margin = margin;
         self
     }
 
@@ -191,10 +201,26 @@ impl Library {
     }
 
     /// Records `content` as `manifest`, once every chunk it needs is present. Recording the same
-    /// manifest again is a no-op; a different one is refused, because versions never change.
+    /// manifest again is a no-op; a different one is refused, because versions never change —
+    /// also when two writers race for the same content ID (the ref is created exactly once).
     pub fn commit(&self, content: ContentId, manifest: &Manifest) -> Result<Digest> {
         let _w = self.writer();
+        self.commit_locked(content, manifest)
+    }
+
+    /// [`Library::commit`] for callers that already hold the writer lock (taking a std
+    /// `RwLock` read guard twice can deadlock against a waiting gc).
+    pub(crate) fn commit_locked(&self, content: ContentId, manifest: &Manifest) -> Result<Digest> {
         let bytes = manifest.encode();
+        if bytes.len() > envelope::MAX_LEN {
+            return Err(ContentError::source(
+                format!("{content}"),
+                format!(
+                    "its manifest would be {} bytes, over the 1 GiB limit; split the package",
+                    bytes.len()
+                ),
+            ));
+        }
         let id = Digest::of(&bytes);
         match self.manifest_id(content)? {
             Some(existing) if existing == id => return Ok(id),
@@ -209,11 +235,17 @@ impl Library {
         if !self.store.contains(Kind::Manifest, &id.to_hex())? {
             self.store
                 .put(Kind::Manifest, &id.to_hex(), Packer::new().pack(&bytes))?;
-            self.store.flush()?;
         }
-        let rec = serde_json::to_vec(&RefRecord { manifest: id }).map_err(|e| ContentError::io("ref", e.into()))?;
-        self.store.put(Kind::Ref, &content.to_string(), &rec)?;
+        // Makes the manifest, and any chunk staged by anyone, durable before the ref exists.
         self.store.flush()?;
+        let rec = serde_json::to_vec(&RefRecord { manifest: id }).map_err(|e| ContentError::io("ref", e.into()))?;
+        if !self.store.put_new(Kind::Ref, &content.to_string(), &rec)? {
+            // Someone else recorded this content ID in the meantime.
+            return match self.manifest_id(content)? {
+                Some(existing) if existing == id => Ok(id),
+                _ => Err(ContentError::VersionExists(content)),
+            };
+        }
         tracing::info!(%content, manifest = %id, "recorded content version");
         Ok(id)
     }
@@ -242,12 +274,22 @@ pub(crate) fn read_chunk(store: &dyn Store, chunk: &ChunkRef) -> Result<Vec<u8>>
 
 /// Unpacks a stored chunk and checks its hash and length.
 pub(crate) fn check_chunk(stored: &[u8], chunk: &ChunkRef) -> std::result::Result<Vec<u8>, String> {
-    let data = envelope::unpack(stored).map_err(|e| e.to_string())?;
-    if Digest::of(&data) != chunk.id {
-        return Err("content does not match its hash".into());
+    check_object(stored, &chunk.id, Some(chunk.len as usize))
+}
+
+/// Unpacks a stored object and checks it hashes to `id` (and, when known, its length first: a
+/// damaged header must not make us decompress, and allocate, more than the object can be).
+pub(crate) fn check_object(stored: &[u8], id: &Digest, len: Option<usize>) -> std::result::Result<Vec<u8>, String> {
+    if let Some(len) = len
+        && envelope::declared_len(stored) != Some(len)
+    {
+        return Err(format!(
+            "its header does not give the length {len} the manifest records"
+        ));
     }
-    if data.len() != chunk.len as usize {
-        return Err(format!("length {} where the manifest says {}", data.len(), chunk.len));
+    let data = envelope::unpack(stored).map_err(|e| e.to_string())?;
+    if Digest::of(&data) != *id {
+        return Err("content does not match its hash".into());
     }
     Ok(data)
 }

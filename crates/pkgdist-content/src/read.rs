@@ -38,7 +38,8 @@ impl FileReader {
         self.end - self.pos
     }
 
-    fn chunk_at(&mut self, pos: u64) -> io::Result<(usize, &[u8])> {
+    /// The verified chunk holding `pos`, and the file offset where it starts.
+    fn chunk_at(&mut self, pos: u64) -> io::Result<(u64, &[u8])> {
         // The last chunk starting at or before `pos`.
         let i = self.starts.partition_point(|&s| s <= pos).saturating_sub(1);
         if self.current.as_ref().map(|(j, _)| *j) != Some(i) {
@@ -46,7 +47,7 @@ impl FileReader {
             self.current = Some((i, data));
         }
         match &self.current {
-            Some((_, data)) => Ok((i, data)),
+            Some((_, data)) => Ok((self.starts[i], data)),
             None => Err(io::Error::other("chunk cache empty")),
         }
     }
@@ -59,8 +60,7 @@ impl Read for FileReader {
         }
         let pos = self.pos;
         let end = self.end;
-        let chunk_start = self.starts[self.starts.partition_point(|&s| s <= pos).saturating_sub(1)];
-        let (_, data) = self.chunk_at(pos)?;
+        let (chunk_start, data) = self.chunk_at(pos)?;
         let start_in_chunk = (pos - chunk_start) as usize;
         let avail = (data.len() - start_in_chunk).min((end - pos) as usize).min(buf.len());
         buf[..avail].copy_from_slice(&data[start_in_chunk..start_in_chunk + avail]);
@@ -131,17 +131,21 @@ impl Library {
         let staging = parent.join(format!(".{name}.pkgdist-export-{}", std::process::id()));
         let _ = fs::remove_dir_all(&staging);
         fs::create_dir(&staging).map_err(|e| ContentError::io(staging.display(), e))?;
-        match self.export_into(&manifest, &staging) {
-            Ok(stats) => {
-                fs::rename(&staging, dest).map_err(|e| ContentError::io(dest.display(), e))?;
-                Ok(stats)
-            }
-            Err(e) => {
-                make_writable(&staging);
-                let _ = fs::remove_dir_all(&staging);
-                Err(e)
-            }
+        let result = self.export_into(&manifest, &staging).and_then(|stats| {
+            // Everything written reaches the disk before the export appears under its name.
+            let dir = File::open(&staging).map_err(|e| ContentError::io(staging.display(), e))?;
+            rustix::fs::syncfs(&dir).map_err(|e| ContentError::io(staging.display(), e.into()))?;
+            fs::rename(&staging, dest).map_err(|e| ContentError::io(dest.display(), e))?;
+            File::open(&parent)
+                .and_then(|d| d.sync_all())
+                .map_err(|e| ContentError::io(parent.display(), e))?;
+            Ok(stats)
+        });
+        if result.is_err() && staging.exists() {
+            make_writable(&staging);
+            let _ = fs::remove_dir_all(&staging);
         }
+        result
     }
 
     fn export_into(&self, manifest: &Manifest, root: &Path) -> Result<ExportStats> {
@@ -159,8 +163,7 @@ impl Library {
                     stats.symlinks += 1;
                 }
                 EntryKind::File(f) => {
-                    self.write_file(f, &path, e.path.as_str())?;
-                    let file = File::options().write(true).open(&path).map_err(io_err)?;
+                    let file = self.write_file(f, &path, e.path.as_str())?;
                     file.set_permissions(fs::Permissions::from_mode(e.mode & EXPORT_MODE_MASK))
                         .map_err(io_err)?;
                     file.set_modified(system_time(e.mtime)).map_err(io_err)?;
@@ -184,8 +187,14 @@ impl Library {
         Ok(stats)
     }
 
-    fn write_file(&self, f: &FileData, path: &Path, rel: &str) -> Result<()> {
-        let mut out = File::create(path).map_err(|e| ContentError::io(path.display(), e))?;
+    /// Writes one file and returns its open handle. `create_new` never follows or reuses an
+    /// existing name (a link planted earlier, or a case-insensitive clash).
+    fn write_file(&self, f: &FileData, path: &Path, rel: &str) -> Result<File> {
+        let mut out = File::options()
+            .write(true)
+            .create_new(true)
+            .open(path)
+            .map_err(|e| ContentError::io(path.display(), e))?;
         let mut reader = self.reader_for(f, 0..f.size);
         let mut hasher = blake3::Hasher::new();
         let mut buf = vec![0u8; 1 << 20];
@@ -212,7 +221,7 @@ impl Library {
                 reason: "its bytes do not match the file hash in the manifest".into(),
             });
         }
-        Ok(())
+        Ok(out)
     }
 }
 

@@ -6,8 +6,12 @@
 //! hashes (about 1 GB/s on one core); writer threads compress and stage the chunks the library
 //! does not have yet. A bounded channel keeps memory flat whatever the package size.
 //!
-//! Quick check: files whose size, mtime and inode match the stamps of the previous version are
-//! not read again; their chunk lists are reused (after checking the chunks are still present).
+//! Quick check: files whose size, mtime, ctime, inode and device match the stamps of the
+//! previous version are not read again; their chunk lists are reused (after checking the chunks
+//! are still present). ctime catches writes that restore the mtime (`cp -p`, `touch -r`).
+//! A file changed within the library's racy margin (2 s by default, enough for FAT and NFS
+//! timestamp granularity) of being read gets no stamp: a later write in the same timestamp tick
+//! would not move its times, so it is read again next time.
 
 use std::collections::{BTreeMap, HashSet};
 use std::fs::{self, File};
@@ -33,9 +37,6 @@ const WRITERS: usize = 2;
 /// Chunks in flight between the reader and the writers (at most 64 × 256 KiB = 16 MiB).
 const IN_FLIGHT: usize = 64;
 const READ_BUFFER: usize = 4 << 20;
-/// A file modified this close to when it was read may change again within the file system's
-/// timestamp granularity without its mtime moving; such files get no stamp and are read again.
-const RACY_MARGIN: Duration = Duration::from_millis(100);
 
 /// Receives progress while a snapshot runs (the CLI draws a bar with it).
 pub trait Progress: Sync {
@@ -95,9 +96,18 @@ pub struct SnapshotOutcome {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 struct Stamp {
     size: u64,
-    secs: i64,
-    nanos: u32,
+    mtime: Timestamp,
+    ctime: Timestamp,
     ino: u64,
+    dev: u64,
+}
+
+/// The stamps of one version, tied to the manifest they were taken for: stamps that do not
+/// belong to the version's manifest are never trusted.
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct Stamps {
+    manifest: Option<Digest>,
+    files: BTreeMap<String, Stamp>,
 }
 
 /// One thing found by the walk.
@@ -144,6 +154,7 @@ impl Library {
         let shared = Shared {
             store: self.store.as_ref(),
             flush_bytes: self.flush_bytes,
+            racy_margin: self.racy_margin,
             staged_bytes: AtomicU64::new(0),
             abort: AtomicBool::new(false),
             error: Mutex::new(None),
@@ -193,7 +204,11 @@ impl Library {
                 None => false,
             },
         };
-        let manifest_id = self.commit(target, &manifest)?;
+        let manifest_id = self.commit_locked(target, &manifest)?;
+        let stamps = Stamps {
+            manifest: Some(manifest_id),
+            files: stamps,
+        };
         let stamp_bytes = serde_json::to_vec(&stamps).map_err(|e| ContentError::io("stamps", e.into()))?;
         self.store.put(Kind::Stamps, &target.to_string(), &stamp_bytes)?;
         self.store.flush()?;
@@ -215,16 +230,21 @@ impl Library {
     /// The previous version's manifest and stamps, if both are readable. A damaged or missing
     /// stamp file only costs the quick check, never correctness.
     fn quick_check_base(&self, prev: ContentId) -> Result<Option<(Manifest, BTreeMap<String, Stamp>)>> {
-        let Some(_) = self.manifest_id(prev)? else {
+        let Some(id) = self.manifest_id(prev)? else {
             return Ok(None);
         };
-        let manifest = self.manifest(prev)?;
-        let stamps = self
+        let manifest = self.load_manifest(&id)?;
+        let stamps: Stamps = self
             .store
             .get(Kind::Stamps, &prev.to_string())?
             .and_then(|b| serde_json::from_slice(&b).ok())
             .unwrap_or_default();
-        Ok(Some((manifest, stamps)))
+        let files = if stamps.manifest == Some(id) {
+            stamps.files
+        } else {
+            BTreeMap::new()
+        };
+        Ok(Some((manifest, files)))
     }
 }
 
@@ -232,6 +252,7 @@ impl Library {
 struct Shared<'a> {
     store: &'a dyn Store,
     flush_bytes: u64,
+    racy_margin: Duration,
     staged_bytes: AtomicU64,
     abort: AtomicBool,
     error: Mutex<Option<ContentError>>,
@@ -256,6 +277,7 @@ impl Shared<'_> {
     /// Compresses and stages chunks until the channel closes. After a failure it keeps draining
     /// so the reader never blocks on a full channel.
     fn write_loop(&self, rx: &Mutex<Receiver<(Digest, Vec<u8>)>>) {
+        let _drain = DrainOnPanic { shared: self, rx };
         let mut packer = Packer::new();
         loop {
             let next = rx.lock().unwrap_or_else(PoisonError::into_inner).recv();
@@ -281,6 +303,26 @@ impl Shared<'_> {
             {
                 self.fail(e.into());
             }
+        }
+    }
+}
+
+/// If a writer panics, the reader must not block forever on a full channel: stop everything
+/// and keep draining.
+struct DrainOnPanic<'s, 'a> {
+    shared: &'s Shared<'a>,
+    rx: &'s Mutex<Receiver<(Digest, Vec<u8>)>>,
+}
+
+impl Drop for DrainOnPanic<'_, '_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.shared.fail(ContentError::io(
+                "snapshot writer",
+                std::io::Error::other("writer thread panicked"),
+            ));
+            let rx = self.rx.lock().unwrap_or_else(PoisonError::into_inner);
+            while rx.recv().is_ok() {}
         }
     }
 }
@@ -337,7 +379,7 @@ impl Reader<'_, '_> {
                             let started = SystemTime::now();
                             let d = self.read_file(s, stamp)?;
                             stats.bytes_read += d.size;
-                            if !is_racy(s.mtime, started) {
+                            if !is_racy(stamp, started, self.shared.racy_margin) {
                                 stamps.insert(s.path.to_string(), *stamp);
                             }
                             d
@@ -444,21 +486,31 @@ impl Reader<'_, '_> {
     }
 }
 
-fn is_racy(mtime: Timestamp, read_started: SystemTime) -> bool {
+/// Whether the file changed so close to when it was read that a further write could leave
+/// its times unchanged.
+fn is_racy(stamp: &Stamp, read_started: SystemTime, margin: Duration) -> bool {
     let Ok(started) = read_started.duration_since(UNIX_EPOCH) else {
         return true;
     };
     let started_ns = i128::from(started.as_secs()) * 1_000_000_000 + i128::from(started.subsec_nanos());
-    let mtime_ns = i128::from(mtime.secs) * 1_000_000_000 + i128::from(mtime.nanos);
-    mtime_ns + RACY_MARGIN.as_nanos() as i128 >= started_ns
+    let ns = |t: Timestamp| i128::from(t.secs) * 1_000_000_000 + i128::from(t.nanos);
+    ns(stamp.mtime.max(stamp.ctime)) + margin.as_nanos() as i128 >= started_ns
+}
+
+fn timestamp(secs: i64, nanos: i64) -> Timestamp {
+    Timestamp {
+        secs,
+        nanos: nanos.clamp(0, 999_999_999) as u32,
+    }
 }
 
 fn stamp_of(m: &fs::Metadata) -> Stamp {
     Stamp {
         size: m.len(),
-        secs: m.mtime(),
-        nanos: m.mtime_nsec().clamp(0, 999_999_999) as u32,
+        mtime: timestamp(m.mtime(), m.mtime_nsec()),
+        ctime: timestamp(m.ctime(), m.ctime_nsec()),
         ino: m.ino(),
+        dev: m.dev(),
     }
 }
 
@@ -487,10 +539,7 @@ fn scan(source: &Path) -> Result<Vec<Scanned>> {
         let m = item
             .metadata()
             .map_err(|e| ContentError::source(&abs, format!("cannot be read ({e})")))?;
-        let mtime = Timestamp {
-            secs: m.mtime(),
-            nanos: m.mtime_nsec().clamp(0, 999_999_999) as u32,
-        };
+        let mtime = timestamp(m.mtime(), m.mtime_nsec());
         let mode = m.permissions().mode() & 0o7777;
         let ft = item.file_type();
         let what = if ft.is_dir() {

@@ -6,9 +6,8 @@ use std::collections::{BTreeMap, HashSet};
 use pkgdist_core::{ContentId, Digest, Manifest};
 use serde::Serialize;
 
-use crate::envelope;
 use crate::error::{ContentError, Result};
-use crate::library::{Library, check_chunk};
+use crate::library::{Library, check_chunk, check_object};
 use crate::store::Kind;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -100,14 +99,18 @@ impl Library {
                 }
                 report.chunks_checked += 1;
                 report.bytes_checked += u64::from(c.len);
-                match self.store.get(Kind::Chunk, &c.id.to_hex())? {
-                    None => {
+                // A read error (a bad sector, say) is damage to report, not a reason to stop.
+                match self.store.get(Kind::Chunk, &c.id.to_hex()) {
+                    Ok(None) => {
                         bad.insert(c.id, (Fault::Missing, "not in the library".into()));
                     }
-                    Some(stored) => {
+                    Ok(Some(stored)) => {
                         if let Err(why) = check_chunk(&stored, &c) {
                             bad.insert(c.id, (Fault::Damaged, why));
                         }
+                    }
+                    Err(e) => {
+                        bad.insert(c.id, (Fault::Damaged, format!("cannot be read: {e}")));
                     }
                 }
             }
@@ -142,34 +145,37 @@ impl Library {
             });
         }
 
-        // The whole library: also chunks no retained version uses (yet).
+        // The whole library: also manifests and chunks no recorded version uses (yet).
         if scope.is_none() {
-            for name in self.store.list(Kind::Chunk)? {
-                let Ok(id) = name.parse::<Digest>() else {
-                    continue;
-                };
-                if checked.contains(&id) {
-                    continue;
-                }
-                let Some(stored) = self.store.get(Kind::Chunk, &name)? else {
-                    continue;
-                };
-                report.chunks_checked += 1;
-                let detail = match envelope::unpack(&stored) {
-                    Ok(data) if Digest::of(&data) == id => {
-                        report.bytes_checked += data.len() as u64;
+            let named: HashSet<String> = manifests.iter().map(|(_, m)| m.id().to_hex()).collect();
+            for (kind, object) in [(Kind::Manifest, ObjectKind::Manifest), (Kind::Chunk, ObjectKind::Chunk)] {
+                for name in self.store.list(kind)? {
+                    let Ok(id) = name.parse::<Digest>() else { continue };
+                    if checked.contains(&id) || named.contains(&name) {
                         continue;
                     }
-                    Ok(_) => "content does not match its hash".to_owned(),
-                    Err(e) => e.to_string(),
-                };
-                report.problems.push(Problem {
-                    object: ObjectKind::Chunk,
-                    id: name,
-                    fault: Fault::Damaged,
-                    detail,
-                    affects: vec![],
-                });
+                    let detail = match self.store.get(kind, &name) {
+                        Ok(None) => continue, // removed meanwhile (gc)
+                        Ok(Some(stored)) => match check_object(&stored, &id, None) {
+                            Ok(data) => {
+                                if kind == Kind::Chunk {
+                                    report.chunks_checked += 1;
+                                    report.bytes_checked += data.len() as u64;
+                                }
+                                continue;
+                            }
+                            Err(why) => why,
+                        },
+                        Err(e) => format!("cannot be read: {e}"),
+                    };
+                    report.problems.push(Problem {
+                        object,
+                        id: name,
+                        fault: Fault::Damaged,
+                        detail,
+                        affects: vec![],
+                    });
+                }
             }
         }
         Ok(report)

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use pkgdist_content::verify::{Fault, ObjectKind};
-use pkgdist_content::{ContentError, Kind, Library, LocalStore, MemoryStore, SnapshotOptions};
+use pkgdist_content::{ContentError, Kind, Library, LocalStore, MemoryStore, SnapshotOptions, Store};
 use pkgdist_core::{ContentId, Digest};
 use pkgdist_testkit::generate::Rng;
 use tempfile::TempDir;
@@ -22,10 +22,17 @@ fn cid(s: &str) -> ContentId {
 
 /// Runs `test` once per store kind.
 fn each_store(test: impl Fn(&Library, &Path)) {
+    // The racy margin is zero here so that freshly written test files get stamps at once;
+    // `fresh_files_are_not_trusted_within_the_racy_margin` covers the default.
     let mem = TempDir::new().unwrap();
-    test(&Library::new(Arc::new(MemoryStore::new())), mem.path());
+    test(
+        &Library::new(Arc::new(MemoryStore::new())).with_racy_margin(Duration::ZERO),
+        mem.path(),
+    );
     let disk = TempDir::new().unwrap();
-    let lib = Library::create_local(&disk.path().join("library")).unwrap();
+    let lib = Library::create_local(&disk.path().join("library"))
+        .unwrap()
+        .with_racy_margin(Duration::ZERO);
     test(&lib, disk.path());
 }
 
@@ -276,7 +283,6 @@ fn quick_check_reuses_unchanged_files_and_checksum_rereads() {
 
         // One changed file is read again; the others are not.
         fs::write(src.join("drivers/x64/f2.inf"), b"new content").unwrap();
-        age(&src);
         let v3 = lib
             .snapshot(&src, cid("PS100001.3"), &opts(Some(cid("PS100001.2"))))
             .unwrap();
@@ -580,4 +586,109 @@ fn open_refuses_a_folder_that_is_not_a_library() {
         Library::open_local(dir.path()),
         Err(ContentError::NotALibrary(_))
     ));
+}
+
+/// A same-size rewrite that restores the mtime (`cp -p`, `touch -r`) is still noticed: the
+/// ctime moved.
+#[test]
+fn quick_check_notices_a_restored_mtime() {
+    each_store(|lib, dir| {
+        let src = dir.join("src");
+        make_source(&src, 13);
+        lib.snapshot(&src, cid("PS100001.1"), &opts(None)).unwrap();
+        std::thread::sleep(Duration::from_millis(20));
+        let f = src.join("drivers/x64/f4.inf");
+        let old_mtime = fs::metadata(&f).unwrap().modified().unwrap();
+        let mut data = fs::read(&f).unwrap();
+        data[0] ^= 0xFF;
+        fs::write(&f, &data).unwrap();
+        // Put the mtime back exactly (only on this file: setting an mtime moves the ctime).
+        fs::File::options()
+            .write(true)
+            .open(&f)
+            .unwrap()
+            .set_modified(old_mtime)
+            .unwrap();
+        assert_eq!(fs::metadata(&f).unwrap().modified().unwrap(), old_mtime);
+        let v2 = lib
+            .snapshot(&src, cid("PS100001.2"), &opts(Some(cid("PS100001.1"))))
+            .unwrap();
+        assert_eq!(v2.stats.files_reused, v2.stats.files - 1);
+        assert!(!v2.unchanged);
+        let dest = dir.join("out");
+        lib.export(cid("PS100001.2"), &dest).unwrap();
+        assert_eq!(fs::read(dest.join("drivers/x64/f4.inf")).unwrap(), data);
+    });
+}
+
+/// With the default margin, files written just before a snapshot are read again next time.
+#[test]
+fn fresh_files_are_not_trusted_within_the_racy_margin() {
+    let dir = TempDir::new().unwrap();
+    let src = dir.path().join("src");
+    fs::create_dir_all(&src).unwrap();
+    fs::write(src.join("fresh"), b"just written").unwrap();
+    let lib = Library::new(Arc::new(MemoryStore::new()));
+    lib.snapshot(&src, cid("PS100001.1"), &opts(None)).unwrap();
+    let v2 = lib
+        .snapshot(&src, cid("PS100001.2"), &opts(Some(cid("PS100001.1"))))
+        .unwrap();
+    assert_eq!(v2.stats.files_reused, 0);
+    assert_eq!(v2.stats.bytes_read, 12);
+}
+
+/// Many writers racing to record the same content ID with different content: exactly one
+/// wins, the rest are told the version exists, and the winner's content is what is recorded.
+#[test]
+fn racing_commits_record_a_version_exactly_once() {
+    let dir = TempDir::new().unwrap();
+    let root = dir.path().join("library");
+    Library::create_local(&root).unwrap();
+    let results: Vec<_> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..6u64)
+            .map(|i| {
+                let root = root.clone();
+                let src = dir.path().join(format!("src{i}"));
+                s.spawn(move || {
+                    fs::create_dir_all(&src).unwrap();
+                    fs::write(src.join("f"), Rng::new(i).bytes(300_000)).unwrap();
+                    // Separate libraries on one folder: as separate processes would be.
+                    let lib = Library::open_local(&root).unwrap();
+                    (
+                        i,
+                        lib.snapshot(&src, cid("PS100001.1"), &opts(None))
+                            .map(|o| o.manifest_id),
+                    )
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let winners: Vec<_> = results.iter().filter(|(_, r)| r.is_ok()).collect();
+    assert_eq!(winners.len(), 1, "{results:?}");
+    for (_, r) in &results {
+        if let Err(e) = r {
+            assert!(matches!(e, ContentError::VersionExists(_)), "{e}");
+        }
+    }
+    let lib = Library::open_local(&root).unwrap();
+    let (i, Ok(id)) = winners[0] else { unreachable!() };
+    assert_eq!(lib.manifest_id(cid("PS100001.1")).unwrap(), Some(*id));
+    let dest = dir.path().join("out");
+    lib.export(cid("PS100001.1"), &dest).unwrap();
+    assert_eq!(fs::read(dest.join("f")).unwrap(), Rng::new(*i).bytes(300_000));
+    assert!(lib.verify(None).unwrap().is_clean());
+}
+
+#[test]
+fn whole_library_verify_checks_unreferenced_manifests() {
+    let store = Arc::new(MemoryStore::new());
+    let lib = Library::new(store.clone());
+    let bogus = Digest::of(b"not a manifest");
+    store.put(Kind::Manifest, &bogus.to_hex(), b"\x00garbage").unwrap();
+    store.flush().unwrap();
+    let report = lib.verify(None).unwrap();
+    assert_eq!(report.problems.len(), 1);
+    assert_eq!(report.problems[0].object, ObjectKind::Manifest);
+    assert_eq!(report.problems[0].id, bogus.to_hex());
 }

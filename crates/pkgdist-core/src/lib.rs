@@ -4,7 +4,9 @@
 //! (`PackageId`, `ContentId`), the content digest, and the manifest model with its canonical
 //! encoding, so that every other crate agrees on what a package version *is*.
 
+pub mod classes;
 pub mod digest;
+pub mod errors;
 pub mod id;
 pub mod manifest;
 pub mod odata;

@@ -319,6 +319,12 @@ impl Manifest {
 
     fn check(&self) -> Result<(), ManifestError> {
         self.chunker.validate()?;
+        let symlinks: HashSet<&str> = self
+            .entries
+            .iter()
+            .filter(|e| matches!(e.kind, EntryKind::Symlink { .. }))
+            .map(|e| e.path.as_str())
+            .collect();
         let mut dirs: HashSet<&str> = HashSet::new();
         let mut prev: Option<&str> = None;
         for e in &self.entries {
@@ -363,12 +369,12 @@ impl Manifest {
                         return bad(format!("chunk lengths add up to {sum}, file size is {}", f.size));
                     }
                 }
-                EntryKind::Symlink { target } => {
-                    check_symlink_target(&e.path, target).map_err(|reason| ManifestError::Entry {
+                EntryKind::Symlink { target } => check_symlink_target(&e.path, target)
+                    .and_then(|()| check_no_link_traversal(&e.path, target, &symlinks))
+                    .map_err(|reason| ManifestError::Entry {
                         path: p.to_owned(),
                         reason: reason.into(),
-                    })?
-                }
+                    })?,
             }
         }
         Ok(())
@@ -497,6 +503,26 @@ pub fn check_symlink_target(link: &RelPath, target: &str) -> Result<(), &'static
                     .ok_or("symlink target points outside the package")?;
             }
             _ => depth += 1,
+        }
+    }
+    Ok(())
+}
+
+/// Refuses a target that passes *through* another symlink of the package (as a folder on the
+/// way, not as its last component). With that rule the lexical check above is exact: every
+/// folder on the way is a real folder, so `..` means what it says, and a chain of links can
+/// only end inside the package.
+fn check_no_link_traversal(link: &RelPath, target: &str, symlinks: &HashSet<&str>) -> Result<(), &'static str> {
+    let mut at: Vec<&str> = link.parent().map(|p| p.split('/').collect()).unwrap_or_default();
+    let comps: Vec<&str> = target.split('/').filter(|c| !c.is_empty() && *c != ".").collect();
+    for (i, c) in comps.iter().enumerate() {
+        if *c == ".." {
+            at.pop();
+            continue;
+        }
+        at.push(c);
+        if i + 1 < comps.len() && symlinks.contains(at.join("/").as_str()) {
+            return Err("symlink target passes through another symlink of the package; point it at the real folder");
         }
     }
     Ok(())

@@ -32,8 +32,10 @@ pub struct LocalStore {
     root: PathBuf,
     tmp: PathBuf,
     lock: File,
-    seq: AtomicU64,
     state: Mutex<Pending>,
+    /// Held for a whole flush, so that a flush returns only once everything staged before it
+    /// (by any thread) is in place, even if another thread's flush took those files.
+    flushing: Mutex<()>,
 }
 
 #[derive(Debug, Default)]
@@ -72,8 +74,8 @@ impl LocalStore {
             root: root.to_owned(),
             tmp,
             lock,
-            seq: AtomicU64::new(0),
             state: Mutex::new(Pending::default()),
+            flushing: Mutex::new(()),
         })
     }
 
@@ -95,6 +97,16 @@ impl LocalStore {
     fn pending(&self) -> std::sync::MutexGuard<'_, Pending> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
+
+    fn stage(&self, data: &[u8]) -> Result<PathBuf, StoreError> {
+        // One counter for the whole process: several stores may share a folder.
+        static SEQ: AtomicU64 = AtomicU64::new(0);
+        let seq = SEQ.fetch_add(1, Ordering::Relaxed);
+        let tmp = self.tmp.join(format!("{}-{seq}", std::process::id()));
+        let mut f = File::create(&tmp).map_err(|e| StoreError::io(tmp.display(), e))?;
+        f.write_all(data).map_err(|e| StoreError::io(tmp.display(), e))?;
+        Ok(tmp)
+    }
 }
 
 fn fsync_dir(dir: &Path) -> Result<(), StoreError> {
@@ -106,15 +118,38 @@ fn fsync_dir(dir: &Path) -> Result<(), StoreError> {
 impl Store for LocalStore {
     fn put(&self, kind: Kind, name: &str, data: &[u8]) -> Result<(), StoreError> {
         let dest = self.object_path(kind, name)?;
-        let seq = self.seq.fetch_add(1, Ordering::Relaxed);
-        let tmp = self.tmp.join(format!("{}-{seq}", std::process::id()));
-        let mut f = File::create(&tmp).map_err(|e| StoreError::io(tmp.display(), e))?;
-        f.write_all(data).map_err(|e| StoreError::io(tmp.display(), e))?;
+        let tmp = self.stage(data)?;
         self.pending().files.push((tmp, dest));
         Ok(())
     }
 
+    fn put_new(&self, kind: Kind, name: &str, data: &[u8]) -> Result<bool, StoreError> {
+        let dest = self.object_path(kind, name)?;
+        let tmp = self.stage(data)?;
+        let result = (|| {
+            File::open(&tmp)
+                .and_then(|f| f.sync_all())
+                .map_err(|e| StoreError::io(tmp.display(), e))?;
+            if let Some(dir) = dest.parent() {
+                fs::create_dir_all(dir).map_err(|e| StoreError::io(dir.display(), e))?;
+            }
+            // link(2) fails if the name exists: the check and the creation are one step.
+            match fs::hard_link(&tmp, &dest) {
+                Ok(()) => {}
+                Err(e) if e.kind() == ErrorKind::AlreadyExists => return Ok(false),
+                Err(e) => return Err(StoreError::io(dest.display(), e)),
+            }
+            if let Some(dir) = dest.parent() {
+                fsync_dir(dir)?;
+            }
+            Ok(true)
+        })();
+        let _ = fs::remove_file(&tmp);
+        result
+    }
+
     fn flush(&self) -> Result<(), StoreError> {
+        let _one_at_a_time = self.flushing.lock().unwrap_or_else(|e| e.into_inner());
         let (files, mut dirs) = {
             let mut p = self.pending();
             (std::mem::take(&mut p.files), std::mem::take(&mut p.dirty_dirs))

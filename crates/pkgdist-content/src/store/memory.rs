@@ -51,6 +51,17 @@ impl Store for MemoryStore {
         Ok(())
     }
 
+    fn put_new(&self, kind: Kind, name: &str, data: &[u8]) -> Result<bool, StoreError> {
+        check_name(name)?;
+        let mut visible = self.visible();
+        let key = (kind, name.to_owned());
+        if visible.contains_key(&key) {
+            return Ok(false);
+        }
+        visible.insert(key, data.to_vec());
+        Ok(true)
+    }
+
     fn get(&self, kind: Kind, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
         check_name(name)?;
         Ok(self.visible().get(&(kind, name.to_owned())).cloned())

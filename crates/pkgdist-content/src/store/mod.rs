@@ -101,8 +101,13 @@ pub trait Store: Send + Sync + fmt::Debug {
     /// the next flush.
     fn put(&self, kind: Kind, name: &str, data: &[u8]) -> Result<(), StoreError>;
 
-    /// Makes everything staged so far durable and visible.
+    /// Makes everything staged so far (by any thread) durable and visible.
     fn flush(&self) -> Result<(), StoreError>;
+
+    /// Creates an object only if none of that name exists, durably and at once; `false` when
+    /// one already existed (it is left untouched). This is how a content ID gets bound to its
+    /// manifest exactly once, even when two snapshots race for the same version.
+    fn put_new(&self, kind: Kind, name: &str, data: &[u8]) -> Result<bool, StoreError>;
 
     /// Reads a visible object, `None` when there is none.
     fn get(&self, kind: Kind, name: &str) -> Result<Option<Vec<u8>>, StoreError>;

@@ -236,3 +236,36 @@ fn chunk_params_ranges() {
     assert!(p(16, 8192, 16384).validate().is_err());
     assert!(p(1024, 4096, 32 << 20).validate().is_err());
 }
+
+fn link(path: &str, target: &str) -> Entry {
+    Entry {
+        path: RelPath::new(path).unwrap(),
+        mode: 0o777,
+        mtime: Timestamp::default(),
+        kind: EntryKind::Symlink { target: target.into() },
+    }
+}
+
+/// `d/up -> ..` and `esc -> d/up/../victim` each look inside lexically, but the second
+/// resolves through the first to outside the package.
+#[test]
+fn symlink_chains_cannot_escape() {
+    let err = Manifest::new(
+        ChunkParams::DEFAULT,
+        vec![dir("d"), link("d/up", ".."), link("esc", "d/up/../victim")],
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("passes through another symlink"), "{err}");
+    // A link to a link (as the last component) is fine, and so is a link through a real folder.
+    Manifest::new(
+        ChunkParams::DEFAULT,
+        vec![
+            dir("d"),
+            file("d/f", &[1]),
+            link("a", "b"),
+            link("b", "d/f"),
+            link("c", "d/../d/f"),
+        ],
+    )
+    .unwrap();
+}

@@ -132,7 +132,14 @@ fn snapshot(a: SnapshotArgs) -> Result<ExitCode> {
         .with_context(|| format!("opening the library at {}", a.lib.library.display()))?
         .with_flush_bytes(a.batch_mib << 20);
     let previous = lib.latest(a.package_id)?;
-    let target = ContentId::new(a.package_id, previous.map_or(1, |p| p.version + 1))?;
+    let next = match previous {
+        None => 1,
+        Some(p) => p
+            .version
+            .checked_add(1)
+            .context("the package has reached the highest version number")?,
+    };
+    let target = ContentId::new(a.package_id, next)?;
     let bar = Bar::new(!a.lib.json);
     let started = Instant::now();
     let out = lib
