@@ -205,12 +205,14 @@ impl Library {
     /// also when two writers race for the same content ID (the ref is created exactly once).
     pub fn commit(&self, content: ContentId, manifest: &Manifest) -> Result<Digest> {
         let _w = self.writer();
-        self.commit_locked(content, manifest)
+        self.commit_locked(content, manifest, true)
     }
 
     /// [`Library::commit`] for callers that already hold the writer lock (taking a std
-    /// `RwLock` read guard twice can deadlock against a waiting gc).
-    pub(crate) fn commit_locked(&self, content: ContentId, manifest: &Manifest) -> Result<Digest> {
+    /// `RwLock` read guard twice can deadlock against a waiting gc). `check_chunks` may be
+    /// false only when the caller has itself made sure every chunk is present and flushed, as
+    /// a snapshot has.
+    pub(crate) fn commit_locked(&self, content: ContentId, manifest: &Manifest, check_chunks: bool) -> Result<Digest> {
         let bytes = manifest.encode();
         if bytes.len() > envelope::MAX_LEN {
             return Err(ContentError::source(
@@ -227,7 +229,7 @@ impl Library {
             Some(_) => return Err(ContentError::VersionExists(content)),
             None => {}
         }
-        if let Some(c) = self.missing_chunks(manifest)?.first() {
+        if check_chunks && let Some(c) = self.missing_chunks(manifest)?.first() {
             return Err(ContentError::Missing {
                 what: format!("chunk {} needed by {content}", c.id),
             });

@@ -3,3 +3,4 @@
 
 pub mod damage;
 pub mod generate;
+pub mod postgres;

@@ -1,0 +1,623 @@
+//! pkgdist's metadata store.
+//!
+//! One API over sqlx's `Any` driver, with one schema per dialect (`migrations/sqlite`,
+//! `migrations/postgres`). The SQL is written once, in the subset both engines accept: `$n`
+//! placeholders, `ON CONFLICT … DO …`, `RETURNING`, text timestamps in RFC 3339 UTC, 0/1 for
+//! booleans. The conformance tests (`tests/conformance.rs`) run unchanged against both.
+//!
+//! Multi-row changes that must happen together (a refresh that retargets every DP of a
+//! package, adding packages to a group with all its members) are single transactions here,
+//! so a caller can never leave half of one behind.
+
+mod rows;
+
+pub use rows::*;
+use sqlx::any::{AnyPoolOptions, install_default_drivers};
+use sqlx::{Any, AnyPool, Transaction};
+
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error("database error: {0}")]
+    Sql(#[from] sqlx::Error),
+    #[error("database migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("unsupported database URL {0:?}: use sqlite://PATH or postgres://…")]
+    Url(String),
+    /// A unique value (a name) is already used.
+    #[error("{0} is already in use")]
+    Conflict(String),
+}
+
+pub type Result<T, E = DbError> = std::result::Result<T, E>;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    Sqlite,
+    Postgres,
+}
+
+/// A handle on the metadata database; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Db {
+    pool: AnyPool,
+    dialect: Dialect,
+}
+
+/// Turns a unique-constraint violation into [`DbError::Conflict`] naming `what`.
+fn conflict(what: impl Into<String>) -> impl FnOnce(sqlx::Error) -> DbError {
+    let what = what.into();
+    move |e| match &e {
+        sqlx::Error::Database(d) if d.is_unique_violation() => DbError::Conflict(what),
+        _ => DbError::Sql(e),
+    }
+}
+
+impl Db {
+    /// Connects and brings the schema up to date. For SQLite the file is created if missing
+    /// and switched to WAL (readers never wait for the writer).
+    pub async fn connect(url: &str) -> Result<Self> {
+        install_default_drivers();
+        let dialect = if url.starts_with("sqlite:") {
+            Dialect::Sqlite
+        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            Dialect::Postgres
+        } else {
+            return Err(DbError::Url(url.to_owned()));
+        };
+        let pool = AnyPoolOptions::new().max_connections(8).connect(url).await?;
+        match dialect {
+            Dialect::Sqlite => {
+                sqlx::query("PRAGMA journal_mode = WAL").execute(&pool).await?;
+                sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
+            }
+            Dialect::Postgres => sqlx::migrate!("./migrations/postgres").run(&pool).await?,
+        }
+        Ok(Self { pool, dialect })
+    }
+
+    /// The URL of an SQLite database file (created if missing).
+    pub fn sqlite_url(path: &std::path::Path) -> String {
+        format!("sqlite://{}?mode=rwc", path.display())
+    }
+
+    pub fn dialect(&self) -> Dialect {
+        self.dialect
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    async fn begin(&self) -> Result<Transaction<'static, Any>> {
+        Ok(self.pool.begin().await?)
+    }
+
+    // ---- settings and counters ----
+
+    pub async fn setting(&self, key: &str) -> Result<Option<String>> {
+        Ok(sqlx::query_scalar("SELECT value FROM settings WHERE key = $1")
+            .bind(key.to_owned())
+            .fetch_optional(&self.pool)
+            .await?)
+    }
+
+    pub async fn set_setting(&self, key: &str, value: &str) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO settings (key, value) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        )
+        .bind(key.to_owned())
+        .bind(value.to_owned())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Takes the next value of a counter, starting at `first`. Values are never handed out
+    /// twice, even across restarts and deletions (PackageIDs are never reused).
+    pub async fn next_counter(&self, name: &str, first: i64) -> Result<i64> {
+        let mut tx = self.begin().await?;
+        sqlx::query("INSERT INTO counters (name, next_value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING")
+            .bind(name.to_owned())
+            .bind(first)
+            .execute(&mut *tx)
+            .await?;
+        let value: i64 = sqlx::query_scalar(
+            "UPDATE counters SET next_value = next_value + 1 WHERE name = $1 RETURNING next_value - 1",
+        )
+        .bind(name.to_owned())
+        .fetch_one(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(value)
+    }
+
+    // ---- packages ----
+
+    pub async fn insert_package(&self, p: &PackageRow) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO packages (package_id, package_type, name, version, manufacturer, language, description,
+                pkg_source_path, pkg_source_flag, source_version, source_date, last_refresh_time, package_size,
+                pkg_flags, priority, action_in_progress, source_site, refresh_schedule, manifest_hash, created_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)",
+        )
+        .bind(p.package_id.clone())
+        .bind(p.package_type)
+        .bind(p.name.clone())
+        .bind(p.version.clone())
+        .bind(p.manufacturer.clone())
+        .bind(p.language.clone())
+        .bind(p.description.clone())
+        .bind(p.pkg_source_path.clone())
+        .bind(p.pkg_source_flag)
+        .bind(p.source_version)
+        .bind(p.source_date.clone())
+        .bind(p.last_refresh_time.clone())
+        .bind(p.package_size)
+        .bind(p.pkg_flags)
+        .bind(p.priority)
+        .bind(p.action_in_progress)
+        .bind(p.source_site.clone())
+        .bind(p.refresh_schedule.clone())
+        .bind(p.manifest_hash.clone())
+        .bind(p.created_at.clone())
+        .execute(&self.pool)
+        .await
+        .map_err(conflict(format!("PackageID {}", p.package_id)))?;
+        Ok(())
+    }
+
+    /// Writes the administrator-editable properties of a package.
+    pub async fn update_package(&self, p: &PackageRow) -> Result<bool> {
+        let r = sqlx::query(
+            "UPDATE packages SET name = $2, version = $3, manufacturer = $4, language = $5, description = $6,
+                pkg_source_path = $7, pkg_source_flag = $8, pkg_flags = $9, priority = $10, refresh_schedule = $11
+             WHERE package_id = $1",
+        )
+        .bind(p.package_id.clone())
+        .bind(p.name.clone())
+        .bind(p.version.clone())
+        .bind(p.manufacturer.clone())
+        .bind(p.language.clone())
+        .bind(p.description.clone())
+        .bind(p.pkg_source_path.clone())
+        .bind(p.pkg_source_flag)
+        .bind(p.pkg_flags)
+        .bind(p.priority)
+        .bind(p.refresh_schedule.clone())
+        .execute(&self.pool)
+        .await?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    pub async fn package(&self, id: &str) -> Result<Option<PackageRow>> {
+        Ok(sqlx::query_as("SELECT * FROM packages WHERE package_id = $1")
+            .bind(id.to_owned())
+            .fetch_optional(&self.pool)
+            .await?)
+    }
+
+    pub async fn packages(&self) -> Result<Vec<PackageRow>> {
+        Ok(sqlx::query_as("SELECT * FROM packages ORDER BY package_id")
+            .fetch_all(&self.pool)
+            .await?)
+    }
+
+    /// Deletes a package with its DP assignments, group links and status messages.
+    pub async fn delete_package(&self, id: &str) -> Result<bool> {
+        let mut tx = self.begin().await?;
+        sqlx::query("DELETE FROM status_messages WHERE package_id = $1")
+            .bind(id.to_owned())
+            .execute(&mut *tx)
+            .await?;
+        let r = sqlx::query("DELETE FROM packages WHERE package_id = $1")
+            .bind(id.to_owned())
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    /// Records a new source version of a package and retargets every DP of the package at
+    /// it, in one transaction: readers see either the old version everywhere or the new one.
+    pub async fn record_version(&self, v: &NewVersion) -> Result<()> {
+        let mut tx = self.begin().await?;
+        sqlx::query(
+            "UPDATE packages SET source_version = $2, manifest_hash = $3, package_size = $4, source_date = $5,
+                last_refresh_time = $5, action_in_progress = $6 WHERE package_id = $1",
+        )
+        .bind(v.package_id.clone())
+        .bind(v.source_version)
+        .bind(v.manifest_hash.clone())
+        .bind(v.package_size_kb)
+        .bind(v.time.clone())
+        .bind(v.action_in_progress)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "UPDATE package_dps SET target_version = $2, state = $3, attempts = 0, next_attempt_at = NULL,
+                summary_date = $4, last_message = $5 WHERE package_id = $1",
+        )
+        .bind(v.package_id.clone())
+        .bind(v.source_version)
+        .bind(v.dp_state)
+        .bind(v.time.clone())
+        .bind(v.dp_message.clone())
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    // ---- distribution points ----
+
+    pub async fn insert_dp(&self, d: &DpRow) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO distribution_points (nal_path, name, site_code, url, description, is_pull, priority,
+                enrollment_token_hash, credential_hash, created_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        )
+        .bind(d.nal_path.clone())
+        .bind(d.name.clone())
+        .bind(d.site_code.clone())
+        .bind(d.url.clone())
+        .bind(d.description.clone())
+        .bind(d.is_pull)
+        .bind(d.priority)
+        .bind(d.enrollment_token_hash.clone())
+        .bind(d.credential_hash.clone())
+        .bind(d.created_at.clone())
+        .execute(&self.pool)
+        .await
+        .map_err(conflict(format!("distribution point name {:?}", d.name)))?;
+        Ok(())
+    }
+
+    pub async fn dp(&self, nal_path: &str) -> Result<Option<DpRow>> {
+        Ok(sqlx::query_as("SELECT * FROM distribution_points WHERE nal_path = $1")
+            .bind(nal_path.to_owned())
+            .fetch_optional(&self.pool)
+            .await?)
+    }
+
+    pub async fn dps(&self) -> Result<Vec<DpRow>> {
+        Ok(sqlx::query_as("SELECT * FROM distribution_points ORDER BY name")
+            .fetch_all(&self.pool)
+            .await?)
+    }
+
+    pub async fn update_dp(&self, d: &DpRow) -> Result<bool> {
+        let r = sqlx::query(
+            "UPDATE distribution_points SET description = $2, is_pull = $3, priority = $4, url = $5,
+                enrollment_token_hash = $6, credential_hash = $7 WHERE nal_path = $1",
+        )
+        .bind(d.nal_path.clone())
+        .bind(d.description.clone())
+        .bind(d.is_pull)
+        .bind(d.priority)
+        .bind(d.url.clone())
+        .bind(d.enrollment_token_hash.clone())
+        .bind(d.credential_hash.clone())
+        .execute(&self.pool)
+        .await?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    /// Removes a DP with its package assignments and group memberships.
+    pub async fn delete_dp(&self, nal_path: &str) -> Result<bool> {
+        let r = sqlx::query("DELETE FROM distribution_points WHERE nal_path = $1")
+            .bind(nal_path.to_owned())
+            .execute(&self.pool)
+            .await?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    // ---- DP groups ----
+
+    pub async fn insert_group(&self, g: &GroupRow) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO dp_groups (group_id, name, description, source_site, created_on, modified_on)
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(g.group_id.clone())
+        .bind(g.name.clone())
+        .bind(g.description.clone())
+        .bind(g.source_site.clone())
+        .bind(g.created_on.clone())
+        .bind(g.modified_on.clone())
+        .execute(&self.pool)
+        .await
+        .map_err(conflict(format!("group name {:?}", g.name)))?;
+        Ok(())
+    }
+
+    pub async fn update_group(&self, g: &GroupRow) -> Result<bool> {
+        let r = sqlx::query("UPDATE dp_groups SET name = $2, description = $3, modified_on = $4 WHERE group_id = $1")
+            .bind(g.group_id.clone())
+            .bind(g.name.clone())
+            .bind(g.description.clone())
+            .bind(g.modified_on.clone())
+            .execute(&self.pool)
+            .await
+            .map_err(conflict(format!("group name {:?}", g.name)))?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    pub async fn group(&self, group_id: &str) -> Result<Option<GroupRow>> {
+        Ok(sqlx::query_as("SELECT * FROM dp_groups WHERE group_id = $1")
+            .bind(group_id.to_owned())
+            .fetch_optional(&self.pool)
+            .await?)
+    }
+
+    pub async fn groups(&self) -> Result<Vec<GroupRow>> {
+        Ok(sqlx::query_as("SELECT * FROM dp_groups ORDER BY name")
+            .fetch_all(&self.pool)
+            .await?)
+    }
+
+    pub async fn delete_group(&self, group_id: &str) -> Result<bool> {
+        let r = sqlx::query("DELETE FROM dp_groups WHERE group_id = $1")
+            .bind(group_id.to_owned())
+            .execute(&self.pool)
+            .await?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    pub async fn group_members(&self) -> Result<Vec<GroupMemberRow>> {
+        Ok(
+            sqlx::query_as("SELECT * FROM dp_group_members ORDER BY group_id, nal_path")
+                .fetch_all(&self.pool)
+                .await?,
+        )
+    }
+
+    pub async fn group_packages(&self) -> Result<Vec<GroupPackageRow>> {
+        Ok(
+            sqlx::query_as("SELECT * FROM dp_group_packages ORDER BY group_id, package_id")
+                .fetch_all(&self.pool)
+                .await?,
+        )
+    }
+
+    /// Adds DPs to a group and, when `targets` is given, assigns the group's packages to the
+    /// new members: all in one transaction.
+    pub async fn add_group_members(
+        &self,
+        group_id: &str,
+        nal_paths: &[String],
+        targets: Option<&[NewTarget]>,
+    ) -> Result<()> {
+        let mut tx = self.begin().await?;
+        for nal in nal_paths {
+            sqlx::query("INSERT INTO dp_group_members (group_id, nal_path) VALUES ($1, $2) ON CONFLICT DO NOTHING")
+                .bind(group_id.to_owned())
+                .bind(nal.clone())
+                .execute(&mut *tx)
+                .await?;
+        }
+        for t in targets.unwrap_or_default() {
+            upsert_target(&mut tx, t).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub async fn remove_group_members(
+        &self,
+        group_id: &str,
+        nal_paths: &[String],
+        removals: &[TargetChange],
+    ) -> Result<()> {
+        let mut tx = self.begin().await?;
+        for nal in nal_paths {
+            sqlx::query("DELETE FROM dp_group_members WHERE group_id = $1 AND nal_path = $2")
+                .bind(group_id.to_owned())
+                .bind(nal.clone())
+                .execute(&mut *tx)
+                .await?;
+        }
+        for c in removals {
+            set_state(&mut tx, c).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Assigns packages to a group and targets them at every member, in one transaction.
+    pub async fn add_group_packages(
+        &self,
+        group_id: &str,
+        package_ids: &[String],
+        targets: &[NewTarget],
+    ) -> Result<()> {
+        let mut tx = self.begin().await?;
+        for p in package_ids {
+            sqlx::query("INSERT INTO dp_group_packages (group_id, package_id) VALUES ($1, $2) ON CONFLICT DO NOTHING")
+                .bind(group_id.to_owned())
+                .bind(p.clone())
+                .execute(&mut *tx)
+                .await?;
+        }
+        for t in targets {
+            upsert_target(&mut tx, t).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub async fn remove_group_packages(
+        &self,
+        group_id: &str,
+        package_ids: &[String],
+        removals: &[TargetChange],
+    ) -> Result<()> {
+        let mut tx = self.begin().await?;
+        for p in package_ids {
+            sqlx::query("DELETE FROM dp_group_packages WHERE group_id = $1 AND package_id = $2")
+                .bind(group_id.to_owned())
+                .bind(p.clone())
+                .execute(&mut *tx)
+                .await?;
+        }
+        for c in removals {
+            set_state(&mut tx, c).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    // ---- package on DP ----
+
+    /// Targets packages at DPs (a new row, or a retargeted existing one), in one transaction.
+    pub async fn target(&self, targets: &[NewTarget]) -> Result<()> {
+        let mut tx = self.begin().await?;
+        for t in targets {
+            upsert_target(&mut tx, t).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Changes the state of existing package-on-DP rows, in one transaction.
+    pub async fn set_states(&self, changes: &[TargetChange]) -> Result<()> {
+        let mut tx = self.begin().await?;
+        for c in changes {
+            set_state(&mut tx, c).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub async fn package_dps(&self) -> Result<Vec<PackageDpRow>> {
+        Ok(
+            sqlx::query_as("SELECT * FROM package_dps ORDER BY package_id, nal_path")
+                .fetch_all(&self.pool)
+                .await?,
+        )
+    }
+
+    pub async fn package_dp(&self, package_id: &str, nal_path: &str) -> Result<Option<PackageDpRow>> {
+        Ok(
+            sqlx::query_as("SELECT * FROM package_dps WHERE package_id = $1 AND nal_path = $2")
+                .bind(package_id.to_owned())
+                .bind(nal_path.to_owned())
+                .fetch_optional(&self.pool)
+                .await?,
+        )
+    }
+
+    pub async fn delete_package_dp(&self, package_id: &str, nal_path: &str) -> Result<bool> {
+        let r = sqlx::query("DELETE FROM package_dps WHERE package_id = $1 AND nal_path = $2")
+            .bind(package_id.to_owned())
+            .bind(nal_path.to_owned())
+            .execute(&self.pool)
+            .await?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    // ---- status messages ----
+
+    pub async fn add_status(&self, m: &NewStatus) -> Result<i64> {
+        Ok(sqlx::query_scalar(
+            "INSERT INTO status_messages (package_id, nal_path, site_code, message_id, message_state, severity,
+                description, bytes_transferred, time)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id",
+        )
+        .bind(m.package_id.clone())
+        .bind(m.nal_path.clone())
+        .bind(m.site_code.clone())
+        .bind(m.message_id)
+        .bind(m.message_state)
+        .bind(m.severity)
+        .bind(m.description.clone())
+        .bind(m.bytes_transferred)
+        .bind(m.time.clone())
+        .fetch_one(&self.pool)
+        .await?)
+    }
+
+    pub async fn statuses(&self) -> Result<Vec<StatusRow>> {
+        Ok(sqlx::query_as("SELECT * FROM status_messages ORDER BY id")
+            .fetch_all(&self.pool)
+            .await?)
+    }
+
+    // ---- tokens ----
+
+    pub async fn insert_token(&self, t: &TokenRow, hash: &str) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO tokens (id, name, role, hash, created_at, revoked_at) VALUES ($1, $2, $3, $4, $5, NULL)",
+        )
+        .bind(t.id.clone())
+        .bind(t.name.clone())
+        .bind(t.role.clone())
+        .bind(hash.to_owned())
+        .bind(t.created_at.clone())
+        .execute(&self.pool)
+        .await
+        .map_err(conflict("token"))?;
+        Ok(())
+    }
+
+    /// The live (not revoked) token with this hash.
+    pub async fn token_by_hash(&self, hash: &str) -> Result<Option<TokenRow>> {
+        Ok(sqlx::query_as(
+            "SELECT id, name, role, created_at, revoked_at FROM tokens WHERE hash = $1 AND revoked_at IS NULL",
+        )
+        .bind(hash.to_owned())
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+
+    pub async fn tokens(&self) -> Result<Vec<TokenRow>> {
+        Ok(
+            sqlx::query_as("SELECT id, name, role, created_at, revoked_at FROM tokens ORDER BY created_at, id")
+                .fetch_all(&self.pool)
+                .await?,
+        )
+    }
+
+    pub async fn revoke_token(&self, id: &str, when: &str) -> Result<bool> {
+        let r = sqlx::query("UPDATE tokens SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL")
+            .bind(id.to_owned())
+            .bind(when.to_owned())
+            .execute(&self.pool)
+            .await?;
+        Ok(r.rows_affected() == 1)
+    }
+}
+
+async fn upsert_target(tx: &mut Transaction<'static, Any>, t: &NewTarget) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO package_dps (package_id, nal_path, site_code, state, target_version, redistribute, summary_date, last_message)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+         ON CONFLICT (package_id, nal_path) DO UPDATE SET state = excluded.state, target_version = excluded.target_version,
+            redistribute = excluded.redistribute, attempts = 0, next_attempt_at = NULL,
+            summary_date = excluded.summary_date, last_message = excluded.last_message",
+    )
+    .bind(t.package_id.clone())
+    .bind(t.nal_path.clone())
+    .bind(t.site_code.clone())
+    .bind(t.state)
+    .bind(t.target_version)
+    .bind(i64::from(t.redistribute))
+    .bind(t.time.clone())
+    .bind(t.message.clone())
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+async fn set_state(tx: &mut Transaction<'static, Any>, c: &TargetChange) -> Result<()> {
+    sqlx::query(
+        "UPDATE package_dps SET state = $3, summary_date = $4, last_message = $5 WHERE package_id = $1 AND nal_path = $2",
+    )
+    .bind(c.package_id.clone())
+    .bind(c.nal_path.clone())
+    .bind(c.state)
+    .bind(c.time.clone())
+    .bind(c.message.clone())
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}

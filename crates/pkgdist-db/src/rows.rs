@@ -1,0 +1,159 @@
+//! Rows as stored. Column names and meanings follow the migrations; the site turns these into
+//! ConfigMgr-shaped objects.
+
+/// `packages`: one package (any package class).
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct PackageRow {
+    pub package_id: String,
+    pub package_type: i64,
+    pub name: String,
+    pub version: String,
+    pub manufacturer: String,
+    pub language: String,
+    pub description: String,
+    pub pkg_source_path: String,
+    pub pkg_source_flag: i64,
+    pub source_version: i64,
+    pub source_date: Option<String>,
+    pub last_refresh_time: Option<String>,
+    /// In KB, as ConfigMgr reports it.
+    pub package_size: i64,
+    pub pkg_flags: i64,
+    pub priority: i64,
+    pub action_in_progress: i64,
+    pub source_site: String,
+    pub refresh_schedule: String,
+    /// The manifest of the current `source_version`.
+    pub manifest_hash: Option<String>,
+    pub created_at: String,
+}
+
+/// `distribution_points`: a DP server.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct DpRow {
+    pub nal_path: String,
+    pub name: String,
+    pub site_code: String,
+    pub url: Option<String>,
+    pub description: String,
+    /// 0 or 1.
+    pub is_pull: i64,
+    pub priority: i64,
+    pub enrollment_token_hash: Option<String>,
+    pub credential_hash: Option<String>,
+    pub created_at: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct GroupRow {
+    pub group_id: String,
+    pub name: String,
+    pub description: String,
+    pub source_site: String,
+    pub created_on: String,
+    pub modified_on: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct GroupMemberRow {
+    pub group_id: String,
+    pub nal_path: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct GroupPackageRow {
+    pub group_id: String,
+    pub package_id: String,
+}
+
+/// `package_dps`: one package on one DP.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct PackageDpRow {
+    pub package_id: String,
+    pub nal_path: String,
+    pub site_code: String,
+    /// `SMS_PackageStatusDistPointsSummarizer.State`.
+    pub state: i64,
+    pub target_version: i64,
+    pub installed_version: i64,
+    /// 0 or 1: the next transfer re-sends and re-verifies everything.
+    pub redistribute: i64,
+    pub attempts: i64,
+    pub next_attempt_at: Option<String>,
+    pub last_copied: Option<String>,
+    pub summary_date: String,
+    pub last_message: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct StatusRow {
+    pub id: i64,
+    pub package_id: String,
+    pub nal_path: String,
+    pub site_code: String,
+    pub message_id: i64,
+    pub message_state: i64,
+    pub severity: i64,
+    pub description: String,
+    pub bytes_transferred: i64,
+    pub time: String,
+}
+
+/// A token as listed (its hash never leaves the database).
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct TokenRow {
+    pub id: String,
+    pub name: String,
+    pub role: String,
+    pub created_at: String,
+    pub revoked_at: Option<String>,
+}
+
+/// A new source version of a package, and what every DP of it becomes.
+#[derive(Debug, Clone)]
+pub struct NewVersion {
+    pub package_id: String,
+    pub source_version: i64,
+    pub manifest_hash: String,
+    pub package_size_kb: i64,
+    pub time: String,
+    pub action_in_progress: i64,
+    pub dp_state: i64,
+    pub dp_message: String,
+}
+
+/// Target a package (at a version) on a DP.
+#[derive(Debug, Clone)]
+pub struct NewTarget {
+    pub package_id: String,
+    pub nal_path: String,
+    pub site_code: String,
+    pub state: i64,
+    pub target_version: i64,
+    pub redistribute: bool,
+    pub time: String,
+    pub message: String,
+}
+
+/// A state change of an existing package-on-DP row.
+#[derive(Debug, Clone)]
+pub struct TargetChange {
+    pub package_id: String,
+    pub nal_path: String,
+    pub state: i64,
+    pub time: String,
+    pub message: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewStatus {
+    pub package_id: String,
+    pub nal_path: String,
+    pub site_code: String,
+    pub message_id: i64,
+    pub message_state: i64,
+    pub severity: i64,
+    pub description: String,
+    pub bytes_transferred: i64,
+    pub time: String,
+}

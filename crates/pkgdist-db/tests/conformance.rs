@@ -1,0 +1,242 @@
+//! One suite for every engine, run unchanged against SQLite and PostgreSQL (a throwaway
+//! server started by the test from Debian's `postgresql` package).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use pkgdist_db::*;
+
+fn t(n: u32) -> String {
+    format!("2026-11-21T00:00:{n:02}Z")
+}
+
+fn package(id: &str) -> PackageRow {
+    PackageRow {
+        package_id: id.into(),
+        package_type: 0,
+        name: format!("pkg {id}"),
+        version: String::new(),
+        manufacturer: String::new(),
+        language: String::new(),
+        description: String::new(),
+        pkg_source_path: "/src".into(),
+        pkg_source_flag: 2,
+        source_version: 0,
+        source_date: None,
+        last_refresh_time: None,
+        package_size: 0,
+        pkg_flags: 0,
+        priority: 2,
+        action_in_progress: 0,
+        source_site: "PS1".into(),
+        refresh_schedule: String::new(),
+        manifest_hash: None,
+        created_at: t(0),
+    }
+}
+
+fn dp(name: &str) -> DpRow {
+    DpRow {
+        nal_path: format!("nal-{name}"),
+        name: name.into(),
+        site_code: "PS1".into(),
+        url: None,
+        description: String::new(),
+        is_pull: 0,
+        priority: 200,
+        enrollment_token_hash: None,
+        credential_hash: None,
+        created_at: t(0),
+    }
+}
+
+fn target(p: &str, d: &str, version: i64) -> NewTarget {
+    NewTarget {
+        package_id: p.into(),
+        nal_path: format!("nal-{d}"),
+        site_code: "PS1".into(),
+        state: 1,
+        target_version: version,
+        redistribute: false,
+        time: t(1),
+        message: "queued".into(),
+    }
+}
+
+async fn suite(db: Db) {
+    // Counters never hand out a value twice.
+    let a = db.next_counter("package", 1).await.unwrap();
+    let b = db.next_counter("package", 1).await.unwrap();
+    assert_eq!((a, b), (1, 2));
+
+    db.set_setting("site_code", "PS1").await.unwrap();
+    db.set_setting("site_code", "PS2").await.unwrap();
+    assert_eq!(db.setting("site_code").await.unwrap().as_deref(), Some("PS2"));
+    assert_eq!(db.setting("nope").await.unwrap(), None);
+
+    // Packages.
+    db.insert_package(&package("PS100001")).await.unwrap();
+    assert!(matches!(
+        db.insert_package(&package("PS100001")).await,
+        Err(DbError::Conflict(_))
+    ));
+    let mut p = db.package("PS100001").await.unwrap().unwrap();
+    p.name = "renamed".into();
+    p.priority = 1;
+    assert!(db.update_package(&p).await.unwrap());
+    assert_eq!(db.package("PS100001").await.unwrap().unwrap(), p);
+    db.insert_package(&package("PS100002")).await.unwrap();
+    assert_eq!(db.packages().await.unwrap().len(), 2);
+
+    // DPs and groups, with unique names.
+    db.insert_dp(&dp("dp1")).await.unwrap();
+    db.insert_dp(&dp("dp2")).await.unwrap();
+    assert!(matches!(
+        db.insert_dp(&DpRow {
+            nal_path: "other".into(),
+            ..dp("dp1")
+        })
+        .await,
+        Err(DbError::Conflict(_))
+    ));
+    let g = GroupRow {
+        group_id: "{G1}".into(),
+        name: "Branch".into(),
+        description: String::new(),
+        source_site: "PS1".into(),
+        created_on: t(0),
+        modified_on: t(0),
+    };
+    db.insert_group(&g).await.unwrap();
+    assert!(matches!(
+        db.insert_group(&GroupRow {
+            group_id: "{G2}".into(),
+            ..g.clone()
+        })
+        .await,
+        Err(DbError::Conflict(_))
+    ));
+
+    // Group membership and packages, with targets, in one go each.
+    db.add_group_members("{G1}", &["nal-dp1".into(), "nal-dp2".into()], None)
+        .await
+        .unwrap();
+    db.add_group_packages(
+        "{G1}",
+        &["PS100001".into()],
+        &[target("PS100001", "dp1", 0), target("PS100001", "dp2", 0)],
+    )
+    .await
+    .unwrap();
+    assert_eq!(db.group_members().await.unwrap().len(), 2);
+    assert_eq!(db.group_packages().await.unwrap().len(), 1);
+    assert_eq!(db.package_dps().await.unwrap().len(), 2);
+
+    // A failing transaction changes nothing: the second target names an unknown DP.
+    let bad = db
+        .add_group_packages(
+            "{G1}",
+            &["PS100002".into()],
+            &[target("PS100002", "dp1", 0), target("PS100002", "ghost", 0)],
+        )
+        .await;
+    assert!(bad.is_err());
+    assert_eq!(db.group_packages().await.unwrap().len(), 1, "nothing half-applied");
+    assert_eq!(db.package_dps().await.unwrap().len(), 2);
+
+    // A new version retargets every DP of the package.
+    db.record_version(&NewVersion {
+        package_id: "PS100001".into(),
+        source_version: 3,
+        manifest_hash: "ab".repeat(32),
+        package_size_kb: 1234,
+        time: t(5),
+        action_in_progress: 1,
+        dp_state: 1,
+        dp_message: "version 3 queued".into(),
+    })
+    .await
+    .unwrap();
+    let p = db.package("PS100001").await.unwrap().unwrap();
+    assert_eq!(
+        (p.source_version, p.package_size, p.source_date.as_deref()),
+        (3, 1234, Some(t(5).as_str()))
+    );
+    assert!(
+        db.package_dps()
+            .await
+            .unwrap()
+            .iter()
+            .all(|r| r.target_version == 3 && r.last_message == "version 3 queued")
+    );
+
+    db.set_states(&[TargetChange {
+        package_id: "PS100001".into(),
+        nal_path: "nal-dp2".into(),
+        state: 4,
+        time: t(6),
+        message: "removing".into(),
+    }])
+    .await
+    .unwrap();
+    assert_eq!(db.package_dp("PS100001", "nal-dp2").await.unwrap().unwrap().state, 4);
+
+    // Status messages get increasing ids.
+    let s = NewStatus {
+        package_id: "PS100001".into(),
+        nal_path: "nal-dp1".into(),
+        site_code: "PS1".into(),
+        message_id: 2330,
+        message_state: 1,
+        severity: 0x4000_0000,
+        description: "done".into(),
+        bytes_transferred: 42,
+        time: t(7),
+    };
+    let i1 = db.add_status(&s).await.unwrap();
+    let i2 = db.add_status(&s).await.unwrap();
+    assert!(i2 > i1);
+    assert_eq!(db.statuses().await.unwrap().len(), 2);
+
+    // Tokens: found by hash until revoked.
+    let tok = TokenRow {
+        id: "t1".into(),
+        name: "admin".into(),
+        role: "FullAdministrator".into(),
+        created_at: t(0),
+        revoked_at: None,
+    };
+    db.insert_token(&tok, "h1").await.unwrap();
+    assert_eq!(db.token_by_hash("h1").await.unwrap(), Some(tok.clone()));
+    assert!(db.revoke_token("t1", &t(9)).await.unwrap());
+    assert_eq!(db.token_by_hash("h1").await.unwrap(), None);
+    assert!(!db.revoke_token("t1", &t(9)).await.unwrap());
+
+    // Deleting a DP takes its assignments and memberships; deleting a package its statuses.
+    assert!(db.delete_dp("nal-dp2").await.unwrap());
+    assert_eq!(db.package_dps().await.unwrap().len(), 1);
+    assert_eq!(db.group_members().await.unwrap().len(), 1);
+    assert!(db.delete_package("PS100001").await.unwrap());
+    assert!(db.package_dps().await.unwrap().is_empty());
+    assert!(db.statuses().await.unwrap().is_empty());
+    assert!(db.group_packages().await.unwrap().is_empty());
+    // Deleted PackageIDs are not handed out again.
+    assert_eq!(db.next_counter("package", 1).await.unwrap(), 3);
+}
+
+#[tokio::test]
+async fn sqlite() {
+    let dir = tempfile::TempDir::new().unwrap();
+    let url = Db::sqlite_url(&dir.path().join("site.db"));
+    suite(Db::connect(&url).await.unwrap()).await;
+    // Reopening applies no migration twice and keeps the data.
+    let db = Db::connect(&url).await.unwrap();
+    assert_eq!(db.setting("site_code").await.unwrap().as_deref(), Some("PS2"));
+}
+
+#[tokio::test]
+async fn postgres() {
+    let pg = pkgdist_testkit::postgres::TempPostgres::start().unwrap();
+    suite(Db::connect(&pg.url()).await.unwrap()).await;
+    let db = Db::connect(&pg.url()).await.unwrap();
+    assert_eq!(db.setting("site_code").await.unwrap().as_deref(), Some("PS2"));
+}
