@@ -4,3 +4,4 @@
 pub mod damage;
 pub mod generate;
 pub mod postgres;
+pub mod process;

@@ -8,6 +8,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+use cmd::admin;
+
 #[derive(Parser)]
 #[command(
     name = "pkgdist",
@@ -15,9 +17,13 @@ use clap::{Parser, Subcommand};
     about = "Package content distribution in the manner of ConfigMgr"
 )]
 struct Cli {
-    /// Log filter for messages on stderr (e.g. `info`, `pkgdist_content=debug`).
-    #[arg(long, global = true, env = "PKGDIST_LOG", default_value = "warn")]
-    log: String,
+    /// Log filter for messages on stderr (e.g. `info`, `pkgdist_site=debug`); default `info`
+    /// for daemons, `warn` for commands.
+    #[arg(long, global = true, env = "PKGDIST_LOG")]
+    log: Option<String>,
+
+    #[command(flatten)]
+    conn: admin::Conn,
 
     #[command(subcommand)]
     command: Command,
@@ -25,6 +31,23 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// The site server.
+    #[command(subcommand)]
+    Site(cmd::site::SiteCmd),
+    /// Packages: create, list, show, refresh the source, distribute, delete.
+    #[command(subcommand)]
+    Package(admin::PackageCmd),
+    /// Distribution points: register, list, remove.
+    #[command(subcommand)]
+    Dp(admin::DpCmd),
+    /// DP groups and their packages.
+    #[command(subcommand)]
+    Group(admin::GroupCmd),
+    /// A package's state on each of its DPs.
+    Status { package: String },
+    /// Management tokens.
+    #[command(subcommand)]
+    Token(admin::TokenCmd),
     /// Work directly on a content library: snapshot a folder, verify, export, collect garbage.
     #[command(subcommand)]
     Content(cmd::content::ContentCommand),
@@ -32,12 +55,24 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let default = if matches!(cli.command, Command::Site(_)) {
+        "info"
+    } else {
+        "warn"
+    };
+    let filter = cli.log.as_deref().unwrap_or(default);
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_new(&cli.log).unwrap_or_else(|_| "warn".into()))
+        .with_env_filter(tracing_subscriber::EnvFilter::try_new(filter).unwrap_or_else(|_| default.into()))
         .with_writer(std::io::stderr)
         .init();
     let result = match cli.command {
-        Command::Content(c) => cmd::content::run(c),
+        Command::Site(c) => cmd::site::run(c).map(|()| ExitCode::SUCCESS),
+        Command::Package(c) => admin::package(&cli.conn, c).map(|()| ExitCode::SUCCESS),
+        Command::Dp(c) => admin::dp(&cli.conn, c).map(|()| ExitCode::SUCCESS),
+        Command::Group(c) => admin::group(&cli.conn, c).map(|()| ExitCode::SUCCESS),
+        Command::Status { package } => admin::status(&cli.conn, &package).map(|()| ExitCode::SUCCESS),
+        Command::Token(c) => admin::token(&cli.conn, c).map(|()| ExitCode::SUCCESS),
+        Command::Content(c) => cmd::content::run(c, cli.conn.json),
     };
     match result {
         Ok(code) => code,

@@ -36,8 +36,8 @@ pub struct LibraryArgs {
     /// The content library folder.
     #[arg(long, env = "PKGDIST_LIBRARY")]
     library: PathBuf,
-    /// Machine-readable output.
-    #[arg(long)]
+    /// Set from the global `--json`.
+    #[arg(skip)]
     json: bool,
 }
 
@@ -74,13 +74,28 @@ pub struct ExportArgs {
     dest: PathBuf,
 }
 
-pub fn run(cmd: ContentCommand) -> Result<ExitCode> {
+pub fn run(cmd: ContentCommand, json: bool) -> Result<ExitCode> {
     match cmd {
-        ContentCommand::Snapshot(a) => snapshot(a),
-        ContentCommand::Verify(a) => verify(a),
-        ContentCommand::Export(a) => export(a),
-        ContentCommand::Gc(a) => gc(a),
-        ContentCommand::List(a) => list(a),
+        ContentCommand::Snapshot(mut a) => {
+            a.lib.json = json;
+            snapshot(a)
+        }
+        ContentCommand::Verify(mut a) => {
+            a.lib.json = json;
+            verify(a)
+        }
+        ContentCommand::Export(mut a) => {
+            a.lib.json = json;
+            export(a)
+        }
+        ContentCommand::Gc(mut a) => {
+            a.json = json;
+            gc(a)
+        }
+        ContentCommand::List(mut a) => {
+            a.json = json;
+            list(a)
+        }
     }
 }
 

@@ -1,3 +1,5 @@
 //! One module per command group.
 
+pub mod admin;
 pub mod content;
+pub mod site;

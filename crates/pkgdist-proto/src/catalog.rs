@@ -1,0 +1,590 @@
+//! The classes of the management API, described once: their key, properties (type, writable or
+//! not), what may be created, changed or deleted, and their methods with parameters.
+//!
+//! The site validates every request against this catalog, the OData parser checks property
+//! names against it, and the OpenAPI document (`docs/api/openapi.json`) is generated from it.
+//! Names and casing are ConfigMgr's; properties marked *pkgdist extension* are ours.
+
+/// A property or parameter type, as WMI names them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ty {
+    String,
+    StringArray,
+    UInt32,
+    SInt32,
+    UInt64,
+    Boolean,
+    /// RFC 3339 UTC text, e.g. `2026-11-21T05:37:39Z`.
+    DateTime,
+}
+
+impl Ty {
+    pub fn name(self) -> &'static str {
+        match self {
+            Ty::String => "String",
+            Ty::StringArray => "String[]",
+            Ty::UInt32 => "UInt32",
+            Ty::SInt32 => "SInt32",
+            Ty::UInt64 => "UInt64",
+            Ty::Boolean => "Boolean",
+            Ty::DateTime => "DateTime",
+        }
+    }
+
+    /// Whether a JSON value has this type (null is checked by the caller).
+    pub fn accepts(self, v: &serde_json::Value) -> bool {
+        use serde_json::Value as V;
+        match (self, v) {
+            (Ty::String | Ty::DateTime, V::String(_)) => true,
+            (Ty::StringArray, V::Array(a)) => a.iter().all(|x| x.is_string()),
+            (Ty::UInt32, V::Number(n)) => n.as_u64().is_some_and(|x| x <= u64::from(u32::MAX)),
+            (Ty::SInt32, V::Number(n)) => n.as_i64().is_some_and(|x| i32::try_from(x).is_ok()),
+            (Ty::UInt64, V::Number(n)) => n.as_u64().is_some(),
+            (Ty::Boolean, V::Bool(_)) => true,
+            _ => false,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct PropDef {
+    pub name: &'static str,
+    pub ty: Ty,
+    /// May be set on create and changed on update.
+    pub writable: bool,
+    /// Must be given on create.
+    pub required: bool,
+    pub doc: &'static str,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Param {
+    pub name: &'static str,
+    pub ty: Ty,
+    pub required: bool,
+    pub doc: &'static str,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct MethodDef {
+    pub name: &'static str,
+    /// Called on an instance (`Class('key')/AdminService.M`) or on the class (`Class.M`).
+    pub instance: bool,
+    pub params: &'static [Param],
+    pub doc: &'static str,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct ClassDef {
+    pub name: &'static str,
+    pub doc: &'static str,
+    /// Key properties, in the order of a composite key.
+    pub key: &'static [&'static str],
+    pub props: &'static [PropDef],
+    pub create: bool,
+    pub update: bool,
+    pub delete: bool,
+    pub methods: &'static [MethodDef],
+}
+
+impl ClassDef {
+    pub fn prop(&self, name: &str) -> Option<&'static PropDef> {
+        self.props.iter().find(|p| p.name == name)
+    }
+
+    pub fn method(&self, name: &str) -> Option<&'static MethodDef> {
+        self.methods.iter().find(|m| m.name == name)
+    }
+}
+
+const fn ro(name: &'static str, ty: Ty, doc: &'static str) -> PropDef {
+    PropDef {
+        name,
+        ty,
+        writable: false,
+        required: false,
+        doc,
+    }
+}
+
+const fn rw(name: &'static str, ty: Ty, doc: &'static str) -> PropDef {
+    PropDef {
+        name,
+        ty,
+        writable: true,
+        required: false,
+        doc,
+    }
+}
+
+const fn req(name: &'static str, ty: Ty, doc: &'static str) -> PropDef {
+    PropDef {
+        name,
+        ty,
+        writable: true,
+        required: true,
+        doc,
+    }
+}
+
+const fn param(name: &'static str, ty: Ty, doc: &'static str) -> Param {
+    Param {
+        name,
+        ty,
+        required: true,
+        doc,
+    }
+}
+
+const fn opt(name: &'static str, ty: Ty, doc: &'static str) -> Param {
+    Param {
+        name,
+        ty,
+        required: false,
+        doc,
+    }
+}
+
+const PACKAGE_PROPS: &[PropDef] = &[
+    ro(
+        "PackageID",
+        Ty::String,
+        "Key: site code + 5 uppercase hex digits, generated, never reused.",
+    ),
+    req("Name", Ty::String, "Package name."),
+    rw("Version", Ty::String, "Free-text version (not SourceVersion)."),
+    rw("Manufacturer", Ty::String, "Publisher."),
+    rw("Language", Ty::String, "Language."),
+    rw("Description", Ty::String, "Description."),
+    rw(
+        "PkgSourcePath",
+        Ty::String,
+        "Source folder on the site server. Creating a package with one takes the first snapshot.",
+    ),
+    rw(
+        "PkgSourceFlag",
+        Ty::UInt32,
+        "1 STORAGE_NO_SOURCE, 2 STORAGE_DIRECT (default when PkgSourcePath is given).",
+    ),
+    ro(
+        "SourceVersion",
+        Ty::UInt32,
+        "Incremented by every refresh of the source (1 after the first snapshot).",
+    ),
+    ro(
+        "SourceDate",
+        Ty::DateTime,
+        "When the current source version was recorded.",
+    ),
+    ro("LastRefreshTime", Ty::DateTime, "When the source was last refreshed."),
+    ro("PackageSize", Ty::UInt32, "Size of the current version in KB."),
+    rw("PkgFlags", Ty::UInt32, "PkgFlags bits, stored as given."),
+    rw("Priority", Ty::UInt32, "1 high, 2 normal (default), 3 low."),
+    ro("ActionInProgress", Ty::UInt32, "0 NONE, 1 UPDATE, 2 ADD, 3 DELETE."),
+    ro("SourceSite", Ty::String, "Site that owns the package."),
+    ro(
+        "RefreshSchedule",
+        Ty::String,
+        "Schedule token string (configurable from the schedules work on).",
+    ),
+    ro(
+        "PackageType",
+        Ty::UInt32,
+        "0 regular, 3 driver, 5 software update, 257 image, 258 boot image, 259 OS install.",
+    ),
+    ro(
+        "ManifestHash",
+        Ty::String,
+        "pkgdist extension: BLAKE3 of the current version's manifest.",
+    ),
+];
+
+const PACKAGE_METHODS: &[MethodDef] = &[
+    MethodDef {
+        name: "RefreshPkgSource",
+        instance: true,
+        params: &[],
+        doc: "Re-reads the source, records SourceVersion + 1 and puts every DP of the package to INSTALL_PENDING for it. Returns once the new version is recorded.",
+    },
+    MethodDef {
+        name: "AddDistributionPoints",
+        instance: true,
+        params: &[
+            param("SiteCode", Ty::StringArray, "Site of each DP, in the order of NALPath."),
+            param("NALPath", Ty::StringArray, "NAL paths of the DPs."),
+        ],
+        doc: "Targets the package at DPs (INSTALL_PENDING at the current SourceVersion).",
+    },
+];
+
+macro_rules! package_class {
+    ($name:literal, $doc:literal) => {
+        ClassDef {
+            name: $name,
+            doc: $doc,
+            key: &["PackageID"],
+            props: PACKAGE_PROPS,
+            create: true,
+            update: true,
+            delete: true,
+            methods: PACKAGE_METHODS,
+        }
+    };
+}
+
+/// Every class the API serves.
+pub const CLASSES: &[ClassDef] = &[
+    ClassDef {
+        name: "SMS_PackageBaseclass",
+        doc: "Every package, whatever its class (read-only view).",
+        key: &["PackageID"],
+        props: PACKAGE_PROPS,
+        create: false,
+        update: false,
+        delete: false,
+        methods: &[],
+    },
+    package_class!("SMS_Package", "Regular package (PackageType 0)."),
+    package_class!("SMS_DriverPackage", "Driver package (PackageType 3)."),
+    package_class!("SMS_SoftwareUpdatesPackage", "Software update package (PackageType 5)."),
+    package_class!("SMS_ImagePackage", "OS image package (PackageType 257)."),
+    package_class!("SMS_BootImagePackage", "Boot image package (PackageType 258)."),
+    package_class!(
+        "SMS_OperatingSystemInstallPackage",
+        "OS install package (PackageType 259)."
+    ),
+    ClassDef {
+        name: "SMS_DistributionPointInfo",
+        doc: "The distribution point servers. Creating one registers a DP and returns its one-time enrollment token.",
+        key: &["NALPath"],
+        props: &[
+            ro("NALPath", Ty::String, "Key: the DP's NAL path."),
+            req("Name", Ty::String, "DP server name, unique."),
+            ro("ServerName", Ty::String, "Same as Name."),
+            ro("SiteCode", Ty::String, "Site the DP belongs to."),
+            rw("Description", Ty::String, "Description."),
+            rw("IsPullDP", Ty::Boolean, "Pull DP."),
+            rw("Priority", Ty::UInt32, "DP priority (default 200)."),
+            ro("GroupCount", Ty::UInt32, "Groups the DP is a member of."),
+            ro(
+                "Url",
+                Ty::String,
+                "pkgdist extension: where the DP is reached, once enrolled.",
+            ),
+            ro(
+                "Enrolled",
+                Ty::Boolean,
+                "pkgdist extension: the DP has used its enrollment token.",
+            ),
+            ro(
+                "EnrollmentToken",
+                Ty::String,
+                "pkgdist extension: returned once, by the create call only.",
+            ),
+        ],
+        create: true,
+        update: true,
+        delete: true,
+        methods: &[],
+    },
+    ClassDef {
+        name: "SMS_DistributionPoint",
+        doc: "One package on one DP. Create to target a package at a DP; set RefreshNow to re-send it; delete to remove it (REMOVAL_PENDING).",
+        key: &["PackageID", "ServerNALPath", "SiteCode"],
+        props: &[
+            req("PackageID", Ty::String, "Key: the package."),
+            req("ServerNALPath", Ty::String, "Key: the DP."),
+            req(
+                "SiteCode",
+                Ty::String,
+                "Key: the DP's site; must match the site in ServerNALPath.",
+            ),
+            ro("SourceSite", Ty::String, "Site that owns the package."),
+            rw(
+                "RefreshNow",
+                Ty::Boolean,
+                "Writing true re-sends the current version to this DP (no version bump). Reads back false.",
+            ),
+            ro("LastRefreshTime", Ty::DateTime, "Last change on this DP."),
+            ro("Status", Ty::UInt32, "0 NONE, 1 UPDATED, 2 ADDED, 3 DELETED."),
+            ro("PackageType", Ty::UInt32, "Package type."),
+            ro("ObjectTypeID", Ty::UInt32, "2, 14, 18, 19, 23 or 24 by package class."),
+        ],
+        create: true,
+        update: true,
+        delete: true,
+        methods: &[
+            MethodDef {
+                name: "VerifyPackage",
+                instance: false,
+                params: &[
+                    param("PackageID", Ty::String, "The package."),
+                    param("NALPath", Ty::String, "The DP."),
+                ],
+                doc: "Asks the DP to re-hash the package's content (CONTENT_MONITORING).",
+            },
+            MethodDef {
+                name: "CancelDistribution",
+                instance: false,
+                params: &[
+                    param("PackageID", Ty::String, "The package."),
+                    param("NALPath", Ty::String, "The DP."),
+                ],
+                doc: "Stops the distribution to that DP; its state becomes INSTALL_FAILED.",
+            },
+        ],
+    },
+    ClassDef {
+        name: "SMS_DistributionPointGroup",
+        doc: "DP groups.",
+        key: &["GroupID"],
+        props: &[
+            ro("GroupID", Ty::String, "Key: a GUID string, generated."),
+            req("Name", Ty::String, "Group name, unique."),
+            rw("Description", Ty::String, "Description."),
+            ro("MemberCount", Ty::UInt32, "Member DPs."),
+            ro("HasMember", Ty::Boolean, "At least one member."),
+            ro("ContentCount", Ty::UInt32, "Packages assigned to the group."),
+            ro(
+                "ContentInSync",
+                Ty::Boolean,
+                "Every package is INSTALLED at its current version on every member.",
+            ),
+            ro(
+                "OutOfSyncContentCount",
+                Ty::UInt32,
+                "Packages not yet in sync on every member.",
+            ),
+            ro("SourceSite", Ty::String, "Site that owns the group."),
+            ro("CreatedOn", Ty::DateTime, "Creation time."),
+            ro("ModifiedOn", Ty::DateTime, "Last change."),
+        ],
+        create: true,
+        update: true,
+        delete: true,
+        methods: &[
+            MethodDef {
+                name: "AddDistributionPoints",
+                instance: true,
+                params: &[
+                    param("DPNALPath", Ty::StringArray, "DPs to add."),
+                    opt(
+                        "AddTargetedPackages",
+                        Ty::Boolean,
+                        "Also target the group's packages at them (default true).",
+                    ),
+                ],
+                doc: "Adds DPs to the group.",
+            },
+            MethodDef {
+                name: "RemoveDistributionPoints",
+                instance: true,
+                params: &[
+                    param("DPNALPath", Ty::StringArray, "DPs to remove."),
+                    opt(
+                        "RemoveTargetedPackages",
+                        Ty::Boolean,
+                        "Also remove the group's packages from them (default false).",
+                    ),
+                ],
+                doc: "Removes DPs from the group; their content stays unless asked.",
+            },
+            MethodDef {
+                name: "AddPackages",
+                instance: true,
+                params: &[param("PackageIDs", Ty::StringArray, "Packages to assign.")],
+                doc: "Assigns packages to the group and targets them at every member.",
+            },
+            MethodDef {
+                name: "RemovePackages",
+                instance: true,
+                params: &[
+                    param("PackageIDs", Ty::StringArray, "Packages to unassign."),
+                    opt(
+                        "RemovePackageFromDPs",
+                        Ty::Boolean,
+                        "Also remove them from the members (default true).",
+                    ),
+                ],
+                doc: "Unassigns packages from the group.",
+            },
+            MethodDef {
+                name: "ReDistributePackage",
+                instance: true,
+                params: &[param("PackageID", Ty::String, "A package assigned to the group.")],
+                doc: "Sends the package again to every member, to leave each with a complete, verified copy. No version bump.",
+            },
+            MethodDef {
+                name: "RefreshDPGroup",
+                instance: true,
+                params: &[],
+                doc: "Brings every member up to date with every package of the group.",
+            },
+        ],
+    },
+    ClassDef {
+        name: "SMS_DPGroupMembers",
+        doc: "Group membership (read-only; change it with the group's methods).",
+        key: &["GroupID", "DPNALPath"],
+        props: &[
+            ro("GroupID", Ty::String, "The group."),
+            ro("DPNALPath", Ty::String, "The member DP."),
+        ],
+        create: false,
+        update: false,
+        delete: false,
+        methods: &[],
+    },
+    ClassDef {
+        name: "SMS_DPGroupContentInfo",
+        doc: "Packages assigned to groups (read-only).",
+        key: &["GroupID", "PackageID"],
+        props: &[
+            ro("GroupID", Ty::String, "The group."),
+            ro("PackageID", Ty::String, "The package."),
+            ro("Name", Ty::String, "Package name."),
+            ro("Description", Ty::String, "Package description."),
+            ro("ObjectID", Ty::String, "The PackageID."),
+            ro("ObjectType", Ty::UInt32, "Package type."),
+            ro("ObjectTypeID", Ty::UInt32, "Secured class id."),
+            ro("SourceSize", Ty::UInt32, "Package size in KB."),
+        ],
+        create: false,
+        update: false,
+        delete: false,
+        methods: &[],
+    },
+    ClassDef {
+        name: "SMS_PackageStatusDistPointsSummarizer",
+        doc: "State of each package on each DP (read-only).",
+        key: &["PackageID", "ServerNALPath", "SiteCode"],
+        props: &[
+            ro("PackageID", Ty::String, "The package."),
+            ro("ServerNALPath", Ty::String, "The DP."),
+            ro("SiteCode", Ty::String, "The DP's site."),
+            ro(
+                "State",
+                Ty::UInt32,
+                "0 INSTALLED, 1 INSTALL_PENDING, 2 INSTALL_RETRYING, 3 INSTALL_FAILED, 4 REMOVAL_PENDING, 5 REMOVAL_RETRYING, 6 REMOVAL_FAILED, 7 CONTENT_UPDATING, 8 CONTENT_MONITORING.",
+            ),
+            ro(
+                "SourceVersion",
+                Ty::UInt32,
+                "Version installed on the DP (0: none yet).",
+            ),
+            ro(
+                "TargetVersion",
+                Ty::UInt32,
+                "pkgdist extension: version the DP is being brought to.",
+            ),
+            ro("LastCopied", Ty::DateTime, "Last successful copy."),
+            ro("SummaryDate", Ty::DateTime, "Last state change."),
+            ro("PackageType", Ty::UInt32, "Package type."),
+            ro("Attempts", Ty::UInt32, "pkgdist extension: failed attempts so far."),
+            ro(
+                "NextRetry",
+                Ty::DateTime,
+                "pkgdist extension: when the next attempt is due.",
+            ),
+            ro("LastMessage", Ty::String, "pkgdist extension: the last status text."),
+        ],
+        create: false,
+        update: false,
+        delete: false,
+        methods: &[],
+    },
+    ClassDef {
+        name: "SMS_PackageStatusDetailSummarizer",
+        doc: "Per package and site: how many DPs are targeted, installed, retrying, failed (read-only).",
+        key: &["PackageID", "SiteCode"],
+        props: &[
+            ro("PackageID", Ty::String, "The package."),
+            ro("SiteCode", Ty::String, "The site."),
+            ro("Name", Ty::String, "Package name."),
+            ro("SourceVersion", Ty::UInt32, "Current version."),
+            ro("Targeted", Ty::UInt32, "DPs in the site targeted with the package."),
+            ro("Installed", Ty::UInt32, "DPs holding the current version."),
+            ro("Retrying", Ty::UInt32, "DPs with failures, retries left."),
+            ro("Failed", Ty::UInt32, "DPs out of retries."),
+            ro("SummaryDate", Ty::DateTime, "Latest state change."),
+        ],
+        create: false,
+        update: false,
+        delete: false,
+        methods: &[],
+    },
+    ClassDef {
+        name: "SMS_DistributionDPStatus",
+        doc: "Status messages: what happened to a package on a DP (read-only).",
+        key: &["ID"],
+        props: &[
+            ro("ID", Ty::UInt64, "Key."),
+            ro("PackageID", Ty::String, "The package."),
+            ro("ObjectID", Ty::String, "The PackageID."),
+            ro("ObjectTypeID", Ty::UInt32, "Secured class id."),
+            ro("NalPath", Ty::String, "The DP."),
+            ro("Name", Ty::String, "DP name."),
+            ro("SiteCode", Ty::String, "The DP's site."),
+            ro("MessageID", Ty::UInt32, "2330 distributed, 2357 queued, 2302 failed, …"),
+            ro("MessageState", Ty::UInt32, "1 Success, 2 InProgress, 3 Error."),
+            ro(
+                "MessageSeverity",
+                Ty::UInt32,
+                "0x40000000 informational, 0xC0000000 error.",
+            ),
+            ro("LastUpdateDate", Ty::DateTime, "When."),
+            ro(
+                "Description",
+                Ty::String,
+                "pkgdist extension: what happened and what to do next.",
+            ),
+            ro(
+                "BytesTransferred",
+                Ty::UInt64,
+                "pkgdist extension: bytes the DP received for this job.",
+            ),
+        ],
+        create: false,
+        update: false,
+        delete: false,
+        methods: &[],
+    },
+    ClassDef {
+        name: "SMS_Site",
+        doc: "The site (read-only).",
+        key: &["SiteCode"],
+        props: &[
+            ro("SiteCode", Ty::String, "Site code."),
+            ro("SiteName", Ty::String, "Site name."),
+            ro("Type", Ty::UInt32, "2 primary site."),
+            ro("ReportingSiteCode", Ty::String, "Parent site (empty at the top)."),
+            ro("Version", Ty::String, "pkgdist version."),
+        ],
+        create: false,
+        update: false,
+        delete: false,
+        methods: &[],
+    },
+    ClassDef {
+        name: "PKGDIST_AdminToken",
+        doc: "pkgdist extension: management tokens. Create returns the secret once; delete revokes.",
+        key: &["TokenID"],
+        props: &[
+            ro("TokenID", Ty::String, "Key."),
+            req("Name", Ty::String, "What the token is for."),
+            req("Role", Ty::String, "FullAdministrator or ReadOnlyAnalyst."),
+            ro("CreatedOn", Ty::DateTime, "Creation time."),
+            ro("RevokedOn", Ty::DateTime, "Revocation time, if revoked."),
+            ro("Token", Ty::String, "The secret; returned by the create call only."),
+        ],
+        create: true,
+        update: false,
+        delete: true,
+        methods: &[],
+    },
+];
+
+/// Looks a class up by its exact (case-sensitive) name.
+pub fn class(name: &str) -> Option<&'static ClassDef> {
+    CLASSES.iter().find(|c| c.name == name)
+}

@@ -1,0 +1,167 @@
+//! A typed client of the management API.
+
+use serde_json::{Map, Value};
+
+use crate::wire::{ErrorBody, ListResponse};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("cannot reach the site at {url}: {source}")]
+    Connect {
+        url: String,
+        #[source]
+        source: reqwest::Error,
+    },
+    /// The site answered with an error body.
+    #[error("{} (HTTP {status}, ReturnValue {}, {})", body.error.message, body.ReturnValue, body.error.code)]
+    Api { status: u16, body: Box<ErrorBody> },
+    #[error("unexpected answer from the site (HTTP {status}): {text}")]
+    Unexpected { status: u16, text: String },
+    #[error("invalid site URL {0:?}")]
+    Url(String),
+}
+
+pub type Result<T, E = ClientError> = std::result::Result<T, E>;
+
+/// An OData key: `('PS100001')` or `(PackageID='PS100001',ServerNALPath='…',SiteCode='PS1')`.
+pub fn key(parts: &[(&str, &str)]) -> String {
+    let quote = |s: &str| format!("'{}'", s.replace('\'', "''"));
+    match parts {
+        [(_, v)] => format!("({})", quote(v)),
+        _ => {
+            let inner: Vec<String> = parts.iter().map(|(k, v)| format!("{k}={}", quote(v))).collect();
+            format!("({})", inner.join(","))
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Client {
+    http: reqwest::Client,
+    base: reqwest::Url,
+    token: String,
+}
+
+impl Client {
+    pub fn new(base: &str, token: &str) -> Result<Self> {
+        let base = reqwest::Url::parse(base).map_err(|_| ClientError::Url(base.to_owned()))?;
+        if base.cannot_be_a_base() {
+            return Err(ClientError::Url(base.to_string()));
+        }
+        let http = reqwest::Client::builder().build().map_err(|e| ClientError::Connect {
+            url: base.to_string(),
+            source: e,
+        })?;
+        Ok(Self {
+            http,
+            base,
+            token: token.to_owned(),
+        })
+    }
+
+    /// `…/AdminService/wmi/<segment>`, with the segment percent-encoded as one path segment.
+    fn url(&self, segment: &str, tail: Option<&str>) -> Result<reqwest::Url> {
+        let mut url = self.base.clone();
+        {
+            let mut seg = url
+                .path_segments_mut()
+                .map_err(|()| ClientError::Url(self.base.to_string()))?;
+            seg.pop_if_empty().push("AdminService").push("wmi").push(segment);
+            if let Some(t) = tail {
+                seg.push(t);
+            }
+        }
+        Ok(url)
+    }
+
+    async fn send(&self, req: reqwest::RequestBuilder) -> Result<Value> {
+        let resp = req
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .map_err(|e| ClientError::Connect {
+                url: self.base.to_string(),
+                source: e,
+            })?;
+        let status = resp.status().as_u16();
+        let text = resp.text().await.map_err(|e| ClientError::Connect {
+            url: self.base.to_string(),
+            source: e,
+        })?;
+        if (200..300).contains(&status) {
+            if text.is_empty() {
+                return Ok(Value::Null);
+            }
+            return serde_json::from_str(&text).map_err(|_| ClientError::Unexpected { status, text });
+        }
+        match serde_json::from_str::<ErrorBody>(&text) {
+            Ok(body) => Err(ClientError::Api {
+                status,
+                body: Box::new(body),
+            }),
+            Err(_) => Err(ClientError::Unexpected { status, text }),
+        }
+    }
+
+    fn object(v: Value, status: u16) -> Result<Map<String, Value>> {
+        match v {
+            Value::Object(m) => Ok(m),
+            other => Err(ClientError::Unexpected {
+                status,
+                text: other.to_string(),
+            }),
+        }
+    }
+
+    /// Lists a class, with OData options such as `("$filter", "Name eq 'x'")`.
+    pub async fn list(&self, class: &str, query: &[(&str, &str)]) -> Result<Vec<Map<String, Value>>> {
+        let v = self.send(self.http.get(self.url(class, None)?).query(query)).await?;
+        let list: ListResponse = serde_json::from_value(v.clone()).map_err(|_| ClientError::Unexpected {
+            status: 200,
+            text: v.to_string(),
+        })?;
+        Ok(list.value)
+    }
+
+    /// One instance; `key` from [`key`].
+    pub async fn get(&self, class: &str, key: &str) -> Result<Map<String, Value>> {
+        Self::object(
+            self.send(self.http.get(self.url(&format!("{class}{key}"), None)?))
+                .await?,
+            200,
+        )
+    }
+
+    pub async fn create(&self, class: &str, body: &Value) -> Result<Map<String, Value>> {
+        Self::object(self.send(self.http.post(self.url(class, None)?).json(body)).await?, 201)
+    }
+
+    pub async fn update(&self, class: &str, key: &str, body: &Value) -> Result<Map<String, Value>> {
+        Self::object(
+            self.send(self.http.patch(self.url(&format!("{class}{key}"), None)?).json(body))
+                .await?,
+            200,
+        )
+    }
+
+    pub async fn delete(&self, class: &str, key: &str) -> Result<()> {
+        self.send(self.http.delete(self.url(&format!("{class}{key}"), None)?))
+            .await
+            .map(|_| ())
+    }
+
+    /// Calls a method: on an instance when `key` is given, else on the class.
+    pub async fn call(
+        &self,
+        class: &str,
+        key: Option<&str>,
+        method: &str,
+        params: &Value,
+    ) -> Result<Map<String, Value>> {
+        let url = match key {
+            Some(k) => self.url(&format!("{class}{k}"), Some(&format!("AdminService.{method}")))?,
+            None => self.url(&format!("{class}.{method}"), None)?,
+        };
+        Self::object(self.send(self.http.post(url).json(params)).await?, 200)
+    }
+}

@@ -1,0 +1,463 @@
+//! HTTP routing of the AdminService WMI route:
+//!
+//! ```text
+//! GET    /AdminService/wmi/<Class>[?$filter=…&$select=…&$orderby=…&$top=…&$skip=…]
+//! GET    /AdminService/wmi/<Class>('<key>')            or (<Prop>='v',<Prop>='v')
+//! POST   /AdminService/wmi/<Class>                      create
+//! PATCH  /AdminService/wmi/<Class>('<key>')            update (PUT is accepted too)
+//! DELETE /AdminService/wmi/<Class>('<key>')
+//! POST   /AdminService/wmi/<Class>('<key>')/AdminService.<Method>
+//! POST   /AdminService/wmi/<Class>.<Method>             static method
+//! ```
+//!
+//! Every request is authenticated by a bearer token; read-only tokens may only GET.
+
+use std::collections::HashMap;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
+use axum::http::{Method, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use pkgdist_core::errors::ErrorKind;
+use pkgdist_core::odata;
+use pkgdist_proto::catalog::{self, ClassDef};
+use pkgdist_proto::{ListResponse, Role};
+use serde_json::{Map, Value, json};
+
+use crate::auth;
+use crate::error::{ApiError, ApiResult};
+use crate::methods;
+use crate::objects::{self, Object};
+use crate::state::AppState;
+
+pub fn router(state: AppState) -> Router {
+    let api = Router::new()
+        .route(
+            "/AdminService/wmi/{*path}",
+            get(get_handler)
+                .post(post_handler)
+                .patch(patch_handler)
+                .put(patch_handler)
+                .delete(delete_handler),
+        )
+        .route_layer(middleware::from_fn_with_state(state.clone(), authenticate));
+    Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route(
+            "/openapi.json",
+            get(|| async { axum::Json(crate::openapi::document()) }),
+        )
+        .merge(api)
+        .layer(DefaultBodyLimit::max(state.max_body_bytes))
+        .layer(tower_http::trace::TraceLayer::new_for_http())
+        .layer(tower_http::catch_panic::CatchPanicLayer::new())
+        .with_state(state)
+}
+
+async fn authenticate(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let token = req
+        .headers()
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim);
+    let Some(token) = token else {
+        return ApiError::new(
+            ErrorKind::Unauthenticated,
+            "no bearer token: send Authorization: Bearer <token>",
+        )
+        .into_response();
+    };
+    let row = match state.db.token_by_hash(&auth::hash(token)).await {
+        Ok(Some(row)) => row,
+        Ok(None) => {
+            return ApiError::new(ErrorKind::Unauthenticated, "the token is unknown or revoked").into_response();
+        }
+        Err(e) => return ApiError::from(e).into_response(),
+    };
+    let role = Role::parse(&row.role).unwrap_or(Role::ReadOnlyAnalyst);
+    if role == Role::ReadOnlyAnalyst && !matches!(*req.method(), Method::GET | Method::HEAD) {
+        return ApiError::new(
+            ErrorKind::Forbidden,
+            format!(
+                "token {:?} is read-only (ReadOnlyAnalyst): it may read but not change anything or call methods",
+                row.name
+            ),
+        )
+        .into_response();
+    }
+    next.run(req).await
+}
+
+/// What a path names.
+#[derive(Debug, PartialEq)]
+enum Target {
+    Class(String),
+    Instance(String, Key),
+    InstanceMethod(String, Key, String),
+    StaticMethod(String, String),
+}
+
+/// A key: `('v')` (unnamed) or `(A='v',B='w')`.
+#[derive(Debug, PartialEq)]
+struct Key(Vec<(Option<String>, String)>);
+
+fn malformed(path: &str, why: &str) -> ApiError {
+    ApiError::new(ErrorKind::MalformedKey, format!("cannot read {path:?}: {why}"))
+}
+
+fn parse_target(path: &str) -> ApiResult<Target> {
+    let Some(open) = path.find('(') else {
+        return Ok(match path.split_once('.') {
+            Some((class, method)) => Target::StaticMethod(class.to_owned(), method.to_owned()),
+            None => Target::Class(path.to_owned()),
+        });
+    };
+    let class = path[..open].to_owned();
+    let (key, rest) = parse_key(path, &path[open + 1..])?;
+    match rest {
+        "" => Ok(Target::Instance(class, key)),
+        r => match r.strip_prefix("/AdminService.") {
+            Some(m) if !m.is_empty() && !m.contains('/') => Ok(Target::InstanceMethod(class, key, m.to_owned())),
+            _ => Err(malformed(path, "expected /AdminService.<Method> after the key")),
+        },
+    }
+}
+
+/// Parses the inside of `( … )`; returns the key and what follows the closing parenthesis.
+fn parse_key<'a>(path: &str, mut s: &'a str) -> ApiResult<(Key, &'a str)> {
+    let mut parts = Vec::new();
+    loop {
+        let mut name = None;
+        if let Some(eq) = s.find('=')
+            && !s[..eq].contains('\'')
+            && !s[..eq].contains(')')
+        {
+            name = Some(s[..eq].trim().to_owned());
+            s = &s[eq + 1..];
+        }
+        let value;
+        if let Some(rest) = s.strip_prefix('\'') {
+            let mut v = String::new();
+            let mut r = rest;
+            loop {
+                let q = r.find('\'').ok_or_else(|| malformed(path, "unterminated quoted key"))?;
+                v.push_str(&r[..q]);
+                r = &r[q + 1..];
+                if let Some(more) = r.strip_prefix('\'') {
+                    v.push('\'');
+                    r = more;
+                } else {
+                    break;
+                }
+            }
+            value = v;
+            s = r;
+        } else {
+            let end = s.find([',', ')']).ok_or_else(|| malformed(path, "missing ')'"))?;
+            value = s[..end].trim().to_owned();
+            if value.is_empty() {
+                return Err(malformed(path, "empty key"));
+            }
+            s = &s[end..];
+        }
+        parts.push((name, value));
+        if let Some(rest) = s.strip_prefix(',') {
+            s = rest;
+        } else if let Some(rest) = s.strip_prefix(')') {
+            return Ok((Key(parts), rest));
+        } else {
+            return Err(malformed(path, "expected ',' or ')' after a key value"));
+        }
+    }
+}
+
+fn class_def(name: &str) -> ApiResult<&'static ClassDef> {
+    catalog::class(name).ok_or_else(|| {
+        ApiError::new(
+            ErrorKind::UnknownClass,
+            format!("no class {name:?}; class names are case-sensitive, e.g. SMS_Package"),
+        )
+        .object(name)
+    })
+}
+
+fn value_text(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// The instance of `class` that `key` names.
+async fn find(state: &AppState, class: &'static ClassDef, key: &Key) -> ApiResult<Object> {
+    let pairs: Vec<(&str, &str)> = if key.0.len() == 1 && key.0[0].0.is_none() {
+        if class.key.len() != 1 {
+            return Err(ApiError::new(
+                ErrorKind::MalformedKey,
+                format!(
+                    "{} has a composite key; name each part: ({})",
+                    class.name,
+                    class.key.join("='…',") + "='…'"
+                ),
+            ));
+        }
+        vec![(class.key[0], key.0[0].1.as_str())]
+    } else {
+        let mut pairs = Vec::new();
+        for (name, value) in &key.0 {
+            let name = name
+                .as_deref()
+                .ok_or_else(|| ApiError::new(ErrorKind::MalformedKey, "name every part of a composite key"))?;
+            if !class.key.contains(&name) {
+                return Err(ApiError::new(
+                    ErrorKind::MalformedKey,
+                    format!(
+                        "{name} is not a key of {}; the key is {}",
+                        class.name,
+                        class.key.join(" + ")
+                    ),
+                ));
+            }
+            pairs.push((name, value.as_str()));
+        }
+        if pairs.len() != class.key.len() {
+            return Err(ApiError::new(
+                ErrorKind::MalformedKey,
+                format!("the key of {} is {}", class.name, class.key.join(" + ")),
+            ));
+        }
+        pairs
+    };
+    let all = objects::instances(state, class.name).await?;
+    all.into_iter()
+        .find(|o| {
+            pairs
+                .iter()
+                .all(|(k, v)| o.get(*k).map(value_text).as_deref() == Some(*v))
+        })
+        .ok_or_else(|| {
+            let desc: Vec<String> = pairs.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            ApiError::new(
+                ErrorKind::UnknownInstance,
+                format!("no {} with {}", class.name, desc.join(", ")),
+            )
+            .object(desc.join(", "))
+        })
+}
+
+async fn get_handler(
+    State(state): State<AppState>,
+    Path(path): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> ApiResult<Response> {
+    match parse_target(&path)? {
+        Target::Class(name) => {
+            let class = class_def(&name)?;
+            let known = |p: &str| class.prop(p).is_some();
+            let g = |k: &str| q.get(k).map(String::as_str);
+            let query = odata::Query::parse(g("$filter"), g("$select"), g("$orderby"), g("$top"), g("$skip"), &known)
+                .map_err(|e| {
+                let kind = match e {
+                    odata::QueryError::UnknownProperty(_) => ErrorKind::UnknownProperty,
+                    _ => ErrorKind::MalformedQuery,
+                };
+                ApiError::new(kind, format!("{e} (class {})", class.name))
+            })?;
+            let rows = query.apply(objects::instances(&state, class.name).await?);
+            let body = ListResponse {
+                context: format!("$metadata#{}", class.name),
+                value: rows,
+            };
+            Ok(axum::Json(body).into_response())
+        }
+        Target::Instance(name, key) => {
+            let class = class_def(&name)?;
+            Ok(axum::Json(find(&state, class, &key).await?).into_response())
+        }
+        Target::InstanceMethod(..) | Target::StaticMethod(..) => {
+            Err(ApiError::new(ErrorKind::NotAllowed, "methods are called with POST"))
+        }
+    }
+}
+
+/// The JSON object of a request body (an empty body is an empty object).
+fn body_object(body: Result<Bytes, BytesRejection>) -> ApiResult<Map<String, Value>> {
+    let bytes = body.map_err(|e| {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::new(
+                ErrorKind::BodyTooLarge,
+                "the request body is larger than the site accepts (max-body-bytes in site.toml)",
+            )
+        } else {
+            ApiError::new(ErrorKind::MalformedBody, format!("cannot read the request body: {e}"))
+        }
+    })?;
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(Map::new());
+    }
+    match serde_json::from_slice::<Value>(&bytes) {
+        Ok(Value::Object(m)) => Ok(m),
+        Ok(_) => Err(ApiError::new(
+            ErrorKind::MalformedBody,
+            "the body must be a JSON object",
+        )),
+        Err(e) => Err(ApiError::new(
+            ErrorKind::MalformedBody,
+            format!("the body is not valid JSON: {e}"),
+        )),
+    }
+}
+
+async fn post_handler(
+    State(state): State<AppState>,
+    Path(path): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult<Response> {
+    let body = body_object(body)?;
+    match parse_target(&path)? {
+        Target::Class(name) => {
+            let class = class_def(&name)?;
+            let created = methods::create(&state, class, body)
+                .await
+                .map_err(|e| e.op(format!("create {name}")))?;
+            Ok((StatusCode::CREATED, axum::Json(created)).into_response())
+        }
+        Target::InstanceMethod(name, key, method) => {
+            let class = class_def(&name)?;
+            let m = method_def(class, &method, true)?;
+            let instance = find(&state, class, &key).await?;
+            let out = methods::call(&state, class, Some(instance), m, body)
+                .await
+                .map_err(|e| e.op(format!("{name}.{method}")))?;
+            Ok(axum::Json(out).into_response())
+        }
+        Target::StaticMethod(name, method) => {
+            let class = class_def(&name)?;
+            let m = method_def(class, &method, false)?;
+            let out = methods::call(&state, class, None, m, body)
+                .await
+                .map_err(|e| e.op(format!("{name}.{method}")))?;
+            Ok(axum::Json(out).into_response())
+        }
+        Target::Instance(..) => Err(ApiError::new(
+            ErrorKind::NotAllowed,
+            "POST creates (on a class) or calls a method; use PATCH to change an instance",
+        )),
+    }
+}
+
+fn method_def(class: &'static ClassDef, name: &str, instance: bool) -> ApiResult<&'static pkgdist_proto::MethodDef> {
+    let m = class.method(name).ok_or_else(|| {
+        let known: Vec<&str> = class.methods.iter().map(|m| m.name).collect();
+        ApiError::new(
+            ErrorKind::UnknownMethod,
+            format!(
+                "{} has no method {name:?} (it has: {})",
+                class.name,
+                if known.is_empty() {
+                    "none".into()
+                } else {
+                    known.join(", ")
+                }
+            ),
+        )
+    })?;
+    if m.instance != instance {
+        let how = if m.instance {
+            format!("on an instance: {}('<key>')/AdminService.{name}", class.name)
+        } else {
+            format!("on the class: {}.{name}", class.name)
+        };
+        return Err(ApiError::new(
+            ErrorKind::UnknownMethod,
+            format!("{name} is called {how}"),
+        ));
+    }
+    Ok(m)
+}
+
+async fn patch_handler(
+    State(state): State<AppState>,
+    Path(path): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult<Response> {
+    let body = body_object(body)?;
+    let Target::Instance(name, key) = parse_target(&path)? else {
+        return Err(ApiError::new(
+            ErrorKind::NotAllowed,
+            "PATCH changes one instance: <Class>('<key>')",
+        ));
+    };
+    let class = class_def(&name)?;
+    let current = find(&state, class, &key).await?;
+    let updated = methods::update(&state, class, current, body)
+        .await
+        .map_err(|e| e.op(format!("update {name}")))?;
+    Ok(axum::Json(updated).into_response())
+}
+
+async fn delete_handler(State(state): State<AppState>, Path(path): Path<String>) -> ApiResult<Response> {
+    let Target::Instance(name, key) = parse_target(&path)? else {
+        return Err(ApiError::new(
+            ErrorKind::NotAllowed,
+            "DELETE removes one instance: <Class>('<key>')",
+        ));
+    };
+    let class = class_def(&name)?;
+    let current = find(&state, class, &key).await?;
+    methods::delete(&state, class, current)
+        .await
+        .map_err(|e| e.op(format!("delete {name}")))?;
+    Ok(axum::Json(json!({"ReturnValue": 0})).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn targets() {
+        assert_eq!(
+            parse_target("SMS_Package").unwrap(),
+            Target::Class("SMS_Package".into())
+        );
+        assert_eq!(
+            parse_target("SMS_Package('PS100001')").unwrap(),
+            Target::Instance("SMS_Package".into(), Key(vec![(None, "PS100001".into())]))
+        );
+        assert_eq!(
+            parse_target("SMS_Package('PS100001')/AdminService.RefreshPkgSource").unwrap(),
+            Target::InstanceMethod(
+                "SMS_Package".into(),
+                Key(vec![(None, "PS100001".into())]),
+                "RefreshPkgSource".into()
+            )
+        );
+        assert_eq!(
+            parse_target("SMS_DistributionPoint.VerifyPackage").unwrap(),
+            Target::StaticMethod("SMS_DistributionPoint".into(), "VerifyPackage".into())
+        );
+        let nal = r#"["Display=\\dp1\"]MSWNET:["SMS_SITE=PS1"]\\dp1\"#;
+        let p = format!("SMS_DistributionPoint(PackageID='PS100001',ServerNALPath='{nal}',SiteCode='PS1')");
+        let Target::Instance(_, Key(k)) = parse_target(&p).unwrap() else {
+            panic!()
+        };
+        assert_eq!(k[1], (Some("ServerNALPath".into()), nal.to_owned()));
+        assert_eq!(
+            parse_target("X('it''s')").unwrap(),
+            Target::Instance("X".into(), Key(vec![(None, "it's".into())]))
+        );
+        assert_eq!(
+            parse_target("SMS_DistributionDPStatus(5)").unwrap(),
+            Target::Instance("SMS_DistributionDPStatus".into(), Key(vec![(None, "5".into())]))
+        );
+        for bad in ["X('a", "X('a'", "X('a')/Other", "X()", "X('a')x"] {
+            assert!(parse_target(bad).is_err(), "{bad}");
+        }
+    }
+}

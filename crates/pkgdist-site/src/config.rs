@@ -1,0 +1,134 @@
+//! `site.toml`: written with the embedded defaults and comments on first start, read after.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::SiteError;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct SiteConfig {
+    /// The site's three-character code; it never changes once the site exists.
+    pub site_code: String,
+    #[serde(default = "default_name")]
+    pub site_name: String,
+    /// Address the management API listens on.
+    #[serde(default = "default_listen")]
+    pub listen: String,
+    /// Metadata database URL; empty means SQLite in the data folder.
+    #[serde(default)]
+    pub database: String,
+    /// Largest request body accepted, in bytes.
+    #[serde(default = "default_max_body")]
+    pub max_body_bytes: usize,
+}
+
+fn default_name() -> String {
+    "pkgdist site".into()
+}
+
+fn default_listen() -> String {
+    "127.0.0.1:8470".into()
+}
+
+fn default_max_body() -> usize {
+    1 << 20
+}
+
+impl SiteConfig {
+    /// Reads `DIR/site.toml`, or writes it on first start. A `--site-code` that contradicts
+    /// the file is refused: a site's code is fixed for life.
+    pub fn load_or_init(dir: &Path, site_code: Option<&str>) -> Result<(Self, bool), SiteError> {
+        let path = dir.join("site.toml");
+        if path.exists() {
+            let text = std::fs::read_to_string(&path).map_err(|e| SiteError::io(&path, e))?;
+            let cfg: SiteConfig =
+                toml::from_str(&text).map_err(|e| SiteError::Config(format!("{}: {e}", path.display())))?;
+            if let Some(code) = site_code
+                && code != cfg.site_code
+            {
+                return Err(SiteError::Config(format!(
+                    "this site's code is {} (in {}); a site code cannot change. Omit --site-code or use another --data folder",
+                    cfg.site_code,
+                    path.display()
+                )));
+            }
+            cfg.validate()?;
+            return Ok((cfg, false));
+        }
+        let code = site_code.ok_or_else(|| {
+            SiteError::Config(format!(
+                "{} does not exist yet: give --site-code (e.g. PS1) for the new site",
+                path.display()
+            ))
+        })?;
+        let cfg = SiteConfig {
+            site_code: code.to_owned(),
+            site_name: default_name(),
+            listen: default_listen(),
+            database: String::new(),
+            max_body_bytes: default_max_body(),
+        };
+        cfg.validate()?;
+        std::fs::create_dir_all(dir).map_err(|e| SiteError::io(dir, e))?;
+        write_atomic(&path, cfg.template().as_bytes())?;
+        Ok((cfg, true))
+    }
+
+    fn validate(&self) -> Result<(), SiteError> {
+        self.site_code
+            .parse::<pkgdist_core::SiteCode>()
+            .map_err(|e| SiteError::Config(e.to_string()))?;
+        Ok(())
+    }
+
+    fn template(&self) -> String {
+        format!(
+            r#"# pkgdist site configuration, written on first start with the embedded defaults.
+# Command-line options override these values.
+
+# The site's three-character code (A-Z, 0-9, starting with a letter). Fixed for life:
+# PackageIDs start with it.
+site-code = "{code}"
+
+# Shown in SMS_Site.
+site-name = "{name}"
+
+# Address of the management API (--listen overrides it; 127.0.0.1:0 picks a free port).
+listen = "{listen}"
+
+# Metadata database. Empty: SQLite in this folder (site.db). For PostgreSQL:
+# database = "postgres://user@host/dbname"
+database = ""
+
+# Largest request body the API accepts, in bytes.
+max-body-bytes = {max}
+"#,
+            code = self.site_code,
+            name = self.site_name,
+            listen = self.listen,
+            max = self.max_body_bytes
+        )
+    }
+
+    /// The database URL to use for data folder `dir`.
+    pub fn database_url(&self, dir: &Path) -> String {
+        if self.database.is_empty() {
+            pkgdist_db::Db::sqlite_url(&dir.join("site.db"))
+        } else {
+            self.database.clone()
+        }
+    }
+}
+
+/// Writes a file so that it is either absent or complete: temp file, fsync, rename.
+pub fn write_atomic(path: &Path, data: &[u8]) -> Result<(), SiteError> {
+    use std::io::Write;
+    let tmp: PathBuf = path.with_extension("tmp");
+    let mut f = std::fs::File::create(&tmp).map_err(|e| SiteError::io(&tmp, e))?;
+    f.write_all(data)
+        .and_then(|()| f.sync_all())
+        .map_err(|e| SiteError::io(&tmp, e))?;
+    std::fs::rename(&tmp, path).map_err(|e| SiteError::io(path, e))
+}

@@ -1,0 +1,124 @@
+//! The pkgdist site server as a library: [`serve`] runs the management API on a listener the
+//! caller bound (tests bind `127.0.0.1:0`), [`run`] is the whole daemon behind
+//! `pkgdist site run`.
+//!
+//! The API is ConfigMgr's AdminService WMI route: classes, instances, OData queries and methods
+//! (`api`), validated against the class catalog of `pkgdist-proto`, with the state in the
+//! metadata database (`pkgdist-db`) and package content in the content library.
+
+mod api;
+pub mod auth;
+pub mod config;
+pub mod error;
+mod methods;
+mod objects;
+pub mod openapi;
+mod state;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+pub use api::router;
+pub use config::SiteConfig;
+pub use error::{ApiError, SiteError};
+use pkgdist_content::Library;
+use pkgdist_db::Db;
+pub use state::AppState;
+use tokio::net::TcpListener;
+
+/// Now, as the API writes times: RFC 3339 UTC to the second.
+pub fn now() -> String {
+    jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
+}
+
+/// Options of `pkgdist site run`.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    pub data: PathBuf,
+    pub site_code: Option<String>,
+    pub listen: Option<String>,
+    pub ready_file: Option<PathBuf>,
+}
+
+/// Opens (creating on first start) the site's state in `dir`.
+pub async fn open(dir: &Path, cfg: &SiteConfig) -> Result<AppState, SiteError> {
+    let db = Db::connect(&cfg.database_url(dir)).await?;
+    match db.setting("site_code").await? {
+        Some(code) if code != cfg.site_code => {
+            return Err(SiteError::Config(format!(
+                "the database belongs to site {code}, but site.toml says {}; they must agree",
+                cfg.site_code
+            )));
+        }
+        Some(_) => {}
+        None => db.set_setting("site_code", &cfg.site_code).await?,
+    }
+    auth::ensure_bootstrap(&db, dir).await?;
+    let library = Arc::new(Library::create_local(&dir.join("library"))?);
+    let site_code = cfg
+        .site_code
+        .parse()
+        .map_err(|e: pkgdist_core::IdError| SiteError::Config(e.to_string()))?;
+    Ok(AppState::new(
+        db,
+        library,
+        site_code,
+        cfg.site_name.clone(),
+        cfg.max_body_bytes,
+    ))
+}
+
+/// Serves the API on `listener` until `shutdown` resolves.
+pub async fn serve(
+    state: AppState,
+    listener: TcpListener,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+/// The daemon: configuration, state, listener, ready-file, serve until SIGINT or SIGTERM.
+pub async fn run(opts: RunOptions) -> Result<(), SiteError> {
+    std::fs::create_dir_all(&opts.data).map_err(|e| SiteError::io(&opts.data, e))?;
+    let (cfg, created) = SiteConfig::load_or_init(&opts.data, opts.site_code.as_deref())?;
+    if created {
+        tracing::info!(path = %opts.data.join("site.toml").display(), "wrote a new site.toml with the defaults");
+    }
+    let state = open(&opts.data, &cfg).await?;
+    let listen = opts.listen.unwrap_or_else(|| cfg.listen.clone());
+    let listener = TcpListener::bind(&listen)
+        .await
+        .map_err(|e| SiteError::Config(format!("cannot listen on {listen}: {e}")))?;
+    let addr: SocketAddr = listener.local_addr().map_err(|e| SiteError::Config(e.to_string()))?;
+    tracing::info!(%addr, site = %cfg.site_code, "site server listening");
+    if let Some(ready) = &opts.ready_file {
+        let body = serde_json::to_vec(&pkgdist_proto::Ready {
+            addr: addr.to_string(),
+            pid: std::process::id(),
+        })
+        .map_err(|e| SiteError::Config(e.to_string()))?;
+        config::write_atomic(ready, &body)?;
+    }
+    serve(state, listener, shutdown_signal())
+        .await
+        .map_err(|e| SiteError::io(Path::new(&listen), e))
+}
+
+async fn shutdown_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = term => {}
+    }
+    tracing::info!("shutting down");
+}

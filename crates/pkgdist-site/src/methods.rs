@@ -1,0 +1,1033 @@
+//! Create, update, delete and methods: what each class allows, validated against the catalog
+//! before anything changes, and applied in one database transaction.
+//!
+//! This layer records intent: rows, states and status messages. Moving content to the DPs is
+//! the job of the distribution points and the distribution manager.
+
+use std::path::Path;
+
+use pkgdist_content::{ContentError, SnapshotOptions};
+use pkgdist_core::classes::{DpState, MessageState, PackageClass, nal_path, nal_site, source_flag};
+use pkgdist_core::errors::ErrorKind;
+use pkgdist_core::{ContentId, PackageId};
+use pkgdist_db::{DpRow, GroupRow, NewStatus, NewTarget, NewVersion, PackageRow, TargetChange, TokenRow};
+use pkgdist_proto::Role;
+use pkgdist_proto::catalog::{ClassDef, MethodDef};
+use serde_json::{Map, Value, json};
+
+use crate::auth;
+use crate::error::{ApiError, ApiResult};
+use crate::now;
+use crate::objects::{self, Object, Snapshot};
+use crate::state::AppState;
+
+// ---- validation ----
+
+/// Checks a create or update body against the class: known, writable, right type; on create,
+/// everything required is present.
+fn check_body(class: &ClassDef, body: &Map<String, Value>, creating: bool) -> ApiResult<()> {
+    for (k, v) in body {
+        let p = class.prop(k).ok_or_else(|| {
+            ApiError::new(
+                ErrorKind::UnknownProperty,
+                format!("{} has no property {k:?} (names are case-sensitive)", class.name),
+            )
+            .param(k)
+        })?;
+        if !p.writable {
+            return Err(
+                ApiError::new(ErrorKind::ReadOnlyProperty, format!("{}.{k} is read-only", class.name)).param(k),
+            );
+        }
+        if !creating && class.key.contains(&p.name) {
+            return Err(ApiError::new(
+                ErrorKind::ReadOnlyProperty,
+                format!(
+                    "{}.{k} is part of the key and cannot change; delete and create instead",
+                    class.name
+                ),
+            )
+            .param(k));
+        }
+        if !p.ty.accepts(v) {
+            return Err(ApiError::new(
+                ErrorKind::InvalidValue,
+                format!("{}.{k} must be a {}, got {v}", class.name, p.ty.name()),
+            )
+            .param(k));
+        }
+    }
+    if creating {
+        for p in class.props.iter().filter(|p| p.required) {
+            if !body.contains_key(p.name) {
+                return Err(ApiError::new(
+                    ErrorKind::MissingProperty,
+                    format!("{} needs {} to be created", class.name, p.name),
+                )
+                .param(p.name));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn check_params(method: &MethodDef, params: &Map<String, Value>) -> ApiResult<()> {
+    for (k, v) in params {
+        let p = method.params.iter().find(|p| p.name == *k).ok_or_else(|| {
+            let known: Vec<&str> = method.params.iter().map(|p| p.name).collect();
+            ApiError::new(
+                ErrorKind::UnknownProperty,
+                format!(
+                    "{} has no parameter {k:?} (it takes: {})",
+                    method.name,
+                    if known.is_empty() {
+                        "none".into()
+                    } else {
+                        known.join(", ")
+                    }
+                ),
+            )
+            .param(k)
+        })?;
+        if !p.ty.accepts(v) {
+            return Err(ApiError::new(
+                ErrorKind::InvalidValue,
+                format!("parameter {k} of {} must be a {}, got {v}", method.name, p.ty.name()),
+            )
+            .param(k));
+        }
+    }
+    for p in method.params.iter().filter(|p| p.required) {
+        if !params.contains_key(p.name) {
+            return Err(ApiError::new(
+                ErrorKind::MissingProperty,
+                format!("{} needs the parameter {}", method.name, p.name),
+            )
+            .param(p.name));
+        }
+    }
+    Ok(())
+}
+
+fn text<'a>(m: &'a Map<String, Value>, k: &str) -> Option<&'a str> {
+    m.get(k).and_then(Value::as_str)
+}
+
+fn int(m: &Map<String, Value>, k: &str) -> Option<i64> {
+    m.get(k).and_then(Value::as_i64)
+}
+
+fn flag(m: &Map<String, Value>, k: &str, default: bool) -> bool {
+    m.get(k).and_then(Value::as_bool).unwrap_or(default)
+}
+
+fn strings(m: &Map<String, Value>, k: &str) -> Vec<String> {
+    m.get(k)
+        .and_then(Value::as_array)
+        .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect())
+        .unwrap_or_default()
+}
+
+fn ok(extra: Value) -> Object {
+    let mut m = Map::new();
+    m.insert("ReturnValue".into(), json!(0));
+    if let Value::Object(e) = extra {
+        m.extend(e);
+    }
+    m
+}
+
+fn key_text(o: &Object, k: &str) -> String {
+    o.get(k).and_then(Value::as_str).unwrap_or_default().to_owned()
+}
+
+// ---- entry points ----
+
+pub async fn create(state: &AppState, class: &'static ClassDef, body: Map<String, Value>) -> ApiResult<Object> {
+    if !class.create {
+        return Err(ApiError::new(
+            ErrorKind::NotAllowed,
+            format!("{} instances cannot be created", class.name),
+        ));
+    }
+    check_body(class, &body, true)?;
+    if let Some(pc) = PackageClass::from_class_name(class.name) {
+        return create_package(state, pc, &body).await;
+    }
+    match class.name {
+        "SMS_DistributionPointInfo" => create_dp(state, &body).await,
+        "SMS_DistributionPoint" => {
+            let (pkg, nal, site) = (
+                key_text(&body, "PackageID"),
+                key_text(&body, "ServerNALPath"),
+                key_text(&body, "SiteCode"),
+            );
+            add_dps(state, &pkg, &[site], std::slice::from_ref(&nal)).await?;
+            let s = Snapshot::load(&state.db).await?;
+            find_one(
+                state,
+                "SMS_DistributionPoint",
+                &[("PackageID", &pkg), ("ServerNALPath", &nal)],
+                &s,
+            )
+            .await
+        }
+        "SMS_DistributionPointGroup" => {
+            let g = GroupRow {
+                group_id: format!("{{{}}}", uuid::Uuid::new_v4().to_string().to_uppercase()),
+                name: non_empty(&body, "Name")?,
+                description: text(&body, "Description").unwrap_or_default().to_owned(),
+                source_site: state.site_code.to_string(),
+                created_on: now(),
+                modified_on: now(),
+            };
+            state.db.insert_group(&g).await?;
+            let s = Snapshot::load(&state.db).await?;
+            Ok(objects::group_object(&g, &s))
+        }
+        "PKGDIST_AdminToken" => {
+            let role = text(&body, "Role").and_then(Role::parse).ok_or_else(|| {
+                ApiError::new(
+                    ErrorKind::InvalidValue,
+                    "Role must be FullAdministrator or ReadOnlyAnalyst",
+                )
+                .param("Role")
+            })?;
+            let token = auth::generate();
+            let row = TokenRow {
+                id: uuid::Uuid::new_v4().to_string(),
+                name: non_empty(&body, "Name")?,
+                role: role.as_str().into(),
+                created_at: now(),
+                revoked_at: None,
+            };
+            state.db.insert_token(&row, &auth::hash(&token)).await?;
+            Ok(objects_token(&row, Some(&token)))
+        }
+        _ => Err(ApiError::new(
+            ErrorKind::NotAllowed,
+            format!("{} instances cannot be created", class.name),
+        )),
+    }
+}
+
+pub async fn update(
+    state: &AppState,
+    class: &'static ClassDef,
+    current: Object,
+    body: Map<String, Value>,
+) -> ApiResult<Object> {
+    if !class.update {
+        return Err(ApiError::new(
+            ErrorKind::NotAllowed,
+            format!("{} instances cannot be changed", class.name),
+        ));
+    }
+    check_body(class, &body, false)?;
+    if PackageClass::from_class_name(class.name).is_some() {
+        let id = key_text(&current, "PackageID");
+        let mut p = state.db.package(&id).await?.ok_or_else(|| gone(&id))?;
+        if let Some(v) = text(&body, "Name") {
+            p.name = v.trim().to_owned();
+            if p.name.is_empty() {
+                return Err(ApiError::new(ErrorKind::InvalidValue, "Name cannot be empty").param("Name"));
+            }
+        }
+        if let Some(v) = text(&body, "Version") {
+            p.version = v.to_owned();
+        }
+        if let Some(v) = text(&body, "Manufacturer") {
+            p.manufacturer = v.to_owned();
+        }
+        if let Some(v) = text(&body, "Language") {
+            p.language = v.to_owned();
+        }
+        if let Some(v) = text(&body, "Description") {
+            p.description = v.to_owned();
+        }
+        if let Some(v) = text(&body, "PkgSourcePath") {
+            p.pkg_source_path = v.to_owned();
+        }
+        if let Some(v) = int(&body, "PkgSourceFlag") {
+            p.pkg_source_flag = v;
+        }
+        if let Some(v) = int(&body, "PkgFlags") {
+            p.pkg_flags = v;
+        }
+        if let Some(v) = int(&body, "Priority") {
+            p.priority = v;
+        }
+        check_package(&p)?;
+        state.db.update_package(&p).await?;
+        return Ok(objects::package_object(&p));
+    }
+    match class.name {
+        "SMS_DistributionPointInfo" => {
+            let nal = key_text(&current, "NALPath");
+            let mut d = state.db.dp(&nal).await?.ok_or_else(|| gone(&nal))?;
+            if let Some(v) = text(&body, "Description") {
+                d.description = v.to_owned();
+            }
+            if let Some(v) = body.get("IsPullDP").and_then(Value::as_bool) {
+                d.is_pull = i64::from(v);
+            }
+            if let Some(v) = int(&body, "Priority") {
+                d.priority = v;
+            }
+            state.db.update_dp(&d).await?;
+            let s = Snapshot::load(&state.db).await?;
+            Ok(objects::dp_object(&d, &s))
+        }
+        "SMS_DistributionPoint" => {
+            let (pkg, nal) = (key_text(&current, "PackageID"), key_text(&current, "ServerNALPath"));
+            if flag(&body, "RefreshNow", false) {
+                let p = state.db.package(&pkg).await?.ok_or_else(|| gone(&pkg))?;
+                let d = state.db.dp(&nal).await?.ok_or_else(|| gone(&nal))?;
+                retarget(
+                    state,
+                    &p,
+                    &[&d],
+                    false,
+                    "RefreshNow: re-sending the current version to this DP",
+                )
+                .await?;
+            }
+            let s = Snapshot::load(&state.db).await?;
+            find_one(
+                state,
+                "SMS_DistributionPoint",
+                &[("PackageID", &pkg), ("ServerNALPath", &nal)],
+                &s,
+            )
+            .await
+        }
+        "SMS_DistributionPointGroup" => {
+            let id = key_text(&current, "GroupID");
+            let mut g = state.db.group(&id).await?.ok_or_else(|| gone(&id))?;
+            if let Some(v) = text(&body, "Name") {
+                g.name = v.trim().to_owned();
+                if g.name.is_empty() {
+                    return Err(ApiError::new(ErrorKind::InvalidValue, "Name cannot be empty").param("Name"));
+                }
+            }
+            if let Some(v) = text(&body, "Description") {
+                g.description = v.to_owned();
+            }
+            g.modified_on = now();
+            state.db.update_group(&g).await?;
+            let s = Snapshot::load(&state.db).await?;
+            Ok(objects::group_object(&g, &s))
+        }
+        _ => Err(ApiError::new(
+            ErrorKind::NotAllowed,
+            format!("{} instances cannot be changed", class.name),
+        )),
+    }
+}
+
+pub async fn delete(state: &AppState, class: &'static ClassDef, current: Object) -> ApiResult<()> {
+    if !class.delete {
+        return Err(ApiError::new(
+            ErrorKind::NotAllowed,
+            format!("{} instances cannot be deleted", class.name),
+        ));
+    }
+    if PackageClass::from_class_name(class.name).is_some() {
+        let id = key_text(&current, "PackageID");
+        state.db.delete_package(&id).await?;
+        // Release the package's versions in the library; garbage collection reclaims the
+        // chunks no other package uses.
+        if let Ok(pid) = id.parse::<PackageId>() {
+            let lib = state.library.clone();
+            tokio::task::spawn_blocking(move || -> Result<(), ContentError> {
+                for v in lib.versions()?.into_iter().filter(|c| c.package == pid) {
+                    lib.release(v)?;
+                }
+                Ok(())
+            })
+            .await
+            .map_err(ApiError::internal)?
+            .map_err(ApiError::internal)?;
+        }
+        return Ok(());
+    }
+    match class.name {
+        "SMS_DistributionPointInfo" => {
+            state.db.delete_dp(&key_text(&current, "NALPath")).await?;
+            Ok(())
+        }
+        "SMS_DistributionPoint" => {
+            // As in ConfigMgr, removal is deferred: the row shows REMOVAL_PENDING until the DP
+            // has released the content.
+            let (pkg, nal) = (key_text(&current, "PackageID"), key_text(&current, "ServerNALPath"));
+            set_state(state, &[(pkg, nal)], DpState::RemovalPending, "removal queued").await
+        }
+        "SMS_DistributionPointGroup" => {
+            state.db.delete_group(&key_text(&current, "GroupID")).await?;
+            Ok(())
+        }
+        "PKGDIST_AdminToken" => {
+            state.db.revoke_token(&key_text(&current, "TokenID"), &now()).await?;
+            Ok(())
+        }
+        _ => Err(ApiError::new(
+            ErrorKind::NotAllowed,
+            format!("{} instances cannot be deleted", class.name),
+        )),
+    }
+}
+
+pub async fn call(
+    state: &AppState,
+    class: &'static ClassDef,
+    instance: Option<Object>,
+    method: &MethodDef,
+    params: Map<String, Value>,
+) -> ApiResult<Object> {
+    check_params(method, &params)?;
+    let instance = instance.unwrap_or_default();
+    match (class.name, method.name) {
+        (_, "RefreshPkgSource") => refresh(state, &key_text(&instance, "PackageID")).await,
+        (_, "AddDistributionPoints") if PackageClass::from_class_name(class.name).is_some() => {
+            let (sites, nals) = (strings(&params, "SiteCode"), strings(&params, "NALPath"));
+            add_dps(state, &key_text(&instance, "PackageID"), &sites, &nals).await?;
+            Ok(ok(json!({})))
+        }
+        ("SMS_DistributionPoint", "VerifyPackage" | "CancelDistribution") => {
+            let (pkg, nal) = (key_text(&params, "PackageID"), key_text(&params, "NALPath"));
+            if state.db.package_dp(&pkg, &nal).await?.is_none() {
+                return Err(
+                    ApiError::new(ErrorKind::UnknownInstance, format!("package {pkg} is not on DP {nal}"))
+                        .object(format!("{pkg} on {nal}")),
+                );
+            }
+            if method.name == "VerifyPackage" {
+                set_state(
+                    state,
+                    &[(pkg, nal)],
+                    DpState::ContentMonitoring,
+                    "validation requested: the DP will re-hash the content",
+                )
+                .await?;
+            } else {
+                set_state(
+                    state,
+                    &[(pkg, nal)],
+                    DpState::InstallFailed,
+                    "distribution cancelled by an administrator; use RefreshNow or ReDistributePackage to try again",
+                )
+                .await?;
+            }
+            Ok(ok(json!({})))
+        }
+        ("SMS_DistributionPointGroup", m) => group_method(state, &key_text(&instance, "GroupID"), m, &params).await,
+        _ => Err(ApiError::new(
+            ErrorKind::UnknownMethod,
+            format!("{}.{} is not implemented", class.name, method.name),
+        )),
+    }
+}
+
+// ---- packages ----
+
+fn non_empty(body: &Map<String, Value>, k: &str) -> ApiResult<String> {
+    let v = text(body, k).unwrap_or_default().trim().to_owned();
+    if v.is_empty() {
+        return Err(ApiError::new(ErrorKind::InvalidValue, format!("{k} cannot be empty")).param(k));
+    }
+    Ok(v)
+}
+
+fn gone(what: &str) -> ApiError {
+    ApiError::new(ErrorKind::UnknownInstance, format!("{what} no longer exists")).object(what)
+}
+
+fn check_package(p: &PackageRow) -> ApiResult<()> {
+    if !(1..=3).contains(&p.priority) {
+        return Err(ApiError::new(
+            ErrorKind::InvalidValue,
+            "Priority must be 1 (high), 2 (normal) or 3 (low)",
+        )
+        .param("Priority"));
+    }
+    if !(0..=4).contains(&p.pkg_source_flag) {
+        return Err(ApiError::new(
+            ErrorKind::InvalidValue,
+            "PkgSourceFlag must be 0 to 4 (2 = STORAGE_DIRECT)",
+        )
+        .param("PkgSourceFlag"));
+    }
+    if !p.pkg_source_path.is_empty() && !Path::new(&p.pkg_source_path).is_absolute() {
+        return Err(ApiError::new(
+            ErrorKind::InvalidValue,
+            "PkgSourcePath must be an absolute path on the site server",
+        )
+        .param("PkgSourcePath"));
+    }
+    Ok(())
+}
+
+/// Checks the source folder exists and is readable before anything is recorded.
+fn check_source(path: &str) -> ApiResult<()> {
+    match std::fs::read_dir(path) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(ApiError::new(
+            ErrorKind::SourceMissing,
+            format!("the source folder {path} does not exist; create it or fix PkgSourcePath"),
+        )
+        .param("PkgSourcePath")),
+        Err(e) if e.kind() == std::io::ErrorKind::NotADirectory => Err(ApiError::new(
+            ErrorKind::SourceMissing,
+            format!("{path} is not a folder; PkgSourcePath names the package's source folder"),
+        )
+        .param("PkgSourcePath")),
+        Err(e) => Err(ApiError::new(
+            ErrorKind::SourceUnreadable,
+            format!("the source folder {path} cannot be read ({e}); check its permissions"),
+        )
+        .param("PkgSourcePath")),
+    }
+}
+
+/// Snapshots `source` as `target` on a blocking thread.
+async fn snapshot(
+    state: &AppState,
+    source: &str,
+    target: ContentId,
+    previous: Option<ContentId>,
+) -> ApiResult<(String, i64)> {
+    let lib = state.library.clone();
+    let src = source.to_owned();
+    let out = tokio::task::spawn_blocking(move || {
+        lib.snapshot(
+            Path::new(&src),
+            target,
+            &SnapshotOptions {
+                previous,
+                ..Default::default()
+            },
+        )
+    })
+    .await
+    .map_err(ApiError::internal)?;
+    match out {
+        Ok(o) => Ok((
+            o.manifest_id.to_hex(),
+            i64::try_from(o.stats.bytes.div_ceil(1024)).unwrap_or(i64::MAX),
+        )),
+        Err(ContentError::Source { path, reason }) => Err(ApiError::new(
+            ErrorKind::SourceUnreadable,
+            format!("cannot snapshot {}: {reason}", path.display()),
+        )
+        .param("PkgSourcePath")),
+        Err(e) => Err(ApiError::new(
+            ErrorKind::Storage,
+            format!("the content library could not record {target}: {e}"),
+        )),
+    }
+}
+
+async fn create_package(state: &AppState, pc: PackageClass, body: &Map<String, Value>) -> ApiResult<Object> {
+    let path = text(body, "PkgSourcePath").unwrap_or_default().trim().to_owned();
+    let flag = int(body, "PkgSourceFlag").unwrap_or(if path.is_empty() {
+        i64::from(source_flag::STORAGE_NO_SOURCE)
+    } else {
+        i64::from(source_flag::STORAGE_DIRECT)
+    });
+    let mut row = PackageRow {
+        package_id: String::new(),
+        package_type: i64::from(pc.package_type()),
+        name: non_empty(body, "Name")?,
+        version: text(body, "Version").unwrap_or_default().to_owned(),
+        manufacturer: text(body, "Manufacturer").unwrap_or_default().to_owned(),
+        language: text(body, "Language").unwrap_or_default().to_owned(),
+        description: text(body, "Description").unwrap_or_default().to_owned(),
+        pkg_source_path: path.clone(),
+        pkg_source_flag: flag,
+        source_version: 0,
+        source_date: None,
+        last_refresh_time: None,
+        package_size: 0,
+        pkg_flags: int(body, "PkgFlags").unwrap_or(0),
+        priority: int(body, "Priority").unwrap_or(2),
+        action_in_progress: 0,
+        source_site: state.site_code.to_string(),
+        refresh_schedule: String::new(),
+        manifest_hash: None,
+        created_at: now(),
+    };
+    check_package(&row)?;
+    if flag == i64::from(source_flag::STORAGE_DIRECT) && path.is_empty() {
+        return Err(ApiError::new(
+            ErrorKind::MissingProperty,
+            "PkgSourceFlag 2 (STORAGE_DIRECT) needs a PkgSourcePath",
+        )
+        .param("PkgSourcePath"));
+    }
+    if !path.is_empty() {
+        check_source(&path)?;
+    }
+    let serial = state.db.next_counter("package", 1).await?;
+    let pid = u32::try_from(serial)
+        .ok()
+        .and_then(|s| PackageId::new(state.site_code, s).ok())
+        .ok_or_else(|| ApiError::internal("this site has used all 1,048,575 PackageIDs"))?;
+    row.package_id = pid.to_string();
+    if !path.is_empty() {
+        // As ConfigMgr does: a package with a source has SourceVersion 1 from the start.
+        let target = ContentId {
+            package: pid,
+            version: 1,
+        };
+        let (hash, kb) = snapshot(state, &path, target, None).await?;
+        row.source_version = 1;
+        row.manifest_hash = Some(hash);
+        row.package_size = kb;
+        row.source_date = Some(now());
+        row.last_refresh_time = row.source_date.clone();
+    }
+    state.db.insert_package(&row).await?;
+    tracing::info!(package = %row.package_id, class = pc.class_name(), "package created");
+    Ok(objects::package_object(&row))
+}
+
+async fn refresh(state: &AppState, id: &str) -> ApiResult<Object> {
+    let lock = state.refresh_lock(id);
+    let _one_at_a_time = lock.lock().await;
+    let p = state.db.package(id).await?.ok_or_else(|| gone(id))?;
+    if p.pkg_source_path.is_empty() || p.pkg_source_flag == i64::from(source_flag::STORAGE_NO_SOURCE) {
+        return Err(ApiError::new(
+            ErrorKind::NoSource,
+            format!("package {id} has no source folder to refresh; set PkgSourcePath (and PkgSourceFlag 2) first"),
+        )
+        .object(id));
+    }
+    check_source(&p.pkg_source_path)?;
+    let pid: PackageId = id.parse().map_err(ApiError::internal)?;
+    let version = u32::try_from(p.source_version + 1).map_err(ApiError::internal)?;
+    let previous = (p.source_version > 0).then(|| ContentId {
+        package: pid,
+        version: version - 1,
+    });
+    let target = ContentId { package: pid, version };
+    let (hash, kb) = snapshot(state, &p.pkg_source_path, target, previous).await?;
+    let time = now();
+    state
+        .db
+        .record_version(&NewVersion {
+            package_id: id.to_owned(),
+            source_version: i64::from(version),
+            manifest_hash: hash,
+            package_size_kb: kb,
+            time: time.clone(),
+            action_in_progress: i64::from(pkgdist_core::classes::action::UPDATE),
+            dp_state: i64::from(DpState::InstallPending.code()),
+            dp_message: format!("{target} queued for distribution"),
+        })
+        .await?;
+    let s = Snapshot::load(&state.db).await?;
+    for r in s.package_dps.iter().filter(|r| r.package_id == id) {
+        status(
+            state,
+            id,
+            &r.nal_path,
+            &r.site_code,
+            2357,
+            MessageState::InProgress,
+            format!("{target} queued for distribution to {}", dp_name(&s, &r.nal_path)),
+        )
+        .await?;
+    }
+    tracing::info!(content = %target, "source refreshed");
+    Ok(ok(json!({"SourceVersion": version})))
+}
+
+fn dp_name(s: &Snapshot, nal: &str) -> String {
+    s.dp(nal).map_or_else(|| nal.to_owned(), |d| d.name.clone())
+}
+
+async fn status(
+    state: &AppState,
+    pkg: &str,
+    nal: &str,
+    site: &str,
+    id: i64,
+    st: MessageState,
+    text: String,
+) -> ApiResult<()> {
+    state
+        .db
+        .add_status(&NewStatus {
+            package_id: pkg.into(),
+            nal_path: nal.into(),
+            site_code: site.into(),
+            message_id: id,
+            message_state: st as i64,
+            severity: i64::from(st.severity()),
+            description: text,
+            bytes_transferred: 0,
+            time: now(),
+        })
+        .await?;
+    Ok(())
+}
+
+/// Targets package `pkg` at DPs given by NAL path, checking each DP's site.
+async fn add_dps(state: &AppState, pkg: &str, sites: &[String], nals: &[String]) -> ApiResult<()> {
+    if sites.len() != nals.len() {
+        return Err(ApiError::new(
+            ErrorKind::InvalidValue,
+            format!(
+                "SiteCode has {} entries and NALPath {}: give one site code per DP",
+                sites.len(),
+                nals.len()
+            ),
+        )
+        .param("SiteCode"));
+    }
+    let p = state
+        .db
+        .package(pkg)
+        .await?
+        .ok_or_else(|| ApiError::new(ErrorKind::UnknownInstance, format!("no package {pkg}")).object(pkg))?;
+    let s = Snapshot::load(&state.db).await?;
+    let mut dps = Vec::new();
+    for (site, nal) in sites.iter().zip(nals) {
+        let d = s.dp(nal).ok_or_else(|| {
+            ApiError::new(
+                ErrorKind::UnknownInstance,
+                format!("no distribution point {nal}; see SMS_DistributionPointInfo"),
+            )
+            .object(nal)
+        })?;
+        if *site != d.site_code || nal_site(nal) != Some(d.site_code.as_str()) {
+            return Err(ApiError::new(
+                ErrorKind::SiteMismatch,
+                format!(
+                    "SiteCode {site} does not match the site of DP {} ({}); SiteCode must be the DP's own site",
+                    d.name, d.site_code
+                ),
+            )
+            .param("SiteCode"));
+        }
+        dps.push(d);
+    }
+    retarget(state, &p, &dps, false, "queued for distribution").await
+}
+
+/// Puts a package on DPs at its current version (INSTALL_PENDING) and records why.
+async fn retarget(state: &AppState, p: &PackageRow, dps: &[&DpRow], redistribute: bool, why: &str) -> ApiResult<()> {
+    let time = now();
+    let targets: Vec<NewTarget> = dps.iter().map(|d| target(p, d, redistribute, &time, why)).collect();
+    state.db.target(&targets).await?;
+    for d in dps {
+        status(
+            state,
+            &p.package_id,
+            &d.nal_path,
+            &d.site_code,
+            2357,
+            MessageState::InProgress,
+            format!("{}.{} {why} ({})", p.package_id, p.source_version, d.name),
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+fn target(p: &PackageRow, d: &DpRow, redistribute: bool, time: &str, why: &str) -> NewTarget {
+    NewTarget {
+        package_id: p.package_id.clone(),
+        nal_path: d.nal_path.clone(),
+        site_code: d.site_code.clone(),
+        state: i64::from(DpState::InstallPending.code()),
+        target_version: p.source_version,
+        redistribute,
+        time: time.to_owned(),
+        message: why.to_owned(),
+    }
+}
+
+async fn set_state(state: &AppState, rows: &[(String, String)], st: DpState, why: &str) -> ApiResult<()> {
+    let time = now();
+    let changes: Vec<TargetChange> = rows
+        .iter()
+        .map(|(p, n)| TargetChange {
+            package_id: p.clone(),
+            nal_path: n.clone(),
+            state: i64::from(st.code()),
+            time: time.clone(),
+            message: why.to_owned(),
+        })
+        .collect();
+    state.db.set_states(&changes).await?;
+    let s = Snapshot::load(&state.db).await?;
+    for (p, n) in rows {
+        let site = s.dp(n).map(|d| d.site_code.clone()).unwrap_or_default();
+        let ms = if st == DpState::InstallFailed {
+            MessageState::Error
+        } else {
+            MessageState::InProgress
+        };
+        status(
+            state,
+            p,
+            n,
+            &site,
+            2357,
+            ms,
+            format!("{p} on {}: {why}", dp_name(&s, n)),
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+// ---- distribution points ----
+
+async fn create_dp(state: &AppState, body: &Map<String, Value>) -> ApiResult<Object> {
+    let name = non_empty(body, "Name")?;
+    let valid = name.len() <= 253
+        && name
+            .bytes()
+            .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'.');
+    if !valid {
+        return Err(ApiError::new(
+            ErrorKind::InvalidValue,
+            "Name must be a host name: letters, digits, '-' and '.'",
+        )
+        .param("Name"));
+    }
+    let token = auth::generate();
+    let site = state.site_code.to_string();
+    let d = DpRow {
+        nal_path: nal_path(&name, &site),
+        name,
+        site_code: site,
+        url: None,
+        description: text(body, "Description").unwrap_or_default().to_owned(),
+        is_pull: i64::from(flag(body, "IsPullDP", false)),
+        priority: int(body, "Priority").unwrap_or(200),
+        enrollment_token_hash: Some(auth::hash(&token)),
+        credential_hash: None,
+        created_at: now(),
+    };
+    state.db.insert_dp(&d).await?;
+    let s = Snapshot::load(&state.db).await?;
+    let mut o = objects::dp_object(&d, &s);
+    o.insert("EnrollmentToken".into(), json!(token));
+    Ok(o)
+}
+
+// ---- groups ----
+
+async fn group_method(
+    state: &AppState,
+    group_id: &str,
+    method: &str,
+    params: &Map<String, Value>,
+) -> ApiResult<Object> {
+    let s = Snapshot::load(&state.db).await?;
+    let members: Vec<&DpRow> = s.members_of(group_id).iter().filter_map(|n| s.dp(n)).collect();
+    let packages: Vec<&PackageRow> = s.packages_of(group_id).iter().filter_map(|p| s.package(p)).collect();
+    let time = now();
+    match method {
+        "AddDistributionPoints" => {
+            let nals = strings(params, "DPNALPath");
+            let new: Vec<&DpRow> = nals
+                .iter()
+                .map(|n| s.dp(n).ok_or_else(|| unknown_dp(n)))
+                .collect::<ApiResult<_>>()?;
+            let targets: Vec<NewTarget> = if flag(params, "AddTargetedPackages", true) {
+                new.iter()
+                    .flat_map(|d| {
+                        packages.iter().map(|p| {
+                            target(
+                                p,
+                                d,
+                                false,
+                                &time,
+                                "queued: the DP joined a group that holds the package",
+                            )
+                        })
+                    })
+                    .collect()
+            } else {
+                Vec::new()
+            };
+            state.db.add_group_members(group_id, &nals, Some(&targets)).await?;
+            for t in &targets {
+                status(
+                    state,
+                    &t.package_id,
+                    &t.nal_path,
+                    &t.site_code,
+                    2357,
+                    MessageState::InProgress,
+                    format!("{}.{} {}", t.package_id, t.target_version, t.message),
+                )
+                .await?;
+            }
+        }
+        "RemoveDistributionPoints" => {
+            let nals = strings(params, "DPNALPath");
+            for n in &nals {
+                if !members.iter().any(|d| d.nal_path == *n) {
+                    return Err(
+                        ApiError::new(ErrorKind::UnknownInstance, format!("{n} is not a member of the group"))
+                            .object(n),
+                    );
+                }
+            }
+            let removals: Vec<TargetChange> = if flag(params, "RemoveTargetedPackages", false) {
+                nals.iter()
+                    .flat_map(|n| {
+                        packages
+                            .iter()
+                            .filter(|p| s.package_dp(&p.package_id, n).is_some())
+                            .map(move |p| (p, n))
+                    })
+                    .map(|(p, n)| TargetChange {
+                        package_id: p.package_id.clone(),
+                        nal_path: n.clone(),
+                        state: i64::from(DpState::RemovalPending.code()),
+                        time: time.clone(),
+                        message: "removal queued: the DP left the group".into(),
+                    })
+                    .collect()
+            } else {
+                Vec::new()
+            };
+            state.db.remove_group_members(group_id, &nals, &removals).await?;
+        }
+        "AddPackages" => {
+            let ids = strings(params, "PackageIDs");
+            let new: Vec<&PackageRow> = ids
+                .iter()
+                .map(|i| s.package(i).ok_or_else(|| unknown_package(i)))
+                .collect::<ApiResult<_>>()?;
+            let targets: Vec<NewTarget> = new
+                .iter()
+                .flat_map(|p| {
+                    members
+                        .iter()
+                        .map(|d| target(p, d, false, &time, "queued: the package was added to the DP's group"))
+                })
+                .collect();
+            state.db.add_group_packages(group_id, &ids, &targets).await?;
+            for t in &targets {
+                status(
+                    state,
+                    &t.package_id,
+                    &t.nal_path,
+                    &t.site_code,
+                    2357,
+                    MessageState::InProgress,
+                    format!("{}.{} {}", t.package_id, t.target_version, t.message),
+                )
+                .await?;
+            }
+        }
+        "RemovePackages" => {
+            let ids = strings(params, "PackageIDs");
+            for i in &ids {
+                if !packages.iter().any(|p| p.package_id == *i) {
+                    return Err(not_in_group(i));
+                }
+            }
+            let removals: Vec<TargetChange> = if flag(params, "RemovePackageFromDPs", true) {
+                ids.iter()
+                    .flat_map(|i| {
+                        members
+                            .iter()
+                            .filter(|d| s.package_dp(i, &d.nal_path).is_some())
+                            .map(move |d| (i, d))
+                    })
+                    .map(|(i, d)| TargetChange {
+                        package_id: i.clone(),
+                        nal_path: d.nal_path.clone(),
+                        state: i64::from(DpState::RemovalPending.code()),
+                        time: time.clone(),
+                        message: "removal queued: the package left the DP's group".into(),
+                    })
+                    .collect()
+            } else {
+                Vec::new()
+            };
+            state.db.remove_group_packages(group_id, &ids, &removals).await?;
+        }
+        "ReDistributePackage" => {
+            let id = key_text(params, "PackageID");
+            let p = *packages.iter().find(|p| p.package_id == id).ok_or_else(|| {
+                if s.package(&id).is_some() {
+                    not_in_group(&id)
+                } else {
+                    unknown_package(&id)
+                }
+            })?;
+            retarget(
+                state,
+                p,
+                &members,
+                true,
+                "redistribution: every file will be sent and verified again",
+            )
+            .await?;
+        }
+        "RefreshDPGroup" => {
+            for p in &packages {
+                retarget(state, p, &members, false, "queued: the group was refreshed").await?;
+            }
+        }
+        other => {
+            return Err(ApiError::new(
+                ErrorKind::UnknownMethod,
+                format!("SMS_DistributionPointGroup.{other} is not implemented"),
+            ));
+        }
+    }
+    Ok(ok(json!({})))
+}
+
+fn unknown_dp(nal: &str) -> ApiError {
+    ApiError::new(
+        ErrorKind::UnknownInstance,
+        format!("no distribution point {nal}; see SMS_DistributionPointInfo"),
+    )
+    .object(nal)
+}
+
+fn unknown_package(id: &str) -> ApiError {
+    ApiError::new(ErrorKind::UnknownInstance, format!("no package {id}")).object(id)
+}
+
+fn not_in_group(id: &str) -> ApiError {
+    ApiError::new(
+        ErrorKind::PackageNotInGroup,
+        format!("package {id} is not assigned to this group; add it with AddPackages first"),
+    )
+    .object(id)
+}
+
+// ---- helpers ----
+
+async fn find_one(state: &AppState, class: &str, pairs: &[(&str, &str)], _s: &Snapshot) -> ApiResult<Object> {
+    objects::instances(state, class)
+        .await?
+        .into_iter()
+        .find(|o| pairs.iter().all(|(k, v)| o.get(*k).and_then(Value::as_str) == Some(*v)))
+        .ok_or_else(|| ApiError::internal(format!("{class} instance vanished")))
+}
+
+fn objects_token(t: &TokenRow, secret: Option<&str>) -> Object {
+    let mut o = Map::new();
+    o.insert("TokenID".into(), json!(t.id));
+    o.insert("Name".into(), json!(t.name));
+    o.insert("Role".into(), json!(t.role));
+    o.insert("CreatedOn".into(), json!(t.created_at));
+    o.insert("RevokedOn".into(), json!(t.revoked_at));
+    if let Some(s) = secret {
+        o.insert("Token".into(), json!(s));
+    }
+    o
+}

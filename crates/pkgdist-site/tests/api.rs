@@ -1,0 +1,775 @@
+//! The management API in process: a real site (SQLite file, content library on disk) on
+//! 127.0.0.1:0, driven over HTTP exactly as a script would.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::PathBuf;
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use tempfile::TempDir;
+
+struct Site {
+    url: String,
+    token: String,
+    dir: TempDir,
+    http: reqwest::Client,
+}
+
+async fn start() -> Site {
+    let dir = TempDir::new().unwrap();
+    let (cfg, created) = pkgdist_site::SiteConfig::load_or_init(dir.path(), Some("PS1")).unwrap();
+    assert!(created);
+    let state = pkgdist_site::open(dir.path(), &cfg).await.unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(pkgdist_site::serve(state, listener, std::future::pending()));
+    let token = std::fs::read_to_string(dir.path().join("bootstrap-token"))
+        .unwrap()
+        .trim()
+        .to_owned();
+    Site {
+        url,
+        token,
+        dir,
+        http: reqwest::Client::new(),
+    }
+}
+
+impl Site {
+    async fn req(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+        token: Option<&str>,
+    ) -> (StatusCode, Value) {
+        let mut r = self
+            .http
+            .request(method, format!("{}/AdminService/wmi/{path}", self.url));
+        if let Some(t) = token {
+            r = r.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            r = r.json(&b);
+        }
+        let resp = r.send().await.unwrap();
+        let status = resp.status();
+        let text = resp.text().await.unwrap();
+        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    }
+    async fn get(&self, path: &str) -> (StatusCode, Value) {
+        self.req(reqwest::Method::GET, path, None, Some(&self.token.clone()))
+            .await
+    }
+    async fn post(&self, path: &str, body: Value) -> (StatusCode, Value) {
+        self.req(reqwest::Method::POST, path, Some(body), Some(&self.token.clone()))
+            .await
+    }
+    async fn patch(&self, path: &str, body: Value) -> (StatusCode, Value) {
+        self.req(reqwest::Method::PATCH, path, Some(body), Some(&self.token.clone()))
+            .await
+    }
+    async fn delete(&self, path: &str) -> (StatusCode, Value) {
+        self.req(reqwest::Method::DELETE, path, None, Some(&self.token.clone()))
+            .await
+    }
+    /// `value` of a list.
+    async fn list(&self, path: &str) -> Vec<Value> {
+        let (st, v) = self.get(path).await;
+        assert_eq!(st, StatusCode::OK, "{v}");
+        v["value"].as_array().unwrap().clone()
+    }
+    fn source(&self, name: &str) -> PathBuf {
+        let src = self.dir.path().join(name);
+        std::fs::create_dir_all(src.join("sub")).unwrap();
+        std::fs::write(
+            src.join("setup.exe"),
+            pkgdist_testkit::generate::Rng::new(1).bytes(300_000),
+        )
+        .unwrap();
+        std::fs::write(src.join("sub/readme.txt"), b"hello").unwrap();
+        src
+    }
+    /// A package with a source, and two DPs.
+    async fn package(&self, class: &str, name: &str) -> String {
+        let src = self.source(name);
+        let (st, p) = self
+            .post(class, json!({"Name": name, "PkgSourcePath": src.to_str().unwrap()}))
+            .await;
+        assert_eq!(st, StatusCode::CREATED, "{p}");
+        p["PackageID"].as_str().unwrap().to_owned()
+    }
+    async fn dp(&self, name: &str) -> String {
+        let (st, d) = self.post("SMS_DistributionPointInfo", json!({"Name": name})).await;
+        assert_eq!(st, StatusCode::CREATED, "{d}");
+        d["NALPath"].as_str().unwrap().to_owned()
+    }
+}
+
+/// Asserts an error answer: HTTP status, the error's code, a non-zero ReturnValue.
+fn assert_error(got: &(StatusCode, Value), status: u16, code: &str) {
+    assert_eq!(got.0.as_u16(), status, "{}", got.1);
+    assert_eq!(got.1["error"]["code"], code, "{}", got.1);
+    assert_ne!(got.1["ReturnValue"], 0);
+    assert_eq!(got.1["ExtendedStatus"]["__CLASS"], "SMS_ExtendedStatus");
+    assert!(got.1["ExtendedStatus"]["ErrorCode"].as_u64().unwrap() > 0);
+    assert!(!got.1["error"]["message"].as_str().unwrap().is_empty());
+}
+
+fn key(v: &str) -> String {
+    let enc: String = v.replace('\'', "''");
+    format!("('{}')", urlencode(&enc))
+}
+
+fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+fn dp_key(pkg: &str, nal: &str) -> String {
+    urlencode(&format!(
+        "(PackageID='{pkg}',ServerNALPath='{}',SiteCode='PS1')",
+        nal.replace('\'', "''")
+    ))
+}
+
+#[tokio::test]
+async fn authentication_and_roles() {
+    let s = start().await;
+    let none = s.req(reqwest::Method::GET, "SMS_Package", None, None).await;
+    assert_error(&none, 401, "Unauthenticated");
+    let bad = s.req(reqwest::Method::GET, "SMS_Package", None, Some("nope")).await;
+    assert_error(&bad, 401, "Unauthenticated");
+
+    let (st, t) = s
+        .post(
+            "PKGDIST_AdminToken",
+            json!({"Name": "analyst", "Role": "ReadOnlyAnalyst"}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{t}");
+    let ro = t["Token"].as_str().unwrap().to_owned();
+    let (st, _) = s.req(reqwest::Method::GET, "SMS_Package", None, Some(&ro)).await;
+    assert_eq!(st, StatusCode::OK);
+    let write = s
+        .req(
+            reqwest::Method::POST,
+            "SMS_Package",
+            Some(json!({"Name": "x"})),
+            Some(&ro),
+        )
+        .await;
+    assert_error(&write, 403, "Forbidden");
+    assert!(
+        s.list("SMS_Package").await.is_empty(),
+        "the forbidden write changed nothing"
+    );
+
+    // Tokens are listed without their secrets, and revoking one locks it out.
+    let tokens = s.list("PKGDIST_AdminToken").await;
+    assert_eq!(tokens.len(), 2);
+    assert!(tokens.iter().all(|t| t.get("Token").is_none()));
+    let id = t["TokenID"].as_str().unwrap();
+    assert_eq!(
+        s.delete(&format!("PKGDIST_AdminToken{}", key(id))).await.0,
+        StatusCode::OK
+    );
+    let after = s.req(reqwest::Method::GET, "SMS_Package", None, Some(&ro)).await;
+    assert_error(&after, 401, "Unauthenticated");
+    assert_error(
+        &s.post("PKGDIST_AdminToken", json!({"Name": "x", "Role": "God"})).await,
+        400,
+        "InvalidValue",
+    );
+
+    let meta = std::fs::metadata(s.dir.path().join("bootstrap-token")).unwrap();
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&meta.permissions()) & 0o777,
+        0o600
+    );
+}
+
+#[tokio::test]
+async fn package_classes_ids_and_versions() {
+    let s = start().await;
+    let classes = [
+        ("SMS_Package", 0),
+        ("SMS_DriverPackage", 3),
+        ("SMS_SoftwareUpdatesPackage", 5),
+        ("SMS_ImagePackage", 257),
+        ("SMS_BootImagePackage", 258),
+        ("SMS_OperatingSystemInstallPackage", 259),
+    ];
+    for (i, (class, ty)) in classes.iter().enumerate() {
+        let id = s.package(class, &format!("p{i}")).await;
+        assert_eq!(id, format!("PS1{:05X}", i + 1), "sequential PackageIDs");
+        let (_, p) = s.get(&format!("{class}{}", key(&id))).await;
+        assert_eq!(p["PackageType"], *ty);
+        assert_eq!(p["SourceVersion"], 1, "a package with a source starts at version 1");
+        assert_eq!(p["SourceSite"], "PS1");
+        assert_eq!(p["PkgSourceFlag"], 2);
+        assert!(p["PackageSize"].as_u64().unwrap() >= 293);
+        assert_eq!(s.list(class).await.len(), 1, "each class lists only its own");
+    }
+    assert_eq!(s.list("SMS_PackageBaseclass").await.len(), 6);
+    // The instance is not found through another class.
+    assert_error(
+        &s.get(&format!("SMS_DriverPackage{}", key("PS100001"))).await,
+        404,
+        "UnknownInstance",
+    );
+
+    // Refresh twice: 2, 3; readers see the new version as soon as the call returns.
+    for expect in [2, 3] {
+        let (st, r) = s
+            .post(
+                &format!("SMS_Package{}/AdminService.RefreshPkgSource", key("PS100001")),
+                json!({}),
+            )
+            .await;
+        assert_eq!(st, StatusCode::OK, "{r}");
+        assert_eq!(r["ReturnValue"], 0);
+        assert_eq!(
+            s.get(&format!("SMS_Package{}", key("PS100001"))).await.1["SourceVersion"],
+            expect
+        );
+    }
+
+    // Deleted IDs are never handed out again.
+    assert_eq!(
+        s.delete(&format!("SMS_ImagePackage{}", key("PS100004"))).await.0,
+        StatusCode::OK
+    );
+    let (_, p) = s.post("SMS_Package", json!({"Name": "no source"})).await;
+    assert_eq!(p["PackageID"], "PS100007");
+    assert_eq!(p["SourceVersion"], 0);
+    assert_eq!(p["PkgSourceFlag"], 1);
+    assert_error(
+        &s.post(
+            &format!("SMS_Package{}/AdminService.RefreshPkgSource", key("PS100007")),
+            json!({}),
+        )
+        .await,
+        409,
+        "NoSource",
+    );
+
+    // Update the writable properties; the read-only ones and the key refuse.
+    let (st, p) = s
+        .patch(
+            &format!("SMS_Package{}", key("PS100007")),
+            json!({"Description": "d", "Priority": 1}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{p}");
+    assert_eq!(
+        (p["Description"].clone(), p["Priority"].clone()),
+        (json!("d"), json!(1))
+    );
+    assert_error(
+        &s.patch(&format!("SMS_Package{}", key("PS100007")), json!({"SourceVersion": 9}))
+            .await,
+        400,
+        "ReadOnlyProperty",
+    );
+    assert_error(
+        &s.patch(&format!("SMS_Package{}", key("PS100007")), json!({"Priority": 7}))
+            .await,
+        400,
+        "InvalidValue",
+    );
+}
+
+#[tokio::test]
+async fn bad_input_is_refused_and_changes_nothing() {
+    let s = start().await;
+    assert_error(
+        &s.post("SMS_Package", json!({"Name": "x", "PkgSourcePath": "/no/such/folder"}))
+            .await,
+        422,
+        "SourceMissing",
+    );
+    assert_error(
+        &s.post("SMS_Package", json!({"Name": "x", "PkgSourcePath": "relative/path"}))
+            .await,
+        400,
+        "InvalidValue",
+    );
+    assert_error(
+        &s.post("SMS_Package", json!({"Name": "x", "Bogus": 1})).await,
+        400,
+        "UnknownProperty",
+    );
+    assert_error(&s.post("SMS_Package", json!({"Name": 5})).await, 400, "InvalidValue");
+    assert_error(
+        &s.post("SMS_Package", json!({"Description": "no name"})).await,
+        400,
+        "MissingProperty",
+    );
+    assert_error(
+        &s.post("SMS_Package", json!({"Name": "x", "SourceVersion": 4})).await,
+        400,
+        "ReadOnlyProperty",
+    );
+    assert_error(
+        &s.post("SMS_Package", json!({"Name": "x", "PkgSourceFlag": 2})).await,
+        400,
+        "MissingProperty",
+    );
+    assert_error(&s.post("SMS_Nope", json!({})).await, 404, "UnknownClass");
+    assert_error(&s.get("sms_package").await, 404, "UnknownClass");
+    assert_error(
+        &s.get(&format!("SMS_Package{}", key("PS1FFFFF"))).await,
+        404,
+        "UnknownInstance",
+    );
+    assert_error(&s.get("SMS_Package('PS100001").await, 400, "MalformedKey");
+    assert_error(
+        &s.post("SMS_PackageBaseclass", json!({"Name": "x"})).await,
+        405,
+        "NotAllowed",
+    );
+    assert_error(&s.post("SMS_Site", json!({})).await, 405, "NotAllowed");
+
+    let raw = s
+        .http
+        .post(format!("{}/AdminService/wmi/SMS_Package", s.url))
+        .bearer_auth(&s.token)
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(raw.status(), 400);
+    assert_eq!(raw.json::<Value>().await.unwrap()["error"]["code"], "MalformedBody");
+    let big = "x".repeat(2 << 20);
+    let raw = s
+        .http
+        .post(format!("{}/AdminService/wmi/SMS_Package", s.url))
+        .bearer_auth(&s.token)
+        .body(format!("{{\"Name\":\"{big}\"}}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(raw.status(), 413);
+    assert_eq!(raw.json::<Value>().await.unwrap()["error"]["code"], "BodyTooLarge");
+
+    // A source that breaks the snapshot (a link out of the package) records nothing.
+    let src = s.source("evil");
+    std::os::unix::fs::symlink("/etc/passwd", src.join("sub/passwd")).unwrap();
+    assert_error(
+        &s.post(
+            "SMS_Package",
+            json!({"Name": "x", "PkgSourcePath": src.to_str().unwrap()}),
+        )
+        .await,
+        422,
+        "SourceUnreadable",
+    );
+    assert!(s.list("SMS_PackageBaseclass").await.is_empty());
+
+    // Methods: unknown, called the wrong way, bad parameters.
+    let id = s.package("SMS_Package", "p").await;
+    assert_error(
+        &s.post(&format!("SMS_Package{}/AdminService.Explode", key(&id)), json!({}))
+            .await,
+        404,
+        "UnknownMethod",
+    );
+    assert_error(
+        &s.post("SMS_Package.RefreshPkgSource", json!({})).await,
+        404,
+        "UnknownMethod",
+    );
+    assert_error(
+        &s.post(
+            &format!("SMS_Package{}/AdminService.AddDistributionPoints", key(&id)),
+            json!({"SiteCode": ["PS1"]}),
+        )
+        .await,
+        400,
+        "MissingProperty",
+    );
+    assert_error(
+        &s.post(
+            &format!("SMS_Package{}/AdminService.AddDistributionPoints", key(&id)),
+            json!({"SiteCode": "PS1", "NALPath": []}),
+        )
+        .await,
+        400,
+        "InvalidValue",
+    );
+    assert_error(
+        &s.post(
+            &format!("SMS_Package{}/AdminService.RefreshPkgSource", key(&id)),
+            json!({"Force": true}),
+        )
+        .await,
+        400,
+        "UnknownProperty",
+    );
+}
+
+#[tokio::test]
+async fn odata_queries() {
+    let s = start().await;
+    for (class, name) in [
+        ("SMS_Package", "Office"),
+        ("SMS_DriverPackage", "Drivers x64"),
+        ("SMS_Package", "Tools"),
+    ] {
+        let (st, _) = s.post(class, json!({"Name": name})).await;
+        assert_eq!(st, StatusCode::CREATED);
+    }
+    let names = |v: Vec<Value>| {
+        v.iter()
+            .map(|o| o["Name"].as_str().unwrap().to_owned())
+            .collect::<Vec<_>>()
+    };
+    let q = |f: &str| format!("SMS_PackageBaseclass?{f}");
+    assert_eq!(names(s.list(&q("$filter=PackageType%20eq%203")).await), ["Drivers x64"]);
+    assert_eq!(
+        names(s.list(&q("$filter=startswith(Name,'o')%20eq%20true")).await),
+        ["Office"]
+    );
+    assert_eq!(
+        names(
+            s.list(&q("$filter=not%20(PackageType%20eq%203)%20and%20Name%20ne%20'Tools'"))
+                .await
+        ),
+        ["Office"]
+    );
+    assert_eq!(
+        names(s.list(&q("$orderby=Name%20desc&$top=2")).await),
+        ["Tools", "Office"]
+    );
+    let sel = s.list(&q("$select=PackageID,Name&$orderby=PackageID")).await;
+    assert_eq!(sel[0].as_object().unwrap().len(), 2);
+    assert_eq!(sel[0]["PackageID"], "PS100001");
+    let (_, whole) = s.get("SMS_PackageBaseclass").await;
+    assert_eq!(whole["@odata.context"], "$metadata#SMS_PackageBaseclass");
+    assert_error(&s.get(&q("$filter=Name%20eq")).await, 400, "MalformedQuery");
+    assert_error(&s.get(&q("$filter=Nmae%20eq%20'x'")).await, 400, "UnknownProperty");
+    assert_error(&s.get(&q("$top=-3")).await, 400, "MalformedQuery");
+    assert_error(&s.get(&q("$select=Bogus")).await, 400, "UnknownProperty");
+}
+
+#[tokio::test]
+async fn distribution_points_and_package_targets() {
+    let s = start().await;
+    let (st, d) = s
+        .post(
+            "SMS_DistributionPointInfo",
+            json!({"Name": "dp1.example", "Description": "branch"}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED);
+    let nal = d["NALPath"].as_str().unwrap().to_owned();
+    assert_eq!(
+        nal,
+        r#"["Display=\\dp1.example\"]MSWNET:["SMS_SITE=PS1"]\\dp1.example\"#
+    );
+    assert!(d["EnrollmentToken"].as_str().unwrap().len() > 32);
+    assert_eq!(d["Enrolled"], false);
+    assert!(
+        s.list("SMS_DistributionPointInfo").await[0]
+            .get("EnrollmentToken")
+            .is_none(),
+        "the token is shown once"
+    );
+    assert_error(
+        &s.post("SMS_DistributionPointInfo", json!({"Name": "dp1.example"}))
+            .await,
+        409,
+        "NameTaken",
+    );
+    assert_error(
+        &s.post("SMS_DistributionPointInfo", json!({"Name": "bad name/"})).await,
+        400,
+        "InvalidValue",
+    );
+    let (st, d) = s
+        .patch(
+            &format!("SMS_DistributionPointInfo{}", key(&nal)),
+            json!({"IsPullDP": true}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{d}");
+    assert_eq!(d["IsPullDP"], true);
+
+    let pkg = s.package("SMS_Package", "app").await;
+    let add = format!("SMS_Package{}/AdminService.AddDistributionPoints", key(&pkg));
+    assert_error(
+        &s.post(&add, json!({"SiteCode": ["CM2"], "NALPath": [nal]})).await,
+        400,
+        "SiteMismatch",
+    );
+    assert_error(
+        &s.post(&add, json!({"SiteCode": ["PS1"], "NALPath": ["nope"]})).await,
+        404,
+        "UnknownInstance",
+    );
+    assert!(
+        s.list("SMS_DistributionPoint").await.is_empty(),
+        "failed calls targeted nothing"
+    );
+    let (st, r) = s.post(&add, json!({"SiteCode": ["PS1"], "NALPath": [nal]})).await;
+    assert_eq!((st, r["ReturnValue"].clone()), (StatusCode::OK, json!(0)));
+
+    let (st, row) = s.get(&format!("SMS_DistributionPoint{}", dp_key(&pkg, &nal))).await;
+    assert_eq!(st, StatusCode::OK, "{row}");
+    assert_eq!(row["SiteCode"], "PS1");
+    let summ = s.list("SMS_PackageStatusDistPointsSummarizer").await;
+    assert_eq!(
+        (
+            summ[0]["State"].clone(),
+            summ[0]["TargetVersion"].clone(),
+            summ[0]["SourceVersion"].clone()
+        ),
+        (json!(1), json!(1), json!(0))
+    );
+
+    // A refresh retargets the DP at the new version.
+    s.post(
+        &format!("SMS_Package{}/AdminService.RefreshPkgSource", key(&pkg)),
+        json!({}),
+    )
+    .await;
+    let summ = s.list("SMS_PackageStatusDistPointsSummarizer").await;
+    assert_eq!(
+        (summ[0]["State"].clone(), summ[0]["TargetVersion"].clone()),
+        (json!(1), json!(2))
+    );
+    let detail = s.list("SMS_PackageStatusDetailSummarizer").await;
+    assert_eq!(
+        (
+            detail[0]["Targeted"].clone(),
+            detail[0]["Installed"].clone(),
+            detail[0]["SourceVersion"].clone()
+        ),
+        (json!(1), json!(0), json!(2))
+    );
+    let msgs = s.list("SMS_DistributionDPStatus").await;
+    assert!(
+        msgs.len() >= 2
+            && msgs
+                .iter()
+                .all(|m| m["MessageState"] == 2 && m["Name"] == "dp1.example"),
+        "{msgs:?}"
+    );
+
+    // Per-DP actions: VerifyPackage, CancelDistribution, RefreshNow, delete.
+    let p = json!({"PackageID": pkg, "NALPath": nal});
+    assert_eq!(
+        s.post("SMS_DistributionPoint.VerifyPackage", p.clone()).await.0,
+        StatusCode::OK
+    );
+    assert_eq!(s.list("SMS_PackageStatusDistPointsSummarizer").await[0]["State"], 8);
+    assert_eq!(
+        s.post("SMS_DistributionPoint.CancelDistribution", p.clone()).await.0,
+        StatusCode::OK
+    );
+    assert_eq!(s.list("SMS_PackageStatusDistPointsSummarizer").await[0]["State"], 3);
+    let (st, _) = s
+        .patch(
+            &format!("SMS_DistributionPoint{}", dp_key(&pkg, &nal)),
+            json!({"RefreshNow": true}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK);
+    assert_eq!(s.list("SMS_PackageStatusDistPointsSummarizer").await[0]["State"], 1);
+    assert_error(
+        &s.post(
+            "SMS_DistributionPoint.VerifyPackage",
+            json!({"PackageID": "PS1FFFFF", "NALPath": nal}),
+        )
+        .await,
+        404,
+        "UnknownInstance",
+    );
+    assert_eq!(
+        s.delete(&format!("SMS_DistributionPoint{}", dp_key(&pkg, &nal)))
+            .await
+            .0,
+        StatusCode::OK
+    );
+    assert_eq!(
+        s.list("SMS_PackageStatusDistPointsSummarizer").await[0]["State"],
+        4,
+        "removal is deferred: REMOVAL_PENDING"
+    );
+
+    // Creating SMS_DistributionPoint targets too; removing the DP drops its rows.
+    let nal2 = s.dp("dp2").await;
+    let (st, r) = s
+        .post(
+            "SMS_DistributionPoint",
+            json!({"PackageID": pkg, "ServerNALPath": nal2, "SiteCode": "PS1"}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{r}");
+    assert_eq!(s.list("SMS_DistributionPoint").await.len(), 2);
+    assert_eq!(
+        s.delete(&format!("SMS_DistributionPointInfo{}", key(&nal2))).await.0,
+        StatusCode::OK
+    );
+    assert_eq!(s.list("SMS_DistributionPoint").await.len(), 1);
+}
+
+#[tokio::test]
+async fn groups_and_their_methods() {
+    let s = start().await;
+    let (st, g) = s
+        .post("SMS_DistributionPointGroup", json!({"Name": "Branch offices"}))
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{g}");
+    let gid = g["GroupID"].as_str().unwrap().to_owned();
+    assert!(gid.starts_with('{') && gid.ends_with('}') && gid.len() == 38, "{gid}");
+    assert_error(
+        &s.post("SMS_DistributionPointGroup", json!({"Name": "Branch offices"}))
+            .await,
+        409,
+        "NameTaken",
+    );
+    let m = |name: &str| format!("SMS_DistributionPointGroup{}/AdminService.{name}", key(&gid));
+    let (dp1, dp2) = (s.dp("dp1").await, s.dp("dp2").await);
+    let (a, b) = (
+        s.package("SMS_Package", "a").await,
+        s.package("SMS_DriverPackage", "b").await,
+    );
+
+    assert_eq!(
+        s.post(&m("AddDistributionPoints"), json!({"DPNALPath": [dp1]})).await.0,
+        StatusCode::OK
+    );
+    assert_eq!(
+        s.post(&m("AddPackages"), json!({"PackageIDs": [a]})).await.0,
+        StatusCode::OK
+    );
+    assert_eq!(s.list("SMS_DistributionPoint").await.len(), 1, "a targeted at dp1");
+    // A DP that joins later gets the group's packages.
+    assert_eq!(
+        s.post(&m("AddDistributionPoints"), json!({"DPNALPath": [dp2]})).await.0,
+        StatusCode::OK
+    );
+    assert_eq!(s.list("SMS_DistributionPoint").await.len(), 2);
+    assert_eq!(s.list("SMS_DPGroupMembers").await.len(), 2);
+    let content = s.list("SMS_DPGroupContentInfo").await;
+    assert_eq!((content.len(), content[0]["PackageID"].clone()), (1, json!(a)));
+    let (_, g) = s.get(&format!("SMS_DistributionPointGroup{}", key(&gid))).await;
+    assert_eq!(
+        (
+            g["MemberCount"].clone(),
+            g["ContentCount"].clone(),
+            g["ContentInSync"].clone(),
+            g["OutOfSyncContentCount"].clone()
+        ),
+        (json!(2), json!(1), json!(false), json!(1))
+    );
+
+    // ReDistributePackage: only for packages of the group; nothing changes otherwise.
+    let before = s.list("SMS_DistributionDPStatus").await.len();
+    assert_error(
+        &s.post(&m("ReDistributePackage"), json!({"PackageID": b})).await,
+        409,
+        "PackageNotInGroup",
+    );
+    assert_error(
+        &s.post(&m("ReDistributePackage"), json!({"PackageID": "PS1FFFFF"}))
+            .await,
+        404,
+        "UnknownInstance",
+    );
+    assert_eq!(s.list("SMS_DistributionDPStatus").await.len(), before);
+    let (st, r) = s.post(&m("ReDistributePackage"), json!({"PackageID": a})).await;
+    assert_eq!((st, r["ReturnValue"].clone()), (StatusCode::OK, json!(0)));
+    let msgs = s.list("SMS_DistributionDPStatus").await;
+    assert_eq!(msgs.len(), before + 2, "one message per member");
+    assert!(
+        msgs.last().unwrap()["Description"]
+            .as_str()
+            .unwrap()
+            .contains("redistribution")
+    );
+
+    assert_eq!(
+        s.post(&m("AddPackages"), json!({"PackageIDs": [b]})).await.0,
+        StatusCode::OK
+    );
+    assert_eq!(s.post(&m("RefreshDPGroup"), json!({})).await.0, StatusCode::OK);
+    assert_eq!(s.list("SMS_DistributionPoint").await.len(), 4);
+
+    // RemovePackages (default: also from the DPs) and RemoveDistributionPoints.
+    assert_eq!(
+        s.post(&m("RemovePackages"), json!({"PackageIDs": [b]})).await.0,
+        StatusCode::OK
+    );
+    let removing = s
+        .list("SMS_PackageStatusDistPointsSummarizer?$filter=State%20eq%204")
+        .await;
+    assert_eq!(removing.len(), 2);
+    assert!(removing.iter().all(|r| r["PackageID"] == json!(b)));
+    assert_error(
+        &s.post(&m("RemovePackages"), json!({"PackageIDs": [b]})).await,
+        409,
+        "PackageNotInGroup",
+    );
+    assert_eq!(
+        s.post(&m("RemoveDistributionPoints"), json!({"DPNALPath": [dp2]}))
+            .await
+            .0,
+        StatusCode::OK
+    );
+    assert_eq!(s.list("SMS_DPGroupMembers").await.len(), 1);
+    assert_eq!(
+        s.list("SMS_PackageStatusDistPointsSummarizer?$filter=State%20eq%204")
+            .await
+            .len(),
+        2,
+        "content stays by default"
+    );
+    assert_error(
+        &s.post(&m("RemoveDistributionPoints"), json!({"DPNALPath": [dp2]}))
+            .await,
+        404,
+        "UnknownInstance",
+    );
+
+    let (st, g) = s
+        .patch(
+            &format!("SMS_DistributionPointGroup{}", key(&gid)),
+            json!({"Description": "all branches"}),
+        )
+        .await;
+    assert_eq!((st, g["Description"].clone()), (StatusCode::OK, json!("all branches")));
+    assert_eq!(
+        s.delete(&format!("SMS_DistributionPointGroup{}", key(&gid))).await.0,
+        StatusCode::OK
+    );
+    assert!(s.list("SMS_DPGroupMembers").await.is_empty());
+    assert_eq!(s.list("SMS_Site").await[0]["SiteCode"], "PS1");
+}
+
+/// The committed OpenAPI document is the one the code generates. Regenerate with
+/// `UPDATE_OPENAPI=1 cargo nextest run -p pkgdist-site openapi`.
+#[test]
+fn openapi_document_is_committed() {
+    let generated = serde_json::to_string_pretty(&pkgdist_site::openapi::document()).unwrap() + "\n";
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../docs/api/openapi.json");
+    if std::env::var_os("UPDATE_OPENAPI").is_some() {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, &generated).unwrap();
+    }
+    let committed = std::fs::read_to_string(&path).unwrap_or_default();
+    assert!(
+        committed == generated,
+        "docs/api/openapi.json is out of date: run UPDATE_OPENAPI=1 cargo nextest run -p pkgdist-site openapi"
+    );
+}

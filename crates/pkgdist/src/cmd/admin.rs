@@ -1,0 +1,595 @@
+//! The admin CLI: thin commands over the management API (`pkgdist-proto`'s client), with
+//! `--json` for scripts. DPs and groups may be named by name instead of NAL path or GroupID.
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Subcommand, ValueEnum};
+use pkgdist_core::classes::{DpState, PackageClass};
+use pkgdist_proto::Client;
+use pkgdist_proto::client::key;
+use serde_json::{Map, Value, json};
+
+use crate::output;
+
+/// How to reach the site; global options of the binary.
+#[derive(Args, Debug, Clone)]
+pub struct Conn {
+    /// The site's management URL.
+    #[arg(long, global = true, env = "PKGDIST_SITE", default_value = "http://127.0.0.1:8470")]
+    pub site: String,
+    /// A management token.
+    #[arg(long, global = true, env = "PKGDIST_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// A file holding the token (e.g. the site's bootstrap-token).
+    #[arg(long, global = true, env = "PKGDIST_TOKEN_FILE")]
+    pub token_file: Option<std::path::PathBuf>,
+    /// Machine-readable output.
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+impl Conn {
+    fn client(&self) -> Result<Client> {
+        let token = match (&self.token, &self.token_file) {
+            (Some(t), _) => t.clone(),
+            (None, Some(f)) => std::fs::read_to_string(f)
+                .with_context(|| format!("reading the token file {}", f.display()))?
+                .trim()
+                .to_owned(),
+            (None, None) => bail!("no token: give --token (or PKGDIST_TOKEN) or --token-file (or PKGDIST_TOKEN_FILE)"),
+        };
+        Ok(Client::new(&self.site, &token)?)
+    }
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum Class {
+    Regular,
+    Driver,
+    SoftwareUpdate,
+    Image,
+    BootImage,
+    OsInstall,
+}
+
+impl Class {
+    fn package_class(self) -> PackageClass {
+        match self {
+            Class::Regular => PackageClass::Package,
+            Class::Driver => PackageClass::DriverPackage,
+            Class::SoftwareUpdate => PackageClass::SoftwareUpdatesPackage,
+            Class::Image => PackageClass::ImagePackage,
+            Class::BootImage => PackageClass::BootImagePackage,
+            Class::OsInstall => PackageClass::OperatingSystemInstallPackage,
+        }
+    }
+}
+
+#[derive(Subcommand, Debug)]
+pub enum PackageCmd {
+    /// Create a package; with --source its first snapshot is taken (SourceVersion 1).
+    Create {
+        #[arg(long)]
+        name: String,
+        /// Source folder on the site server (absolute path).
+        #[arg(long)]
+        source: Option<String>,
+        #[arg(long, value_enum, default_value = "regular")]
+        class: Class,
+        #[arg(long)]
+        description: Option<String>,
+        /// 1 high, 2 normal, 3 low.
+        #[arg(long)]
+        priority: Option<u32>,
+    },
+    /// Every package, of every class.
+    List,
+    /// One package's properties.
+    Show { package: String },
+    /// Re-read the source: SourceVersion + 1, every DP of the package updated.
+    Refresh { package: String },
+    /// Put the package on DPs (names or NAL paths).
+    Distribute {
+        package: String,
+        #[arg(required = true)]
+        dps: Vec<String>,
+    },
+    /// Delete the package (its content is released; `content gc` reclaims it).
+    Delete { package: String },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum DpCmd {
+    /// Register a DP; prints its one-time enrollment token.
+    Add {
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        description: Option<String>,
+        #[arg(long)]
+        pull: bool,
+    },
+    /// Every registered DP.
+    List,
+    /// Unregister a DP (name or NAL path).
+    Remove { dp: String },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum GroupCmd {
+    /// Create a group.
+    Create {
+        name: String,
+        #[arg(long)]
+        description: Option<String>,
+    },
+    /// Every group, with its sync state.
+    List,
+    /// Add DPs to a group; the group's packages are distributed to them.
+    AddDp {
+        group: String,
+        #[arg(required = true)]
+        dps: Vec<String>,
+    },
+    /// Remove DPs from a group (their content stays unless --remove-content).
+    RemoveDp {
+        group: String,
+        #[arg(required = true)]
+        dps: Vec<String>,
+        /// Also remove the group's packages from these DPs.
+        #[arg(long)]
+        remove_content: bool,
+    },
+    /// Assign packages to a group: they are distributed to every member.
+    AddPackage {
+        group: String,
+        #[arg(required = true)]
+        packages: Vec<String>,
+    },
+    /// Unassign packages from a group (removed from the members unless --keep-content).
+    RemovePackage {
+        group: String,
+        #[arg(required = true)]
+        packages: Vec<String>,
+        /// Leave the content on the members.
+        #[arg(long)]
+        keep_content: bool,
+    },
+    /// Send a package again to every member DP (complete, verified copies).
+    Redistribute { group: String, package: String },
+    /// Bring every member up to date with every package of the group.
+    Refresh { group: String },
+    /// Delete a group (its members and packages stay).
+    Delete { group: String },
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum RoleArg {
+    Admin,
+    ReadOnly,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum TokenCmd {
+    /// Create a token; the secret is printed once.
+    Create {
+        #[arg(long)]
+        name: String,
+        #[arg(long, value_enum, default_value = "admin")]
+        role: RoleArg,
+    },
+    /// Every token (never the secrets).
+    List,
+    /// Revoke a token by its TokenID.
+    Revoke { id: String },
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_current_thread().enable_all().build()?)
+}
+
+fn emit(conn: &Conn, v: &Value, text: impl FnOnce(&Value) -> Result<()>) -> Result<()> {
+    if conn.json { output::json(v) } else { text(v) }
+}
+
+fn s<'a>(o: &'a Value, k: &str) -> &'a str {
+    o.get(k).and_then(Value::as_str).unwrap_or("")
+}
+
+fn objs(v: Vec<Map<String, Value>>) -> Value {
+    Value::Array(v.into_iter().map(Value::Object).collect())
+}
+
+fn quote(v: &str) -> String {
+    format!("'{}'", v.replace('\'', "''"))
+}
+
+/// A DP's NAL path, from its name or NAL path.
+async fn resolve_dp(c: &Client, dp: &str) -> Result<(String, String)> {
+    if dp.contains("MSWNET") {
+        let o = c.get("SMS_DistributionPointInfo", &key(&[("NALPath", dp)])).await?;
+        return Ok((dp.to_owned(), s(&Value::Object(o), "SiteCode").to_owned()));
+    }
+    let found = c
+        .list(
+            "SMS_DistributionPointInfo",
+            &[("$filter", &format!("Name eq {}", quote(dp)))],
+        )
+        .await?;
+    match found.first() {
+        Some(o) => Ok((
+            o["NALPath"].as_str().unwrap_or_default().to_owned(),
+            o["SiteCode"].as_str().unwrap_or_default().to_owned(),
+        )),
+        None => bail!("no distribution point named {dp:?} (see `pkgdist dp list`)"),
+    }
+}
+
+async fn resolve_group(c: &Client, g: &str) -> Result<String> {
+    if g.starts_with('{') {
+        return Ok(g.to_owned());
+    }
+    let found = c
+        .list(
+            "SMS_DistributionPointGroup",
+            &[("$filter", &format!("Name eq {}", quote(g)))],
+        )
+        .await?;
+    match found.first() {
+        Some(o) => Ok(o["GroupID"].as_str().unwrap_or_default().to_owned()),
+        None => bail!("no DP group named {g:?} (see `pkgdist group list`)"),
+    }
+}
+
+/// The concrete class of a package, for calling its methods.
+async fn package_class_of(c: &Client, id: &str) -> Result<&'static str> {
+    let o = c.get("SMS_PackageBaseclass", &key(&[("PackageID", id)])).await?;
+    let t = o.get("PackageType").and_then(Value::as_u64).unwrap_or(0);
+    Ok(u32::try_from(t)
+        .ok()
+        .and_then(PackageClass::from_package_type)
+        .unwrap_or(PackageClass::Package)
+        .class_name())
+}
+
+pub fn package(conn: &Conn, cmd: PackageCmd) -> Result<()> {
+    runtime()?.block_on(async {
+        let c = conn.client()?;
+        match cmd {
+            PackageCmd::Create {
+                name,
+                source,
+                class,
+                description,
+                priority,
+            } => {
+                let mut body = json!({"Name": name});
+                if let Some(src) = source {
+                    let abs = std::path::absolute(&src).with_context(|| format!("resolving {src}"))?;
+                    body["PkgSourcePath"] = json!(abs.display().to_string());
+                }
+                if let Some(d) = description {
+                    body["Description"] = json!(d);
+                }
+                if let Some(p) = priority {
+                    body["Priority"] = json!(p);
+                }
+                let o = Value::Object(c.create(class.package_class().class_name(), &body).await?);
+                emit(conn, &o, |o| {
+                    output::line(format!(
+                        "{}  {}  SourceVersion {}",
+                        s(o, "PackageID"),
+                        s(o, "Name"),
+                        o["SourceVersion"]
+                    ))
+                })
+            }
+            PackageCmd::List => {
+                let v = objs(c.list("SMS_PackageBaseclass", &[("$orderby", "PackageID")]).await?);
+                emit(conn, &v, |v| {
+                    for o in v.as_array().into_iter().flatten() {
+                        output::line(format!(
+                            "{:<9} v{:<4} {:>10} KB  {}",
+                            s(o, "PackageID"),
+                            o["SourceVersion"],
+                            o["PackageSize"],
+                            s(o, "Name")
+                        ))?;
+                    }
+                    Ok(())
+                })
+            }
+            PackageCmd::Show { package } => {
+                let o = Value::Object(c.get("SMS_PackageBaseclass", &key(&[("PackageID", &package)])).await?);
+                emit(conn, &o, output::json)
+            }
+            PackageCmd::Refresh { package } => {
+                let class = package_class_of(&c, &package).await?;
+                let r = Value::Object(
+                    c.call(
+                        class,
+                        Some(&key(&[("PackageID", &package)])),
+                        "RefreshPkgSource",
+                        &json!({}),
+                    )
+                    .await?,
+                );
+                emit(conn, &r, |r| {
+                    output::line(format!("{package} refreshed: SourceVersion {}", r["SourceVersion"]))
+                })
+            }
+            PackageCmd::Distribute { package, dps } => {
+                let class = package_class_of(&c, &package).await?;
+                let (mut nals, mut sites) = (Vec::new(), Vec::new());
+                for d in &dps {
+                    let (n, site) = resolve_dp(&c, d).await?;
+                    nals.push(n);
+                    sites.push(site);
+                }
+                let r = Value::Object(
+                    c.call(
+                        class,
+                        Some(&key(&[("PackageID", &package)])),
+                        "AddDistributionPoints",
+                        &json!({"SiteCode": sites, "NALPath": nals}),
+                    )
+                    .await?,
+                );
+                emit(conn, &r, |_| {
+                    output::line(format!("{package} queued for {} DP(s)", dps.len()))
+                })
+            }
+            PackageCmd::Delete { package } => {
+                let class = package_class_of(&c, &package).await?;
+                c.delete(class, &key(&[("PackageID", &package)])).await?;
+                emit(conn, &json!({"ReturnValue": 0}), |_| {
+                    output::line(format!("{package} deleted"))
+                })
+            }
+        }
+    })
+}
+
+pub fn dp(conn: &Conn, cmd: DpCmd) -> Result<()> {
+    runtime()?.block_on(async {
+        let c = conn.client()?;
+        match cmd {
+            DpCmd::Add { name, description, pull } => {
+                let mut body = json!({"Name": name, "IsPullDP": pull});
+                if let Some(d) = description {
+                    body["Description"] = json!(d);
+                }
+                let o = Value::Object(c.create("SMS_DistributionPointInfo", &body).await?);
+                let out = json!({"name": s(&o, "Name"), "nal_path": s(&o, "NALPath"), "site_code": s(&o, "SiteCode"), "enrollment_token": s(&o, "EnrollmentToken")});
+                emit(conn, &out, |o| {
+                    output::line(format!("registered {} ({})", s(o, "name"), s(o, "nal_path")))?;
+                    output::line(format!("enrollment token (shown once): {}", s(o, "enrollment_token")))
+                })
+            }
+            DpCmd::List => {
+                let v = objs(c.list("SMS_DistributionPointInfo", &[]).await?);
+                emit(conn, &v, |v| {
+                    for o in v.as_array().into_iter().flatten() {
+                        let enrolled = if o["Enrolled"] == json!(true) { "enrolled" } else { "not enrolled" };
+                        output::line(format!("{:<20} {:<4} {:<13} {}", s(o, "Name"), s(o, "SiteCode"), enrolled, s(o, "NALPath")))?;
+                    }
+                    Ok(())
+                })
+            }
+            DpCmd::Remove { dp } => {
+                let (nal, _) = resolve_dp(&c, &dp).await?;
+                c.delete("SMS_DistributionPointInfo", &key(&[("NALPath", &nal)])).await?;
+                emit(conn, &json!({"ReturnValue": 0}), |_| output::line(format!("{dp} removed")))
+            }
+        }
+    })
+}
+
+pub fn group(conn: &Conn, cmd: GroupCmd) -> Result<()> {
+    runtime()?.block_on(async {
+        let c = conn.client()?;
+        let call = |g: String, m: &'static str, p: Value| {
+            let c = c.clone();
+            async move {
+                c.call("SMS_DistributionPointGroup", Some(&key(&[("GroupID", &g)])), m, &p)
+                    .await
+            }
+        };
+        let nals = |dps: Vec<String>| {
+            let c = c.clone();
+            async move {
+                let mut out = Vec::new();
+                for d in &dps {
+                    out.push(resolve_dp(&c, d).await?.0);
+                }
+                anyhow::Ok(out)
+            }
+        };
+        let done = |what: String| emit(conn, &json!({"ReturnValue": 0}), |_| output::line(what));
+        match cmd {
+            GroupCmd::Create { name, description } => {
+                let o = Value::Object(
+                    c.create(
+                        "SMS_DistributionPointGroup",
+                        &json!({"Name": name, "Description": description.unwrap_or_default()}),
+                    )
+                    .await?,
+                );
+                emit(conn, &o, |o| {
+                    output::line(format!("created group {} {}", s(o, "Name"), s(o, "GroupID")))
+                })
+            }
+            GroupCmd::List => {
+                let v = objs(c.list("SMS_DistributionPointGroup", &[("$orderby", "Name")]).await?);
+                emit(conn, &v, |v| {
+                    for o in v.as_array().into_iter().flatten() {
+                        let sync = if o["ContentInSync"] == json!(true) {
+                            "in sync".to_owned()
+                        } else {
+                            format!("{} out of sync", o["OutOfSyncContentCount"])
+                        };
+                        output::line(format!(
+                            "{:<24} {} members, {} packages, {sync}  {}",
+                            s(o, "Name"),
+                            o["MemberCount"],
+                            o["ContentCount"],
+                            s(o, "GroupID")
+                        ))?;
+                    }
+                    Ok(())
+                })
+            }
+            GroupCmd::AddDp { group, dps } => {
+                let g = resolve_group(&c, &group).await?;
+                call(g, "AddDistributionPoints", json!({"DPNALPath": nals(dps).await?})).await?;
+                done(format!("added to {group}"))
+            }
+            GroupCmd::RemoveDp {
+                group,
+                dps,
+                remove_content,
+            } => {
+                let g = resolve_group(&c, &group).await?;
+                call(
+                    g,
+                    "RemoveDistributionPoints",
+                    json!({"DPNALPath": nals(dps).await?, "RemoveTargetedPackages": remove_content}),
+                )
+                .await?;
+                done(format!("removed from {group}"))
+            }
+            GroupCmd::AddPackage { group, packages } => {
+                let g = resolve_group(&c, &group).await?;
+                call(g, "AddPackages", json!({"PackageIDs": packages})).await?;
+                done(format!("added to {group}"))
+            }
+            GroupCmd::RemovePackage {
+                group,
+                packages,
+                keep_content,
+            } => {
+                let g = resolve_group(&c, &group).await?;
+                call(
+                    g,
+                    "RemovePackages",
+                    json!({"PackageIDs": packages, "RemovePackageFromDPs": !keep_content}),
+                )
+                .await?;
+                done(format!("removed from {group}"))
+            }
+            GroupCmd::Redistribute { group, package } => {
+                let g = resolve_group(&c, &group).await?;
+                call(g, "ReDistributePackage", json!({"PackageID": package})).await?;
+                done(format!(
+                    "{package} queued for redistribution to every member of {group}"
+                ))
+            }
+            GroupCmd::Refresh { group } => {
+                let g = resolve_group(&c, &group).await?;
+                call(g, "RefreshDPGroup", json!({})).await?;
+                done(format!("{group} refreshed"))
+            }
+            GroupCmd::Delete { group } => {
+                let g = resolve_group(&c, &group).await?;
+                c.delete("SMS_DistributionPointGroup", &key(&[("GroupID", &g)])).await?;
+                done(format!("{group} deleted"))
+            }
+        }
+    })
+}
+
+pub fn status(conn: &Conn, package: &str) -> Result<()> {
+    runtime()?.block_on(async {
+        let c = conn.client()?;
+        let p = c.get("SMS_PackageBaseclass", &key(&[("PackageID", package)])).await?;
+        let filter = format!("PackageID eq {}", quote(package));
+        let rows = c
+            .list(
+                "SMS_PackageStatusDistPointsSummarizer",
+                &[("$filter", &filter), ("$orderby", "ServerNALPath")],
+            )
+            .await?;
+        let dps = c.list("SMS_DistributionPointInfo", &[]).await?;
+        let name_of = |nal: &str| {
+            dps.iter()
+                .find(|d| d["NALPath"] == json!(nal))
+                .and_then(|d| d["Name"].as_str())
+                .unwrap_or(nal)
+                .to_owned()
+        };
+        let out = json!({"package": p, "dps": rows});
+        emit(conn, &out, |_| {
+            output::line(format!(
+                "{} {}  SourceVersion {}",
+                package,
+                s(&Value::Object(p.clone()), "Name"),
+                p["SourceVersion"]
+            ))?;
+            output::line(format!(
+                "{:<20} {:<18} {:>9} {:>8}  {}",
+                "DP", "STATE", "INSTALLED", "TARGET", "LAST MESSAGE"
+            ))?;
+            for r in &rows {
+                let state = r["State"]
+                    .as_u64()
+                    .and_then(|c| u32::try_from(c).ok())
+                    .and_then(DpState::from_code)
+                    .map_or("?", DpState::name);
+                output::line(format!(
+                    "{:<20} {:<18} {:>9} {:>8}  {}",
+                    name_of(r["ServerNALPath"].as_str().unwrap_or_default()),
+                    state,
+                    r["SourceVersion"],
+                    r["TargetVersion"],
+                    r["LastMessage"].as_str().unwrap_or_default()
+                ))?;
+            }
+            Ok(())
+        })
+    })
+}
+
+pub fn token(conn: &Conn, cmd: TokenCmd) -> Result<()> {
+    runtime()?.block_on(async {
+        let c = conn.client()?;
+        match cmd {
+            TokenCmd::Create { name, role } => {
+                let role = match role {
+                    RoleArg::Admin => "FullAdministrator",
+                    RoleArg::ReadOnly => "ReadOnlyAnalyst",
+                };
+                let o = Value::Object(
+                    c.create("PKGDIST_AdminToken", &json!({"Name": name, "Role": role}))
+                        .await?,
+                );
+                emit(conn, &o, |o| {
+                    output::line(format!("token {} ({}) {}", s(o, "Name"), s(o, "Role"), s(o, "TokenID")))?;
+                    output::line(format!("secret (shown once): {}", s(o, "Token")))
+                })
+            }
+            TokenCmd::List => {
+                let v = objs(c.list("PKGDIST_AdminToken", &[]).await?);
+                emit(conn, &v, |v| {
+                    for o in v.as_array().into_iter().flatten() {
+                        let revoked = o["RevokedOn"]
+                            .as_str()
+                            .map(|r| format!("revoked {r}"))
+                            .unwrap_or_default();
+                        output::line(format!(
+                            "{}  {:<18} {:<20} {revoked}",
+                            s(o, "TokenID"),
+                            s(o, "Role"),
+                            s(o, "Name")
+                        ))?;
+                    }
+                    Ok(())
+                })
+            }
+            TokenCmd::Revoke { id } => {
+                c.delete("PKGDIST_AdminToken", &key(&[("TokenID", &id)])).await?;
+                emit(conn, &json!({"ReturnValue": 0}), |_| {
+                    output::line(format!("token {id} revoked"))
+                })
+            }
+        }
+    })
+}
