@@ -226,6 +226,139 @@ impl ErrorKind {
     }
 }
 
+impl ErrorKind {
+    /// When it happens, and what the administrator does about it (docs/errors.md).
+    pub fn help(self) -> (&'static str, &'static str) {
+        match self {
+            ErrorKind::UnknownClass => (
+                "The class name is not one the API serves (names are case-sensitive).",
+                "Check the spelling against docs/api.md, e.g. `SMS_Package`.",
+            ),
+            ErrorKind::UnknownInstance => (
+                "No instance has the given key (a PackageID, NALPath, GroupID, …), or a method names one that does not exist.",
+                "List the class to find the right key.",
+            ),
+            ErrorKind::UnknownMethod => (
+                "The class has no such method, or it was called on the class instead of an instance (or the other way round).",
+                "See the class's methods in docs/api.md; the message says how to call it.",
+            ),
+            ErrorKind::MalformedKey => (
+                "The `('key')` part of the path cannot be read, or a composite key is incomplete.",
+                "Quote string keys, double inner quotes (`''`), and name every part of a composite key.",
+            ),
+            ErrorKind::MalformedQuery => (
+                "`$filter`, `$orderby`, `$top` or `$skip` cannot be read.",
+                "The message gives the position; see the OData subset in docs/api.md.",
+            ),
+            ErrorKind::UnknownProperty => (
+                "A query, body or method names a property or parameter the class does not have.",
+                "Check the name and its casing against docs/api.md.",
+            ),
+            ErrorKind::InvalidValue => (
+                "A value has the wrong type or is out of range (Priority 1–3, a relative PkgSourcePath, …).",
+                "Correct the value the message names.",
+            ),
+            ErrorKind::ReadOnlyProperty => (
+                "The body sets a read-only property or a key.",
+                "Leave it out; keys change by deleting and creating.",
+            ),
+            ErrorKind::MissingProperty => (
+                "A required property or parameter is missing.",
+                "Add the property the message names.",
+            ),
+            ErrorKind::MalformedBody => (
+                "The request body is not a JSON object.",
+                "Send `Content-Type: application/json` with an object body.",
+            ),
+            ErrorKind::BodyTooLarge => (
+                "The body is larger than `max-body-bytes` in site.toml (1 MiB by default).",
+                "Send less, or raise the limit.",
+            ),
+            ErrorKind::NameTaken => (
+                "A name that must be unique (DP, DP group) is already used.",
+                "Choose another name, or change the existing instance.",
+            ),
+            ErrorKind::NotAllowed => (
+                "The class does not allow this operation (creating a status row, deleting SMS_Site, …), or the HTTP verb does not fit the path.",
+                "See which operations the class allows in docs/api.md.",
+            ),
+            ErrorKind::PackageNotInGroup => (
+                "ReDistributePackage or RemovePackages named a package that is not assigned to the group.",
+                "Assign it with AddPackages first, or use the right group.",
+            ),
+            ErrorKind::SourceMissing => (
+                "The package source folder does not exist or is not a folder.",
+                "Create the folder or correct PkgSourcePath.",
+            ),
+            ErrorKind::SourceUnreadable => (
+                "The source cannot be snapshotted: unreadable, a non-UTF-8 name, a special file, a link leaving the folder, a file changing while read.",
+                "Fix what the message names and call again; nothing was recorded.",
+            ),
+            ErrorKind::NoSource => (
+                "RefreshPkgSource on a package without a source folder (PkgSourceFlag 1).",
+                "Set PkgSourcePath (and PkgSourceFlag 2) first.",
+            ),
+            ErrorKind::SiteMismatch => (
+                "A SiteCode does not match the site of the DP it goes with.",
+                "Use the DP's own site code (SMS_DistributionPointInfo.SiteCode).",
+            ),
+            ErrorKind::Unauthenticated => (
+                "No bearer token, or an unknown or revoked one.",
+                "Send `Authorization: Bearer <token>`; see `pkgdist token`.",
+            ),
+            ErrorKind::Forbidden => (
+                "A read-only (ReadOnlyAnalyst) token tried to change something or call a method.",
+                "Use a FullAdministrator token.",
+            ),
+            ErrorKind::Storage => (
+                "The content library could not record new content (disk full, I/O error).",
+                "See the site log; free space or repair the disk, then call again.",
+            ),
+            ErrorKind::Internal => (
+                "An unexpected failure; the request was not applied.",
+                "See the site log and report it.",
+            ),
+        }
+    }
+}
+
+/// The table of docs/errors.md, generated so that the document lists exactly the codes the
+/// code can return.
+pub fn errors_markdown() -> String {
+    let mut out = String::from(
+        "# Error codes\n\n\
+         Generated from `crates/pkgdist-core/src/errors.rs` (a test fails when this file is out of date;\n\
+         regenerate with `UPDATE_DOCS=1 cargo nextest run -p pkgdist-core errors`).\n\n\
+         A failing call answers with an HTTP error status and a body\n\n\
+         ```json\n\
+         {\"ReturnValue\": 14, \"error\": {\"code\": \"PackageNotInGroup\", \"message\": \"…\"},\n \
+         \"ExtendedStatus\": {\"__CLASS\": \"SMS_ExtendedStatus\", \"ErrorCode\": 1086652942, \"Description\": \"…\",\n  \
+         \"Operation\": \"SMS_DistributionPointGroup.ReDistributePackage\", \"ParameterInfo\": \"\", \"ObjectInfo\": \"PS100009\", \"ProviderName\": \"pkgdist\"}}\n\
+         ```\n\n\
+         `ReturnValue` is the method's non-zero SInt32 result, stable across releases. `ErrorCode` packs, as\n\
+         ConfigMgr's `SMS_ExtendedStatus.ErrorCode` does, severity (bits 31–30: 1 functional, 2 minor,\n\
+         3 major), facility (27–22: 1 internal, 2 file, 3 database, 4 security, 5 request), action\n\
+         (21–16: 1 open, 2 read, 3 persist, 4 delete, 5 execute, 6 parse), object (15–8: 1 parameter,\n\
+         2 instance, 3 class, 4 method, 5 source, 6 token, 7 query, 8 body) and reason (7–0, equal to\n\
+         `ReturnValue`). ConfigMgr's own numeric values for these fields are not published; these are pkgdist's.\n\n\
+         A failed call changes nothing.\n\n\
+         | ReturnValue | code | HTTP | ErrorCode | when | what to do |\n|---|---|---|---|---|---|\n",
+    );
+    for k in ErrorKind::ALL {
+        let (when, todo) = k.help();
+        out.push_str(&format!(
+            "| {} | {} | {} | 0x{:08X} | {} | {} |\n",
+            k.return_value(),
+            k.name(),
+            k.http_status(),
+            k.error_code(),
+            when,
+            todo
+        ));
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::HashSet;
@@ -244,5 +377,20 @@ mod tests {
             assert!((1..=3).contains(&(c >> 30)));
             assert!(k.return_value() != 0);
         }
+    }
+
+    /// docs/errors.md is exactly what the code generates.
+    #[test]
+    fn errors_doc_is_current() {
+        let path = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../docs/errors.md");
+        let generated = errors_markdown();
+        if std::env::var_os("UPDATE_DOCS").is_some() {
+            std::fs::write(&path, &generated).unwrap();
+        }
+        let committed = std::fs::read_to_string(&path).unwrap_or_default();
+        assert!(
+            committed == generated,
+            "docs/errors.md is out of date: UPDATE_DOCS=1 cargo nextest run -p pkgdist-core errors"
+        );
     }
 }
