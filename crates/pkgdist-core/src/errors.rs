@@ -70,6 +70,7 @@ pub enum ErrorKind {
     SourceUnreadable,
     NoSource,
     SiteMismatch,
+    InvalidState,
     Unauthenticated,
     Forbidden,
     Storage,
@@ -77,7 +78,7 @@ pub enum ErrorKind {
 }
 
 impl ErrorKind {
-    pub const ALL: [ErrorKind; 22] = [
+    pub const ALL: [ErrorKind; 23] = [
         ErrorKind::UnknownClass,
         ErrorKind::UnknownInstance,
         ErrorKind::UnknownMethod,
@@ -96,6 +97,7 @@ impl ErrorKind {
         ErrorKind::SourceUnreadable,
         ErrorKind::NoSource,
         ErrorKind::SiteMismatch,
+        ErrorKind::InvalidState,
         ErrorKind::Unauthenticated,
         ErrorKind::Forbidden,
         ErrorKind::Storage,
@@ -203,6 +205,15 @@ impl ErrorKind {
             ErrorKind::Forbidden => (20, 403, S::Major, F::Security, A::Execute, O::Token, "Forbidden"),
             ErrorKind::Storage => (21, 500, S::Major, F::File, A::Persist, O::Instance, "Storage"),
             ErrorKind::Internal => (22, 500, S::Major, F::Internal, A::Execute, O::Instance, "Internal"),
+            ErrorKind::InvalidState => (
+                23,
+                409,
+                S::Functional,
+                F::Database,
+                A::Execute,
+                O::Instance,
+                "InvalidState",
+            ),
         }
     }
 
@@ -313,6 +324,10 @@ impl ErrorKind {
             ErrorKind::Storage => (
                 "The content library could not record new content (disk full, I/O error).",
                 "See the site log; free space or repair the disk, then call again.",
+            ),
+            ErrorKind::InvalidState => (
+                "The instance is not in a state that allows the operation: nothing to cancel, validating content being removed, revoking the last administrator token.",
+                "Read the instance's state; the message says what would allow it.",
             ),
             ErrorKind::Internal => (
                 "An unexpected failure; the request was not applied.",

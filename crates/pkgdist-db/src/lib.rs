@@ -218,12 +218,15 @@ impl Db {
     }
 
     /// Records a new source version of a package and retargets every DP of the package at
-    /// it, in one transaction: readers see either the old version everywhere or the new one.
-    pub async fn record_version(&self, v: &NewVersion) -> Result<()> {
+    /// it, with a status message per DP, in one transaction: readers see either the old
+    /// version everywhere or the new one. DPs the package is being removed from are left
+    /// alone. Returns false (changing nothing) when the package is gone or its version is no
+    /// longer `v.previous_version` (another writer got there first).
+    pub async fn record_version(&self, v: &NewVersion) -> Result<bool> {
         let mut tx = self.begin().await?;
-        sqlx::query(
+        let r = sqlx::query(
             "UPDATE packages SET source_version = $2, manifest_hash = $3, package_size = $4, source_date = $5,
-                last_refresh_time = $5, action_in_progress = $6 WHERE package_id = $1",
+                last_refresh_time = $5, action_in_progress = $6 WHERE package_id = $1 AND source_version = $7",
         )
         .bind(v.package_id.clone())
         .bind(v.source_version)
@@ -231,11 +234,30 @@ impl Db {
         .bind(v.package_size_kb)
         .bind(v.time.clone())
         .bind(v.action_in_progress)
+        .bind(v.previous_version)
+        .execute(&mut *tx)
+        .await?;
+        if r.rows_affected() != 1 {
+            return Ok(false);
+        }
+        sqlx::query(
+            "INSERT INTO status_messages (package_id, nal_path, site_code, message_id, message_state, severity,
+                description, bytes_transferred, time)
+             SELECT r.package_id, r.nal_path, r.site_code, $2, $3, $4, $5 || ' (' || d.name || ')', 0, $6
+             FROM package_dps r JOIN distribution_points d ON d.nal_path = r.nal_path
+             WHERE r.package_id = $1 AND r.state NOT IN (4, 5, 6)",
+        )
+        .bind(v.package_id.clone())
+        .bind(v.message_id)
+        .bind(v.message_state)
+        .bind(v.severity)
+        .bind(v.dp_message.clone())
+        .bind(v.time.clone())
         .execute(&mut *tx)
         .await?;
         sqlx::query(
             "UPDATE package_dps SET target_version = $2, state = $3, attempts = 0, next_attempt_at = NULL,
-                summary_date = $4, last_message = $5 WHERE package_id = $1",
+                summary_date = $4, last_message = $5 WHERE package_id = $1 AND state NOT IN (4, 5, 6)",
         )
         .bind(v.package_id.clone())
         .bind(v.source_version)
@@ -245,7 +267,7 @@ impl Db {
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
-        Ok(())
+        Ok(true)
     }
 
     // ---- distribution points ----
@@ -285,18 +307,16 @@ impl Db {
             .await?)
     }
 
+    /// Writes the administrator-editable properties of a DP (never its credentials, which
+    /// enrollment owns).
     pub async fn update_dp(&self, d: &DpRow) -> Result<bool> {
         let r = sqlx::query(
-            "UPDATE distribution_points SET description = $2, is_pull = $3, priority = $4, url = $5,
-                enrollment_token_hash = $6, credential_hash = $7 WHERE nal_path = $1",
+            "UPDATE distribution_points SET description = $2, is_pull = $3, priority = $4 WHERE nal_path = $1",
         )
         .bind(d.nal_path.clone())
         .bind(d.description.clone())
         .bind(d.is_pull)
         .bind(d.priority)
-        .bind(d.url.clone())
-        .bind(d.enrollment_token_hash.clone())
-        .bind(d.credential_hash.clone())
         .execute(&self.pool)
         .await?;
         Ok(r.rows_affected() == 1)
@@ -385,7 +405,8 @@ impl Db {
         &self,
         group_id: &str,
         nal_paths: &[String],
-        targets: Option<&[NewTarget]>,
+        targets: &[NewTarget],
+        statuses: &[NewStatus],
     ) -> Result<()> {
         let mut tx = self.begin().await?;
         for nal in nal_paths {
@@ -395,9 +416,10 @@ impl Db {
                 .execute(&mut *tx)
                 .await?;
         }
-        for t in targets.unwrap_or_default() {
+        for t in targets {
             upsert_target(&mut tx, t).await?;
         }
+        insert_statuses(&mut tx, statuses).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -407,6 +429,7 @@ impl Db {
         group_id: &str,
         nal_paths: &[String],
         removals: &[TargetChange],
+        statuses: &[NewStatus],
     ) -> Result<()> {
         let mut tx = self.begin().await?;
         for nal in nal_paths {
@@ -419,6 +442,7 @@ impl Db {
         for c in removals {
             set_state(&mut tx, c).await?;
         }
+        insert_statuses(&mut tx, statuses).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -429,6 +453,7 @@ impl Db {
         group_id: &str,
         package_ids: &[String],
         targets: &[NewTarget],
+        statuses: &[NewStatus],
     ) -> Result<()> {
         let mut tx = self.begin().await?;
         for p in package_ids {
@@ -441,6 +466,7 @@ impl Db {
         for t in targets {
             upsert_target(&mut tx, t).await?;
         }
+        insert_statuses(&mut tx, statuses).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -450,6 +476,7 @@ impl Db {
         group_id: &str,
         package_ids: &[String],
         removals: &[TargetChange],
+        statuses: &[NewStatus],
     ) -> Result<()> {
         let mut tx = self.begin().await?;
         for p in package_ids {
@@ -462,28 +489,33 @@ impl Db {
         for c in removals {
             set_state(&mut tx, c).await?;
         }
+        insert_statuses(&mut tx, statuses).await?;
         tx.commit().await?;
         Ok(())
     }
 
     // ---- package on DP ----
 
-    /// Targets packages at DPs (a new row, or a retargeted existing one), in one transaction.
-    pub async fn target(&self, targets: &[NewTarget]) -> Result<()> {
+    /// Targets packages at DPs (a new row, or a retargeted existing one) at each package's
+    /// current version, with their status messages, in one transaction.
+    pub async fn target(&self, targets: &[NewTarget], statuses: &[NewStatus]) -> Result<()> {
         let mut tx = self.begin().await?;
         for t in targets {
             upsert_target(&mut tx, t).await?;
         }
+        insert_statuses(&mut tx, statuses).await?;
         tx.commit().await?;
         Ok(())
     }
 
-    /// Changes the state of existing package-on-DP rows, in one transaction.
-    pub async fn set_states(&self, changes: &[TargetChange]) -> Result<()> {
+    /// Changes the state of existing package-on-DP rows, with their status messages, in one
+    /// transaction.
+    pub async fn set_states(&self, changes: &[TargetChange], statuses: &[NewStatus]) -> Result<()> {
         let mut tx = self.begin().await?;
         for c in changes {
             set_state(&mut tx, c).await?;
         }
+        insert_statuses(&mut tx, statuses).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -506,40 +538,26 @@ impl Db {
         )
     }
 
-    pub async fn delete_package_dp(&self, package_id: &str, nal_path: &str) -> Result<bool> {
-        let r = sqlx::query("DELETE FROM package_dps WHERE package_id = $1 AND nal_path = $2")
-            .bind(package_id.to_owned())
-            .bind(nal_path.to_owned())
-            .execute(&self.pool)
-            .await?;
-        Ok(r.rows_affected() == 1)
-    }
-
     // ---- status messages ----
 
     pub async fn add_status(&self, m: &NewStatus) -> Result<i64> {
-        Ok(sqlx::query_scalar(
-            "INSERT INTO status_messages (package_id, nal_path, site_code, message_id, message_state, severity,
-                description, bytes_transferred, time)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id",
-        )
-        .bind(m.package_id.clone())
-        .bind(m.nal_path.clone())
-        .bind(m.site_code.clone())
-        .bind(m.message_id)
-        .bind(m.message_state)
-        .bind(m.severity)
-        .bind(m.description.clone())
-        .bind(m.bytes_transferred)
-        .bind(m.time.clone())
-        .fetch_one(&self.pool)
-        .await?)
+        insert_status(&self.pool, m).await
     }
 
     pub async fn statuses(&self) -> Result<Vec<StatusRow>> {
         Ok(sqlx::query_as("SELECT * FROM status_messages ORDER BY id")
             .fetch_all(&self.pool)
             .await?)
+    }
+
+    /// Live FullAdministrator tokens other than `except`.
+    pub async fn other_live_admins(&self, except: &str) -> Result<i64> {
+        Ok(sqlx::query_scalar(
+            "SELECT COUNT(*) FROM tokens WHERE role = 'FullAdministrator' AND revoked_at IS NULL AND id <> $1",
+        )
+        .bind(except.to_owned())
+        .fetch_one(&self.pool)
+        .await?)
     }
 
     // ---- tokens ----
@@ -587,10 +605,38 @@ impl Db {
     }
 }
 
+async fn insert_status<'e, E: sqlx::Executor<'e, Database = Any>>(e: E, m: &NewStatus) -> Result<i64> {
+    Ok(sqlx::query_scalar(
+        "INSERT INTO status_messages (package_id, nal_path, site_code, message_id, message_state, severity,
+            description, bytes_transferred, time)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id",
+    )
+    .bind(m.package_id.clone())
+    .bind(m.nal_path.clone())
+    .bind(m.site_code.clone())
+    .bind(m.message_id)
+    .bind(m.message_state)
+    .bind(m.severity)
+    .bind(m.description.clone())
+    .bind(m.bytes_transferred)
+    .bind(m.time.clone())
+    .fetch_one(e)
+    .await?)
+}
+
+async fn insert_statuses(tx: &mut Transaction<'static, Any>, statuses: &[NewStatus]) -> Result<()> {
+    for m in statuses {
+        insert_status(&mut **tx, m).await?;
+    }
+    Ok(())
+}
+
+/// The target version is read from the package in the same statement, so a refresh running
+/// at the same time can never leave a DP aimed at an older version.
 async fn upsert_target(tx: &mut Transaction<'static, Any>, t: &NewTarget) -> Result<()> {
     sqlx::query(
         "INSERT INTO package_dps (package_id, nal_path, site_code, state, target_version, redistribute, summary_date, last_message)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+         VALUES ($1, $2, $3, $4, (SELECT source_version FROM packages WHERE package_id = $1), $5, $6, $7)
          ON CONFLICT (package_id, nal_path) DO UPDATE SET state = excluded.state, target_version = excluded.target_version,
             redistribute = excluded.redistribute, attempts = 0, next_attempt_at = NULL,
             summary_date = excluded.summary_date, last_message = excluded.last_message",
@@ -599,7 +645,6 @@ async fn upsert_target(tx: &mut Transaction<'static, Any>, t: &NewTarget) -> Res
     .bind(t.nal_path.clone())
     .bind(t.site_code.clone())
     .bind(t.state)
-    .bind(t.target_version)
     .bind(i64::from(t.redistribute))
     .bind(t.time.clone())
     .bind(t.message.clone())

@@ -113,6 +113,8 @@ pub struct TokenRow {
 #[derive(Debug, Clone)]
 pub struct NewVersion {
     pub package_id: String,
+    /// The version this one replaces; the change applies only if it is still current.
+    pub previous_version: i64,
     pub source_version: i64,
     pub manifest_hash: String,
     pub package_size_kb: i64,
@@ -120,16 +122,19 @@ pub struct NewVersion {
     pub action_in_progress: i64,
     pub dp_state: i64,
     pub dp_message: String,
+    /// The status message recorded for each retargeted DP (the DP's name is appended).
+    pub message_id: i64,
+    pub message_state: i64,
+    pub severity: i64,
 }
 
-/// Target a package (at a version) on a DP.
+/// Target a package on a DP, at the package's current version.
 #[derive(Debug, Clone)]
 pub struct NewTarget {
     pub package_id: String,
     pub nal_path: String,
     pub site_code: String,
     pub state: i64,
-    pub target_version: i64,
     pub redistribute: bool,
     pub time: String,
     pub message: String,

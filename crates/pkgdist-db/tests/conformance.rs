@@ -49,13 +49,12 @@ fn dp(name: &str) -> DpRow {
     }
 }
 
-fn target(p: &str, d: &str, version: i64) -> NewTarget {
+fn target(p: &str, d: &str) -> NewTarget {
     NewTarget {
         package_id: p.into(),
         nal_path: format!("nal-{d}"),
         site_code: "PS1".into(),
         state: 1,
-        target_version: version,
         redistribute: false,
         time: t(1),
         message: "queued".into(),
@@ -117,13 +116,14 @@ async fn suite(db: Db) {
     ));
 
     // Group membership and packages, with targets, in one go each.
-    db.add_group_members("{G1}", &["nal-dp1".into(), "nal-dp2".into()], None)
+    db.add_group_members("{G1}", &["nal-dp1".into(), "nal-dp2".into()], &[], &[])
         .await
         .unwrap();
     db.add_group_packages(
         "{G1}",
         &["PS100001".into()],
-        &[target("PS100001", "dp1", 0), target("PS100001", "dp2", 0)],
+        &[target("PS100001", "dp1"), target("PS100001", "dp2")],
+        &[],
     )
     .await
     .unwrap();
@@ -136,16 +136,30 @@ async fn suite(db: Db) {
         .add_group_packages(
             "{G1}",
             &["PS100002".into()],
-            &[target("PS100002", "dp1", 0), target("PS100002", "ghost", 0)],
+            &[target("PS100002", "dp1"), target("PS100002", "ghost")],
+            &[],
         )
         .await;
     assert!(bad.is_err());
     assert_eq!(db.group_packages().await.unwrap().len(), 1, "nothing half-applied");
     assert_eq!(db.package_dps().await.unwrap().len(), 2);
 
-    // A new version retargets every DP of the package.
-    db.record_version(&NewVersion {
+    // Targets carry the package's current version (0 here).
+    assert!(db.package_dps().await.unwrap().iter().all(|r| r.target_version == 0));
+    // One DP is being removed: a new version must not bring it back.
+    let removing = TargetChange {
         package_id: "PS100001".into(),
+        nal_path: "nal-dp2".into(),
+        state: 4,
+        time: t(4),
+        message: "removing".into(),
+    };
+    db.set_states(&[removing], &[]).await.unwrap();
+
+    // A new version retargets every other DP of the package.
+    let v3 = NewVersion {
+        package_id: "PS100001".into(),
+        previous_version: 0,
         source_version: 3,
         manifest_hash: "ab".repeat(32),
         package_size_kb: 1234,
@@ -153,32 +167,32 @@ async fn suite(db: Db) {
         action_in_progress: 1,
         dp_state: 1,
         dp_message: "version 3 queued".into(),
-    })
-    .await
-    .unwrap();
+        message_id: 2357,
+        message_state: 2,
+        severity: 0x4000_0000,
+    };
+    assert!(db.record_version(&v3).await.unwrap());
+    // The same change again finds the version moved on and changes nothing.
+    assert!(
+        !db.record_version(&NewVersion {
+            source_version: 4,
+            ..v3.clone()
+        })
+        .await
+        .unwrap()
+    );
     let p = db.package("PS100001").await.unwrap().unwrap();
     assert_eq!(
         (p.source_version, p.package_size, p.source_date.as_deref()),
         (3, 1234, Some(t(5).as_str()))
     );
-    assert!(
-        db.package_dps()
-            .await
-            .unwrap()
-            .iter()
-            .all(|r| r.target_version == 3 && r.last_message == "version 3 queued")
-    );
-
-    db.set_states(&[TargetChange {
-        package_id: "PS100001".into(),
-        nal_path: "nal-dp2".into(),
-        state: 4,
-        time: t(6),
-        message: "removing".into(),
-    }])
-    .await
-    .unwrap();
-    assert_eq!(db.package_dp("PS100001", "nal-dp2").await.unwrap().unwrap().state, 4);
+    let dp1 = db.package_dp("PS100001", "nal-dp1").await.unwrap().unwrap();
+    assert_eq!((dp1.target_version, dp1.last_message.as_str()), (3, "version 3 queued"));
+    let dp2 = db.package_dp("PS100001", "nal-dp2").await.unwrap().unwrap();
+    assert_eq!((dp2.state, dp2.target_version), (4, 0), "the removal stands");
+    let msgs = db.statuses().await.unwrap();
+    assert_eq!(msgs.len(), 1, "one status message, for the retargeted DP only");
+    assert_eq!(msgs[0].description, "version 3 queued (dp1)");
 
     // Status messages get increasing ids.
     let s = NewStatus {
@@ -195,7 +209,7 @@ async fn suite(db: Db) {
     let i1 = db.add_status(&s).await.unwrap();
     let i2 = db.add_status(&s).await.unwrap();
     assert!(i2 > i1);
-    assert_eq!(db.statuses().await.unwrap().len(), 2);
+    assert_eq!(db.statuses().await.unwrap().len(), 3);
 
     // Tokens: found by hash until revoked.
     let tok = TokenRow {

@@ -16,7 +16,7 @@ use std::collections::HashMap;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
+use axum::extract::rejection::{BytesRejection, PathRejection};
 use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
 use axum::http::{Method, StatusCode};
 use axum::middleware::{self, Next};
@@ -52,10 +52,28 @@ pub fn router(state: AppState) -> Router {
             get(|| async { axum::Json(crate::openapi::document()) }),
         )
         .merge(api)
+        // Whatever goes wrong, the answer has the API's error shape.
+        .fallback(|| async {
+            ApiError::new(
+                ErrorKind::UnknownClass,
+                "no such route: the API lives under /AdminService/wmi/<Class>",
+            )
+        })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(ErrorKind::NotAllowed, "this route does not take that HTTP method")
+        })
         .layer(DefaultBodyLimit::max(state.max_body_bytes))
         .layer(tower_http::trace::TraceLayer::new_for_http())
-        .layer(tower_http::catch_panic::CatchPanicLayer::new())
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(
+            |_: Box<dyn std::any::Any + Send>| ApiError::internal("a request handler panicked").into_response(),
+        ))
         .with_state(state)
+}
+
+/// The path after `/AdminService/wmi/`, percent-decoded.
+fn wmi_path(path: Result<Path<String>, PathRejection>) -> ApiResult<String> {
+    path.map(|Path(p)| p)
+        .map_err(|e| ApiError::new(ErrorKind::MalformedKey, format!("cannot decode the path: {e}")))
 }
 
 async fn authenticate(State(state): State<AppState>, req: Request, next: Next) -> Response {
@@ -63,8 +81,9 @@ async fn authenticate(State(state): State<AppState>, req: Request, next: Next) -
         .headers()
         .get(axum::http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim);
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, t)| t.trim());
     let Some(token) = token else {
         return ApiError::new(
             ErrorKind::Unauthenticated,
@@ -132,13 +151,14 @@ fn parse_target(path: &str) -> ApiResult<Target> {
 fn parse_key<'a>(path: &str, mut s: &'a str) -> ApiResult<(Key, &'a str)> {
     let mut parts = Vec::new();
     loop {
+        s = s.trim_start();
         let mut name = None;
         if let Some(eq) = s.find('=')
             && !s[..eq].contains('\'')
             && !s[..eq].contains(')')
         {
             name = Some(s[..eq].trim().to_owned());
-            s = &s[eq + 1..];
+            s = s[eq + 1..].trim_start();
         }
         let value;
         if let Some(rest) = s.strip_prefix('\'') {
@@ -156,7 +176,7 @@ fn parse_key<'a>(path: &str, mut s: &'a str) -> ApiResult<(Key, &'a str)> {
                 }
             }
             value = v;
-            s = r;
+            s = r.trim_start();
         } else {
             let end = s.find([',', ')']).ok_or_else(|| malformed(path, "missing ')'"))?;
             value = s[..end].trim().to_owned();
@@ -213,6 +233,12 @@ async fn find(state: &AppState, class: &'static ClassDef, key: &Key) -> ApiResul
             let name = name
                 .as_deref()
                 .ok_or_else(|| ApiError::new(ErrorKind::MalformedKey, "name every part of a composite key"))?;
+            if pairs.iter().any(|(n, _)| *n == name) {
+                return Err(ApiError::new(
+                    ErrorKind::MalformedKey,
+                    format!("{name} is given twice in the key"),
+                ));
+            }
             if !class.key.contains(&name) {
                 return Err(ApiError::new(
                     ErrorKind::MalformedKey,
@@ -250,11 +276,22 @@ async fn find(state: &AppState, class: &'static ClassDef, key: &Key) -> ApiResul
         })
 }
 
+/// The query options the API understands; anything else starting with `$` is refused rather
+/// than silently ignored (a misspelt `$filter` must not return everything).
+const OPTIONS: [&str; 5] = ["$filter", "$select", "$orderby", "$top", "$skip"];
+
 async fn get_handler(
     State(state): State<AppState>,
-    Path(path): Path<String>,
+    path: Result<Path<String>, PathRejection>,
     Query(q): Query<HashMap<String, String>>,
 ) -> ApiResult<Response> {
+    let path = wmi_path(path)?;
+    if let Some(bad) = q.keys().find(|k| k.starts_with('$') && !OPTIONS.contains(&k.as_str())) {
+        return Err(ApiError::new(
+            ErrorKind::MalformedQuery,
+            format!("unknown query option {bad:?} (supported: {})", OPTIONS.join(", ")),
+        ));
+    }
     match parse_target(&path)? {
         Target::Class(name) => {
             let class = class_def(&name)?;
@@ -315,9 +352,10 @@ fn body_object(body: Result<Bytes, BytesRejection>) -> ApiResult<Map<String, Val
 
 async fn post_handler(
     State(state): State<AppState>,
-    Path(path): Path<String>,
+    path: Result<Path<String>, PathRejection>,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<Response> {
+    let path = wmi_path(path)?;
     let body = body_object(body)?;
     match parse_target(&path)? {
         Target::Class(name) => {
@@ -383,9 +421,10 @@ fn method_def(class: &'static ClassDef, name: &str, instance: bool) -> ApiResult
 
 async fn patch_handler(
     State(state): State<AppState>,
-    Path(path): Path<String>,
+    path: Result<Path<String>, PathRejection>,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<Response> {
+    let path = wmi_path(path)?;
     let body = body_object(body)?;
     let Target::Instance(name, key) = parse_target(&path)? else {
         return Err(ApiError::new(
@@ -394,6 +433,12 @@ async fn patch_handler(
         ));
     };
     let class = class_def(&name)?;
+    if !class.update {
+        return Err(ApiError::new(
+            ErrorKind::NotAllowed,
+            format!("{} instances cannot be changed", class.name),
+        ));
+    }
     let current = find(&state, class, &key).await?;
     let updated = methods::update(&state, class, current, body)
         .await
@@ -401,7 +446,11 @@ async fn patch_handler(
     Ok(axum::Json(updated).into_response())
 }
 
-async fn delete_handler(State(state): State<AppState>, Path(path): Path<String>) -> ApiResult<Response> {
+async fn delete_handler(
+    State(state): State<AppState>,
+    path: Result<Path<String>, PathRejection>,
+) -> ApiResult<Response> {
+    let path = wmi_path(path)?;
     let Target::Instance(name, key) = parse_target(&path)? else {
         return Err(ApiError::new(
             ErrorKind::NotAllowed,
@@ -409,6 +458,12 @@ async fn delete_handler(State(state): State<AppState>, Path(path): Path<String>)
         ));
     };
     let class = class_def(&name)?;
+    if !class.delete {
+        return Err(ApiError::new(
+            ErrorKind::NotAllowed,
+            format!("{} instances cannot be deleted", class.name),
+        ));
+    }
     let current = find(&state, class, &key).await?;
     methods::delete(&state, class, current)
         .await

@@ -163,12 +163,10 @@ pub async fn create(state: &AppState, class: &'static ClassDef, body: Map<String
                 key_text(&body, "SiteCode"),
             );
             add_dps(state, &pkg, &[site], std::slice::from_ref(&nal)).await?;
-            let s = Snapshot::load(&state.db).await?;
             find_one(
                 state,
                 "SMS_DistributionPoint",
                 &[("PackageID", &pkg), ("ServerNALPath", &nal)],
-                &s,
             )
             .await
         }
@@ -202,7 +200,9 @@ pub async fn create(state: &AppState, class: &'static ClassDef, body: Map<String
                 revoked_at: None,
             };
             state.db.insert_token(&row, &auth::hash(&token)).await?;
-            Ok(objects_token(&row, Some(&token)))
+            let mut o = objects::token_object(&row);
+            o.insert("Token".into(), json!(token));
+            Ok(o)
         }
         _ => Err(ApiError::new(
             ErrorKind::NotAllowed,
@@ -285,19 +285,16 @@ pub async fn update(
                 let d = state.db.dp(&nal).await?.ok_or_else(|| gone(&nal))?;
                 retarget(
                     state,
-                    &p,
-                    &[&d],
+                    &[(&p, &d)],
                     false,
                     "RefreshNow: re-sending the current version to this DP",
                 )
                 .await?;
             }
-            let s = Snapshot::load(&state.db).await?;
             find_one(
                 state,
                 "SMS_DistributionPoint",
                 &[("PackageID", &pkg), ("ServerNALPath", &nal)],
-                &s,
             )
             .await
         }
@@ -334,20 +331,25 @@ pub async fn delete(state: &AppState, class: &'static ClassDef, current: Object)
     }
     if PackageClass::from_class_name(class.name).is_some() {
         let id = key_text(&current, "PackageID");
+        // Not while its source is being refreshed.
+        let lock = state.refresh_lock(&id);
+        let _one_at_a_time = lock.lock().await;
         state.db.delete_package(&id).await?;
-        // Release the package's versions in the library; garbage collection reclaims the
-        // chunks no other package uses.
+        // The database is the truth: the package is gone. Releasing its versions in the library
+        // lets garbage collection reclaim chunks no other package uses; if that fails, the
+        // versions stay as unreferenced-by-the-site data and a warning says so.
         if let Ok(pid) = id.parse::<PackageId>() {
             let lib = state.library.clone();
-            tokio::task::spawn_blocking(move || -> Result<(), ContentError> {
+            let released = tokio::task::spawn_blocking(move || -> Result<(), ContentError> {
                 for v in lib.versions()?.into_iter().filter(|c| c.package == pid) {
                     lib.release(v)?;
                 }
                 Ok(())
             })
-            .await
-            .map_err(ApiError::internal)?
-            .map_err(ApiError::internal)?;
+            .await;
+            if !matches!(released, Ok(Ok(()))) {
+                tracing::warn!(package = %id, "deleted, but its content versions could not be released from the library");
+            }
         }
         return Ok(());
     }
@@ -367,7 +369,17 @@ pub async fn delete(state: &AppState, class: &'static ClassDef, current: Object)
             Ok(())
         }
         "PKGDIST_AdminToken" => {
-            state.db.revoke_token(&key_text(&current, "TokenID"), &now()).await?;
+            let id = key_text(&current, "TokenID");
+            let live_admin = current.get("Role").and_then(Value::as_str) == Some(Role::FullAdministrator.as_str())
+                && current.get("RevokedOn").is_none_or(Value::is_null);
+            if live_admin && state.db.other_live_admins(&id).await? == 0 {
+                return Err(ApiError::new(
+                    ErrorKind::InvalidState,
+                    "this is the last live FullAdministrator token: revoking it would lock every administrator out. Create another first",
+                )
+                .object(id));
+            }
+            state.db.revoke_token(&id, &now()).await?;
             Ok(())
         }
         _ => Err(ApiError::new(
@@ -395,11 +407,37 @@ pub async fn call(
         }
         ("SMS_DistributionPoint", "VerifyPackage" | "CancelDistribution") => {
             let (pkg, nal) = (key_text(&params, "PackageID"), key_text(&params, "NALPath"));
-            if state.db.package_dp(&pkg, &nal).await?.is_none() {
+            let Some(row) = state.db.package_dp(&pkg, &nal).await? else {
                 return Err(
                     ApiError::new(ErrorKind::UnknownInstance, format!("package {pkg} is not on DP {nal}"))
                         .object(format!("{pkg} on {nal}")),
                 );
+            };
+            let current = u32::try_from(row.state)
+                .ok()
+                .and_then(DpState::from_code)
+                .unwrap_or(DpState::InstallPending);
+            let removing = matches!(
+                current,
+                DpState::RemovalPending | DpState::RemovalRetrying | DpState::RemovalFailed
+            );
+            let in_progress = matches!(
+                current,
+                DpState::InstallPending | DpState::InstallRetrying | DpState::ContentUpdating
+            );
+            let refuse =
+                |why: String| Err(ApiError::new(ErrorKind::InvalidState, why).object(format!("{pkg} on {nal}")));
+            if method.name == "VerifyPackage" && removing {
+                return refuse(format!(
+                    "{pkg} is being removed from this DP ({}); there is nothing to validate",
+                    current.name()
+                ));
+            }
+            if method.name == "CancelDistribution" && !in_progress {
+                return refuse(format!(
+                    "there is no distribution of {pkg} to this DP in progress to cancel (it is {})",
+                    current.name()
+                ));
             }
             if method.name == "VerifyPackage" {
                 set_state(
@@ -557,6 +595,13 @@ async fn create_package(state: &AppState, pc: PackageClass, body: &Map<String, V
         created_at: now(),
     };
     check_package(&row)?;
+    if flag == i64::from(source_flag::STORAGE_NO_SOURCE) && !path.is_empty() {
+        return Err(ApiError::new(
+            ErrorKind::InvalidValue,
+            "PkgSourceFlag 1 (STORAGE_NO_SOURCE) means no source, but PkgSourcePath is set; use PkgSourceFlag 2",
+        )
+        .param("PkgSourceFlag"));
+    }
     if flag == i64::from(source_flag::STORAGE_DIRECT) && path.is_empty() {
         return Err(ApiError::new(
             ErrorKind::MissingProperty,
@@ -594,7 +639,7 @@ async fn create_package(state: &AppState, pc: PackageClass, body: &Map<String, V
 async fn refresh(state: &AppState, id: &str) -> ApiResult<Object> {
     let lock = state.refresh_lock(id);
     let _one_at_a_time = lock.lock().await;
-    let p = state.db.package(id).await?.ok_or_else(|| gone(id))?;
+    let p = state.db.package(id).await?.ok_or_else(|| unknown_package(id))?;
     if p.pkg_source_path.is_empty() || p.pkg_source_flag == i64::from(source_flag::STORAGE_NO_SOURCE) {
         return Err(ApiError::new(
             ErrorKind::NoSource,
@@ -604,72 +649,72 @@ async fn refresh(state: &AppState, id: &str) -> ApiResult<Object> {
     }
     check_source(&p.pkg_source_path)?;
     let pid: PackageId = id.parse().map_err(ApiError::internal)?;
-    let version = u32::try_from(p.source_version + 1).map_err(ApiError::internal)?;
-    let previous = (p.source_version > 0).then(|| ContentId {
+    let recorded = u32::try_from(p.source_version).map_err(ApiError::internal)?;
+    // A crash between recording content and recording the version leaves the library a version
+    // ahead of the database; step past it rather than collide with it forever.
+    let lib = state.library.clone();
+    let in_library = tokio::task::spawn_blocking(move || lib.latest(pid))
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(|e| ApiError::new(ErrorKind::Storage, format!("the content library cannot be read: {e}")))?
+        .map_or(0, |c| c.version);
+    let version = recorded.max(in_library).checked_add(1).ok_or_else(|| {
+        ApiError::new(
+            ErrorKind::InvalidState,
+            format!("package {id} has reached the highest SourceVersion"),
+        )
+    })?;
+    let previous = (recorded > 0).then_some(ContentId {
         package: pid,
-        version: version - 1,
+        version: recorded,
     });
     let target = ContentId { package: pid, version };
     let (hash, kb) = snapshot(state, &p.pkg_source_path, target, previous).await?;
-    let time = now();
-    state
+    let in_progress = MessageState::InProgress;
+    let done = state
         .db
         .record_version(&NewVersion {
             package_id: id.to_owned(),
+            previous_version: p.source_version,
             source_version: i64::from(version),
             manifest_hash: hash,
             package_size_kb: kb,
-            time: time.clone(),
+            time: now(),
             action_in_progress: i64::from(pkgdist_core::classes::action::UPDATE),
             dp_state: i64::from(DpState::InstallPending.code()),
             dp_message: format!("{target} queued for distribution"),
+            message_id: MSG_QUEUED,
+            message_state: in_progress as i64,
+            severity: i64::from(in_progress.severity()),
         })
         .await?;
-    let s = Snapshot::load(&state.db).await?;
-    for r in s.package_dps.iter().filter(|r| r.package_id == id) {
-        status(
-            state,
-            id,
-            &r.nal_path,
-            &r.site_code,
-            2357,
-            MessageState::InProgress,
-            format!("{target} queued for distribution to {}", dp_name(&s, &r.nal_path)),
+    if !done {
+        return Err(ApiError::new(
+            ErrorKind::InvalidState,
+            format!("package {id} was deleted or changed while its source was being read; nothing was recorded"),
         )
-        .await?;
+        .object(id));
     }
     tracing::info!(content = %target, "source refreshed");
     Ok(ok(json!({"SourceVersion": version})))
 }
 
-fn dp_name(s: &Snapshot, nal: &str) -> String {
-    s.dp(nal).map_or_else(|| nal.to_owned(), |d| d.name.clone())
-}
+/// `SMS_DistributionDPStatus.MessageID` of "queued for a DP" messages.
+const MSG_QUEUED: i64 = 2357;
 
-async fn status(
-    state: &AppState,
-    pkg: &str,
-    nal: &str,
-    site: &str,
-    id: i64,
-    st: MessageState,
-    text: String,
-) -> ApiResult<()> {
-    state
-        .db
-        .add_status(&NewStatus {
-            package_id: pkg.into(),
-            nal_path: nal.into(),
-            site_code: site.into(),
-            message_id: id,
-            message_state: st as i64,
-            severity: i64::from(st.severity()),
-            description: text,
-            bytes_transferred: 0,
-            time: now(),
-        })
-        .await?;
-    Ok(())
+/// A status message about package `pkg` on DP `d`.
+fn message(pkg: &str, d: &DpRow, st: MessageState, text: String, time: &str) -> NewStatus {
+    NewStatus {
+        package_id: pkg.into(),
+        nal_path: d.nal_path.clone(),
+        site_code: d.site_code.clone(),
+        message_id: MSG_QUEUED,
+        message_state: st as i64,
+        severity: i64::from(st.severity()),
+        description: format!("{text} ({})", d.name),
+        bytes_transferred: 0,
+        time: time.to_owned(),
+    }
 }
 
 /// Targets package `pkg` at DPs given by NAL path, checking each DP's site.
@@ -685,21 +730,11 @@ async fn add_dps(state: &AppState, pkg: &str, sites: &[String], nals: &[String])
         )
         .param("SiteCode"));
     }
-    let p = state
-        .db
-        .package(pkg)
-        .await?
-        .ok_or_else(|| ApiError::new(ErrorKind::UnknownInstance, format!("no package {pkg}")).object(pkg))?;
+    let p = state.db.package(pkg).await?.ok_or_else(|| unknown_package(pkg))?;
     let s = Snapshot::load(&state.db).await?;
     let mut dps = Vec::new();
     for (site, nal) in sites.iter().zip(nals) {
-        let d = s.dp(nal).ok_or_else(|| {
-            ApiError::new(
-                ErrorKind::UnknownInstance,
-                format!("no distribution point {nal}; see SMS_DistributionPointInfo"),
-            )
-            .object(nal)
-        })?;
+        let d = s.dp(nal).ok_or_else(|| unknown_dp(nal))?;
         if *site != d.site_code || nal_site(nal) != Some(d.site_code.as_str()) {
             return Err(ApiError::new(
                 ErrorKind::SiteMismatch,
@@ -712,26 +747,31 @@ async fn add_dps(state: &AppState, pkg: &str, sites: &[String], nals: &[String])
         }
         dps.push(d);
     }
-    retarget(state, &p, &dps, false, "queued for distribution").await
+    let pairs: Vec<(&PackageRow, &DpRow)> = dps.iter().map(|d| (&p, *d)).collect();
+    retarget(state, &pairs, false, "queued for distribution").await
 }
 
-/// Puts a package on DPs at its current version (INSTALL_PENDING) and records why.
-async fn retarget(state: &AppState, p: &PackageRow, dps: &[&DpRow], redistribute: bool, why: &str) -> ApiResult<()> {
+/// Puts packages on DPs at their current version (INSTALL_PENDING), with a status message for
+/// each, in one transaction.
+async fn retarget(state: &AppState, pairs: &[(&PackageRow, &DpRow)], redistribute: bool, why: &str) -> ApiResult<()> {
     let time = now();
-    let targets: Vec<NewTarget> = dps.iter().map(|d| target(p, d, redistribute, &time, why)).collect();
-    state.db.target(&targets).await?;
-    for d in dps {
-        status(
-            state,
-            &p.package_id,
-            &d.nal_path,
-            &d.site_code,
-            2357,
-            MessageState::InProgress,
-            format!("{}.{} {why} ({})", p.package_id, p.source_version, d.name),
-        )
-        .await?;
-    }
+    let targets: Vec<NewTarget> = pairs
+        .iter()
+        .map(|(p, d)| target(p, d, redistribute, &time, why))
+        .collect();
+    let msgs: Vec<NewStatus> = pairs
+        .iter()
+        .map(|(p, d)| {
+            message(
+                &p.package_id,
+                d,
+                MessageState::InProgress,
+                format!("{}.{} {why}", p.package_id, p.source_version),
+                &time,
+            )
+        })
+        .collect();
+    state.db.target(&targets, &msgs).await?;
     Ok(())
 }
 
@@ -741,45 +781,40 @@ fn target(p: &PackageRow, d: &DpRow, redistribute: bool, time: &str, why: &str) 
         nal_path: d.nal_path.clone(),
         site_code: d.site_code.clone(),
         state: i64::from(DpState::InstallPending.code()),
-        target_version: p.source_version,
         redistribute,
         time: time.to_owned(),
         message: why.to_owned(),
     }
 }
 
-async fn set_state(state: &AppState, rows: &[(String, String)], st: DpState, why: &str) -> ApiResult<()> {
+/// State changes of package-on-DP rows, and their status messages.
+fn changes(s: &Snapshot, rows: &[(String, String)], st: DpState, why: &str) -> (Vec<TargetChange>, Vec<NewStatus>) {
     let time = now();
-    let changes: Vec<TargetChange> = rows
-        .iter()
-        .map(|(p, n)| TargetChange {
+    let ms = if st == DpState::InstallFailed {
+        MessageState::Error
+    } else {
+        MessageState::InProgress
+    };
+    let mut out = (Vec::new(), Vec::new());
+    for (p, n) in rows {
+        out.0.push(TargetChange {
             package_id: p.clone(),
             nal_path: n.clone(),
             state: i64::from(st.code()),
             time: time.clone(),
             message: why.to_owned(),
-        })
-        .collect();
-    state.db.set_states(&changes).await?;
-    let s = Snapshot::load(&state.db).await?;
-    for (p, n) in rows {
-        let site = s.dp(n).map(|d| d.site_code.clone()).unwrap_or_default();
-        let ms = if st == DpState::InstallFailed {
-            MessageState::Error
-        } else {
-            MessageState::InProgress
-        };
-        status(
-            state,
-            p,
-            n,
-            &site,
-            2357,
-            ms,
-            format!("{p} on {}: {why}", dp_name(&s, n)),
-        )
-        .await?;
+        });
+        if let Some(d) = s.dp(n) {
+            out.1.push(message(p, d, ms, format!("{p}: {why}"), &time));
+        }
     }
+    out
+}
+
+async fn set_state(state: &AppState, rows: &[(String, String)], st: DpState, why: &str) -> ApiResult<()> {
+    let s = Snapshot::load(&state.db).await?;
+    let (c, m) = changes(&s, rows, st, why);
+    state.db.set_states(&c, &m).await?;
     Ok(())
 }
 
@@ -831,6 +866,23 @@ async fn group_method(
     let members: Vec<&DpRow> = s.members_of(group_id).iter().filter_map(|n| s.dp(n)).collect();
     let packages: Vec<&PackageRow> = s.packages_of(group_id).iter().filter_map(|p| s.package(p)).collect();
     let time = now();
+    // Targets and their status messages, written in the same transaction as the change.
+    let plan = |pairs: &[(&PackageRow, &DpRow)], why: &str| -> (Vec<NewTarget>, Vec<NewStatus>) {
+        let t = pairs.iter().map(|(p, d)| target(p, d, false, &time, why)).collect();
+        let m = pairs
+            .iter()
+            .map(|(p, d)| {
+                message(
+                    &p.package_id,
+                    d,
+                    MessageState::InProgress,
+                    format!("{}.{} {why}", p.package_id, p.source_version),
+                    &time,
+                )
+            })
+            .collect();
+        (t, m)
+    };
     match method {
         "AddDistributionPoints" => {
             let nals = strings(params, "DPNALPath");
@@ -838,67 +890,42 @@ async fn group_method(
                 .iter()
                 .map(|n| s.dp(n).ok_or_else(|| unknown_dp(n)))
                 .collect::<ApiResult<_>>()?;
-            let targets: Vec<NewTarget> = if flag(params, "AddTargetedPackages", true) {
+            let pairs: Vec<(&PackageRow, &DpRow)> = if flag(params, "AddTargetedPackages", true) {
                 new.iter()
-                    .flat_map(|d| {
-                        packages.iter().map(|p| {
-                            target(
-                                p,
-                                d,
-                                false,
-                                &time,
-                                "queued: the DP joined a group that holds the package",
-                            )
-                        })
-                    })
+                    .flat_map(|d| packages.iter().map(move |p| (*p, *d)))
                     .collect()
             } else {
                 Vec::new()
             };
-            state.db.add_group_members(group_id, &nals, Some(&targets)).await?;
-            for t in &targets {
-                status(
-                    state,
-                    &t.package_id,
-                    &t.nal_path,
-                    &t.site_code,
-                    2357,
-                    MessageState::InProgress,
-                    format!("{}.{} {}", t.package_id, t.target_version, t.message),
-                )
-                .await?;
-            }
+            let (t, m) = plan(&pairs, "queued: the DP joined a group that holds the package");
+            state.db.add_group_members(group_id, &nals, &t, &m).await?;
         }
         "RemoveDistributionPoints" => {
             let nals = strings(params, "DPNALPath");
-            for n in &nals {
-                if !members.iter().any(|d| d.nal_path == *n) {
-                    return Err(
-                        ApiError::new(ErrorKind::UnknownInstance, format!("{n} is not a member of the group"))
-                            .object(n),
-                    );
-                }
+            if let Some(n) = nals.iter().find(|n| !members.iter().any(|d| d.nal_path == **n)) {
+                return Err(
+                    ApiError::new(ErrorKind::UnknownInstance, format!("{n} is not a member of the group")).object(n),
+                );
             }
-            let removals: Vec<TargetChange> = if flag(params, "RemoveTargetedPackages", false) {
+            let rows: Vec<(String, String)> = if flag(params, "RemoveTargetedPackages", false) {
                 nals.iter()
                     .flat_map(|n| {
                         packages
                             .iter()
                             .filter(|p| s.package_dp(&p.package_id, n).is_some())
-                            .map(move |p| (p, n))
-                    })
-                    .map(|(p, n)| TargetChange {
-                        package_id: p.package_id.clone(),
-                        nal_path: n.clone(),
-                        state: i64::from(DpState::RemovalPending.code()),
-                        time: time.clone(),
-                        message: "removal queued: the DP left the group".into(),
+                            .map(move |p| (p.package_id.clone(), n.clone()))
                     })
                     .collect()
             } else {
                 Vec::new()
             };
-            state.db.remove_group_members(group_id, &nals, &removals).await?;
+            let (c, m) = changes(
+                &s,
+                &rows,
+                DpState::RemovalPending,
+                "removal queued: the DP left the group",
+            );
+            state.db.remove_group_members(group_id, &nals, &c, &m).await?;
         }
         "AddPackages" => {
             let ids = strings(params, "PackageIDs");
@@ -906,55 +933,39 @@ async fn group_method(
                 .iter()
                 .map(|i| s.package(i).ok_or_else(|| unknown_package(i)))
                 .collect::<ApiResult<_>>()?;
-            let targets: Vec<NewTarget> = new
-                .iter()
-                .flat_map(|p| {
-                    members
-                        .iter()
-                        .map(|d| target(p, d, false, &time, "queued: the package was added to the DP's group"))
-                })
-                .collect();
-            state.db.add_group_packages(group_id, &ids, &targets).await?;
-            for t in &targets {
-                status(
-                    state,
-                    &t.package_id,
-                    &t.nal_path,
-                    &t.site_code,
-                    2357,
-                    MessageState::InProgress,
-                    format!("{}.{} {}", t.package_id, t.target_version, t.message),
-                )
-                .await?;
-            }
+            let pairs: Vec<(&PackageRow, &DpRow)> =
+                new.iter().flat_map(|p| members.iter().map(move |d| (*p, *d))).collect();
+            let (t, m) = plan(&pairs, "queued: the package was added to the DP's group");
+            state.db.add_group_packages(group_id, &ids, &t, &m).await?;
         }
         "RemovePackages" => {
             let ids = strings(params, "PackageIDs");
-            for i in &ids {
-                if !packages.iter().any(|p| p.package_id == *i) {
-                    return Err(not_in_group(i));
-                }
+            if let Some(i) = ids.iter().find(|i| !packages.iter().any(|p| p.package_id == **i)) {
+                return Err(if s.package(i).is_some() {
+                    not_in_group(i)
+                } else {
+                    unknown_package(i)
+                });
             }
-            let removals: Vec<TargetChange> = if flag(params, "RemovePackageFromDPs", true) {
+            let rows: Vec<(String, String)> = if flag(params, "RemovePackageFromDPs", true) {
                 ids.iter()
                     .flat_map(|i| {
                         members
                             .iter()
                             .filter(|d| s.package_dp(i, &d.nal_path).is_some())
-                            .map(move |d| (i, d))
-                    })
-                    .map(|(i, d)| TargetChange {
-                        package_id: i.clone(),
-                        nal_path: d.nal_path.clone(),
-                        state: i64::from(DpState::RemovalPending.code()),
-                        time: time.clone(),
-                        message: "removal queued: the package left the DP's group".into(),
+                            .map(move |d| (i.clone(), d.nal_path.clone()))
                     })
                     .collect()
             } else {
                 Vec::new()
             };
-            state.db.remove_group_packages(group_id, &ids, &removals).await?;
+            let (c, m) = changes(
+                &s,
+                &rows,
+                DpState::RemovalPending,
+                "removal queued: the package left the DP's group",
+            );
+            state.db.remove_group_packages(group_id, &ids, &c, &m).await?;
         }
         "ReDistributePackage" => {
             let id = key_text(params, "PackageID");
@@ -965,19 +976,21 @@ async fn group_method(
                     unknown_package(&id)
                 }
             })?;
+            let pairs: Vec<(&PackageRow, &DpRow)> = members.iter().map(|d| (p, *d)).collect();
             retarget(
                 state,
-                p,
-                &members,
+                &pairs,
                 true,
                 "redistribution: every file will be sent and verified again",
             )
             .await?;
         }
         "RefreshDPGroup" => {
-            for p in &packages {
-                retarget(state, p, &members, false, "queued: the group was refreshed").await?;
-            }
+            let pairs: Vec<(&PackageRow, &DpRow)> = packages
+                .iter()
+                .flat_map(|p| members.iter().map(move |d| (*p, *d)))
+                .collect();
+            retarget(state, &pairs, false, "queued: the group was refreshed").await?;
         }
         other => {
             return Err(ApiError::new(
@@ -1011,23 +1024,11 @@ fn not_in_group(id: &str) -> ApiError {
 
 // ---- helpers ----
 
-async fn find_one(state: &AppState, class: &str, pairs: &[(&str, &str)], _s: &Snapshot) -> ApiResult<Object> {
+/// The instance of `class` whose properties match `pairs` (just written, so it exists).
+async fn find_one(state: &AppState, class: &str, pairs: &[(&str, &str)]) -> ApiResult<Object> {
     objects::instances(state, class)
         .await?
         .into_iter()
         .find(|o| pairs.iter().all(|(k, v)| o.get(*k).and_then(Value::as_str) == Some(*v)))
         .ok_or_else(|| ApiError::internal(format!("{class} instance vanished")))
-}
-
-fn objects_token(t: &TokenRow, secret: Option<&str>) -> Object {
-    let mut o = Map::new();
-    o.insert("TokenID".into(), json!(t.id));
-    o.insert("Name".into(), json!(t.name));
-    o.insert("Role".into(), json!(t.role));
-    o.insert("CreatedOn".into(), json!(t.created_at));
-    o.insert("RevokedOn".into(), json!(t.revoked_at));
-    if let Some(s) = secret {
-        o.insert("Token".into(), json!(s));
-    }
-    o
 }

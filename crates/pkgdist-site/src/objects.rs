@@ -121,6 +121,10 @@ pub fn package_object(p: &PackageRow) -> Object {
     }))
 }
 
+pub fn token_object(t: &pkgdist_db::TokenRow) -> Object {
+    obj(json!({"TokenID": t.id, "Name": t.name, "Role": t.role, "CreatedOn": t.created_at, "RevokedOn": t.revoked_at}))
+}
+
 pub fn dp_object(d: &DpRow, s: &Snapshot) -> Object {
     obj(json!({
         "NALPath": d.nal_path,
@@ -240,7 +244,12 @@ pub async fn instances(state: &AppState, class: &str) -> ApiResult<Vec<Object>> 
         }))]),
         "SMS_DistributionDPStatus" => {
             let dps: HashMap<String, String> = db.dps().await?.into_iter().map(|d| (d.nal_path, d.name)).collect();
-            let types: HashMap<String, PackageRow> = db.packages().await?.into_iter().map(|p| (p.package_id.clone(), p)).collect();
+            let types: HashMap<String, PackageRow> = db
+                .packages()
+                .await?
+                .into_iter()
+                .map(|p| (p.package_id.clone(), p))
+                .collect();
             Ok(db
                 .statuses()
                 .await?
@@ -264,22 +273,17 @@ pub async fn instances(state: &AppState, class: &str) -> ApiResult<Vec<Object>> 
                 })
                 .collect())
         }
-        "PKGDIST_AdminToken" => Ok(db
-            .tokens()
-            .await?
-            .into_iter()
-            .map(|t| {
-                obj(json!({"TokenID": t.id, "Name": t.name, "Role": t.role, "CreatedOn": t.created_at, "RevokedOn": t.revoked_at}))
-            })
-            .collect()),
+        "PKGDIST_AdminToken" => Ok(db.tokens().await?.iter().map(token_object).collect()),
         _ => {
             let s = Snapshot::load(db).await?;
             Ok(match class {
                 "SMS_DistributionPointInfo" => s.dps.iter().map(|d| dp_object(d, &s)).collect(),
                 "SMS_DistributionPointGroup" => s.groups.iter().map(|g| group_object(g, &s)).collect(),
-                "SMS_DPGroupMembers" => {
-                    s.members.iter().map(|(g, n)| obj(json!({"GroupID": g, "DPNALPath": n}))).collect()
-                }
+                "SMS_DPGroupMembers" => s
+                    .members
+                    .iter()
+                    .map(|(g, n)| obj(json!({"GroupID": g, "DPNALPath": n})))
+                    .collect(),
                 "SMS_DPGroupContentInfo" => s
                     .group_packages
                     .iter()
@@ -302,7 +306,12 @@ pub async fn instances(state: &AppState, class: &str) -> ApiResult<Vec<Object>> 
                     s.package_dps.iter().map(|r| summarizer_object(r, &s)).collect()
                 }
                 "SMS_PackageStatusDetailSummarizer" => detail_objects(&s),
-                _ => return Err(ApiError::new(pkgdist_core::errors::ErrorKind::UnknownClass, format!("no class {class}"))),
+                _ => {
+                    return Err(ApiError::new(
+                        pkgdist_core::errors::ErrorKind::UnknownClass,
+                        format!("no class {class}"),
+                    ));
+                }
             })
         }
     }

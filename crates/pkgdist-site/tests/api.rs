@@ -565,18 +565,19 @@ async fn distribution_points_and_package_targets() {
         "{msgs:?}"
     );
 
-    // Per-DP actions: VerifyPackage, CancelDistribution, RefreshNow, delete.
+    // Per-DP actions: CancelDistribution (while pending), RefreshNow, VerifyPackage, delete.
     let p = json!({"PackageID": pkg, "NALPath": nal});
-    assert_eq!(
-        s.post("SMS_DistributionPoint.VerifyPackage", p.clone()).await.0,
-        StatusCode::OK
-    );
-    assert_eq!(s.list("SMS_PackageStatusDistPointsSummarizer").await[0]["State"], 8);
+    let state = || async { s.list("SMS_PackageStatusDistPointsSummarizer").await[0]["State"].clone() };
     assert_eq!(
         s.post("SMS_DistributionPoint.CancelDistribution", p.clone()).await.0,
         StatusCode::OK
     );
-    assert_eq!(s.list("SMS_PackageStatusDistPointsSummarizer").await[0]["State"], 3);
+    assert_eq!(state().await, 3);
+    assert_error(
+        &s.post("SMS_DistributionPoint.CancelDistribution", p.clone()).await,
+        409,
+        "InvalidState",
+    );
     let (st, _) = s
         .patch(
             &format!("SMS_DistributionPoint{}", dp_key(&pkg, &nal)),
@@ -584,7 +585,14 @@ async fn distribution_points_and_package_targets() {
         )
         .await;
     assert_eq!(st, StatusCode::OK);
-    assert_eq!(s.list("SMS_PackageStatusDistPointsSummarizer").await[0]["State"], 1);
+    assert_eq!(state().await, 1);
+    let summary = s.list("SMS_PackageStatusDistPointsSummarizer").await;
+    assert_eq!(summary[0]["TargetVersion"], 2, "RefreshNow does not bump the version");
+    assert_eq!(
+        s.post("SMS_DistributionPoint.VerifyPackage", p.clone()).await.0,
+        StatusCode::OK
+    );
+    assert_eq!(state().await, 8);
     assert_error(
         &s.post(
             "SMS_DistributionPoint.VerifyPackage",
@@ -771,5 +779,228 @@ fn openapi_document_is_committed() {
     assert!(
         committed == generated,
         "docs/api/openapi.json is out of date: run UPDATE_OPENAPI=1 cargo nextest run -p pkgdist-site openapi"
+    );
+}
+
+#[tokio::test]
+async fn review_fixes_hold() {
+    let s = start().await;
+    let pkg = s.package("SMS_Package", "app").await;
+    let (dp1, dp2) = (s.dp("dp1").await, s.dp("dp2").await);
+    let add = format!("SMS_Package{}/AdminService.AddDistributionPoints", key(&pkg));
+    assert_eq!(
+        s.post(&add, json!({"SiteCode": ["PS1", "PS1"], "NALPath": [dp1, dp2]}))
+            .await
+            .0,
+        StatusCode::OK
+    );
+
+    // A duplicated key part is refused, not matched against an arbitrary row.
+    let dup = urlencode(&format!("(PackageID='{pkg}',PackageID='{pkg}',SiteCode='PS1')"));
+    assert_error(
+        &s.delete(&format!("SMS_DistributionPoint{dup}")).await,
+        400,
+        "MalformedKey",
+    );
+    // Spaces around '=' in a key are fine.
+    let spaced = urlencode(&format!(
+        "(PackageID = '{pkg}', ServerNALPath = '{}', SiteCode = 'PS1')",
+        dp1.replace('\'', "''")
+    ));
+    assert_eq!(s.get(&format!("SMS_DistributionPoint{spaced}")).await.0, StatusCode::OK);
+
+    // A refresh retargets every DP of the package, except one being removed.
+    assert_eq!(
+        s.delete(&format!("SMS_DistributionPoint{}", dp_key(&pkg, &dp2)))
+            .await
+            .0,
+        StatusCode::OK
+    );
+    s.post(
+        &format!("SMS_Package{}/AdminService.RefreshPkgSource", key(&pkg)),
+        json!({}),
+    )
+    .await;
+    let rows = s
+        .list("SMS_PackageStatusDistPointsSummarizer?$orderby=ServerNALPath")
+        .await;
+    let by = |nal: &str| rows.iter().find(|r| r["ServerNALPath"] == json!(nal)).unwrap().clone();
+    assert_eq!(
+        (by(&dp1)["State"].clone(), by(&dp1)["TargetVersion"].clone()),
+        (json!(1), json!(2))
+    );
+    assert_eq!(
+        (by(&dp2)["State"].clone(), by(&dp2)["TargetVersion"].clone()),
+        (json!(4), json!(1)),
+        "the removal stands"
+    );
+
+    // Cancel needs something in progress; validation needs content that is not being removed.
+    let cancel = json!({"PackageID": pkg, "NALPath": dp2});
+    assert_error(
+        &s.post("SMS_DistributionPoint.CancelDistribution", cancel.clone()).await,
+        409,
+        "InvalidState",
+    );
+    assert_error(
+        &s.post("SMS_DistributionPoint.VerifyPackage", cancel).await,
+        409,
+        "InvalidState",
+    );
+
+    // Concurrent refreshes are serialized: every one gets its own version.
+    let path = format!("SMS_Package{}/AdminService.RefreshPkgSource", key(&pkg));
+    let (a, b, c, d) = tokio::join!(
+        s.post(&path, json!({})),
+        s.post(&path, json!({})),
+        s.post(&path, json!({})),
+        s.post(&path, json!({}))
+    );
+    let mut versions: Vec<u64> = [a, b, c, d]
+        .into_iter()
+        .map(|(st, r)| {
+            assert_eq!(st, StatusCode::OK, "{r}");
+            r["SourceVersion"].as_u64().unwrap()
+        })
+        .collect();
+    versions.sort();
+    assert_eq!(versions, [3, 4, 5, 6]);
+
+    // The library ahead of the database (a crash between the two): the next refresh steps past.
+    let lib = pkgdist_content::Library::open_local(&s.dir.path().join("library")).unwrap();
+    let next: pkgdist_core::ContentId = format!("{pkg}.7").parse().unwrap();
+    lib.snapshot(&s.source("other"), next, &Default::default()).unwrap();
+    let (st, r) = s
+        .post(
+            &format!("SMS_Package{}/AdminService.RefreshPkgSource", key(&pkg)),
+            json!({}),
+        )
+        .await;
+    assert_eq!((st, r["SourceVersion"].clone()), (StatusCode::OK, json!(8)), "{r}");
+
+    // PkgSourceFlag 1 means no source.
+    let src = s.source("x");
+    assert_error(
+        &s.post(
+            "SMS_Package",
+            json!({"Name": "x", "PkgSourcePath": src.to_str().unwrap(), "PkgSourceFlag": 1}),
+        )
+        .await,
+        400,
+        "InvalidValue",
+    );
+}
+
+#[tokio::test]
+async fn tokens_roles_and_error_shapes() {
+    let s = start().await;
+    let (_, t) = s
+        .post(
+            "PKGDIST_AdminToken",
+            json!({"Name": "viewer", "Role": "ReadOnlyAnalyst"}),
+        )
+        .await;
+    let ro = t["Token"].as_str().unwrap().to_owned();
+    let id = s.package("SMS_Package", "p").await;
+    let m = reqwest::Method::PATCH;
+    assert_error(
+        &s.req(
+            m,
+            &format!("SMS_Package{}", key(&id)),
+            Some(json!({"Description": "x"})),
+            Some(&ro),
+        )
+        .await,
+        403,
+        "Forbidden",
+    );
+    assert_error(
+        &s.req(
+            reqwest::Method::DELETE,
+            &format!("SMS_Package{}", key(&id)),
+            None,
+            Some(&ro),
+        )
+        .await,
+        403,
+        "Forbidden",
+    );
+    assert_error(
+        &s.req(
+            reqwest::Method::PUT,
+            &format!("SMS_Package{}", key(&id)),
+            Some(json!({})),
+            Some(&ro),
+        )
+        .await,
+        403,
+        "Forbidden",
+    );
+    let refresh = format!("SMS_Package{}/AdminService.RefreshPkgSource", key(&id));
+    assert_error(
+        &s.req(reqwest::Method::POST, &refresh, Some(json!({})), Some(&ro)).await,
+        403,
+        "Forbidden",
+    );
+    assert_eq!(
+        s.get(&format!("SMS_Package{}", key(&id))).await.1["SourceVersion"],
+        1,
+        "nothing changed"
+    );
+
+    // The scheme name is case-insensitive.
+    let lower = s
+        .http
+        .get(format!("{}/AdminService/wmi/SMS_Site", s.url))
+        .header("Authorization", format!("bearer {}", s.token))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(lower.status(), 200);
+
+    // The last administrator token cannot be revoked; with a second one it can.
+    let tokens = s.list("PKGDIST_AdminToken?$filter=Name%20eq%20'bootstrap'").await;
+    let boot = tokens[0]["TokenID"].as_str().unwrap().to_owned();
+    assert_error(
+        &s.delete(&format!("PKGDIST_AdminToken{}", key(&boot))).await,
+        409,
+        "InvalidState",
+    );
+    let (_, admin2) = s
+        .post(
+            "PKGDIST_AdminToken",
+            json!({"Name": "alice", "Role": "FullAdministrator"}),
+        )
+        .await;
+    assert_eq!(
+        s.delete(&format!("PKGDIST_AdminToken{}", key(&boot))).await.0,
+        StatusCode::OK
+    );
+    let alice = admin2["Token"].as_str().unwrap();
+    assert_eq!(
+        s.req(reqwest::Method::GET, "SMS_Site", None, Some(alice)).await.0,
+        StatusCode::OK
+    );
+
+    // Misspelt options, unknown routes, wrong verbs: all in the API's error shape.
+    assert_error(
+        &s.req(
+            reqwest::Method::GET,
+            "SMS_Package?$fitler=Name%20eq%20'x'",
+            None,
+            Some(alice),
+        )
+        .await,
+        400,
+        "MalformedQuery",
+    );
+    let r = s.http.get(format!("{}/nowhere", s.url)).send().await.unwrap();
+    assert_eq!(r.status(), 404);
+    assert_eq!(r.json::<Value>().await.unwrap()["error"]["code"], "UnknownClass");
+    assert_error(
+        &s.req(reqwest::Method::PATCH, "SMS_Site('PS1')", Some(json!({})), Some(alice))
+            .await,
+        405,
+        "NotAllowed",
     );
 }

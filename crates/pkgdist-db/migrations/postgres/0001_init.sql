@@ -101,6 +101,10 @@ CREATE TABLE status_messages (
 );
 CREATE INDEX status_messages_package ON status_messages (package_id);
 
+-- DP and group names are unique whatever their case, as ConfigMgr's collation makes them.
+CREATE UNIQUE INDEX distribution_points_name_ci ON distribution_points (lower(name));
+CREATE UNIQUE INDEX dp_groups_name_ci ON dp_groups (lower(name));
+
 CREATE TABLE tokens (
     id         TEXT PRIMARY KEY,
     name       TEXT NOT NULL,

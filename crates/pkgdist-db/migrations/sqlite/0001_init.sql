@@ -88,7 +88,7 @@ CREATE TABLE package_dps (
 );
 
 CREATE TABLE status_messages (
-    id                INTEGER PRIMARY KEY,
+    id                INTEGER PRIMARY KEY AUTOINCREMENT, -- ids are never reused
     package_id        TEXT NOT NULL,
     nal_path          TEXT NOT NULL,
     site_code         TEXT NOT NULL,
@@ -100,6 +100,10 @@ CREATE TABLE status_messages (
     time              TEXT NOT NULL
 );
 CREATE INDEX status_messages_package ON status_messages (package_id);
+
+-- DP and group names are unique whatever their case, as ConfigMgr's collation makes them.
+CREATE UNIQUE INDEX distribution_points_name_ci ON distribution_points (lower(name));
+CREATE UNIQUE INDEX dp_groups_name_ci ON dp_groups (lower(name));
 
 CREATE TABLE tokens (
     id         TEXT PRIMARY KEY,
