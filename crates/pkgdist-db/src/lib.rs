@@ -399,8 +399,8 @@ impl Db {
         )
     }
 
-    /// Adds DPs to a group and, when `targets` is given, assigns the group's packages to the
-    /// new members: all in one transaction.
+    /// Adds DPs to a group and targets the group's packages at the new members, with status
+    /// messages, in one transaction.
     pub async fn add_group_members(
         &self,
         group_id: &str,
@@ -408,22 +408,11 @@ impl Db {
         targets: &[NewTarget],
         statuses: &[NewStatus],
     ) -> Result<()> {
-        let mut tx = self.begin().await?;
-        for nal in nal_paths {
-            sqlx::query("INSERT INTO dp_group_members (group_id, nal_path) VALUES ($1, $2) ON CONFLICT DO NOTHING")
-                .bind(group_id.to_owned())
-                .bind(nal.clone())
-                .execute(&mut *tx)
-                .await?;
-        }
-        for t in targets {
-            upsert_target(&mut tx, t).await?;
-        }
-        insert_statuses(&mut tx, statuses).await?;
-        tx.commit().await?;
-        Ok(())
+        let sql = "INSERT INTO dp_group_members (group_id, nal_path) VALUES ($1, $2) ON CONFLICT DO NOTHING";
+        self.group_links(sql, group_id, nal_paths, targets, &[], statuses).await
     }
 
+    /// Removes DPs from a group and applies the given removals, in one transaction.
     pub async fn remove_group_members(
         &self,
         group_id: &str,
@@ -431,20 +420,9 @@ impl Db {
         removals: &[TargetChange],
         statuses: &[NewStatus],
     ) -> Result<()> {
-        let mut tx = self.begin().await?;
-        for nal in nal_paths {
-            sqlx::query("DELETE FROM dp_group_members WHERE group_id = $1 AND nal_path = $2")
-                .bind(group_id.to_owned())
-                .bind(nal.clone())
-                .execute(&mut *tx)
-                .await?;
-        }
-        for c in removals {
-            set_state(&mut tx, c).await?;
-        }
-        insert_statuses(&mut tx, statuses).await?;
-        tx.commit().await?;
-        Ok(())
+        let sql = "DELETE FROM dp_group_members WHERE group_id = $1 AND nal_path = $2";
+        self.group_links(sql, group_id, nal_paths, &[], removals, statuses)
+            .await
     }
 
     /// Assigns packages to a group and targets them at every member, in one transaction.
@@ -455,22 +433,12 @@ impl Db {
         targets: &[NewTarget],
         statuses: &[NewStatus],
     ) -> Result<()> {
-        let mut tx = self.begin().await?;
-        for p in package_ids {
-            sqlx::query("INSERT INTO dp_group_packages (group_id, package_id) VALUES ($1, $2) ON CONFLICT DO NOTHING")
-                .bind(group_id.to_owned())
-                .bind(p.clone())
-                .execute(&mut *tx)
-                .await?;
-        }
-        for t in targets {
-            upsert_target(&mut tx, t).await?;
-        }
-        insert_statuses(&mut tx, statuses).await?;
-        tx.commit().await?;
-        Ok(())
+        let sql = "INSERT INTO dp_group_packages (group_id, package_id) VALUES ($1, $2) ON CONFLICT DO NOTHING";
+        self.group_links(sql, group_id, package_ids, targets, &[], statuses)
+            .await
     }
 
+    /// Unassigns packages from a group and applies the given removals, in one transaction.
     pub async fn remove_group_packages(
         &self,
         group_id: &str,
@@ -478,13 +446,32 @@ impl Db {
         removals: &[TargetChange],
         statuses: &[NewStatus],
     ) -> Result<()> {
+        let sql = "DELETE FROM dp_group_packages WHERE group_id = $1 AND package_id = $2";
+        self.group_links(sql, group_id, package_ids, &[], removals, statuses)
+            .await
+    }
+
+    /// One group change: `sql` per linked item, then targets, state changes and status messages,
+    /// all in one transaction.
+    async fn group_links(
+        &self,
+        sql: &'static str,
+        group_id: &str,
+        items: &[String],
+        targets: &[NewTarget],
+        removals: &[TargetChange],
+        statuses: &[NewStatus],
+    ) -> Result<()> {
         let mut tx = self.begin().await?;
-        for p in package_ids {
-            sqlx::query("DELETE FROM dp_group_packages WHERE group_id = $1 AND package_id = $2")
+        for item in items {
+            sqlx::query(sql)
                 .bind(group_id.to_owned())
-                .bind(p.clone())
+                .bind(item.clone())
                 .execute(&mut *tx)
                 .await?;
+        }
+        for t in targets {
+            upsert_target(&mut tx, t).await?;
         }
         for c in removals {
             set_state(&mut tx, c).await?;
