@@ -10,6 +10,7 @@ pub mod errors;
 pub mod id;
 pub mod manifest;
 pub mod odata;
+pub mod schedule;
 
 pub use digest::Digest;
 pub use id::{ContentId, IdError, PackageId, SiteCode};

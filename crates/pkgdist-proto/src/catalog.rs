@@ -16,6 +16,8 @@ pub enum Ty {
     Boolean,
     /// RFC 3339 UTC text, e.g. `2026-11-21T05:37:39Z`.
     DateTime,
+    /// An array of embedded objects typed with `@odata.type` (schedule tokens).
+    ObjectArray,
 }
 
 impl Ty {
@@ -28,10 +30,11 @@ impl Ty {
             Ty::UInt64 => "UInt64",
             Ty::Boolean => "Boolean",
             Ty::DateTime => "DateTime",
+            Ty::ObjectArray => "Object[]",
         }
     }
 
-    /// Whether a JSON value has this type (null is checked by the caller).
+    /// Whether a JSON value has this type (null has none).
     pub fn accepts(self, v: &serde_json::Value) -> bool {
         use serde_json::Value as V;
         match (self, v) {
@@ -41,6 +44,7 @@ impl Ty {
             (Ty::SInt32, V::Number(n)) => n.as_i64().is_some_and(|x| i32::try_from(x).is_ok()),
             (Ty::UInt64, V::Number(n)) => n.as_u64().is_some(),
             (Ty::Boolean, V::Bool(_)) => true,
+            (Ty::ObjectArray, V::Array(a)) => a.iter().all(|x| x.is_object()),
             _ => false,
         }
     }
@@ -548,6 +552,37 @@ pub const CLASSES: &[ClassDef] = &[
         update: false,
         delete: false,
         methods: &[],
+    },
+    ClassDef {
+        name: "SMS_ScheduleMethods",
+        doc: "Static methods converting schedule tokens to and from ConfigMgr's interval strings (no instances).",
+        key: &[],
+        props: &[],
+        create: false,
+        update: false,
+        delete: false,
+        methods: &[
+            MethodDef {
+                name: "ReadFromString",
+                instance: false,
+                params: &[param(
+                    "StringData",
+                    Ty::String,
+                    "Concatenated 16-hex-digit tokens, e.g. 1033BC7B10100010.",
+                )],
+                doc: "Decodes an interval string; answers TokenData, an array of SMS_ST_* objects typed with @odata.type.",
+            },
+            MethodDef {
+                name: "WriteToString",
+                instance: false,
+                params: &[param(
+                    "TokenData",
+                    Ty::ObjectArray,
+                    "SMS_ST_* objects, each with @odata.type.",
+                )],
+                doc: "Encodes schedule tokens; answers StringData.",
+            },
+        ],
     },
     ClassDef {
         name: "SMS_Site",

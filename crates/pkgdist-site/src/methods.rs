@@ -9,7 +9,7 @@ use std::path::Path;
 use pkgdist_content::{ContentError, SnapshotOptions};
 use pkgdist_core::classes::{DpState, MessageState, PackageClass, nal_path, nal_site, source_flag};
 use pkgdist_core::errors::ErrorKind;
-use pkgdist_core::{ContentId, PackageId};
+use pkgdist_core::{ContentId, PackageId, schedule};
 use pkgdist_db::{DpRow, GroupRow, NewStatus, NewTarget, NewVersion, PackageRow, TargetChange, TokenRow};
 use pkgdist_proto::Role;
 use pkgdist_proto::catalog::{ClassDef, MethodDef};
@@ -459,6 +459,35 @@ pub async fn call(
             Ok(ok(json!({})))
         }
         ("SMS_DistributionPointGroup", m) => group_method(state, &key_text(&instance, "GroupID"), m, &params).await,
+        ("SMS_ScheduleMethods", "ReadFromString") => {
+            let tokens = schedule::read_from_string(text(&params, "StringData").unwrap_or_default())
+                .map_err(|e| ApiError::new(ErrorKind::InvalidValue, format!("StringData: {e}")).param("StringData"))?;
+            let data: Vec<Value> = tokens.iter().map(|t| Value::Object(t.to_json())).collect();
+            Ok(ok(json!({"TokenData": data})))
+        }
+        ("SMS_ScheduleMethods", "WriteToString") => {
+            let list = params
+                .get("TokenData")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default();
+            let mut tokens = Vec::with_capacity(list.len());
+            for (i, v) in list.iter().enumerate() {
+                let m = v.as_object().cloned().unwrap_or_default();
+                tokens.push(schedule::ScheduleToken::from_json(&m, i + 1).map_err(|e| {
+                    ApiError::new(ErrorKind::InvalidValue, format!("TokenData: {e}")).param("TokenData")
+                })?);
+            }
+            if tokens.is_empty() {
+                return Err(
+                    ApiError::new(ErrorKind::InvalidValue, "TokenData is empty: give at least one token")
+                        .param("TokenData"),
+                );
+            }
+            let s = schedule::write_to_string(&tokens)
+                .map_err(|e| ApiError::new(ErrorKind::InvalidValue, format!("TokenData: {e}")).param("TokenData"))?;
+            Ok(ok(json!({"StringData": s})))
+        }
         _ => Err(ApiError::new(
             ErrorKind::UnknownMethod,
             format!("{}.{} is not implemented", class.name, method.name),

@@ -235,6 +235,7 @@ pub async fn instances(state: &AppState, class: &str) -> ApiResult<Vec<Object>> 
     }
     match class {
         "SMS_PackageBaseclass" => Ok(db.packages().await?.iter().map(package_object).collect()),
+        "SMS_ScheduleMethods" => Ok(Vec::new()),
         "SMS_Site" => Ok(vec![obj(json!({
             "SiteCode": state.site_code,
             "SiteName": state.site_name,

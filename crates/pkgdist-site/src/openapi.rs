@@ -15,6 +15,7 @@ fn schema(ty: Ty) -> Value {
         Ty::UInt64 => json!({"type": "integer", "format": "uint64", "minimum": 0}),
         Ty::Boolean => json!({"type": "boolean"}),
         Ty::DateTime => json!({"type": "string", "format": "date-time"}),
+        Ty::ObjectArray => json!({"type": "array", "items": {"type": "object", "required": ["@odata.type"]}}),
     }
 }
 
@@ -81,6 +82,7 @@ fn op(summary: String, body: Option<Value>, ok_status: &str, ok_schema: Value) -
 
 fn key_path(c: &ClassDef) -> String {
     match c.key {
+        [] => format!("/AdminService/wmi/{}", c.name),
         [_] => format!("/AdminService/wmi/{}('{{key}}')", c.name),
         keys => {
             let inner: Vec<String> = keys.iter().map(|k| format!("{k}='{{{k}}}'")).collect();
@@ -126,20 +128,24 @@ pub fn document() -> Value {
             );
         }
         paths.insert(format!("/AdminService/wmi/{}", c.name), coll);
-        let mut inst = json!({"get": op(format!("Get one {}", c.name), None, "200", reference(c.name))});
-        if c.update {
-            inst["patch"] = op(
-                format!("Change a {}", c.name),
-                Some(write_schema(c, false)),
-                "200",
-                reference(c.name),
-            );
+        if c.key.is_empty() {
+            // A class of static methods only.
+        } else {
+            let mut inst = json!({"get": op(format!("Get one {}", c.name), None, "200", reference(c.name))});
+            if c.update {
+                inst["patch"] = op(
+                    format!("Change a {}", c.name),
+                    Some(write_schema(c, false)),
+                    "200",
+                    reference(c.name),
+                );
+            }
+            if c.delete {
+                inst["delete"] = op(format!("Delete a {}", c.name), None, "200", ok_result.clone());
+            }
+            inst["parameters"] = key_params(c);
+            paths.insert(key_path(c), inst);
         }
-        if c.delete {
-            inst["delete"] = op(format!("Delete a {}", c.name), None, "200", ok_result.clone());
-        }
-        inst["parameters"] = key_params(c);
-        paths.insert(key_path(c), inst);
         for m in c.methods {
             let mut props = Map::new();
             for p in m.params {

@@ -1004,3 +1004,59 @@ async fn tokens_roles_and_error_shapes() {
         "NotAllowed",
     );
 }
+
+#[tokio::test]
+async fn schedule_methods() {
+    let s = start().await;
+    let (st, r) = s
+        .post(
+            "SMS_ScheduleMethods.ReadFromString",
+            json!({"StringData": "1033BC7B10100010"}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{r}");
+    assert_eq!(r["ReturnValue"], 0);
+    let t = &r["TokenData"][0];
+    assert_eq!(t["@odata.type"], "#AdminService.SMS_ST_RecurInterval");
+    assert_eq!(
+        (
+            t["DaySpan"].clone(),
+            t["MinuteDuration"].clone(),
+            t["HourDuration"].clone()
+        ),
+        (json!(2), json!(59), json!(2))
+    );
+    assert_eq!(t["StartTime"], "2019-11-19T01:04:00");
+    let (st, w) = s
+        .post(
+            "SMS_ScheduleMethods.WriteToString",
+            json!({"TokenData": r["TokenData"]}),
+        )
+        .await;
+    assert_eq!(
+        (st, w["StringData"].clone()),
+        (StatusCode::OK, json!("1033BC7B10100010"))
+    );
+    let bad = s
+        .post(
+            "SMS_ScheduleMethods.ReadFromString",
+            json!({"StringData": "1033BC7B1010001"}),
+        )
+        .await;
+    assert_error(&bad, 400, "InvalidValue");
+    assert!(bad.1["error"]["message"].as_str().unwrap().contains("multiple of 16"));
+    let bad = s
+        .post(
+            "SMS_ScheduleMethods.WriteToString",
+            json!({"TokenData": [{"@odata.type": "#AdminService.SMS_ST_RecurWeekly", "Day": 8}]}),
+        )
+        .await;
+    assert_error(&bad, 400, "InvalidValue");
+    assert!(bad.1["error"]["message"].as_str().unwrap().contains("Day is 8"));
+    assert_error(
+        &s.post("SMS_ScheduleMethods.WriteToString", json!({"TokenData": "x"}))
+            .await,
+        400,
+        "InvalidValue",
+    );
+}

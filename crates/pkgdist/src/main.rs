@@ -48,6 +48,9 @@ enum Command {
     /// Management tokens.
     #[command(subcommand)]
     Token(admin::TokenCmd),
+    /// ConfigMgr schedule strings: decode and encode.
+    #[command(subcommand)]
+    Schedule(cmd::schedule::ScheduleCmd),
     /// Work directly on a content library: snapshot a folder, verify, export, collect garbage.
     #[command(subcommand)]
     Content(cmd::content::ContentCommand),
@@ -72,6 +75,7 @@ fn main() -> ExitCode {
         Command::Group(c) => admin::group(&cli.conn, c).map(|()| ExitCode::SUCCESS),
         Command::Status { package } => admin::status(&cli.conn, &package).map(|()| ExitCode::SUCCESS),
         Command::Token(c) => admin::token(&cli.conn, c).map(|()| ExitCode::SUCCESS),
+        Command::Schedule(c) => cmd::schedule::run(c, cli.conn.json).map(|()| ExitCode::SUCCESS),
         Command::Content(c) => cmd::content::run(c, cli.conn.json),
     };
     match result {

@@ -303,3 +303,25 @@ fn killed_snapshot_leaves_every_recorded_version_complete() {
     let verify = run(&["content", "verify", "--library", s(&lib)]);
     assert!(verify.status.success());
 }
+
+#[test]
+fn schedule_decode_and_encode() {
+    let out = run(&["schedule", "decode", "1033BC7B10100010"]);
+    let tokens = json(&out);
+    assert_eq!(tokens[0]["@odata.type"], "#AdminService.SMS_ST_RecurInterval");
+    assert_eq!(tokens[0]["DaySpan"], 2);
+    let back = run(&["schedule", "encode", &tokens.to_string()]);
+    assert!(back.status.success(), "{}", String::from_utf8_lossy(&back.stderr));
+    assert_eq!(String::from_utf8_lossy(&back.stdout).trim(), "1033BC7B10100010");
+    let as_json = run(&["--json", "schedule", "encode", &tokens[0].to_string()]);
+    assert_eq!(json(&as_json)["StringData"], "1033BC7B10100010");
+    let bad = run(&["schedule", "decode", "1033BC7B1010001"]);
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("multiple of 16"));
+    let bad = run(&[
+        "schedule",
+        "encode",
+        r##"{"@odata.type":"#AdminService.SMS_ST_RecurWeekly","Day":0}"##,
+    ]);
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("Day is 0"));
+}

@@ -2,4 +2,5 @@
 
 pub mod admin;
 pub mod content;
+pub mod schedule;
 pub mod site;
