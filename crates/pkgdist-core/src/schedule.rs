@@ -17,6 +17,9 @@
 //! and bits no field uses must be zero. So every accepted string re-encodes to itself, and a
 //! refused one is refused with the field that is wrong.
 
+use jiff::Timestamp;
+use jiff::civil::{Date, DateTime, Weekday};
+use jiff::tz::TimeZone;
 use serde_json::{Map, Value, json};
 
 /// Why a schedule string or token was refused.
@@ -481,6 +484,171 @@ fn parse_start(s: &str) -> Option<Start> {
         hour,
         minute,
     })
+}
+
+// ---- occurrences ----
+
+/// Days since 1970-01-01 of a civil date (proleptic Gregorian; Hinnant's algorithm).
+fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+fn civil_from_days(z: i64) -> (i64, i64, i64) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    (yoe + era * 400 + i64::from(m <= 2), m, d)
+}
+
+/// Minutes since 1970-01-01T00:00 on the civil (wall) clock.
+fn wall_minutes(dt: DateTime) -> i64 {
+    days_from_civil(i64::from(dt.year()), i64::from(dt.month()), i64::from(dt.day())) * 1440
+        + i64::from(dt.hour()) * 60
+        + i64::from(dt.minute())
+}
+
+fn from_wall_minutes(m: i64) -> Option<DateTime> {
+    let (y, mo, d) = civil_from_days(m.div_euclid(1440));
+    let rem = m.rem_euclid(1440);
+    DateTime::new(
+        i16::try_from(y).ok()?,
+        mo as i8,
+        d as i8,
+        (rem / 60) as i8,
+        (rem % 60) as i8,
+        0,
+        0,
+    )
+    .ok()
+}
+
+impl ScheduleToken {
+    fn zone(&self, local: &TimeZone) -> TimeZone {
+        if self.is_gmt { TimeZone::UTC } else { local.clone() }
+    }
+
+    /// The first occurrence strictly after `after`, in time zone `local` (UTC when IsGMT).
+    ///
+    /// Occurrences are computed on the wall clock of the zone and then resolved to an instant:
+    /// "every day at 02:30" stays at 02:30 local across daylight-saving changes. A wall time in a
+    /// spring-forward gap happens at the later reading (02:30 becomes 03:30); in a fall-back
+    /// fold, at the first one. RecurMonthlyByDate with MonthDay 0 (or a day the month lacks)
+    /// falls on the month's last day; WeekOrder 0 is the month's last such weekday.
+    pub fn next_after(&self, after: Timestamp, local: &TimeZone) -> Option<Timestamp> {
+        let tz = self.zone(local);
+        let s = self.start;
+        let start = DateTime::new(
+            i16::try_from(s.year).ok()?,
+            s.month as i8,
+            s.day as i8,
+            s.hour as i8,
+            s.minute as i8,
+            0,
+            0,
+        )
+        .ok()?;
+        let resolve = |dt: DateTime| dt.to_zoned(tz.clone()).ok().map(|z| z.timestamp());
+        let start_at = resolve(start)?;
+        let after_wall = wall_minutes(after.to_zoned(tz.clone()).datetime());
+        let first_after = |candidates: &mut dyn Iterator<Item = DateTime>| {
+            candidates
+                .take(10_000)
+                .filter(|dt| *dt >= start)
+                .filter_map(resolve)
+                .find(|t| *t > after && *t >= start_at)
+        };
+        let time_of_day = i64::from(s.hour) * 60 + i64::from(s.minute);
+        match self.recurrence {
+            Recurrence::NonRecurring => (start_at > after).then_some(start_at),
+            Recurrence::Interval { days, hours, minutes } => {
+                let span = i64::from(days) * 1440 + i64::from(hours) * 60 + i64::from(minutes);
+                let s0 = wall_minutes(start);
+                // Jump close to `after` (a wall-clock step may be an hour off across DST).
+                let k0 = ((after_wall - s0).div_euclid(span) - 2).max(0);
+                first_after(&mut (k0..).filter_map(|k| from_wall_minutes(s0 + k * span)))
+            }
+            Recurrence::Weekly { day, weeks } => {
+                let want = i8::try_from(day).ok()?;
+                let d0 = wall_minutes(start).div_euclid(1440);
+                let first = (0..7)
+                    .map(|i| d0 + i)
+                    .find(|d| from_wall_minutes(d * 1440).map(|x| x.weekday().to_sunday_one_offset()) == Some(want))?;
+                let step = 7 * i64::from(weeks);
+                let k0 = ((after_wall.div_euclid(1440) - first).div_euclid(step) - 1).max(0);
+                first_after(&mut (k0..).filter_map(|k| from_wall_minutes((first + k * step) * 1440 + time_of_day)))
+            }
+            Recurrence::MonthlyByWeekday {
+                day,
+                months,
+                week_order,
+            } => {
+                let weekday = Weekday::from_sunday_one_offset(i8::try_from(day).ok()?).ok()?;
+                let nth: i8 = if week_order == 0 { -1 } else { week_order as i8 };
+                self.monthly(
+                    start,
+                    after_wall,
+                    months,
+                    &|y, m| Date::new(y, m, 1).ok()?.nth_weekday_of_month(nth, weekday).ok(),
+                    &first_after,
+                )
+            }
+            Recurrence::MonthlyByDate { month_day, months } => self.monthly(
+                start,
+                after_wall,
+                months,
+                &|y, m| {
+                    let first = Date::new(y, m, 1).ok()?;
+                    let last = first.days_in_month();
+                    let d = if month_day == 0 || month_day as i8 > last {
+                        last
+                    } else {
+                        month_day as i8
+                    };
+                    Date::new(y, m, d).ok()
+                },
+                &first_after,
+            ),
+        }
+    }
+
+    /// Occurrences in every `every`-th month from the start month, on the day `pick` chooses.
+    fn monthly(
+        &self,
+        start: DateTime,
+        after_wall: i64,
+        every: u32,
+        pick: &dyn Fn(i16, i8) -> Option<Date>,
+        first_after: &dyn Fn(&mut dyn Iterator<Item = DateTime>) -> Option<Timestamp>,
+    ) -> Option<Timestamp> {
+        let every = i64::from(every);
+        let month_index = |y: i64, m: i64| y * 12 + (m - 1);
+        let m0 = month_index(i64::from(start.year()), i64::from(start.month()));
+        let (ay, am, _) = civil_from_days(after_wall.div_euclid(1440));
+        let k0 = ((month_index(ay, am) - m0).div_euclid(every) - 1).max(0);
+        let time = start.time();
+        let mut candidates = (k0..).filter_map(|k| {
+            let mi = m0 + k * every;
+            let date = pick(i16::try_from(mi.div_euclid(12)).ok()?, (mi.rem_euclid(12) + 1) as i8)?;
+            Some(date.to_datetime(time))
+        });
+        first_after(&mut candidates)
+    }
+}
+
+/// The first occurrence of any of `tokens` strictly after `after`.
+pub fn next_after(tokens: &[ScheduleToken], after: Timestamp, local: &TimeZone) -> Option<Timestamp> {
+    tokens.iter().filter_map(|t| t.next_after(after, local)).min()
 }
 
 /// `SMS_ScheduleMethods.ReadFromString`: a string of concatenated tokens.

@@ -208,3 +208,250 @@ fn leap_years() {
         .is_ok()
     );
 }
+
+// ---- occurrences ----
+
+fn ny() -> TimeZone {
+    TimeZone::get("America/New_York").unwrap()
+}
+
+fn at(s: &str) -> Timestamp {
+    s.parse().unwrap()
+}
+
+fn tok(y: u32, mo: u32, d: u32, h: u32, mi: u32, is_gmt: bool, recurrence: Recurrence) -> ScheduleToken {
+    ScheduleToken {
+        start: Start {
+            year: y,
+            month: mo,
+            day: d,
+            hour: h,
+            minute: mi,
+        },
+        duration_days: 0,
+        duration_hours: 0,
+        duration_minutes: 0,
+        is_gmt,
+        recurrence,
+    }
+}
+
+#[test]
+fn daily_local_time_across_daylight_saving() {
+    let daily = tok(
+        2026,
+        3,
+        1,
+        2,
+        30,
+        false,
+        Recurrence::Interval {
+            days: 1,
+            hours: 0,
+            minutes: 0,
+        },
+    );
+    // 2026-03-08 02:30 does not exist in New York: it happens at 03:30 EDT (07:30Z).
+    assert_eq!(
+        daily.next_after(at("2026-03-07T17:00:00Z"), &ny()),
+        Some(at("2026-03-08T07:30:00Z"))
+    );
+    // The day after, 02:30 EDT again (06:30Z).
+    assert_eq!(
+        daily.next_after(at("2026-03-08T07:30:00Z"), &ny()),
+        Some(at("2026-03-09T06:30:00Z"))
+    );
+    // 2026-11-01 01:30 happens twice: the first one (EDT, 05:30Z) counts.
+    let fold = tok(
+        2026,
+        10,
+        1,
+        1,
+        30,
+        false,
+        Recurrence::Interval {
+            days: 1,
+            hours: 0,
+            minutes: 0,
+        },
+    );
+    assert_eq!(
+        fold.next_after(at("2026-11-01T00:00:00Z"), &ny()),
+        Some(at("2026-11-01T05:30:00Z"))
+    );
+    // The same token in UTC ignores the zone.
+    let utc = ScheduleToken { is_gmt: true, ..daily };
+    assert_eq!(
+        utc.next_after(at("2026-03-07T17:00:00Z"), &ny()),
+        Some(at("2026-03-08T02:30:00Z"))
+    );
+}
+
+#[test]
+fn month_ends_and_last_weekdays() {
+    let last_day = tok(
+        2026,
+        1,
+        31,
+        10,
+        0,
+        true,
+        Recurrence::MonthlyByDate {
+            month_day: 0,
+            months: 1,
+        },
+    );
+    assert_eq!(
+        last_day.next_after(at("2026-02-01T00:00:00Z"), &ny()),
+        Some(at("2026-02-28T10:00:00Z"))
+    );
+    assert_eq!(
+        last_day.next_after(at("2026-02-28T10:00:00Z"), &ny()),
+        Some(at("2026-03-31T10:00:00Z"))
+    );
+    let the_31st = tok(
+        2026,
+        1,
+        31,
+        10,
+        0,
+        true,
+        Recurrence::MonthlyByDate {
+            month_day: 31,
+            months: 1,
+        },
+    );
+    assert_eq!(
+        the_31st.next_after(at("2026-04-01T00:00:00Z"), &ny()),
+        Some(at("2026-04-30T10:00:00Z"))
+    );
+    let leap = tok(
+        2024,
+        1,
+        31,
+        0,
+        0,
+        true,
+        Recurrence::MonthlyByDate {
+            month_day: 0,
+            months: 1,
+        },
+    );
+    assert_eq!(
+        leap.next_after(at("2024-02-01T00:00:00Z"), &ny()),
+        Some(at("2024-02-29T00:00:00Z"))
+    );
+
+    let last_friday = tok(
+        2026,
+        1,
+        1,
+        9,
+        0,
+        true,
+        Recurrence::MonthlyByWeekday {
+            day: 6,
+            months: 1,
+            week_order: 0,
+        },
+    );
+    assert_eq!(
+        last_friday.next_after(at("2026-11-01T00:00:00Z"), &ny()),
+        Some(at("2026-11-27T09:00:00Z"))
+    );
+    let second_tuesday = tok(
+        2026,
+        1,
+        1,
+        9,
+        0,
+        true,
+        Recurrence::MonthlyByWeekday {
+            day: 3,
+            months: 1,
+            week_order: 2,
+        },
+    );
+    assert_eq!(
+        second_tuesday.next_after(at("2026-11-01T00:00:00Z"), &ny()),
+        Some(at("2026-11-10T09:00:00Z"))
+    );
+    let quarterly = tok(
+        2026,
+        1,
+        15,
+        9,
+        0,
+        true,
+        Recurrence::MonthlyByDate {
+            month_day: 15,
+            months: 3,
+        },
+    );
+    assert_eq!(
+        quarterly.next_after(at("2026-02-01T00:00:00Z"), &ny()),
+        Some(at("2026-04-15T09:00:00Z"))
+    );
+}
+
+#[test]
+fn weekly_interval_and_once() {
+    // Every other Tuesday from Monday 2026-01-05: 01-06, 01-20, 02-03, …
+    let fortnightly = tok(2026, 1, 5, 8, 0, true, Recurrence::Weekly { day: 3, weeks: 2 });
+    assert_eq!(
+        fortnightly.next_after(at("2026-01-01T00:00:00Z"), &ny()),
+        Some(at("2026-01-06T08:00:00Z"))
+    );
+    assert_eq!(
+        fortnightly.next_after(at("2026-01-07T00:00:00Z"), &ny()),
+        Some(at("2026-01-20T08:00:00Z"))
+    );
+    let every8h = tok(
+        2026,
+        1,
+        1,
+        0,
+        0,
+        true,
+        Recurrence::Interval {
+            days: 0,
+            hours: 8,
+            minutes: 0,
+        },
+    );
+    assert_eq!(
+        every8h.next_after(at("2026-06-15T09:00:00Z"), &ny()),
+        Some(at("2026-06-15T16:00:00Z"))
+    );
+    let once = tok(2026, 12, 24, 18, 0, true, Recurrence::NonRecurring);
+    assert_eq!(
+        once.next_after(at("2026-12-01T00:00:00Z"), &ny()),
+        Some(at("2026-12-24T18:00:00Z"))
+    );
+    assert_eq!(once.next_after(at("2026-12-24T18:00:00Z"), &ny()), None);
+    // Several tokens: the earliest wins.
+    assert_eq!(
+        next_after(&[once, every8h], at("2026-12-24T17:00:00Z"), &ny()),
+        Some(at("2026-12-24T18:00:00Z"))
+    );
+}
+
+proptest! {
+    /// The next occurrence is after `after`, no earlier than the start, really the first one,
+    /// and later instants never get earlier occurrences.
+    #[test]
+    fn occurrences_are_ordered(t in token(), offset in 0i64..(60 * 86_400 * 365 * 3), gap in 1i64..(86_400 * 40)) {
+        let zone = ny();
+        let base = at("2024-01-01T00:00:00Z");
+        let after = base.checked_add(jiff::SignedDuration::from_secs(offset)).unwrap();
+        if let Some(next) = t.next_after(after, &zone) {
+            prop_assert!(next > after);
+            let just_before = next.checked_sub(jiff::SignedDuration::from_secs(1)).unwrap();
+            prop_assert_eq!(t.next_after(just_before, &zone), Some(next), "not the first occurrence");
+            let later = after.checked_add(jiff::SignedDuration::from_secs(gap)).unwrap();
+            if let Some(n2) = t.next_after(later, &zone) {
+                prop_assert!(n2 >= next);
+            }
+        }
+    }
+}
