@@ -137,8 +137,9 @@ impl Db {
         sqlx::query(
             "INSERT INTO packages (package_id, package_type, name, version, manufacturer, language, description,
                 pkg_source_path, pkg_source_flag, source_version, source_date, last_refresh_time, package_size,
-                pkg_flags, priority, action_in_progress, source_site, refresh_schedule, manifest_hash, created_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)",
+                pkg_flags, priority, action_in_progress, source_site, refresh_schedule, manifest_hash, created_at,
+                schedule_checked_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21)",
         )
         .bind(p.package_id.clone())
         .bind(p.package_type)
@@ -160,6 +161,7 @@ impl Db {
         .bind(p.refresh_schedule.clone())
         .bind(p.manifest_hash.clone())
         .bind(p.created_at.clone())
+        .bind(p.schedule_checked_at.clone())
         .execute(&self.pool)
         .await
         .map_err(conflict(format!("PackageID {}", p.package_id)))?;
@@ -170,7 +172,8 @@ impl Db {
     pub async fn update_package(&self, p: &PackageRow) -> Result<bool> {
         let r = sqlx::query(
             "UPDATE packages SET name = $2, version = $3, manufacturer = $4, language = $5, description = $6,
-                pkg_source_path = $7, pkg_source_flag = $8, pkg_flags = $9, priority = $10, refresh_schedule = $11
+                pkg_source_path = $7, pkg_source_flag = $8, pkg_flags = $9, priority = $10, refresh_schedule = $11,
+                schedule_checked_at = $12
              WHERE package_id = $1",
         )
         .bind(p.package_id.clone())
@@ -184,6 +187,7 @@ impl Db {
         .bind(p.pkg_flags)
         .bind(p.priority)
         .bind(p.refresh_schedule.clone())
+        .bind(p.schedule_checked_at.clone())
         .execute(&self.pool)
         .await?;
         Ok(r.rows_affected() == 1)
@@ -268,6 +272,16 @@ impl Db {
         .await?;
         tx.commit().await?;
         Ok(true)
+    }
+
+    /// Marks a package's schedule handled up to `when`.
+    pub async fn set_schedule_checked(&self, package_id: &str, when: &str) -> Result<()> {
+        sqlx::query("UPDATE packages SET schedule_checked_at = $2 WHERE package_id = $1")
+            .bind(package_id.to_owned())
+            .bind(when.to_owned())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
     }
 
     // ---- distribution points ----

@@ -23,6 +23,8 @@ pub struct PackageRow {
     pub action_in_progress: i64,
     pub source_site: String,
     pub refresh_schedule: String,
+    /// Occurrences of `refresh_schedule` up to this time have been handled.
+    pub schedule_checked_at: Option<String>,
     /// The manifest of the current `source_version`.
     pub manifest_hash: Option<String>,
     pub created_at: String,

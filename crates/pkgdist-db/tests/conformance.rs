@@ -29,6 +29,7 @@ fn package(id: &str) -> PackageRow {
         action_in_progress: 0,
         source_site: "PS1".into(),
         refresh_schedule: String::new(),
+        schedule_checked_at: None,
         manifest_hash: None,
         created_at: t(0),
     }

@@ -186,10 +186,10 @@ const PACKAGE_PROPS: &[PropDef] = &[
     rw("Priority", Ty::UInt32, "1 high, 2 normal (default), 3 low."),
     ro("ActionInProgress", Ty::UInt32, "0 NONE, 1 UPDATE, 2 ADD, 3 DELETE."),
     ro("SourceSite", Ty::String, "Site that owns the package."),
-    ro(
+    rw(
         "RefreshSchedule",
         Ty::String,
-        "Schedule token string (configurable from the schedules work on).",
+        "When the site re-reads the source: ConfigMgr's interval string (up to 15 tokens, see SMS_ScheduleMethods). Needs PkgSourceFlag 2; empty clears it. A due refresh of an unchanged source records a status message and no new version.",
     ),
     ro(
         "PackageType",

@@ -13,6 +13,7 @@ pub mod error;
 mod methods;
 mod objects;
 pub mod openapi;
+pub mod scheduler;
 mod state;
 
 use std::net::SocketAddr;

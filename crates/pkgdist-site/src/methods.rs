@@ -257,6 +257,11 @@ pub async fn update(
         if let Some(v) = int(&body, "Priority") {
             p.priority = v;
         }
+        if let Some(v) = text(&body, "RefreshSchedule") {
+            p.refresh_schedule = v.trim().to_owned();
+            // Occurrences before now are not owed: the schedule starts counting from here.
+            p.schedule_checked_at = Some(now());
+        }
         check_package(&p)?;
         state.db.update_package(&p).await?;
         return Ok(objects::package_object(&p));
@@ -509,7 +514,32 @@ fn gone(what: &str) -> ApiError {
     ApiError::new(ErrorKind::UnknownInstance, format!("{what} no longer exists")).object(what)
 }
 
+/// Most tokens a package's RefreshSchedule may hold, as in ConfigMgr.
+const MAX_SCHEDULE_TOKENS: usize = 15;
+
 fn check_package(p: &PackageRow) -> ApiResult<()> {
+    if !p.refresh_schedule.is_empty() {
+        let tokens = schedule::read_from_string(&p.refresh_schedule).map_err(|e| {
+            ApiError::new(ErrorKind::InvalidValue, format!("RefreshSchedule: {e}")).param("RefreshSchedule")
+        })?;
+        if tokens.len() > MAX_SCHEDULE_TOKENS {
+            return Err(ApiError::new(
+                ErrorKind::InvalidValue,
+                format!(
+                    "RefreshSchedule has {} tokens; at most {MAX_SCHEDULE_TOKENS} are allowed",
+                    tokens.len()
+                ),
+            )
+            .param("RefreshSchedule"));
+        }
+        if p.pkg_source_flag != i64::from(source_flag::STORAGE_DIRECT) {
+            return Err(ApiError::new(
+                ErrorKind::InvalidValue,
+                "a RefreshSchedule needs PkgSourceFlag 2 (STORAGE_DIRECT) and a PkgSourcePath",
+            )
+            .param("RefreshSchedule"));
+        }
+    }
     if !(1..=3).contains(&p.priority) {
         return Err(ApiError::new(
             ErrorKind::InvalidValue,
@@ -557,12 +587,20 @@ fn check_source(path: &str) -> ApiResult<()> {
 }
 
 /// Snapshots `source` as `target` on a blocking thread.
+/// What a snapshot recorded.
+struct Snapshotted {
+    manifest: String,
+    size_kb: i64,
+    /// Identical to the previous version.
+    unchanged: bool,
+}
+
 async fn snapshot(
     state: &AppState,
     source: &str,
     target: ContentId,
     previous: Option<ContentId>,
-) -> ApiResult<(String, i64)> {
+) -> ApiResult<Snapshotted> {
     let lib = state.library.clone();
     let src = source.to_owned();
     let out = tokio::task::spawn_blocking(move || {
@@ -578,10 +616,11 @@ async fn snapshot(
     .await
     .map_err(ApiError::internal)?;
     match out {
-        Ok(o) => Ok((
-            o.manifest_id.to_hex(),
-            i64::try_from(o.stats.bytes.div_ceil(1024)).unwrap_or(i64::MAX),
-        )),
+        Ok(o) => Ok(Snapshotted {
+            manifest: o.manifest_id.to_hex(),
+            size_kb: i64::try_from(o.stats.bytes.div_ceil(1024)).unwrap_or(i64::MAX),
+            unchanged: o.unchanged,
+        }),
         Err(ContentError::Source { path, reason }) => Err(ApiError::new(
             ErrorKind::SourceUnreadable,
             format!("cannot snapshot {}: {reason}", path.display()),
@@ -619,7 +658,8 @@ async fn create_package(state: &AppState, pc: PackageClass, body: &Map<String, V
         priority: int(body, "Priority").unwrap_or(2),
         action_in_progress: 0,
         source_site: state.site_code.to_string(),
-        refresh_schedule: String::new(),
+        refresh_schedule: text(body, "RefreshSchedule").unwrap_or_default().trim().to_owned(),
+        schedule_checked_at: Some(now()),
         manifest_hash: None,
         created_at: now(),
     };
@@ -653,10 +693,10 @@ async fn create_package(state: &AppState, pc: PackageClass, body: &Map<String, V
             package: pid,
             version: 1,
         };
-        let (hash, kb) = snapshot(state, &path, target, None).await?;
+        let snap = snapshot(state, &path, target, None).await?;
         row.source_version = 1;
-        row.manifest_hash = Some(hash);
-        row.package_size = kb;
+        row.manifest_hash = Some(snap.manifest);
+        row.package_size = snap.size_kb;
         row.source_date = Some(now());
         row.last_refresh_time = row.source_date.clone();
     }
@@ -665,7 +705,22 @@ async fn create_package(state: &AppState, pc: PackageClass, body: &Map<String, V
     Ok(objects::package_object(&row))
 }
 
+/// Who asked for a refresh.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trigger {
+    /// `RefreshPkgSource`: always a new version, as in ConfigMgr.
+    Method,
+    /// The package's RefreshSchedule: a new version only if the source changed.
+    Schedule,
+}
+
 async fn refresh(state: &AppState, id: &str) -> ApiResult<Object> {
+    refresh_package(state, id, Trigger::Method).await
+}
+
+/// Re-reads a package's source into the library and records the new version. With
+/// [`Trigger::Schedule`], an unchanged source records a status message and nothing else.
+pub async fn refresh_package(state: &AppState, id: &str, trigger: Trigger) -> ApiResult<Object> {
     let lock = state.refresh_lock(id);
     let _one_at_a_time = lock.lock().await;
     let p = state.db.package(id).await?.ok_or_else(|| unknown_package(id))?;
@@ -698,7 +753,32 @@ async fn refresh(state: &AppState, id: &str) -> ApiResult<Object> {
         version: recorded,
     });
     let target = ContentId { package: pid, version };
-    let (hash, kb) = snapshot(state, &p.pkg_source_path, target, previous).await?;
+    let snap = snapshot(state, &p.pkg_source_path, target, previous).await?;
+    if trigger == Trigger::Schedule && snap.unchanged && recorded > 0 {
+        // Nothing changed: no version, nothing sent. Forget the identical snapshot.
+        let lib = state.library.clone();
+        let released = tokio::task::spawn_blocking(move || lib.release(target)).await;
+        if !matches!(released, Ok(Ok(_))) {
+            tracing::warn!(content = %target, "could not release an unchanged scheduled snapshot");
+        }
+        let msg = NewStatus {
+            package_id: id.to_owned(),
+            nal_path: String::new(),
+            site_code: state.site_code.to_string(),
+            message_id: MSG_UNCHANGED,
+            message_state: MessageState::Success as i64,
+            severity: i64::from(MessageState::Success.severity()),
+            description: format!(
+                "scheduled refresh of {id}: the source has not changed since version {recorded}; nothing was sent"
+            ),
+            bytes_transferred: 0,
+            time: now(),
+        };
+        state.db.add_status(&msg).await?;
+        tracing::info!(package = %id, "scheduled refresh: source unchanged");
+        return Ok(ok(json!({"SourceVersion": recorded, "Unchanged": true})));
+    }
+    let (hash, kb) = (snap.manifest, snap.size_kb);
     let in_progress = MessageState::InProgress;
     let done = state
         .db
@@ -730,6 +810,8 @@ async fn refresh(state: &AppState, id: &str) -> ApiResult<Object> {
 
 /// `SMS_DistributionDPStatus.MessageID` of "queued for a DP" messages.
 const MSG_QUEUED: i64 = 2357;
+/// Message of a scheduled refresh that found nothing new (ConfigMgr's "package processed").
+const MSG_UNCHANGED: i64 = 2301;
 
 /// A status message about package `pkg` on DP `d`.
 fn message(pkg: &str, d: &DpRow, st: MessageState, text: String, time: &str) -> NewStatus {

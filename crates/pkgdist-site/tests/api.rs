@@ -10,6 +10,7 @@ use serde_json::{Value, json};
 use tempfile::TempDir;
 
 struct Site {
+    state: pkgdist_site::AppState,
     url: String,
     token: String,
     dir: TempDir,
@@ -23,12 +24,13 @@ async fn start() -> Site {
     let state = pkgdist_site::open(dir.path(), &cfg).await.unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(pkgdist_site::serve(state, listener, std::future::pending()));
+    tokio::spawn(pkgdist_site::serve(state.clone(), listener, std::future::pending()));
     let token = std::fs::read_to_string(dir.path().join("bootstrap-token"))
         .unwrap()
         .trim()
         .to_owned();
     Site {
+        state,
         url,
         token,
         dir,
@@ -1058,5 +1060,101 @@ async fn schedule_methods() {
             .await,
         400,
         "InvalidValue",
+    );
+}
+
+#[tokio::test]
+async fn scheduled_refresh() {
+    use jiff::{SignedDuration, Timestamp, tz::TimeZone};
+    use pkgdist_core::schedule::{Recurrence, ScheduleToken, Start};
+    use pkgdist_site::scheduler::tick;
+
+    let s = start().await;
+    let id = s.package("SMS_Package", "sched").await;
+    let hourly = ScheduleToken {
+        start: Start {
+            year: 2026,
+            month: 1,
+            day: 1,
+            hour: 0,
+            minute: 0,
+        },
+        duration_days: 0,
+        duration_hours: 0,
+        duration_minutes: 0,
+        is_gmt: true,
+        recurrence: Recurrence::Interval {
+            days: 0,
+            hours: 1,
+            minutes: 0,
+        },
+    }
+    .encode();
+    let (st, p) = s
+        .patch(&format!("SMS_Package{}", key(&id)), json!({"RefreshSchedule": hourly}))
+        .await;
+    assert_eq!(
+        (st, p["RefreshSchedule"].clone()),
+        (StatusCode::OK, json!(hourly)),
+        "{p}"
+    );
+
+    let now = Timestamp::now();
+    let later = |h: i64| now.checked_add(SignedDuration::from_hours(h)).unwrap();
+    let utc = TimeZone::UTC;
+    let version = || async { s.get(&format!("SMS_Package{}", key(&id))).await.1["SourceVersion"].clone() };
+
+    // Nothing is owed for the past: the schedule counts from when it was set.
+    assert_eq!(tick(&s.state, now, &utc).await, Default::default());
+    // Due, but the source has not changed: no version, a status message saying so.
+    let r = tick(&s.state, later(2), &utc).await;
+    assert_eq!((r.unchanged.clone(), r.refreshed.len()), (vec![id.clone()], 0));
+    assert_eq!(version().await, 1);
+    let msgs = s.list("SMS_DistributionDPStatus").await;
+    assert!(
+        msgs.iter()
+            .any(|m| m["Description"].as_str().unwrap().contains("has not changed")),
+        "{msgs:?}"
+    );
+    // The source changes: the next due occurrence records version 2.
+    std::fs::write(s.dir.path().join("sched/sub/readme.txt"), b"changed").unwrap();
+    let r = tick(&s.state, later(4), &utc).await;
+    assert_eq!(r.refreshed, vec![id.clone()]);
+    assert_eq!(version().await, 2);
+    // Each occurrence is handled once; a long outage is caught up with a single refresh.
+    assert_eq!(tick(&s.state, later(4), &utc).await, Default::default());
+    let r = tick(&s.state, later(30), &utc).await;
+    assert_eq!(r.unchanged.len() + r.refreshed.len(), 1);
+    assert_eq!(version().await, 2);
+
+    // Only with a source; at most 15 tokens; a valid string.
+    let (_, plain) = s.post("SMS_Package", json!({"Name": "no source"})).await;
+    let plain_key = format!("SMS_Package{}", key(plain["PackageID"].as_str().unwrap()));
+    assert_error(
+        &s.patch(&plain_key, json!({"RefreshSchedule": hourly})).await,
+        400,
+        "InvalidValue",
+    );
+    assert_error(
+        &s.patch(
+            &format!("SMS_Package{}", key(&id)),
+            json!({"RefreshSchedule": hourly.repeat(16)}),
+        )
+        .await,
+        400,
+        "InvalidValue",
+    );
+    let bad = s
+        .patch(
+            &format!("SMS_Package{}", key(&id)),
+            json!({"RefreshSchedule": "1033BC7B1010001"}),
+        )
+        .await;
+    assert_error(&bad, 400, "InvalidValue");
+    assert!(bad.1["error"]["message"].as_str().unwrap().contains("multiple of 16"));
+    assert_eq!(
+        s.get(&format!("SMS_Package{}", key(&id))).await.1["RefreshSchedule"],
+        json!(hourly),
+        "a refused change changes nothing"
     );
 }

@@ -32,6 +32,8 @@ CREATE TABLE packages (
     action_in_progress BIGINT NOT NULL DEFAULT 0,
     source_site        TEXT NOT NULL,
     refresh_schedule   TEXT NOT NULL DEFAULT '',
+    -- Occurrences of refresh_schedule up to this time have been handled.
+    schedule_checked_at TEXT,
     manifest_hash      TEXT,
     created_at         TEXT NOT NULL
 );

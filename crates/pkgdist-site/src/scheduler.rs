@@ -1,0 +1,78 @@
+//! Scheduled refreshes: packages whose RefreshSchedule has come due are refreshed, and do
+//! nothing but record a status message when their source has not changed.
+//!
+//! Each package remembers until when its schedule has been handled (`schedule_checked_at`), so
+//! occurrences missed while the site was down are caught up once, at the first tick after
+//! start-up, and none is handled twice. The clock is a parameter: tests tick at any instant.
+
+use std::time::Duration;
+
+use jiff::Timestamp;
+use jiff::tz::TimeZone;
+use pkgdist_core::schedule;
+
+use crate::methods::{Trigger, refresh_package};
+use crate::state::AppState;
+
+/// How often the scheduler looks for due work.
+pub const TICK: Duration = Duration::from_secs(30);
+
+/// What a tick did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct TickReport {
+    pub refreshed: Vec<String>,
+    pub unchanged: Vec<String>,
+    pub failed: Vec<String>,
+}
+
+/// Handles every schedule occurrence up to `now` (in the site's time zone for local tokens).
+pub async fn tick(state: &AppState, now: Timestamp, zone: &TimeZone) -> TickReport {
+    let mut report = TickReport::default();
+    let packages = match state.db.packages().await {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::warn!(error = %e, "scheduler: cannot read packages");
+            return report;
+        }
+    };
+    for p in packages.iter().filter(|p| !p.refresh_schedule.is_empty()) {
+        let Ok(tokens) = schedule::read_from_string(&p.refresh_schedule) else {
+            continue;
+        };
+        let since = p
+            .schedule_checked_at
+            .as_deref()
+            .or(Some(p.created_at.as_str()))
+            .and_then(|t| t.parse::<Timestamp>().ok());
+        let Some(since) = since else { continue };
+        let due = schedule::next_after(&tokens, since, zone).is_some_and(|next| next <= now);
+        if !due {
+            continue;
+        }
+        let _span = tracing::info_span!("scheduled refresh", package = %p.package_id).entered();
+        match refresh_package(state, &p.package_id, Trigger::Schedule).await {
+            Ok(r) if r.get("Unchanged").is_some() => report.unchanged.push(p.package_id.clone()),
+            Ok(_) => report.refreshed.push(p.package_id.clone()),
+            Err(e) => {
+                tracing::warn!(package = %p.package_id, error = %e.message, "scheduled refresh failed; it is tried again at the next occurrence");
+                report.failed.push(p.package_id.clone());
+            }
+        }
+        // Handled (even if it failed: a failure is reported, and the next occurrence retries).
+        let stamp = now.strftime("%Y-%m-%dT%H:%M:%SZ").to_string();
+        if let Err(e) = state.db.set_schedule_checked(&p.package_id, &stamp).await {
+            tracing::warn!(error = %e, "scheduler: cannot record progress");
+        }
+    }
+    report
+}
+
+/// Ticks every [`TICK`] until the task is dropped; the first tick runs at once, catching up
+/// on occurrences missed while the site was down.
+pub async fn run(state: AppState) {
+    let zone = TimeZone::system();
+    loop {
+        tick(&state, Timestamp::now(), &zone).await;
+        tokio::time::sleep(TICK).await;
+    }
+}
