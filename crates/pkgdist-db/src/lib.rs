@@ -545,6 +545,24 @@ impl Db {
         insert_status(&self.pool, m).await
     }
 
+    /// Deletes status messages older than `before`, and the oldest beyond the newest `keep`.
+    /// Returns how many went.
+    pub async fn prune_statuses(&self, before: &str, keep: i64) -> Result<u64> {
+        let mut tx = self.begin().await?;
+        let old = sqlx::query("DELETE FROM status_messages WHERE time < $1")
+            .bind(before.to_owned())
+            .execute(&mut *tx)
+            .await?;
+        let excess = sqlx::query(
+            "DELETE FROM status_messages WHERE id <= (SELECT id FROM status_messages ORDER BY id DESC LIMIT 1 OFFSET $1)",
+        )
+        .bind(keep)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(old.rows_affected() + excess.rows_affected())
+    }
+
     pub async fn statuses(&self) -> Result<Vec<StatusRow>> {
         Ok(sqlx::query_as("SELECT * FROM status_messages ORDER BY id")
             .fetch_all(&self.pool)

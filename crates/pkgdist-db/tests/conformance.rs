@@ -211,6 +211,15 @@ async fn suite(db: Db) {
     let i2 = db.add_status(&s).await.unwrap();
     assert!(i2 > i1);
     assert_eq!(db.statuses().await.unwrap().len(), 3);
+    // Retention: by age, then by count (the newest are kept).
+    assert_eq!(
+        db.prune_statuses(&t(6), 100).await.unwrap(),
+        1,
+        "the message from t(5) is older than t(6)"
+    );
+    assert_eq!(db.prune_statuses(&t(0), 1).await.unwrap(), 1);
+    let left = db.statuses().await.unwrap();
+    assert_eq!((left.len(), left[0].id), (1, i2));
 
     // Tokens: found by hash until revoked.
     let tok = TokenRow {

@@ -16,6 +16,10 @@ use crate::state::AppState;
 
 /// How often the scheduler looks for due work.
 pub const TICK: Duration = Duration::from_secs(30);
+/// Status messages are kept this long (ConfigMgr's status message retention is of this order)…
+const STATUS_RETENTION: jiff::SignedDuration = jiff::SignedDuration::from_hours(30 * 24);
+/// …and never more than this many, so a busy site's database stays bounded.
+const STATUS_MAX: i64 = 100_000;
 
 /// What a tick did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -25,9 +29,16 @@ pub struct TickReport {
     pub failed: Vec<String>,
 }
 
-/// Handles every schedule occurrence up to `now` (in the site's time zone for local tokens).
+/// Handles every schedule occurrence up to `now` (in the site's time zone for local tokens),
+/// and applies the status message retention.
 pub async fn tick(state: &AppState, now: Timestamp, zone: &TimeZone) -> TickReport {
     let mut report = TickReport::default();
+    if let Ok(cutoff) = now.checked_sub(STATUS_RETENTION) {
+        let cutoff = cutoff.strftime("%Y-%m-%dT%H:%M:%SZ").to_string();
+        if let Err(e) = state.db.prune_statuses(&cutoff, STATUS_MAX).await {
+            tracing::warn!(error = %e, "scheduler: cannot prune old status messages");
+        }
+    }
     let packages = match state.db.packages().await {
         Ok(p) => p,
         Err(e) => {
