@@ -1,0 +1,376 @@
+//! Client downloads from a distribution point's content library.
+//!
+//! ```text
+//! GET|HEAD /content/<PackageID>/<path>                the latest installed version
+//! GET|HEAD /content/<PackageID>.<SourceVersion>/<path> that version
+//! GET|HEAD /SMS_DP_SMSPKG$/<PackageID>/<path>          ConfigMgr's path, same handler
+//! ```
+//!
+//! Files are served with `ETag` (the file's BLAKE3, strong), `Last-Modified`, single `Range`
+//! requests (`bytes=a-b`, `a-`, `-n`; several ranges get the whole file), `If-None-Match`,
+//! `If-Range` and `HEAD`. A directory (or the package root) lists its entries: HTML for
+//! browsers and mirroring tools, JSON when asked with `Accept: application/json`. Every byte is
+//! verified against its chunk hash before it is sent; damage ends the response early rather
+//! than sending wrong bytes.
+//!
+//! A request resolves the version once, from one manifest, so a refresh landing meanwhile never
+//! mixes versions within a response. Paths are checked as manifest paths: `..`, empty or `.`
+//! components (also percent-encoded) are refused before anything is looked up.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use pkgdist_content::Library;
+use pkgdist_core::{ContentId, Entry, EntryKind, Manifest, PackageId, RelPath};
+use serde_json::json;
+
+/// What the download routes read from.
+#[derive(Debug, Clone)]
+pub struct Content {
+    pub library: Arc<Library>,
+}
+
+/// The client-facing routes.
+pub fn router(content: Content) -> Router {
+    Router::new()
+        .route("/content/{pkg}", get(root))
+        .route("/content/{pkg}/", get(root))
+        .route("/content/{pkg}/{*path}", get(file))
+        .route("/SMS_DP_SMSPKG$/{pkg}", get(root))
+        .route("/SMS_DP_SMSPKG$/{pkg}/", get(root))
+        .route("/SMS_DP_SMSPKG$/{pkg}/{*path}", get(file))
+        .with_state(content)
+}
+
+fn plain(status: StatusCode, msg: impl Into<String>) -> Response {
+    (
+        status,
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        msg.into() + "\n",
+    )
+        .into_response()
+}
+
+/// The manifest a request reads: a named version, or the package's latest.
+async fn manifest(content: &Content, which: &str) -> Result<(ContentId, Manifest), Response> {
+    let lib = content.library.clone();
+    let which = which.to_owned();
+    let found = tokio::task::spawn_blocking(move || -> Result<Option<(ContentId, Manifest)>, String> {
+        let cid = if which.contains('.') {
+            match which.parse::<ContentId>() {
+                Ok(c) => c,
+                Err(_) => return Ok(None),
+            }
+        } else {
+            let Ok(pkg) = which.parse::<PackageId>() else {
+                return Ok(None);
+            };
+            match lib.latest(pkg).map_err(|e| e.to_string())? {
+                Some(c) => c,
+                None => return Ok(None),
+            }
+        };
+        match lib.manifest_id(cid).map_err(|e| e.to_string())? {
+            None => Ok(None),
+            Some(_) => lib.manifest(cid).map(|m| Some((cid, m))).map_err(|e| e.to_string()),
+        }
+    })
+    .await
+    .map_err(|e| plain(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    match found {
+        Ok(Some(x)) => Ok(x),
+        Ok(None) => Err(plain(
+            StatusCode::NOT_FOUND,
+            "no such package or version on this distribution point",
+        )),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot read a manifest");
+            Err(plain(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "the content on this distribution point is damaged; it is being reported",
+            ))
+        }
+    }
+}
+
+/// Follows symlinks inside the manifest (at most 16 hops).
+fn resolve<'m>(m: &'m Manifest, path: &str) -> Option<&'m Entry> {
+    let mut p = path.to_owned();
+    for _ in 0..16 {
+        let e = m.entry(&p)?;
+        match &e.kind {
+            EntryKind::Symlink { target } => {
+                let base = e.path.parent().unwrap_or("");
+                let mut parts: Vec<&str> = if base.is_empty() {
+                    vec![]
+                } else {
+                    base.split('/').collect()
+                };
+                for c in target.split('/') {
+                    match c {
+                        "" | "." => {}
+                        ".." => {
+                            parts.pop()?;
+                        }
+                        c => parts.push(c),
+                    }
+                }
+                p = parts.join("/");
+            }
+            _ => return Some(e),
+        }
+    }
+    None
+}
+
+async fn root(State(content): State<Content>, Path(pkg): Path<String>, method: Method, headers: HeaderMap) -> Response {
+    serve(content, &pkg, "", method, &headers).await
+}
+
+async fn file(
+    State(content): State<Content>,
+    Path((pkg, path)): Path<(String, String)>,
+    method: Method,
+    headers: HeaderMap,
+) -> Response {
+    serve(content, &pkg, &path, method, &headers).await
+}
+
+async fn serve(content: Content, pkg: &str, path: &str, method: Method, headers: &HeaderMap) -> Response {
+    let trimmed = path.trim_end_matches('/');
+    if !trimmed.is_empty() && RelPath::new(trimmed).is_err() {
+        return plain(
+            StatusCode::BAD_REQUEST,
+            "invalid path: no '..', '.' or empty components",
+        );
+    }
+    let (cid, m) = match manifest(&content, pkg).await {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    if trimmed.is_empty() {
+        return listing(&m, cid, "", headers);
+    }
+    let Some(entry) = resolve(&m, trimmed) else {
+        return plain(StatusCode::NOT_FOUND, format!("{cid} has no {trimmed:?}"));
+    };
+    match &entry.kind {
+        EntryKind::Directory => listing(&m, cid, entry.path.as_str(), headers),
+        EntryKind::File(f) => {
+            let etag = format!("\"{}\"", f.hash);
+            let modified = http_date(entry.mtime.secs);
+            let mut base = Response::builder()
+                .header(header::ETAG, &etag)
+                .header(header::LAST_MODIFIED, &modified)
+                .header(header::ACCEPT_RANGES, "bytes")
+                .header(header::CONTENT_TYPE, "application/octet-stream")
+                .header("x-pkgdist-content-id", cid.to_string());
+            if headers
+                .get(header::IF_NONE_MATCH)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|v| v.split(',').any(|t| t.trim() == etag || t.trim() == "*"))
+            {
+                return base
+                    .status(StatusCode::NOT_MODIFIED)
+                    .body(Body::empty())
+                    .unwrap_or_else(|_| plain(StatusCode::INTERNAL_SERVER_ERROR, "response"));
+            }
+            let size = f.size;
+            // If-Range: honour Range only for the same version of the file.
+            let range_ok = headers
+                .get(header::IF_RANGE)
+                .and_then(|v| v.to_str().ok())
+                .is_none_or(|v| v.trim() == etag || v.trim() == modified);
+            let range = if range_ok {
+                headers.get(header::RANGE).and_then(|v| v.to_str().ok())
+            } else {
+                None
+            };
+            let (status, start, end) = match range.map(|r| parse_range(r, size)) {
+                None | Some(Range::Ignore) => (StatusCode::OK, 0, size),
+                Some(Range::Bytes(a, b)) => {
+                    base = base.header(header::CONTENT_RANGE, format!("bytes {a}-{}/{size}", b - 1));
+                    (StatusCode::PARTIAL_CONTENT, a, b)
+                }
+                Some(Range::Unsatisfiable) => {
+                    return Response::builder()
+                        .status(StatusCode::RANGE_NOT_SATISFIABLE)
+                        .header(header::CONTENT_RANGE, format!("bytes */{size}"))
+                        .body(Body::empty())
+                        .unwrap_or_else(|_| plain(StatusCode::INTERNAL_SERVER_ERROR, "response"));
+                }
+            };
+            base = base.status(status).header(header::CONTENT_LENGTH, end - start);
+            if method == Method::HEAD {
+                return base
+                    .body(Body::empty())
+                    .unwrap_or_else(|_| plain(StatusCode::INTERNAL_SERVER_ERROR, "response"));
+            }
+            let reader = match content.library.read_file(&m, entry.path.as_str(), start..end) {
+                Ok(r) => r,
+                Err(e) => return plain(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+            };
+            base.body(stream(reader))
+                .unwrap_or_else(|_| plain(StatusCode::INTERNAL_SERVER_ERROR, "response"))
+        }
+        EntryKind::Symlink { .. } => plain(StatusCode::NOT_FOUND, "the link leads nowhere inside the package"),
+    }
+}
+
+/// Streams a verified reader from a blocking thread; at most a few blocks are in flight.
+fn stream(mut reader: pkgdist_content::FileReader) -> Body {
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(4);
+    tokio::task::spawn_blocking(move || {
+        let mut buf = vec![0u8; 256 << 10];
+        loop {
+            match std::io::Read::read(&mut reader, &mut buf) {
+                Ok(0) => return,
+                Ok(n) => {
+                    if tx.blocking_send(Ok(Bytes::copy_from_slice(&buf[..n]))).is_err() {
+                        return; // the client went away
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "stopping a download: damaged content");
+                    let _ = tx.blocking_send(Err(e));
+                    return;
+                }
+            }
+        }
+    });
+    Body::from_stream(tokio_stream::wrappers::ReceiverStream::new(rx))
+}
+
+enum Range {
+    Bytes(u64, u64),
+    Unsatisfiable,
+    /// Not a single byte range we serve partially (several ranges, another unit): send it all.
+    Ignore,
+}
+
+/// One `bytes=` range as [start, end).
+fn parse_range(header: &str, size: u64) -> Range {
+    let Some(spec) = header.trim().strip_prefix("bytes=") else {
+        return Range::Ignore;
+    };
+    if spec.contains(',') {
+        return Range::Ignore;
+    }
+    let Some((a, b)) = spec.trim().split_once('-') else {
+        return Range::Ignore;
+    };
+    let (a, b) = (a.trim(), b.trim());
+    let parsed = match (a.is_empty(), b.is_empty()) {
+        (true, false) => b.parse::<u64>().ok().map(|n| (size.saturating_sub(n), size, n == 0)),
+        (false, true) => a.parse::<u64>().ok().map(|a| (a, size, false)),
+        (false, false) => match (a.parse::<u64>(), b.parse::<u64>()) {
+            (Ok(a), Ok(b)) if b >= a => Some((a, b.saturating_add(1).min(size), false)),
+            _ => None,
+        },
+        (true, true) => None,
+    };
+    match parsed {
+        None => Range::Ignore,
+        Some((start, end, empty_suffix)) if empty_suffix || start >= size || start >= end => Range::Unsatisfiable,
+        Some((start, end, _)) => Range::Bytes(start, end),
+    }
+}
+
+fn http_date(secs: i64) -> String {
+    jiff::Timestamp::from_second(secs).map_or_else(
+        |_| String::new(),
+        |t| t.strftime("%a, %d %b %Y %H:%M:%S GMT").to_string(),
+    )
+}
+
+fn listing(m: &Manifest, cid: ContentId, dir: &str, headers: &HeaderMap) -> Response {
+    let entries: Vec<&Entry> = m.children(dir).collect();
+    let wants_json = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| a.contains("application/json"));
+    if wants_json {
+        let list: Vec<_> = entries
+            .iter()
+            .map(|e| {
+                let (kind, size) = match &e.kind {
+                    EntryKind::Directory => ("directory", 0),
+                    EntryKind::File(f) => ("file", f.size),
+                    EntryKind::Symlink { .. } => ("symlink", 0),
+                };
+                json!({"name": e.path.file_name(), "kind": kind, "size": size})
+            })
+            .collect();
+        return axum::Json(json!({"content_id": cid.to_string(), "path": dir, "entries": list})).into_response();
+    }
+    let esc = |s: &str| {
+        s.replace('&', "&amp;")
+            .replace('<', "&lt;")
+            .replace('>', "&gt;")
+            .replace('"', "&quot;")
+    };
+    let mut html = format!(
+        "<!doctype html><title>{cid}/{}</title><h1>{cid}/{}</h1><ul>\n",
+        esc(dir),
+        esc(dir)
+    );
+    for e in entries {
+        let name = e.path.file_name();
+        let slash = if matches!(e.kind, EntryKind::Directory) {
+            "/"
+        } else {
+            ""
+        };
+        let href: String = name
+            .bytes()
+            .map(|b| {
+                if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+                    (b as char).to_string()
+                } else {
+                    format!("%{b:02X}")
+                }
+            })
+            .collect();
+        html.push_str(&format!(
+            "<li><a href=\"{href}{slash}\">{}{slash}</a></li>\n",
+            esc(name)
+        ));
+    }
+    html.push_str("</ul>\n");
+    let mut r = html.into_response();
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranges() {
+        let r = |h: &str| match parse_range(h, 100) {
+            Range::Bytes(a, b) => format!("{a}-{b}"),
+            Range::Unsatisfiable => "416".into(),
+            Range::Ignore => "all".into(),
+        };
+        assert_eq!(r("bytes=0-9"), "0-10");
+        assert_eq!(r("bytes=90-"), "90-100");
+        assert_eq!(r("bytes=-10"), "90-100");
+        assert_eq!(r("bytes=-500"), "0-100");
+        assert_eq!(r("bytes=50-500"), "50-100");
+        assert_eq!(r("bytes=100-"), "416");
+        assert_eq!(r("bytes=-0"), "416");
+        assert_eq!(r("bytes=0-1,5-6"), "all");
+        assert_eq!(r("items=0-1"), "all");
+        assert_eq!(r("bytes=9-3"), "all");
+        assert_eq!(r("bytes=x-"), "all");
+    }
+}

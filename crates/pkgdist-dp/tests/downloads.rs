@@ -1,0 +1,238 @@
+//! Client downloads, over HTTP, from a real library on disk.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::Arc;
+
+use pkgdist_content::{Kind, Library, LocalStore, SnapshotOptions};
+use pkgdist_core::ContentId;
+use pkgdist_testkit::generate::Rng;
+use reqwest::StatusCode;
+use reqwest::header;
+use tempfile::TempDir;
+
+struct Dp {
+    url: String,
+    dir: TempDir,
+    store: Arc<LocalStore>,
+    lib: Arc<Library>,
+    big: Vec<u8>,
+}
+
+async fn start() -> Dp {
+    let dir = TempDir::new().unwrap();
+    let src = dir.path().join("src");
+    std::fs::create_dir_all(src.join("sub dir")).unwrap();
+    let big = Rng::new(1).bytes(3 << 20);
+    std::fs::write(src.join("image.wim"), &big).unwrap();
+    std::fs::write(src.join("sub dir/a&b.txt"), b"hello").unwrap();
+    std::os::unix::fs::symlink("image.wim", src.join("link.wim")).unwrap();
+    let store = Arc::new(LocalStore::open(&dir.path().join("library")).unwrap());
+    let lib = Arc::new(Library::new(store.clone()));
+    lib.snapshot(&src, "PS100001.1".parse().unwrap(), &SnapshotOptions::default())
+        .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let app = pkgdist_dp::serve::router(pkgdist_dp::serve::Content { library: lib.clone() });
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    Dp {
+        url,
+        dir,
+        store,
+        lib,
+        big,
+    }
+}
+
+fn http() -> reqwest::Client {
+    reqwest::Client::new()
+}
+
+#[tokio::test]
+async fn files_ranges_and_conditional_requests() {
+    let dp = start().await;
+    let url = format!("{}/content/PS100001/image.wim", dp.url);
+    let r = http().get(&url).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let etag = r.headers()[header::ETAG].to_str().unwrap().to_owned();
+    assert_eq!(etag, format!("\"{}\"", blake3::hash(&dp.big).to_hex()));
+    assert_eq!(r.headers()["x-pkgdist-content-id"], "PS100001.1");
+    assert_eq!(r.bytes().await.unwrap().as_ref(), dp.big.as_slice());
+
+    // The same file by content ID, by ConfigMgr's path, and through a link.
+    for u in [
+        format!("{}/content/PS100001.1/image.wim", dp.url),
+        format!("{}/SMS_DP_SMSPKG$/PS100001/image.wim", dp.url),
+        format!("{}/content/PS100001/link.wim", dp.url),
+    ] {
+        assert_eq!(
+            http().get(&u).send().await.unwrap().bytes().await.unwrap().len(),
+            dp.big.len(),
+            "{u}"
+        );
+    }
+
+    // Ranges.
+    let r = http()
+        .get(&url)
+        .header(header::RANGE, "bytes=1000-1999")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::PARTIAL_CONTENT);
+    assert_eq!(
+        r.headers()[header::CONTENT_RANGE],
+        format!("bytes 1000-1999/{}", dp.big.len())
+    );
+    assert_eq!(r.bytes().await.unwrap().as_ref(), &dp.big[1000..2000]);
+    let r = http()
+        .get(&url)
+        .header(header::RANGE, "bytes=-100")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.bytes().await.unwrap().as_ref(), &dp.big[dp.big.len() - 100..]);
+    let r = http()
+        .get(&url)
+        .header(header::RANGE, format!("bytes={}-", dp.big.len()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::RANGE_NOT_SATISFIABLE);
+    assert_eq!(r.headers()[header::CONTENT_RANGE], format!("bytes */{}", dp.big.len()));
+
+    // Conditional requests.
+    let r = http()
+        .get(&url)
+        .header(header::IF_NONE_MATCH, &etag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_MODIFIED);
+    let r = http()
+        .get(&url)
+        .header(header::RANGE, "bytes=0-9")
+        .header(header::IF_RANGE, "\"stale\"")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK, "If-Range mismatch: the whole file");
+    let r = http()
+        .get(&url)
+        .header(header::RANGE, "bytes=0-9")
+        .header(header::IF_RANGE, &etag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::PARTIAL_CONTENT);
+
+    // HEAD.
+    let r = http().head(&url).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.headers()[header::CONTENT_LENGTH], dp.big.len().to_string());
+    assert!(r.bytes().await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn directories_are_listed() {
+    let dp = start().await;
+    let r = http()
+        .get(format!("{}/content/PS100001/", dp.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let html = r.text().await.unwrap();
+    assert!(
+        html.contains("href=\"image.wim\"") && html.contains("href=\"sub%20dir/\""),
+        "{html}"
+    );
+    let r = http()
+        .get(format!("{}/content/PS100001/sub%20dir", dp.url))
+        .header(header::ACCEPT, "application/json")
+        .send()
+        .await
+        .unwrap();
+    let v: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(v["entries"][0]["name"], "a&b.txt");
+    assert_eq!(v["entries"][0]["size"], 5);
+    let html = http()
+        .get(format!("{}/content/PS100001/sub%20dir/", dp.url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(html.contains("a&amp;b.txt"), "names are escaped: {html}");
+}
+
+#[tokio::test]
+async fn bad_requests_get_the_right_error_and_the_server_keeps_serving() {
+    let dp = start().await;
+    let get = |p: &str| {
+        let u = format!("{}{p}", dp.url);
+        async move { http().get(u).send().await.unwrap().status() }
+    };
+    // Clients normalize `.` and `..` away; send them raw to test the server's own defence.
+    for raw in [
+        "/content/PS100001/./image.wim",
+        "/content/PS100001/sub%20dir/%2e%2e/image.wim",
+        "/content/PS100001/%2E%2E/x",
+        "/content/PS100001/sub%20dir/../../../etc/passwd",
+        "/content/PS100001/sub%20dir/..",
+    ] {
+        assert!(raw_status(&dp.url, raw).await.starts_with("HTTP/1.1 400"), "{raw}");
+    }
+    assert_eq!(
+        get("/content/PS100001/sub%20dir//a&b.txt").await,
+        StatusCode::BAD_REQUEST
+    );
+    assert_eq!(get("/content/PS100001/nothing").await, StatusCode::NOT_FOUND);
+    assert_eq!(get("/content/PS100002/image.wim").await, StatusCode::NOT_FOUND);
+    assert_eq!(get("/content/PS100001.7/image.wim").await, StatusCode::NOT_FOUND);
+    assert_eq!(get("/content/garbage/image.wim").await, StatusCode::NOT_FOUND);
+    // Still serving.
+    assert_eq!(get("/content/PS100001/image.wim").await, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn damaged_content_is_never_sent() {
+    let dp = start().await;
+    let m = dp.lib.manifest("PS100001.1".parse::<ContentId>().unwrap()).unwrap();
+    let chunk = m.entry("image.wim").unwrap().file().unwrap().chunks[5].id;
+    pkgdist_testkit::damage::flip_byte(&dp.store.object_path(Kind::Chunk, &chunk.to_hex()).unwrap()).unwrap();
+    let r = http()
+        .get(format!("{}/content/PS100001/image.wim", dp.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK, "headers go out before the damage is met");
+    let body = r.bytes().await;
+    assert!(
+        body.is_err() || body.unwrap().len() < dp.big.len(),
+        "the response ends early instead of carrying wrong bytes"
+    );
+    // A range before the damaged chunk is still served in full.
+    let r = http()
+        .get(format!("{}/content/PS100001/image.wim", dp.url))
+        .header(header::RANGE, "bytes=0-999")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.bytes().await.unwrap().as_ref(), &dp.big[..1000]);
+    drop(dp.dir);
+}
+
+/// The status line of a GET sent byte for byte, without any client normalizing the path.
+async fn raw_status(url: &str, path: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = url.trim_start_matches("http://");
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).await.unwrap();
+    out.lines().next().unwrap_or_default().to_owned()
+}
