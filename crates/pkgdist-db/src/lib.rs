@@ -168,29 +168,27 @@ impl Db {
         Ok(())
     }
 
-    /// Writes the administrator-editable properties of a package.
-    pub async fn update_package(&self, p: &PackageRow) -> Result<bool> {
-        let r = sqlx::query(
-            "UPDATE packages SET name = $2, version = $3, manufacturer = $4, language = $5, description = $6,
-                pkg_source_path = $7, pkg_source_flag = $8, pkg_flags = $9, priority = $10, refresh_schedule = $11,
-                schedule_checked_at = $12
-             WHERE package_id = $1",
-        )
-        .bind(p.package_id.clone())
-        .bind(p.name.clone())
-        .bind(p.version.clone())
-        .bind(p.manufacturer.clone())
-        .bind(p.language.clone())
-        .bind(p.description.clone())
-        .bind(p.pkg_source_path.clone())
-        .bind(p.pkg_source_flag)
-        .bind(p.pkg_flags)
-        .bind(p.priority)
-        .bind(p.refresh_schedule.clone())
-        .bind(p.schedule_checked_at.clone())
-        .execute(&self.pool)
-        .await?;
-        Ok(r.rows_affected() == 1)
+    /// Writes only the given administrator-editable properties of a package, so that two
+    /// changes to different properties at the same time both stand.
+    pub async fn update_package_fields(&self, package_id: &str, fields: &[PackageField]) -> Result<bool> {
+        if fields.is_empty() {
+            return Ok(self.package(package_id).await?.is_some());
+        }
+        let sets: Vec<String> = fields
+            .iter()
+            .enumerate()
+            .map(|(i, f)| format!("{} = ${}", f.column(), i + 2))
+            .collect();
+        // Column names come from `PackageField::column`, a fixed list; values are bound.
+        let sql = format!("UPDATE packages SET {} WHERE package_id = $1", sets.join(", "));
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(package_id.to_owned());
+        for f in fields {
+            q = match f {
+                PackageField::Text(_, v) => q.bind(v.clone()),
+                PackageField::Number(_, v) => q.bind(*v),
+            };
+        }
+        Ok(q.execute(&self.pool).await?.rows_affected() == 1)
     }
 
     pub async fn package(&self, id: &str) -> Result<Option<PackageRow>> {

@@ -164,3 +164,52 @@ pub struct NewStatus {
     pub bytes_transferred: i64,
     pub time: String,
 }
+
+/// An administrator-editable column of `packages`, with its new value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PackageField {
+    Text(PackageText, String),
+    Number(PackageNumber, i64),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PackageText {
+    Name,
+    Version,
+    Manufacturer,
+    Language,
+    Description,
+    SourcePath,
+    RefreshSchedule,
+    ScheduleCheckedAt,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PackageNumber {
+    SourceFlag,
+    Flags,
+    Priority,
+}
+
+impl PackageField {
+    /// The column; the only names that ever reach the UPDATE statement.
+    pub fn column(&self) -> &'static str {
+        match self {
+            PackageField::Text(t, _) => match t {
+                PackageText::Name => "name",
+                PackageText::Version => "version",
+                PackageText::Manufacturer => "manufacturer",
+                PackageText::Language => "language",
+                PackageText::Description => "description",
+                PackageText::SourcePath => "pkg_source_path",
+                PackageText::RefreshSchedule => "refresh_schedule",
+                PackageText::ScheduleCheckedAt => "schedule_checked_at",
+            },
+            PackageField::Number(n, _) => match n {
+                PackageNumber::SourceFlag => "pkg_source_flag",
+                PackageNumber::Flags => "pkg_flags",
+                PackageNumber::Priority => "priority",
+            },
+        }
+    }
+}

@@ -79,11 +79,23 @@ async fn suite(db: Db) {
         db.insert_package(&package("PS100001")).await,
         Err(DbError::Conflict(_))
     ));
-    let mut p = db.package("PS100001").await.unwrap().unwrap();
-    p.name = "renamed".into();
-    p.priority = 1;
-    assert!(db.update_package(&p).await.unwrap());
-    assert_eq!(db.package("PS100001").await.unwrap().unwrap(), p);
+    let changes = [
+        PackageField::Text(PackageText::Name, "renamed".into()),
+        PackageField::Number(PackageNumber::Priority, 1),
+    ];
+    assert!(db.update_package_fields("PS100001", &changes).await.unwrap());
+    // Another change to another column does not undo the first.
+    assert!(
+        db.update_package_fields("PS100001", &[PackageField::Text(PackageText::Description, "d".into())])
+            .await
+            .unwrap()
+    );
+    let p = db.package("PS100001").await.unwrap().unwrap();
+    assert_eq!(
+        (p.name.as_str(), p.priority, p.description.as_str()),
+        ("renamed", 1, "d")
+    );
+    assert!(!db.update_package_fields("PS1FFFFF", &changes).await.unwrap());
     db.insert_package(&package("PS100002")).await.unwrap();
     assert_eq!(db.packages().await.unwrap().len(), 2);
 

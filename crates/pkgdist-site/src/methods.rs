@@ -10,7 +10,10 @@ use pkgdist_content::{ContentError, SnapshotOptions};
 use pkgdist_core::classes::{DpState, MessageState, PackageClass, nal_path, nal_site, source_flag};
 use pkgdist_core::errors::ErrorKind;
 use pkgdist_core::{ContentId, PackageId, schedule};
-use pkgdist_db::{DpRow, GroupRow, NewStatus, NewTarget, NewVersion, PackageRow, TargetChange, TokenRow};
+use pkgdist_db::{
+    DpRow, GroupRow, NewStatus, NewTarget, NewVersion, PackageField, PackageNumber, PackageRow, PackageText,
+    TargetChange, TokenRow,
+};
 use pkgdist_proto::Role;
 use pkgdist_proto::catalog::{ClassDef, MethodDef};
 use serde_json::{Map, Value, json};
@@ -227,44 +230,21 @@ pub async fn update(
     if PackageClass::from_class_name(class.name).is_some() {
         let id = key_text(&current, "PackageID");
         let mut p = state.db.package(&id).await?.ok_or_else(|| gone(&id))?;
-        if let Some(v) = text(&body, "Name") {
-            p.name = v.trim().to_owned();
-            if p.name.is_empty() {
-                return Err(ApiError::new(ErrorKind::InvalidValue, "Name cannot be empty").param("Name"));
-            }
+        let fields = package_changes(&body);
+        // Validate the package as it will be; then write only what changed, so a concurrent
+        // change to another property is not undone.
+        for f in &fields {
+            apply(&mut p, f);
         }
-        if let Some(v) = text(&body, "Version") {
-            p.version = v.to_owned();
-        }
-        if let Some(v) = text(&body, "Manufacturer") {
-            p.manufacturer = v.to_owned();
-        }
-        if let Some(v) = text(&body, "Language") {
-            p.language = v.to_owned();
-        }
-        if let Some(v) = text(&body, "Description") {
-            p.description = v.to_owned();
-        }
-        if let Some(v) = text(&body, "PkgSourcePath") {
-            p.pkg_source_path = v.to_owned();
-        }
-        if let Some(v) = int(&body, "PkgSourceFlag") {
-            p.pkg_source_flag = v;
-        }
-        if let Some(v) = int(&body, "PkgFlags") {
-            p.pkg_flags = v;
-        }
-        if let Some(v) = int(&body, "Priority") {
-            p.priority = v;
-        }
-        if let Some(v) = text(&body, "RefreshSchedule") {
-            p.refresh_schedule = v.trim().to_owned();
-            // Occurrences before now are not owed: the schedule starts counting from here.
-            p.schedule_checked_at = Some(now());
+        if p.name.is_empty() {
+            return Err(ApiError::new(ErrorKind::InvalidValue, "Name cannot be empty").param("Name"));
         }
         check_package(&p)?;
-        state.db.update_package(&p).await?;
-        return Ok(objects::package_object(&p));
+        if !state.db.update_package_fields(&id, &fields).await? {
+            return Err(gone(&id));
+        }
+        let fresh = state.db.package(&id).await?.ok_or_else(|| gone(&id))?;
+        return Ok(objects::package_object(&fresh));
     }
     match class.name {
         "SMS_DistributionPointInfo" => {
@@ -501,6 +481,66 @@ pub async fn call(
 }
 
 // ---- packages ----
+
+/// The package columns a PATCH body changes.
+fn package_changes(body: &Map<String, Value>) -> Vec<PackageField> {
+    let mut out = Vec::new();
+    for (prop, col) in [
+        ("Name", PackageText::Name),
+        ("Version", PackageText::Version),
+        ("Manufacturer", PackageText::Manufacturer),
+        ("Language", PackageText::Language),
+        ("Description", PackageText::Description),
+        ("PkgSourcePath", PackageText::SourcePath),
+    ] {
+        if let Some(v) = text(body, prop) {
+            let v = if prop == "Name" { v.trim() } else { v };
+            out.push(PackageField::Text(col, v.to_owned()));
+        }
+    }
+    for (prop, col) in [
+        ("PkgSourceFlag", PackageNumber::SourceFlag),
+        ("PkgFlags", PackageNumber::Flags),
+        ("Priority", PackageNumber::Priority),
+    ] {
+        if let Some(v) = int(body, prop) {
+            out.push(PackageField::Number(col, v));
+        }
+    }
+    if let Some(v) = text(body, "RefreshSchedule") {
+        out.push(PackageField::Text(PackageText::RefreshSchedule, v.trim().to_owned()));
+        // Occurrences before now are not owed: the schedule starts counting from here.
+        out.push(PackageField::Text(PackageText::ScheduleCheckedAt, now()));
+    }
+    out
+}
+
+/// A change applied to a row in memory (to validate the result before writing it).
+fn apply(p: &mut PackageRow, f: &PackageField) {
+    match f {
+        PackageField::Text(t, v) => {
+            let slot = match t {
+                PackageText::Name => &mut p.name,
+                PackageText::Version => &mut p.version,
+                PackageText::Manufacturer => &mut p.manufacturer,
+                PackageText::Language => &mut p.language,
+                PackageText::Description => &mut p.description,
+                PackageText::SourcePath => &mut p.pkg_source_path,
+                PackageText::RefreshSchedule => &mut p.refresh_schedule,
+                PackageText::ScheduleCheckedAt => {
+                    p.schedule_checked_at = Some(v.clone());
+                    return;
+                }
+            };
+            *slot = v.clone();
+        }
+        PackageField::Number(n, v) => match n {
+            PackageNumber::SourceFlag => p.pkg_source_flag = *v,
+            PackageNumber::Flags => p.pkg_flags = *v,
+            PackageNumber::Priority => p.priority = *v,
+        },
+    }
+}
 
 fn non_empty(body: &Map<String, Value>, k: &str) -> ApiResult<String> {
     let v = text(body, k).unwrap_or_default().trim().to_owned();

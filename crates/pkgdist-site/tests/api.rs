@@ -1158,3 +1158,28 @@ async fn scheduled_refresh() {
         "a refused change changes nothing"
     );
 }
+
+#[tokio::test]
+async fn concurrent_patches_of_different_properties_both_stand() {
+    let s = start().await;
+    let (_, p) = s.post("SMS_Package", json!({"Name": "x"})).await;
+    let k = format!("SMS_Package{}", key(p["PackageID"].as_str().unwrap()));
+    for i in 0..20 {
+        let (a, b) = tokio::join!(
+            s.patch(&k, json!({"Description": format!("d{i}")})),
+            s.patch(&k, json!({"Manufacturer": format!("m{i}")}))
+        );
+        assert_eq!((a.0, b.0), (StatusCode::OK, StatusCode::OK));
+        let (_, now) = s.get(&k).await;
+        assert_eq!(
+            (now["Description"].clone(), now["Manufacturer"].clone()),
+            (json!(format!("d{i}")), json!(format!("m{i}")))
+        );
+    }
+    // The answer to a PATCH is the package as stored.
+    let (_, r) = s.patch(&k, json!({"Version": "2.0"})).await;
+    assert_eq!(
+        (r["Version"].clone(), r["Description"].clone()),
+        (json!("2.0"), json!("d19"))
+    );
+}
