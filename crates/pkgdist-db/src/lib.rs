@@ -31,7 +31,7 @@ pub enum DbError {
 pub type Result<T, E = DbError> = std::result::Result<T, E>;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Dialect {
+enum Dialect {
     Sqlite,
     Postgres,
 }
@@ -40,7 +40,6 @@ pub enum Dialect {
 #[derive(Debug, Clone)]
 pub struct Db {
     pool: AnyPool,
-    dialect: Dialect,
 }
 
 /// Turns a unique-constraint violation into [`DbError::Conflict`] naming `what`.
@@ -72,20 +71,12 @@ impl Db {
             }
             Dialect::Postgres => sqlx::migrate!("./migrations/postgres").run(&pool).await?,
         }
-        Ok(Self { pool, dialect })
+        Ok(Self { pool })
     }
 
     /// The URL of an SQLite database file (created if missing).
     pub fn sqlite_url(path: &std::path::Path) -> String {
         format!("sqlite://{}?mode=rwc", path.display())
-    }
-
-    pub fn dialect(&self) -> Dialect {
-        self.dialect
-    }
-
-    pub async fn close(&self) {
-        self.pool.close().await;
     }
 
     async fn begin(&self) -> Result<Transaction<'static, Any>> {
