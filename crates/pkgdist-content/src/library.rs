@@ -121,6 +121,41 @@ impl Library {
         Ok(())
     }
 
+    /// A chunk as stored (its envelope, possibly compressed), for sending to another node
+    /// without unpacking and repacking it. `None` when the chunk is not here.
+    pub fn chunk_envelope(&self, id: &Digest) -> Result<Option<Vec<u8>>> {
+        Ok(self.store.get(Kind::Chunk, &id.to_hex())?)
+    }
+
+    /// Stores a chunk envelope received from another node, after checking that it unpacks to
+    /// `chunk`'s length and hash. Stored as received: no recompression. Visible at the next
+    /// [`Library::flush`].
+    pub fn put_envelope(&self, chunk: &ChunkRef, stored: &[u8]) -> Result<()> {
+        check_chunk(stored, chunk).map_err(|reason| ContentError::Damaged {
+            what: format!("received chunk {}", chunk.id),
+            reason,
+        })?;
+        let _w = self.writer();
+        self.store.put(Kind::Chunk, &chunk.id.to_hex(), stored)?;
+        Ok(())
+    }
+
+    /// Re-reads a stored chunk and deletes it when it is damaged, so that delta planning sees
+    /// it as missing and it is fetched again. Returns whether a sound copy is present.
+    pub fn keep_if_sound(&self, chunk: &ChunkRef) -> Result<bool> {
+        match read_chunk(self.store.as_ref(), chunk) {
+            Ok(_) => Ok(true),
+            Err(ContentError::Missing { .. }) => Ok(false),
+            Err(ContentError::Damaged { what, reason }) => {
+                tracing::warn!(%what, %reason, "deleting a damaged chunk so it is fetched again");
+                let _w = self.writer();
+                self.store.delete(Kind::Chunk, &chunk.id.to_hex())?;
+                Ok(false)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
     /// Makes staged chunks durable and visible.
     pub fn flush(&self) -> Result<()> {
         Ok(self.store.flush()?)
@@ -274,8 +309,8 @@ pub(crate) fn read_chunk(store: &dyn Store, chunk: &ChunkRef) -> Result<Vec<u8>>
     Ok(data)
 }
 
-/// Unpacks a stored chunk and checks its hash and length.
-pub(crate) fn check_chunk(stored: &[u8], chunk: &ChunkRef) -> std::result::Result<Vec<u8>, String> {
+/// Unpacks a stored chunk (an envelope) and checks its hash and length: the bytes, or why not.
+pub fn check_chunk(stored: &[u8], chunk: &ChunkRef) -> std::result::Result<Vec<u8>, String> {
     check_object(stored, &chunk.id, Some(chunk.len as usize))
 }
 

@@ -250,7 +250,8 @@ impl Db {
         .await?;
         sqlx::query(
             "UPDATE package_dps SET target_version = $2, state = $3, attempts = 0, next_attempt_at = NULL,
-                summary_date = $4, last_message = $5 WHERE package_id = $1 AND state NOT IN (4, 5, 6)",
+                summary_date = $4, last_message = $5, job_seq = job_seq + 1
+             WHERE package_id = $1 AND state NOT IN (4, 5, 6)",
         )
         .bind(v.package_id.clone())
         .bind(v.source_version)
@@ -332,6 +333,55 @@ impl Db {
             .execute(&self.pool)
             .await?;
         Ok(r.rows_affected() == 1)
+    }
+
+    /// Enrollment: binds `credential_hash` to the DP whose one-time token hashes to
+    /// `token_hash`, consuming the token, and records where the DP is. A DP already holding
+    /// `credential_hash` (a retried enrollment) gets its row back with the URL updated.
+    pub async fn enroll_dp(&self, token_hash: &str, credential_hash: &str, url: &str) -> Result<Option<DpRow>> {
+        let mut tx = self.begin().await?;
+        let found: Option<DpRow> = sqlx::query_as(
+            "SELECT * FROM distribution_points WHERE enrollment_token_hash = $1 OR credential_hash = $2",
+        )
+        .bind(token_hash.to_owned())
+        .bind(credential_hash.to_owned())
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(mut d) = found else {
+            return Ok(None);
+        };
+        sqlx::query(
+            "UPDATE distribution_points SET enrollment_token_hash = NULL, credential_hash = $2, url = $3
+             WHERE nal_path = $1",
+        )
+        .bind(d.nal_path.clone())
+        .bind(credential_hash.to_owned())
+        .bind(url.to_owned())
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        d.enrollment_token_hash = None;
+        d.credential_hash = Some(credential_hash.to_owned());
+        d.url = Some(url.to_owned());
+        Ok(Some(d))
+    }
+
+    pub async fn dp_by_credential(&self, credential_hash: &str) -> Result<Option<DpRow>> {
+        Ok(
+            sqlx::query_as("SELECT * FROM distribution_points WHERE credential_hash = $1")
+                .bind(credential_hash.to_owned())
+                .fetch_optional(&self.pool)
+                .await?,
+        )
+    }
+
+    pub async fn set_dp_url(&self, nal_path: &str, url: &str) -> Result<()> {
+        sqlx::query("UPDATE distribution_points SET url = $2 WHERE nal_path = $1")
+            .bind(nal_path.to_owned())
+            .bind(url.to_owned())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
     }
 
     // ---- DP groups ----
@@ -528,6 +578,58 @@ impl Db {
         )
     }
 
+    /// Rows with work for a DP now: pending states, and retries whose time has come.
+    pub async fn due_work(&self, now: &str) -> Result<Vec<PackageDpRow>> {
+        Ok(sqlx::query_as(
+            "SELECT * FROM package_dps WHERE state IN (1, 4, 7, 8)
+                OR (state IN (2, 5) AND (next_attempt_at IS NULL OR next_attempt_at <= $1))
+             ORDER BY package_id, nal_path",
+        )
+        .bind(now.to_owned())
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// Applies what a DP reported for job `o.job_seq`, with its status message, in one
+    /// transaction; nothing when the row has moved on to another job since (returns false).
+    pub async fn finish_job(&self, o: &JobOutcome, status: &NewStatus) -> Result<bool> {
+        let mut tx = self.begin().await?;
+        let r = if o.remove_row {
+            sqlx::query("DELETE FROM package_dps WHERE package_id = $1 AND nal_path = $2 AND job_seq = $3")
+                .bind(o.package_id.clone())
+                .bind(o.nal_path.clone())
+                .bind(o.job_seq)
+                .execute(&mut *tx)
+                .await?
+        } else {
+            sqlx::query(
+                "UPDATE package_dps SET state = $4, installed_version = COALESCE($5, installed_version),
+                    attempts = $6, next_attempt_at = $7, last_copied = COALESCE($8, last_copied),
+                    redistribute = CASE WHEN $5 IS NULL THEN redistribute ELSE 0 END,
+                    summary_date = $9, last_message = $10
+                 WHERE package_id = $1 AND nal_path = $2 AND job_seq = $3",
+            )
+            .bind(o.package_id.clone())
+            .bind(o.nal_path.clone())
+            .bind(o.job_seq)
+            .bind(o.state)
+            .bind(o.installed_version)
+            .bind(o.attempts)
+            .bind(o.next_attempt_at.clone())
+            .bind(o.installed_version.map(|_| o.time.clone()))
+            .bind(o.time.clone())
+            .bind(o.message.clone())
+            .execute(&mut *tx)
+            .await?
+        };
+        if r.rows_affected() != 1 {
+            return Ok(false);
+        }
+        insert_status(&mut *tx, status).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
     // ---- status messages ----
 
     pub async fn add_status(&self, m: &NewStatus) -> Result<i64> {
@@ -647,7 +749,8 @@ async fn upsert_target(tx: &mut Transaction<'static, Any>, t: &NewTarget) -> Res
          VALUES ($1, $2, $3, $4, (SELECT source_version FROM packages WHERE package_id = $1), $5, $6, $7)
          ON CONFLICT (package_id, nal_path) DO UPDATE SET state = excluded.state, target_version = excluded.target_version,
             redistribute = excluded.redistribute, attempts = 0, next_attempt_at = NULL,
-            summary_date = excluded.summary_date, last_message = excluded.last_message",
+            summary_date = excluded.summary_date, last_message = excluded.last_message,
+            job_seq = package_dps.job_seq + 1",
     )
     .bind(t.package_id.clone())
     .bind(t.nal_path.clone())
@@ -663,7 +766,8 @@ async fn upsert_target(tx: &mut Transaction<'static, Any>, t: &NewTarget) -> Res
 
 async fn set_state(tx: &mut Transaction<'static, Any>, c: &TargetChange) -> Result<()> {
     sqlx::query(
-        "UPDATE package_dps SET state = $3, summary_date = $4, last_message = $5 WHERE package_id = $1 AND nal_path = $2",
+        "UPDATE package_dps SET state = $3, summary_date = $4, last_message = $5, attempts = 0, next_attempt_at = NULL,
+            job_seq = job_seq + 1 WHERE package_id = $1 AND nal_path = $2",
     )
     .bind(c.package_id.clone())
     .bind(c.nal_path.clone())

@@ -85,6 +85,8 @@ pub struct PackageDpRow {
     pub last_copied: Option<String>,
     pub summary_date: String,
     pub last_message: String,
+    /// Names the current job (`<PackageID>-<job_seq>`); bumped by every retarget or state change.
+    pub job_seq: i64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
@@ -212,4 +214,22 @@ impl PackageField {
             },
         }
     }
+}
+
+/// What a DP reported for a job, as the row should now be.
+#[derive(Debug, Clone)]
+pub struct JobOutcome {
+    pub package_id: String,
+    pub nal_path: String,
+    /// The job the report is about; the row changes only if it is still at this job.
+    pub job_seq: i64,
+    pub state: i64,
+    /// Set when a version was installed (also stamps `last_copied`).
+    pub installed_version: Option<i64>,
+    pub attempts: i64,
+    pub next_attempt_at: Option<String>,
+    /// A finished removal deletes the row.
+    pub remove_row: bool,
+    pub time: String,
+    pub message: String,
 }

@@ -1,7 +1,293 @@
-//! The pkgdist distribution point as a library.
+//! The pkgdist distribution point (`pkgdist dp run`) as a library.
 //!
-//! Built so far: [`serve`], the client download routes over the DP's content library. The
-//! daemon (`pkgdist dp run`), enrollment and the node protocol that fills the library from the
-//! site come next (issue 4).
+//! A DP is a content library plus three sets of routes on one listener:
+//! - client downloads (`pkgdist_node::serve`): anyone may read installed packages;
+//! - source routes (`pkgdist_node::source`): manifests and chunks, for `pkgdist fetch` and
+//!   pull DPs — the same content, so the same audience;
+//! - job routes (`/node/v1/jobs`): only the DP's site, by the token it gave at enrollment.
+//!
+//! State in the data folder: `node.json` (identity, 0600), `library/`, `jobs/`.
 
-pub mod serve;
+pub mod identity;
+pub mod jobs;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use axum::extract::{Path as UrlPath, Request, State};
+use axum::http::StatusCode;
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use pkgdist_content::Library;
+use pkgdist_node::fetch::Fetcher;
+use pkgdist_proto::node::{JOBS_PATH, Job};
+use tokio::net::TcpListener;
+
+use crate::identity::Identity;
+use crate::jobs::Jobs;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DpError {
+    #[error("{0}")]
+    Config(String),
+    #[error("{0}")]
+    Site(String),
+    #[error("DP state: {0}")]
+    State(String),
+    #[error("I/O error on {path}: {source}")]
+    Io { path: String, source: std::io::Error },
+    #[error(transparent)]
+    Content(#[from] pkgdist_content::ContentError),
+    #[error(transparent)]
+    Fetch(#[from] pkgdist_node::fetch::FetchError),
+    #[error("bad job: {0}")]
+    BadJob(String),
+    #[error("cancelled by the site")]
+    Cancelled,
+}
+
+impl DpError {
+    pub fn io(path: &Path, source: std::io::Error) -> Self {
+        Self::Io {
+            path: path.display().to_string(),
+            source,
+        }
+    }
+}
+
+/// Options of `pkgdist dp run`.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    pub data: PathBuf,
+    /// The site's URL; needed to enroll, remembered after.
+    pub site: Option<String>,
+    pub enrollment_token: Option<String>,
+    pub listen: String,
+    pub advertise_url: Option<String>,
+    pub ready_file: Option<PathBuf>,
+    /// Chunk bytes per request to a source (default 8 MiB).
+    pub batch_bytes: Option<u64>,
+}
+
+/// A DP ready to serve: enrolled, listening, jobs resumed.
+#[derive(Debug)]
+pub struct Dp {
+    pub addr: SocketAddr,
+    pub url: String,
+    pub identity: Identity,
+    listener: TcpListener,
+    app: Router,
+}
+
+impl Dp {
+    /// Opens the data folder, binds, enrolls on first start (or says hello to the site), and
+    /// resumes interrupted jobs.
+    pub async fn start(opts: RunOptions) -> Result<Self, DpError> {
+        std::fs::create_dir_all(&opts.data).map_err(|e| DpError::io(&opts.data, e))?;
+        let listener = TcpListener::bind(&opts.listen)
+            .await
+            .map_err(|e| DpError::Config(format!("cannot listen on {}: {e}", opts.listen)))?;
+        let addr = listener.local_addr().map_err(|e| DpError::Config(e.to_string()))?;
+        let url = opts
+            .advertise_url
+            .clone()
+            .unwrap_or_else(|| format!("http://{addr}"))
+            .trim_end_matches('/')
+            .to_owned();
+        let identity = match Identity::load(&opts.data)? {
+            Some(id) if id.enrolled() => {
+                if let Some(site) = &opts.site
+                    && site.trim_end_matches('/') != id.site_url
+                {
+                    tracing::warn!(
+                        enrolled_with = %id.site_url,
+                        given = %site,
+                        "this DP is enrolled with another site URL and keeps using it; to move it, remove it there, add it at the new site and start with a new --data folder"
+                    );
+                }
+                let hello = id.clone();
+                let to = url.clone();
+                tokio::spawn(async move { say_hello(hello, to).await });
+                id
+            }
+            existing => {
+                let token = opts.enrollment_token.as_deref().ok_or_else(|| {
+                    DpError::Config(
+                        "this DP is not enrolled yet: give --site URL and --enrollment-token TOKEN (from `pkgdist dp add`)"
+                            .into(),
+                    )
+                })?;
+                let site = opts
+                    .site
+                    .as_deref()
+                    .ok_or_else(|| DpError::Config("give --site URL: the site this DP enrolls with".into()))?;
+                // A retried enrollment keeps the credential it already offered.
+                let mut id = match existing {
+                    Some(id) if id.site_url == site.trim_end_matches('/') => id,
+                    _ => Identity::new(site),
+                };
+                id.enroll(&opts.data, token, &url).await?;
+                tracing::info!(name = %id.name, nal = %id.nal_path, "enrolled with the site");
+                id
+            }
+        };
+        let library = Arc::new(Library::create_local(&opts.data.join("library"))?);
+        let mut fetcher = Fetcher::new(Some(identity.credential.clone()));
+        if let Some(b) = opts.batch_bytes {
+            fetcher = fetcher.with_batch_bytes(b);
+        }
+        let jobs = Jobs::open(
+            opts.data.join("jobs"),
+            library.clone(),
+            fetcher,
+            identity.site_url.clone(),
+        )?;
+        let resumed = jobs.resume()?;
+        if resumed > 0 {
+            tracing::info!(resumed, "resumed interrupted jobs");
+        }
+        let app = router(library, jobs, identity.clone());
+        Ok(Self {
+            addr,
+            url,
+            identity,
+            listener,
+            app,
+        })
+    }
+
+    /// Serves until `shutdown` resolves.
+    pub async fn serve(self, shutdown: impl std::future::Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+        tracing::info!(addr = %self.addr, dp = %self.identity.name, "distribution point listening");
+        axum::serve(self.listener, self.app)
+            .with_graceful_shutdown(shutdown)
+            .await
+    }
+}
+
+/// Tells the site where this DP is, retrying while the site is unreachable.
+async fn say_hello(id: Identity, url: String) {
+    let mut delay = std::time::Duration::from_millis(500);
+    loop {
+        match id.hello(&url).await {
+            Ok(()) => return,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot tell the site where this DP is; trying again");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(std::time::Duration::from_secs(30));
+            }
+        }
+    }
+}
+
+#[derive(Clone)]
+struct JobState {
+    jobs: Jobs,
+    site_token_hash: String,
+}
+
+fn router(library: Arc<Library>, jobs: Jobs, identity: Identity) -> Router {
+    let state = JobState {
+        jobs,
+        site_token_hash: identity.site_token_hash.unwrap_or_default(),
+    };
+    let job_routes = Router::new()
+        .route(JOBS_PATH, post(submit))
+        .route(&format!("{JOBS_PATH}/{{id}}"), get(status).delete(cancel))
+        .route_layer(middleware::from_fn_with_state(state.clone(), authenticate_site))
+        .with_state(state);
+    Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .merge(pkgdist_node::serve::router(pkgdist_node::serve::Content {
+            library: library.clone(),
+        }))
+        .merge(pkgdist_node::source::router(library))
+        .merge(job_routes)
+        .layer(tower_http::trace::TraceLayer::new_for_http())
+        .layer(tower_http::catch_panic::CatchPanicLayer::new())
+}
+
+fn plain(status: StatusCode, msg: impl Into<String>) -> Response {
+    (status, msg.into() + "\n").into_response()
+}
+
+async fn authenticate_site(State(state): State<JobState>, req: Request, next: Next) -> Response {
+    let token = req
+        .headers()
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim);
+    match token {
+        Some(t) if !state.site_token_hash.is_empty() && identity::hash(t) == state.site_token_hash => {
+            next.run(req).await
+        }
+        Some(_) => plain(StatusCode::UNAUTHORIZED, "the site token is not this DP's site's"),
+        None => plain(
+            StatusCode::UNAUTHORIZED,
+            "job routes are for this DP's site only: Authorization: Bearer <site token>",
+        ),
+    }
+}
+
+fn job_error(e: &DpError) -> Response {
+    let status = match e {
+        DpError::BadJob(_) => StatusCode::BAD_REQUEST,
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    plain(status, e.to_string())
+}
+
+async fn submit(
+    State(state): State<JobState>,
+    job: Result<Json<Job>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    let job = match job {
+        Ok(Json(j)) => j,
+        Err(e) => return plain(StatusCode::BAD_REQUEST, format!("not a job: {e}")),
+    };
+    match state.jobs.submit(job) {
+        Ok(s) => Json(s).into_response(),
+        Err(e) => job_error(&e),
+    }
+}
+
+async fn status(State(state): State<JobState>, UrlPath(id): UrlPath<String>) -> Response {
+    match state.jobs.get(&id) {
+        Ok(Some(s)) => Json(s).into_response(),
+        Ok(None) => plain(StatusCode::NOT_FOUND, format!("no job {id}")),
+        Err(e) => job_error(&e),
+    }
+}
+
+async fn cancel(State(state): State<JobState>, UrlPath(id): UrlPath<String>) -> Response {
+    match state.jobs.cancel(&id) {
+        Ok(Some(s)) => Json(s).into_response(),
+        Ok(None) => plain(StatusCode::NOT_FOUND, format!("no job {id}")),
+        Err(e) => job_error(&e),
+    }
+}
+
+/// `pkgdist dp run`: start, write the ready-file, serve until SIGINT or SIGTERM.
+pub async fn run(
+    opts: RunOptions,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), DpError> {
+    let ready = opts.ready_file.clone();
+    let dp = Dp::start(opts).await?;
+    if let Some(path) = ready {
+        let body = serde_json::to_vec(&pkgdist_proto::Ready {
+            addr: dp.addr.to_string(),
+            pid: std::process::id(),
+        })
+        .map_err(|e| DpError::State(e.to_string()))?;
+        identity::write_private(&path, &body)?;
+    }
+    let addr = dp.addr;
+    dp.serve(shutdown)
+        .await
+        .map_err(|e| DpError::io(Path::new(&addr.to_string()), e))
+}

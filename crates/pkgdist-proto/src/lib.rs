@@ -4,6 +4,7 @@
 
 pub mod catalog;
 pub mod client;
+pub mod node;
 pub mod wire;
 
 pub use catalog::{ClassDef, MethodDef, Param, PropDef, Ty, class};

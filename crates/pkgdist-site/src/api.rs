@@ -109,7 +109,13 @@ async fn authenticate(State(state): State<AppState>, req: Request, next: Next) -
         )
         .into_response();
     }
-    next.run(req).await
+    let changes = !matches!(*req.method(), Method::GET | Method::HEAD);
+    let resp = next.run(req).await;
+    if changes && resp.status().is_success() {
+        // Whatever changed may be work for the distribution manager.
+        state.work.notify_one();
+    }
+    resp
 }
 
 /// What a path names.

@@ -22,6 +22,54 @@ pub struct SiteConfig {
     /// Largest request body accepted, in bytes.
     #[serde(default = "default_max_body")]
     pub max_body_bytes: usize,
+    #[serde(default)]
+    pub distribution: Distribution,
+}
+
+/// `[distribution]`: how the site sends content to its DPs (ConfigMgr's Software Distribution
+/// component settings).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Distribution {
+    /// Jobs running at once over all packages and DPs (ConfigMgr's 3 packages × 5 DPs).
+    #[serde(default = "default_parallel")]
+    pub max_parallel_jobs: usize,
+    /// Attempts before a DP is marked INSTALL_FAILED (or REMOVAL_FAILED).
+    #[serde(default = "default_retry_count")]
+    pub retry_count: u32,
+    /// Seconds between attempts.
+    #[serde(default = "default_retry_delay")]
+    pub retry_delay_secs: u64,
+    /// How often a running job's status is asked of the DP, in milliseconds.
+    #[serde(default = "default_poll_ms")]
+    pub poll_ms: u64,
+}
+
+impl Default for Distribution {
+    fn default() -> Self {
+        Self {
+            max_parallel_jobs: default_parallel(),
+            retry_count: default_retry_count(),
+            retry_delay_secs: default_retry_delay(),
+            poll_ms: default_poll_ms(),
+        }
+    }
+}
+
+fn default_parallel() -> usize {
+    15
+}
+
+fn default_retry_count() -> u32 {
+    100
+}
+
+fn default_retry_delay() -> u64 {
+    30 * 60
+}
+
+fn default_poll_ms() -> u64 {
+    500
 }
 
 fn default_name() -> String {
@@ -69,6 +117,7 @@ impl SiteConfig {
             listen: default_listen(),
             database: String::new(),
             max_body_bytes: default_max_body(),
+            distribution: Distribution::default(),
         };
         cfg.validate()?;
         std::fs::create_dir_all(dir).map_err(|e| SiteError::io(dir, e))?;
@@ -80,6 +129,12 @@ impl SiteConfig {
         self.site_code
             .parse::<pkgdist_core::SiteCode>()
             .map_err(|e| SiteError::Config(e.to_string()))?;
+        let d = &self.distribution;
+        if d.max_parallel_jobs == 0 || d.retry_count == 0 || d.poll_ms == 0 {
+            return Err(SiteError::Config(
+                "[distribution] max-parallel-jobs, retry-count and poll-ms must be at least 1".into(),
+            ));
+        }
         Ok(())
     }
 
@@ -104,11 +159,25 @@ database = ""
 
 # Largest request body the API accepts, in bytes.
 max-body-bytes = {max}
+
+# How content goes to distribution points (ConfigMgr's Software Distribution settings).
+[distribution]
+# Transfers running at once, over all packages and DPs (ConfigMgr: 3 packages x 5 DPs).
+max-parallel-jobs = {par}
+# Attempts before a DP is marked INSTALL_FAILED, and seconds between them (ConfigMgr: 100, 30 min).
+retry-count = {retries}
+retry-delay-secs = {delay}
+# How often a running transfer's progress is asked of the DP, in milliseconds.
+poll-ms = {poll}
 "#,
             code = self.site_code,
             name = self.site_name,
             listen = self.listen,
-            max = self.max_body_bytes
+            max = self.max_body_bytes,
+            par = self.distribution.max_parallel_jobs,
+            retries = self.distribution.retry_count,
+            delay = self.distribution.retry_delay_secs,
+            poll = self.distribution.poll_ms,
         )
     }
 

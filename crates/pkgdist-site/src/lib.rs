@@ -9,8 +9,10 @@
 mod api;
 pub mod auth;
 pub mod config;
+pub mod distmgr;
 pub mod error;
 mod methods;
+mod node;
 mod objects;
 pub mod openapi;
 pub mod scheduler;
@@ -61,24 +63,54 @@ pub async fn open(dir: &Path, cfg: &SiteConfig) -> Result<AppState, SiteError> {
         .site_code
         .parse()
         .map_err(|e: pkgdist_core::IdError| SiteError::Config(e.to_string()))?;
-    Ok(AppState::new(
+    let node_key = node_key(&db).await?;
+    Ok(AppState::with(
         db,
         library,
         site_code,
         cfg.site_name.clone(),
         cfg.max_body_bytes,
+        cfg.distribution.clone(),
+        node_key,
     ))
 }
 
-/// Serves the API on `listener` until `shutdown` resolves.
+/// The site's secret for what it presents to DPs, made on first start and kept in the
+/// database (which holds the site's other secrets' hashes and must be protected anyway).
+async fn node_key(db: &Db) -> Result<[u8; 32], SiteError> {
+    let parse = |hex: &str| -> Option<[u8; 32]> {
+        let bytes: Vec<u8> = (0..hex.len())
+            .step_by(2)
+            .map(|i| hex.get(i..i + 2).and_then(|b| u8::from_str_radix(b, 16).ok()))
+            .collect::<Option<_>>()?;
+        bytes.try_into().ok()
+    };
+    if let Some(hex) = db.setting("node_key").await? {
+        return parse(&hex).ok_or_else(|| SiteError::Config("the stored node key is damaged".into()));
+    }
+    let key: [u8; 32] = rand::random();
+    let hex: String = key.iter().map(|b| format!("{b:02x}")).collect();
+    db.set_setting("node_key", &hex).await?;
+    Ok(key)
+}
+
+/// Serves the API and the node protocol on `listener`, and runs the distribution manager and
+/// the refresh scheduler, until `shutdown` resolves.
 pub async fn serve(
     state: AppState,
     listener: TcpListener,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown)
-        .await
+    let workers = [
+        tokio::spawn(distmgr::run(state.clone())),
+        tokio::spawn(scheduler::run(state.clone())),
+    ];
+    let app = router(state.clone()).merge(node::router(state));
+    let served = axum::serve(listener, app).with_graceful_shutdown(shutdown).await;
+    for w in workers {
+        w.abort();
+    }
+    served
 }
 
 /// The daemon: configuration, state, listener, ready-file, serve until SIGINT or SIGTERM.
@@ -108,7 +140,8 @@ pub async fn run(opts: RunOptions) -> Result<(), SiteError> {
         .map_err(|e| SiteError::io(Path::new(&listen), e))
 }
 
-async fn shutdown_signal() {
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
     let term = async {
         match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
             Ok(mut s) => {

@@ -6,6 +6,7 @@
 //! start-up, and none is handled twice. The clock is a parameter: tests tick at any instant.
 
 use std::time::Duration;
+use tracing::Instrument;
 
 use jiff::Timestamp;
 use jiff::tz::TimeZone;
@@ -60,8 +61,11 @@ pub async fn tick(state: &AppState, now: Timestamp, zone: &TimeZone) -> TickRepo
         if !due {
             continue;
         }
-        let _span = tracing::info_span!("scheduled refresh", package = %p.package_id).entered();
-        match refresh_package(state, &p.package_id, Trigger::Schedule).await {
+        let span = tracing::info_span!("scheduled refresh", package = %p.package_id);
+        match refresh_package(state, &p.package_id, Trigger::Schedule)
+            .instrument(span)
+            .await
+        {
             Ok(r) if r.get("Unchanged").is_some() => report.unchanged.push(p.package_id.clone()),
             Ok(_) => report.refreshed.push(p.package_id.clone()),
             Err(e) => {

@@ -31,6 +31,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// A site and N distribution points in one process, on embedded defaults.
+    Up(cmd::node::UpArgs),
     /// The site server.
     #[command(subcommand)]
     Site(cmd::site::SiteCmd),
@@ -45,6 +47,8 @@ enum Command {
     Group(admin::GroupCmd),
     /// A package's state on each of its DPs.
     Status { package: String },
+    /// Download a package from a DP into a folder, verified, reusing what is there.
+    Fetch(cmd::node::FetchArgs),
     /// Management tokens.
     #[command(subcommand)]
     Token(admin::TokenCmd),
@@ -58,17 +62,19 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let default = if matches!(cli.command, Command::Site(_)) {
-        "info"
-    } else {
-        "warn"
-    };
+    let daemon = matches!(
+        cli.command,
+        Command::Site(_) | Command::Up(_) | Command::Dp(admin::DpCmd::Run(_))
+    );
+    let default = if daemon { "info" } else { "warn" };
     let filter = cli.log.as_deref().unwrap_or(default);
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_new(filter).unwrap_or_else(|_| default.into()))
         .with_writer(std::io::stderr)
         .init();
     let result = match cli.command {
+        Command::Up(a) => cmd::node::up(a).map(|()| ExitCode::SUCCESS),
+        Command::Fetch(a) => cmd::node::fetch(&cli.conn, a).map(|()| ExitCode::SUCCESS),
         Command::Site(c) => cmd::site::run(c).map(|()| ExitCode::SUCCESS),
         Command::Package(c) => admin::package(&cli.conn, c).map(|()| ExitCode::SUCCESS),
         Command::Dp(c) => admin::dp(&cli.conn, c).map(|()| ExitCode::SUCCESS),

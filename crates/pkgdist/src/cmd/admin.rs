@@ -99,6 +99,14 @@ pub enum PackageCmd {
 
 #[derive(Subcommand, Debug)]
 pub enum DpCmd {
+    /// Run a distribution point daemon (enrolls with the site on its first start).
+    Run(crate::cmd::node::DpRunArgs),
+    #[command(flatten)]
+    Admin(DpAdminCmd),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum DpAdminCmd {
     /// Register a DP; prints its one-time enrollment token.
     Add {
         #[arg(long)]
@@ -350,10 +358,14 @@ pub fn package(conn: &Conn, cmd: PackageCmd) -> Result<()> {
 }
 
 pub fn dp(conn: &Conn, cmd: DpCmd) -> Result<()> {
+    let cmd = match cmd {
+        DpCmd::Run(a) => return crate::cmd::node::dp_run(conn, a),
+        DpCmd::Admin(c) => c,
+    };
     runtime()?.block_on(async {
         let c = conn.client()?;
         match cmd {
-            DpCmd::Add { name, description, pull } => {
+            DpAdminCmd::Add { name, description, pull } => {
                 let mut body = json!({"Name": name, "IsPullDP": pull});
                 if let Some(d) = description {
                     body["Description"] = json!(d);
@@ -365,7 +377,7 @@ pub fn dp(conn: &Conn, cmd: DpCmd) -> Result<()> {
                     output::line(format!("enrollment token (shown once): {}", s(o, "enrollment_token")))
                 })
             }
-            DpCmd::List => {
+            DpAdminCmd::List => {
                 let v = objs(c.list("SMS_DistributionPointInfo", &[]).await?);
                 emit(conn, &v, |v| {
                     for o in v.as_array().into_iter().flatten() {
@@ -375,7 +387,7 @@ pub fn dp(conn: &Conn, cmd: DpCmd) -> Result<()> {
                     Ok(())
                 })
             }
-            DpCmd::Remove { dp } => {
+            DpAdminCmd::Remove { dp } => {
                 let (nal, _) = resolve_dp(&c, &dp).await?;
                 c.delete("SMS_DistributionPointInfo", &key(&[("NALPath", &nal)])).await?;
                 emit(conn, &json!({"ReturnValue": 0}), |_| output::line(format!("{dp} removed")))

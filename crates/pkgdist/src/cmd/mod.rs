@@ -2,5 +2,6 @@
 
 pub mod admin;
 pub mod content;
+pub mod node;
 pub mod schedule;
 pub mod site;

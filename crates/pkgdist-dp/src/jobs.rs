@@ -1,0 +1,345 @@
+//! The DP's jobs: one JSON file each in `DIR/jobs/`, rewritten (atomically) at every step that
+//! matters — accepted, planned, each batch made durable, finished — so a DP killed at any point
+//! resumes its running jobs on start, keeps the chunks it had verified, and keeps counting the
+//! bytes it received from where it was.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use pkgdist_content::Library;
+use pkgdist_core::{ContentId, Digest};
+use pkgdist_node::fetch::{self, FetchError, Fetcher, Which};
+use pkgdist_proto::node::{Job, JobKind, JobState, JobStatus};
+use tracing::Instrument;
+
+use crate::DpError;
+use crate::identity::write_private;
+
+/// The job files, and the jobs running in this process.
+#[derive(Debug, Clone)]
+pub struct Jobs {
+    dir: PathBuf,
+    library: Arc<Library>,
+    fetcher: Fetcher,
+    site_url: String,
+    running: Arc<Mutex<HashMap<String, Arc<AtomicBool>>>>,
+    /// Installs hold it shared, removals (which collect garbage) exclusively: garbage
+    /// collection must never see the chunks of a version still being fetched as garbage.
+    gc_gate: Arc<tokio::sync::RwLock<()>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Job IDs become file names: keep them to a safe alphabet.
+fn check_id(id: &str) -> Result<(), DpError> {
+    let ok = !id.is_empty()
+        && id.len() <= 100
+        && id
+            .bytes()
+            .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_' || c == b'.')
+        && !id.starts_with('.');
+    if ok {
+        Ok(())
+    } else {
+        Err(DpError::BadJob(format!(
+            "job ID {id:?} must be 1-100 letters, digits, '-', '_' or '.'"
+        )))
+    }
+}
+
+impl Jobs {
+    pub fn open(dir: PathBuf, library: Arc<Library>, fetcher: Fetcher, site_url: String) -> Result<Self, DpError> {
+        std::fs::create_dir_all(&dir).map_err(|e| DpError::io(&dir, e))?;
+        Ok(Self {
+            dir,
+            library,
+            fetcher,
+            site_url,
+            running: Arc::default(),
+            gc_gate: Arc::default(),
+        })
+    }
+
+    fn path(&self, id: &str) -> PathBuf {
+        self.dir.join(format!("{id}.json"))
+    }
+
+    pub fn get(&self, id: &str) -> Result<Option<JobStatus>, DpError> {
+        check_id(id)?;
+        let path = self.path(id);
+        match std::fs::read(&path) {
+            Ok(b) => serde_json::from_slice(&b)
+                .map(Some)
+                .map_err(|e| DpError::State(format!("{} is damaged: {e}", path.display()))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(DpError::io(&path, e)),
+        }
+    }
+
+    fn save(&self, s: &JobStatus) -> Result<(), DpError> {
+        let bytes = serde_json::to_vec(s).map_err(|e| DpError::State(e.to_string()))?;
+        write_private(&self.path(&s.job.id), &bytes)
+    }
+
+    /// Accepts a job. A job ID already known returns its status: running or finished jobs are
+    /// not started again, a failed one is (that is how the site retries).
+    pub fn submit(&self, job: Job) -> Result<JobStatus, DpError> {
+        check_id(&job.id)?;
+        let content: ContentId = job
+            .content
+            .parse()
+            .map_err(|e| DpError::BadJob(format!("content {:?}: {e}", job.content)))?;
+        if job.kind != JobKind::Remove && job.manifest_hash.is_none() {
+            return Err(DpError::BadJob(format!(
+                "{content}: an install or validate job needs manifest_hash"
+            )));
+        }
+        let _ = content;
+        if let Some(existing) = self.get(&job.id)? {
+            if existing.job != job {
+                return Err(DpError::BadJob(format!(
+                    "job {} already exists with other parameters",
+                    job.id
+                )));
+            }
+            if existing.state != JobState::Failed || lock(&self.running).contains_key(&job.id) {
+                return Ok(existing);
+            }
+        }
+        let status = JobStatus {
+            job,
+            state: JobState::Running,
+            bytes_received: 0,
+            chunks_received: 0,
+            chunks_total: 0,
+            chunks_present: 0,
+            message: "accepted".into(),
+            damaged: Vec::new(),
+        };
+        // A retried job keeps counting the bytes its earlier attempts received.
+        let status = match self.get(&status.job.id)? {
+            Some(old) => JobStatus {
+                bytes_received: old.bytes_received,
+                chunks_received: old.chunks_received,
+                ..status
+            },
+            None => status,
+        };
+        self.save(&status)?;
+        self.start(status.clone());
+        Ok(status)
+    }
+
+    /// Asks a running job to stop; it ends Failed ("cancelled") at its next step.
+    pub fn cancel(&self, id: &str) -> Result<Option<JobStatus>, DpError> {
+        if let Some(flag) = lock(&self.running).get(id) {
+            flag.store(true, Ordering::Relaxed);
+        }
+        self.get(id)
+    }
+
+    /// Starts again every job that was running when the DP stopped.
+    pub fn resume(&self) -> Result<usize, DpError> {
+        let mut n = 0;
+        let rd = std::fs::read_dir(&self.dir).map_err(|e| DpError::io(&self.dir, e))?;
+        for ent in rd.flatten() {
+            let name = ent.file_name().to_string_lossy().into_owned();
+            let Some(id) = name.strip_suffix(".json") else { continue };
+            match self.get(id) {
+                Ok(Some(s)) if s.state == JobState::Running => {
+                    tracing::info!(job = %id, "resuming a job interrupted by a restart");
+                    self.start(s);
+                    n += 1;
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(job = %id, error = %e, "cannot read a job file; ignored"),
+            }
+        }
+        Ok(n)
+    }
+
+    fn start(&self, status: JobStatus) {
+        let flag = Arc::new(AtomicBool::new(false));
+        {
+            let mut running = lock(&self.running);
+            if running.contains_key(&status.job.id) {
+                return;
+            }
+            running.insert(status.job.id.clone(), flag.clone());
+        }
+        let jobs = self.clone();
+        let span =
+            tracing::info_span!("dp job", job = %status.job.id, kind = ?status.job.kind, content = %status.job.content);
+        tokio::spawn(
+            async move {
+                let id = status.job.id.clone();
+                let mut status = status;
+                let result = jobs.execute(&mut status, &flag).await;
+                match result {
+                    Ok(message) => {
+                        status.state = JobState::Succeeded;
+                        status.message = message;
+                    }
+                    Err(e) => {
+                        status.state = JobState::Failed;
+                        status.message = e.to_string();
+                    }
+                }
+                tracing::info!(state = ?status.state, message = %status.message, bytes = status.bytes_received, "job ended");
+                if let Err(e) = jobs.save(&status) {
+                    tracing::error!(error = %e, "cannot record a job's end; it runs again after a restart");
+                }
+                lock(&jobs.running).remove(&id);
+            }
+            .instrument(span),
+        );
+    }
+
+    async fn execute(&self, s: &mut JobStatus, cancel: &AtomicBool) -> Result<String, DpError> {
+        let content: ContentId = s.job.content.parse().map_err(|e| DpError::BadJob(format!("{e}")))?;
+        match s.job.kind {
+            JobKind::Install => {
+                let _shared = self.gc_gate.read().await;
+                self.install(s, content, cancel).await
+            }
+            JobKind::Validate => self.validate(s, content).await,
+            JobKind::Remove => {
+                let _exclusive = self.gc_gate.write().await;
+                self.remove(content).await
+            }
+        }
+    }
+
+    async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Library) -> Result<T, pkgdist_content::ContentError> + Send + 'static,
+    ) -> Result<T, DpError> {
+        let lib = self.library.clone();
+        tokio::task::spawn_blocking(move || f(&lib))
+            .await
+            .map_err(|e| DpError::State(format!("a worker thread failed: {e}")))?
+            .map_err(DpError::from)
+    }
+
+    async fn install(&self, s: &mut JobStatus, content: ContentId, cancel: &AtomicBool) -> Result<String, DpError> {
+        let expect = s.job.manifest_hash;
+        let held = self.blocking(move |l| l.manifest_id(content)).await?;
+        if held.is_some() && held != expect {
+            return Err(DpError::BadJob(format!(
+                "{content} is installed here with another manifest; versions never change, so the site and this DP disagree"
+            )));
+        }
+        let sources = if s.job.sources.is_empty() {
+            vec![self.site_url.clone()]
+        } else {
+            s.job.sources.clone()
+        };
+        let manifest = if held.is_some() {
+            self.blocking(move |l| l.manifest(content)).await?
+        } else {
+            self.fetcher
+                .manifest_from_any(&sources, Which::Version(content), expect)
+                .await?
+                .manifest
+        };
+        let manifest = Arc::new(manifest);
+        let plan = fetch::plan(self.library.clone(), manifest.clone(), s.job.repair).await?;
+        s.chunks_total = plan.total;
+        s.chunks_present = plan.present;
+        s.message = format!("fetching {} of {} chunks", plan.missing.len(), plan.total);
+        self.save(s)?;
+        let mut save_err = None;
+        let filled = fetch::fill(&self.fetcher, &self.library, &sources, &plan.missing, |b| {
+            s.bytes_received += b.wire_bytes;
+            s.chunks_received += b.chunks;
+            if let Err(e) = self.save(s) {
+                save_err = Some(e);
+                return false;
+            }
+            !cancel.load(Ordering::Relaxed)
+        })
+        .await;
+        if let Some(e) = save_err {
+            return Err(e);
+        }
+        match filled {
+            Err(FetchError::Cancelled) => return Err(DpError::Cancelled),
+            other => other?,
+        }
+        let m = manifest.clone();
+        self.blocking(move |l| l.commit(content, &m).map(|_| ())).await?;
+        // Older versions go (the one before stays, for downloads that started on it).
+        let released = self
+            .blocking(move |l| {
+                let mut n = 0;
+                for v in l.versions()? {
+                    if v.package == content.package && v.version + 1 < content.version {
+                        l.release(v)?;
+                        n += 1;
+                    }
+                }
+                Ok(n)
+            })
+            .await?;
+        Ok(format!(
+            "{content} installed: {} chunks fetched, {} already present{}",
+            plan.missing.len(),
+            plan.present,
+            if released > 0 {
+                format!(", {released} older version(s) released")
+            } else {
+                String::new()
+            }
+        ))
+    }
+
+    async fn validate(&self, s: &mut JobStatus, content: ContentId) -> Result<String, DpError> {
+        let expect = s.job.manifest_hash;
+        let held: Option<Digest> = self.blocking(move |l| l.manifest_id(content)).await?;
+        if held.is_none() {
+            s.damaged = vec!["(the whole version is missing)".into()];
+            return Ok(format!("{content} is not installed here"));
+        }
+        if held != expect {
+            s.damaged = vec!["(the manifest differs from the site's)".into()];
+            return Ok(format!("{content} has another manifest here than at the site"));
+        }
+        let report = self.blocking(move |l| l.verify(Some(content))).await?;
+        let mut damaged: Vec<String> = report
+            .problems
+            .iter()
+            .flat_map(|p| p.affects.iter().map(|a| a.path.clone()))
+            .collect();
+        damaged.sort();
+        damaged.dedup();
+        s.damaged = damaged;
+        Ok(format!(
+            "{content}: {} chunks ({} bytes) re-hashed, {} damaged file(s)",
+            report.chunks_checked,
+            report.bytes_checked,
+            s.damaged.len()
+        ))
+    }
+
+    async fn remove(&self, content: ContentId) -> Result<String, DpError> {
+        let pkg = content.package;
+        let (released, gc) = self
+            .blocking(move |l| {
+                let mut n = 0;
+                for v in l.versions()?.into_iter().filter(|v| v.package == pkg) {
+                    l.release(v)?;
+                    n += 1;
+                }
+                Ok((n, l.gc()?))
+            })
+            .await?;
+        Ok(format!(
+            "{pkg} removed: {released} version(s) released, {} chunk(s) ({} bytes) no other package uses freed",
+            gc.chunks_removed, gc.bytes_freed
+        ))
+    }
+}

@@ -1,0 +1,351 @@
+//! Fetching content from other nodes: a manifest checked against the hash the caller trusts,
+//! then only the chunks the caller lacks, in batches, each chunk verified on arrival.
+
+use std::sync::Arc;
+
+use pkgdist_content::{ContentError, Library};
+use pkgdist_core::{ChunkRef, ContentId, Digest, Manifest, PackageId};
+use pkgdist_proto::node::{
+    CHUNKS_PATH, CONTENT_ID_HEADER, ChunkRequest, LATEST_PATH, MANIFESTS_PATH, MAX_CHUNKS_PER_REQUEST, frames,
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum FetchError {
+    #[error("cannot reach {url}: {source}")]
+    Connect {
+        url: String,
+        #[source]
+        source: reqwest::Error,
+    },
+    #[error("{url} answered HTTP {status}: {text}")]
+    Status { url: String, status: u16, text: String },
+    #[error("{url} sent a manifest that hashes to {actual}, not the expected {expected}; it is not trusted")]
+    ManifestMismatch {
+        url: String,
+        expected: Digest,
+        actual: Digest,
+    },
+    #[error("{url} sent bad data: {why}")]
+    BadData { url: String, why: String },
+    #[error("{url} does not hold chunk {id}")]
+    Absent { url: String, id: Digest },
+    #[error("no source given")]
+    NoSource,
+    #[error("cancelled")]
+    Cancelled,
+    #[error(transparent)]
+    Content(#[from] ContentError),
+    #[error("a worker thread failed: {0}")]
+    Join(String),
+}
+
+impl FetchError {
+    fn bad(url: &str, why: impl Into<String>) -> Self {
+        Self::BadData {
+            url: url.to_owned(),
+            why: why.into(),
+        }
+    }
+}
+
+pub type Result<T, E = FetchError> = std::result::Result<T, E>;
+
+/// Which manifest to fetch.
+#[derive(Debug, Clone, Copy)]
+pub enum Which {
+    Version(ContentId),
+    Latest(PackageId),
+}
+
+/// A manifest as fetched.
+#[derive(Debug, Clone)]
+pub struct Fetched {
+    pub content: ContentId,
+    pub manifest: Manifest,
+    pub hash: Digest,
+}
+
+/// Default batch size: chunk bytes (uncompressed) per request.
+pub const BATCH_BYTES: u64 = 8 << 20;
+
+/// An HTTP client for the source routes of other nodes.
+#[derive(Debug, Clone)]
+pub struct Fetcher {
+    http: reqwest::Client,
+    bearer: Option<String>,
+    batch_bytes: u64,
+}
+
+impl Fetcher {
+    /// `bearer` is presented to every source (a DP's credential at its site); `None` for
+    /// anonymous sources (DPs serving clients).
+    pub fn new(bearer: Option<String>) -> Self {
+        Self {
+            http: reqwest::Client::new(),
+            bearer,
+            batch_bytes: BATCH_BYTES,
+        }
+    }
+
+    pub fn with_batch_bytes(mut self, bytes: u64) -> Self {
+        self.batch_bytes = bytes.max(1);
+        self
+    }
+
+    pub fn batch_bytes(&self) -> u64 {
+        self.batch_bytes
+    }
+
+    fn auth(&self, req: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        match &self.bearer {
+            Some(t) => req.bearer_auth(t),
+            None => req,
+        }
+    }
+
+    async fn send(&self, url: &str, req: reqwest::RequestBuilder) -> Result<reqwest::Response> {
+        let resp = self.auth(req).send().await.map_err(|e| FetchError::Connect {
+            url: url.to_owned(),
+            source: e,
+        })?;
+        if resp.status().is_success() {
+            return Ok(resp);
+        }
+        let status = resp.status().as_u16();
+        let text = resp.text().await.unwrap_or_default().trim().to_owned();
+        Err(FetchError::Status {
+            url: url.to_owned(),
+            status,
+            text,
+        })
+    }
+
+    /// A manifest from `source`. With `expect`, it must hash to that value.
+    pub async fn manifest(&self, source: &str, which: Which, expect: Option<Digest>) -> Result<Fetched> {
+        let url = match which {
+            Which::Version(c) => format!("{}{MANIFESTS_PATH}/{c}", base(source)),
+            Which::Latest(p) => format!("{}{LATEST_PATH}/{p}", base(source)),
+        };
+        let resp = self.send(&url, self.http.get(&url)).await?;
+        let content = match which {
+            Which::Version(c) => c,
+            Which::Latest(_) => resp
+                .headers()
+                .get(CONTENT_ID_HEADER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse().ok())
+                .ok_or_else(|| FetchError::bad(&url, "no content ID header"))?,
+        };
+        let bytes = resp.bytes().await.map_err(|e| FetchError::Connect {
+            url: url.clone(),
+            source: e,
+        })?;
+        let hash = Digest::of(&bytes);
+        if let Some(expected) = expect
+            && expected != hash
+        {
+            return Err(FetchError::ManifestMismatch {
+                url,
+                expected,
+                actual: hash,
+            });
+        }
+        let manifest = Manifest::decode(&bytes).map_err(|e| FetchError::bad(&url, format!("manifest: {e}")))?;
+        Ok(Fetched {
+            content,
+            manifest,
+            hash,
+        })
+    }
+
+    /// Chunk envelopes from `source`, in the order of `refs`, and the bytes that crossed the
+    /// wire. Each envelope is checked to unpack to its chunk before it is returned.
+    pub async fn chunks(&self, source: &str, refs: &[ChunkRef]) -> Result<(Vec<Vec<u8>>, u64)> {
+        let url = format!("{}{CHUNKS_PATH}", base(source));
+        let req = ChunkRequest {
+            ids: refs.iter().map(|c| c.id).collect(),
+        };
+        let resp = self.send(&url, self.http.post(&url).json(&req)).await?;
+        let body = resp.bytes().await.map_err(|e| FetchError::Connect {
+            url: url.clone(),
+            source: e,
+        })?;
+        let wire = body.len() as u64;
+        let refs = refs.to_vec();
+        let url2 = url.clone();
+        tokio::task::spawn_blocking(move || -> Result<Vec<Vec<u8>>> {
+            let parsed = frames::parse(&body).map_err(|e| FetchError::bad(&url2, e.to_string()))?;
+            if parsed.len() != refs.len() {
+                return Err(FetchError::bad(
+                    &url2,
+                    format!("{} chunks asked for, {} sent", refs.len(), parsed.len()),
+                ));
+            }
+            let mut out = Vec::with_capacity(refs.len());
+            for (want, (id, env)) in refs.iter().zip(parsed) {
+                if want.id != id {
+                    return Err(FetchError::bad(&url2, "chunks sent out of order"));
+                }
+                let env = env.ok_or(FetchError::Absent { url: url2.clone(), id })?;
+                pkgdist_content::library::check_chunk(env, want)
+                    .map_err(|why| FetchError::bad(&url2, format!("chunk {id}: {why}")))?;
+                out.push(env.to_vec());
+            }
+            Ok(out)
+        })
+        .await
+        .map_err(|e| FetchError::Join(e.to_string()))?
+        .map(|v| (v, wire))
+    }
+
+    /// [`Fetcher::chunks`] from the first of `sources` that can provide them all.
+    pub async fn chunks_from_any(&self, sources: &[String], refs: &[ChunkRef]) -> Result<(Vec<Vec<u8>>, u64)> {
+        let mut last = FetchError::NoSource;
+        for s in sources {
+            match self.chunks(s, refs).await {
+                Ok(r) => return Ok(r),
+                Err(e) => {
+                    tracing::warn!(source = %s, error = %e, "source failed; trying the next");
+                    last = e;
+                }
+            }
+        }
+        Err(last)
+    }
+
+    /// [`Fetcher::manifest`] from the first of `sources` that has it.
+    pub async fn manifest_from_any(&self, sources: &[String], which: Which, expect: Option<Digest>) -> Result<Fetched> {
+        let mut last = FetchError::NoSource;
+        for s in sources {
+            match self.manifest(s, which, expect).await {
+                Ok(r) => return Ok(r),
+                Err(e) => {
+                    tracing::warn!(source = %s, error = %e, "source failed; trying the next");
+                    last = e;
+                }
+            }
+        }
+        Err(last)
+    }
+}
+
+fn base(url: &str) -> &str {
+    url.trim_end_matches('/')
+}
+
+/// Splits chunks into request batches of at most `max_bytes` (uncompressed; at least one chunk
+/// per batch) and [`MAX_CHUNKS_PER_REQUEST`] chunks.
+pub fn batches(chunks: &[ChunkRef], max_bytes: u64) -> Vec<&[ChunkRef]> {
+    let mut out = Vec::new();
+    let (mut start, mut bytes) = (0, 0u64);
+    for (i, c) in chunks.iter().enumerate() {
+        let full = i > start && (bytes + u64::from(c.len) > max_bytes || i - start >= MAX_CHUNKS_PER_REQUEST);
+        if full {
+            out.push(&chunks[start..i]);
+            (start, bytes) = (i, 0);
+        }
+        bytes += u64::from(c.len);
+    }
+    if start < chunks.len() {
+        out.push(&chunks[start..]);
+    }
+    out
+}
+
+/// What installing a version needs to fetch.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// Distinct chunks of the version.
+    pub total: u64,
+    /// Of those, already held (for any package or version).
+    pub present: u64,
+    pub missing: Vec<ChunkRef>,
+}
+
+/// Works out the chunks of `manifest` that `lib` lacks. With `repair`, every chunk already held
+/// is re-hashed first, and damaged ones are deleted so that they count as missing.
+pub async fn plan(lib: Arc<Library>, manifest: Arc<Manifest>, repair: bool) -> Result<Plan> {
+    tokio::task::spawn_blocking(move || -> Result<Plan> {
+        let unique = manifest.unique_chunks();
+        if repair {
+            for c in &unique {
+                lib.keep_if_sound(c)?;
+            }
+        }
+        let missing = lib.missing_chunks(&manifest)?;
+        Ok(Plan {
+            total: unique.len() as u64,
+            present: (unique.len() - missing.len()) as u64,
+            missing,
+        })
+    })
+    .await
+    .map_err(|e| FetchError::Join(e.to_string()))?
+}
+
+/// Progress of [`fill`], after each batch is durable.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct BatchDone {
+    pub chunks: u64,
+    pub wire_bytes: u64,
+}
+
+/// Fetches `missing` chunks from `sources` into `lib`, batch by batch. Each batch is flushed
+/// (durable) before `on_batch` hears of it, so a restart never fetches a reported batch again.
+/// `on_batch` returns whether to go on; `false` ends with [`FetchError::Cancelled`].
+pub async fn fill(
+    fetcher: &Fetcher,
+    lib: &Arc<Library>,
+    sources: &[String],
+    missing: &[ChunkRef],
+    mut on_batch: impl FnMut(BatchDone) -> bool,
+) -> Result<()> {
+    for batch in batches(missing, fetcher.batch_bytes) {
+        let (envelopes, wire) = fetcher.chunks_from_any(sources, batch).await?;
+        let lib = lib.clone();
+        let refs = batch.to_vec();
+        tokio::task::spawn_blocking(move || -> Result<(), ContentError> {
+            for (c, e) in refs.iter().zip(&envelopes) {
+                lib.put_envelope(c, e)?;
+            }
+            lib.flush()
+        })
+        .await
+        .map_err(|e| FetchError::Join(e.to_string()))??;
+        let go_on = on_batch(BatchDone {
+            chunks: batch.len() as u64,
+            wire_bytes: wire,
+        });
+        if !go_on {
+            return Err(FetchError::Cancelled);
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn c(len: u32, n: u8) -> ChunkRef {
+        ChunkRef {
+            id: Digest::of(&[n]),
+            len,
+        }
+    }
+
+    #[test]
+    fn batches_respect_bytes_and_keep_every_chunk() {
+        let chunks: Vec<ChunkRef> = (0..10).map(|i| c(100, i)).collect();
+        let b = batches(&chunks, 250);
+        assert_eq!(b.iter().map(|b| b.len()).collect::<Vec<_>>(), vec![2, 2, 2, 2, 2]);
+        // A chunk larger than the limit still goes, alone.
+        let big = [c(1000, 1), c(10, 2)];
+        assert_eq!(batches(&big, 100).len(), 2);
+        assert!(batches(&[], 100).is_empty());
+        let many: Vec<ChunkRef> = (0..3000u32).map(|i| c(1, (i % 250) as u8)).collect();
+        let b = batches(&many, u64::MAX);
+        assert!(b.iter().all(|b| b.len() <= MAX_CHUNKS_PER_REQUEST));
+        assert_eq!(b.iter().map(|b| b.len()).sum::<usize>(), 3000);
+    }
+}

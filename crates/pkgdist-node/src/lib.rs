@@ -1,0 +1,12 @@
+//! What every pkgdist content node does, site or distribution point alike:
+//!
+//! - [`serve`]: client downloads of package files (HTTP ranges, ETags, listings);
+//! - [`source`]: the node-protocol routes that hand manifests and chunks to other nodes;
+//! - [`fetch`]: the other side: fetch a manifest against a trusted hash, then only the missing
+//!   chunks, in verified batches, into a content library;
+//! - [`download`]: `pkgdist fetch`, the same into a plain folder, reusing what is there.
+
+pub mod download;
+pub mod fetch;
+pub mod serve;
+pub mod source;

@@ -1,0 +1,152 @@
+//! The source routes: how one node hands content to another (node protocol, see
+//! `pkgdist_proto::node`).
+//!
+//! ```text
+//! GET  /node/v1/manifests/<ContentID>   a version's manifest, canonical bytes
+//! GET  /node/v1/latest/<PackageID>      the latest version's manifest (header x-pkgdist-content-id)
+//! POST /node/v1/chunks                  {"ids": [...]} → chunk frames, in request order
+//! ```
+//!
+//! Chunks travel as stored (compressed when that paid), and the receiver verifies every one
+//! against the manifest it trusts, so serving them needs no checks here beyond reading.
+//! Authentication is the caller's: the site layers its DP-credential check on these routes,
+//! a DP serves them to anyone who may download its files anyway.
+
+use std::sync::Arc;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use pkgdist_content::{ContentError, Library};
+use pkgdist_core::{ContentId, PackageId};
+use pkgdist_proto::node::{
+    CHUNKS_PATH, CONTENT_ID_HEADER, ChunkRequest, LATEST_PATH, MANIFESTS_PATH, MAX_CHUNKS_PER_REQUEST, frames,
+};
+
+/// The routes, over `library`.
+pub fn router(library: Arc<Library>) -> Router {
+    Router::new()
+        .route(&format!("{MANIFESTS_PATH}/{{content}}"), get(manifest))
+        .route(&format!("{LATEST_PATH}/{{package}}"), get(latest))
+        .route(CHUNKS_PATH, post(chunks))
+        .with_state(library)
+}
+
+fn plain(status: StatusCode, msg: impl Into<String>) -> Response {
+    (
+        status,
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        msg.into() + "\n",
+    )
+        .into_response()
+}
+
+async fn manifest(State(lib): State<Arc<Library>>, Path(content): Path<String>) -> Response {
+    let Ok(cid) = content.parse::<ContentId>() else {
+        return plain(
+            StatusCode::BAD_REQUEST,
+            format!("{content:?} is not a content ID (PS100001.3)"),
+        );
+    };
+    manifest_response(lib, Some(cid), cid.package).await
+}
+
+async fn latest(State(lib): State<Arc<Library>>, Path(package): Path<String>) -> Response {
+    let Ok(pid) = package.parse::<PackageId>() else {
+        return plain(
+            StatusCode::BAD_REQUEST,
+            format!("{package:?} is not a PackageID (PS100001)"),
+        );
+    };
+    manifest_response(lib, None, pid).await
+}
+
+async fn manifest_response(lib: Arc<Library>, cid: Option<ContentId>, pid: PackageId) -> Response {
+    let found = tokio::task::spawn_blocking(move || -> Result<Option<(ContentId, Vec<u8>)>, ContentError> {
+        let cid = match cid {
+            Some(c) => c,
+            None => match lib.latest(pid)? {
+                Some(c) => c,
+                None => return Ok(None),
+            },
+        };
+        if lib.manifest_id(cid)?.is_none() {
+            return Ok(None);
+        }
+        Ok(Some((cid, lib.manifest(cid)?.encode())))
+    })
+    .await;
+    match found {
+        Ok(Ok(Some((cid, bytes)))) => {
+            let mut r = ([(header::CONTENT_TYPE, "application/octet-stream")], bytes).into_response();
+            if let Ok(v) = HeaderValue::from_str(&cid.to_string()) {
+                r.headers_mut().insert(CONTENT_ID_HEADER, v);
+            }
+            r
+        }
+        Ok(Ok(None)) => plain(StatusCode::NOT_FOUND, format!("no content of {pid} here")),
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "cannot read a manifest to serve");
+            plain(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("cannot read the manifest: {e}"),
+            )
+        }
+        Err(e) => plain(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
+}
+
+/// Frames are sent in groups of about this many bytes, so memory stays bounded however many
+/// chunks are asked for.
+const SEND_GROUP: usize = 1 << 20;
+
+async fn chunks(
+    State(lib): State<Arc<Library>>,
+    body: Result<Json<ChunkRequest>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    let req = match body {
+        Ok(Json(r)) => r,
+        Err(e) => return plain(StatusCode::BAD_REQUEST, format!("expected {{\"ids\": [...]}}: {e}")),
+    };
+    if req.ids.len() > MAX_CHUNKS_PER_REQUEST {
+        return plain(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "{} chunks asked for; at most {MAX_CHUNKS_PER_REQUEST} per request",
+                req.ids.len()
+            ),
+        );
+    }
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(4);
+    tokio::task::spawn_blocking(move || {
+        let mut group = Vec::with_capacity(SEND_GROUP + 300 * 1024);
+        for id in &req.ids {
+            match lib.chunk_envelope(id) {
+                Ok(e) => frames::push(&mut group, id, e.as_deref()),
+                Err(e) => {
+                    tracing::error!(chunk = %id, error = %e, "cannot read a chunk to serve");
+                    // Ends the body early: the receiver sees a truncated frame and retries.
+                    let _ = tx.blocking_send(Err(std::io::Error::other(e.to_string())));
+                    return;
+                }
+            }
+            if group.len() >= SEND_GROUP {
+                let full = std::mem::replace(&mut group, Vec::with_capacity(SEND_GROUP + 300 * 1024));
+                if tx.blocking_send(Ok(Bytes::from(full))).is_err() {
+                    return; // the receiver went away
+                }
+            }
+        }
+        if !group.is_empty() {
+            let _ = tx.blocking_send(Ok(Bytes::from(group)));
+        }
+    });
+    (
+        [(header::CONTENT_TYPE, "application/octet-stream")],
+        Body::from_stream(tokio_stream::wrappers::ReceiverStream::new(rx)),
+    )
+        .into_response()
+}

@@ -1,0 +1,243 @@
+//! The node protocol: what a site and its distribution points say to each other.
+//!
+//! Content moves by pull (DESIGN.md §4). The site hands a DP a [`Job`]; the DP fetches the
+//! manifest from a source, checks it against the hash in the job, asks the source for the
+//! chunks it lacks in batches ([`ChunkRequest`] → a body of [`frames`]), verifies each chunk,
+//! commits the version and keeps a [`JobStatus`] the site polls. Every node that holds content
+//! serves the same two source routes, so a site, a DP (for `pkgdist fetch`) and later a pull
+//! DP's source all look alike to the fetcher.
+//!
+//! Authentication, both ways:
+//! - DP → site: `Authorization: Bearer <credential>`. The DP makes the credential itself and
+//!   hands it over once, with its one-time enrollment token ([`EnrollRequest`]); the site keeps
+//!   only its hash. Retrying an enrollment with the same token and credential is harmless, so a
+//!   DP that crashed before saving the answer can try again.
+//! - site → DP: `Authorization: Bearer <site token>`, a secret the site derives for this DP
+//!   from its own key and returns in [`EnrollResponse`]; the DP keeps only its hash.
+
+use pkgdist_core::Digest;
+use serde::{Deserialize, Serialize};
+
+/// DP → site: trade a one-time enrollment token for a standing credential.
+pub const ENROLL_PATH: &str = "/node/v1/enroll";
+/// DP → site, on every start: where the DP can be reached now.
+pub const HELLO_PATH: &str = "/node/v1/hello";
+/// site → DP: `POST` a job, `GET …/{id}` its status, `DELETE …/{id}` cancels it.
+pub const JOBS_PATH: &str = "/node/v1/jobs";
+/// Any content node: `GET …/{ContentID}` is the manifest of a version (canonical bytes).
+pub const MANIFESTS_PATH: &str = "/node/v1/manifests";
+/// Any content node: `GET …/{PackageID}` is the manifest of the latest version it holds.
+pub const LATEST_PATH: &str = "/node/v1/latest";
+/// Any content node: `POST` a [`ChunkRequest`], get the chunks back as [`frames`].
+pub const CHUNKS_PATH: &str = "/node/v1/chunks";
+
+/// Response header of the manifest routes: the content ID served.
+pub const CONTENT_ID_HEADER: &str = "x-pkgdist-content-id";
+
+/// The most chunks one [`ChunkRequest`] may name.
+pub const MAX_CHUNKS_PER_REQUEST: usize = 1024;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EnrollRequest {
+    /// The one-time token `pkgdist dp add` printed.
+    pub enrollment_token: String,
+    /// The credential the DP will present from now on (made by the DP, random).
+    pub credential: String,
+    /// Where the site reaches the DP, e.g. `http://10.0.0.5:8471`.
+    pub url: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EnrollResponse {
+    pub name: String,
+    pub nal_path: String,
+    pub site_code: String,
+    /// What the site will present to the DP.
+    pub site_token: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HelloRequest {
+    pub url: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobKind {
+    /// Bring the DP to a content version (fetching only what it lacks).
+    Install,
+    /// Release every version of the job's package on the DP.
+    Remove,
+    /// Re-hash the installed version and report damaged files.
+    Validate,
+}
+
+/// One unit of work for a DP. Jobs are idempotent: the same `id` posted again returns the
+/// job's status (or restarts it when it had failed), never a second transfer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Job {
+    /// Unique per DP; the site uses `<PackageID>-<sequence>`.
+    pub id: String,
+    pub kind: JobKind,
+    /// A content ID (`PS100001.3`) for install and validate; for remove, any version of the
+    /// package (all of its versions go).
+    pub content: String,
+    /// Install and validate: the hash the manifest must have.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub manifest_hash: Option<Digest>,
+    /// Base URLs to fetch from, in order of preference.
+    #[serde(default)]
+    pub sources: Vec<String>,
+    /// Install: re-hash every chunk already held and fetch again what is damaged (what
+    /// `ReDistributePackage` asks for).
+    #[serde(default)]
+    pub repair: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobState {
+    Running,
+    Succeeded,
+    Failed,
+}
+
+impl JobState {
+    pub fn is_terminal(self) -> bool {
+        !matches!(self, JobState::Running)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobStatus {
+    pub job: Job,
+    pub state: JobState,
+    /// Chunk bytes received from sources for this job, as sent (compressed chunks count
+    /// compressed), over every attempt and restart.
+    pub bytes_received: u64,
+    pub chunks_received: u64,
+    /// Distinct chunks the version has, and how many were already present when planning.
+    pub chunks_total: u64,
+    pub chunks_present: u64,
+    /// What happened, for the site's status message.
+    pub message: String,
+    /// Validate: files found damaged or missing.
+    #[serde(default)]
+    pub damaged: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChunkRequest {
+    pub ids: Vec<Digest>,
+}
+
+/// The body answering a [`ChunkRequest`]: one frame per requested chunk, in request order.
+///
+/// ```text
+/// frame := id (32 bytes) · length (u32, big-endian) · envelope (length bytes)
+/// ```
+///
+/// A length of [`frames::ABSENT`] (and no bytes) says the source does not hold that chunk.
+pub mod frames {
+    use pkgdist_core::Digest;
+
+    pub const ABSENT: u32 = u32::MAX;
+    const HEADER: usize = 36;
+
+    /// Appends one frame.
+    pub fn push(out: &mut Vec<u8>, id: &Digest, envelope: Option<&[u8]>) {
+        out.extend_from_slice(id.as_bytes());
+        match envelope {
+            Some(e) => {
+                let len = u32::try_from(e.len()).unwrap_or(ABSENT - 1);
+                out.extend_from_slice(&len.to_be_bytes());
+                out.extend_from_slice(e);
+            }
+            None => out.extend_from_slice(&ABSENT.to_be_bytes()),
+        }
+    }
+
+    #[derive(Debug, thiserror::Error, PartialEq, Eq)]
+    #[error("malformed chunk frames at byte {at}: {why}")]
+    pub struct FrameError {
+        pub at: usize,
+        pub why: &'static str,
+    }
+
+    /// Splits a body into frames (id, envelope or `None` when absent). Strict: a truncated
+    /// frame or trailing bytes are an error.
+    pub fn parse(mut body: &[u8]) -> Result<Vec<(Digest, Option<&[u8]>)>, FrameError> {
+        let mut out = Vec::new();
+        let mut at = 0;
+        while !body.is_empty() {
+            if body.len() < HEADER {
+                return Err(FrameError {
+                    at,
+                    why: "truncated frame header",
+                });
+            }
+            let mut id = [0u8; 32];
+            id.copy_from_slice(&body[..32]);
+            let mut len = [0u8; 4];
+            len.copy_from_slice(&body[32..HEADER]);
+            let len = u32::from_be_bytes(len);
+            body = &body[HEADER..];
+            at += HEADER;
+            if len == ABSENT {
+                out.push((Digest(id), None));
+                continue;
+            }
+            let len = len as usize;
+            if body.len() < len {
+                return Err(FrameError {
+                    at,
+                    why: "truncated chunk",
+                });
+            }
+            out.push((Digest(id), Some(&body[..len])));
+            body = &body[len..];
+            at += len;
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_round_trip_and_refuse_truncation() {
+        let (a, b) = (Digest::of(b"a"), Digest::of(b"b"));
+        let mut body = Vec::new();
+        frames::push(&mut body, &a, Some(b"envelope-a"));
+        frames::push(&mut body, &b, None);
+        frames::push(&mut body, &a, Some(b""));
+        let parsed = frames::parse(&body).unwrap();
+        assert_eq!(
+            parsed,
+            vec![(a, Some(&b"envelope-a"[..])), (b, None), (a, Some(&b""[..]))]
+        );
+        for cut in 1..body.len() {
+            let r = frames::parse(&body[..cut]);
+            // Cuts on a frame boundary parse (fewer frames); every other cut is an error.
+            let boundaries = [46, 82, 118];
+            assert_eq!(r.is_ok(), boundaries.contains(&cut), "cut at {cut}");
+        }
+    }
+
+    #[test]
+    fn job_json_is_stable() {
+        let j = Job {
+            id: "PS100001-3".into(),
+            kind: JobKind::Install,
+            content: "PS100001.2".into(),
+            manifest_hash: Some(Digest::of(b"m")),
+            sources: vec!["http://127.0.0.1:1".into()],
+            repair: false,
+        };
+        let v = serde_json::to_value(&j).unwrap();
+        assert_eq!(v["kind"], "install");
+        assert_eq!(serde_json::from_value::<Job>(v).unwrap(), j);
+    }
+}

@@ -1,0 +1,116 @@
+//! The site's side of the node protocol (`pkgdist_proto::node`): DPs enroll, say where they
+//! are, and fetch content. Every route but enrollment wants the DP's credential; an
+//! unenrolled or deleted DP is refused.
+
+use axum::extract::{Request, State};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::{Extension, Json, Router};
+use pkgdist_core::errors::ErrorKind;
+use pkgdist_db::DpRow;
+use pkgdist_proto::node::{ENROLL_PATH, EnrollRequest, EnrollResponse, HELLO_PATH, HelloRequest};
+
+use crate::auth;
+use crate::error::{ApiError, ApiResult};
+use crate::state::AppState;
+
+pub fn router(state: AppState) -> Router {
+    let authed = Router::new()
+        .route(HELLO_PATH, post(hello))
+        .with_state(state.clone())
+        .merge(pkgdist_node::source::router(state.library.clone()))
+        .route_layer(middleware::from_fn_with_state(state.clone(), authenticate_dp));
+    Router::new()
+        .route(ENROLL_PATH, post(enroll))
+        .with_state(state)
+        .merge(authed)
+}
+
+/// The bearer token of a request, if any.
+pub fn bearer(req: &Request) -> Option<&str> {
+    req.headers()
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, t)| t.trim())
+}
+
+async fn authenticate_dp(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+    let Some(token) = bearer(&req) else {
+        return ApiError::new(
+            ErrorKind::Unauthenticated,
+            "node routes need the DP's credential: Authorization: Bearer <credential>",
+        )
+        .into_response();
+    };
+    match state.db.dp_by_credential(&auth::hash(token)).await {
+        Ok(Some(dp)) => {
+            req.extensions_mut().insert(dp);
+            next.run(req).await
+        }
+        Ok(None) => ApiError::new(
+            ErrorKind::Unauthenticated,
+            "the DP credential is unknown: the DP was never enrolled or has been removed from the site",
+        )
+        .into_response(),
+        Err(e) => ApiError::from(e).into_response(),
+    }
+}
+
+async fn enroll(State(state): State<AppState>, body: Json<EnrollRequest>) -> ApiResult<Json<EnrollResponse>> {
+    let req = body.0;
+    check_url(&req.url)?;
+    if req.credential.len() < 32 {
+        return Err(ApiError::new(
+            ErrorKind::InvalidValue,
+            "the DP credential must be at least 32 characters",
+        ));
+    }
+    let cred_hash = auth::hash(&req.credential);
+    let Some(dp) = state
+        .db
+        .enroll_dp(&auth::hash(&req.enrollment_token), &cred_hash, &req.url)
+        .await?
+    else {
+        return Err(ApiError::new(
+            ErrorKind::Unauthenticated,
+            "the enrollment token is unknown or already used: run `pkgdist dp add` (or remove and add the DP again) for a new one",
+        ));
+    };
+    tracing::info!(dp = %dp.name, url = %req.url, "distribution point enrolled");
+    state.work.notify_one();
+    Ok(Json(EnrollResponse {
+        site_token: state.site_token(&cred_hash),
+        name: dp.name,
+        nal_path: dp.nal_path,
+        site_code: dp.site_code,
+    }))
+}
+
+async fn hello(
+    State(state): State<AppState>,
+    Extension(dp): Extension<DpRow>,
+    body: Json<HelloRequest>,
+) -> ApiResult<impl IntoResponse> {
+    check_url(&body.url)?;
+    if dp.url.as_deref() != Some(body.url.as_str()) {
+        state.db.set_dp_url(&dp.nal_path, &body.url).await?;
+        tracing::info!(dp = %dp.name, url = %body.url, "distribution point moved");
+    }
+    state.work.notify_one();
+    Ok(Json(serde_json::json!({"ok": true})))
+}
+
+fn check_url(url: &str) -> ApiResult<()> {
+    let ok = (url.starts_with("http://") || url.starts_with("https://")) && url.len() < 2048;
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            ErrorKind::InvalidValue,
+            format!("{url:?} is not an http(s) URL where the site can reach the DP"),
+        ))
+    }
+}

@@ -1,0 +1,255 @@
+//! The commands that move content: `pkgdist dp run` (a DP daemon), `pkgdist up` (a site and N
+//! DPs in one process) and `pkgdist fetch` (a client).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, bail};
+use clap::Args;
+use pkgdist_node::fetch::{Fetcher, Which};
+use pkgdist_proto::Client;
+use pkgdist_proto::client::key;
+use serde_json::json;
+
+use crate::cmd::admin::Conn;
+use crate::output;
+
+#[derive(Args, Debug)]
+pub struct DpRunArgs {
+    /// Data folder: node.json (identity), library/, jobs/. Created on first start.
+    #[arg(long)]
+    pub data: PathBuf,
+    /// The one-time token from `pkgdist dp add`; needed on the first start only. The site is
+    /// the global --site.
+    #[arg(long, env = "PKGDIST_ENROLLMENT_TOKEN", hide_env_values = true)]
+    pub enrollment_token: Option<String>,
+    /// Listen address (127.0.0.1:0 picks a free port).
+    #[arg(long, default_value = "127.0.0.1:8471")]
+    pub listen: String,
+    /// The URL the site and clients use to reach this DP, if not http://<bound address>.
+    #[arg(long)]
+    pub advertise_url: Option<String>,
+    /// Written with {"addr": …, "pid": …} once the DP listens.
+    #[arg(long)]
+    pub ready_file: Option<PathBuf>,
+    /// Chunk bytes asked of a source per request.
+    #[arg(long, hide = true)]
+    pub batch_bytes: Option<u64>,
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?)
+}
+
+pub fn dp_run(conn: &Conn, a: DpRunArgs) -> Result<()> {
+    runtime()?.block_on(pkgdist_dp::run(
+        pkgdist_dp::RunOptions {
+            data: a.data,
+            site: Some(conn.site.clone()),
+            enrollment_token: a.enrollment_token,
+            listen: a.listen,
+            advertise_url: a.advertise_url,
+            ready_file: a.ready_file,
+            batch_bytes: a.batch_bytes,
+        },
+        pkgdist_site::shutdown_signal(),
+    ))?;
+    Ok(())
+}
+
+#[derive(Args, Debug)]
+pub struct FetchArgs {
+    /// A PackageID (the latest version the DP has) or a content ID (PS100001.3).
+    pub package: String,
+    /// The DP's URL.
+    #[arg(long)]
+    pub dp: String,
+    /// The folder to download into; files already there are reused chunk by chunk.
+    pub dest: PathBuf,
+}
+
+pub fn fetch(conn: &Conn, a: FetchArgs) -> Result<()> {
+    let which = if a.package.contains('.') {
+        Which::Version(a.package.parse().context("PACKAGE")?)
+    } else {
+        Which::Latest(a.package.parse().context("PACKAGE")?)
+    };
+    let stats = runtime()?.block_on(pkgdist_node::download::download(
+        &Fetcher::new(None),
+        &a.dp,
+        which,
+        &a.dest,
+    ))?;
+    let content = stats.content.map(|c| c.to_string()).unwrap_or_default();
+    if conn.json {
+        return output::json(&json!({
+            "content_id": content,
+            "files": stats.files,
+            "files_unchanged": stats.files_unchanged,
+            "files_written": stats.files_written,
+            "bytes_reused": stats.bytes_reused,
+            "bytes_fetched": stats.bytes_fetched,
+            "wire_bytes": stats.wire_bytes,
+        }));
+    }
+    output::line(format!(
+        "{content}: {} files ({} unchanged, {} written), {} reused from {}, {} fetched ({} on the wire), every byte verified",
+        stats.files,
+        stats.files_unchanged,
+        stats.files_written,
+        output::bytes(stats.bytes_reused),
+        a.dest.display(),
+        output::bytes(stats.bytes_fetched),
+        output::bytes(stats.wire_bytes),
+    ))
+}
+
+#[derive(Args, Debug)]
+pub struct UpArgs {
+    /// Data folder: site/ and dp1/ … dpN/. Created on first start.
+    #[arg(long, default_value = "pkgdist-data")]
+    pub data: PathBuf,
+    /// How many local DPs.
+    #[arg(long, default_value_t = 2)]
+    pub dps: usize,
+    /// The site's listen address; DPs listen on the following ports (or on free ports when
+    /// this is port 0).
+    #[arg(long, default_value = "127.0.0.1:8470")]
+    pub listen: String,
+    /// Written with {"site": …, "dps": […], "token_file": …} once everything listens.
+    #[arg(long)]
+    pub ready_file: Option<PathBuf>,
+    /// Site code of a new site.
+    #[arg(long, default_value = "PS1")]
+    pub site_code: String,
+}
+
+pub fn up(a: UpArgs) -> Result<()> {
+    runtime()?.block_on(up_async(a))
+}
+
+async fn up_async(a: UpArgs) -> Result<()> {
+    if a.dps > 64 {
+        bail!("--dps {}: at most 64 local DPs", a.dps);
+    }
+    let site_dir = a.data.join("site");
+    std::fs::create_dir_all(&site_dir).with_context(|| format!("creating {}", site_dir.display()))?;
+    let exists = site_dir.join("site.toml").exists();
+    let code = (!exists).then_some(a.site_code.as_str());
+    let (cfg, _) = pkgdist_site::SiteConfig::load_or_init(&site_dir, code)?;
+    let state = pkgdist_site::open(&site_dir, &cfg).await?;
+    let listener = tokio::net::TcpListener::bind(&a.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", a.listen))?;
+    let site_addr = listener.local_addr()?;
+    let site_url = format!("http://{site_addr}");
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stopped = move || {
+        let mut rx = stop_rx.clone();
+        async move {
+            let _ = rx.wait_for(|s| *s).await;
+        }
+    };
+    let mut tasks = tokio::task::JoinSet::new();
+    let site_stop = stopped();
+    tasks.spawn(async move {
+        pkgdist_site::serve(state, listener, site_stop)
+            .await
+            .map_err(anyhow::Error::from)
+    });
+
+    let token_file = site_dir.join("bootstrap-token");
+    let token = match std::env::var(pkgdist_site::auth::BOOTSTRAP_ENV) {
+        Ok(t) => t,
+        Err(_) => std::fs::read_to_string(&token_file)
+            .with_context(|| format!("reading {}", token_file.display()))?
+            .trim()
+            .to_owned(),
+    };
+    let client = Client::new(&site_url, &token)?;
+    let mut dp_addrs = Vec::new();
+    for i in 1..=a.dps {
+        let dir = a.data.join(format!("dp{i}"));
+        let listen = next_port(site_addr, i);
+        let enrolled = pkgdist_dp::identity::Identity::load(&dir)?.is_some_and(|id| id.enrolled());
+        let enrollment_token = if enrolled {
+            None
+        } else {
+            Some(register(&client, &format!("dp{i}")).await?)
+        };
+        let dp = pkgdist_dp::Dp::start(pkgdist_dp::RunOptions {
+            data: dir,
+            site: Some(site_url.clone()),
+            enrollment_token,
+            listen,
+            advertise_url: None,
+            ready_file: None,
+            batch_bytes: None,
+        })
+        .await?;
+        dp_addrs.push(dp.addr.to_string());
+        let dp_stop = stopped();
+        tasks.spawn(async move { dp.serve(dp_stop).await.map_err(anyhow::Error::from) });
+    }
+    output::line(format!("site {} API: {site_url}", cfg.site_code))?;
+    for (i, d) in dp_addrs.iter().enumerate() {
+        output::line(format!("dp{}:          http://{d}", i + 1))?;
+    }
+    output::line(format!("admin token:  {}", token_file.display()))?;
+    if let Some(ready) = &a.ready_file {
+        let body = serde_json::to_vec(&json!({
+            "site": site_addr.to_string(),
+            "dps": dp_addrs,
+            "token_file": token_file.display().to_string(),
+        }))?;
+        pkgdist_site::config::write_atomic(ready, &body)?;
+    }
+    tokio::select! {
+        () = pkgdist_site::shutdown_signal() => {}
+        Some(done) = tasks.join_next() => {
+            done??;
+            bail!("a server stopped unexpectedly");
+        }
+    }
+    let _ = stop_tx.send(true);
+    while let Some(done) = tasks.join_next().await {
+        done??;
+    }
+    Ok(())
+}
+
+/// DP `i`'s listen address: the port after the site's, or any free port.
+fn next_port(site: SocketAddr, i: usize) -> String {
+    match site.port() {
+        0 => format!("{}:0", site.ip()),
+        p => format!("{}:{}", site.ip(), usize::from(p) + i),
+    }
+}
+
+/// Registers local DP `name` at the site (again, if an earlier start registered it but died
+/// before it enrolled) and returns its enrollment token.
+async fn register(client: &Client, name: &str) -> Result<String> {
+    let body = json!({"Name": name, "Description": "local DP of pkgdist up"});
+    let created = match client.create("SMS_DistributionPointInfo", &body).await {
+        Ok(o) => o,
+        Err(_) => {
+            let found = client
+                .list(
+                    "SMS_DistributionPointInfo",
+                    &[("$filter", &format!("Name eq '{name}'"))],
+                )
+                .await?;
+            if let Some(nal) = found.first().and_then(|o| o.get("NALPath")).and_then(|v| v.as_str()) {
+                client
+                    .delete("SMS_DistributionPointInfo", &key(&[("NALPath", nal)]))
+                    .await?;
+            }
+            client.create("SMS_DistributionPointInfo", &body).await?
+        }
+    };
+    created
+        .get("EnrollmentToken")
+        .and_then(|v| v.as_str())
+        .map(str::to_owned)
+        .context("the site did not return an enrollment token")
+}
