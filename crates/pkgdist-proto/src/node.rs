@@ -164,9 +164,11 @@ pub mod frames {
         pub why: &'static str,
     }
 
-    /// Splits a body into frames (id, envelope or `None` when absent). Strict: a truncated
-    /// frame or trailing bytes are an error.
-    pub fn parse(mut body: &[u8]) -> Result<Vec<(Digest, Option<&[u8]>)>, FrameError> {
+    /// One frame: a chunk id and its envelope, `None` when the source does not hold it.
+    pub type Frame<'a> = (Digest, Option<&'a [u8]>);
+
+    /// Splits a body into frames. Strict: a truncated frame or trailing bytes are an error.
+    pub fn parse(mut body: &[u8]) -> Result<Vec<Frame<'_>>, FrameError> {
         let mut out = Vec::new();
         let mut at = 0;
         while !body.is_empty() {

@@ -19,7 +19,13 @@ pub struct Daemon {
 
 impl Daemon {
     /// Starts `cmd` (which must be given `--ready-file ready`) and waits up to 60 s for it.
-    pub fn start(mut cmd: Command, ready: &Path, log: &Path) -> Result<Self> {
+    pub fn start(cmd: Command, ready: &Path, log: &Path) -> Result<Self> {
+        Self::start_with(cmd, ready, log, "addr")
+    }
+
+    /// [`Daemon::start`] for a ready-file whose address is under `key` (`pkgdist up` writes
+    /// `"site"`).
+    pub fn start_with(mut cmd: Command, ready: &Path, log: &Path, key: &str) -> Result<Self> {
         let _ = std::fs::remove_file(ready);
         let out = std::fs::File::create(log)?;
         let child = cmd
@@ -36,7 +42,7 @@ impl Daemon {
         loop {
             if let Ok(text) = std::fs::read_to_string(ready)
                 && let Ok(v) = serde_json::from_str::<serde_json::Value>(&text)
-                && let Some(addr) = v["addr"].as_str()
+                && let Some(addr) = v[key].as_str()
             {
                 d.addr = addr.to_owned();
                 return Ok(d);

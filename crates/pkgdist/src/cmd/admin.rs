@@ -550,8 +550,8 @@ pub fn status(conn: &Conn, package: &str) -> Result<()> {
                     "{:<20} {:<18} {:>9} {:>8}  {}",
                     name_of(r["ServerNALPath"].as_str().unwrap_or_default()),
                     state,
-                    r["SourceVersion"],
-                    r["TargetVersion"],
+                    r["SourceVersion"].to_string(),
+                    r["TargetVersion"].to_string(),
                     r["LastMessage"].as_str().unwrap_or_default()
                 ))?;
             }

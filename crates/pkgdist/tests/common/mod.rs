@@ -1,0 +1,261 @@
+//! A site and its distribution points as real processes on 127.0.0.1, driven through the CLI
+//! and plain HTTP.
+
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use pkgdist_testkit::process::Daemon;
+use serde_json::Value;
+
+pub const TOKEN: &str = "e2e-bootstrap-token-0123456789";
+
+pub fn pkgdist() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_pkgdist"))
+}
+
+pub struct Site {
+    pub dir: PathBuf,
+    pub daemon: Daemon,
+}
+
+impl Site {
+    /// A site whose failed transfers are retried after 1 s, and whose jobs are polled every
+    /// 100 ms, so tests do not wait on production timings.
+    pub fn start(dir: &Path) -> Self {
+        let data = dir.join("site");
+        fs::create_dir_all(&data).unwrap();
+        if !data.join("site.toml").exists() {
+            fs::write(
+                data.join("site.toml"),
+                "site-code = \"PS1\"\n[distribution]\nretry-count = 100\nretry-delay-secs = 1\npoll-ms = 100\n",
+            )
+            .unwrap();
+        }
+        let daemon = Self::spawn(dir);
+        Self {
+            dir: dir.to_owned(),
+            daemon,
+        }
+    }
+
+    fn spawn(dir: &Path) -> Daemon {
+        let mut cmd = pkgdist();
+        cmd.args(["site", "run", "--listen", "127.0.0.1:0"])
+            .arg("--data")
+            .arg(dir.join("site"))
+            .arg("--ready-file")
+            .arg(dir.join("site-ready.json"))
+            .env("PKGDIST_BOOTSTRAP_TOKEN", TOKEN);
+        Daemon::start(cmd, &dir.join("site-ready.json"), &dir.join("site.log")).unwrap()
+    }
+
+    pub fn url(&self) -> String {
+        self.daemon.url()
+    }
+
+    /// Runs the admin CLI against this site; panics with its output when it fails.
+    pub fn cli(&self, args: &[&str]) -> String {
+        let out = pkgdist()
+            .args(["--site", &self.url(), "--token", TOKEN])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "pkgdist {args:?} failed:\n{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    pub fn cli_json(&self, args: &[&str]) -> Value {
+        let mut all = vec!["--json"];
+        all.extend_from_slice(args);
+        serde_json::from_str(&self.cli(&all)).unwrap()
+    }
+
+    /// GET on the WMI route, as JSON.
+    pub fn get(&self, path: &str) -> Value {
+        let (status, v) = http(
+            reqwest::Method::GET,
+            &format!("{}/AdminService/wmi/{path}", self.url()),
+            Some(TOKEN),
+        );
+        assert_eq!(status, 200, "{path}: {v}");
+        v
+    }
+
+    /// Registers a DP and starts it; returns the running DP.
+    pub fn add_dp(&self, name: &str) -> Dp {
+        let out = self.cli_json(&["dp", "add", "--name", name]);
+        let token = out["enrollment_token"].as_str().unwrap().to_owned();
+        Dp::start(self, name, Some(&token), &[])
+    }
+
+    /// The per-DP rows of a package (`SMS_PackageStatusDistPointsSummarizer`).
+    pub fn dp_rows(&self, package: &str) -> Vec<Value> {
+        let v = self.get(&format!(
+            "SMS_PackageStatusDistPointsSummarizer?$filter=PackageID%20eq%20'{package}'"
+        ));
+        v["value"].as_array().unwrap().clone()
+    }
+
+    /// Status messages of a package, oldest first.
+    pub fn statuses(&self, package: &str) -> Vec<Value> {
+        let v = self.get(&format!(
+            "SMS_DistributionDPStatus?$filter=PackageID%20eq%20'{package}'"
+        ));
+        let mut all = v["value"].as_array().unwrap().clone();
+        all.sort_by_key(|m| m["ID"].as_i64());
+        all
+    }
+
+    /// Waits until every DP row of `package` is INSTALLED at `version` (and there are `dps`).
+    pub fn wait_installed(&self, package: &str, dps: usize, version: i64) {
+        wait(
+            Duration::from_secs(120),
+            &format!("{package} INSTALLED at {version} on {dps} DPs"),
+            || {
+                let rows = self.dp_rows(package);
+                let done = rows.len() == dps && rows.iter().all(|r| r["State"] == 0 && r["SourceVersion"] == version);
+                done.then_some(()).ok_or_else(|| format!("{rows:#?}"))
+            },
+        );
+    }
+
+    /// The newest success message for `package` on the DP named `dp`.
+    pub fn last_success(&self, package: &str, dp: &str) -> Value {
+        self.statuses(package)
+            .into_iter()
+            .rev()
+            .find(|m| m["Name"] == dp && m["MessageState"] == 1)
+            .unwrap_or_else(|| panic!("no success message for {package} on {dp}"))
+    }
+}
+
+pub struct Dp {
+    pub name: String,
+    pub dir: PathBuf,
+    pub daemon: Daemon,
+}
+
+impl Dp {
+    pub fn start(site: &Site, name: &str, token: Option<&str>, extra: &[&str]) -> Self {
+        let dir = site.dir.join(name);
+        let ready = site.dir.join(format!("{name}-ready.json"));
+        let mut cmd = pkgdist();
+        cmd.args(["dp", "run", "--listen", "127.0.0.1:0", "--site", &site.url()])
+            .arg("--data")
+            .arg(&dir)
+            .arg("--ready-file")
+            .arg(&ready)
+            .args(extra);
+        if let Some(t) = token {
+            cmd.args(["--enrollment-token", t]);
+        }
+        let daemon = Daemon::start(cmd, &ready, &site.dir.join(format!("{name}.log"))).unwrap();
+        Self {
+            name: name.to_owned(),
+            dir,
+            daemon,
+        }
+    }
+
+    /// Starts the DP again on its data folder (already enrolled).
+    pub fn restart(&mut self, site: &Site, extra: &[&str]) {
+        self.daemon.stop();
+        let again = Dp::start(site, &self.name, None, extra);
+        *self = again;
+    }
+
+    pub fn url(&self) -> String {
+        self.daemon.url()
+    }
+
+    pub fn download(&self, path: &str) -> (u16, Vec<u8>) {
+        get_bytes(&format!("{}/content/{path}", self.url()))
+    }
+}
+
+pub fn http(method: reqwest::Method, url: &str, token: Option<&str>) -> (u16, Value) {
+    runtime().block_on(async {
+        let mut r = reqwest::Client::new().request(method, url);
+        if let Some(t) = token {
+            r = r.bearer_auth(t);
+        }
+        let resp = r.send().await.unwrap();
+        let status = resp.status().as_u16();
+        let text = resp.text().await.unwrap();
+        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    })
+}
+
+pub fn get_bytes(url: &str) -> (u16, Vec<u8>) {
+    runtime().block_on(async {
+        let resp = reqwest::get(url).await.unwrap();
+        let status = resp.status().as_u16();
+        // A body cut short (the DP stops on damage rather than send wrong bytes) reads as empty.
+        (status, resp.bytes().await.map(|b| b.to_vec()).unwrap_or_default())
+    })
+}
+
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// Polls `check` every 100 ms until it passes or `limit` runs out (then panics with its last
+/// explanation).
+pub fn wait<T>(limit: Duration, what: &str, mut check: impl FnMut() -> Result<T, String>) -> T {
+    let deadline = Instant::now() + limit;
+    loop {
+        match check() {
+            Ok(v) => return v,
+            Err(why) if Instant::now() > deadline => panic!("timed out waiting for {what}:\n{why}"),
+            Err(_) => std::thread::sleep(Duration::from_millis(100)),
+        }
+    }
+}
+
+/// Every regular file under `root`, as (relative path, bytes).
+pub fn files(root: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut stack = vec![root.to_owned()];
+    while let Some(d) = stack.pop() {
+        for e in fs::read_dir(&d).unwrap() {
+            let e = e.unwrap();
+            let ft = e.file_type().unwrap();
+            if ft.is_dir() {
+                stack.push(e.path());
+            } else if ft.is_file() {
+                let rel = e.path().strip_prefix(root).unwrap().to_str().unwrap().to_owned();
+                out.push((rel, fs::read(e.path()).unwrap()));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Total size of the files under `root`.
+pub fn tree_size(root: &Path) -> u64 {
+    files(root).iter().map(|(_, b)| b.len() as u64).sum()
+}
+
+/// Checks that every file of `src` downloads byte for byte from `dp` under `package`.
+pub fn assert_serves(dp: &Dp, package: &str, src: &Path) {
+    let all = files(src);
+    assert!(!all.is_empty());
+    for (rel, bytes) in all {
+        let (status, got) = dp.download(&format!("{package}/{rel}"));
+        assert_eq!(status, 200, "{} {package}/{rel}", dp.name);
+        assert!(got == bytes, "{}: {package}/{rel} differs from the source", dp.name);
+    }
+}

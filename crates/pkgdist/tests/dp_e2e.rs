@@ -1,0 +1,418 @@
+//! Distribution points end to end: a real site and real DPs on 127.0.0.1, content moved by the
+//! node protocol, downloaded over HTTP and compared with the source.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::fs;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use common::{Dp, Site, assert_serves, files, get_bytes, http, pkgdist, tree_size, wait};
+use pkgdist_testkit::generate::{Rng, write_image, write_tree};
+use tempfile::TempDir;
+
+/// One large file and many small ones.
+fn make_tree(src: &Path, image_mib: u64) {
+    write_image(&src.join("sources/install.wim"), 7, image_mib << 20).unwrap();
+    write_tree(&src.join("drivers"), 8, 150).unwrap();
+}
+
+fn create_package(site: &Site, name: &str, src: &Path) -> String {
+    let out = site.cli_json(&["package", "create", "--name", name, "--source", src.to_str().unwrap()]);
+    out["PackageID"].as_str().unwrap().to_owned()
+}
+
+/// Overwrites 64 KiB in the middle of a file.
+fn edit_64k(path: &Path, seed: u64) {
+    let mut f = fs::OpenOptions::new().write(true).open(path).unwrap();
+    let len = f.metadata().unwrap().len();
+    use std::io::Seek;
+    f.seek(std::io::SeekFrom::Start(len / 2)).unwrap();
+    f.write_all(&Rng::new(seed).bytes(64 << 10)).unwrap();
+    f.sync_all().unwrap();
+}
+
+/// A package on a group of 2 DPs: installed on both and served byte for byte; a 64 KiB edit
+/// and a refresh move under 2% of the package to each; a chunk deleted on a DP is repaired by
+/// ReDistributePackage; removing a package from a DP releases it there and leaves another
+/// package that shares its chunks whole.
+#[test]
+fn group_of_two_dps_distribute_refresh_redistribute_remove() {
+    let dir = TempDir::new().unwrap();
+    let site = Site::start(dir.path());
+    let src = dir.path().join("src");
+    make_tree(&src, 24);
+    let size = tree_size(&src);
+    let pkg = create_package(&site, "Windows drivers", &src);
+
+    let dp1 = site.add_dp("dp1");
+    let dp2 = site.add_dp("dp2");
+    site.cli(&["group", "create", "branch"]);
+    site.cli(&["group", "add-dp", "branch", "dp1", "dp2"]);
+    site.cli(&["group", "add-package", "branch", &pkg]);
+    site.wait_installed(&pkg, 2, 1);
+    for dp in [&dp1, &dp2] {
+        assert_serves(dp, &pkg, &src);
+        let first = site.last_success(&pkg, &dp.name);
+        let got = first["BytesTransferred"].as_u64().unwrap();
+        // Everything crossed once (compressed where it pays), nothing twice.
+        assert!(
+            got > size / 4 && got <= size + size / 100,
+            "first transfer {got} of {size}"
+        );
+    }
+
+    // A 64 KiB edit inside the large file, then a refresh.
+    edit_64k(&src.join("sources/install.wim"), 99);
+    site.cli(&["package", "refresh", &pkg]);
+    site.wait_installed(&pkg, 2, 2);
+    for dp in [&dp1, &dp2] {
+        assert_serves(dp, &pkg, &src);
+        let m = site.last_success(&pkg, &dp.name);
+        let moved = m["BytesTransferred"].as_u64().unwrap();
+        assert!(moved > 0, "{m}");
+        assert!(
+            moved * 50 < size,
+            "{}: refresh moved {moved} bytes of {size} (over 2%)",
+            dp.name
+        );
+    }
+
+    // Damage on dp1: a chunk file deleted. ReDistributePackage makes it whole again.
+    let chunk = files(&dp1.dir.join("library/chunks"))
+        .into_iter()
+        .max_by_key(|(_, b)| b.len())
+        .unwrap()
+        .0;
+    fs::remove_file(dp1.dir.join("library/chunks").join(&chunk)).unwrap();
+    let broken = files(&src)
+        .iter()
+        .any(|(rel, bytes)| dp1.download(&format!("{pkg}/{rel}")).1 != *bytes);
+    assert!(broken, "deleting a chunk should break a download");
+    let before = site.statuses(&pkg).len();
+    site.cli(&["group", "redistribute", "branch", &pkg]);
+    wait(Duration::from_secs(60), "the redistribution to finish", || {
+        let news: Vec<_> = site.statuses(&pkg).into_iter().skip(before).collect();
+        let done = ["dp1", "dp2"]
+            .iter()
+            .all(|n| news.iter().any(|m| m["Name"] == *n && m["MessageState"] == 1));
+        done.then_some(()).ok_or_else(|| format!("{news:#?}"))
+    });
+    site.wait_installed(&pkg, 2, 2);
+    assert_serves(&dp1, &pkg, &src);
+    let repaired = site.last_success(&pkg, "dp1")["BytesTransferred"].as_u64().unwrap();
+    assert!(repaired > 0 && repaired < 2 << 20, "repair moved {repaired} bytes");
+    assert_eq!(site.last_success(&pkg, "dp2")["BytesTransferred"], 0, "dp2 was whole");
+
+    // A second package sharing files with the first, on dp1 only.
+    let src2 = dir.path().join("src2");
+    fs::create_dir_all(&src2).unwrap();
+    fs::copy(src.join("sources/install.wim"), src2.join("install.wim")).unwrap();
+    let pkg2 = create_package(&site, "Image copy", &src2);
+    site.cli(&["package", "distribute", &pkg2, "dp1"]);
+    site.wait_installed(&pkg2, 1, 1);
+    assert_eq!(
+        site.last_success(&pkg2, "dp1")["BytesTransferred"],
+        0,
+        "every chunk of the copy was already on dp1"
+    );
+
+    // Remove the first package from dp1: gone there, the second stays whole.
+    let nal = site
+        .dp_rows(&pkg)
+        .iter()
+        .find(|r| r["ServerNALPath"].as_str().unwrap().contains("dp1"))
+        .unwrap()["ServerNALPath"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let client = pkgdist_proto::Client::new(&site.url(), common::TOKEN).unwrap();
+    let k = pkgdist_proto::client::key(&[("PackageID", &pkg), ("ServerNALPath", &nal), ("SiteCode", "PS1")]);
+    common::runtime()
+        .block_on(client.delete("SMS_DistributionPoint", &k))
+        .unwrap();
+    wait(Duration::from_secs(60), "the removal", || {
+        let rows = site.dp_rows(&pkg);
+        (rows.len() == 1).then_some(()).ok_or_else(|| format!("{rows:#?}"))
+    });
+    assert_eq!(dp1.download(&format!("{pkg}/sources/install.wim")).0, 404);
+    assert_serves(&dp1, &pkg2, &src2);
+    assert_serves(&dp2, &pkg, &src);
+}
+
+/// A DP killed in the middle of a large transfer resumes after a restart: the job completes
+/// and the bytes it received in all stay within one batch of the package size.
+#[test]
+fn dp_killed_mid_transfer_resumes_without_fetching_twice() {
+    let dir = TempDir::new().unwrap();
+    let site = Site::start(dir.path());
+    let src = dir.path().join("src");
+    fs::create_dir_all(&src).unwrap();
+    // Incompressible, so bytes on the wire are the package's bytes.
+    let mut rng = Rng::new(3);
+    for i in 0..4 {
+        fs::write(src.join(format!("part{i}.bin")), rng.bytes(16 << 20)).unwrap();
+    }
+    let size = tree_size(&src);
+    let pkg = create_package(&site, "Big", &src);
+    let batch: u64 = 1 << 20;
+    let batch_arg = ["--batch-bytes", "1048576"];
+    let token = site.cli_json(&["dp", "add", "--name", "dp1"])["enrollment_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let mut dp = Dp::start(&site, "dp1", Some(&token), &batch_arg);
+    site.cli(&["package", "distribute", &pkg, "dp1"]);
+
+    // Kill it once some, but not all, batches are in.
+    let jobs = dp.dir.join("jobs");
+    wait(Duration::from_secs(60), "the transfer to be under way", || {
+        for (_, bytes) in files(&jobs) {
+            let v: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| e.to_string())?;
+            let got = v["bytes_received"].as_u64().unwrap_or(0);
+            if v["state"] == "running" && got > 4 * batch && got < size / 2 {
+                return Ok(());
+            }
+        }
+        Err("not yet".into())
+    });
+    dp.daemon.kill();
+    let row = &site.dp_rows(&pkg)[0];
+    assert_ne!(row["State"], 0, "not installed at the kill");
+
+    dp.restart(&site, &batch_arg);
+    site.wait_installed(&pkg, 1, 1);
+    let got = site.last_success(&pkg, "dp1")["BytesTransferred"].as_u64().unwrap();
+    let overhead = size / 100;
+    assert!(
+        got >= size && got <= size + batch + overhead,
+        "received {got} bytes for a {size}-byte package (batch {batch})"
+    );
+    assert_serves(&dp, &pkg, &src);
+}
+
+/// One DP under attack and under refreshes: bad paths, ranges, unknown packages and requests
+/// without credentials get the right errors and the DP keeps serving; enrollment tokens are
+/// single-use and a removed DP is shut out; a download running while refreshes land gets the
+/// old file or the new one, never a mix.
+#[test]
+fn one_dp_bad_input_and_downloads_during_refreshes() {
+    let dir = TempDir::new().unwrap();
+    let site = Site::start(dir.path());
+    let src = dir.path().join("src");
+    fs::create_dir_all(&src).unwrap();
+    let versions: Vec<Vec<u8>> = (0..4u64).map(|v| Rng::new(100 + v).bytes(3 << 20)).collect();
+    fs::write(src.join("app.msi"), &versions[0]).unwrap();
+    fs::write(src.join("readme.txt"), b"version 0").unwrap();
+    let pkg = create_package(&site, "App", &src);
+    let token = site.cli_json(&["dp", "add", "--name", "dp1"])["enrollment_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let dp = Dp::start(&site, "dp1", Some(&token), &[]);
+    site.cli(&["package", "distribute", &pkg, "dp1"]);
+    site.wait_installed(&pkg, 1, 1);
+
+    // Bad input, sent raw so no client library tidies the path first.
+    let raw = |req: &str| -> String {
+        let mut s = TcpStream::connect(&dp.daemon.addr).unwrap();
+        s.write_all(req.as_bytes()).unwrap();
+        let mut out = String::new();
+        let _ = s.read_to_string(&mut out);
+        out.lines().next().unwrap_or_default().to_owned()
+    };
+    for path in [
+        format!("/content/{pkg}/../../etc/passwd"),
+        format!("/content/{pkg}/%2e%2e/%2e%2e/etc/passwd"),
+        format!("/content/{pkg}/a/%2F..%2F..%2Fx"),
+    ] {
+        let status = raw(&format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"));
+        assert!(status.contains(" 400 ") || status.contains(" 404 "), "{path}: {status}");
+    }
+    let range = raw(&format!(
+        "GET /content/{pkg}/readme.txt HTTP/1.1\r\nHost: x\r\nRange: bytes=5000-\r\nConnection: close\r\n\r\n"
+    ));
+    assert!(range.contains(" 416 "), "{range}");
+    assert_eq!(get_bytes(&format!("{}/content/PS199999/x", dp.url())).0, 404);
+    assert_eq!(
+        get_bytes(&format!("{}/SMS_DP_SMSPKG$/{pkg}/readme.txt", dp.url())).1,
+        b"version 0"
+    );
+    // The job routes want the site's token; the site's node routes want a DP credential.
+    let (st, _) = http(reqwest::Method::GET, &format!("{}/node/v1/jobs/x", dp.url()), None);
+    assert_eq!(st, 401);
+    let (st, _) = http(
+        reqwest::Method::GET,
+        &format!("{}/node/v1/jobs/x", dp.url()),
+        Some(common::TOKEN),
+    );
+    assert_eq!(st, 401, "an admin token is not the site's token");
+    let (st, _) = http(
+        reqwest::Method::GET,
+        &format!("{}/node/v1/latest/{pkg}", site.url()),
+        None,
+    );
+    assert_eq!(st, 401);
+    let (st, _) = http(
+        reqwest::Method::GET,
+        &format!("{}/node/v1/latest/{pkg}", site.url()),
+        Some("pkgdp_not-a-credential"),
+    );
+    assert_eq!(st, 401);
+    // The enrollment token was used up.
+    let again = pkgdist()
+        .args([
+            "dp",
+            "run",
+            "--listen",
+            "127.0.0.1:0",
+            "--site",
+            &site.url(),
+            "--enrollment-token",
+            &token,
+        ])
+        .arg("--data")
+        .arg(dir.path().join("thief"))
+        .output()
+        .unwrap();
+    assert!(!again.status.success());
+    assert!(
+        String::from_utf8_lossy(&again.stderr).contains("already used"),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+    // Still serving.
+    assert_serves(&dp, &pkg, &src);
+
+    // Downloads running while three refreshes land: each body is one whole version.
+    let stop = Arc::new(AtomicBool::new(false));
+    let url = format!("{}/content/{pkg}/app.msi", dp.url());
+    let (stop2, expected) = (stop.clone(), versions.clone());
+    let reader = std::thread::spawn(move || {
+        let mut seen = std::collections::BTreeSet::new();
+        let mut count = 0;
+        while !stop2.load(Ordering::Relaxed) {
+            let (status, body) = get_bytes(&url);
+            assert_eq!(status, 200);
+            let which = expected.iter().position(|v| *v == body);
+            assert!(
+                which.is_some(),
+                "download {count} matches no version ({} bytes)",
+                body.len()
+            );
+            seen.insert(which.unwrap());
+            count += 1;
+        }
+        (count, seen)
+    });
+    for (v, bytes) in versions.iter().enumerate().skip(1) {
+        fs::write(src.join("app.msi"), bytes).unwrap();
+        site.cli(&["package", "refresh", &pkg]);
+        site.wait_installed(&pkg, 1, v as i64 + 1);
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    stop.store(true, Ordering::Relaxed);
+    let (count, seen) = reader.join().unwrap();
+    assert!(count >= 4, "only {count} downloads");
+    assert!(seen.contains(&3), "the last version was never seen: {seen:?}");
+    assert!(seen.len() >= 2, "downloads saw only {seen:?}");
+
+    // A DP removed at the site is shut out of the site's node routes.
+    site.cli(&["dp", "remove", "dp1"]);
+    let cred: serde_json::Value = serde_json::from_slice(&fs::read(dp.dir.join("node.json")).unwrap()).unwrap();
+    let (st, _) = http(
+        reqwest::Method::GET,
+        &format!("{}/node/v1/latest/{pkg}", site.url()),
+        cred["credential"].as_str(),
+    );
+    assert_eq!(st, 401);
+}
+
+/// The README's first command: `pkgdist up`, then the CLI lines that create a package,
+/// distribute it and show its status; `pkgdist fetch` downloads it verified and, after an
+/// edit, moves only what changed.
+#[test]
+fn up_then_readme_commands_then_fetch() {
+    let dir = TempDir::new().unwrap();
+    let data = dir.path().join("data");
+    let ready = dir.path().join("ready.json");
+    let mut cmd = pkgdist();
+    cmd.args(["up", "--dps", "2", "--listen", "127.0.0.1:0"])
+        .arg("--data")
+        .arg(&data)
+        .arg("--ready-file")
+        .arg(&ready);
+    let up = pkgdist_testkit::process::Daemon::start_with(cmd, &ready, &dir.path().join("up.log"), "site").unwrap();
+    let r: serde_json::Value = serde_json::from_str(&fs::read_to_string(&ready).unwrap()).unwrap();
+    let dps: Vec<String> = r["dps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(dps.len(), 2);
+    let token_file = r["token_file"].as_str().unwrap().to_owned();
+    assert!(Path::new(&token_file).exists());
+    let site_url = up.url();
+    let cli = |args: &[&str]| -> String {
+        let out = pkgdist()
+            .args(["--site", &site_url, "--token-file", &token_file])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let src = dir.path().join("docs");
+    make_tree(&src, 4);
+    let created = cli(&["package", "create", "--name", "Docs", "--source", src.to_str().unwrap()]);
+    let pkg = created.split_whitespace().next().unwrap().to_owned();
+    cli(&["package", "distribute", &pkg, "dp1", "dp2"]);
+    let installed_at = |version: i64| {
+        wait(
+            Duration::from_secs(60),
+            &format!("version {version} on both DPs"),
+            || {
+                let s: serde_json::Value = serde_json::from_str(&cli(&["--json", "status", &pkg])).unwrap();
+                let rows = s["dps"].as_array().unwrap();
+                let done = rows.len() == 2 && rows.iter().all(|r| r["State"] == 0 && r["SourceVersion"] == version);
+                done.then_some(()).ok_or(format!("{s:#}"))
+            },
+        )
+    };
+    installed_at(1);
+    assert!(cli(&["status", &pkg]).contains("INSTALLED"));
+
+    let dest = dir.path().join("dest");
+    let fetch = |dest: &Path| -> serde_json::Value {
+        let out = pkgdist()
+            .args(["--json", "fetch", &pkg, "--dp", &format!("http://{}", dps[1])])
+            .arg(dest)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let first = fetch(&dest);
+    assert_eq!(files(&dest), files(&src));
+    assert_eq!(first["bytes_reused"], 0);
+
+    edit_64k(&src.join("sources/install.wim"), 5);
+    cli(&["package", "refresh", &pkg]);
+    installed_at(2);
+    let second = fetch(&dest);
+    assert_eq!(files(&dest), files(&src));
+    assert_eq!(second["files_written"], 1, "{second}");
+    let fetched = second["bytes_fetched"].as_u64().unwrap();
+    assert!(fetched > 0 && fetched < 1 << 20, "{second}");
+}
