@@ -2,8 +2,6 @@
 //! (with the credential the DP made) and again once the site accepted it, so a DP that dies in
 //! between retries with the same credential and the site recognises it.
 
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 use pkgdist_proto::node::{ENROLL_PATH, EnrollRequest, EnrollResponse, HELLO_PATH, HelloRequest};
@@ -131,18 +129,7 @@ fn error_message(text: &str) -> String {
         .unwrap_or_else(|_| text.trim().to_owned())
 }
 
-/// Writes a file readable only by its owner, atomically (temp file, fsync, rename).
+/// Writes a file readable only by its owner, atomically.
 pub fn write_private(path: &Path, data: &[u8]) -> Result<(), DpError> {
-    let tmp = path.with_extension("tmp");
-    let _ = std::fs::remove_file(&tmp);
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&tmp)
-        .map_err(|e| DpError::io(&tmp, e))?;
-    f.write_all(data)
-        .and_then(|()| f.sync_all())
-        .map_err(|e| DpError::io(&tmp, e))?;
-    std::fs::rename(&tmp, path).map_err(|e| DpError::io(path, e))
+    pkgdist_node::util::write_file(path, data, true).map_err(|e| DpError::io(path, e))
 }

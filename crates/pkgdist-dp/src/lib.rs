@@ -23,6 +23,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use pkgdist_content::Library;
 use pkgdist_node::fetch::Fetcher;
+use pkgdist_node::util::{bearer, plain};
 use pkgdist_proto::node::{JOBS_PATH, Job};
 use tokio::net::TcpListener;
 
@@ -210,18 +211,8 @@ fn router(library: Arc<Library>, jobs: Jobs, identity: Identity) -> Router {
         .layer(tower_http::catch_panic::CatchPanicLayer::new())
 }
 
-fn plain(status: StatusCode, msg: impl Into<String>) -> Response {
-    (status, msg.into() + "\n").into_response()
-}
-
 async fn authenticate_site(State(state): State<JobState>, req: Request, next: Next) -> Response {
-    let token = req
-        .headers()
-        .get(axum::http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim);
-    match token {
+    match bearer(req.headers()) {
         Some(t) if !state.site_token_hash.is_empty() && identity::hash(t) == state.site_token_hash => {
             next.run(req).await
         }

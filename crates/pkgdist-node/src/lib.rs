@@ -10,3 +10,4 @@ pub mod download;
 pub mod fetch;
 pub mod serve;
 pub mod source;
+pub mod util;

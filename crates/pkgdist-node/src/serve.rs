@@ -29,6 +29,8 @@ use pkgdist_content::Library;
 use pkgdist_core::{ContentId, Entry, EntryKind, Manifest, PackageId, RelPath};
 use serde_json::json;
 
+use crate::util::plain;
+
 /// What the download routes read from.
 #[derive(Debug, Clone)]
 pub struct Content {
@@ -45,15 +47,6 @@ pub fn router(content: Content) -> Router {
         .route("/SMS_DP_SMSPKG$/{pkg}/", get(root))
         .route("/SMS_DP_SMSPKG$/{pkg}/{*path}", get(file))
         .with_state(content)
-}
-
-fn plain(status: StatusCode, msg: impl Into<String>) -> Response {
-    (
-        status,
-        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
-        msg.into() + "\n",
-    )
-        .into_response()
 }
 
 /// The manifest a request reads: a named version, or the package's latest.

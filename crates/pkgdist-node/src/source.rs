@@ -26,6 +26,8 @@ use pkgdist_proto::node::{
     CHUNKS_PATH, CONTENT_ID_HEADER, ChunkRequest, LATEST_PATH, MANIFESTS_PATH, MAX_CHUNKS_PER_REQUEST, frames,
 };
 
+use crate::util::plain;
+
 /// The routes, over `library`.
 pub fn router(library: Arc<Library>) -> Router {
     Router::new()
@@ -33,15 +35,6 @@ pub fn router(library: Arc<Library>) -> Router {
         .route(&format!("{LATEST_PATH}/{{package}}"), get(latest))
         .route(CHUNKS_PATH, post(chunks))
         .with_state(library)
-}
-
-fn plain(status: StatusCode, msg: impl Into<String>) -> Response {
-    (
-        status,
-        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
-        msg.into() + "\n",
-    )
-        .into_response()
 }
 
 async fn manifest(State(lib): State<Arc<Library>>, Path(content): Path<String>) -> Response {

@@ -77,14 +77,7 @@ fn wmi_path(path: Result<Path<String>, PathRejection>) -> ApiResult<String> {
 }
 
 async fn authenticate(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    let token = req
-        .headers()
-        .get(axum::http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split_once(' '))
-        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-        .map(|(_, t)| t.trim());
-    let Some(token) = token else {
+    let Some(token) = pkgdist_node::util::bearer(req.headers()) else {
         return ApiError::new(
             ErrorKind::Unauthenticated,
             "no bearer token: send Authorization: Bearer <token>",

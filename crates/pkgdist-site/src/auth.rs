@@ -1,7 +1,5 @@
 //! Bearer tokens: random secrets, stored as BLAKE3 hashes, each with a role.
 
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 use pkgdist_db::{Db, TokenRow};
@@ -43,19 +41,8 @@ pub async fn ensure_bootstrap(db: &Db, dir: &Path) -> Result<(), SiteError> {
     };
     if !from_env {
         let path = dir.join("bootstrap-token");
-        let tmp = dir.join("bootstrap-token.tmp");
-        // Created 0600: the secret is never readable by others, not even for a moment.
-        let _ = std::fs::remove_file(&tmp);
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&tmp)
-            .map_err(|e| SiteError::io(&tmp, e))?;
-        writeln!(f, "{token}")
-            .and_then(|()| f.sync_all())
-            .map_err(|e| SiteError::io(&tmp, e))?;
-        std::fs::rename(&tmp, &path).map_err(|e| SiteError::io(&path, e))?;
+        pkgdist_node::util::write_file(&path, format!("{token}\n").as_bytes(), true)
+            .map_err(|e| SiteError::io(&path, e))?;
         tracing::info!(path = %path.display(), "wrote the bootstrap administrator token");
     }
     let row = TokenRow {

@@ -1,6 +1,6 @@
 //! `site.toml`: written with the embedded defaults and comments on first start, read after.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
@@ -193,11 +193,5 @@ poll-ms = {poll}
 
 /// Writes a file so that it is either absent or complete: temp file, fsync, rename.
 pub fn write_atomic(path: &Path, data: &[u8]) -> Result<(), SiteError> {
-    use std::io::Write;
-    let tmp: PathBuf = path.with_extension("tmp");
-    let mut f = std::fs::File::create(&tmp).map_err(|e| SiteError::io(&tmp, e))?;
-    f.write_all(data)
-        .and_then(|()| f.sync_all())
-        .map_err(|e| SiteError::io(&tmp, e))?;
-    std::fs::rename(&tmp, path).map_err(|e| SiteError::io(path, e))
+    pkgdist_node::util::write_file(path, data, false).map_err(|e| SiteError::io(path, e))
 }

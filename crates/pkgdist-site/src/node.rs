@@ -27,18 +27,8 @@ pub fn router(state: AppState) -> Router {
         .merge(authed)
 }
 
-/// The bearer token of a request, if any.
-pub fn bearer(req: &Request) -> Option<&str> {
-    req.headers()
-        .get(axum::http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split_once(' '))
-        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-        .map(|(_, t)| t.trim())
-}
-
 async fn authenticate_dp(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
-    let Some(token) = bearer(&req) else {
+    let Some(token) = pkgdist_node::util::bearer(req.headers()) else {
         return ApiError::new(
             ErrorKind::Unauthenticated,
             "node routes need the DP's credential: Authorization: Bearer <credential>",
