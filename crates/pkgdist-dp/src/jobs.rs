@@ -17,6 +17,9 @@ use tracing::Instrument;
 use crate::DpError;
 use crate::identity::write_private;
 
+/// How long a finished job's file is kept.
+pub const KEEP_FINISHED: std::time::Duration = std::time::Duration::from_secs(7 * 24 * 3600);
+
 /// The job files, and the jobs running in this process.
 #[derive(Debug, Clone)]
 pub struct Jobs {
@@ -142,7 +145,8 @@ impl Jobs {
         self.get(id)
     }
 
-    /// Starts again every job that was running when the DP stopped.
+    /// Starts again every job that was running when the DP stopped, and forgets finished jobs
+    /// older than [`KEEP_FINISHED`] (the site has long since read their outcome).
     pub fn resume(&self) -> Result<usize, DpError> {
         let mut n = 0;
         let rd = std::fs::read_dir(&self.dir).map_err(|e| DpError::io(&self.dir, e))?;
@@ -155,7 +159,18 @@ impl Jobs {
                     self.start(s);
                     n += 1;
                 }
-                Ok(_) => {}
+                Ok(Some(_)) => {
+                    let old = ent
+                        .metadata()
+                        .and_then(|m| m.modified())
+                        .ok()
+                        .and_then(|t| t.elapsed().ok())
+                        .is_some_and(|age| age > KEEP_FINISHED);
+                    if old {
+                        let _ = std::fs::remove_file(ent.path());
+                    }
+                }
+                Ok(None) => {}
                 Err(e) => tracing::warn!(job = %id, error = %e, "cannot read a job file; ignored"),
             }
         }

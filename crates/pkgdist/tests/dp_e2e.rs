@@ -172,16 +172,28 @@ fn dp_killed_mid_transfer_resumes_without_fetching_twice() {
 
     // Kill it once some, but not all, batches are in.
     let jobs = dp.dir.join("jobs");
-    wait(Duration::from_secs(60), "the transfer to be under way", || {
-        for (_, bytes) in files(&jobs) {
-            let v: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| e.to_string())?;
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    'watch: loop {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the transfer was never seen under way"
+        );
+        for ent in fs::read_dir(&jobs).into_iter().flatten().flatten() {
+            let Ok(bytes) = fs::read(ent.path()) else { continue };
+            let Ok(v) = serde_json::from_slice::<serde_json::Value>(&bytes) else {
+                continue;
+            };
             let got = v["bytes_received"].as_u64().unwrap_or(0);
+            assert!(
+                v["state"] != "succeeded",
+                "the transfer finished before it could be interrupted"
+            );
             if v["state"] == "running" && got > 4 * batch && got < size / 2 {
-                return Ok(());
+                break 'watch;
             }
         }
-        Err("not yet".into())
-    });
+        std::thread::sleep(Duration::from_millis(2));
+    }
     dp.daemon.kill();
     let row = &site.dp_rows(&pkg)[0];
     assert_ne!(row["State"], 0, "not installed at the kill");
