@@ -578,16 +578,30 @@ impl Db {
         )
     }
 
-    /// Rows with work for a DP now: pending states, and retries whose time has come.
+    /// Rows with work for an enrolled DP now: pending states, and retries whose time has come.
     pub async fn due_work(&self, now: &str) -> Result<Vec<PackageDpRow>> {
         Ok(sqlx::query_as(
-            "SELECT * FROM package_dps WHERE state IN (1, 4, 7, 8)
-                OR (state IN (2, 5) AND (next_attempt_at IS NULL OR next_attempt_at <= $1))
-             ORDER BY package_id, nal_path",
+            "SELECT r.* FROM package_dps r JOIN distribution_points d ON d.nal_path = r.nal_path
+             WHERE d.credential_hash IS NOT NULL AND d.url IS NOT NULL
+                AND (r.state IN (1, 4, 7)
+                    OR (r.state IN (2, 5, 8) AND (r.next_attempt_at IS NULL OR r.next_attempt_at <= $1)))
+             ORDER BY r.package_id, r.nal_path",
         )
         .bind(now.to_owned())
         .fetch_all(&self.pool)
         .await?)
+    }
+
+    /// Removals from DPs that never enrolled have nothing to remove: they are done at once.
+    /// Returns how many.
+    pub async fn finish_unenrolled_removals(&self) -> Result<u64> {
+        let r = sqlx::query(
+            "DELETE FROM package_dps WHERE state IN (4, 5, 6)
+                AND nal_path IN (SELECT nal_path FROM distribution_points WHERE credential_hash IS NULL)",
+        )
+        .execute(&self.pool)
+        .await?;
+        Ok(r.rows_affected())
     }
 
     /// Applies what a DP reported for job `o.job_seq`, with its status message, in one
@@ -745,8 +759,9 @@ async fn insert_statuses(tx: &mut Transaction<'static, Any>, statuses: &[NewStat
 /// at the same time can never leave a DP aimed at an older version.
 async fn upsert_target(tx: &mut Transaction<'static, Any>, t: &NewTarget) -> Result<()> {
     sqlx::query(
-        "INSERT INTO package_dps (package_id, nal_path, site_code, state, target_version, redistribute, summary_date, last_message)
-         VALUES ($1, $2, $3, $4, (SELECT source_version FROM packages WHERE package_id = $1), $5, $6, $7)
+        "INSERT INTO package_dps (package_id, nal_path, site_code, state, target_version, redistribute, summary_date, last_message,
+            job_key)
+         VALUES ($1, $2, $3, $4, (SELECT source_version FROM packages WHERE package_id = $1), $5, $6, $7, $8)
          ON CONFLICT (package_id, nal_path) DO UPDATE SET state = excluded.state, target_version = excluded.target_version,
             redistribute = excluded.redistribute, attempts = 0, next_attempt_at = NULL,
             summary_date = excluded.summary_date, last_message = excluded.last_message,
@@ -759,6 +774,7 @@ async fn upsert_target(tx: &mut Transaction<'static, Any>, t: &NewTarget) -> Res
     .bind(i64::from(t.redistribute))
     .bind(t.time.clone())
     .bind(t.message.clone())
+    .bind(uuid::Uuid::new_v4().simple().to_string())
     .execute(&mut **tx)
     .await?;
     Ok(())

@@ -85,8 +85,11 @@ pub struct PackageDpRow {
     pub last_copied: Option<String>,
     pub summary_date: String,
     pub last_message: String,
-    /// Names the current job (`<PackageID>-<job_seq>`); bumped by every retarget or state change.
+    /// Bumped by every retarget or state change: the current job's sequence.
     pub job_seq: i64,
+    /// Random, set when the row is created; with `job_seq` it names the job
+    /// (`<PackageID>-<job_key>-<job_seq>`), so a row created again never reuses a job name.
+    pub job_key: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]

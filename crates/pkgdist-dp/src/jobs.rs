@@ -31,6 +31,9 @@ pub struct Jobs {
     /// Installs hold it shared, removals (which collect garbage) exclusively: garbage
     /// collection must never see the chunks of a version still being fetched as garbage.
     gc_gate: Arc<tokio::sync::RwLock<()>>,
+    /// Serializes job-file writes with cancellation, so a cancelled job's file never goes back
+    /// to "running".
+    files: Arc<Mutex<()>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -64,6 +67,7 @@ impl Jobs {
             site_url,
             running: Arc::default(),
             gc_gate: Arc::default(),
+            files: Arc::default(),
         })
     }
 
@@ -84,8 +88,22 @@ impl Jobs {
     }
 
     fn save(&self, s: &JobStatus) -> Result<(), DpError> {
+        let _files = lock(&self.files);
+        self.write(s)
+    }
+
+    fn write(&self, s: &JobStatus) -> Result<(), DpError> {
         let bytes = serde_json::to_vec(s).map_err(|e| DpError::State(e.to_string()))?;
         write_private(&self.path(&s.job.id), &bytes)
+    }
+
+    /// Records progress unless the job was cancelled meanwhile; `false` when it was.
+    fn save_live(&self, s: &JobStatus, cancel: &AtomicBool) -> Result<bool, DpError> {
+        let _files = lock(&self.files);
+        if cancel.load(Ordering::Relaxed) {
+            return Ok(false);
+        }
+        self.write(s).map(|()| true)
     }
 
     /// Accepts a job. A job ID already known returns its status: running or finished jobs are
@@ -109,7 +127,11 @@ impl Jobs {
                     job.id
                 )));
             }
-            if existing.state != JobState::Failed || lock(&self.running).contains_key(&job.id) {
+            let running = lock(&self.running).contains_key(&job.id);
+            if running || existing.state == JobState::Running {
+                return Ok(existing);
+            }
+            if existing.state == JobState::Succeeded && !self.undone(&existing)? {
                 return Ok(existing);
             }
         }
@@ -137,12 +159,33 @@ impl Jobs {
         Ok(status)
     }
 
-    /// Asks a running job to stop; it ends Failed ("cancelled") at its next step.
+    /// Whether a succeeded install no longer holds: its version is not (or not so) here any
+    /// more, e.g. removed since. Such a job runs again when it is submitted again.
+    fn undone(&self, s: &JobStatus) -> Result<bool, DpError> {
+        if s.job.kind != JobKind::Install {
+            return Ok(false);
+        }
+        let content: ContentId = s.job.content.parse().map_err(|e| DpError::BadJob(format!("{e}")))?;
+        Ok(self.library.manifest_id(content)? != s.job.manifest_hash)
+    }
+
+    /// Stops a running job: it is recorded as failed ("cancelled") at once — a restart does not
+    /// resume it — and its task stops at its next step.
     pub fn cancel(&self, id: &str) -> Result<Option<JobStatus>, DpError> {
+        check_id(id)?;
+        let _files = lock(&self.files);
         if let Some(flag) = lock(&self.running).get(id) {
             flag.store(true, Ordering::Relaxed);
         }
-        self.get(id)
+        let Some(mut s) = self.get(id)? else {
+            return Ok(None);
+        };
+        if s.state == JobState::Running {
+            s.state = JobState::Failed;
+            s.message = DpError::Cancelled.to_string();
+            self.write(&s)?;
+        }
+        Ok(Some(s))
     }
 
     /// Starts again every job that was running when the DP stopped, and forgets finished jobs
@@ -218,8 +261,21 @@ impl Jobs {
         let content: ContentId = s.job.content.parse().map_err(|e| DpError::BadJob(format!("{e}")))?;
         match s.job.kind {
             JobKind::Install => {
-                let _shared = self.gc_gate.read().await;
-                self.install(s, content, cancel).await
+                let (message, released) = {
+                    let _shared = self.gc_gate.read().await;
+                    self.install(s, content, cancel).await?
+                };
+                if released > 0 {
+                    // Free what the released versions alone used, with no install running.
+                    let _exclusive = self.gc_gate.write().await;
+                    let gc = self.blocking(|l| l.gc()).await?;
+                    tracing::info!(
+                        chunks = gc.chunks_removed,
+                        bytes = gc.bytes_freed,
+                        "freed older versions"
+                    );
+                }
+                Ok(message)
             }
             JobKind::Validate => self.validate(s, content).await,
             JobKind::Remove => {
@@ -240,7 +296,13 @@ impl Jobs {
             .map_err(DpError::from)
     }
 
-    async fn install(&self, s: &mut JobStatus, content: ContentId, cancel: &AtomicBool) -> Result<String, DpError> {
+    /// Returns what happened, and how many older versions were released.
+    async fn install(
+        &self,
+        s: &mut JobStatus,
+        content: ContentId,
+        cancel: &AtomicBool,
+    ) -> Result<(String, usize), DpError> {
         let expect = s.job.manifest_hash;
         let held = self.blocking(move |l| l.manifest_id(content)).await?;
         if held.is_some() && held != expect {
@@ -271,11 +333,13 @@ impl Jobs {
         let filled = fetch::fill(&self.fetcher, &self.library, &sources, &plan.missing, |b| {
             s.bytes_received += b.wire_bytes;
             s.chunks_received += b.chunks;
-            if let Err(e) = self.save(s) {
-                save_err = Some(e);
-                return false;
+            match self.save_live(s, cancel) {
+                Ok(live) => live,
+                Err(e) => {
+                    save_err = Some(e);
+                    false
+                }
             }
-            !cancel.load(Ordering::Relaxed)
         })
         .await;
         if let Some(e) = save_err {
@@ -292,7 +356,7 @@ impl Jobs {
             .blocking(move |l| {
                 let mut n = 0;
                 for v in l.versions()? {
-                    if v.package == content.package && v.version + 1 < content.version {
+                    if v.package == content.package && v.version < content.version.saturating_sub(1) {
                         l.release(v)?;
                         n += 1;
                     }
@@ -300,7 +364,7 @@ impl Jobs {
                 Ok(n)
             })
             .await?;
-        Ok(format!(
+        let message = format!(
             "{content} installed: {} chunks fetched, {} already present{}",
             plan.missing.len(),
             plan.present,
@@ -309,7 +373,8 @@ impl Jobs {
             } else {
                 String::new()
             }
-        ))
+        );
+        Ok((message, released))
     }
 
     async fn validate(&self, s: &mut JobStatus, content: ContentId) -> Result<String, DpError> {

@@ -136,7 +136,7 @@ impl Dp {
             }
         };
         let library = Arc::new(Library::create_local(&opts.data.join("library"))?);
-        let mut fetcher = Fetcher::new(Some(identity.credential.clone()));
+        let mut fetcher = Fetcher::new().with_bearer_for(&identity.site_url, &identity.credential);
         if let Some(b) = opts.batch_bytes {
             fetcher = fetcher.with_batch_bytes(b);
         }

@@ -2,10 +2,11 @@
 //! verifying every byte, and takes every chunk it can from files already in that folder (an
 //! older copy of the package, renamed files included), so a second fetch moves only changes.
 //!
-//! Files are written beside their final place (`.<name>.pkgdist-part`), checked against the
-//! manifest's file hash, and renamed into place only once every file is ready: an interrupted
-//! fetch leaves the old files as they were. Nothing is written outside DEST: a symlink or a
-//! file standing where the manifest has a folder is an error, never followed.
+//! Files are written into a private folder inside DEST (`.pkgdist-tmp-…`, made fresh for the
+//! run; each file created new), checked against the manifest's file hash, and renamed into place
+//! only once every file is ready: an interrupted fetch leaves the old files as they were.
+//! Nothing is written outside DEST: a symlink or a file standing where the manifest has a folder
+//! is an error, never followed.
 
 use std::collections::{HashMap, HashSet};
 use std::fs::{self, File};
@@ -105,6 +106,17 @@ impl Writer {
     fn run(&mut self, m: &Manifest) -> Result<()> {
         fs::create_dir_all(&self.dest).map_err(io(&self.dest))?;
         let unchanged = self.index(m)?;
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+        let tmp = self.dest.join(format!("{TMP_PREFIX}{}-{nanos}", std::process::id()));
+        fs::create_dir(&tmp).map_err(io(&tmp))?;
+        let result = self.write_all(m, &unchanged, &tmp);
+        let _ = fs::remove_dir_all(&tmp);
+        result
+    }
+
+    fn write_all(&mut self, m: &Manifest, unchanged: &HashSet<String>, tmp: &Path) -> Result<()> {
         let mut ready = Vec::new();
         for e in m.entries() {
             let path = self.dest.join(e.path.as_str());
@@ -131,7 +143,7 @@ impl Writer {
                     if let Some(parent) = path.parent() {
                         self.make_dirs(parent)?;
                     }
-                    let part = part_path(&path);
+                    let part = tmp.join(ready.len().to_string());
                     self.write_file(&part, f, e.mode)?;
                     ready.push((part, path));
                 }
@@ -179,11 +191,12 @@ impl Writer {
                     continue;
                 };
                 if ft.is_dir() {
-                    stack.push(path);
+                    if !ent.file_name().to_string_lossy().starts_with(TMP_PREFIX) {
+                        stack.push(path);
+                    }
                     continue;
                 }
-                let name = ent.file_name();
-                if !ft.is_file() || name.to_string_lossy().ends_with(".pkgdist-part") {
+                if !ft.is_file() {
                     continue;
                 }
                 let Ok(file) = File::open(&path) else { continue };
@@ -215,7 +228,11 @@ impl Writer {
     }
 
     fn write_file(&mut self, part: &Path, f: &FileData, mode: u32) -> Result<()> {
-        let mut out = File::create(part).map_err(io(part))?;
+        let mut out = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(part)
+            .map_err(io(part))?;
         let mut whole = blake3::Hasher::new();
         for window in crate::fetch::batches(&f.chunks, self.fetcher.batch_bytes()) {
             let mut data: HashMap<Digest, Vec<u8>> = HashMap::new();
@@ -278,7 +295,5 @@ impl Writer {
     }
 }
 
-fn part_path(path: &Path) -> PathBuf {
-    let name = path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default();
-    path.with_file_name(format!(".{name}.pkgdist-part"))
-}
+/// The private folder of a run; older ones (of runs that died) are skipped when indexing.
+const TMP_PREFIX: &str = ".pkgdist-tmp-";

@@ -72,19 +72,34 @@ pub const BATCH_BYTES: u64 = 8 << 20;
 #[derive(Debug, Clone)]
 pub struct Fetcher {
     http: reqwest::Client,
-    bearer: Option<String>,
+    /// A token and the one source (base URL) it is for: a DP's credential goes to its site and
+    /// to no other source.
+    bearer: Option<(String, String)>,
     batch_bytes: u64,
 }
 
+/// The largest manifest accepted from a source (the library's own limit for any object).
+const MAX_MANIFEST: u64 = 1 << 30;
+
 impl Fetcher {
-    /// `bearer` is presented to every source (a DP's credential at its site); `None` for
-    /// anonymous sources (DPs serving clients).
-    pub fn new(bearer: Option<String>) -> Self {
+    /// A fetcher for anonymous sources (DPs serve content to anyone).
+    pub fn new() -> Self {
+        let http = reqwest::Client::builder()
+            .connect_timeout(std::time::Duration::from_secs(10))
+            .read_timeout(std::time::Duration::from_secs(60))
+            .build()
+            .unwrap_or_default();
         Self {
-            http: reqwest::Client::new(),
-            bearer,
+            http,
+            bearer: None,
             batch_bytes: BATCH_BYTES,
         }
+    }
+
+    /// Presents `token` to the source at `base` (and only there).
+    pub fn with_bearer_for(mut self, base: &str, token: &str) -> Self {
+        self.bearer = Some((base.trim_end_matches('/').to_owned(), token.to_owned()));
+        self
     }
 
     pub fn with_batch_bytes(mut self, bytes: u64) -> Self {
@@ -96,15 +111,15 @@ impl Fetcher {
         self.batch_bytes
     }
 
-    fn auth(&self, req: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+    fn auth(&self, url: &str, req: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
         match &self.bearer {
-            Some(t) => req.bearer_auth(t),
-            None => req,
+            Some((base, t)) if url.starts_with(&format!("{base}/")) => req.bearer_auth(t),
+            _ => req,
         }
     }
 
     async fn send(&self, url: &str, req: reqwest::RequestBuilder) -> Result<reqwest::Response> {
-        let resp = self.auth(req).send().await.map_err(|e| FetchError::Connect {
+        let resp = self.auth(url, req).send().await.map_err(|e| FetchError::Connect {
             url: url.to_owned(),
             source: e,
         })?;
@@ -136,10 +151,7 @@ impl Fetcher {
                 .and_then(|v| v.parse().ok())
                 .ok_or_else(|| FetchError::bad(&url, "no content ID header"))?,
         };
-        let bytes = resp.bytes().await.map_err(|e| FetchError::Connect {
-            url: url.clone(),
-            source: e,
-        })?;
+        let bytes = read_capped(&url, resp, MAX_MANIFEST).await?;
         let hash = Digest::of(&bytes);
         if let Some(expected) = expect
             && expected != hash
@@ -166,10 +178,10 @@ impl Fetcher {
             ids: refs.iter().map(|c| c.id).collect(),
         };
         let resp = self.send(&url, self.http.post(&url).json(&req)).await?;
-        let body = resp.bytes().await.map_err(|e| FetchError::Connect {
-            url: url.clone(),
-            source: e,
-        })?;
+        // Frames and envelope headers add well under 64 bytes per chunk; compression only
+        // shrinks an envelope (a chunk that does not compress is stored raw).
+        let cap = refs.iter().map(|c| u64::from(c.len) + 64).sum();
+        let body = read_capped(&url, resp, cap).await?;
         let wire = body.len() as u64;
         let refs = refs.to_vec();
         let url2 = url.clone();
@@ -227,6 +239,30 @@ impl Fetcher {
         }
         Err(last)
     }
+}
+
+impl Default for Fetcher {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// A response body, refused as soon as it grows past `cap` bytes.
+async fn read_capped(url: &str, mut resp: reqwest::Response, cap: u64) -> Result<Vec<u8>> {
+    let mut body = Vec::new();
+    while let Some(part) = resp.chunk().await.map_err(|e| FetchError::Connect {
+        url: url.to_owned(),
+        source: e,
+    })? {
+        if (body.len() + part.len()) as u64 > cap {
+            return Err(FetchError::bad(
+                url,
+                format!("the answer is larger than the {cap} bytes it can be"),
+            ));
+        }
+        body.extend_from_slice(&part);
+    }
+    Ok(body)
 }
 
 fn base(url: &str) -> &str {

@@ -49,6 +49,11 @@ pub async fn run(state: AppState) {
         .build()
         .unwrap_or_default();
     loop {
+        match state.db.finish_unenrolled_removals().await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(n, "removals from DPs that never enrolled: nothing to remove, done"),
+            Err(e) => tracing::error!(error = %e, "cannot finish removals from unenrolled DPs"),
+        }
         match state.db.due_work(&now()).await {
             Ok(rows) => {
                 for row in rows {
@@ -82,11 +87,16 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 fn job_id(row: &PackageDpRow) -> String {
-    format!("{}-{}", row.package_id, row.job_seq)
+    format!("{}-{}-{}", row.package_id, row.job_key, row.job_seq)
 }
 
 /// One job, start to end.
-async fn work(state: &AppState, http: &reqwest::Client, row: PackageDpRow) {
+async fn work(state: &AppState, http: &reqwest::Client, queued: PackageDpRow) {
+    // The row may have moved on while the job waited for a permit: work from what it is now.
+    let row = match state.db.package_dp(&queued.package_id, &queued.nal_path).await {
+        Ok(Some(r)) if r.job_seq == queued.job_seq => r,
+        _ => return,
+    };
     let Ok(Some(dp)) = state.db.dp(&row.nal_path).await else {
         return;
     };
@@ -158,6 +168,9 @@ async fn build_job(state: &AppState, row: &PackageDpRow, kind: JobKind, version:
     })
 }
 
+/// Consecutive failed status polls (with growing pauses) before an attempt counts as failed.
+const POLL_MISSES: u32 = 5;
+
 struct NodeCall<'a> {
     http: &'a reqwest::Client,
     url: String,
@@ -195,8 +208,9 @@ async fn follow(
         .await?;
     let poll = Duration::from_millis(state.distribution.poll_ms);
     let status_url = format!("{}{JOBS_PATH}/{}", node.url, job.id);
+    let mut misses = 0;
     while !status.state.is_terminal() {
-        tokio::time::sleep(poll).await;
+        tokio::time::sleep(poll * (1 + misses)).await;
         match state.db.package_dp(&row.package_id, &row.nal_path).await {
             Ok(Some(now)) if now.job_seq == row.job_seq => {}
             Ok(_) => {
@@ -205,7 +219,19 @@ async fn follow(
             }
             Err(e) => return Err(format!("the site database cannot be read: {e}")),
         }
-        status = node.send(node.http.get(&status_url)).await?;
+        // The job runs on without us: a DP restarting or a blip on the network is not a failed
+        // attempt unless it lasts.
+        match node.send(node.http.get(&status_url)).await {
+            Ok(s) => {
+                status = s;
+                misses = 0;
+            }
+            Err(e) if misses >= POLL_MISSES => return Err(e),
+            Err(e) => {
+                tracing::debug!(error = %e, "job status unavailable; asking again");
+                misses += 1;
+            }
+        }
     }
     Ok(Some(status))
 }
@@ -268,7 +294,13 @@ fn succeeded(row: &PackageDpRow, dp: &DpRow, kind: JobKind, version: i64, s: &Jo
         }
         JobKind::Validate if s.damaged.is_empty() => {
             let text = format!("{content} validated: every file matches its hash");
-            let o = outcome(row, DpState::Installed, &text);
+            // A validation of an older version does not make the DP current.
+            let next = if row.installed_version == row.target_version {
+                DpState::Installed
+            } else {
+                DpState::InstallPending
+            };
+            let o = outcome(row, next, &text);
             (
                 o,
                 status(row, dp, message_id::VALIDATED, MessageState::Success, text, 0),
@@ -302,10 +334,11 @@ fn failed(state: &AppState, row: &PackageDpRow, dp: &DpRow, kind: JobKind, why: 
         let at = jiff::Timestamp::now()
             + jiff::SignedDuration::from_secs(i64::try_from(d.retry_delay_secs).unwrap_or(i64::MAX / 2));
         let at = at.strftime("%Y-%m-%dT%H:%M:%SZ").to_string();
-        let st = if removing {
-            DpState::RemovalRetrying
-        } else {
-            DpState::InstallRetrying
+        // A retry repeats the same job: a validation stays a validation.
+        let st = match kind {
+            JobKind::Remove => DpState::RemovalRetrying,
+            JobKind::Validate => DpState::ContentMonitoring,
+            JobKind::Install => DpState::InstallRetrying,
         };
         (
             format!("attempt {attempts} failed: {why}. {left} retries left; next at {at}"),

@@ -94,23 +94,38 @@ async fn node_key(db: &Db) -> Result<[u8; 32], SiteError> {
     Ok(key)
 }
 
-/// Serves the API and the node protocol on `listener`, and runs the distribution manager and
-/// the refresh scheduler, until `shutdown` resolves.
+/// Serves the API and the node protocol on `listener` until `shutdown` resolves. The work
+/// behind them runs apart: see [`Workers`].
 pub async fn serve(
     state: AppState,
     listener: TcpListener,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let workers = [
-        tokio::spawn(distmgr::run(state.clone())),
-        tokio::spawn(scheduler::run(state.clone())),
-    ];
     let app = router(state.clone()).merge(node::router(state));
-    let served = axum::serve(listener, app).with_graceful_shutdown(shutdown).await;
-    for w in workers {
-        w.abort();
+    axum::serve(listener, app).with_graceful_shutdown(shutdown).await
+}
+
+/// The site's background work — the distribution manager and the refresh scheduler — running
+/// until dropped. A daemon starts them beside [`serve`]; tests of the API alone do not, so
+/// what the API records stays put for them to read.
+#[derive(Debug)]
+pub struct Workers([tokio::task::JoinHandle<()>; 2]);
+
+impl Workers {
+    pub fn start(state: &AppState) -> Self {
+        Self([
+            tokio::spawn(distmgr::run(state.clone())),
+            tokio::spawn(scheduler::run(state.clone())),
+        ])
     }
-    served
+}
+
+impl Drop for Workers {
+    fn drop(&mut self) {
+        for w in &self.0 {
+            w.abort();
+        }
+    }
 }
 
 /// The daemon: configuration, state, listener, ready-file, serve until SIGINT or SIGTERM.
@@ -135,6 +150,7 @@ pub async fn run(opts: RunOptions) -> Result<(), SiteError> {
         .map_err(|e| SiteError::Config(e.to_string()))?;
         config::write_atomic(ready, &body)?;
     }
+    let _workers = Workers::start(&state);
     serve(state, listener, shutdown_signal())
         .await
         .map_err(|e| SiteError::io(Path::new(&listen), e))

@@ -335,6 +335,34 @@ fn one_dp_bad_input_and_downloads_during_refreshes() {
     assert!(seen.contains(&3), "the last version was never seen: {seen:?}");
     assert!(seen.len() >= 2, "downloads saw only {seen:?}");
 
+    // VerifyPackage: the DP re-hashes its copy; damage is reported by file path.
+    let client = pkgdist_proto::Client::new(&site.url(), common::TOKEN).unwrap();
+    let nal = site.dp_rows(&pkg)[0]["ServerNALPath"].as_str().unwrap().to_owned();
+    let verify = || {
+        common::runtime()
+            .block_on(client.call(
+                "SMS_DistributionPoint",
+                None,
+                "VerifyPackage",
+                &serde_json::json!({"PackageID": pkg, "NALPath": nal}),
+            ))
+            .unwrap();
+    };
+    verify();
+    wait(Duration::from_secs(60), "a clean validation", || {
+        let ok = site.statuses(&pkg).iter().any(|m| m["MessageID"] == 2384);
+        ok.then_some(()).ok_or_else(|| format!("{:#?}", site.dp_rows(&pkg)))
+    });
+    for (rel, _) in files(&dp.dir.join("library/chunks")) {
+        pkgdist_testkit::damage::flip_byte(&dp.dir.join("library/chunks").join(rel)).unwrap();
+    }
+    verify();
+    wait(Duration::from_secs(60), "validation to find the damage", || {
+        let rows = site.dp_rows(&pkg);
+        let failed = rows[0]["State"] == 3 && rows[0]["LastMessage"].as_str().unwrap().contains("app.msi");
+        failed.then_some(()).ok_or_else(|| format!("{rows:#?}"))
+    });
+
     // A DP removed at the site is shut out of the site's node routes.
     site.cli(&["dp", "remove", "dp1"]);
     let cred: serde_json::Value = serde_json::from_slice(&fs::read(dp.dir.join("node.json")).unwrap()).unwrap();

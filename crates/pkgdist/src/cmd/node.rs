@@ -74,12 +74,7 @@ pub fn fetch(conn: &Conn, a: FetchArgs) -> Result<()> {
     } else {
         Which::Latest(a.package.parse().context("PACKAGE")?)
     };
-    let stats = runtime()?.block_on(pkgdist_node::download::download(
-        &Fetcher::new(None),
-        &a.dp,
-        which,
-        &a.dest,
-    ))?;
+    let stats = runtime()?.block_on(pkgdist_node::download::download(&Fetcher::new(), &a.dp, which, &a.dest))?;
     let content = stats.content.map(|c| c.to_string()).unwrap_or_default();
     if conn.json {
         return output::json(&json!({
@@ -151,6 +146,7 @@ async fn up_async(a: UpArgs) -> Result<()> {
         }
     };
     let mut tasks = tokio::task::JoinSet::new();
+    let _workers = pkgdist_site::Workers::start(&state);
     let site_stop = stopped();
     tasks.spawn(async move {
         pkgdist_site::serve(state, listener, site_stop)
