@@ -50,10 +50,10 @@ print(" ".join(str(v) for v in last.values()))'
 
 : > results
 for rep in $(seq "$REPS"); do
-  rm -rf data && sync
+  rm -rf data ready.json && sync
   /usr/bin/time -f "%M" -o rss.out "$PKGDIST" up --data data --dps "$DPS" --listen 127.0.0.1:0 --ready-file ready.json > up.log 2>&1 &
   UP=$!
-  while [ ! -s ready.json ]; do sleep 0.05; done
+  while [ ! -s ready.json ]; do kill -0 "$UP" 2>/dev/null || { cat up.log; exit 1; }; sleep 0.05; done
   export PKGDIST_SITE="http://$(python3 -c 'import json; print(json.load(open("ready.json"))["site"])')"
   export PKGDIST_TOKEN_FILE=data/site/bootstrap-token
   PKG=$("$PKGDIST" --json package create --name bench --source "$PWD/src" | python3 -c 'import json,sys; print(json.load(sys.stdin)["PackageID"])')
@@ -69,7 +69,7 @@ with open("src/sources/os.img", "r+b") as f:
 PY
   t0=$(now); "$PKGDIST" package refresh "$PKG" >/dev/null; wait_installed "$PKG" 2; t1=$(now)
   echo "refresh_64k $(echo "$t1 - $t0" | bc) $(bytes_of "$PKG")" >> results
-  kill -TERM "$UP"; wait "$UP" || true
+  kill -TERM $(pgrep -P "$UP"); wait "$UP" || true
   echo "rss $(cat rss.out)" >> results
   # Undo the edit so every repetition starts from the same data.
   rm -rf src && "$GEN" image src/sources/os.img --size 1G --seed 1 && "$GEN" tree src/drivers --files 2000 --seed 2

@@ -137,6 +137,8 @@ async fn up_async(a: UpArgs) -> Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}", a.listen))?;
     let site_addr = listener.local_addr()?;
+    // Port 0 asked for: every DP takes a free port too (the site's port + i may be taken).
+    let any_port = a.listen.rsplit(':').next() == Some("0");
     let site_url = format!("http://{site_addr}");
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let stopped = move || {
@@ -166,7 +168,7 @@ async fn up_async(a: UpArgs) -> Result<()> {
     let mut dp_addrs = Vec::new();
     for i in 1..=a.dps {
         let dir = a.data.join(format!("dp{i}"));
-        let listen = next_port(site_addr, i);
+        let listen = next_port(site_addr, any_port, i);
         let enrolled = pkgdist_dp::identity::Identity::load(&dir)?.is_some_and(|id| id.enrolled());
         let enrollment_token = if enrolled {
             None
@@ -214,11 +216,12 @@ async fn up_async(a: UpArgs) -> Result<()> {
     Ok(())
 }
 
-/// DP `i`'s listen address: the port after the site's, or any free port.
-fn next_port(site: SocketAddr, i: usize) -> String {
-    match site.port() {
-        0 => format!("{}:0", site.ip()),
-        p => format!("{}:{}", site.ip(), usize::from(p) + i),
+/// DP `i`'s listen address: the `i`th port after the site's, or any free port.
+fn next_port(site: SocketAddr, any_port: bool, i: usize) -> String {
+    if any_port {
+        format!("{}:0", site.ip())
+    } else {
+        format!("{}:{}", site.ip(), usize::from(site.port()) + i)
     }
 }
 
