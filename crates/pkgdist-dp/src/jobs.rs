@@ -119,8 +119,8 @@ impl Jobs {
                 "{content}: an install or validate job needs manifest_hash"
             )));
         }
-        let _ = content;
-        if let Some(existing) = self.get(&job.id)? {
+        let existing = self.get(&job.id)?;
+        if let Some(existing) = &existing {
             if existing.job != job {
                 return Err(DpError::BadJob(format!(
                     "job {} already exists with other parameters",
@@ -129,10 +129,10 @@ impl Jobs {
             }
             let running = lock(&self.running).contains_key(&job.id);
             if running || existing.state == JobState::Running {
-                return Ok(existing);
+                return Ok(existing.clone());
             }
-            if existing.state == JobState::Succeeded && !self.undone(&existing)? {
-                return Ok(existing);
+            if existing.state == JobState::Succeeded && !self.undone(existing)? {
+                return Ok(existing.clone());
             }
         }
         let status = JobStatus {
@@ -146,7 +146,7 @@ impl Jobs {
             damaged: Vec::new(),
         };
         // A retried job keeps counting the bytes its earlier attempts received.
-        let status = match self.get(&status.job.id)? {
+        let status = match existing {
             Some(old) => JobStatus {
                 bytes_received: old.bytes_received,
                 chunks_received: old.chunks_received,

@@ -237,17 +237,7 @@ async fn follow(
 }
 
 fn status(row: &PackageDpRow, dp: &DpRow, id: i64, st: MessageState, text: String, bytes: u64) -> NewStatus {
-    NewStatus {
-        package_id: row.package_id.clone(),
-        nal_path: row.nal_path.clone(),
-        site_code: row.site_code.clone(),
-        message_id: id,
-        message_state: st as i64,
-        severity: i64::from(st.severity()),
-        description: format!("{text} ({})", dp.name),
-        bytes_transferred: i64::try_from(bytes).unwrap_or(i64::MAX),
-        time: now(),
-    }
+    crate::methods::dp_status(&row.package_id, dp, id, st, text, bytes, &now())
 }
 
 fn outcome(row: &PackageDpRow, state: DpState, message: &str) -> JobOutcome {

@@ -853,17 +853,30 @@ const MSG_QUEUED: i64 = 2357;
 /// Message of a scheduled refresh that found nothing new (ConfigMgr's "package processed").
 const MSG_UNCHANGED: i64 = 2301;
 
-/// A status message about package `pkg` on DP `d`.
+/// A "queued" status message about package `pkg` on DP `d`.
 fn message(pkg: &str, d: &DpRow, st: MessageState, text: String, time: &str) -> NewStatus {
+    dp_status(pkg, d, MSG_QUEUED, st, text, 0, time)
+}
+
+/// A status message about package `pkg` on DP `d` (the DP's name is appended to `text`).
+pub(crate) fn dp_status(
+    pkg: &str,
+    d: &DpRow,
+    message_id: i64,
+    st: MessageState,
+    text: String,
+    bytes: u64,
+    time: &str,
+) -> NewStatus {
     NewStatus {
         package_id: pkg.into(),
         nal_path: d.nal_path.clone(),
         site_code: d.site_code.clone(),
-        message_id: MSG_QUEUED,
+        message_id,
         message_state: st as i64,
         severity: i64::from(st.severity()),
         description: format!("{text} ({})", d.name),
-        bytes_transferred: 0,
+        bytes_transferred: i64::try_from(bytes).unwrap_or(i64::MAX),
         time: time.to_owned(),
     }
 }
