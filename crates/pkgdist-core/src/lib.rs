@@ -6,6 +6,7 @@
 
 pub mod classes;
 pub mod digest;
+pub mod dpstate;
 pub mod errors;
 pub mod id;
 pub mod manifest;

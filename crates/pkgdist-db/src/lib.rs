@@ -249,8 +249,10 @@ impl Db {
         .execute(&mut *tx)
         .await?;
         sqlx::query(
-            "UPDATE package_dps SET target_version = $2, state = $3, attempts = 0, next_attempt_at = NULL,
-                summary_date = $4, last_message = $5, job_seq = job_seq + 1
+            "UPDATE package_dps SET target_version = $2,
+                state = CASE WHEN installed_version > 0 THEN $6 ELSE $3 END, attempts = 0, next_attempt_at = NULL,
+                summary_date = $4, last_message = $5, queued_at = $4, job_seq = job_seq + 1,
+                lease_owner = NULL, lease_until = NULL, progress_bytes = 0, progress_done = 0, progress_total = 0
              WHERE package_id = $1 AND state NOT IN (4, 5, 6)",
         )
         .bind(v.package_id.clone())
@@ -258,6 +260,7 @@ impl Db {
         .bind(v.dp_state)
         .bind(v.time.clone())
         .bind(v.dp_message.clone())
+        .bind(v.dp_state_if_installed)
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
@@ -279,8 +282,9 @@ impl Db {
     pub async fn insert_dp(&self, d: &DpRow) -> Result<()> {
         sqlx::query(
             "INSERT INTO distribution_points (nal_path, name, site_code, url, description, is_pull, priority,
-                enrollment_token_hash, credential_hash, created_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+                enrollment_token_hash, credential_hash, created_at, repair_damaged, validation_schedule,
+                rate_bytes_per_sec)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
         )
         .bind(d.nal_path.clone())
         .bind(d.name.clone())
@@ -292,6 +296,9 @@ impl Db {
         .bind(d.enrollment_token_hash.clone())
         .bind(d.credential_hash.clone())
         .bind(d.created_at.clone())
+        .bind(d.repair_damaged)
+        .bind(d.validation_schedule.clone())
+        .bind(d.rate_bytes_per_sec)
         .execute(&self.pool)
         .await
         .map_err(conflict(format!("distribution point name {:?}", d.name)))?;
@@ -315,12 +322,18 @@ impl Db {
     /// enrollment owns).
     pub async fn update_dp(&self, d: &DpRow) -> Result<bool> {
         let r = sqlx::query(
-            "UPDATE distribution_points SET description = $2, is_pull = $3, priority = $4 WHERE nal_path = $1",
+            "UPDATE distribution_points SET description = $2, is_pull = $3, priority = $4, repair_damaged = $5,
+                validation_schedule = $6, validation_checked_at = $7, rate_bytes_per_sec = $8
+             WHERE nal_path = $1",
         )
         .bind(d.nal_path.clone())
         .bind(d.description.clone())
         .bind(d.is_pull)
         .bind(d.priority)
+        .bind(d.repair_damaged)
+        .bind(d.validation_schedule.clone())
+        .bind(d.validation_checked_at.clone())
+        .bind(d.rate_bytes_per_sec)
         .execute(&self.pool)
         .await?;
         Ok(r.rows_affected() == 1)
@@ -578,18 +591,111 @@ impl Db {
         )
     }
 
-    /// Rows with work for an enrolled DP now: pending states, and retries whose time has come.
-    pub async fn due_work(&self, now: &str) -> Result<Vec<PackageDpRow>> {
+    /// Rows with work for an enrolled DP now (pending states, and retries whose time has come)
+    /// that no live lease holds, in the order they should go: package priority (1 high first),
+    /// then the order they were queued in, then the DPs that took transfers fastest (those not
+    /// measured yet first, so they get measured).
+    pub async fn due_work(&self, now: &str) -> Result<Vec<WorkItem>> {
         Ok(sqlx::query_as(
-            "SELECT r.* FROM package_dps r JOIN distribution_points d ON d.nal_path = r.nal_path
+            "SELECT r.*, p.priority FROM package_dps r
+                JOIN distribution_points d ON d.nal_path = r.nal_path
+                JOIN packages p ON p.package_id = r.package_id
              WHERE d.credential_hash IS NOT NULL AND d.url IS NOT NULL
-                AND (r.state IN (1, 4, 7)
-                    OR (r.state IN (2, 5, 8) AND (r.next_attempt_at IS NULL OR r.next_attempt_at <= $1)))
-             ORDER BY r.package_id, r.nal_path",
+                AND (r.lease_until IS NULL OR r.lease_until <= $1)
+                AND (r.state IN (1, 4, 7, 8)
+                    OR (r.state IN (2, 5) AND (r.next_attempt_at IS NULL OR r.next_attempt_at <= $1)))
+                AND (r.state <> 8 OR r.next_attempt_at IS NULL OR r.next_attempt_at <= $1)
+             ORDER BY p.priority, r.queued_at, COALESCE(d.throughput_kbps, 2000000000) DESC, r.nal_path",
         )
         .bind(now.to_owned())
         .fetch_all(&self.pool)
         .await?)
+    }
+
+    /// The packages of the jobs live leases hold now, one entry per job.
+    pub async fn leased_packages(&self, now: &str) -> Result<Vec<String>> {
+        let rows: Vec<(String,)> = sqlx::query_as("SELECT package_id FROM package_dps WHERE lease_until > $1")
+            .bind(now.to_owned())
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows.into_iter().map(|r| r.0).collect())
+    }
+
+    /// Takes the lease on a row's job, if the row is still at that job and no live lease of
+    /// another owner holds it. `now` decides what "live" is.
+    pub async fn claim(&self, l: &Lease, now: &str) -> Result<bool> {
+        let r = sqlx::query(
+            "UPDATE package_dps SET lease_owner = $4, lease_until = $5
+             WHERE package_id = $1 AND nal_path = $2 AND job_seq = $3
+                AND (lease_until IS NULL OR lease_until <= $6 OR lease_owner = $4)",
+        )
+        .bind(l.package_id.clone())
+        .bind(l.nal_path.clone())
+        .bind(l.job_seq)
+        .bind(l.owner.clone())
+        .bind(l.until.clone())
+        .bind(now.to_owned())
+        .execute(&self.pool)
+        .await?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    /// Extends a lease its owner still holds, recording the job's progress. False when the
+    /// row has moved on to another job or another worker took the lease over.
+    pub async fn renew(&self, l: &Lease, progress: Progress) -> Result<bool> {
+        let r = sqlx::query(
+            "UPDATE package_dps SET lease_until = $5, progress_bytes = $6, progress_done = $7, progress_total = $8
+             WHERE package_id = $1 AND nal_path = $2 AND job_seq = $3 AND lease_owner = $4",
+        )
+        .bind(l.package_id.clone())
+        .bind(l.nal_path.clone())
+        .bind(l.job_seq)
+        .bind(l.owner.clone())
+        .bind(l.until.clone())
+        .bind(progress.bytes)
+        .bind(progress.done)
+        .bind(progress.total)
+        .execute(&self.pool)
+        .await?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    /// Ends the leases of owners whose names start with `prefix` but are not `current`: those
+    /// of this site's earlier runs, which cannot be following anything any more.
+    pub async fn release_stale_leases(&self, prefix: &str, current: &str) -> Result<u64> {
+        let r = sqlx::query(
+            "UPDATE package_dps SET lease_owner = NULL, lease_until = NULL
+             WHERE lease_owner <> $2 AND substr(lease_owner, 1, length($1)) = $1",
+        )
+        .bind(prefix.to_owned())
+        .bind(current.to_owned())
+        .execute(&self.pool)
+        .await?;
+        Ok(r.rows_affected())
+    }
+
+    /// Folds a finished transfer's speed into the DP's throughput (an even running average).
+    pub async fn record_throughput(&self, nal_path: &str, kbps: i64) -> Result<()> {
+        sqlx::query(
+            "UPDATE distribution_points SET throughput_kbps =
+                CASE WHEN throughput_kbps IS NULL THEN $2 ELSE (throughput_kbps + $2) / 2 END
+             WHERE nal_path = $1",
+        )
+        .bind(nal_path.to_owned())
+        .bind(kbps)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Marks a DP's validation schedule handled up to `when`.
+    pub async fn set_validation_checked(&self, nal_path: &str, when: &str) -> Result<()> {
+        sqlx::query("UPDATE distribution_points SET validation_checked_at = $2 WHERE nal_path = $1")
+            .bind(nal_path.to_owned())
+            .bind(when.to_owned())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
     }
 
     /// Removals from DPs that never enrolled have nothing to remove: they are done at once.
@@ -609,19 +715,22 @@ impl Db {
     pub async fn finish_job(&self, o: &JobOutcome, status: &NewStatus) -> Result<bool> {
         let mut tx = self.begin().await?;
         let r = if o.remove_row {
-            sqlx::query("DELETE FROM package_dps WHERE package_id = $1 AND nal_path = $2 AND job_seq = $3")
-                .bind(o.package_id.clone())
-                .bind(o.nal_path.clone())
-                .bind(o.job_seq)
-                .execute(&mut *tx)
-                .await?
+            sqlx::query(
+                "DELETE FROM package_dps WHERE package_id = $1 AND nal_path = $2 AND job_seq = $3 AND lease_owner = $4",
+            )
+            .bind(o.package_id.clone())
+            .bind(o.nal_path.clone())
+            .bind(o.job_seq)
+            .bind(o.lease_owner.clone())
+            .execute(&mut *tx)
+            .await?
         } else {
             sqlx::query(
                 "UPDATE package_dps SET state = $4, installed_version = COALESCE($5, installed_version),
                     attempts = $6, next_attempt_at = $7, last_copied = COALESCE($8, last_copied),
-                    redistribute = CASE WHEN $5 IS NULL THEN redistribute ELSE 0 END,
-                    summary_date = $9, last_message = $10
-                 WHERE package_id = $1 AND nal_path = $2 AND job_seq = $3",
+                    redistribute = CASE WHEN $12 = 1 THEN 1 WHEN $5 IS NULL THEN redistribute ELSE 0 END,
+                    summary_date = $9, last_message = $10, lease_owner = NULL, lease_until = NULL
+                 WHERE package_id = $1 AND nal_path = $2 AND job_seq = $3 AND lease_owner = $11",
             )
             .bind(o.package_id.clone())
             .bind(o.nal_path.clone())
@@ -633,6 +742,8 @@ impl Db {
             .bind(o.installed_version.map(|_| o.time.clone()))
             .bind(o.time.clone())
             .bind(o.message.clone())
+            .bind(o.lease_owner.clone())
+            .bind(i64::from(o.needs_repair))
             .execute(&mut *tx)
             .await?
         };
@@ -760,12 +871,16 @@ async fn insert_statuses(tx: &mut Transaction<'static, Any>, statuses: &[NewStat
 async fn upsert_target(tx: &mut Transaction<'static, Any>, t: &NewTarget) -> Result<()> {
     sqlx::query(
         "INSERT INTO package_dps (package_id, nal_path, site_code, state, target_version, redistribute, summary_date, last_message,
-            job_key)
-         VALUES ($1, $2, $3, $4, (SELECT source_version FROM packages WHERE package_id = $1), $5, $6, $7, $8)
-         ON CONFLICT (package_id, nal_path) DO UPDATE SET state = excluded.state, target_version = excluded.target_version,
-            redistribute = excluded.redistribute, attempts = 0, next_attempt_at = NULL,
-            summary_date = excluded.summary_date, last_message = excluded.last_message,
-            job_seq = package_dps.job_seq + 1",
+            job_key, queued_at)
+         VALUES ($1, $2, $3, $4, (SELECT source_version FROM packages WHERE package_id = $1), $5, $6, $7, $8, $6)
+         ON CONFLICT (package_id, nal_path) DO UPDATE SET
+            state = CASE WHEN package_dps.installed_version > 0 THEN $9 ELSE excluded.state END,
+            target_version = excluded.target_version,
+            redistribute = CASE WHEN excluded.redistribute = 1 THEN 1 ELSE package_dps.redistribute END,
+            attempts = 0, next_attempt_at = NULL,
+            summary_date = excluded.summary_date, last_message = excluded.last_message, queued_at = excluded.queued_at,
+            job_seq = package_dps.job_seq + 1, lease_owner = NULL, lease_until = NULL,
+            progress_bytes = 0, progress_done = 0, progress_total = 0",
     )
     .bind(t.package_id.clone())
     .bind(t.nal_path.clone())
@@ -775,6 +890,7 @@ async fn upsert_target(tx: &mut Transaction<'static, Any>, t: &NewTarget) -> Res
     .bind(t.time.clone())
     .bind(t.message.clone())
     .bind(uuid::Uuid::new_v4().simple().to_string())
+    .bind(t.state_if_installed)
     .execute(&mut **tx)
     .await?;
     Ok(())
@@ -783,7 +899,9 @@ async fn upsert_target(tx: &mut Transaction<'static, Any>, t: &NewTarget) -> Res
 async fn set_state(tx: &mut Transaction<'static, Any>, c: &TargetChange) -> Result<()> {
     sqlx::query(
         "UPDATE package_dps SET state = $3, summary_date = $4, last_message = $5, attempts = 0, next_attempt_at = NULL,
-            job_seq = job_seq + 1 WHERE package_id = $1 AND nal_path = $2",
+            queued_at = $4, job_seq = job_seq + 1, lease_owner = NULL, lease_until = NULL,
+            progress_bytes = 0, progress_done = 0, progress_total = 0
+         WHERE package_id = $1 AND nal_path = $2",
     )
     .bind(c.package_id.clone())
     .bind(c.nal_path.clone())

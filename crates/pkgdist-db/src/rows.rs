@@ -44,6 +44,40 @@ pub struct DpRow {
     pub enrollment_token_hash: Option<String>,
     pub credential_hash: Option<String>,
     pub created_at: String,
+    /// 1: after a validation finds damage, the DP repairs it from its sources; 0: it only
+    /// reports it.
+    pub repair_damaged: i64,
+    /// An interval string (several schedule tokens), `''` for none.
+    pub validation_schedule: String,
+    /// Occurrences of `validation_schedule` up to this time have been handled.
+    pub validation_checked_at: Option<String>,
+    /// How fast recent transfers to the DP went; `None` until measured.
+    pub throughput_kbps: Option<i64>,
+    /// The most the site sends it per second; 0 for unlimited.
+    pub rate_bytes_per_sec: i64,
+}
+
+impl DpRow {
+    /// A new DP's row, with the default settings.
+    pub fn new(nal_path: String, name: String, site_code: String, created_at: String) -> Self {
+        DpRow {
+            nal_path,
+            name,
+            site_code,
+            url: None,
+            description: String::new(),
+            is_pull: 0,
+            priority: 200,
+            enrollment_token_hash: None,
+            credential_hash: None,
+            created_at,
+            repair_damaged: 1,
+            validation_schedule: String::new(),
+            validation_checked_at: None,
+            throughput_kbps: None,
+            rate_bytes_per_sec: 0,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
@@ -90,6 +124,42 @@ pub struct PackageDpRow {
     /// Random, set when the row is created; with `job_seq` it names the job
     /// (`<PackageID>-<job_key>-<job_seq>`), so a row created again never reuses a job name.
     pub job_key: String,
+    /// The worker following the current job, and until when its lease holds.
+    pub lease_owner: Option<String>,
+    pub lease_until: Option<String>,
+    /// When the row got its current job: the queue's order within a priority.
+    pub queued_at: Option<String>,
+    /// What the DP last reported of the running job: bytes received, chunks done (received or
+    /// already present) and chunks in all.
+    pub progress_bytes: i64,
+    pub progress_done: i64,
+    pub progress_total: i64,
+}
+
+/// A row with work due, and its package's priority (1 high, 2 normal, 3 low).
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct WorkItem {
+    #[sqlx(flatten)]
+    pub row: PackageDpRow,
+    pub priority: i64,
+}
+
+/// Who holds a job, until when, and the job it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lease {
+    pub package_id: String,
+    pub nal_path: String,
+    pub job_seq: i64,
+    pub owner: String,
+    pub until: String,
+}
+
+/// A running job's progress, as the DP reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Progress {
+    pub bytes: i64,
+    pub done: i64,
+    pub total: i64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
@@ -127,7 +197,9 @@ pub struct NewVersion {
     pub package_size_kb: i64,
     pub time: String,
     pub action_in_progress: i64,
+    /// The state of DPs with nothing installed yet, and of those holding an older version.
     pub dp_state: i64,
+    pub dp_state_if_installed: i64,
     pub dp_message: String,
     /// The status message recorded for each retargeted DP (the DP's name is appended).
     pub message_id: i64,
@@ -141,7 +213,9 @@ pub struct NewTarget {
     pub package_id: String,
     pub nal_path: String,
     pub site_code: String,
+    /// The state when nothing is installed yet, and when an older version is.
     pub state: i64,
+    pub state_if_installed: i64,
     pub redistribute: bool,
     pub time: String,
     pub message: String,
@@ -233,6 +307,10 @@ pub struct JobOutcome {
     pub next_attempt_at: Option<String>,
     /// A finished removal deletes the row.
     pub remove_row: bool,
+    /// The next install must check every chunk the DP holds (damage was found and left).
+    pub needs_repair: bool,
+    /// The worker that followed the job; its lease ends here.
+    pub lease_owner: String,
     pub time: String,
     pub message: String,
 }

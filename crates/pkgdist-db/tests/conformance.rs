@@ -36,18 +36,7 @@ fn package(id: &str) -> PackageRow {
 }
 
 fn dp(name: &str) -> DpRow {
-    DpRow {
-        nal_path: format!("nal-{name}"),
-        name: name.into(),
-        site_code: "PS1".into(),
-        url: None,
-        description: String::new(),
-        is_pull: 0,
-        priority: 200,
-        enrollment_token_hash: None,
-        credential_hash: None,
-        created_at: t(0),
-    }
+    DpRow::new(format!("nal-{name}"), name.into(), "PS1".into(), t(0))
 }
 
 fn target(p: &str, d: &str) -> NewTarget {
@@ -56,6 +45,7 @@ fn target(p: &str, d: &str) -> NewTarget {
         nal_path: format!("nal-{d}"),
         site_code: "PS1".into(),
         state: 1,
+        state_if_installed: 7,
         redistribute: false,
         time: t(1),
         message: "queued".into(),
@@ -179,6 +169,7 @@ async fn suite(db: Db) {
         time: t(5),
         action_in_progress: 1,
         dp_state: 1,
+        dp_state_if_installed: 7,
         dp_message: "version 3 queued".into(),
         message_id: 2357,
         message_state: 2,
@@ -203,6 +194,51 @@ async fn suite(db: Db) {
     assert_eq!((dp1.target_version, dp1.last_message.as_str()), (3, "version 3 queued"));
     let dp2 = db.package_dp("PS100001", "nal-dp2").await.unwrap().unwrap();
     assert_eq!((dp2.state, dp2.target_version), (4, 0), "the removal stands");
+    // Leases: one owner at a time; an expired lease is taken over and its old owner loses it;
+    // a site restarting ends the leases of its earlier run.
+    let l = Lease {
+        package_id: "PS100001".into(),
+        nal_path: "nal-dp1".into(),
+        job_seq: dp1.job_seq,
+        owner: "site-a:1".into(),
+        until: t(20),
+    };
+    assert!(db.claim(&l, &t(10)).await.unwrap());
+    let other = Lease {
+        owner: "site-b:1".into(),
+        ..l.clone()
+    };
+    assert!(!db.claim(&other, &t(10)).await.unwrap(), "a live lease holds");
+    assert!(
+        !db.claim(
+            &Lease {
+                job_seq: dp1.job_seq + 1,
+                ..l.clone()
+            },
+            &t(10)
+        )
+        .await
+        .unwrap(),
+        "no lease on a job the row is not at"
+    );
+    assert_eq!(db.leased_packages(&t(10)).await.unwrap(), vec!["PS100001".to_owned()]);
+    let progress = Progress {
+        bytes: 5,
+        done: 1,
+        total: 2,
+    };
+    assert!(db.renew(&l, progress).await.unwrap());
+    let row = db.package_dp("PS100001", "nal-dp1").await.unwrap().unwrap();
+    assert_eq!((row.progress_bytes, row.progress_done, row.progress_total), (5, 1, 2));
+    assert!(!db.renew(&other, Progress::default()).await.unwrap());
+    assert!(
+        db.claim(&other, &t(21)).await.unwrap(),
+        "an expired lease is taken over"
+    );
+    assert!(!db.renew(&l, progress).await.unwrap(), "the old owner lost it");
+    assert_eq!(db.release_stale_leases("site-b:", "site-b:2").await.unwrap(), 1);
+    assert!(db.leased_packages(&t(10)).await.unwrap().is_empty());
+
     let msgs = db.statuses().await.unwrap();
     assert_eq!(msgs.len(), 1, "one status message, for the retargeted DP only");
     assert_eq!(msgs[0].description, "version 3 queued (dp1)");

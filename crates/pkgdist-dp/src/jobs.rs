@@ -40,6 +40,13 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// Resolves once `flag` is set.
+async fn cancelled(flag: &AtomicBool) {
+    while !flag.load(Ordering::Relaxed) {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
 /// Job IDs become file names: keep them to a safe alphabet.
 fn check_id(id: &str) -> Result<(), DpError> {
     let ok = !id.is_empty()
@@ -144,6 +151,7 @@ impl Jobs {
             chunks_present: 0,
             message: "accepted".into(),
             damaged: Vec::new(),
+            repaired: false,
         };
         // A retried job keeps counting the bytes its earlier attempts received.
         let status = match existing {
@@ -277,7 +285,31 @@ impl Jobs {
                 }
                 Ok(message)
             }
-            JobKind::Validate => self.validate(s, content).await,
+            JobKind::Validate => {
+                let (found, repairable) = self.validate(s, content).await?;
+                if s.damaged.is_empty() || !s.job.repair || !repairable {
+                    return Ok(found);
+                }
+                // RepairDamagedContent: fetch what is damaged again, as a redistribution
+                // would, then check the whole version once more.
+                let seen = std::mem::take(&mut s.damaged);
+                {
+                    let _shared = self.gc_gate.read().await;
+                    self.install(s, content, cancel).await?;
+                }
+                self.validate(s, content).await?;
+                if !s.damaged.is_empty() {
+                    return Err(DpError::State(format!(
+                        "{content}: repairing {} damaged file(s) from the sources left {} still damaged ({})",
+                        seen.len(),
+                        s.damaged.len(),
+                        s.damaged.join(", ")
+                    )));
+                }
+                s.damaged = seen;
+                s.repaired = true;
+                Ok(format!("{found}; repaired from the sources and verified whole"))
+            }
             JobKind::Remove => {
                 let _exclusive = self.gc_gate.write().await;
                 self.remove(content).await
@@ -330,7 +362,7 @@ impl Jobs {
         s.message = format!("fetching {} of {} chunks", plan.missing.len(), plan.total);
         self.save(s)?;
         let mut save_err = None;
-        let filled = fetch::fill(&self.fetcher, &self.library, &sources, &plan.missing, |b| {
+        let fill = fetch::fill(&self.fetcher, &self.library, &sources, &plan.missing, |b| {
             s.bytes_received += b.wire_bytes;
             s.chunks_received += b.chunks;
             match self.save_live(s, cancel) {
@@ -340,8 +372,12 @@ impl Jobs {
                     false
                 }
             }
-        })
-        .await;
+        });
+        // A cancel also cuts a batch short: at a low rate limit one batch can take a while.
+        let filled = tokio::select! {
+            r = fill => r,
+            () = cancelled(cancel) => Err(FetchError::Cancelled),
+        };
         if let Some(e) = save_err {
             return Err(e);
         }
@@ -377,16 +413,18 @@ impl Jobs {
         Ok((message, released))
     }
 
-    async fn validate(&self, s: &mut JobStatus, content: ContentId) -> Result<String, DpError> {
+    /// Re-hashes a version, listing damaged files in `s.damaged`. Also says whether what it
+    /// found can be repaired by fetching (not when the DP holds another manifest than the site's).
+    async fn validate(&self, s: &mut JobStatus, content: ContentId) -> Result<(String, bool), DpError> {
         let expect = s.job.manifest_hash;
         let held: Option<Digest> = self.blocking(move |l| l.manifest_id(content)).await?;
         if held.is_none() {
             s.damaged = vec!["(the whole version is missing)".into()];
-            return Ok(format!("{content} is not installed here"));
+            return Ok((format!("{content} is not installed here"), true));
         }
         if held != expect {
             s.damaged = vec!["(the manifest differs from the site's)".into()];
-            return Ok(format!("{content} has another manifest here than at the site"));
+            return Ok((format!("{content} has another manifest here than at the site"), false));
         }
         let report = self.blocking(move |l| l.verify(Some(content))).await?;
         let mut damaged: Vec<String> = report
@@ -397,12 +435,13 @@ impl Jobs {
         damaged.sort();
         damaged.dedup();
         s.damaged = damaged;
-        Ok(format!(
+        let message = format!(
             "{content}: {} chunks ({} bytes) re-hashed, {} damaged file(s)",
             report.chunks_checked,
             report.bytes_checked,
             s.damaged.len()
-        ))
+        );
+        Ok((message, true))
     }
 
     async fn remove(&self, content: ContentId) -> Result<String, DpError> {

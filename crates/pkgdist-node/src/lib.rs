@@ -4,10 +4,12 @@
 //! - [`source`]: the node-protocol routes that hand manifests and chunks to other nodes;
 //! - [`fetch`]: the other side: fetch a manifest against a trusted hash, then only the missing
 //!   chunks, in verified batches, into a content library;
-//! - [`download`]: `pkgdist fetch`, the same into a plain folder, reusing what is there.
+//! - [`download`]: `pkgdist fetch`, the same into a plain folder, reusing what is there;
+//! - [`pace`]: rate limits, applied where the bytes leave.
 
 pub mod download;
 pub mod fetch;
+pub mod pace;
 pub mod serve;
 pub mod source;
 pub mod util;

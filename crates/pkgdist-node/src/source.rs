@@ -8,7 +8,9 @@
 //! ```
 //!
 //! Chunks travel as stored (compressed when that paid), and the receiver verifies every one
-//! against the manifest it trusts, so serving them needs no checks here beyond reading.
+//! against the manifest it trusts, so serving them needs no checks here beyond reading. A
+//! [`Pacer`] in the request's extensions (the caller's rate limit for that receiver) spaces the
+//! chunk stream out to its rate.
 //! Authentication is the caller's: the site layers its DP-credential check on these routes,
 //! a DP serves them to anyone who may download its files anyway.
 
@@ -19,13 +21,14 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
 use pkgdist_content::{ContentError, Library};
 use pkgdist_core::{ContentId, PackageId};
 use pkgdist_proto::node::{
     CHUNKS_PATH, CONTENT_ID_HEADER, ChunkRequest, LATEST_PATH, MANIFESTS_PATH, MAX_CHUNKS_PER_REQUEST, frames,
 };
 
+use crate::pace::Pacer;
 use crate::util::plain;
 
 /// The routes, over `library`.
@@ -98,8 +101,10 @@ const SEND_GROUP: usize = 1 << 20;
 
 async fn chunks(
     State(lib): State<Arc<Library>>,
+    pacer: Option<Extension<Arc<Pacer>>>,
     body: Result<Json<ChunkRequest>, axum::extract::rejection::JsonRejection>,
 ) -> Response {
+    let pacer = pacer.map(|Extension(p)| p);
     let req = match body {
         Ok(Json(r)) => r,
         Err(e) => return plain(StatusCode::BAD_REQUEST, format!("expected {{\"ids\": [...]}}: {e}")),
@@ -113,9 +118,10 @@ async fn chunks(
             ),
         );
     }
-    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(4);
+    let send_group = pacer.as_ref().map_or(SEND_GROUP, |p| p.piece());
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(4);
     tokio::task::spawn_blocking(move || {
-        let mut group = Vec::with_capacity(SEND_GROUP + 300 * 1024);
+        let mut group = Vec::with_capacity(send_group + 300 * 1024);
         for id in &req.ids {
             match lib.chunk_envelope(id) {
                 Ok(e) => frames::push(&mut group, id, e.as_deref()),
@@ -126,8 +132,8 @@ async fn chunks(
                     return;
                 }
             }
-            if group.len() >= SEND_GROUP {
-                let full = std::mem::replace(&mut group, Vec::with_capacity(SEND_GROUP + 300 * 1024));
+            if group.len() >= send_group {
+                let full = std::mem::replace(&mut group, Vec::with_capacity(send_group + 300 * 1024));
                 if tx.blocking_send(Ok(Bytes::from(full))).is_err() {
                     return; // the receiver went away
                 }
@@ -137,6 +143,21 @@ async fn chunks(
             let _ = tx.blocking_send(Ok(Bytes::from(group)));
         }
     });
+    if let Some(pacer) = pacer {
+        // Each group waits for its slot at the receiver's rate before it goes out.
+        let (paced_tx, paced_rx) = tokio::sync::mpsc::channel(1);
+        tokio::spawn(async move {
+            while let Some(group) = rx.recv().await {
+                if let Ok(bytes) = &group {
+                    pacer.take(bytes.len()).await;
+                }
+                if paced_tx.send(group).await.is_err() {
+                    return;
+                }
+            }
+        });
+        rx = paced_rx;
+    }
     (
         [(header::CONTENT_TYPE, "application/octet-stream")],
         Body::from_stream(tokio_stream::wrappers::ReceiverStream::new(rx)),

@@ -89,7 +89,8 @@ pub struct Job {
     #[serde(default)]
     pub sources: Vec<String>,
     /// Install: re-hash every chunk already held and fetch again what is damaged (what
-    /// `ReDistributePackage` asks for).
+    /// `ReDistributePackage` asks for). Validate: repair what the validation finds damaged,
+    /// from the sources, then verify again (the DP's `RepairDamagedContent` setting).
     #[serde(default)]
     pub repair: bool,
 }
@@ -124,6 +125,10 @@ pub struct JobStatus {
     /// Validate: files found damaged or missing.
     #[serde(default)]
     pub damaged: Vec<String>,
+    /// Validate with `repair`: the damage found was repaired from the sources, and the version
+    /// verified whole afterwards.
+    #[serde(default)]
+    pub repaired: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

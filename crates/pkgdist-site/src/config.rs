@@ -31,9 +31,12 @@ pub struct SiteConfig {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct Distribution {
-    /// Jobs running at once over all packages and DPs (ConfigMgr's 3 packages × 5 DPs).
-    #[serde(default = "default_parallel")]
-    pub max_parallel_jobs: usize,
+    /// Packages sent at once (ConfigMgr's "Maximum number of packages", default 3).
+    #[serde(default = "default_max_packages")]
+    pub max_packages: usize,
+    /// DPs one package is sent to at once (ConfigMgr's "Maximum threads per package", default 5).
+    #[serde(default = "default_max_threads")]
+    pub max_threads_per_package: usize,
     /// Attempts before a DP is marked INSTALL_FAILED (or REMOVAL_FAILED).
     #[serde(default = "default_retry_count")]
     pub retry_count: u32,
@@ -43,21 +46,79 @@ pub struct Distribution {
     /// How often a running job's status is asked of the DP, in milliseconds.
     #[serde(default = "default_poll_ms")]
     pub poll_ms: u64,
+    /// How long a worker's hold on a job lasts without renewal, in seconds: a job whose worker
+    /// died (in another site process) is taken up again after this long.
+    #[serde(default = "default_lease_secs")]
+    pub lease_secs: u64,
 }
 
 impl Default for Distribution {
     fn default() -> Self {
         Self {
-            max_parallel_jobs: default_parallel(),
+            max_packages: default_max_packages(),
+            max_threads_per_package: default_max_threads(),
             retry_count: default_retry_count(),
             retry_delay_secs: default_retry_delay(),
             poll_ms: default_poll_ms(),
+            lease_secs: default_lease_secs(),
         }
     }
 }
 
-fn default_parallel() -> usize {
-    15
+/// The settings an administrator may change through the API (`PKGDIST_DistributionSettings`).
+/// They are kept in the site database and take precedence over site.toml.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct DistributionOverrides {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_packages: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_threads_per_package: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_count: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_delay_secs: Option<u64>,
+}
+
+impl Distribution {
+    pub fn with(&self, o: &DistributionOverrides) -> Distribution {
+        Distribution {
+            max_packages: o.max_packages.unwrap_or(self.max_packages),
+            max_threads_per_package: o.max_threads_per_package.unwrap_or(self.max_threads_per_package),
+            retry_count: o.retry_count.unwrap_or(self.retry_count),
+            retry_delay_secs: o.retry_delay_secs.unwrap_or(self.retry_delay_secs),
+            ..self.clone()
+        }
+    }
+
+    /// ConfigMgr's ranges, and what pkgdist needs to work at all.
+    pub fn check(&self) -> Result<(), String> {
+        let bad = |what: &str, range: &str| Err(format!("{what} must be {range}"));
+        if !(1..=50).contains(&self.max_packages) {
+            return bad("max-packages (MaximumPackageCount)", "1-50");
+        }
+        if !(1..=999).contains(&self.max_threads_per_package) {
+            return bad("max-threads-per-package (MaximumThreadsPerPackage)", "1-999");
+        }
+        if !(1..=1000).contains(&self.retry_count) {
+            return bad("retry-count (RetryCount)", "1-1000");
+        }
+        if !(1..=86_400).contains(&self.retry_delay_secs) {
+            return bad("retry-delay-secs (DelayBeforeRetryingSecs)", "1-86400 seconds");
+        }
+        if self.poll_ms == 0 || self.lease_secs == 0 {
+            return bad("poll-ms and lease-secs", "at least 1");
+        }
+        Ok(())
+    }
+}
+
+fn default_max_packages() -> usize {
+    3
+}
+
+fn default_max_threads() -> usize {
+    5
 }
 
 fn default_retry_count() -> u32 {
@@ -70,6 +131,10 @@ fn default_retry_delay() -> u64 {
 
 fn default_poll_ms() -> u64 {
     500
+}
+
+fn default_lease_secs() -> u64 {
+    60
 }
 
 fn default_name() -> String {
@@ -129,13 +194,9 @@ impl SiteConfig {
         self.site_code
             .parse::<pkgdist_core::SiteCode>()
             .map_err(|e| SiteError::Config(e.to_string()))?;
-        let d = &self.distribution;
-        if d.max_parallel_jobs == 0 || d.retry_count == 0 || d.poll_ms == 0 {
-            return Err(SiteError::Config(
-                "[distribution] max-parallel-jobs, retry-count and poll-ms must be at least 1".into(),
-            ));
-        }
-        Ok(())
+        self.distribution
+            .check()
+            .map_err(|e| SiteError::Config(format!("[distribution] {e}")))
     }
 
     fn template(&self) -> String {
@@ -161,20 +222,29 @@ database = ""
 max-body-bytes = {max}
 
 # How content goes to distribution points (ConfigMgr's Software Distribution settings).
+# The first four can also be changed through the API (PKGDIST_DistributionSettings, or
+# `pkgdist settings set`); values set there are kept in the database and win over these.
 [distribution]
-# Transfers running at once, over all packages and DPs (ConfigMgr: 3 packages x 5 DPs).
-max-parallel-jobs = {par}
+# Packages sent at once, and DPs one package is sent to at once (ConfigMgr: 3 x 5).
+# Higher-priority packages go first; among DPs, the ones that took transfers fastest.
+max-packages = {packages}
+max-threads-per-package = {threads}
 # Attempts before a DP is marked INSTALL_FAILED, and seconds between them (ConfigMgr: 100, 30 min).
 retry-count = {retries}
 retry-delay-secs = {delay}
 # How often a running transfer's progress is asked of the DP, in milliseconds.
 poll-ms = {poll}
+# Seconds a job stays held by a worker that stopped renewing it (a site process that died)
+# before another takes it up.
+lease-secs = {lease}
 "#,
             code = self.site_code,
             name = self.site_name,
             listen = self.listen,
             max = self.max_body_bytes,
-            par = self.distribution.max_parallel_jobs,
+            packages = self.distribution.max_packages,
+            threads = self.distribution.max_threads_per_package,
+            lease = self.distribution.lease_secs,
             retries = self.distribution.retry_count,
             delay = self.distribution.retry_delay_secs,
             poll = self.distribution.poll_ms,

@@ -1,26 +1,33 @@
 //! The distribution manager: turns package-on-DP rows that need work into jobs on the DPs,
 //! follows them, and records what came of them.
 //!
-//! The database is the queue. A row in INSTALL_PENDING, CONTENT_UPDATING, CONTENT_MONITORING or
-//! REMOVAL_PENDING, or a *_RETRYING row whose retry time has come, gets one job. The job is
-//! named after the row's `job_seq` (`<PackageID>-<job_seq>`), which every retarget or state
-//! change bumps; the DP treats a job ID it knows as the same job, so a site restarted in the
-//! middle re-sends the job and simply picks up its progress — nothing is transferred twice.
-//! The outcome is written only if the row is still at that job (see `Db::finish_job`), so a
-//! refresh or a cancel landing meanwhile wins over a late answer.
+//! The database is the queue, and jobs are leased from it. A row whose state calls for work
+//! (`pkgdist_core::dpstate::work_for`) and whose retry time has come is due; a worker takes its
+//! job by writing a lease (owner, expiry) on the row and renews the lease at every poll of the
+//! DP. A worker that dies — its site process crashed, or it hangs — stops renewing, and once
+//! the lease expires the row is due again for any site process on the same database. A site
+//! restarting on the same data folder ends its earlier run's leases at once.
 //!
-//! Failures (DP down, source error, damage) count an attempt: INSTALL_RETRYING with the next
-//! retry time, and INSTALL_FAILED once `retry-count` attempts are spent.
+//! The job is named after the row (`<PackageID>-<job_key>-<job_seq>`); every retarget or state
+//! change bumps `job_seq`. The DP treats a job ID it knows as the same job, so a job taken up
+//! again picks up its progress on the DP — nothing that had finished is repeated. The outcome
+//! is written only if the row is still at that job and the lease still this worker's (see
+//! `Db::finish_job`), so a refresh or a cancel landing meanwhile wins over a late answer.
+//!
+//! Order and limits follow ConfigMgr: at most `max-packages` packages at once and
+//! `max-threads-per-package` DPs per package; higher-priority packages first, then first
+//! queued, then the DPs that took transfers fastest. Failures count attempts: INSTALL_RETRYING
+//! with the next retry time, INSTALL_FAILED once `retry-count` attempts are spent.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use pkgdist_core::ContentId;
 use pkgdist_core::classes::{DpState, MessageState};
-use pkgdist_db::{DpRow, JobOutcome, NewStatus, PackageDpRow};
+use pkgdist_core::dpstate::{self, Outcome, RowState, Work};
+use pkgdist_db::{DpRow, JobOutcome, Lease, NewStatus, PackageDpRow, Progress};
 use pkgdist_proto::node::{JOBS_PATH, Job, JobKind, JobState, JobStatus};
-use tokio::sync::Semaphore;
 use tracing::Instrument;
 
 use crate::now;
@@ -38,12 +45,36 @@ pub mod message_id {
     pub const VALIDATED: i64 = 2384;
     /// pkgdist: validation found damaged or missing files.
     pub const DAMAGED: i64 = 2385;
+    /// pkgdist: validation found damage and the DP repaired it.
+    pub const REPAIRED: i64 = 2386;
+}
+
+/// Which site process and which run of it a lease belongs to: `<host>:<data folder>#<run>`.
+/// The part before `#` is the same for every run on the same data folder.
+#[derive(Debug, Clone)]
+pub struct Owner {
+    pub prefix: String,
+    pub id: String,
+}
+
+impl Owner {
+    pub fn new(data_dir: &std::path::Path) -> Self {
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+        let dir = data_dir.canonicalize().unwrap_or_else(|_| data_dir.to_owned());
+        let prefix = format!("{}:{}#", host.trim(), dir.display());
+        let id = format!("{prefix}{}", uuid::Uuid::new_v4().simple());
+        Self { prefix, id }
+    }
 }
 
 /// Runs until the process ends.
-pub async fn run(state: AppState) {
+pub async fn run(state: AppState, owner: Owner) {
+    match state.db.release_stale_leases(&owner.prefix, &owner.id).await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(n, "took back the jobs an earlier run of this site was following"),
+        Err(e) => tracing::error!(error = %e, "cannot end an earlier run's leases; they will expire"),
+    }
     let busy: Arc<Mutex<HashSet<(String, String)>>> = Arc::default();
-    let permits = Arc::new(Semaphore::new(state.distribution.max_parallel_jobs));
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(30))
         .build()
@@ -54,32 +85,75 @@ pub async fn run(state: AppState) {
             Ok(n) => tracing::info!(n, "removals from DPs that never enrolled: nothing to remove, done"),
             Err(e) => tracing::error!(error = %e, "cannot finish removals from unenrolled DPs"),
         }
-        match state.db.due_work(&now()).await {
-            Ok(rows) => {
-                for row in rows {
-                    let key = (row.package_id.clone(), row.nal_path.clone());
-                    if !lock(&busy).insert(key.clone()) {
-                        continue;
-                    }
-                    let (state, busy, permits, http) = (state.clone(), busy.clone(), permits.clone(), http.clone());
-                    let span =
-                        tracing::info_span!("job", package = %row.package_id, dp = %row.nal_path, seq = row.job_seq);
-                    tokio::spawn(
-                        async move {
-                            if let Ok(_permit) = permits.acquire().await {
-                                work(&state, &http, row).await;
-                            }
-                            lock(&busy).remove(&key);
-                            state.work.notify_one();
-                        }
-                        .instrument(span),
-                    );
-                }
-            }
-            Err(e) => tracing::error!(error = %e, "cannot read the distribution queue"),
+        if let Err(e) = dispatch(&state, &owner, &busy, &http).await {
+            tracing::error!(error = %e, "cannot read the distribution queue");
         }
         let _ = tokio::time::timeout(Duration::from_secs(1), state.work.notified()).await;
     }
+}
+
+/// Starts the due jobs the limits allow, best first.
+async fn dispatch(
+    state: &AppState,
+    owner: &Owner,
+    busy: &Arc<Mutex<HashSet<(String, String)>>>,
+    http: &reqwest::Client,
+) -> Result<(), pkgdist_db::DbError> {
+    let time = now();
+    let due = state.db.due_work(&time).await?;
+    if due.is_empty() {
+        return Ok(());
+    }
+    let d = state.dist();
+    // Jobs running now, by package, in every site process on this database.
+    let mut running: HashMap<String, usize> = HashMap::new();
+    for p in state.db.leased_packages(&time).await? {
+        *running.entry(p).or_default() += 1;
+    }
+    for item in due {
+        let row = item.row;
+        let key = (row.package_id.clone(), row.nal_path.clone());
+        if lock(busy).contains(&key) {
+            continue; // this process is still winding down the row's previous job
+        }
+        let n = running.get(&row.package_id).copied().unwrap_or(0);
+        if (n == 0 && running.len() >= d.max_packages) || n >= d.max_threads_per_package {
+            continue;
+        }
+        let lease = lease(&row, owner, d.lease_secs);
+        if !state.db.claim(&lease, &time).await? {
+            continue; // another worker got there first, or the row moved on
+        }
+        *running.entry(row.package_id.clone()).or_default() += 1;
+        lock(busy).insert(key.clone());
+        let (state, busy, http) = (state.clone(), busy.clone(), http.clone());
+        let span = tracing::info_span!("job", package = %row.package_id, dp = %row.nal_path, seq = row.job_seq, priority = item.priority);
+        tokio::spawn(
+            async move {
+                work(&state, &http, row, lease).await;
+                lock(&busy).remove(&key);
+                state.work.notify_one();
+            }
+            .instrument(span),
+        );
+    }
+    Ok(())
+}
+
+fn lease(row: &PackageDpRow, owner: &Owner, secs: u64) -> Lease {
+    Lease {
+        package_id: row.package_id.clone(),
+        nal_path: row.nal_path.clone(),
+        job_seq: row.job_seq,
+        owner: owner.id.clone(),
+        until: later(secs),
+    }
+}
+
+/// The time `secs` from now, in the database's format.
+fn later(secs: u64) -> String {
+    let at = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(i64::try_from(secs).unwrap_or(i64::MAX / 4));
+    at.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -91,60 +165,66 @@ fn job_id(row: &PackageDpRow) -> String {
 }
 
 /// One job, start to end.
-async fn work(state: &AppState, http: &reqwest::Client, queued: PackageDpRow) {
-    // The row may have moved on while the job waited for a permit: work from what it is now.
-    let row = match state.db.package_dp(&queued.package_id, &queued.nal_path).await {
-        Ok(Some(r)) if r.job_seq == queued.job_seq => r,
-        _ => return,
-    };
+async fn work(state: &AppState, http: &reqwest::Client, row: PackageDpRow, lease: Lease) {
     let Ok(Some(dp)) = state.db.dp(&row.nal_path).await else {
         return;
     };
     let (Some(url), Some(cred)) = (dp.url.clone(), dp.credential_hash.clone()) else {
-        // Not enrolled yet: the work waits for it (enrollment wakes the manager).
+        return; // not enrolled (any more): the work waits for it
+    };
+    let Some(work) = u32::try_from(row.state)
+        .ok()
+        .and_then(DpState::from_code)
+        .and_then(dpstate::work_for)
+    else {
         return;
     };
-    let kind = match DpState::from_code(u32::try_from(row.state).unwrap_or(u32::MAX)) {
-        Some(DpState::RemovalPending | DpState::RemovalRetrying) => JobKind::Remove,
-        Some(DpState::ContentMonitoring) => JobKind::Validate,
-        _ => JobKind::Install,
-    };
-    let version = if kind == JobKind::Validate && row.installed_version > 0 {
+    let version = if work == Work::Validate && row.installed_version > 0 {
         row.installed_version
     } else {
         row.target_version
     };
-    let result = match build_job(state, &row, kind, version).await {
+    let started = Instant::now();
+    let result = match build_job(state, &row, &dp, work, version).await {
         Ok(job) => {
             let node = NodeCall {
                 http,
                 url: url.trim_end_matches('/').to_owned(),
                 token: state.site_token(&cred),
             };
-            follow(state, &node, &row, job).await
+            follow(state, &node, &lease, job).await
         }
         Err(e) => Err(e),
     };
-    let outcome = match result {
-        Ok(None) => return, // superseded: the row has moved on
-        Ok(Some(status)) if status.state == JobState::Succeeded => succeeded(&row, &dp, kind, version, &status),
-        Ok(Some(status)) => failed(state, &row, &dp, kind, &status.message),
-        Err(why) => failed(state, &row, &dp, kind, &why),
+    let (outcome, status) = match result {
+        Ok(None) => return, // superseded or taken over: the row has moved on
+        Ok(Some(s)) if s.state == JobState::Succeeded => {
+            if work == Work::Install && s.bytes_received >= 1 << 20 {
+                let secs = started.elapsed().as_secs_f64().max(0.001);
+                let kbps = (s.bytes_received as f64 / 1024.0 / secs) as i64;
+                if let Err(e) = state.db.record_throughput(&row.nal_path, kbps).await {
+                    tracing::warn!(error = %e, "cannot record the DP's throughput");
+                }
+            }
+            succeeded(state, &row, &dp, &lease, work, version, &s)
+        }
+        Ok(Some(s)) => failed(state, &row, &dp, &lease, work, version, &s.message),
+        Err(why) => failed(state, &row, &dp, &lease, work, version, &why),
     };
-    match state.db.finish_job(&outcome.0, &outcome.1).await {
-        Ok(true) => tracing::info!(state = outcome.0.state, message = %outcome.0.message, "job finished"),
+    match state.db.finish_job(&outcome, &status).await {
+        Ok(true) => tracing::info!(state = outcome.state, message = %outcome.message, "job finished"),
         Ok(false) => tracing::info!("job finished, but the DP's row has moved on; its result is dropped"),
-        Err(e) => tracing::error!(error = %e, "cannot record a job's result; it will run again"),
+        Err(e) => tracing::error!(error = %e, "cannot record a job's result; it runs again once the lease expires"),
     }
 }
 
-async fn build_job(state: &AppState, row: &PackageDpRow, kind: JobKind, version: i64) -> Result<Job, String> {
+async fn build_job(state: &AppState, row: &PackageDpRow, dp: &DpRow, work: Work, version: i64) -> Result<Job, String> {
     let package = row.package_id.parse().map_err(|e| format!("{e}"))?;
     let content = ContentId {
         package,
         version: u32::try_from(version).unwrap_or(0),
     };
-    let manifest_hash = if kind == JobKind::Remove {
+    let manifest_hash = if work == Work::Remove {
         None
     } else {
         let lib = state.library.clone();
@@ -157,6 +237,11 @@ async fn build_job(state: &AppState, row: &PackageDpRow, kind: JobKind, version:
                 .ok_or_else(|| format!("{content} is not in the site's content library; refresh the package source"))?,
         )
     };
+    let (kind, repair) = match work {
+        Work::Install => (JobKind::Install, row.redistribute != 0),
+        Work::Validate => (JobKind::Validate, dp.repair_damaged != 0),
+        Work::Remove => (JobKind::Remove, false),
+    };
     Ok(Job {
         id: job_id(row),
         kind,
@@ -164,7 +249,7 @@ async fn build_job(state: &AppState, row: &PackageDpRow, kind: JobKind, version:
         manifest_hash,
         // Empty: the DP's own site, the only source of a standard DP.
         sources: Vec::new(),
-        repair: row.redistribute != 0,
+        repair,
     })
 }
 
@@ -195,29 +280,47 @@ impl NodeCall<'_> {
     }
 }
 
-/// Sends the job and polls it to its end. `Ok(None)` when the row moved on meanwhile (the job
-/// is then cancelled on the DP).
-async fn follow(
-    state: &AppState,
-    node: &NodeCall<'_>,
-    row: &PackageDpRow,
-    job: Job,
-) -> Result<Option<JobStatus>, String> {
+/// Sends the job and polls it to its end, renewing the lease and recording progress at each
+/// poll. `Ok(None)` when the row moved on meanwhile (the job is then cancelled on the DP) or
+/// another worker took the job over.
+async fn follow(state: &AppState, node: &NodeCall<'_>, lease: &Lease, job: Job) -> Result<Option<JobStatus>, String> {
     let mut status = node
         .send(node.http.post(format!("{}{JOBS_PATH}", node.url)).json(&job))
         .await?;
-    let poll = Duration::from_millis(state.distribution.poll_ms);
+    let d = state.dist();
+    let poll = Duration::from_millis(d.poll_ms);
     let status_url = format!("{}{JOBS_PATH}/{}", node.url, job.id);
     let mut misses = 0;
     while !status.state.is_terminal() {
         tokio::time::sleep(poll * (1 + misses)).await;
-        match state.db.package_dp(&row.package_id, &row.nal_path).await {
-            Ok(Some(now)) if now.job_seq == row.job_seq => {}
-            Ok(_) => {
-                let _ = node.http.delete(&status_url).bearer_auth(&node.token).send().await;
+        let renewed = Lease {
+            until: later(d.lease_secs),
+            ..lease.clone()
+        };
+        let progress = Progress {
+            bytes: i64::try_from(status.bytes_received).unwrap_or(i64::MAX),
+            done: i64::try_from(status.chunks_received + status.chunks_present).unwrap_or(i64::MAX),
+            total: i64::try_from(status.chunks_total).unwrap_or(i64::MAX),
+        };
+        match state.db.renew(&renewed, progress).await {
+            Ok(true) => {}
+            Ok(false) => {
+                let moved_on = !matches!(
+                    state.db.package_dp(&lease.package_id, &lease.nal_path).await,
+                    Ok(Some(r)) if r.job_seq == lease.job_seq
+                );
+                if moved_on {
+                    // Cancelled, retargeted or removed: stop the DP's work on the old job.
+                    match node.http.delete(&status_url).bearer_auth(&node.token).send().await {
+                        Ok(_) => tracing::info!("the row moved on; the DP's job is cancelled"),
+                        Err(e) => tracing::warn!(error = %e, "the row moved on, but the DP could not be told to stop"),
+                    }
+                } else {
+                    tracing::warn!("another worker took this job over; leaving it to them");
+                }
                 return Ok(None);
             }
-            Err(e) => return Err(format!("the site database cannot be read: {e}")),
+            Err(e) => return Err(format!("the site database cannot be written: {e}")),
         }
         // The job runs on without us: a DP restarting or a blip on the network is not a failed
         // attempt unless it lasts.
@@ -240,117 +343,152 @@ fn status(row: &PackageDpRow, dp: &DpRow, id: i64, st: MessageState, text: Strin
     crate::methods::dp_status(&row.package_id, dp, id, st, text, bytes, &now())
 }
 
-fn outcome(row: &PackageDpRow, state: DpState, message: &str) -> JobOutcome {
-    JobOutcome {
+/// The row after a job, as the state machine has it, with `message`.
+fn outcome(
+    state: &AppState,
+    row: &PackageDpRow,
+    lease: &Lease,
+    work: Work,
+    version: i64,
+    result: Outcome,
+    message: &str,
+) -> (JobOutcome, dpstate::After) {
+    let d = state.dist();
+    let as_u32 = |v: i64| u32::try_from(v).unwrap_or(0);
+    let after = dpstate::on_outcome(
+        work,
+        as_u32(version),
+        RowState {
+            installed_version: as_u32(row.installed_version),
+            target_version: as_u32(row.target_version),
+            attempts: as_u32(row.attempts),
+        },
+        result,
+        d.retry_count,
+    );
+    let o = JobOutcome {
         package_id: row.package_id.clone(),
         nal_path: row.nal_path.clone(),
         job_seq: row.job_seq,
-        state: i64::from(state.code()),
-        installed_version: None,
-        attempts: row.attempts,
-        next_attempt_at: None,
-        remove_row: false,
+        state: i64::from(after.state.code()),
+        installed_version: after.installed_version.map(i64::from),
+        attempts: i64::from(after.attempts),
+        next_attempt_at: after.retry.then(|| later(d.retry_delay_secs)),
+        remove_row: after.remove_row,
+        needs_repair: after.needs_repair,
+        lease_owner: lease.owner.clone(),
         time: now(),
         message: message.to_owned(),
-    }
+    };
+    (o, after)
 }
 
-fn succeeded(row: &PackageDpRow, dp: &DpRow, kind: JobKind, version: i64, s: &JobStatus) -> (JobOutcome, NewStatus) {
+fn succeeded(
+    state: &AppState,
+    row: &PackageDpRow,
+    dp: &DpRow,
+    lease: &Lease,
+    work: Work,
+    version: i64,
+    s: &JobStatus,
+) -> (JobOutcome, NewStatus) {
     let content = format!("{}.{version}", row.package_id);
-    match kind {
-        JobKind::Install => {
-            let text = format!(
+    let result = Outcome::Succeeded {
+        damaged: !s.damaged.is_empty(),
+        repaired: s.repaired,
+    };
+    let (text, id, st, bytes) = match work {
+        Work::Install => (
+            format!(
                 "{content} installed: {} of {} chunks fetched ({} bytes received), {} already present",
                 s.chunks_received, s.chunks_total, s.bytes_received, s.chunks_present
-            );
-            let mut o = outcome(row, DpState::Installed, &text);
-            o.installed_version = Some(version);
-            o.attempts = 0;
-            let m = status(
-                row,
-                dp,
-                message_id::INSTALLED,
-                MessageState::Success,
-                text,
-                s.bytes_received,
-            );
-            (o, m)
-        }
-        JobKind::Remove => {
-            let text = format!("{} removed from the DP", row.package_id);
-            let mut o = outcome(row, DpState::RemovalPending, &text);
-            o.remove_row = true;
-            (o, status(row, dp, message_id::REMOVED, MessageState::Success, text, 0))
-        }
-        JobKind::Validate if s.damaged.is_empty() => {
-            let text = format!("{content} validated: every file matches its hash");
-            // A validation of an older version does not make the DP current.
-            let next = if row.installed_version == row.target_version {
-                DpState::Installed
-            } else {
-                DpState::InstallPending
-            };
-            let o = outcome(row, next, &text);
-            (
-                o,
-                status(row, dp, message_id::VALIDATED, MessageState::Success, text, 0),
-            )
-        }
-        JobKind::Validate => {
-            let shown: Vec<&str> = s.damaged.iter().take(20).map(String::as_str).collect();
-            let more = s.damaged.len().saturating_sub(shown.len());
-            let text = format!(
-                "{content} failed validation: {} damaged or missing file(s): {}{}. Run ReDistributePackage to repair it",
-                s.damaged.len(),
-                shown.join(", "),
-                if more > 0 {
-                    format!(" and {more} more")
-                } else {
-                    String::new()
-                }
-            );
-            let o = outcome(row, DpState::InstallFailed, &text);
-            (o, status(row, dp, message_id::DAMAGED, MessageState::Error, text, 0))
-        }
+            ),
+            message_id::INSTALLED,
+            MessageState::Success,
+            s.bytes_received,
+        ),
+        Work::Remove => (
+            format!("{} removed from the DP", row.package_id),
+            message_id::REMOVED,
+            MessageState::Success,
+            0,
+        ),
+        Work::Validate if s.damaged.is_empty() => (
+            format!("{content} validated: every file matches its hash"),
+            message_id::VALIDATED,
+            MessageState::Success,
+            0,
+        ),
+        Work::Validate if s.repaired => (
+            format!(
+                "{content} failed validation: {}. The DP repaired them from its sources and verified the whole version again (RepairDamagedContent is on); {} bytes received",
+                damaged_list(&s.damaged),
+                s.bytes_received
+            ),
+            message_id::REPAIRED,
+            MessageState::Success,
+            s.bytes_received,
+        ),
+        Work::Validate => (
+            format!(
+                "{content} failed validation: {}. The DP only reports damage (RepairDamagedContent is off): run ReDistributePackage to repair it",
+                damaged_list(&s.damaged)
+            ),
+            message_id::DAMAGED,
+            MessageState::Error,
+            0,
+        ),
+    };
+    let (o, after) = outcome(state, row, lease, work, version, result, &text);
+    if work == Work::Validate && after.state != DpState::Installed && !s.damaged.is_empty() {
+        tracing::warn!(%text, "validation found damage");
     }
+    (o, status(row, dp, id, st, text, bytes))
 }
 
-fn failed(state: &AppState, row: &PackageDpRow, dp: &DpRow, kind: JobKind, why: &str) -> (JobOutcome, NewStatus) {
-    let d = &state.distribution;
-    let attempts = row.attempts + 1;
-    let left = i64::from(d.retry_count) - attempts;
-    let removing = kind == JobKind::Remove;
-    let (text, st, next) = if left > 0 {
-        let at = jiff::Timestamp::now()
-            + jiff::SignedDuration::from_secs(i64::try_from(d.retry_delay_secs).unwrap_or(i64::MAX / 2));
-        let at = at.strftime("%Y-%m-%dT%H:%M:%SZ").to_string();
-        // A retry repeats the same job: a validation stays a validation.
-        let st = match kind {
-            JobKind::Remove => DpState::RemovalRetrying,
-            JobKind::Validate => DpState::ContentMonitoring,
-            JobKind::Install => DpState::InstallRetrying,
-        };
-        (
-            format!("attempt {attempts} failed: {why}. {left} retries left; next at {at}"),
-            st,
-            Some(at),
-        )
-    } else {
-        let st = if removing {
-            DpState::RemovalFailed
+fn damaged_list(files: &[String]) -> String {
+    let shown: Vec<&str> = files.iter().take(20).map(String::as_str).collect();
+    let more = files.len().saturating_sub(shown.len());
+    format!(
+        "{} damaged or missing file(s): {}{}",
+        files.len(),
+        shown.join(", "),
+        if more > 0 {
+            format!(" and {more} more")
         } else {
-            DpState::InstallFailed
-        };
-        (
-            format!("attempt {attempts} failed: {why}. No retries left; fix the cause, then ReDistributePackage"),
-            st,
-            None,
-        )
+            String::new()
+        }
+    )
+}
+
+fn failed(
+    state: &AppState,
+    row: &PackageDpRow,
+    dp: &DpRow,
+    lease: &Lease,
+    work: Work,
+    version: i64,
+    why: &str,
+) -> (JobOutcome, NewStatus) {
+    let what = match work {
+        Work::Install => format!("sending {}.{version}", row.package_id),
+        Work::Validate => format!("validating {}.{version}", row.package_id),
+        Work::Remove => format!("removing {}", row.package_id),
+    };
+    let (mut o, after) = outcome(state, row, lease, work, version, Outcome::Failed, "");
+    let left = state.dist().retry_count.saturating_sub(after.attempts);
+    let text = match &o.next_attempt_at {
+        Some(at) => format!(
+            "attempt {} at {what} failed: {why}. {left} retries left; next at {at}",
+            after.attempts
+        ),
+        None => format!(
+            "attempt {} at {what} failed: {why}. No retries left ({}): fix the cause, then ReDistributePackage",
+            after.attempts,
+            after.state.name()
+        ),
     };
     tracing::warn!(%text, "job failed");
-    let mut o = outcome(row, st, &text);
-    o.attempts = attempts;
-    o.next_attempt_at = next;
-    let m = status(row, dp, message_id::FAILED, MessageState::Error, text, 0);
-    (o, m)
+    o.message.clone_from(&text);
+    (o, status(row, dp, message_id::FAILED, MessageState::Error, text, 0))
 }

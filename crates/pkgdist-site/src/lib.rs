@@ -64,15 +64,32 @@ pub async fn open(dir: &Path, cfg: &SiteConfig) -> Result<AppState, SiteError> {
         .parse()
         .map_err(|e: pkgdist_core::IdError| SiteError::Config(e.to_string()))?;
     let node_key = node_key(&db).await?;
+    let overrides = distribution_overrides(&db).await?;
+    let distribution = cfg.distribution.with(&overrides);
+    distribution
+        .check()
+        .map_err(|e| SiteError::Config(format!("distribution settings (site.toml with the API's changes): {e}")))?;
     Ok(AppState::with(
         db,
         library,
         site_code,
         cfg.site_name.clone(),
         cfg.max_body_bytes,
-        cfg.distribution.clone(),
+        distribution,
         node_key,
     ))
+}
+
+/// The settings key of the administrator's changes to `[distribution]`.
+pub const DISTRIBUTION_SETTINGS: &str = "distribution";
+
+/// The administrator's changes to `[distribution]` made through the API.
+pub async fn distribution_overrides(db: &Db) -> Result<config::DistributionOverrides, SiteError> {
+    match db.setting(DISTRIBUTION_SETTINGS).await? {
+        Some(json) => serde_json::from_str(&json)
+            .map_err(|e| SiteError::Config(format!("the stored distribution settings cannot be read: {e}"))),
+        None => Ok(config::DistributionOverrides::default()),
+    }
 }
 
 /// The site's secret for what it presents to DPs, made on first start and kept in the
@@ -112,9 +129,10 @@ pub async fn serve(
 pub struct Workers([tokio::task::JoinHandle<()>; 2]);
 
 impl Workers {
-    pub fn start(state: &AppState) -> Self {
+    /// `data_dir` names this site for the leases its workers take (see [`distmgr::Owner`]).
+    pub fn start(state: &AppState, data_dir: &Path) -> Self {
         Self([
-            tokio::spawn(distmgr::run(state.clone())),
+            tokio::spawn(distmgr::run(state.clone(), distmgr::Owner::new(data_dir))),
             tokio::spawn(scheduler::run(state.clone())),
         ])
     }
@@ -150,7 +168,7 @@ pub async fn run(opts: RunOptions) -> Result<(), SiteError> {
         .map_err(|e| SiteError::Config(e.to_string()))?;
         config::write_atomic(ready, &body)?;
     }
-    let _workers = Workers::start(&state);
+    let _workers = Workers::start(&state, &opts.data);
     serve(state, listener, shutdown_signal())
         .await
         .map_err(|e| SiteError::io(Path::new(&listen), e))

@@ -8,6 +8,7 @@ use std::path::Path;
 
 use pkgdist_content::{ContentError, SnapshotOptions};
 use pkgdist_core::classes::{DpState, MessageState, PackageClass, nal_path, nal_site, source_flag};
+use pkgdist_core::dpstate::{self, Action};
 use pkgdist_core::errors::ErrorKind;
 use pkgdist_core::{ContentId, PackageId, schedule};
 use pkgdist_db::{
@@ -250,16 +251,9 @@ pub async fn update(
         "SMS_DistributionPointInfo" => {
             let nal = key_text(&current, "NALPath");
             let mut d = state.db.dp(&nal).await?.ok_or_else(|| gone(&nal))?;
-            if let Some(v) = text(&body, "Description") {
-                d.description = v.to_owned();
-            }
-            if let Some(v) = body.get("IsPullDP").and_then(Value::as_bool) {
-                d.is_pull = i64::from(v);
-            }
-            if let Some(v) = int(&body, "Priority") {
-                d.priority = v;
-            }
+            apply_dp_settings(&mut d, &body)?;
             state.db.update_dp(&d).await?;
+            state.work.notify_one();
             let s = Snapshot::load(&state.db).await?;
             Ok(objects::dp_object(&d, &s))
         }
@@ -300,11 +294,49 @@ pub async fn update(
             let s = Snapshot::load(&state.db).await?;
             Ok(objects::group_object(&g, &s))
         }
+        "PKGDIST_DistributionSettings" => update_settings(state, &body).await,
         _ => Err(ApiError::new(
             ErrorKind::NotAllowed,
             format!("{} instances cannot be changed", class.name),
         )),
     }
+}
+
+/// Changes the distribution settings: checked, kept in the database, in force at once.
+async fn update_settings(state: &AppState, body: &Map<String, Value>) -> ApiResult<Object> {
+    let mut o = crate::distribution_overrides(&state.db)
+        .await
+        .map_err(|e| ApiError::new(ErrorKind::Storage, e.to_string()))?;
+    let num = |k: &str| body.get(k).and_then(Value::as_u64);
+    if let Some(v) = num("MaximumPackageCount") {
+        o.max_packages = Some(usize::try_from(v).unwrap_or(usize::MAX));
+    }
+    if let Some(v) = num("MaximumThreadsPerPackage") {
+        o.max_threads_per_package = Some(usize::try_from(v).unwrap_or(usize::MAX));
+    }
+    if let Some(v) = num("RetryCount") {
+        o.retry_count = Some(u32::try_from(v).unwrap_or(u32::MAX));
+    }
+    if let Some(v) = num("DelayBeforeRetryingMins") {
+        if !(1..=1440).contains(&v) {
+            return Err(
+                ApiError::new(ErrorKind::InvalidValue, "DelayBeforeRetryingMins must be 1-1440")
+                    .param("DelayBeforeRetryingMins"),
+            );
+        }
+        o.retry_delay_secs = Some(v * 60);
+    }
+    if let Some(v) = num("DelayBeforeRetryingSecs") {
+        o.retry_delay_secs = Some(v);
+    }
+    let next = state.dist().with(&o);
+    next.check().map_err(|e| ApiError::new(ErrorKind::InvalidValue, e))?;
+    let json = serde_json::to_string(&o).map_err(ApiError::internal)?;
+    state.db.set_setting(crate::DISTRIBUTION_SETTINGS, &json).await?;
+    state.set_dist(next);
+    state.work.notify_one();
+    tracing::info!(settings = %json, "distribution settings changed");
+    Ok(objects::settings_object(state))
 }
 
 pub async fn delete(state: &AppState, class: &'static ClassDef, current: Object) -> ApiResult<()> {
@@ -398,49 +430,19 @@ pub async fn call(
                         .object(format!("{pkg} on {nal}")),
                 );
             };
-            let current = u32::try_from(row.state)
-                .ok()
-                .and_then(DpState::from_code)
-                .unwrap_or(DpState::InstallPending);
-            let removing = matches!(
-                current,
-                DpState::RemovalPending | DpState::RemovalRetrying | DpState::RemovalFailed
-            );
-            let in_progress = matches!(
-                current,
-                DpState::InstallPending | DpState::InstallRetrying | DpState::ContentUpdating
-            );
-            let refuse =
-                |why: String| Err(ApiError::new(ErrorKind::InvalidState, why).object(format!("{pkg} on {nal}")));
-            if method.name == "VerifyPackage" && removing {
-                return refuse(format!(
-                    "{pkg} is being removed from this DP ({}); there is nothing to validate",
-                    current.name()
-                ));
-            }
-            if method.name == "CancelDistribution" && !in_progress {
-                return refuse(format!(
-                    "there is no distribution of {pkg} to this DP in progress to cancel (it is {})",
-                    current.name()
-                ));
-            }
-            if method.name == "VerifyPackage" {
-                set_state(
-                    state,
-                    &[(pkg, nal)],
-                    DpState::ContentMonitoring,
-                    "validation requested: the DP will re-hash the content",
-                )
-                .await?;
+            let current = u32::try_from(row.state).ok().and_then(DpState::from_code);
+            let (action, why) = if method.name == "VerifyPackage" {
+                (Action::Verify, "validation requested: the DP will re-hash the content")
             } else {
-                set_state(
-                    state,
-                    &[(pkg, nal)],
-                    DpState::InstallFailed,
+                (
+                    Action::Cancel,
                     "distribution cancelled by an administrator; use RefreshNow or ReDistributePackage to try again",
                 )
-                .await?;
-            }
+            };
+            let next = dpstate::on_action(current, row.installed_version > 0, action).map_err(|e| {
+                ApiError::new(ErrorKind::InvalidState, format!("{pkg} on {nal}: {e}")).object(format!("{pkg} on {nal}"))
+            })?;
+            set_state(state, &[(pkg, nal)], next, why).await?;
             Ok(ok(json!({})))
         }
         ("SMS_DistributionPointGroup", m) => group_method(state, &key_text(&instance, "GroupID"), m, &params).await,
@@ -557,21 +559,26 @@ fn gone(what: &str) -> ApiError {
 /// Most tokens a package's RefreshSchedule may hold, as in ConfigMgr.
 const MAX_SCHEDULE_TOKENS: usize = 15;
 
+/// Checks an interval string given for property `param`.
+fn check_schedule(text: &str, param: &'static str) -> ApiResult<()> {
+    let tokens = schedule::read_from_string(text)
+        .map_err(|e| ApiError::new(ErrorKind::InvalidValue, format!("{param}: {e}")).param(param))?;
+    if tokens.len() > MAX_SCHEDULE_TOKENS {
+        return Err(ApiError::new(
+            ErrorKind::InvalidValue,
+            format!(
+                "{param} has {} tokens; at most {MAX_SCHEDULE_TOKENS} are allowed",
+                tokens.len()
+            ),
+        )
+        .param(param));
+    }
+    Ok(())
+}
+
 fn check_package(p: &PackageRow) -> ApiResult<()> {
     if !p.refresh_schedule.is_empty() {
-        let tokens = schedule::read_from_string(&p.refresh_schedule).map_err(|e| {
-            ApiError::new(ErrorKind::InvalidValue, format!("RefreshSchedule: {e}")).param("RefreshSchedule")
-        })?;
-        if tokens.len() > MAX_SCHEDULE_TOKENS {
-            return Err(ApiError::new(
-                ErrorKind::InvalidValue,
-                format!(
-                    "RefreshSchedule has {} tokens; at most {MAX_SCHEDULE_TOKENS} are allowed",
-                    tokens.len()
-                ),
-            )
-            .param("RefreshSchedule"));
-        }
+        check_schedule(&p.refresh_schedule, "RefreshSchedule")?;
         if p.pkg_source_flag != i64::from(source_flag::STORAGE_DIRECT) {
             return Err(ApiError::new(
                 ErrorKind::InvalidValue,
@@ -830,7 +837,8 @@ pub async fn refresh_package(state: &AppState, id: &str, trigger: Trigger) -> Ap
             package_size_kb: kb,
             time: now(),
             action_in_progress: i64::from(pkgdist_core::classes::action::UPDATE),
-            dp_state: i64::from(DpState::InstallPending.code()),
+            dp_state: i64::from(action_state(false, Action::NewVersion)),
+            dp_state_if_installed: i64::from(action_state(true, Action::NewVersion)),
             dp_message: format!("{target} queued for distribution"),
             message_id: MSG_QUEUED,
             message_state: in_progress as i64,
@@ -939,12 +947,21 @@ async fn retarget(state: &AppState, pairs: &[(&PackageRow, &DpRow)], redistribut
     Ok(())
 }
 
+/// The state `action` gives a row that is on the DP and calls for work, with or without a
+/// version installed (the database picks between the two as it writes).
+fn action_state(installed: bool, action: Action) -> u32 {
+    dpstate::on_action(Some(DpState::InstallPending), installed, action)
+        .unwrap_or(DpState::InstallPending)
+        .code()
+}
+
 fn target(p: &PackageRow, d: &DpRow, redistribute: bool, time: &str, why: &str) -> NewTarget {
     NewTarget {
         package_id: p.package_id.clone(),
         nal_path: d.nal_path.clone(),
         site_code: d.site_code.clone(),
-        state: i64::from(DpState::InstallPending.code()),
+        state: i64::from(action_state(false, Action::Distribute)),
+        state_if_installed: i64::from(action_state(true, Action::Distribute)),
         redistribute,
         time: time.to_owned(),
         message: why.to_owned(),
@@ -975,7 +992,7 @@ fn changes(s: &Snapshot, rows: &[(String, String)], st: DpState, why: &str) -> (
     out
 }
 
-async fn set_state(state: &AppState, rows: &[(String, String)], st: DpState, why: &str) -> ApiResult<()> {
+pub(crate) async fn set_state(state: &AppState, rows: &[(String, String)], st: DpState, why: &str) -> ApiResult<()> {
     let s = Snapshot::load(&state.db).await?;
     let (c, m) = changes(&s, rows, st, why);
     state.db.set_states(&c, &m).await?;
@@ -999,23 +1016,47 @@ async fn create_dp(state: &AppState, body: &Map<String, Value>) -> ApiResult<Obj
     }
     let token = auth::generate();
     let site = state.site_code.to_string();
-    let d = DpRow {
-        nal_path: nal_path(&name, &site),
-        name,
-        site_code: site,
-        url: None,
-        description: text(body, "Description").unwrap_or_default().to_owned(),
-        is_pull: i64::from(flag(body, "IsPullDP", false)),
-        priority: int(body, "Priority").unwrap_or(200),
-        enrollment_token_hash: Some(auth::hash(&token)),
-        credential_hash: None,
-        created_at: now(),
-    };
+    let mut d = DpRow::new(nal_path(&name, &site), name, site, now());
+    d.enrollment_token_hash = Some(auth::hash(&token));
+    apply_dp_settings(&mut d, body)?;
     state.db.insert_dp(&d).await?;
     let s = Snapshot::load(&state.db).await?;
     let mut o = objects::dp_object(&d, &s);
     o.insert("EnrollmentToken".into(), json!(token));
     Ok(o)
+}
+
+/// The administrator-settable properties of `SMS_DistributionPointInfo`, checked.
+fn apply_dp_settings(d: &mut DpRow, body: &Map<String, Value>) -> ApiResult<()> {
+    if let Some(v) = text(body, "Description") {
+        d.description = v.to_owned();
+    }
+    if let Some(v) = body.get("IsPullDP").and_then(Value::as_bool) {
+        d.is_pull = i64::from(v);
+    }
+    if let Some(v) = int(body, "Priority") {
+        d.priority = v;
+    }
+    if let Some(v) = body.get("RepairDamagedContent").and_then(Value::as_bool) {
+        d.repair_damaged = i64::from(v);
+    }
+    if let Some(v) = body.get("RateLimitBytesPerSecond").and_then(Value::as_u64) {
+        d.rate_bytes_per_sec = i64::try_from(v).map_err(|_| {
+            ApiError::new(ErrorKind::InvalidValue, "RateLimitBytesPerSecond is too large")
+                .param("RateLimitBytesPerSecond")
+        })?;
+    }
+    if let Some(v) = text(body, "ValidationSchedule") {
+        if !v.is_empty() {
+            check_schedule(v, "ValidationSchedule")?;
+        }
+        if v != d.validation_schedule {
+            d.validation_schedule = v.to_owned();
+            // Occurrences before the change are not owed.
+            d.validation_checked_at = Some(now());
+        }
+    }
+    Ok(())
 }
 
 // ---- groups ----

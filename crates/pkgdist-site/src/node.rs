@@ -37,6 +37,9 @@ async fn authenticate_dp(State(state): State<AppState>, mut req: Request, next: 
     };
     match state.db.dp_by_credential(&auth::hash(token)).await {
         Ok(Some(dp)) => {
+            if let Some(pacer) = state.pacer(&dp) {
+                req.extensions_mut().insert(pacer);
+            }
             req.extensions_mut().insert(dp);
             next.run(req).await
         }

@@ -137,6 +137,10 @@ pub fn dp_object(d: &DpRow, s: &Snapshot) -> Object {
         "GroupCount": s.members.iter().filter(|(_, n)| *n == d.nal_path).count(),
         "Url": d.url,
         "Enrolled": d.credential_hash.is_some(),
+        "RepairDamagedContent": d.repair_damaged != 0,
+        "ValidationSchedule": d.validation_schedule,
+        "RateLimitBytesPerSecond": d.rate_bytes_per_sec,
+        "ThroughputKBps": d.throughput_kbps,
     }))
 }
 
@@ -178,7 +182,27 @@ fn package_dp_object(r: &PackageDpRow, s: &Snapshot) -> Object {
     }))
 }
 
-fn summarizer_object(r: &PackageDpRow, s: &Snapshot) -> Object {
+pub fn settings_object(state: &AppState) -> Object {
+    let d = state.dist();
+    obj(json!({
+        "SiteCode": state.site_code,
+        "MaximumPackageCount": d.max_packages,
+        "MaximumThreadsPerPackage": d.max_threads_per_package,
+        "RetryCount": d.retry_count,
+        "DelayBeforeRetryingMins": d.retry_delay_secs.div_ceil(60),
+        "DelayBeforeRetryingSecs": d.retry_delay_secs,
+    }))
+}
+
+fn summarizer_object(r: &PackageDpRow, s: &Snapshot, retry_count: u32) -> Object {
+    let installed = r.state == i64::from(DpState::Installed.code());
+    let percent = if installed {
+        100
+    } else if r.progress_total > 0 {
+        (r.progress_done.clamp(0, r.progress_total) * 100) / r.progress_total
+    } else {
+        0
+    };
     obj(json!({
         "PackageID": r.package_id,
         "ServerNALPath": r.nal_path,
@@ -192,6 +216,9 @@ fn summarizer_object(r: &PackageDpRow, s: &Snapshot) -> Object {
         "Attempts": r.attempts,
         "NextRetry": r.next_attempt_at,
         "LastMessage": r.last_message,
+        "RetriesRemaining": i64::from(retry_count).saturating_sub(r.attempts).max(0),
+        "BytesReceived": r.progress_bytes,
+        "PercentComplete": percent,
     }))
 }
 
@@ -275,6 +302,7 @@ pub async fn instances(state: &AppState, class: &str) -> ApiResult<Vec<Object>> 
                 .collect())
         }
         "PKGDIST_AdminToken" => Ok(db.tokens().await?.iter().map(token_object).collect()),
+        "PKGDIST_DistributionSettings" => Ok(vec![settings_object(state)]),
         _ => {
             let s = Snapshot::load(db).await?;
             Ok(match class {
@@ -304,7 +332,11 @@ pub async fn instances(state: &AppState, class: &str) -> ApiResult<Vec<Object>> 
                     .collect(),
                 "SMS_DistributionPoint" => s.package_dps.iter().map(|r| package_dp_object(r, &s)).collect(),
                 "SMS_PackageStatusDistPointsSummarizer" => {
-                    s.package_dps.iter().map(|r| summarizer_object(r, &s)).collect()
+                    let retries = state.dist().retry_count;
+                    s.package_dps
+                        .iter()
+                        .map(|r| summarizer_object(r, &s, retries))
+                        .collect()
                 }
                 "SMS_PackageStatusDetailSummarizer" => detail_objects(&s),
                 _ => {

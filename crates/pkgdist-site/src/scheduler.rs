@@ -1,5 +1,6 @@
-//! Scheduled refreshes: packages whose RefreshSchedule has come due are refreshed, and do
-//! nothing but record a status message when their source has not changed.
+//! Scheduled work: packages whose RefreshSchedule has come due are refreshed (and do nothing
+//! but record a status message when their source has not changed); DPs whose
+//! ValidationSchedule has come due re-hash the content they hold.
 //!
 //! Each package remembers until when its schedule has been handled (`schedule_checked_at`), so
 //! occurrences missed while the site was down are caught up once, at the first tick after
@@ -12,7 +13,9 @@ use jiff::Timestamp;
 use jiff::tz::TimeZone;
 use pkgdist_core::schedule;
 
-use crate::methods::{Trigger, refresh_package};
+use pkgdist_core::classes::DpState;
+
+use crate::methods::{Trigger, refresh_package, set_state};
 use crate::state::AppState;
 
 /// How often the scheduler looks for due work.
@@ -28,6 +31,8 @@ pub struct TickReport {
     pub refreshed: Vec<String>,
     pub unchanged: Vec<String>,
     pub failed: Vec<String>,
+    /// Names of the DPs whose scheduled validation was started.
+    pub validated: Vec<String>,
 }
 
 /// Handles every schedule occurrence up to `now` (in the site's time zone for local tokens),
@@ -48,17 +53,8 @@ pub async fn tick(state: &AppState, now: Timestamp, zone: &TimeZone) -> TickRepo
         }
     };
     for p in packages.iter().filter(|p| !p.refresh_schedule.is_empty()) {
-        let Ok(tokens) = schedule::read_from_string(&p.refresh_schedule) else {
-            continue;
-        };
-        let since = p
-            .schedule_checked_at
-            .as_deref()
-            .or(Some(p.created_at.as_str()))
-            .and_then(|t| t.parse::<Timestamp>().ok());
-        let Some(since) = since else { continue };
-        let due = schedule::next_after(&tokens, since, zone).is_some_and(|next| next <= now);
-        if !due {
+        let since = p.schedule_checked_at.as_deref().or(Some(p.created_at.as_str()));
+        if !due(&p.refresh_schedule, since, now, zone) {
             continue;
         }
         let span = tracing::info_span!("scheduled refresh", package = %p.package_id);
@@ -79,7 +75,60 @@ pub async fn tick(state: &AppState, now: Timestamp, zone: &TimeZone) -> TickRepo
             tracing::warn!(error = %e, "scheduler: cannot record progress");
         }
     }
+    validations(state, now, zone, &mut report).await;
     report
+}
+
+/// Whether an interval string has an occurrence after `since` and at or before `now`.
+fn due(text: &str, since: Option<&str>, now: Timestamp, zone: &TimeZone) -> bool {
+    let Ok(tokens) = schedule::read_from_string(text) else {
+        return false;
+    };
+    let Some(since) = since.and_then(|t| t.parse::<Timestamp>().ok()) else {
+        return false;
+    };
+    schedule::next_after(&tokens, since, zone).is_some_and(|next| next <= now)
+}
+
+/// Starts the validations of DPs whose ValidationSchedule has come due: every package
+/// INSTALLED there goes to CONTENT_MONITORING, and the distribution manager sends the jobs.
+async fn validations(state: &AppState, now: Timestamp, zone: &TimeZone, report: &mut TickReport) {
+    let (dps, rows) = match (state.db.dps().await, state.db.package_dps().await) {
+        (Ok(d), Ok(r)) => (d, r),
+        (Err(e), _) | (_, Err(e)) => {
+            tracing::warn!(error = %e, "scheduler: cannot read DPs");
+            return;
+        }
+    };
+    for d in dps.iter().filter(|d| !d.validation_schedule.is_empty()) {
+        let since = d.validation_checked_at.as_deref().or(Some(d.created_at.as_str()));
+        if !due(&d.validation_schedule, since, now, zone) {
+            continue;
+        }
+        let installed = i64::from(DpState::Installed.code());
+        let targets: Vec<(String, String)> = rows
+            .iter()
+            .filter(|r| r.nal_path == d.nal_path && r.state == installed)
+            .map(|r| (r.package_id.clone(), r.nal_path.clone()))
+            .collect();
+        if !targets.is_empty() {
+            let why = "scheduled validation (ValidationSchedule): the DP will re-hash the content";
+            match set_state(state, &targets, DpState::ContentMonitoring, why).await {
+                Ok(()) => {
+                    tracing::info!(dp = %d.name, packages = targets.len(), "scheduled validation started");
+                    report.validated.push(d.name.clone());
+                    state.work.notify_one();
+                }
+                Err(e) => {
+                    tracing::warn!(dp = %d.name, error = %e.message, "scheduled validation could not start; next occurrence");
+                }
+            }
+        }
+        let stamp = now.strftime("%Y-%m-%dT%H:%M:%SZ").to_string();
+        if let Err(e) = state.db.set_validation_checked(&d.nal_path, &stamp).await {
+            tracing::warn!(error = %e, "scheduler: cannot record progress");
+        }
+    }
 }
 
 /// Ticks every [`TICK`] until the task is dropped; the first tick runs at once, catching up

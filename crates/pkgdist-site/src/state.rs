@@ -20,11 +20,14 @@ pub struct Inner {
     pub site_code: SiteCode,
     pub site_name: String,
     pub max_body_bytes: usize,
-    pub distribution: Distribution,
+    /// `[distribution]` with the administrator's API changes over it; read with [`Inner::dist`].
+    distribution: std::sync::RwLock<Distribution>,
     /// Wakes the distribution manager: package-on-DP rows changed.
     pub work: Notify,
     /// Secret from which the site derives what it presents to each DP.
     node_key: [u8; 32],
+    /// Rate limits of DPs that have one, by NAL path: shared by all requests to the same DP.
+    pacers: std::sync::Mutex<HashMap<String, Arc<pkgdist_node::pace::Pacer>>>,
     /// One refresh at a time per package: two would both compute the same next version.
     refresh_locks: std::sync::Mutex<HashMap<String, Arc<Mutex<()>>>>,
 }
@@ -64,11 +67,28 @@ impl AppState {
             site_code,
             site_name,
             max_body_bytes,
-            distribution,
+            distribution: std::sync::RwLock::new(distribution),
             work: Notify::new(),
             node_key,
+            pacers: std::sync::Mutex::new(HashMap::new()),
             refresh_locks: std::sync::Mutex::new(HashMap::new()),
         }))
+    }
+
+    /// The pacer of a DP with a rate limit (at its current rate), `None` for unlimited.
+    pub fn pacer(&self, dp: &pkgdist_db::DpRow) -> Option<Arc<pkgdist_node::pace::Pacer>> {
+        let mut pacers = self.pacers.lock().unwrap_or_else(|e| e.into_inner());
+        let Ok(rate @ 1..) = u64::try_from(dp.rate_bytes_per_sec) else {
+            pacers.remove(&dp.nal_path);
+            return None;
+        };
+        let p = pacers
+            .entry(dp.nal_path.clone())
+            .or_insert_with(|| Arc::new(pkgdist_node::pace::Pacer::new(rate)));
+        if p.rate() != rate {
+            p.set_rate(rate);
+        }
+        Some(p.clone())
     }
 
     pub fn refresh_lock(&self, package: &str) -> Arc<Mutex<()>> {
@@ -78,6 +98,15 @@ impl AppState {
 }
 
 impl Inner {
+    /// The distribution settings in force now.
+    pub fn dist(&self) -> Distribution {
+        self.distribution.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    pub fn set_dist(&self, d: Distribution) {
+        *self.distribution.write().unwrap_or_else(|e| e.into_inner()) = d;
+    }
+
     /// What the site presents to the DP whose credential hashes to `credential_hash`: derived,
     /// so the site stores no DP secret, and new with every enrollment.
     pub fn site_token(&self, credential_hash: &str) -> String {

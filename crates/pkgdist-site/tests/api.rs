@@ -1183,3 +1183,205 @@ async fn concurrent_patches_of_different_properties_both_stand() {
         (json!("2.0"), json!("d19"))
     );
 }
+
+/// The distribution settings class: read, changed within ConfigMgr's ranges, refused outside
+/// them, kept across a restart. DP settings: repair, validation schedule, rate limit.
+#[tokio::test]
+async fn distribution_settings_and_dp_settings() {
+    let s = start().await;
+    let all = s.list("PKGDIST_DistributionSettings").await;
+    assert_eq!(all.len(), 1);
+    let d = &all[0];
+    assert_eq!(
+        (
+            &d["MaximumPackageCount"],
+            &d["MaximumThreadsPerPackage"],
+            &d["RetryCount"],
+            &d["DelayBeforeRetryingMins"]
+        ),
+        (&json!(3), &json!(5), &json!(100), &json!(30))
+    );
+    let path = format!("PKGDIST_DistributionSettings{}", key("PS1"));
+    let (st, v) = s
+        .patch(
+            &path,
+            json!({"MaximumPackageCount": 1, "RetryCount": 2, "DelayBeforeRetryingMins": 2}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    assert_eq!(
+        (
+            &v["MaximumPackageCount"],
+            &v["RetryCount"],
+            &v["DelayBeforeRetryingSecs"]
+        ),
+        (&json!(1), &json!(2), &json!(120))
+    );
+    assert_eq!(s.state.dist().max_packages, 1, "in force at once");
+    for bad in [
+        json!({"MaximumPackageCount": 0}),
+        json!({"MaximumThreadsPerPackage": 1000}),
+        json!({"RetryCount": 1001}),
+        json!({"DelayBeforeRetryingMins": 0}),
+        json!({"RetryCount": "many"}),
+        json!({"SiteCode": "PS2"}),
+    ] {
+        let got = s.patch(&path, bad.clone()).await;
+        assert_eq!(got.0, StatusCode::BAD_REQUEST, "{bad}: {}", got.1);
+    }
+    assert_eq!(s.state.dist().retry_count, 2, "a refused change changes nothing");
+    // Kept in the database: a site opened again on it has them.
+    let (cfg, _) = pkgdist_site::SiteConfig::load_or_init(s.dir.path(), None).unwrap();
+    let again = pkgdist_site::open(s.dir.path(), &cfg).await.unwrap();
+    assert_eq!((again.dist().max_packages, again.dist().retry_delay_secs), (1, 120));
+
+    // DP settings.
+    let nal = s.dp("dp1").await;
+    let dp = s.list("SMS_DistributionPointInfo").await.remove(0);
+    assert_eq!(
+        (
+            &dp["RepairDamagedContent"],
+            &dp["ValidationSchedule"],
+            &dp["RateLimitBytesPerSecond"]
+        ),
+        (&json!(true), &json!(""), &json!(0))
+    );
+    let dkey = format!("SMS_DistributionPointInfo{}", key(&nal));
+    let daily = every_hours(24);
+    let (st, v) = s
+        .patch(
+            &dkey,
+            json!({"RepairDamagedContent": false, "ValidationSchedule": daily, "RateLimitBytesPerSecond": 5_000_000}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    assert_eq!(
+        (
+            &v["RepairDamagedContent"],
+            &v["ValidationSchedule"],
+            &v["RateLimitBytesPerSecond"]
+        ),
+        (&json!(false), &json!(daily), &json!(5_000_000))
+    );
+    let got = s.patch(&dkey, json!({"ValidationSchedule": "nonsense"})).await;
+    assert_error(&got, 400, "InvalidValue");
+}
+
+/// A DP's validation schedule: when it comes due, every package INSTALLED there goes to
+/// CONTENT_MONITORING (and only those), once per occurrence.
+#[tokio::test]
+async fn validation_schedule_starts_validations() {
+    use jiff::{SignedDuration, Timestamp, tz::TimeZone};
+    use pkgdist_db::{JobOutcome, Lease, NewStatus};
+    use pkgdist_site::scheduler::tick;
+
+    let s = start().await;
+    let a = s.package("SMS_Package", "a").await;
+    let b = s.package("SMS_Package", "b").await;
+    let nal = s.dp("dp1").await;
+    for id in [&a, &b] {
+        let (st, v) = s
+            .post(
+                &format!("SMS_Package{}/AdminService.AddDistributionPoints", key(id)),
+                json!({"SiteCode": ["PS1"], "NALPath": [nal]}),
+            )
+            .await;
+        assert_eq!(st, StatusCode::OK, "{v}");
+    }
+    // Package a becomes INSTALLED, as the distribution manager would record it.
+    let db = &s.state.db;
+    let row = db.package_dp(&a, &nal).await.unwrap().unwrap();
+    let now = Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string();
+    let lease = Lease {
+        package_id: a.clone(),
+        nal_path: nal.clone(),
+        job_seq: row.job_seq,
+        owner: "test".into(),
+        until: "2999-01-01T00:00:00Z".into(),
+    };
+    assert!(db.claim(&lease, &now).await.unwrap());
+    let done = JobOutcome {
+        package_id: a.clone(),
+        nal_path: nal.clone(),
+        job_seq: row.job_seq,
+        state: 0,
+        installed_version: Some(1),
+        attempts: 0,
+        next_attempt_at: None,
+        remove_row: false,
+        needs_repair: false,
+        lease_owner: "test".into(),
+        time: now.clone(),
+        message: "installed".into(),
+    };
+    let msg = NewStatus {
+        package_id: a.clone(),
+        nal_path: nal.clone(),
+        site_code: "PS1".into(),
+        message_id: 2330,
+        message_state: 1,
+        severity: 0x4000_0000,
+        description: "installed".into(),
+        bytes_transferred: 0,
+        time: now,
+    };
+    assert!(db.finish_job(&done, &msg).await.unwrap());
+
+    let hourly = every_hours(1);
+    let (st, v) = s
+        .patch(
+            &format!("SMS_DistributionPointInfo{}", key(&nal)),
+            json!({"ValidationSchedule": hourly}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    let zone = TimeZone::UTC;
+    let start = Timestamp::now();
+    // Not due yet: the schedule counts from when it was set.
+    let r = tick(&s.state, start, &zone).await;
+    assert!(r.validated.is_empty(), "{r:?}");
+    let later = start + SignedDuration::from_hours(2);
+    let r = tick(&s.state, later, &zone).await;
+    assert_eq!(r.validated, vec!["dp1".to_owned()]);
+    let state_of = |id: &str| {
+        let id = id.to_owned();
+        let nal = nal.clone();
+        async move { db.package_dp(&id, &nal).await.unwrap().unwrap().state }
+    };
+    assert_eq!(state_of(&a).await, 8, "INSTALLED goes to CONTENT_MONITORING");
+    assert_eq!(state_of(&b).await, 1, "INSTALL_PENDING is left alone");
+    let r = tick(&s.state, later, &zone).await;
+    assert!(r.validated.is_empty(), "once per occurrence: {r:?}");
+}
+
+/// An interval string: every `hours` hours from 2026-01-01 00:00 UTC.
+fn every_hours(hours: u32) -> String {
+    use pkgdist_core::schedule::{Recurrence, ScheduleToken, Start};
+    ScheduleToken {
+        start: Start {
+            year: 2026,
+            month: 1,
+            day: 1,
+            hour: 0,
+            minute: 0,
+        },
+        duration_days: 0,
+        duration_hours: 0,
+        duration_minutes: 0,
+        is_gmt: true,
+        recurrence: if hours >= 24 {
+            Recurrence::Interval {
+                days: hours / 24,
+                hours: 0,
+                minutes: 0,
+            }
+        } else {
+            Recurrence::Interval {
+                days: 0,
+                hours,
+                minutes: 0,
+            }
+        },
+    }
+    .encode()
+}

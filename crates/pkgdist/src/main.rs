@@ -45,8 +45,17 @@ enum Command {
     /// DP groups and their packages.
     #[command(subcommand)]
     Group(admin::GroupCmd),
-    /// A package's state on each of its DPs.
-    Status { package: String },
+    /// Where content is: with a package, its state on each DP (progress, retries, last
+    /// message); without, every package's counts and every DP row not INSTALLED.
+    Status {
+        package: Option<String>,
+        /// Redraw every second until nothing is in progress.
+        #[arg(long)]
+        watch: bool,
+    },
+    /// The site's distribution settings: packages and DPs at once, retries.
+    #[command(subcommand)]
+    Settings(admin::SettingsCmd),
     /// Download a package from a DP into a folder, verified, reusing what is there.
     Fetch(cmd::node::FetchArgs),
     /// Management tokens.
@@ -79,7 +88,10 @@ fn main() -> ExitCode {
         Command::Package(c) => admin::package(&cli.conn, c).map(|()| ExitCode::SUCCESS),
         Command::Dp(c) => admin::dp(&cli.conn, c).map(|()| ExitCode::SUCCESS),
         Command::Group(c) => admin::group(&cli.conn, c).map(|()| ExitCode::SUCCESS),
-        Command::Status { package } => admin::status(&cli.conn, &package).map(|()| ExitCode::SUCCESS),
+        Command::Status { package, watch } => {
+            cmd::status::run(&cli.conn, package.as_deref(), watch).map(|()| ExitCode::SUCCESS)
+        }
+        Command::Settings(c) => admin::settings(&cli.conn, c).map(|()| ExitCode::SUCCESS),
         Command::Token(c) => admin::token(&cli.conn, c).map(|()| ExitCode::SUCCESS),
         Command::Schedule(c) => cmd::schedule::run(c, cli.conn.json).map(|()| ExitCode::SUCCESS),
         Command::Content(c) => cmd::content::run(c, cli.conn.json),

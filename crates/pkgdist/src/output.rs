@@ -19,6 +19,14 @@ pub fn line(text: impl std::fmt::Display) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Prints text on stdout as it is (no newline added), flushed.
+pub fn text(text: &str) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    out.write_all(text.as_bytes())?;
+    out.flush()?;
+    Ok(())
+}
+
 pub fn error(e: &anyhow::Error) {
     let mut err = std::io::stderr().lock();
     let _ = write!(err, "error: {e}");

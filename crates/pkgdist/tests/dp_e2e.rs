@@ -202,8 +202,10 @@ fn dp_killed_mid_transfer_resumes_without_fetching_twice() {
     site.wait_installed(&pkg, 1, 1);
     let got = site.last_success(&pkg, "dp1")["BytesTransferred"].as_u64().unwrap();
     let overhead = size / 100;
+    // A kill between a batch made durable and its count recorded leaves up to one batch
+    // uncounted (it is not fetched again); one cut short mid-way is fetched again.
     assert!(
-        got >= size && got <= size + batch + overhead,
+        got + batch >= size && got <= size + batch + overhead,
         "received {got} bytes for a {size}-byte package (batch {batch})"
     );
     assert_serves(&dp, &pkg, &src);
@@ -353,6 +355,8 @@ fn one_dp_bad_input_and_downloads_during_refreshes() {
         let ok = site.statuses(&pkg).iter().any(|m| m["MessageID"] == 2384);
         ok.then_some(()).ok_or_else(|| format!("{:#?}", site.dp_rows(&pkg)))
     });
+    // ConfigMgr's behaviour: report, do not repair (the repair is tested in distmgr_e2e).
+    site.cli(&["dp", "set", "dp1", "--repair", "off"]);
     for (rel, _) in files(&dp.dir.join("library/chunks")) {
         pkgdist_testkit::damage::flip_byte(&dp.dir.join("library/chunks").join(rel)).unwrap();
     }

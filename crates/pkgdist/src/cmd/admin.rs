@@ -3,7 +3,7 @@
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand, ValueEnum};
-use pkgdist_core::classes::{DpState, PackageClass};
+use pkgdist_core::classes::PackageClass;
 use pkgdist_proto::Client;
 use pkgdist_proto::client::key;
 use serde_json::{Map, Value, json};
@@ -28,7 +28,7 @@ pub struct Conn {
 }
 
 impl Conn {
-    fn client(&self) -> Result<Client> {
+    pub(crate) fn client(&self) -> Result<Client> {
         let token = match (&self.token, &self.token_file) {
             (Some(t), _) => t.clone(),
             (None, Some(f)) => std::fs::read_to_string(f)
@@ -120,6 +120,46 @@ pub enum DpAdminCmd {
     List,
     /// Unregister a DP (name or NAL path).
     Remove { dp: String },
+    /// Change a DP's settings.
+    Set {
+        dp: String,
+        /// When a validation finds damage: repair it from the sources (on, the default) or
+        /// only report it (off, ConfigMgr's behaviour).
+        #[arg(long, value_parser = ["on", "off"])]
+        repair: Option<String>,
+        /// When the DP re-hashes all its content: an interval string (see `pkgdist schedule
+        /// encode`); "" for never.
+        #[arg(long)]
+        validation_schedule: Option<String>,
+        /// The most the site sends the DP per second, in bytes; 0 for unlimited.
+        #[arg(long)]
+        rate_limit: Option<u64>,
+    },
+    /// Re-hash a package's content on a DP now (VerifyPackage).
+    Verify { package: String, dp: String },
+    /// Stop a distribution in progress to a DP (CancelDistribution); the DP ends INSTALL_FAILED.
+    Cancel { package: String, dp: String },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum SettingsCmd {
+    /// The distribution settings in force.
+    Show,
+    /// Change distribution settings; they take effect at once and are kept in the database.
+    Set {
+        /// Packages sent at once (1-50).
+        #[arg(long)]
+        max_packages: Option<u32>,
+        /// DPs one package is sent to at once (1-999).
+        #[arg(long)]
+        max_threads_per_package: Option<u32>,
+        /// Attempts before a DP is marked failed (1-1000).
+        #[arg(long)]
+        retry_count: Option<u32>,
+        /// Seconds between attempts (1-86400).
+        #[arg(long)]
+        retry_delay_secs: Option<u32>,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -191,7 +231,7 @@ pub enum TokenCmd {
     Revoke { id: String },
 }
 
-fn runtime() -> Result<tokio::runtime::Runtime> {
+pub(crate) fn runtime() -> Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_current_thread().enable_all().build()?)
 }
 
@@ -199,7 +239,7 @@ fn emit(conn: &Conn, v: &Value, text: impl FnOnce(&Value) -> Result<()>) -> Resu
     if conn.json { output::json(v) } else { text(v) }
 }
 
-fn s<'a>(o: &'a Value, k: &str) -> &'a str {
+pub(crate) fn s<'a>(o: &'a Value, k: &str) -> &'a str {
     o.get(k).and_then(Value::as_str).unwrap_or("")
 }
 
@@ -207,7 +247,7 @@ fn objs(v: Vec<Map<String, Value>>) -> Value {
     Value::Array(v.into_iter().map(Value::Object).collect())
 }
 
-fn quote(v: &str) -> String {
+pub(crate) fn quote(v: &str) -> String {
     format!("'{}'", v.replace('\'', "''"))
 }
 
@@ -364,6 +404,7 @@ pub fn dp(conn: &Conn, cmd: DpCmd) -> Result<()> {
     };
     runtime()?.block_on(async {
         let c = conn.client()?;
+        let verify = matches!(cmd, DpAdminCmd::Verify { .. });
         match cmd {
             DpAdminCmd::Add { name, description, pull } => {
                 let mut body = json!({"Name": name, "IsPullDP": pull});
@@ -392,7 +433,108 @@ pub fn dp(conn: &Conn, cmd: DpCmd) -> Result<()> {
                 c.delete("SMS_DistributionPointInfo", &key(&[("NALPath", &nal)])).await?;
                 emit(conn, &json!({"ReturnValue": 0}), |_| output::line(format!("{dp} removed")))
             }
+            DpAdminCmd::Set {
+                dp,
+                repair,
+                validation_schedule,
+                rate_limit,
+            } => {
+                let (nal, _) = resolve_dp(&c, &dp).await?;
+                let mut body = Map::new();
+                if let Some(r) = repair {
+                    body.insert("RepairDamagedContent".into(), json!(r == "on"));
+                }
+                if let Some(v) = validation_schedule {
+                    body.insert("ValidationSchedule".into(), json!(v));
+                }
+                if let Some(v) = rate_limit {
+                    body.insert("RateLimitBytesPerSecond".into(), json!(v));
+                }
+                if body.is_empty() {
+                    bail!("nothing to change: give --repair, --validation-schedule or --rate-limit");
+                }
+                let o = Value::Object(
+                    c.update("SMS_DistributionPointInfo", &key(&[("NALPath", &nal)]), &Value::Object(body))
+                        .await?,
+                );
+                emit(conn, &o, |o| {
+                    output::line(format!(
+                        "{}: repair {}, validation schedule {:?}, rate limit {}",
+                        s(o, "Name"),
+                        if o["RepairDamagedContent"] == json!(true) { "on" } else { "off" },
+                        s(o, "ValidationSchedule"),
+                        match o["RateLimitBytesPerSecond"].as_u64() {
+                            Some(0) | None => "unlimited".to_owned(),
+                            Some(n) => format!("{}/s", output::bytes(n)),
+                        }
+                    ))
+                })
+            }
+            DpAdminCmd::Verify { package, dp } | DpAdminCmd::Cancel { package, dp } => {
+                let (nal, _) = resolve_dp(&c, &dp).await?;
+                let method = if verify { "VerifyPackage" } else { "CancelDistribution" };
+                let v = c
+                    .call(
+                        "SMS_DistributionPoint",
+                        None,
+                        method,
+                        &json!({"PackageID": package, "NALPath": nal}),
+                    )
+                    .await?;
+                emit(conn, &Value::Object(v), |_| {
+                    output::line(if verify {
+                        format!("{package} on {dp}: validation queued; see `pkgdist status {package}`")
+                    } else {
+                        format!("{package} on {dp}: distribution cancelled (INSTALL_FAILED)")
+                    })
+                })
+            }
         }
+    })
+}
+
+pub fn settings(conn: &Conn, cmd: SettingsCmd) -> Result<()> {
+    runtime()?.block_on(async {
+        let c = conn.client()?;
+        let class = "PKGDIST_DistributionSettings";
+        let current = c.list(class, &[]).await?;
+        let Some(current) = current.into_iter().next() else {
+            bail!("the site has no distribution settings instance");
+        };
+        let o = match cmd {
+            SettingsCmd::Show => current,
+            SettingsCmd::Set {
+                max_packages,
+                max_threads_per_package,
+                retry_count,
+                retry_delay_secs,
+            } => {
+                let mut body = Map::new();
+                for (k, v) in [
+                    ("MaximumPackageCount", max_packages),
+                    ("MaximumThreadsPerPackage", max_threads_per_package),
+                    ("RetryCount", retry_count),
+                    ("DelayBeforeRetryingSecs", retry_delay_secs),
+                ] {
+                    if let Some(v) = v {
+                        body.insert(k.into(), json!(v));
+                    }
+                }
+                if body.is_empty() {
+                    bail!("nothing to change: see `pkgdist settings set --help`");
+                }
+                let site = current.get("SiteCode").and_then(Value::as_str).unwrap_or_default();
+                c.update(class, &key(&[("SiteCode", site)]), &Value::Object(body))
+                    .await?
+            }
+        };
+        let o = Value::Object(o);
+        emit(conn, &o, |o| {
+            output::line(format!(
+                "max packages {}, max threads per package {}, retry count {}, retry delay {} s",
+                o["MaximumPackageCount"], o["MaximumThreadsPerPackage"], o["RetryCount"], o["DelayBeforeRetryingSecs"]
+            ))
+        })
     })
 }
 
@@ -506,57 +648,6 @@ pub fn group(conn: &Conn, cmd: GroupCmd) -> Result<()> {
                 done(format!("{group} deleted"))
             }
         }
-    })
-}
-
-pub fn status(conn: &Conn, package: &str) -> Result<()> {
-    runtime()?.block_on(async {
-        let c = conn.client()?;
-        let p = c.get("SMS_PackageBaseclass", &key(&[("PackageID", package)])).await?;
-        let filter = format!("PackageID eq {}", quote(package));
-        let rows = c
-            .list(
-                "SMS_PackageStatusDistPointsSummarizer",
-                &[("$filter", &filter), ("$orderby", "ServerNALPath")],
-            )
-            .await?;
-        let dps = c.list("SMS_DistributionPointInfo", &[]).await?;
-        let name_of = |nal: &str| {
-            dps.iter()
-                .find(|d| d["NALPath"] == json!(nal))
-                .and_then(|d| d["Name"].as_str())
-                .unwrap_or(nal)
-                .to_owned()
-        };
-        let out = json!({"package": p, "dps": rows});
-        emit(conn, &out, |_| {
-            output::line(format!(
-                "{} {}  SourceVersion {}",
-                package,
-                s(&Value::Object(p.clone()), "Name"),
-                p["SourceVersion"]
-            ))?;
-            output::line(format!(
-                "{:<20} {:<18} {:>9} {:>8}  {}",
-                "DP", "STATE", "INSTALLED", "TARGET", "LAST MESSAGE"
-            ))?;
-            for r in &rows {
-                let state = r["State"]
-                    .as_u64()
-                    .and_then(|c| u32::try_from(c).ok())
-                    .and_then(DpState::from_code)
-                    .map_or("?", DpState::name);
-                output::line(format!(
-                    "{:<20} {:<18} {:>9} {:>8}  {}",
-                    name_of(r["ServerNALPath"].as_str().unwrap_or_default()),
-                    state,
-                    r["SourceVersion"].to_string(),
-                    r["TargetVersion"].to_string(),
-                    r["LastMessage"].as_str().unwrap_or_default()
-                ))?;
-            }
-            Ok(())
-        })
     })
 }
 

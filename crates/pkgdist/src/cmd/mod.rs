@@ -5,3 +5,4 @@ pub mod content;
 pub mod node;
 pub mod schedule;
 pub mod site;
+pub mod status;

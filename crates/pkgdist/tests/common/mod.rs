@@ -23,15 +23,22 @@ pub struct Site {
 }
 
 impl Site {
-    /// A site whose failed transfers are retried after 1 s, and whose jobs are polled every
-    /// 100 ms, so tests do not wait on production timings.
+    /// A site whose failed transfers are retried after 1 s, whose jobs are polled every
+    /// 100 ms and whose leases last 5 s, so tests do not wait on production timings.
     pub fn start(dir: &Path) -> Self {
+        Self::start_with(dir, "")
+    }
+
+    /// The same, with more `[distribution]` lines.
+    pub fn start_with(dir: &Path, distribution: &str) -> Self {
         let data = dir.join("site");
         fs::create_dir_all(&data).unwrap();
         if !data.join("site.toml").exists() {
             fs::write(
                 data.join("site.toml"),
-                "site-code = \"PS1\"\n[distribution]\nretry-count = 100\nretry-delay-secs = 1\npoll-ms = 100\n",
+                format!(
+                    "site-code = \"PS1\"\n[distribution]\nretry-count = 100\nretry-delay-secs = 1\npoll-ms = 100\nlease-secs = 5\n{distribution}"
+                ),
             )
             .unwrap();
         }
@@ -42,9 +49,22 @@ impl Site {
         }
     }
 
+    /// Kills the site with SIGKILL and starts it again on its data folder and its port, where
+    /// its DPs know it. Running DPs keep working on their jobs meanwhile.
+    pub fn kill_and_restart(&mut self) {
+        let addr = self.url().trim_start_matches("http://").to_owned();
+        self.daemon.kill();
+        let _ = fs::remove_file(self.dir.join("site-ready.json"));
+        self.daemon = Self::spawn_on(&self.dir, &addr);
+    }
+
     fn spawn(dir: &Path) -> Daemon {
+        Self::spawn_on(dir, "127.0.0.1:0")
+    }
+
+    fn spawn_on(dir: &Path, listen: &str) -> Daemon {
         let mut cmd = pkgdist();
-        cmd.args(["site", "run", "--listen", "127.0.0.1:0"])
+        cmd.args(["site", "run", "--listen", listen])
             .arg("--data")
             .arg(dir.join("site"))
             .arg("--ready-file")
