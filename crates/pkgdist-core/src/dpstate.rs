@@ -32,6 +32,8 @@ pub enum Refused {
     Removing(&'static str),
     #[error("there is no distribution to this DP in progress to cancel (it is {0})")]
     NotInProgress(&'static str),
+    #[error("nothing is installed on this DP yet to validate (it is {0}); validate once it is installed")]
+    NothingInstalled(&'static str),
     #[error("the package is not on this DP")]
     NotTargeted,
 }
@@ -53,6 +55,11 @@ pub fn on_action(current: Option<DpState>, installed: bool, action: Action) -> R
         (Action::Verify, Some(s @ (RemovalPending | RemovalRetrying | RemovalFailed))) => {
             Err(Refused::Removing(s.name()))
         }
+        // An install under way would be cancelled by a validation of what is not there yet.
+        (Action::Verify, Some(s @ (InstallPending | InstallRetrying | ContentUpdating))) => {
+            Err(Refused::NothingInstalled(s.name()))
+        }
+        (Action::Verify, Some(s)) if !installed => Err(Refused::NothingInstalled(s.name())),
         (Action::Verify, Some(_)) => Ok(ContentMonitoring),
         (Action::Cancel, None) => Err(Refused::NotTargeted),
         (Action::Cancel, Some(InstallPending | InstallRetrying | ContentUpdating)) => Ok(InstallFailed),
@@ -87,7 +94,8 @@ pub enum Outcome {
     /// missing files, and `repaired` whether the DP then repaired them and verified the repair.
     Succeeded { damaged: bool, repaired: bool },
     /// The job could not be done (DP unreachable, source error, …): an attempt is spent.
-    Failed,
+    /// `damage_found`: a validation found damage before it failed (its repair failed).
+    Failed { damage_found: bool },
 }
 
 /// The row as the outcome finds it.
@@ -96,6 +104,8 @@ pub struct RowState {
     pub installed_version: u32,
     pub target_version: u32,
     pub attempts: u32,
+    /// The next install must be a repair one (damage was found and left).
+    pub repair_pending: bool,
 }
 
 /// What becomes of the row.
@@ -126,18 +136,26 @@ pub fn on_outcome(work: Work, version: u32, row: RowState, outcome: Outcome, ret
         needs_repair: false,
     };
     match outcome {
-        Outcome::Failed => {
+        Outcome::Failed { damage_found } => {
             let attempts = row.attempts.saturating_add(1);
             let left = attempts < retry_count.max(1);
+            let repair = row.repair_pending || damage_found;
             after.attempts = attempts;
             after.retry = left;
+            after.needs_repair = damage_found;
             after.state = match (work, left) {
                 (Work::Remove, true) => RemovalRetrying,
                 (Work::Remove, false) => RemovalFailed,
                 // A retry repeats the same job: a validation stays a validation.
                 (Work::Validate, true) => ContentMonitoring,
+                // A validation that never ran found nothing: the content is as it was (unless
+                // damage is known, which only a repair install clears).
+                (Work::Validate, false) if repair => InstallFailed,
+                (Work::Validate, false) if row.installed_version == 0 => InstallPending,
+                (Work::Validate, false) if row.installed_version == row.target_version => Installed,
+                (Work::Validate, false) => ContentUpdating,
                 (Work::Install, true) => InstallRetrying,
-                (Work::Validate | Work::Install, false) => InstallFailed,
+                (Work::Install, false) => InstallFailed,
             };
         }
         Outcome::Succeeded { damaged, repaired } => {

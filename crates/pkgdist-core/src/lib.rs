@@ -4,6 +4,7 @@
 //! (`PackageId`, `ContentId`), the content digest, and the manifest model with its canonical
 //! encoding, so that every other crate agrees on what a package version *is*.
 
+pub mod availability;
 pub mod classes;
 pub mod digest;
 pub mod dpstate;

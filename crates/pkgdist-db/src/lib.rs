@@ -283,8 +283,8 @@ impl Db {
         sqlx::query(
             "INSERT INTO distribution_points (nal_path, name, site_code, url, description, is_pull, priority,
                 enrollment_token_hash, credential_hash, created_at, repair_damaged, validation_schedule,
-                rate_bytes_per_sec)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+                rate_mode, rate_bytes_per_sec, pulse_block_kb, pulse_delay_secs, hourly_percent, availability)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)",
         )
         .bind(d.nal_path.clone())
         .bind(d.name.clone())
@@ -298,7 +298,12 @@ impl Db {
         .bind(d.created_at.clone())
         .bind(d.repair_damaged)
         .bind(d.validation_schedule.clone())
+        .bind(d.rate_mode)
         .bind(d.rate_bytes_per_sec)
+        .bind(d.pulse_block_kb)
+        .bind(d.pulse_delay_secs)
+        .bind(d.hourly_percent.clone())
+        .bind(d.availability.clone())
         .execute(&self.pool)
         .await
         .map_err(conflict(format!("distribution point name {:?}", d.name)))?;
@@ -323,7 +328,8 @@ impl Db {
     pub async fn update_dp(&self, d: &DpRow) -> Result<bool> {
         let r = sqlx::query(
             "UPDATE distribution_points SET description = $2, is_pull = $3, priority = $4, repair_damaged = $5,
-                validation_schedule = $6, validation_checked_at = $7, rate_bytes_per_sec = $8
+                validation_schedule = $6, validation_checked_at = COALESCE($7, validation_checked_at), rate_mode = $8, rate_bytes_per_sec = $9,
+                pulse_block_kb = $10, pulse_delay_secs = $11, hourly_percent = $12, availability = $13
              WHERE nal_path = $1",
         )
         .bind(d.nal_path.clone())
@@ -333,7 +339,12 @@ impl Db {
         .bind(d.repair_damaged)
         .bind(d.validation_schedule.clone())
         .bind(d.validation_checked_at.clone())
+        .bind(d.rate_mode)
         .bind(d.rate_bytes_per_sec)
+        .bind(d.pulse_block_kb)
+        .bind(d.pulse_delay_secs)
+        .bind(d.hourly_percent.clone())
+        .bind(d.availability.clone())
         .execute(&self.pool)
         .await?;
         Ok(r.rows_affected() == 1)
@@ -562,15 +573,18 @@ impl Db {
     }
 
     /// Changes the state of existing package-on-DP rows, with their status messages, in one
-    /// transaction.
-    pub async fn set_states(&self, changes: &[TargetChange], statuses: &[NewStatus]) -> Result<()> {
+    /// transaction. False, changing nothing, when a change with `expect_seq` finds its row gone
+    /// or at another job (it was decided on a state that no longer holds).
+    pub async fn set_states(&self, changes: &[TargetChange], statuses: &[NewStatus]) -> Result<bool> {
         let mut tx = self.begin().await?;
         for c in changes {
-            set_state(&mut tx, c).await?;
+            if set_state(&mut tx, c).await? == 0 && c.expect_seq.is_some() {
+                return Ok(false); // the transaction rolls back as it is dropped
+            }
         }
         insert_statuses(&mut tx, statuses).await?;
         tx.commit().await?;
-        Ok(())
+        Ok(true)
     }
 
     pub async fn package_dps(&self) -> Result<Vec<PackageDpRow>> {
@@ -597,7 +611,7 @@ impl Db {
     /// measured yet first, so they get measured).
     pub async fn due_work(&self, now: &str) -> Result<Vec<WorkItem>> {
         Ok(sqlx::query_as(
-            "SELECT r.*, p.priority FROM package_dps r
+            "SELECT r.*, p.priority, d.availability FROM package_dps r
                 JOIN distribution_points d ON d.nal_path = r.nal_path
                 JOIN packages p ON p.package_id = r.package_id
              WHERE d.credential_hash IS NOT NULL AND d.url IS NOT NULL
@@ -621,12 +635,13 @@ impl Db {
         Ok(rows.into_iter().map(|r| r.0).collect())
     }
 
-    /// Takes the lease on a row's job, if the row is still at that job and no live lease of
-    /// another owner holds it. `now` decides what "live" is.
+    /// Takes the lease on a row's job, if the row is still as `l` saw it (same job, state and
+    /// attempts: an outcome recorded meanwhile changes one of them) and no live lease of another
+    /// owner holds it. `now` decides what "live" is.
     pub async fn claim(&self, l: &Lease, now: &str) -> Result<bool> {
         let r = sqlx::query(
             "UPDATE package_dps SET lease_owner = $4, lease_until = $5
-             WHERE package_id = $1 AND nal_path = $2 AND job_seq = $3
+             WHERE package_id = $1 AND nal_path = $2 AND job_seq = $3 AND state = $7 AND attempts = $8
                 AND (lease_until IS NULL OR lease_until <= $6 OR lease_owner = $4)",
         )
         .bind(l.package_id.clone())
@@ -635,6 +650,8 @@ impl Db {
         .bind(l.owner.clone())
         .bind(l.until.clone())
         .bind(now.to_owned())
+        .bind(l.state)
+        .bind(l.attempts)
         .execute(&self.pool)
         .await?;
         Ok(r.rows_affected() == 1)
@@ -658,6 +675,21 @@ impl Db {
         .execute(&self.pool)
         .await?;
         Ok(r.rows_affected() == 1)
+    }
+
+    /// Gives a lease back without recording anything (the job could not even start).
+    pub async fn release(&self, l: &Lease) -> Result<()> {
+        sqlx::query(
+            "UPDATE package_dps SET lease_owner = NULL, lease_until = NULL
+             WHERE package_id = $1 AND nal_path = $2 AND job_seq = $3 AND lease_owner = $4",
+        )
+        .bind(l.package_id.clone())
+        .bind(l.nal_path.clone())
+        .bind(l.job_seq)
+        .bind(l.owner.clone())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
     }
 
     /// Ends the leases of owners whose names start with `prefix` but are not `current`: those
@@ -711,7 +743,10 @@ impl Db {
     }
 
     /// Applies what a DP reported for job `o.job_seq`, with its status message, in one
-    /// transaction; nothing when the row has moved on to another job since (returns false).
+    /// transaction; nothing when the row has moved on to another job since, or the lease is no
+    /// longer `o.lease_owner`'s (returns false). Every outcome changes the row's state or its
+    /// attempts, so a worker holding an older copy of the row cannot claim it again (see
+    /// [`Db::claim`]); a retry keeps the job's name, and the DP picks its progress up.
     pub async fn finish_job(&self, o: &JobOutcome, status: &NewStatus) -> Result<bool> {
         let mut tx = self.begin().await?;
         let r = if o.remove_row {
@@ -896,19 +931,20 @@ async fn upsert_target(tx: &mut Transaction<'static, Any>, t: &NewTarget) -> Res
     Ok(())
 }
 
-async fn set_state(tx: &mut Transaction<'static, Any>, c: &TargetChange) -> Result<()> {
-    sqlx::query(
+async fn set_state(tx: &mut Transaction<'static, Any>, c: &TargetChange) -> Result<u64> {
+    let r = sqlx::query(
         "UPDATE package_dps SET state = $3, summary_date = $4, last_message = $5, attempts = 0, next_attempt_at = NULL,
             queued_at = $4, job_seq = job_seq + 1, lease_owner = NULL, lease_until = NULL,
             progress_bytes = 0, progress_done = 0, progress_total = 0
-         WHERE package_id = $1 AND nal_path = $2",
+         WHERE package_id = $1 AND nal_path = $2 AND ($6 IS NULL OR job_seq = $6)",
     )
     .bind(c.package_id.clone())
     .bind(c.nal_path.clone())
     .bind(c.state)
     .bind(c.time.clone())
     .bind(c.message.clone())
+    .bind(c.expect_seq)
     .execute(&mut **tx)
     .await?;
-    Ok(())
+    Ok(r.rows_affected())
 }

@@ -53,8 +53,17 @@ pub struct DpRow {
     pub validation_checked_at: Option<String>,
     /// How fast recent transfers to the DP went; `None` until measured.
     pub throughput_kbps: Option<i64>,
-    /// The most the site sends it per second; 0 for unlimited.
+    /// Rate limit: 0 unlimited, 1 pulse, 2 a percentage of each hour, 3 bytes per second.
+    pub rate_mode: i64,
+    /// Mode 3: the most the site sends it per second.
     pub rate_bytes_per_sec: i64,
+    /// Mode 1: blocks of this many KB, each followed by a pause of this many seconds.
+    pub pulse_block_kb: i64,
+    pub pulse_delay_secs: i64,
+    /// Mode 2: 24 comma-separated percentages of each hour spent sending, local midnight first.
+    pub hourly_percent: String,
+    /// 168 digits, one per hour of the week (`pkgdist_core::availability`); `''` always open.
+    pub availability: String,
 }
 
 impl DpRow {
@@ -75,7 +84,12 @@ impl DpRow {
             validation_schedule: String::new(),
             validation_checked_at: None,
             throughput_kbps: None,
+            rate_mode: 0,
             rate_bytes_per_sec: 0,
+            pulse_block_kb: 0,
+            pulse_delay_secs: 0,
+            hourly_percent: String::new(),
+            availability: String::new(),
         }
     }
 }
@@ -136,12 +150,14 @@ pub struct PackageDpRow {
     pub progress_total: i64,
 }
 
-/// A row with work due, and its package's priority (1 high, 2 normal, 3 low).
+/// A row with work due, its package's priority (1 high, 2 normal, 3 low) and its DP's
+/// availability schedule.
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct WorkItem {
     #[sqlx(flatten)]
     pub row: PackageDpRow,
     pub priority: i64,
+    pub availability: String,
 }
 
 /// Who holds a job, until when, and the job it is.
@@ -150,6 +166,9 @@ pub struct Lease {
     pub package_id: String,
     pub nal_path: String,
     pub job_seq: i64,
+    /// The row's state and attempts when it was read: a claim holds only if they are unchanged.
+    pub state: i64,
+    pub attempts: i64,
     pub owner: String,
     pub until: String,
 }
@@ -226,6 +245,8 @@ pub struct NewTarget {
 pub struct TargetChange {
     pub package_id: String,
     pub nal_path: String,
+    /// Apply only if the row is still at this job (`job_seq`); `None`: whatever it is at.
+    pub expect_seq: Option<i64>,
     pub state: i64,
     pub time: String,
     pub message: String,

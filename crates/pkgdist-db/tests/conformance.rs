@@ -153,11 +153,19 @@ async fn suite(db: Db) {
     let removing = TargetChange {
         package_id: "PS100001".into(),
         nal_path: "nal-dp2".into(),
+        expect_seq: None,
         state: 4,
         time: t(4),
         message: "removing".into(),
     };
-    db.set_states(&[removing], &[]).await.unwrap();
+    // A change decided on a job the row is no longer at changes nothing.
+    let stale = TargetChange {
+        expect_seq: Some(999),
+        ..removing.clone()
+    };
+    assert!(!db.set_states(&[stale], &[]).await.unwrap());
+    assert_eq!(db.package_dp("PS100001", "nal-dp2").await.unwrap().unwrap().state, 1);
+    assert!(db.set_states(&[removing], &[]).await.unwrap());
 
     // A new version retargets every other DP of the package.
     let v3 = NewVersion {
@@ -200,6 +208,8 @@ async fn suite(db: Db) {
         package_id: "PS100001".into(),
         nal_path: "nal-dp1".into(),
         job_seq: dp1.job_seq,
+        state: dp1.state,
+        attempts: dp1.attempts,
         owner: "site-a:1".into(),
         until: t(20),
     };
@@ -220,6 +230,18 @@ async fn suite(db: Db) {
         .await
         .unwrap(),
         "no lease on a job the row is not at"
+    );
+    assert!(
+        !db.claim(
+            &Lease {
+                attempts: dp1.attempts + 1,
+                ..l.clone()
+            },
+            &t(10)
+        )
+        .await
+        .unwrap(),
+        "no lease from a copy of the row older than its last outcome"
     );
     assert_eq!(db.leased_packages(&t(10)).await.unwrap(), vec!["PS100001".to_owned()]);
     let progress = Progress {

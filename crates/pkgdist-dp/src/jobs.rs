@@ -293,20 +293,26 @@ impl Jobs {
                 // RepairDamagedContent: fetch what is damaged again, as a redistribution
                 // would, then check the whole version once more.
                 let seen = std::mem::take(&mut s.damaged);
-                {
+                let repaired = {
                     let _shared = self.gc_gate.read().await;
-                    self.install(s, content, cancel).await?;
-                }
-                self.validate(s, content).await?;
-                if !s.damaged.is_empty() {
+                    self.install(s, content, cancel).await
+                };
+                // Whatever happens now, what was found stays in the report: a failed repair
+                // leaves the damage known to the site.
+                let still = match repaired {
+                    Ok(_) => self.validate(s, content).await.map(|_| std::mem::take(&mut s.damaged)),
+                    Err(e) => Err(e),
+                };
+                s.damaged.clone_from(&seen);
+                let still = still?;
+                if !still.is_empty() {
                     return Err(DpError::State(format!(
                         "{content}: repairing {} damaged file(s) from the sources left {} still damaged ({})",
                         seen.len(),
-                        s.damaged.len(),
-                        s.damaged.join(", ")
+                        still.len(),
+                        still.join(", ")
                     )));
                 }
-                s.damaged = seen;
                 s.repaired = true;
                 Ok(format!("{found}; repaired from the sources and verified whole"))
             }
@@ -362,7 +368,8 @@ impl Jobs {
         s.message = format!("fetching {} of {} chunks", plan.missing.len(), plan.total);
         self.save(s)?;
         let mut save_err = None;
-        let fill = fetch::fill(&self.fetcher, &self.library, &sources, &plan.missing, |b| {
+        let fetcher = self.fetcher.for_job(&s.job.id);
+        let fill = fetch::fill(&fetcher, &self.library, &sources, &plan.missing, |b| {
             s.bytes_received += b.wire_bytes;
             s.chunks_received += b.chunks;
             match self.save_live(s, cancel) {

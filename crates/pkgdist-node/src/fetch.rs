@@ -29,6 +29,12 @@ pub enum FetchError {
     BadData { url: String, why: String },
     #[error("{url} does not hold chunk {id}")]
     Absent { url: String, id: Digest },
+    #[error("{url} is closed to this job for now ({text}); asking again in {} s", retry_after.as_secs())]
+    Closed {
+        url: String,
+        retry_after: std::time::Duration,
+        text: String,
+    },
     #[error("no source given")]
     NoSource,
     #[error("cancelled")]
@@ -76,7 +82,12 @@ pub struct Fetcher {
     /// to no other source.
     bearer: Option<(String, String)>,
     batch_bytes: u64,
+    /// The job chunk requests are made for (sent as `x-pkgdist-job`).
+    job: Option<String>,
 }
+
+/// The longest a source closed to a job is left alone before it is asked again.
+const MAX_PAUSE_SECS: u64 = 10;
 
 /// The largest manifest accepted from a source (the library's own limit for any object).
 const MAX_MANIFEST: u64 = 1 << 30;
@@ -93,6 +104,7 @@ impl Fetcher {
             http,
             bearer: None,
             batch_bytes: BATCH_BYTES,
+            job: None,
         }
     }
 
@@ -100,6 +112,14 @@ impl Fetcher {
     pub fn with_bearer_for(mut self, base: &str, token: &str) -> Self {
         self.bearer = Some((base.trim_end_matches('/').to_owned(), token.to_owned()));
         self
+    }
+
+    /// The same fetcher, naming `job` in its chunk requests.
+    pub fn for_job(&self, job: &str) -> Self {
+        Self {
+            job: Some(job.to_owned()),
+            ..self.clone()
+        }
     }
 
     pub fn with_batch_bytes(mut self, bytes: u64) -> Self {
@@ -127,7 +147,19 @@ impl Fetcher {
             return Ok(resp);
         }
         let status = resp.status().as_u16();
+        let retry_after = resp
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
         let text = resp.text().await.unwrap_or_default().trim().to_owned();
+        if let (503, Some(secs)) = (status, retry_after) {
+            return Err(FetchError::Closed {
+                url: url.to_owned(),
+                retry_after: std::time::Duration::from_secs(secs.clamp(1, MAX_PAUSE_SECS)),
+                text,
+            });
+        }
         Err(FetchError::Status {
             url: url.to_owned(),
             status,
@@ -177,7 +209,11 @@ impl Fetcher {
         let req = ChunkRequest {
             ids: refs.iter().map(|c| c.id).collect(),
         };
-        let resp = self.send(&url, self.http.post(&url).json(&req)).await?;
+        let mut post = self.http.post(&url).json(&req);
+        if let Some(job) = &self.job {
+            post = post.header(pkgdist_proto::node::JOB_HEADER, job);
+        }
+        let resp = self.send(&url, post).await?;
         // Frames and envelope headers add well under 64 bytes per chunk; compression only
         // shrinks an envelope (a chunk that does not compress is stored raw).
         let cap = refs.iter().map(|c| u64::from(c.len) + 64).sum();
@@ -337,7 +373,16 @@ pub async fn fill(
     mut on_batch: impl FnMut(BatchDone) -> bool,
 ) -> Result<()> {
     for batch in batches(missing, fetcher.batch_bytes) {
-        let (envelopes, wire) = fetcher.chunks_from_any(sources, batch).await?;
+        let (envelopes, wire) = loop {
+            match fetcher.chunks_from_any(sources, batch).await {
+                // The source's window is closed to this job: pause, keeping what is verified.
+                Err(FetchError::Closed { retry_after, text, .. }) => {
+                    tracing::info!(%text, secs = retry_after.as_secs(), "source closed to this job; paused");
+                    tokio::time::sleep(retry_after).await;
+                }
+                other => break other?,
+            }
+        };
         let lib = lib.clone();
         let refs = batch.to_vec();
         tokio::task::spawn_blocking(move || -> Result<(), ContentError> {

@@ -144,15 +144,28 @@ async fn chunks(
         }
     });
     if let Some(pacer) = pacer {
-        // Each group waits for its slot at the receiver's rate before it goes out.
+        // Each piece waits for its slot at the receiver's rate before it goes out. The body is
+        // a plain byte stream, so a group is cut into pieces wherever the pace needs: at a low
+        // rate the receiver still sees bytes often enough not to time out.
         let (paced_tx, paced_rx) = tokio::sync::mpsc::channel(1);
         tokio::spawn(async move {
             while let Some(group) = rx.recv().await {
-                if let Ok(bytes) = &group {
-                    pacer.take(bytes.len()).await;
-                }
-                if paced_tx.send(group).await.is_err() {
-                    return;
+                let mut bytes = match group {
+                    Ok(b) => b,
+                    Err(e) => {
+                        let _ = paced_tx.send(Err(e)).await;
+                        return;
+                    }
+                };
+                while !bytes.is_empty() {
+                    let piece = bytes.split_to(pacer.piece().min(bytes.len()));
+                    tokio::select! {
+                        () = pacer.take(piece.len()) => {}
+                        () = paced_tx.closed() => return, // the receiver went away
+                    }
+                    if paced_tx.send(Ok(piece)).await.is_err() {
+                        return;
+                    }
                 }
             }
         });

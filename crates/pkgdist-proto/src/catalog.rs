@@ -296,9 +296,34 @@ pub const CLASSES: &[ClassDef] = &[
                 "pkgdist extension: when the DP re-hashes all its content (CONTENT_MONITORING), as an interval string (SMS_ScheduleMethods); empty for never.",
             ),
             rw(
+                "RateLimitMode",
+                Ty::UInt32,
+                "pkgdist extension (ConfigMgr's Rate Limits tab): 0 unlimited, 1 pulse mode (PulseBlockSizeKB, then a pause of PulseDelaySeconds), 2 limited by hour (HourlyPercentages), 3 RateLimitBytesPerSecond. Enforced where the bytes leave the site, over all of this DP's transfers.",
+            ),
+            rw(
                 "RateLimitBytesPerSecond",
                 Ty::UInt64,
-                "pkgdist extension: the most the site sends this DP per second; 0 for unlimited.",
+                "pkgdist extension: mode 3, the most the site sends this DP per second. Setting it without RateLimitMode selects mode 3 (or 0 when it is 0).",
+            ),
+            rw(
+                "PulseBlockSizeKB",
+                Ty::UInt32,
+                "pkgdist extension: mode 1, the block size in KB (1-10240).",
+            ),
+            rw(
+                "PulseDelaySeconds",
+                Ty::UInt32,
+                "pkgdist extension: mode 1, the pause after each block in seconds (0-3600).",
+            ),
+            rw(
+                "HourlyPercentages",
+                Ty::String,
+                "pkgdist extension: mode 2, 24 comma-separated percentages (0-100) of each local hour spent sending, midnight first.",
+            ),
+            rw(
+                "AvailabilitySchedule",
+                Ty::String,
+                "pkgdist extension (ConfigMgr's Schedule tab): 168 digits, one per hour of the week from Sunday 00:00 site local time: 0 open, 1 medium and high priority only, 2 high priority only, 3 closed; empty for always open. Jobs of a priority not allowed wait; a transfer under way pauses when its hour closes and continues from where it stopped.",
             ),
             ro(
                 "ThroughputKBps",

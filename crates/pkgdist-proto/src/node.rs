@@ -31,6 +31,11 @@ pub const LATEST_PATH: &str = "/node/v1/latest";
 /// Any content node: `POST` a [`ChunkRequest`], get the chunks back as [`frames`].
 pub const CHUNKS_PATH: &str = "/node/v1/chunks";
 
+/// Request header of chunk requests made for a job: the job's ID (`<PackageID>-…`), so the
+/// source can apply the receiver's availability schedule to the job's package priority. A
+/// source closed to it answers 503 with `Retry-After`, and the receiver waits and asks again.
+pub const JOB_HEADER: &str = "x-pkgdist-job";
+
 /// Response header of the manifest routes: the content ID served.
 pub const CONTENT_ID_HEADER: &str = "x-pkgdist-content-id";
 

@@ -50,6 +50,10 @@ pub struct Distribution {
     /// died (in another site process) is taken up again after this long.
     #[serde(default = "default_lease_secs")]
     pub lease_secs: u64,
+    /// Before 0.2: jobs at once over everything. Replaced by the two limits above; accepted
+    /// and ignored (with a warning) so an older site.toml still loads.
+    #[serde(default, skip_serializing)]
+    pub max_parallel_jobs: Option<usize>,
 }
 
 impl Default for Distribution {
@@ -61,6 +65,7 @@ impl Default for Distribution {
             retry_delay_secs: default_retry_delay(),
             poll_ms: default_poll_ms(),
             lease_secs: default_lease_secs(),
+            max_parallel_jobs: None,
         }
     }
 }
@@ -106,8 +111,12 @@ impl Distribution {
         if !(1..=86_400).contains(&self.retry_delay_secs) {
             return bad("retry-delay-secs (DelayBeforeRetryingSecs)", "1-86400 seconds");
         }
-        if self.poll_ms == 0 || self.lease_secs == 0 {
-            return bad("poll-ms and lease-secs", "at least 1");
+        if !(1..=60_000).contains(&self.poll_ms) {
+            return bad("poll-ms", "1-60000");
+        }
+        // A lease must outlast a few polls, or another site process takes live jobs over.
+        if !(2..=86_400).contains(&self.lease_secs) || self.lease_secs * 1000 < self.poll_ms * 10 {
+            return bad("lease-secs", "2-86400 seconds and at least 10 polls (poll-ms)");
         }
         Ok(())
     }
@@ -194,6 +203,11 @@ impl SiteConfig {
         self.site_code
             .parse::<pkgdist_core::SiteCode>()
             .map_err(|e| SiteError::Config(e.to_string()))?;
+        if self.distribution.max_parallel_jobs.is_some() {
+            tracing::warn!(
+                "site.toml: [distribution] max-parallel-jobs is no longer used; set max-packages and max-threads-per-package instead"
+            );
+        }
         self.distribution
             .check()
             .map_err(|e| SiteError::Config(format!("[distribution] {e}")))

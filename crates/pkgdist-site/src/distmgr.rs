@@ -24,6 +24,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use pkgdist_core::ContentId;
+use pkgdist_core::availability::Availability;
 use pkgdist_core::classes::{DpState, MessageState};
 use pkgdist_core::dpstate::{self, Outcome, RowState, Work};
 use pkgdist_db::{DpRow, JobOutcome, Lease, NewStatus, PackageDpRow, Progress};
@@ -49,8 +50,9 @@ pub mod message_id {
     pub const REPAIRED: i64 = 2386;
 }
 
-/// Which site process and which run of it a lease belongs to: `<host>:<data folder>#<run>`.
-/// The part before `#` is the same for every run on the same data folder.
+/// Which site installation and which run of it a lease belongs to: `<instance>#<run>`. The
+/// instance is a random ID kept in the data folder (`instance-id`), the same for every run on
+/// that folder and different for every other folder, wherever it is.
 #[derive(Debug, Clone)]
 pub struct Owner {
     pub prefix: String,
@@ -58,12 +60,19 @@ pub struct Owner {
 }
 
 impl Owner {
-    pub fn new(data_dir: &std::path::Path) -> Self {
-        let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
-        let dir = data_dir.canonicalize().unwrap_or_else(|_| data_dir.to_owned());
-        let prefix = format!("{}:{}#", host.trim(), dir.display());
+    pub fn new(data_dir: &std::path::Path) -> std::io::Result<Self> {
+        let path = data_dir.join("instance-id");
+        let instance = match std::fs::read_to_string(&path) {
+            Ok(s) if !s.trim().is_empty() => s.trim().to_owned(),
+            _ => {
+                let fresh = uuid::Uuid::new_v4().simple().to_string();
+                pkgdist_node::util::write_file(&path, fresh.as_bytes(), false)?;
+                fresh
+            }
+        };
+        let prefix = format!("{instance}#");
         let id = format!("{prefix}{}", uuid::Uuid::new_v4().simple());
-        Self { prefix, id }
+        Ok(Self { prefix, id })
     }
 }
 
@@ -110,14 +119,30 @@ async fn dispatch(
     for p in state.db.leased_packages(&time).await? {
         *running.entry(p).or_default() += 1;
     }
+    let zone = jiff::tz::TimeZone::system();
+    let at = jiff::Timestamp::now();
+    // The best priority waiting for a package slot: packages of lower priority already running
+    // get no more DPs until it has one, so a large low-priority package cannot hold the slot
+    // for all its DPs while high-priority content waits.
+    let mut waiting: Option<i64> = None;
     for item in due {
+        // The DP's availability schedule: a job of a priority not allowed now waits.
+        let priority = u32::try_from(item.priority).unwrap_or(2);
+        let open = Availability::parse(&item.availability).map_or(true, |a| a.at(at, &zone).allows(priority));
+        if !open {
+            continue;
+        }
         let row = item.row;
         let key = (row.package_id.clone(), row.nal_path.clone());
         if lock(busy).contains(&key) {
             continue; // this process is still winding down the row's previous job
         }
         let n = running.get(&row.package_id).copied().unwrap_or(0);
-        if (n == 0 && running.len() >= d.max_packages) || n >= d.max_threads_per_package {
+        if n == 0 && running.len() >= d.max_packages {
+            waiting = Some(waiting.map_or(item.priority, |w| w.min(item.priority)));
+            continue;
+        }
+        if n >= d.max_threads_per_package || waiting.is_some_and(|w| w < item.priority) {
             continue;
         }
         let lease = lease(&row, owner, d.lease_secs);
@@ -145,6 +170,8 @@ fn lease(row: &PackageDpRow, owner: &Owner, secs: u64) -> Lease {
         package_id: row.package_id.clone(),
         nal_path: row.nal_path.clone(),
         job_seq: row.job_seq,
+        state: row.state,
+        attempts: row.attempts,
         owner: owner.id.clone(),
         until: later(secs),
     }
@@ -152,7 +179,11 @@ fn lease(row: &PackageDpRow, owner: &Owner, secs: u64) -> Lease {
 
 /// The time `secs` from now, in the database's format.
 fn later(secs: u64) -> String {
-    let at = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(i64::try_from(secs).unwrap_or(i64::MAX / 4));
+    let now = jiff::Timestamp::now();
+    let at = jiff::SignedDuration::try_from(Duration::from_secs(secs))
+        .ok()
+        .and_then(|d| now.checked_add(d).ok())
+        .unwrap_or(jiff::Timestamp::MAX);
     at.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
 }
 
@@ -166,18 +197,28 @@ fn job_id(row: &PackageDpRow) -> String {
 
 /// One job, start to end.
 async fn work(state: &AppState, http: &reqwest::Client, row: PackageDpRow, lease: Lease) {
-    let Ok(Some(dp)) = state.db.dp(&row.nal_path).await else {
-        return;
+    let give_back = || async {
+        if let Err(e) = state.db.release(&lease).await {
+            tracing::warn!(error = %e, "cannot give a lease back; it expires by itself");
+        }
+    };
+    let dp = match state.db.dp(&row.nal_path).await {
+        Ok(Some(dp)) => dp,
+        Ok(None) => return give_back().await, // the DP is gone: its rows went with it
+        Err(e) => {
+            tracing::error!(error = %e, "cannot read the DP's row; the job waits");
+            return give_back().await;
+        }
     };
     let (Some(url), Some(cred)) = (dp.url.clone(), dp.credential_hash.clone()) else {
-        return; // not enrolled (any more): the work waits for it
+        return give_back().await; // not enrolled (any more): the work waits for it
     };
     let Some(work) = u32::try_from(row.state)
         .ok()
         .and_then(DpState::from_code)
         .and_then(dpstate::work_for)
     else {
-        return;
+        return give_back().await;
     };
     let version = if work == Work::Validate && row.installed_version > 0 {
         row.installed_version
@@ -208,8 +249,17 @@ async fn work(state: &AppState, http: &reqwest::Client, row: PackageDpRow, lease
             }
             succeeded(state, &row, &dp, &lease, work, version, &s)
         }
-        Ok(Some(s)) => failed(state, &row, &dp, &lease, work, version, &s.message),
-        Err(why) => failed(state, &row, &dp, &lease, work, version, &why),
+        Ok(Some(s)) => {
+            // A validation that found damage and then failed to repair it still found it.
+            let damage_found = work == Work::Validate && !s.damaged.is_empty();
+            let why = if damage_found {
+                format!("{} ({})", s.message, damaged_list(&s.damaged))
+            } else {
+                s.message.clone()
+            };
+            failed(state, &row, &dp, &lease, work, version, &why, damage_found)
+        }
+        Err(why) => failed(state, &row, &dp, &lease, work, version, &why, false),
     };
     match state.db.finish_job(&outcome, &status).await {
         Ok(true) => tracing::info!(state = outcome.state, message = %outcome.message, "job finished"),
@@ -362,6 +412,7 @@ fn outcome(
             installed_version: as_u32(row.installed_version),
             target_version: as_u32(row.target_version),
             attempts: as_u32(row.attempts),
+            repair_pending: row.redistribute != 0,
         },
         result,
         d.retry_count,
@@ -461,6 +512,7 @@ fn damaged_list(files: &[String]) -> String {
     )
 }
 
+#[allow(clippy::too_many_arguments)]
 fn failed(
     state: &AppState,
     row: &PackageDpRow,
@@ -469,13 +521,14 @@ fn failed(
     work: Work,
     version: i64,
     why: &str,
+    damage_found: bool,
 ) -> (JobOutcome, NewStatus) {
     let what = match work {
         Work::Install => format!("sending {}.{version}", row.package_id),
         Work::Validate => format!("validating {}.{version}", row.package_id),
         Work::Remove => format!("removing {}", row.package_id),
     };
-    let (mut o, after) = outcome(state, row, lease, work, version, Outcome::Failed, "");
+    let (mut o, after) = outcome(state, row, lease, work, version, Outcome::Failed { damage_found }, "");
     let left = state.dist().retry_count.saturating_sub(after.attempts);
     let text = match &o.next_attempt_at {
         Some(at) => format!(

@@ -130,11 +130,12 @@ pub struct Workers([tokio::task::JoinHandle<()>; 2]);
 
 impl Workers {
     /// `data_dir` names this site for the leases its workers take (see [`distmgr::Owner`]).
-    pub fn start(state: &AppState, data_dir: &Path) -> Self {
-        Self([
-            tokio::spawn(distmgr::run(state.clone(), distmgr::Owner::new(data_dir))),
+    pub fn start(state: &AppState, data_dir: &Path) -> Result<Self, SiteError> {
+        let owner = distmgr::Owner::new(data_dir).map_err(|e| SiteError::io(&data_dir.join("instance-id"), e))?;
+        Ok(Self([
+            tokio::spawn(distmgr::run(state.clone(), owner)),
             tokio::spawn(scheduler::run(state.clone())),
-        ])
+        ]))
     }
 }
 
@@ -168,7 +169,7 @@ pub async fn run(opts: RunOptions) -> Result<(), SiteError> {
         .map_err(|e| SiteError::Config(e.to_string()))?;
         config::write_atomic(ready, &body)?;
     }
-    let _workers = Workers::start(&state, &opts.data);
+    let _workers = Workers::start(&state, &opts.data)?;
     serve(state, listener, shutdown_signal())
         .await
         .map_err(|e| SiteError::io(Path::new(&listen), e))

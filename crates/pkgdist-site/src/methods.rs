@@ -251,6 +251,8 @@ pub async fn update(
         "SMS_DistributionPointInfo" => {
             let nal = key_text(&current, "NALPath");
             let mut d = state.db.dp(&nal).await?.ok_or_else(|| gone(&nal))?;
+            // Written back only if the schedule changes: the scheduler owns it otherwise.
+            d.validation_checked_at = None;
             apply_dp_settings(&mut d, &body)?;
             state.db.update_dp(&d).await?;
             state.work.notify_one();
@@ -327,6 +329,17 @@ async fn update_settings(state: &AppState, body: &Map<String, Value>) -> ApiResu
         o.retry_delay_secs = Some(v * 60);
     }
     if let Some(v) = num("DelayBeforeRetryingSecs") {
+        if let Some(mins) = num("DelayBeforeRetryingMins")
+            && mins * 60 != v
+        {
+            return Err(ApiError::new(
+                ErrorKind::InvalidValue,
+                format!(
+                    "DelayBeforeRetryingMins ({mins}) and DelayBeforeRetryingSecs ({v}) disagree: give one of them"
+                ),
+            )
+            .param("DelayBeforeRetryingSecs"));
+        }
         o.retry_delay_secs = Some(v);
     }
     let next = state.dist().with(&o);
@@ -442,7 +455,14 @@ pub async fn call(
             let next = dpstate::on_action(current, row.installed_version > 0, action).map_err(|e| {
                 ApiError::new(ErrorKind::InvalidState, format!("{pkg} on {nal}: {e}")).object(format!("{pkg} on {nal}"))
             })?;
-            set_state(state, &[(pkg, nal)], next, why).await?;
+            let object = format!("{pkg} on {nal}");
+            if !set_state_if(state, &[(pkg, nal, row.job_seq)], next, why).await? {
+                return Err(ApiError::new(
+                    ErrorKind::InvalidState,
+                    format!("{object} changed while the request was handled (a job finished or another change landed); look at its state and try again"),
+                )
+                .object(object));
+            }
             Ok(ok(json!({})))
         }
         ("SMS_DistributionPointGroup", m) => group_method(state, &key_text(&instance, "GroupID"), m, &params).await,
@@ -981,6 +1001,7 @@ fn changes(s: &Snapshot, rows: &[(String, String)], st: DpState, why: &str) -> (
         out.0.push(TargetChange {
             package_id: p.clone(),
             nal_path: n.clone(),
+            expect_seq: None,
             state: i64::from(st.code()),
             time: time.clone(),
             message: why.to_owned(),
@@ -997,6 +1018,23 @@ pub(crate) async fn set_state(state: &AppState, rows: &[(String, String)], st: D
     let (c, m) = changes(&s, rows, st, why);
     state.db.set_states(&c, &m).await?;
     Ok(())
+}
+
+/// [`set_state`] for rows still at the jobs (`job_seq`) the decision was taken on; false,
+/// changing nothing, if any has moved on meanwhile.
+pub(crate) async fn set_state_if(
+    state: &AppState,
+    rows: &[(String, String, i64)],
+    st: DpState,
+    why: &str,
+) -> ApiResult<bool> {
+    let s = Snapshot::load(&state.db).await?;
+    let pairs: Vec<(String, String)> = rows.iter().map(|(p, n, _)| (p.clone(), n.clone())).collect();
+    let (mut c, m) = changes(&s, &pairs, st, why);
+    for (change, (_, _, seq)) in c.iter_mut().zip(rows) {
+        change.expect_seq = Some(*seq);
+    }
+    Ok(state.db.set_states(&c, &m).await?)
 }
 
 // ---- distribution points ----
@@ -1040,11 +1078,58 @@ fn apply_dp_settings(d: &mut DpRow, body: &Map<String, Value>) -> ApiResult<()> 
     if let Some(v) = body.get("RepairDamagedContent").and_then(Value::as_bool) {
         d.repair_damaged = i64::from(v);
     }
+    let bad = |param: &'static str, why: String| Err(ApiError::new(ErrorKind::InvalidValue, why).param(param));
     if let Some(v) = body.get("RateLimitBytesPerSecond").and_then(Value::as_u64) {
-        d.rate_bytes_per_sec = i64::try_from(v).map_err(|_| {
-            ApiError::new(ErrorKind::InvalidValue, "RateLimitBytesPerSecond is too large")
-                .param("RateLimitBytesPerSecond")
+        let Ok(rate @ (0 | 1024..)) = i64::try_from(v) else {
+            return bad(
+                "RateLimitBytesPerSecond",
+                format!("RateLimitBytesPerSecond is {v}: use 0 (unlimited) or at least 1024"),
+            );
+        };
+        d.rate_bytes_per_sec = rate;
+        if !body.contains_key("RateLimitMode") {
+            d.rate_mode = if rate > 0 { 3 } else { 0 };
+        }
+    }
+    if let Some(v) = int(body, "PulseBlockSizeKB") {
+        if !(1..=10_240).contains(&v) {
+            return bad("PulseBlockSizeKB", format!("PulseBlockSizeKB is {v}: use 1-10240"));
+        }
+        d.pulse_block_kb = v;
+    }
+    if let Some(v) = int(body, "PulseDelaySeconds") {
+        if !(0..=3600).contains(&v) {
+            return bad("PulseDelaySeconds", format!("PulseDelaySeconds is {v}: use 0-3600"));
+        }
+        d.pulse_delay_secs = v;
+    }
+    if let Some(v) = text(body, "HourlyPercentages") {
+        if let Err(e) = pkgdist_core::availability::parse_hourly_percent(v) {
+            return bad("HourlyPercentages", format!("HourlyPercentages: {e}"));
+        }
+        v.clone_into(&mut d.hourly_percent);
+    }
+    if let Some(v) = int(body, "RateLimitMode") {
+        d.rate_mode = v;
+    }
+    let mode_ok = match d.rate_mode {
+        0 => Ok(()),
+        1 if d.pulse_block_kb > 0 => Ok(()),
+        1 => Err("pulse mode (1) needs PulseBlockSizeKB"),
+        2 if !d.hourly_percent.is_empty() => Ok(()),
+        2 => Err("limited by hour (2) needs HourlyPercentages"),
+        3 if d.rate_bytes_per_sec > 0 => Ok(()),
+        3 => Err("mode 3 needs RateLimitBytesPerSecond above 0"),
+        _ => Err("RateLimitMode is 0 unlimited, 1 pulse, 2 limited by hour or 3 bytes per second"),
+    };
+    if let Err(why) = mode_ok {
+        return bad("RateLimitMode", why.into());
+    }
+    if let Some(v) = text(body, "AvailabilitySchedule") {
+        let a = pkgdist_core::availability::Availability::parse(v).map_err(|e| {
+            ApiError::new(ErrorKind::InvalidValue, format!("AvailabilitySchedule: {e}")).param("AvailabilitySchedule")
         })?;
+        d.availability = a.format();
     }
     if let Some(v) = text(body, "ValidationSchedule") {
         if !v.is_empty() {

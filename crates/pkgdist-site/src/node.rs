@@ -7,9 +7,12 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Extension, Json, Router};
+use pkgdist_core::availability::Availability;
 use pkgdist_core::errors::ErrorKind;
 use pkgdist_db::DpRow;
-use pkgdist_proto::node::{ENROLL_PATH, EnrollRequest, EnrollResponse, HELLO_PATH, HelloRequest};
+use pkgdist_proto::node::{
+    CHUNKS_PATH, ENROLL_PATH, EnrollRequest, EnrollResponse, HELLO_PATH, HelloRequest, JOB_HEADER,
+};
 
 use crate::auth;
 use crate::error::{ApiError, ApiResult};
@@ -37,6 +40,11 @@ async fn authenticate_dp(State(state): State<AppState>, mut req: Request, next: 
     };
     match state.db.dp_by_credential(&auth::hash(token)).await {
         Ok(Some(dp)) => {
+            if req.uri().path() == CHUNKS_PATH
+                && let Some(closed) = closed_to_job(&state, &dp, req.headers()).await
+            {
+                return closed;
+            }
             if let Some(pacer) = state.pacer(&dp) {
                 req.extensions_mut().insert(pacer);
             }
@@ -51,6 +59,44 @@ async fn authenticate_dp(State(state): State<AppState>, mut req: Request, next: 
         Err(e) => ApiError::from(e).into_response(),
     }
 }
+
+/// A 503 with `Retry-After` when the DP's availability schedule does not allow the priority of
+/// the job a chunk request is for, now; `None` when it may go.
+async fn closed_to_job(state: &AppState, dp: &DpRow, headers: &axum::http::HeaderMap) -> Option<Response> {
+    if dp.availability.is_empty() {
+        return None;
+    }
+    let job = headers.get(JOB_HEADER)?.to_str().ok()?;
+    let package = job.split('-').next()?;
+    let priority = state.db.package(package).await.ok()??.priority;
+    let priority = u32::try_from(priority).unwrap_or(2);
+    let schedule = Availability::parse(&dp.availability).ok()?;
+    let zone = jiff::tz::TimeZone::system();
+    let now = jiff::Timestamp::now();
+    if schedule.at(now, &zone).allows(priority) {
+        return None;
+    }
+    let next = schedule.next_allowed(priority, now, &zone);
+    let wait = next.map_or(MAX_CLOSED_WAIT, |t| {
+        u64::try_from((t - now).get_seconds())
+            .unwrap_or(0)
+            .clamp(1, MAX_CLOSED_WAIT)
+    });
+    let when = next.map_or("no hour of the week is open to it".to_owned(), |t| {
+        format!("it opens at {t}")
+    });
+    let text = format!(
+        "the site is closed to priority-{priority} transfers to DP {} at this hour (AvailabilitySchedule); {when}",
+        dp.name
+    );
+    let mut r = (axum::http::StatusCode::SERVICE_UNAVAILABLE, text).into_response();
+    r.headers_mut()
+        .insert(axum::http::header::RETRY_AFTER, axum::http::HeaderValue::from(wait));
+    Some(r)
+}
+
+/// The longest a DP is told to wait before asking again: schedules change.
+const MAX_CLOSED_WAIT: u64 = 10;
 
 async fn enroll(State(state): State<AppState>, body: Json<EnrollRequest>) -> ApiResult<Json<EnrollResponse>> {
     let req = body.0;

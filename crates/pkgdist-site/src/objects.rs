@@ -139,7 +139,12 @@ pub fn dp_object(d: &DpRow, s: &Snapshot) -> Object {
         "Enrolled": d.credential_hash.is_some(),
         "RepairDamagedContent": d.repair_damaged != 0,
         "ValidationSchedule": d.validation_schedule,
+        "RateLimitMode": d.rate_mode,
         "RateLimitBytesPerSecond": d.rate_bytes_per_sec,
+        "PulseBlockSizeKB": d.pulse_block_kb,
+        "PulseDelaySeconds": d.pulse_delay_secs,
+        "HourlyPercentages": d.hourly_percent,
+        "AvailabilitySchedule": d.availability,
         "ThroughputKBps": d.throughput_kbps,
     }))
 }

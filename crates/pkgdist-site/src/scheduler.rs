@@ -15,7 +15,7 @@ use pkgdist_core::schedule;
 
 use pkgdist_core::classes::DpState;
 
-use crate::methods::{Trigger, refresh_package, set_state};
+use crate::methods::{Trigger, refresh_package, set_state_if};
 use crate::state::AppState;
 
 /// How often the scheduler looks for due work.
@@ -106,23 +106,26 @@ async fn validations(state: &AppState, now: Timestamp, zone: &TimeZone, report: 
             continue;
         }
         let installed = i64::from(DpState::Installed.code());
-        let targets: Vec<(String, String)> = rows
+        let targets: Vec<(String, String, i64)> = rows
             .iter()
             .filter(|r| r.nal_path == d.nal_path && r.state == installed)
-            .map(|r| (r.package_id.clone(), r.nal_path.clone()))
+            .map(|r| (r.package_id.clone(), r.nal_path.clone(), r.job_seq))
             .collect();
-        if !targets.is_empty() {
-            let why = "scheduled validation (ValidationSchedule): the DP will re-hash the content";
-            match set_state(state, &targets, DpState::ContentMonitoring, why).await {
-                Ok(()) => {
-                    tracing::info!(dp = %d.name, packages = targets.len(), "scheduled validation started");
-                    report.validated.push(d.name.clone());
-                    state.work.notify_one();
-                }
-                Err(e) => {
-                    tracing::warn!(dp = %d.name, error = %e.message, "scheduled validation could not start; next occurrence");
-                }
+        let mut started = 0;
+        let why = "scheduled validation (ValidationSchedule): the DP will re-hash the content";
+        // One row at a time, each only if it is still at the job it was read at: a removal or
+        // a new version landing meanwhile wins.
+        for t in &targets {
+            match set_state_if(state, std::slice::from_ref(t), DpState::ContentMonitoring, why).await {
+                Ok(true) => started += 1,
+                Ok(false) => {}
+                Err(e) => tracing::warn!(dp = %d.name, error = %e.message, "scheduled validation could not start"),
             }
+        }
+        if started > 0 {
+            tracing::info!(dp = %d.name, packages = started, "scheduled validation started");
+            report.validated.push(d.name.clone());
+            state.work.notify_one();
         }
         let stamp = now.strftime("%Y-%m-%dT%H:%M:%SZ").to_string();
         if let Err(e) = state.db.set_validation_checked(&d.nal_path, &stamp).await {

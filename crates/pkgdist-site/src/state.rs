@@ -8,10 +8,29 @@ use pkgdist_core::SiteCode;
 use pkgdist_db::Db;
 use tokio::sync::{Mutex, Notify};
 
+use pkgdist_node::pace::{Limit, Pacer};
+
 use crate::config::Distribution;
 
 #[derive(Debug, Clone)]
 pub struct AppState(Arc<Inner>);
+
+/// A DP's rate limit, from its settings (checked when they were set).
+pub fn limit_of(dp: &pkgdist_db::DpRow) -> Option<Limit> {
+    let positive = |v: i64| u64::try_from(v).ok().filter(|v| *v > 0);
+    match dp.rate_mode {
+        1 => Some(Limit::Pulse {
+            block: positive(dp.pulse_block_kb)? * 1024,
+            delay: std::time::Duration::from_secs(positive(dp.pulse_delay_secs).unwrap_or(0)),
+        }),
+        2 => Some(Limit::Share {
+            percent: pkgdist_core::availability::parse_hourly_percent(&dp.hourly_percent).ok()?,
+            zone: jiff::tz::TimeZone::system(),
+        }),
+        3 => positive(dp.rate_bytes_per_sec).map(Limit::Rate),
+        _ => None,
+    }
+}
 
 #[derive(Debug)]
 pub struct Inner {
@@ -27,7 +46,7 @@ pub struct Inner {
     /// Secret from which the site derives what it presents to each DP.
     node_key: [u8; 32],
     /// Rate limits of DPs that have one, by NAL path: shared by all requests to the same DP.
-    pacers: std::sync::Mutex<HashMap<String, Arc<pkgdist_node::pace::Pacer>>>,
+    pacers: std::sync::Mutex<HashMap<String, Arc<Pacer>>>,
     /// One refresh at a time per package: two would both compute the same next version.
     refresh_locks: std::sync::Mutex<HashMap<String, Arc<Mutex<()>>>>,
 }
@@ -75,19 +94,17 @@ impl AppState {
         }))
     }
 
-    /// The pacer of a DP with a rate limit (at its current rate), `None` for unlimited.
-    pub fn pacer(&self, dp: &pkgdist_db::DpRow) -> Option<Arc<pkgdist_node::pace::Pacer>> {
+    /// The pacer of a DP with a rate limit (at its current setting), `None` for unlimited.
+    pub fn pacer(&self, dp: &pkgdist_db::DpRow) -> Option<Arc<Pacer>> {
         let mut pacers = self.pacers.lock().unwrap_or_else(|e| e.into_inner());
-        let Ok(rate @ 1..) = u64::try_from(dp.rate_bytes_per_sec) else {
+        let Some(limit) = limit_of(dp) else {
             pacers.remove(&dp.nal_path);
             return None;
         };
         let p = pacers
             .entry(dp.nal_path.clone())
-            .or_insert_with(|| Arc::new(pkgdist_node::pace::Pacer::new(rate)));
-        if p.rate() != rate {
-            p.set_rate(rate);
-        }
+            .or_insert_with(|| Arc::new(Pacer::new(limit.clone())));
+        p.set(limit);
         Some(p.clone())
     }
 

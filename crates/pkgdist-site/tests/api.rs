@@ -590,11 +590,11 @@ async fn distribution_points_and_package_targets() {
     assert_eq!(state().await, 1);
     let summary = s.list("SMS_PackageStatusDistPointsSummarizer").await;
     assert_eq!(summary[0]["TargetVersion"], 2, "RefreshNow does not bump the version");
-    assert_eq!(
-        s.post("SMS_DistributionPoint.VerifyPackage", p.clone()).await.0,
-        StatusCode::OK
-    );
-    assert_eq!(state().await, 8);
+    // Nothing is installed yet: a validation would only cancel the install.
+    let got = s.post("SMS_DistributionPoint.VerifyPackage", p.clone()).await;
+    assert_error(&got, 409, "InvalidState");
+    assert!(got.1.to_string().contains("nothing is installed"), "{}", got.1);
+    assert_eq!(state().await, 1);
     assert_error(
         &s.post(
             "SMS_DistributionPoint.VerifyPackage",
@@ -1265,6 +1265,46 @@ async fn distribution_settings_and_dp_settings() {
     );
     let got = s.patch(&dkey, json!({"ValidationSchedule": "nonsense"})).await;
     assert_error(&got, 400, "InvalidValue");
+    // Rate limit modes: a mode without its values, or values out of range, are refused.
+    for bad in [
+        json!({"RateLimitMode": 1, "PulseBlockSizeKB": 0}),
+        json!({"RateLimitMode": 2}),
+        json!({"RateLimitMode": 7}),
+        json!({"HourlyPercentages": "100,50"}),
+        json!({"PulseDelaySeconds": 4000}),
+        json!({"AvailabilitySchedule": "012"}),
+    ] {
+        let got = s.patch(&dkey, bad.clone()).await;
+        assert_error(&got, 400, "InvalidValue");
+    }
+    let (st, v) = s
+        .patch(
+            &dkey,
+            json!({"RateLimitMode": 1, "PulseBlockSizeKB": 64, "PulseDelaySeconds": 2, "AvailabilitySchedule": "3".repeat(168)}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    assert_eq!(
+        (&v["RateLimitMode"], &v["PulseBlockSizeKB"], &v["AvailabilitySchedule"]),
+        (&json!(1), &json!(64), &json!("3".repeat(168)))
+    );
+    let mut bad_hour = "0".repeat(168);
+    bad_hour.replace_range(50..51, "9");
+    let (st, v) = s.patch(&dkey, json!({"AvailabilitySchedule": bad_hour})).await;
+    assert_eq!(st, StatusCode::BAD_REQUEST);
+    assert!(v.to_string().contains("day 2, 02:00"), "the error names the hour: {v}");
+    // Back to unlimited and always open (an all-open schedule is stored as "").
+    let (st, v) = s
+        .patch(
+            &dkey,
+            json!({"RateLimitBytesPerSecond": 0, "AvailabilitySchedule": "0".repeat(168)}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    assert_eq!(
+        (&v["RateLimitMode"], &v["AvailabilitySchedule"]),
+        (&json!(0), &json!(""))
+    );
 }
 
 /// A DP's validation schedule: when it comes due, every package INSTALLED there goes to
@@ -1296,6 +1336,8 @@ async fn validation_schedule_starts_validations() {
         package_id: a.clone(),
         nal_path: nal.clone(),
         job_seq: row.job_seq,
+        state: row.state,
+        attempts: row.attempts,
         owner: "test".into(),
         until: "2999-01-01T00:00:00Z".into(),
     };

@@ -375,3 +375,59 @@ fn cancel_distribution_stops_a_running_transfer_within_5_s() {
     assert_eq!(tree_size(&dp.dir.join("library/chunks")), chunks);
     assert_eq!(row(&site, &pkg)["State"], 3);
 }
+
+/// A closed availability window holds a job back and an open one lets it finish; a window
+/// that closes in the middle of a transfer pauses it, and it goes on from where it stopped.
+#[test]
+fn availability_window_holds_back_then_pauses_a_transfer() {
+    let dir = TempDir::new().unwrap();
+    let site = Site::start(dir.path());
+    let token = register(&site, "dp1");
+    let dp = Dp::start(&site, "dp1", Some(&token), &["--batch-bytes", "1048576"]);
+    let shown = site.cli(&["dp", "set", "dp1", "--availability", "closed"]);
+    assert!(shown.contains("availability closed"), "{shown}");
+
+    let src = dir.path().join("small");
+    write_tree(&src, 11, 10).unwrap();
+    let pkg = create_package(&site, "Small", &src, "1");
+    site.cli(&["package", "distribute", &pkg, "dp1"]);
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(row(&site, &pkg)["State"], 1, "held back while closed");
+    assert!(dp_job(&dp, &pkg).is_none(), "no job was sent");
+    site.cli(&["dp", "set", "dp1", "--availability", "open"]);
+    site.wait_installed(&pkg, 1, 1);
+
+    // 24 MiB at 4 MB/s: about 6 s unless paused.
+    site.cli(&["dp", "set", "dp1", "--rate-limit", "4000000"]);
+    let big = dir.path().join("big");
+    random_tree(&big, 12, 3, 8);
+    let size = tree_size(&big);
+    let pkg2 = create_package(&site, "Big", &big, "2");
+    site.cli(&["package", "distribute", &pkg2, "dp1"]);
+    wait(Duration::from_secs(60), "the transfer under way", || {
+        let j = dp_job(&dp, &pkg2);
+        j.as_ref()
+            .filter(|j| j["bytes_received"].as_u64() > Some(3 << 20))
+            .map(|_| ())
+            .ok_or_else(|| format!("{j:#?}"))
+    });
+    // Closed to medium priority from now on: the transfer stops within a batch or two…
+    site.cli(&["dp", "set", "dp1", "--availability", &"2".repeat(168)]);
+    std::thread::sleep(Duration::from_secs(3));
+    let paused_at = dp_job(&dp, &pkg2).unwrap()["bytes_received"].as_u64().unwrap();
+    std::thread::sleep(Duration::from_secs(4));
+    let j = dp_job(&dp, &pkg2).unwrap();
+    assert_eq!(j["bytes_received"].as_u64().unwrap(), paused_at, "paused: {j:#}");
+    assert!(paused_at < size, "it finished before the window closed");
+    assert_eq!(j["state"], "running", "a pause is not a failure: {j:#}");
+    assert_eq!(row(&site, &pkg2)["State"], 1, "{:#}", row(&site, &pkg2));
+    // …and continues from there when it opens.
+    site.cli(&["dp", "set", "dp1", "--availability", "open"]);
+    site.wait_installed(&pkg2, 1, 1);
+    let got = site.last_success(&pkg2, "dp1")["BytesTransferred"].as_u64().unwrap();
+    assert!(
+        got <= size + (2 << 20) + size / 100,
+        "received {got} bytes for a {size}-byte package: nothing should be fetched twice"
+    );
+    assert_serves(&dp, &pkg2, &big);
+}

@@ -129,9 +129,16 @@ impl Model {
             installed_version: row.installed,
             target_version: row.target,
             attempts: row.attempts,
+            repair_pending: row.repair,
         };
         let outcome = if !ok {
-            Outcome::Failed
+            // A validation with repair on can find damage and then fail to repair it.
+            let damage_found = work == Work::Validate && self.repair_setting && self.dp.get(&version) != Some(&true);
+            if damage_found {
+                self.known_damage = true;
+                self.unchecked_damage = self.dp.values().any(|sound| !sound);
+            }
+            Outcome::Failed { damage_found }
         } else {
             match work {
                 Work::Install => {
@@ -244,11 +251,13 @@ fn retries_count_down_then_fail() {
         installed_version: 0,
         target_version: 1,
         attempts: 0,
+        repair_pending: false,
     };
-    let a = on_outcome(Work::Install, 1, row, Outcome::Failed, 2);
+    let failed = Outcome::Failed { damage_found: false };
+    let a = on_outcome(Work::Install, 1, row, failed, 2);
     assert_eq!((a.state, a.attempts, a.retry), (DpState::InstallRetrying, 1, true));
     let row = RowState { attempts: 1, ..row };
-    let b = on_outcome(Work::Install, 1, row, Outcome::Failed, 2);
+    let b = on_outcome(Work::Install, 1, row, failed, 2);
     assert_eq!((b.state, b.attempts, b.retry), (DpState::InstallFailed, 2, false));
 }
 
@@ -258,6 +267,7 @@ fn damage_without_repair_fails_and_demands_a_repair_install() {
         installed_version: 3,
         target_version: 3,
         attempts: 0,
+        repair_pending: false,
     };
     let found = Outcome::Succeeded {
         damaged: true,
@@ -272,6 +282,12 @@ fn damage_without_repair_fails_and_demands_a_repair_install() {
     };
     let b = on_outcome(Work::Validate, 3, row, fixed, 100);
     assert_eq!((b.state, b.needs_repair), (DpState::Installed, false));
+    // A repair that fails keeps the damage known.
+    let c = on_outcome(Work::Validate, 3, row, Outcome::Failed { damage_found: true }, 1);
+    assert_eq!((c.state, c.needs_repair), (DpState::InstallFailed, true));
+    // A validation that never ran changes nothing about the content.
+    let d = on_outcome(Work::Validate, 3, row, Outcome::Failed { damage_found: false }, 1);
+    assert_eq!(d.state, DpState::Installed);
 }
 
 #[test]
@@ -283,6 +299,14 @@ fn actions_refused_where_configmgr_refuses_them() {
     assert!(matches!(
         on_action(Some(DpState::RemovalPending), true, Action::Verify),
         Err(Refused::Removing(_))
+    ));
+    assert!(matches!(
+        on_action(Some(DpState::InstallPending), true, Action::Verify),
+        Err(Refused::NothingInstalled(_))
+    ));
+    assert!(matches!(
+        on_action(Some(DpState::InstallFailed), false, Action::Verify),
+        Err(Refused::NothingInstalled(_))
     ));
     assert_eq!(
         on_action(Some(DpState::Installed), true, Action::NewVersion),

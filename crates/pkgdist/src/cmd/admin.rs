@@ -132,8 +132,20 @@ pub enum DpAdminCmd {
         #[arg(long)]
         validation_schedule: Option<String>,
         /// The most the site sends the DP per second, in bytes; 0 for unlimited.
-        #[arg(long)]
+        #[arg(long, conflicts_with_all = ["pulse", "hourly_percent"])]
         rate_limit: Option<u64>,
+        /// ConfigMgr's pulse mode: KB,SECONDS (a block of KB, then a pause of SECONDS).
+        #[arg(long, conflicts_with = "hourly_percent")]
+        pulse: Option<String>,
+        /// ConfigMgr's "limited by hour": 24 comma-separated percentages of each local hour
+        /// spent sending, midnight first.
+        #[arg(long)]
+        hourly_percent: Option<String>,
+        /// When the site may send the DP: "open", "closed", or 168 digits (one per hour of the
+        /// week from Sunday 00:00 local time: 0 open, 1 medium and high priority, 2 high only,
+        /// 3 closed).
+        #[arg(long)]
+        availability: Option<String>,
     },
     /// Re-hash a package's content on a DP now (VerifyPackage).
     Verify { package: String, dp: String },
@@ -438,6 +450,9 @@ pub fn dp(conn: &Conn, cmd: DpCmd) -> Result<()> {
                 repair,
                 validation_schedule,
                 rate_limit,
+                pulse,
+                hourly_percent,
+                availability,
             } => {
                 let (nal, _) = resolve_dp(&c, &dp).await?;
                 let mut body = Map::new();
@@ -450,23 +465,53 @@ pub fn dp(conn: &Conn, cmd: DpCmd) -> Result<()> {
                 if let Some(v) = rate_limit {
                     body.insert("RateLimitBytesPerSecond".into(), json!(v));
                 }
+                if let Some(p) = pulse {
+                    let parsed = p
+                        .split_once(',')
+                        .and_then(|(kb, secs)| Some((kb.trim().parse::<u32>().ok()?, secs.trim().parse::<u32>().ok()?)));
+                    let Some((kb, secs)) = parsed else {
+                        bail!("--pulse takes KB,SECONDS (e.g. 64,2), not {p:?}");
+                    };
+                    body.insert("RateLimitMode".into(), json!(1));
+                    body.insert("PulseBlockSizeKB".into(), json!(kb));
+                    body.insert("PulseDelaySeconds".into(), json!(secs));
+                }
+                if let Some(h) = hourly_percent {
+                    body.insert("RateLimitMode".into(), json!(2));
+                    body.insert("HourlyPercentages".into(), json!(h));
+                }
+                if let Some(a) = availability {
+                    let digits = match a.as_str() {
+                        "open" => String::new(),
+                        "closed" => "3".repeat(168),
+                        _ => a,
+                    };
+                    body.insert("AvailabilitySchedule".into(), json!(digits));
+                }
                 if body.is_empty() {
-                    bail!("nothing to change: give --repair, --validation-schedule or --rate-limit");
+                    bail!("nothing to change: see `pkgdist dp set --help`");
                 }
                 let o = Value::Object(
                     c.update("SMS_DistributionPointInfo", &key(&[("NALPath", &nal)]), &Value::Object(body))
                         .await?,
                 );
                 emit(conn, &o, |o| {
+                    let limit = match o["RateLimitMode"].as_u64() {
+                        Some(1) => format!("pulse {} KB every {} s", o["PulseBlockSizeKB"], o["PulseDelaySeconds"]),
+                        Some(2) => format!("by hour {}", s(o, "HourlyPercentages")),
+                        Some(3) => format!("{}/s", output::bytes(o["RateLimitBytesPerSecond"].as_u64().unwrap_or(0))),
+                        _ => "unlimited".to_owned(),
+                    };
+                    let availability = match s(o, "AvailabilitySchedule") {
+                        "" => "always open".to_owned(),
+                        a if a.bytes().all(|b| b == b'3') => "closed".to_owned(),
+                        a => a.to_owned(),
+                    };
                     output::line(format!(
-                        "{}: repair {}, validation schedule {:?}, rate limit {}",
+                        "{}: repair {}, validation schedule {:?}, rate limit {limit}, availability {availability}",
                         s(o, "Name"),
                         if o["RepairDamagedContent"] == json!(true) { "on" } else { "off" },
                         s(o, "ValidationSchedule"),
-                        match o["RateLimitBytesPerSecond"].as_u64() {
-                            Some(0) | None => "unlimited".to_owned(),
-                            Some(n) => format!("{}/s", output::bytes(n)),
-                        }
                     ))
                 })
             }

@@ -148,7 +148,7 @@ async fn up_async(a: UpArgs) -> Result<()> {
         }
     };
     let mut tasks = tokio::task::JoinSet::new();
-    let _workers = pkgdist_site::Workers::start(&state, &site_dir);
+    let _workers = pkgdist_site::Workers::start(&state, &site_dir)?;
     let site_stop = stopped();
     tasks.spawn(async move {
         pkgdist_site::serve(state, listener, site_stop)

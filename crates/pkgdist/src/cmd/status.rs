@@ -52,7 +52,7 @@ struct View {
     in_progress: bool,
 }
 
-fn state_of(r: &serde_json::Map<String, Value>) -> Option<DpState> {
+fn state_of(r: &Value) -> Option<DpState> {
     r["State"]
         .as_u64()
         .and_then(|c| u32::try_from(c).ok())
@@ -70,8 +70,8 @@ async fn view(c: &Client, package: Option<&str>) -> Result<View> {
     let dps = c.list("SMS_DistributionPointInfo", &[]).await?;
     let name_of = |nal: &str| {
         dps.iter()
-            .find(|d| d["NALPath"] == json!(nal))
-            .and_then(|d| d["Name"].as_str())
+            .find(|d| d.get("NALPath") == Some(&json!(nal)))
+            .and_then(|d| d.get("Name").and_then(Value::as_str))
             .unwrap_or(nal)
             .to_owned()
     };
@@ -90,8 +90,8 @@ async fn view(c: &Client, package: Option<&str>) -> Result<View> {
             text.push_str(&format!(
                 "{id} {}  SourceVersion {}  Priority {}\n",
                 s(&pv, "Name"),
-                p["SourceVersion"],
-                p["Priority"]
+                pv["SourceVersion"],
+                pv["Priority"]
             ));
             (rows.clone(), json!({"package": p, "dps": rows}))
         }
@@ -101,7 +101,7 @@ async fn view(c: &Client, package: Option<&str>) -> Result<View> {
                 "{:<10} {:<24} {:>7} {:>8} {:>9} {:>8} {:>6}\n",
                 "PACKAGE", "NAME", "VERSION", "TARGETED", "INSTALLED", "RETRYING", "FAILED"
             ));
-            for p in &summary {
+            for p in summary.iter().cloned().map(Value::Object) {
                 text.push_str(&format!(
                     "{:<10} {:<24} {:>7} {:>8} {:>9} {:>8} {:>6}\n",
                     p["PackageID"].as_str().unwrap_or_default(),
@@ -133,6 +133,8 @@ async fn view(c: &Client, package: Option<&str>) -> Result<View> {
         ));
     }
     let mut in_progress = false;
+    // As values, so a property an older site does not send reads as null, not a panic.
+    let rows: Vec<Value> = rows.into_iter().map(Value::Object).collect();
     for r in &rows {
         let st = state_of(r);
         in_progress |= busy(st);
