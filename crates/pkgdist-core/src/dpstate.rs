@@ -157,6 +157,10 @@ pub fn on_outcome(work: Work, version: u32, row: RowState, outcome: Outcome, ret
                 (Work::Install, true) => InstallRetrying,
                 (Work::Install, false) => InstallFailed,
             };
+            if work == Work::Validate && !left && calls_for_install(after.state) {
+                // Back to an install still due: a fresh job, with every attempt ahead of it.
+                after.attempts = 0;
+            }
         }
         Outcome::Succeeded { damaged, repaired } => {
             after.state = match work {
@@ -181,6 +185,10 @@ pub fn on_outcome(work: Work, version: u32, row: RowState, outcome: Outcome, ret
         }
     }
     after
+}
+
+fn calls_for_install(s: DpState) -> bool {
+    work_for(s) == Some(Work::Install)
 }
 
 #[cfg(test)]

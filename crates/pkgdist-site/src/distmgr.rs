@@ -529,15 +529,17 @@ fn failed(
         Work::Remove => format!("removing {}", row.package_id),
     };
     let (mut o, after) = outcome(state, row, lease, work, version, Outcome::Failed { damage_found }, "");
-    let left = state.dist().retry_count.saturating_sub(after.attempts);
+    let attempt = row.attempts.saturating_add(1);
+    let left = i64::from(state.dist().retry_count).saturating_sub(attempt);
     let text = match &o.next_attempt_at {
-        Some(at) => format!(
-            "attempt {} at {what} failed: {why}. {left} retries left; next at {at}",
-            after.attempts
+        Some(at) => format!("attempt {attempt} at {what} failed: {why}. {left} retries left; next at {at}"),
+        // A validation that never ran leaves the content as it was.
+        None if work == Work::Validate && after.state != DpState::InstallFailed => format!(
+            "attempt {attempt} at {what} failed: {why}. No retries left: the validation did not run and the content stays as it was ({})",
+            after.state.name()
         ),
         None => format!(
-            "attempt {} at {what} failed: {why}. No retries left ({}): fix the cause, then ReDistributePackage",
-            after.attempts,
+            "attempt {attempt} at {what} failed: {why}. No retries left ({}): fix the cause, then ReDistributePackage",
             after.state.name()
         ),
     };
