@@ -184,7 +184,7 @@ fn later(secs: u64) -> String {
         .ok()
         .and_then(|d| now.checked_add(d).ok())
         .unwrap_or(jiff::Timestamp::MAX);
-    at.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
+    crate::stamp(at)
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -237,6 +237,14 @@ async fn work(state: &AppState, http: &reqwest::Client, row: PackageDpRow, lease
         }
         Err(e) => Err(e),
     };
+    let done = Done {
+        state,
+        row: &row,
+        dp: &dp,
+        lease: &lease,
+        work,
+        version,
+    };
     let (outcome, status) = match result {
         Ok(None) => return, // superseded or taken over: the row has moved on
         Ok(Some(s)) if s.state == JobState::Succeeded => {
@@ -247,7 +255,7 @@ async fn work(state: &AppState, http: &reqwest::Client, row: PackageDpRow, lease
                     tracing::warn!(error = %e, "cannot record the DP's throughput");
                 }
             }
-            succeeded(state, &row, &dp, &lease, work, version, &s)
+            succeeded(&done, &s)
         }
         Ok(Some(s)) => {
             // A validation that found damage and then failed to repair it still found it.
@@ -257,9 +265,9 @@ async fn work(state: &AppState, http: &reqwest::Client, row: PackageDpRow, lease
             } else {
                 s.message.clone()
             };
-            failed(state, &row, &dp, &lease, work, version, &why, damage_found)
+            failed(&done, &why, damage_found)
         }
-        Err(why) => failed(state, &row, &dp, &lease, work, version, &why, false),
+        Err(why) => failed(&done, &why, false),
     };
     match state.db.finish_job(&outcome, &status).await {
         Ok(true) => tracing::info!(state = outcome.state, message = %outcome.message, "job finished"),
@@ -393,16 +401,27 @@ fn status(row: &PackageDpRow, dp: &DpRow, id: i64, st: MessageState, text: Strin
     crate::methods::dp_status(&row.package_id, dp, id, st, text, bytes, &now())
 }
 
-/// The row after a job, as the state machine has it, with `message`.
-fn outcome(
-    state: &AppState,
-    row: &PackageDpRow,
-    lease: &Lease,
+/// A job that has ended, with what is needed to record its outcome.
+#[derive(Clone, Copy)]
+struct Done<'a> {
+    state: &'a AppState,
+    row: &'a PackageDpRow,
+    dp: &'a DpRow,
+    lease: &'a Lease,
     work: Work,
     version: i64,
-    result: Outcome,
-    message: &str,
-) -> (JobOutcome, dpstate::After) {
+}
+
+/// The row after a job, as the state machine has it, with `message`.
+fn outcome(job: &Done<'_>, result: Outcome, message: &str) -> (JobOutcome, dpstate::After) {
+    let Done {
+        state,
+        row,
+        lease,
+        work,
+        version,
+        ..
+    } = *job;
     let d = state.dist();
     let as_u32 = |v: i64| u32::try_from(v).unwrap_or(0);
     let after = dpstate::on_outcome(
@@ -434,15 +453,10 @@ fn outcome(
     (o, after)
 }
 
-fn succeeded(
-    state: &AppState,
-    row: &PackageDpRow,
-    dp: &DpRow,
-    lease: &Lease,
-    work: Work,
-    version: i64,
-    s: &JobStatus,
-) -> (JobOutcome, NewStatus) {
+fn succeeded(job: &Done<'_>, s: &JobStatus) -> (JobOutcome, NewStatus) {
+    let Done {
+        row, dp, work, version, ..
+    } = *job;
     let content = format!("{}.{version}", row.package_id);
     let result = Outcome::Succeeded {
         damaged: !s.damaged.is_empty(),
@@ -490,7 +504,7 @@ fn succeeded(
             0,
         ),
     };
-    let (o, after) = outcome(state, row, lease, work, version, result, &text);
+    let (o, after) = outcome(job, result, &text);
     if work == Work::Validate && after.state != DpState::Installed && !s.damaged.is_empty() {
         tracing::warn!(%text, "validation found damage");
     }
@@ -512,23 +526,21 @@ fn damaged_list(files: &[String]) -> String {
     )
 }
 
-#[allow(clippy::too_many_arguments)]
-fn failed(
-    state: &AppState,
-    row: &PackageDpRow,
-    dp: &DpRow,
-    lease: &Lease,
-    work: Work,
-    version: i64,
-    why: &str,
-    damage_found: bool,
-) -> (JobOutcome, NewStatus) {
+fn failed(job: &Done<'_>, why: &str, damage_found: bool) -> (JobOutcome, NewStatus) {
+    let Done {
+        state,
+        row,
+        dp,
+        work,
+        version,
+        ..
+    } = *job;
     let what = match work {
         Work::Install => format!("sending {}.{version}", row.package_id),
         Work::Validate => format!("validating {}.{version}", row.package_id),
         Work::Remove => format!("removing {}", row.package_id),
     };
-    let (mut o, after) = outcome(state, row, lease, work, version, Outcome::Failed { damage_found }, "");
+    let (mut o, after) = outcome(job, Outcome::Failed { damage_found }, "");
     let attempt = row.attempts.saturating_add(1);
     let left = i64::from(state.dist().retry_count).saturating_sub(attempt);
     let text = match &o.next_attempt_at {

@@ -32,7 +32,12 @@ use tokio::net::TcpListener;
 
 /// Now, as the API writes times: RFC 3339 UTC to the second.
 pub fn now() -> String {
-    jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
+    stamp(jiff::Timestamp::now())
+}
+
+/// A time as the database keeps it: RFC 3339 UTC to the second, so text order is time order.
+pub fn stamp(t: jiff::Timestamp) -> String {
+    t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
 }
 
 /// Options of `pkgdist site run`.

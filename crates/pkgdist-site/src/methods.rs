@@ -456,7 +456,8 @@ pub async fn call(
                 ApiError::new(ErrorKind::InvalidState, format!("{pkg} on {nal}: {e}")).object(format!("{pkg} on {nal}"))
             })?;
             let object = format!("{pkg} on {nal}");
-            if !set_state_if(state, &[(pkg, nal, row.job_seq)], next, why).await? {
+            let s = Snapshot::load(&state.db).await?;
+            if !set_state_if(state, &s, &[(pkg, nal, row.job_seq)], next, why).await? {
                 return Err(ApiError::new(
                     ErrorKind::InvalidState,
                     format!("{object} changed while the request was handled (a job finished or another change landed); look at its state and try again"),
@@ -1020,17 +1021,17 @@ pub(crate) async fn set_state(state: &AppState, rows: &[(String, String)], st: D
     Ok(())
 }
 
-/// [`set_state`] for rows still at the jobs (`job_seq`) the decision was taken on; false,
-/// changing nothing, if any has moved on meanwhile.
+/// [`set_state`] for rows still at the jobs (`job_seq`) the decision was taken on (from
+/// snapshot `s`); false, changing nothing, if any has moved on meanwhile.
 pub(crate) async fn set_state_if(
     state: &AppState,
+    s: &Snapshot,
     rows: &[(String, String, i64)],
     st: DpState,
     why: &str,
 ) -> ApiResult<bool> {
-    let s = Snapshot::load(&state.db).await?;
     let pairs: Vec<(String, String)> = rows.iter().map(|(p, n, _)| (p.clone(), n.clone())).collect();
-    let (mut c, m) = changes(&s, &pairs, st, why);
+    let (mut c, m) = changes(s, &pairs, st, why);
     for (change, (_, _, seq)) in c.iter_mut().zip(rows) {
         change.expect_seq = Some(*seq);
     }

@@ -16,6 +16,7 @@ use pkgdist_core::schedule;
 use pkgdist_core::classes::DpState;
 
 use crate::methods::{Trigger, refresh_package, set_state_if};
+use crate::objects::Snapshot;
 use crate::state::AppState;
 
 /// How often the scheduler looks for due work.
@@ -40,7 +41,7 @@ pub struct TickReport {
 pub async fn tick(state: &AppState, now: Timestamp, zone: &TimeZone) -> TickReport {
     let mut report = TickReport::default();
     if let Ok(cutoff) = now.checked_sub(STATUS_RETENTION) {
-        let cutoff = cutoff.strftime("%Y-%m-%dT%H:%M:%SZ").to_string();
+        let cutoff = crate::stamp(cutoff);
         if let Err(e) = state.db.prune_statuses(&cutoff, STATUS_MAX).await {
             tracing::warn!(error = %e, "scheduler: cannot prune old status messages");
         }
@@ -70,7 +71,7 @@ pub async fn tick(state: &AppState, now: Timestamp, zone: &TimeZone) -> TickRepo
             }
         }
         // Handled (even if it failed: a failure is reported, and the next occurrence retries).
-        let stamp = now.strftime("%Y-%m-%dT%H:%M:%SZ").to_string();
+        let stamp = crate::stamp(now);
         if let Err(e) = state.db.set_schedule_checked(&p.package_id, &stamp).await {
             tracing::warn!(error = %e, "scheduler: cannot record progress");
         }
@@ -93,20 +94,21 @@ fn due(text: &str, since: Option<&str>, now: Timestamp, zone: &TimeZone) -> bool
 /// Starts the validations of DPs whose ValidationSchedule has come due: every package
 /// INSTALLED there goes to CONTENT_MONITORING, and the distribution manager sends the jobs.
 async fn validations(state: &AppState, now: Timestamp, zone: &TimeZone, report: &mut TickReport) {
-    let (dps, rows) = match (state.db.dps().await, state.db.package_dps().await) {
-        (Ok(d), Ok(r)) => (d, r),
-        (Err(e), _) | (_, Err(e)) => {
-            tracing::warn!(error = %e, "scheduler: cannot read DPs");
+    let snap = match Snapshot::load(&state.db).await {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(error = %e.message, "scheduler: cannot read DPs");
             return;
         }
     };
-    for d in dps.iter().filter(|d| !d.validation_schedule.is_empty()) {
+    for d in snap.dps.iter().filter(|d| !d.validation_schedule.is_empty()) {
         let since = d.validation_checked_at.as_deref().or(Some(d.created_at.as_str()));
         if !due(&d.validation_schedule, since, now, zone) {
             continue;
         }
         let installed = i64::from(DpState::Installed.code());
-        let targets: Vec<(String, String, i64)> = rows
+        let targets: Vec<(String, String, i64)> = snap
+            .package_dps
             .iter()
             .filter(|r| r.nal_path == d.nal_path && r.state == installed)
             .map(|r| (r.package_id.clone(), r.nal_path.clone(), r.job_seq))
@@ -116,7 +118,7 @@ async fn validations(state: &AppState, now: Timestamp, zone: &TimeZone, report: 
         // One row at a time, each only if it is still at the job it was read at: a removal or
         // a new version landing meanwhile wins.
         for t in &targets {
-            match set_state_if(state, std::slice::from_ref(t), DpState::ContentMonitoring, why).await {
+            match set_state_if(state, &snap, std::slice::from_ref(t), DpState::ContentMonitoring, why).await {
                 Ok(true) => started += 1,
                 Ok(false) => {}
                 Err(e) => tracing::warn!(dp = %d.name, error = %e.message, "scheduled validation could not start"),
@@ -127,7 +129,7 @@ async fn validations(state: &AppState, now: Timestamp, zone: &TimeZone, report: 
             report.validated.push(d.name.clone());
             state.work.notify_one();
         }
-        let stamp = now.strftime("%Y-%m-%dT%H:%M:%SZ").to_string();
+        let stamp = crate::stamp(now);
         if let Err(e) = state.db.set_validation_checked(&d.nal_path, &stamp).await {
             tracing::warn!(error = %e, "scheduler: cannot record progress");
         }

@@ -1066,30 +1066,11 @@ async fn schedule_methods() {
 #[tokio::test]
 async fn scheduled_refresh() {
     use jiff::{SignedDuration, Timestamp, tz::TimeZone};
-    use pkgdist_core::schedule::{Recurrence, ScheduleToken, Start};
     use pkgdist_site::scheduler::tick;
 
     let s = start().await;
     let id = s.package("SMS_Package", "sched").await;
-    let hourly = ScheduleToken {
-        start: Start {
-            year: 2026,
-            month: 1,
-            day: 1,
-            hour: 0,
-            minute: 0,
-        },
-        duration_days: 0,
-        duration_hours: 0,
-        duration_minutes: 0,
-        is_gmt: true,
-        recurrence: Recurrence::Interval {
-            days: 0,
-            hours: 1,
-            minutes: 0,
-        },
-    }
-    .encode();
+    let hourly = every_hours(1);
     let (st, p) = s
         .patch(&format!("SMS_Package{}", key(&id)), json!({"RefreshSchedule": hourly}))
         .await;
