@@ -9,8 +9,10 @@
 //! package, adding packages to a group with all its members) are single transactions here,
 //! so a caller can never leave half of one behind.
 
+mod hierarchy;
 mod rows;
 
+pub use hierarchy::IntentRow;
 pub use rows::*;
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::{Any, AnyPool, Transaction};
@@ -125,37 +127,9 @@ impl Db {
     // ---- packages ----
 
     pub async fn insert_package(&self, p: &PackageRow) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO packages (package_id, package_type, name, version, manufacturer, language, description,
-                pkg_source_path, pkg_source_flag, source_version, source_date, last_refresh_time, package_size,
-                pkg_flags, priority, action_in_progress, source_site, refresh_schedule, manifest_hash, created_at,
-                schedule_checked_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21)",
-        )
-        .bind(p.package_id.clone())
-        .bind(p.package_type)
-        .bind(p.name.clone())
-        .bind(p.version.clone())
-        .bind(p.manufacturer.clone())
-        .bind(p.language.clone())
-        .bind(p.description.clone())
-        .bind(p.pkg_source_path.clone())
-        .bind(p.pkg_source_flag)
-        .bind(p.source_version)
-        .bind(p.source_date.clone())
-        .bind(p.last_refresh_time.clone())
-        .bind(p.package_size)
-        .bind(p.pkg_flags)
-        .bind(p.priority)
-        .bind(p.action_in_progress)
-        .bind(p.source_site.clone())
-        .bind(p.refresh_schedule.clone())
-        .bind(p.manifest_hash.clone())
-        .bind(p.created_at.clone())
-        .bind(p.schedule_checked_at.clone())
-        .execute(&self.pool)
-        .await
-        .map_err(conflict(format!("PackageID {}", p.package_id)))?;
+        let mut tx = self.begin().await?;
+        insert_package_in(&mut tx, p).await?;
+        tx.commit().await?;
         Ok(())
     }
 
@@ -283,8 +257,8 @@ impl Db {
         sqlx::query(
             "INSERT INTO distribution_points (nal_path, name, site_code, url, description, is_pull, priority,
                 enrollment_token_hash, credential_hash, created_at, repair_damaged, validation_schedule,
-                rate_mode, rate_bytes_per_sec, pulse_block_kb, pulse_delay_secs, hourly_percent, availability)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)",
+                rate_mode, rate_bytes_per_sec, pulse_block_kb, pulse_delay_secs, hourly_percent, availability, via_site)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)",
         )
         .bind(d.nal_path.clone())
         .bind(d.name.clone())
@@ -304,6 +278,7 @@ impl Db {
         .bind(d.pulse_delay_secs)
         .bind(d.hourly_percent.clone())
         .bind(d.availability.clone())
+        .bind(d.via_site.clone())
         .execute(&self.pool)
         .await
         .map_err(conflict(format!("distribution point name {:?}", d.name)))?;
@@ -611,7 +586,7 @@ impl Db {
     /// measured yet first, so they get measured).
     pub async fn due_work(&self, now: &str) -> Result<Vec<WorkItem>> {
         Ok(sqlx::query_as(
-            "SELECT r.*, p.priority, d.availability FROM package_dps r
+            "SELECT r.*, p.priority, d.availability, d.is_pull FROM package_dps r
                 JOIN distribution_points d ON d.nal_path = r.nal_path
                 JOIN packages p ON p.package_id = r.package_id
              WHERE d.credential_hash IS NOT NULL AND d.url IS NOT NULL
@@ -626,13 +601,14 @@ impl Db {
         .await?)
     }
 
-    /// The packages of the jobs live leases hold now, one entry per job.
-    pub async fn leased_packages(&self, now: &str) -> Result<Vec<String>> {
-        let rows: Vec<(String,)> = sqlx::query_as("SELECT package_id FROM package_dps WHERE lease_until > $1")
-            .bind(now.to_owned())
-            .fetch_all(&self.pool)
-            .await?;
-        Ok(rows.into_iter().map(|r| r.0).collect())
+    /// The jobs live leases hold now: (package, DP) of each.
+    pub async fn leased_jobs(&self, now: &str) -> Result<Vec<(String, String)>> {
+        Ok(
+            sqlx::query_as("SELECT package_id, nal_path FROM package_dps WHERE lease_until > $1")
+                .bind(now.to_owned())
+                .fetch_all(&self.pool)
+                .await?,
+        )
     }
 
     /// Takes the lease on a row's job, if the row is still as `l` saw it (same job, state and
@@ -735,7 +711,7 @@ impl Db {
     pub async fn finish_unenrolled_removals(&self) -> Result<u64> {
         let r = sqlx::query(
             "DELETE FROM package_dps WHERE state IN (4, 5, 6)
-                AND nal_path IN (SELECT nal_path FROM distribution_points WHERE credential_hash IS NULL)",
+                AND nal_path IN (SELECT nal_path FROM distribution_points WHERE credential_hash IS NULL AND via_site IS NULL)",
         )
         .execute(&self.pool)
         .await?;
@@ -928,7 +904,12 @@ async fn upsert_target(tx: &mut Transaction<'static, Any>, t: &NewTarget) -> Res
     .bind(t.state_if_installed)
     .execute(&mut **tx)
     .await?;
-    Ok(())
+    let intent = if t.redistribute {
+        Intent::Redistribute
+    } else {
+        Intent::Target
+    };
+    hierarchy::note_intent(tx, &t.package_id, &t.nal_path, intent).await
 }
 
 async fn set_state(tx: &mut Transaction<'static, Any>, c: &TargetChange) -> Result<u64> {
@@ -946,5 +927,45 @@ async fn set_state(tx: &mut Transaction<'static, Any>, c: &TargetChange) -> Resu
     .bind(c.expect_seq)
     .execute(&mut **tx)
     .await?;
+    if r.rows_affected() > 0
+        && let Some(intent) = hierarchy::intent_of_state(c.state)
+    {
+        hierarchy::note_intent(tx, &c.package_id, &c.nal_path, intent).await?;
+    }
     Ok(r.rows_affected())
+}
+
+async fn insert_package_in(tx: &mut Transaction<'static, Any>, p: &PackageRow) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO packages (package_id, package_type, name, version, manufacturer, language, description,
+            pkg_source_path, pkg_source_flag, source_version, source_date, last_refresh_time, package_size,
+            pkg_flags, priority, action_in_progress, source_site, refresh_schedule, manifest_hash, created_at,
+            schedule_checked_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21)",
+    )
+    .bind(p.package_id.clone())
+    .bind(p.package_type)
+    .bind(p.name.clone())
+    .bind(p.version.clone())
+    .bind(p.manufacturer.clone())
+    .bind(p.language.clone())
+    .bind(p.description.clone())
+    .bind(p.pkg_source_path.clone())
+    .bind(p.pkg_source_flag)
+    .bind(p.source_version)
+    .bind(p.source_date.clone())
+    .bind(p.last_refresh_time.clone())
+    .bind(p.package_size)
+    .bind(p.pkg_flags)
+    .bind(p.priority)
+    .bind(p.action_in_progress)
+    .bind(p.source_site.clone())
+    .bind(p.refresh_schedule.clone())
+    .bind(p.manifest_hash.clone())
+    .bind(p.created_at.clone())
+    .bind(p.schedule_checked_at.clone())
+    .execute(&mut **tx)
+    .await
+    .map_err(conflict(format!("PackageID {}", p.package_id)))?;
+    Ok(())
 }

@@ -64,6 +64,9 @@ pub struct DpRow {
     pub hourly_percent: String,
     /// 168 digits, one per hour of the week (`pkgdist_core::availability`); `''` always open.
     pub availability: String,
+    /// For a DP of a site below this one: the child site it is reached through. Such a DP is
+    /// known from that child's reports, and only its own site sends it jobs.
+    pub via_site: Option<String>,
 }
 
 impl DpRow {
@@ -90,6 +93,7 @@ impl DpRow {
             pulse_delay_secs: 0,
             hourly_percent: String::new(),
             availability: String::new(),
+            via_site: None,
         }
     }
 }
@@ -148,6 +152,137 @@ pub struct PackageDpRow {
     pub progress_bytes: i64,
     pub progress_done: i64,
     pub progress_total: i64,
+    /// On a row of a DP below this site: the order of the administrator's latest action on it
+    /// among all such actions, and which action it was ([`Intent`]); the child site applies it.
+    pub intent_seq: i64,
+    pub intent: String,
+}
+
+/// What an administrator last did to a row of a DP below this site, for its own site to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Intent {
+    /// Put the package on the DP at its current version (sending what the DP lacks).
+    Target,
+    /// The same, re-sending and re-verifying everything.
+    Redistribute,
+    Remove,
+    Verify,
+    Cancel,
+}
+
+impl Intent {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Intent::Target => "target",
+            Intent::Redistribute => "redistribute",
+            Intent::Remove => "remove",
+            Intent::Verify => "verify",
+            Intent::Cancel => "cancel",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "target" => Intent::Target,
+            "redistribute" => Intent::Redistribute,
+            "remove" => Intent::Remove,
+            "verify" => Intent::Verify,
+            "cancel" => Intent::Cancel,
+            _ => return None,
+        })
+    }
+}
+
+/// `sites`: a site below this one.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct SiteRow {
+    pub site_code: String,
+    pub site_name: String,
+    pub parent_code: String,
+    /// The child of this site through which it is reached (its own code for a child).
+    pub via_site: String,
+    pub url: Option<String>,
+    pub enrollment_token_hash: Option<String>,
+    pub credential_hash: Option<String>,
+    /// The most this site sends the child per second; 0 unlimited.
+    pub rate_bytes_per_sec: i64,
+    /// How far the child has applied this site's intents.
+    pub applied_seq: i64,
+    pub last_report_at: Option<String>,
+    pub created_at: String,
+}
+
+/// `pull_sources`: one source DP of a pull DP.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct PullSourceRow {
+    pub nal_path: String,
+    pub source_nal: String,
+    pub rank: i64,
+}
+
+/// `site_content`: one version a child site replicated from its parent.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct SiteContentRow {
+    pub package_id: String,
+    pub version: i64,
+    /// 0 done, 1 fetching, 2 failed (retried).
+    pub state: i64,
+    pub bytes_received: i64,
+    pub chunks_fetched: i64,
+    pub chunks_total: i64,
+    pub attempts: i64,
+    pub message: String,
+    pub updated_at: String,
+}
+
+/// A row of a DP below this site as its site reports it (state, versions, progress).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ReportedRow {
+    pub package_id: String,
+    pub nal_path: String,
+    pub site_code: String,
+    pub state: i64,
+    pub target_version: i64,
+    pub installed_version: i64,
+    pub attempts: i64,
+    pub next_attempt_at: Option<String>,
+    pub last_copied: Option<String>,
+    pub summary_date: String,
+    pub last_message: String,
+    pub progress_bytes: i64,
+    pub progress_done: i64,
+    pub progress_total: i64,
+}
+
+/// A DP below this site as its site reports it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ReportedDp {
+    pub nal_path: String,
+    pub name: String,
+    pub site_code: String,
+    pub description: String,
+    pub is_pull: i64,
+}
+
+/// A site below this one as its parent's child reports it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ReportedSite {
+    pub site_code: String,
+    pub site_name: String,
+    pub parent_code: String,
+    pub url: Option<String>,
+}
+
+/// What a child site reports of everything below and at it, in one piece: the parent
+/// replaces what it knew through that child with it.
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+pub struct Report {
+    /// The newest of this site's intents the child has applied.
+    pub applied_seq: i64,
+    pub sites: Vec<ReportedSite>,
+    pub dps: Vec<ReportedDp>,
+    pub rows: Vec<ReportedRow>,
 }
 
 /// A row with work due, its package's priority (1 high, 2 normal, 3 low) and its DP's
@@ -158,6 +293,8 @@ pub struct WorkItem {
     pub row: PackageDpRow,
     pub priority: i64,
     pub availability: String,
+    /// 1 for a pull DP (it fetches from its source DPs, outside the site's limits).
+    pub is_pull: i64,
 }
 
 /// Who holds a job, until when, and the job it is.

@@ -243,7 +243,15 @@ async fn suite(db: Db) {
         .unwrap(),
         "no lease from a copy of the row older than its last outcome"
     );
-    assert_eq!(db.leased_packages(&t(10)).await.unwrap(), vec!["PS100001".to_owned()]);
+    assert_eq!(
+        db.leased_jobs(&t(10))
+            .await
+            .unwrap()
+            .iter()
+            .map(|j| j.0.as_str())
+            .collect::<Vec<_>>(),
+        vec!["PS100001"]
+    );
     let progress = Progress {
         bytes: 5,
         done: 1,
@@ -259,7 +267,7 @@ async fn suite(db: Db) {
     );
     assert!(!db.renew(&l, progress).await.unwrap(), "the old owner lost it");
     assert_eq!(db.release_stale_leases("site-b:", "site-b:2").await.unwrap(), 1);
-    assert!(db.leased_packages(&t(10)).await.unwrap().is_empty());
+    assert!(db.leased_jobs(&t(10)).await.unwrap().is_empty());
 
     let msgs = db.statuses().await.unwrap();
     assert_eq!(msgs.len(), 1, "one status message, for the retargeted DP only");

@@ -10,6 +10,7 @@
 pub enum Ty {
     String,
     StringArray,
+    UInt32Array,
     UInt32,
     SInt32,
     UInt64,
@@ -25,6 +26,7 @@ impl Ty {
         match self {
             Ty::String => "String",
             Ty::StringArray => "String[]",
+            Ty::UInt32Array => "UInt32[]",
             Ty::UInt32 => "UInt32",
             Ty::SInt32 => "SInt32",
             Ty::UInt64 => "UInt64",
@@ -40,6 +42,7 @@ impl Ty {
         match (self, v) {
             (Ty::String | Ty::DateTime, V::String(_)) => true,
             (Ty::StringArray, V::Array(a)) => a.iter().all(|x| x.is_string()),
+            (Ty::UInt32Array, V::Array(a)) => a.iter().all(|x| Ty::UInt32.accepts(x)),
             (Ty::UInt32, V::Number(n)) => n.as_u64().is_some_and(|x| x <= u64::from(u32::MAX)),
             (Ty::SInt32, V::Number(n)) => n.as_i64().is_some_and(|x| i32::try_from(x).is_ok()),
             (Ty::UInt64, V::Number(n)) => n.as_u64().is_some(),
@@ -267,7 +270,21 @@ pub const CLASSES: &[ClassDef] = &[
             ro("ServerName", Ty::String, "Same as Name."),
             ro("SiteCode", Ty::String, "Site the DP belongs to."),
             rw("Description", Ty::String, "Description."),
-            rw("IsPullDP", Ty::Boolean, "Pull DP."),
+            rw(
+                "IsPullDP",
+                Ty::Boolean,
+                "Pull DP: it fetches content from its SourceDistributionPoints instead of the site.",
+            ),
+            rw(
+                "SourceDistributionPoints",
+                Ty::StringArray,
+                "Pull DP: NAL paths of its source DPs, of the same site. A pull DP may be another's source; a chain that loops is refused.",
+            ),
+            rw(
+                "SourceDPRanks",
+                Ty::UInt32Array,
+                "Pull DP: one rank per source (1-255; all 1 when left out): the lowest rank is tried first, equal ranks in random order.",
+            ),
             rw("Priority", Ty::UInt32, "DP priority (default 200)."),
             ro("GroupCount", Ty::UInt32, "Groups the DP is a member of."),
             ro(
@@ -646,14 +663,71 @@ pub const CLASSES: &[ClassDef] = &[
     },
     ClassDef {
         name: "SMS_Site",
-        doc: "The site (read-only).",
+        doc: "The sites of the hierarchy this site can see: itself and every site below it. Creating one registers a child site under this one and returns its one-time enrollment token (`pkgdist site run --parent URL --enrollment-token TOKEN` on the child); deleting a child forgets it and everything below it.",
         key: &["SiteCode"],
         props: &[
-            ro("SiteCode", Ty::String, "Site code."),
-            ro("SiteName", Ty::String, "Site name."),
-            ro("Type", Ty::UInt32, "2 primary site."),
+            req(
+                "SiteCode",
+                Ty::String,
+                "Site code: three letters or digits, unique in the hierarchy.",
+            ),
+            rw("SiteName", Ty::String, "Site name."),
+            ro(
+                "Type",
+                Ty::UInt32,
+                "1 secondary site (two or more levels below the top), 2 primary site, 4 central administration site (the top of a hierarchy with sites below it).",
+            ),
             ro("ReportingSiteCode", Ty::String, "Parent site (empty at the top)."),
+            ro(
+                "ServerName",
+                Ty::String,
+                "Where the site was last reached from its parent.",
+            ),
             ro("Version", Ty::String, "pkgdist version."),
+            ro(
+                "Enrolled",
+                Ty::Boolean,
+                "pkgdist extension: a child site has used its enrollment token.",
+            ),
+            ro(
+                "EnrollmentToken",
+                Ty::String,
+                "pkgdist extension: returned once, by the create call only.",
+            ),
+            rw(
+                "RateLimitBytesPerSecond",
+                Ty::UInt64,
+                "pkgdist extension: on a child site, the most this site sends it per second (0 unlimited; else at least 1024). ConfigMgr sets this on the sender address.",
+            ),
+            ro(
+                "LastReportTime",
+                Ty::DateTime,
+                "pkgdist extension: when the site last reported its status up to this site.",
+            ),
+        ],
+        create: true,
+        update: true,
+        delete: true,
+        methods: &[],
+    },
+    ClassDef {
+        name: "PKGDIST_SiteContent",
+        doc: "pkgdist extension: package versions this site replicated from its parent into its own content library, with what crossed the site link. Content reaches a site only when one of its DPs, or a DP below it, is targeted with the package.",
+        key: &["PackageID", "SourceVersion"],
+        props: &[
+            ro("PackageID", Ty::String, "Key: the package."),
+            ro("SourceVersion", Ty::UInt32, "Key: the version."),
+            ro("State", Ty::UInt32, "0 replicated, 1 replicating, 2 failed (retried)."),
+            ro(
+                "BytesReceived",
+                Ty::UInt64,
+                "Bytes received from the parent for this version, as on the wire.",
+            ),
+            ro("ChunksFetched", Ty::UInt64, "Chunks fetched from the parent."),
+            ro("ChunksTotal", Ty::UInt64, "Distinct chunks of the version."),
+            ro("Attempts", Ty::UInt32, "Attempts that failed before this one."),
+            ro("Message", Ty::String, "What happened last."),
+            ro("LastUpdateDate", Ty::DateTime, "When it last changed."),
         ],
         create: false,
         update: false,

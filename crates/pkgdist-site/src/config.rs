@@ -50,6 +50,11 @@ pub struct Distribution {
     /// died (in another site process) is taken up again after this long.
     #[serde(default = "default_lease_secs")]
     pub lease_secs: u64,
+    /// Jobs one pull DP runs at once (ConfigMgr's "PullDP Number Of Active Jobs", default 50).
+    /// Pull DPs are not held to the two limits above: they fetch from their sources, not the
+    /// site.
+    #[serde(default = "default_pull_jobs")]
+    pub pull_dp_max_jobs: usize,
     /// Before 0.2: jobs at once over everything. Replaced by the two limits above; accepted
     /// and ignored (with a warning) so an older site.toml still loads.
     #[serde(default, skip_serializing)]
@@ -65,6 +70,7 @@ impl Default for Distribution {
             retry_delay_secs: default_retry_delay(),
             poll_ms: default_poll_ms(),
             lease_secs: default_lease_secs(),
+            pull_dp_max_jobs: default_pull_jobs(),
             max_parallel_jobs: None,
         }
     }
@@ -118,8 +124,15 @@ impl Distribution {
         if !(2..=86_400).contains(&self.lease_secs) || self.lease_secs * 1000 < self.poll_ms * 10 {
             return bad("lease-secs", "2-86400 seconds and at least 10 polls (poll-ms)");
         }
+        if !(1..=1000).contains(&self.pull_dp_max_jobs) {
+            return bad("pull-dp-max-jobs", "1-1000");
+        }
         Ok(())
     }
+}
+
+fn default_pull_jobs() -> usize {
+    50
 }
 
 fn default_max_packages() -> usize {
@@ -251,6 +264,9 @@ poll-ms = {poll}
 # Seconds a job stays held by a worker that stopped renewing it (a site process that died)
 # before another takes it up.
 lease-secs = {lease}
+# Jobs one pull DP runs at once (ConfigMgr's "PullDP Number Of Active Jobs"; raising it is
+# not recommended). Pull DPs fetch from their source DPs, so the limits above do not apply.
+pull-dp-max-jobs = {pull}
 "#,
             code = self.site_code,
             name = self.site_name,
@@ -262,6 +278,7 @@ lease-secs = {lease}
             retries = self.distribution.retry_count,
             delay = self.distribution.retry_delay_secs,
             poll = self.distribution.poll_ms,
+            pull = self.distribution.pull_dp_max_jobs,
         )
     }
 

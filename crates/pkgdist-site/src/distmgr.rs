@@ -114,11 +114,23 @@ async fn dispatch(
         return Ok(());
     }
     let d = state.dist();
-    // Jobs running now, by package, in every site process on this database.
+    // Jobs running now, by package (standard DPs) and by pull DP, in every site process on
+    // this database.
     let mut running: HashMap<String, usize> = HashMap::new();
-    for p in state.db.leased_packages(&time).await? {
-        *running.entry(p).or_default() += 1;
+    let mut pulling: HashMap<String, usize> = HashMap::new();
+    let pull_dps: HashSet<String> = due
+        .iter()
+        .filter(|i| i.is_pull != 0)
+        .map(|i| i.row.nal_path.clone())
+        .collect();
+    for (p, nal) in state.db.leased_jobs(&time).await? {
+        if pull_dps.contains(&nal) {
+            *pulling.entry(nal).or_default() += 1;
+        } else {
+            *running.entry(p).or_default() += 1;
+        }
     }
+    let mut ready = Readiness::new(state, !pull_dps.is_empty()).await?;
     let zone = jiff::tz::TimeZone::system();
     let at = jiff::Timestamp::now();
     // The best priority waiting for a package slot: packages of lower priority already running
@@ -126,6 +138,28 @@ async fn dispatch(
     // for all its DPs while high-priority content waits.
     let mut waiting: Option<i64> = None;
     for item in due {
+        if !ready.content_here(&item.row).await {
+            continue; // owned above, and not replicated to this site yet
+        }
+        if lock(busy).contains(&(item.row.package_id.clone(), item.row.nal_path.clone())) {
+            continue; // this process is still winding down the row's previous job
+        }
+        if item.is_pull != 0 {
+            // Pull DPs fetch from their sources: outside the site's limits and schedules, up
+            // to their own job limit, once a source holds the version.
+            let n = pulling.get(&item.row.nal_path).copied().unwrap_or(0);
+            if n >= d.pull_dp_max_jobs || !ready.pull_source_ready(&item.row) {
+                continue;
+            }
+            let row = item.row;
+            let lease = lease(&row, owner, d.lease_secs);
+            if !state.db.claim(&lease, &time).await? {
+                continue;
+            }
+            *pulling.entry(row.nal_path.clone()).or_default() += 1;
+            spawn_job(state, busy, http, row, lease, item.priority);
+            continue;
+        }
         // The DP's availability schedule: a job of a priority not allowed now waits.
         let priority = u32::try_from(item.priority).unwrap_or(2);
         let open = Availability::parse(&item.availability).map_or(true, |a| a.at(at, &zone).allows(priority));
@@ -133,10 +167,6 @@ async fn dispatch(
             continue;
         }
         let row = item.row;
-        let key = (row.package_id.clone(), row.nal_path.clone());
-        if lock(busy).contains(&key) {
-            continue; // this process is still winding down the row's previous job
-        }
         let n = running.get(&row.package_id).copied().unwrap_or(0);
         if n == 0 && running.len() >= d.max_packages {
             waiting = Some(waiting.map_or(item.priority, |w| w.min(item.priority)));
@@ -150,19 +180,105 @@ async fn dispatch(
             continue; // another worker got there first, or the row moved on
         }
         *running.entry(row.package_id.clone()).or_default() += 1;
-        lock(busy).insert(key.clone());
-        let (state, busy, http) = (state.clone(), busy.clone(), http.clone());
-        let span = tracing::info_span!("job", package = %row.package_id, dp = %row.nal_path, seq = row.job_seq, priority = item.priority);
-        tokio::spawn(
-            async move {
-                work(&state, &http, row, lease).await;
-                lock(&busy).remove(&key);
-                state.work.notify_one();
-            }
-            .instrument(span),
-        );
+        spawn_job(state, busy, http, row, lease, item.priority);
     }
     Ok(())
+}
+
+/// Follows one claimed job in its own task.
+fn spawn_job(
+    state: &AppState,
+    busy: &Arc<Mutex<HashSet<(String, String)>>>,
+    http: &reqwest::Client,
+    row: PackageDpRow,
+    lease: Lease,
+    priority: i64,
+) {
+    let key = (row.package_id.clone(), row.nal_path.clone());
+    lock(busy).insert(key.clone());
+    let (state, busy, http) = (state.clone(), busy.clone(), http.clone());
+    let span = tracing::info_span!("job", package = %row.package_id, dp = %row.nal_path, seq = row.job_seq, priority);
+    tokio::spawn(
+        async move {
+            work(&state, &http, row, lease).await;
+            lock(&busy).remove(&key);
+            state.work.notify_one();
+        }
+        .instrument(span),
+    );
+}
+
+/// What dispatching needs to know beyond a row, read at most once per round: which content
+/// versions this site's library holds, and the pull DPs' sources and their rows.
+struct Readiness<'a> {
+    state: &'a AppState,
+    held: HashMap<ContentId, bool>,
+    sources: Vec<pkgdist_db::PullSourceRow>,
+    rows: Vec<PackageDpRow>,
+}
+
+impl<'a> Readiness<'a> {
+    async fn new(state: &'a AppState, pull: bool) -> Result<Self, pkgdist_db::DbError> {
+        let (sources, rows) = if pull {
+            (state.db.pull_sources().await?, state.db.package_dps().await?)
+        } else {
+            (Vec::new(), Vec::new())
+        };
+        Ok(Self {
+            state,
+            held: HashMap::new(),
+            sources,
+            rows,
+        })
+    }
+
+    /// Whether the version a row's work needs is in this site's library (a package owned
+    /// above arrives from the parent some time after its metadata). Removals need nothing.
+    async fn content_here(&mut self, row: &PackageDpRow) -> bool {
+        let work = u32::try_from(row.state)
+            .ok()
+            .and_then(DpState::from_code)
+            .and_then(dpstate::work_for);
+        let version = match work {
+            None | Some(Work::Remove) => return true,
+            Some(Work::Validate) if row.installed_version > 0 => row.installed_version,
+            Some(_) => row.target_version,
+        };
+        let (Ok(package), Ok(version)) = (row.package_id.parse(), u32::try_from(version)) else {
+            return true; // build_job reports it
+        };
+        let content = ContentId { package, version };
+        if let Some(&h) = self.held.get(&content) {
+            return h;
+        }
+        let lib = self.state.library.clone();
+        let h = matches!(
+            tokio::task::spawn_blocking(move || lib.manifest_id(content)).await,
+            Ok(Ok(Some(_)))
+        );
+        self.held.insert(content, h);
+        h
+    }
+
+    /// Whether one of a pull DP's sources holds the version its row is aimed at (installed
+    /// there): until then the job waits, as ConfigMgr's does.
+    fn pull_source_ready(&self, row: &PackageDpRow) -> bool {
+        let work = u32::try_from(row.state)
+            .ok()
+            .and_then(DpState::from_code)
+            .and_then(dpstate::work_for);
+        if work != Some(Work::Install) {
+            return true;
+        }
+        self.sources.iter().filter(|s| s.nal_path == row.nal_path).any(|s| {
+            self.rows.iter().any(|r| {
+                r.package_id == row.package_id
+                    && r.nal_path == s.source_nal
+                    && r.installed_version >= row.target_version
+                    && r.state == i64::from(DpState::Installed.code())
+            })
+        })
+    }
 }
 
 fn lease(row: &PackageDpRow, owner: &Owner, secs: u64) -> Lease {
@@ -305,10 +421,39 @@ async fn build_job(state: &AppState, row: &PackageDpRow, dp: &DpRow, work: Work,
         kind,
         content: content.to_string(),
         manifest_hash,
-        // Empty: the DP's own site, the only source of a standard DP.
-        sources: Vec::new(),
+        // Empty for a standard DP: its own site, its only source.
+        sources: pull_sources(state, dp).await?,
         repair,
     })
+}
+
+/// A pull DP's sources, in the order to try them: lowest rank first, equal ranks shuffled so
+/// the load spreads. Empty for a standard DP.
+async fn pull_sources(state: &AppState, dp: &DpRow) -> Result<Vec<String>, String> {
+    if dp.is_pull == 0 {
+        return Ok(Vec::new());
+    }
+    let all = state.db.pull_sources().await.map_err(|e| e.to_string())?;
+    let mut ranked = Vec::new();
+    for s in all.iter().filter(|s| s.nal_path == dp.nal_path) {
+        if let Some(url) = state
+            .db
+            .dp(&s.source_nal)
+            .await
+            .map_err(|e| e.to_string())?
+            .and_then(|d| d.url)
+        {
+            ranked.push((s.rank, rand::random::<u32>(), url.trim_end_matches('/').to_owned()));
+        }
+    }
+    if ranked.is_empty() {
+        return Err(format!(
+            "pull DP {} has no source DP that is enrolled; set its SourceDistributionPoints",
+            dp.name
+        ));
+    }
+    ranked.sort();
+    Ok(ranked.into_iter().map(|(_, _, url)| url).collect())
 }
 
 /// Consecutive failed status polls (with growing pauses) before an attempt counts as failed.

@@ -11,12 +11,15 @@ pub mod auth;
 pub mod config;
 pub mod distmgr;
 pub mod error;
+mod hierarchy;
+pub mod link;
 mod methods;
 mod node;
 mod objects;
 pub mod openapi;
 pub mod scheduler;
 mod state;
+pub mod upstream;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -47,6 +50,10 @@ pub struct RunOptions {
     pub site_code: Option<String>,
     pub listen: Option<String>,
     pub ready_file: Option<PathBuf>,
+    /// The parent site's URL, to join it (with `enrollment_token`) or to check against the
+    /// one this site joined before.
+    pub parent: Option<String>,
+    pub enrollment_token: Option<String>,
 }
 
 /// Opens (creating on first start) the site's state in `dir`.
@@ -123,7 +130,9 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let app = router(state.clone()).merge(node::router(state));
+    let app = router(state.clone())
+        .merge(node::router(state.clone()))
+        .merge(link::router(state));
     axum::serve(listener, app).with_graceful_shutdown(shutdown).await
 }
 
@@ -131,16 +140,24 @@ pub async fn serve(
 /// until dropped. A daemon starts them beside [`serve`]; tests of the API alone do not, so
 /// what the API records stays put for them to read.
 #[derive(Debug)]
-pub struct Workers([tokio::task::JoinHandle<()>; 2]);
+pub struct Workers(Vec<tokio::task::JoinHandle<()>>);
 
 impl Workers {
     /// `data_dir` names this site for the leases its workers take (see [`distmgr::Owner`]).
     pub fn start(state: &AppState, data_dir: &Path) -> Result<Self, SiteError> {
         let owner = distmgr::Owner::new(data_dir).map_err(|e| SiteError::io(&data_dir.join("instance-id"), e))?;
-        Ok(Self([
+        Ok(Self(vec![
             tokio::spawn(distmgr::run(state.clone(), owner)),
             tokio::spawn(scheduler::run(state.clone())),
         ]))
+    }
+
+    /// Adds the site link's work: keeping in step with the parent, and replicating content.
+    pub fn with_parent(mut self, state: &AppState, link: upstream::ParentLink, own_url: String) -> Self {
+        self.0
+            .push(tokio::spawn(upstream::run(state.clone(), link.clone(), own_url)));
+        self.0.push(tokio::spawn(upstream::replicate(state.clone(), link)));
+        self
     }
 }
 
@@ -174,7 +191,20 @@ pub async fn run(opts: RunOptions) -> Result<(), SiteError> {
         .map_err(|e| SiteError::Config(e.to_string()))?;
         config::write_atomic(ready, &body)?;
     }
-    let _workers = Workers::start(&state, &opts.data)?;
+    let own_url = format!("http://{addr}");
+    let parent = upstream::ParentLink::establish(
+        &opts.data,
+        opts.parent.as_deref(),
+        opts.enrollment_token.as_deref(),
+        &cfg.site_code,
+        &own_url,
+    )
+    .await?;
+    let mut workers = Workers::start(&state, &opts.data)?;
+    if let Some(link) = parent {
+        workers = workers.with_parent(&state, link, own_url);
+    }
+    let _workers = workers;
     serve(state, listener, shutdown_signal())
         .await
         .map_err(|e| SiteError::io(Path::new(&listen), e))

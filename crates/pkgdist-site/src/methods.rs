@@ -21,6 +21,7 @@ use serde_json::{Map, Value, json};
 
 use crate::auth;
 use crate::error::{ApiError, ApiResult};
+use crate::hierarchy;
 use crate::now;
 use crate::objects::{self, Object, Snapshot};
 use crate::state::AppState;
@@ -160,6 +161,7 @@ pub async fn create(state: &AppState, class: &'static ClassDef, body: Map<String
     }
     match class.name {
         "SMS_DistributionPointInfo" => create_dp(state, &body).await,
+        "SMS_Site" => hierarchy::create_site(state, &body).await,
         "SMS_DistributionPoint" => {
             let (pkg, nal, site) = (
                 key_text(&body, "PackageID"),
@@ -230,6 +232,7 @@ pub async fn update(
     check_body(class, &body, false)?;
     if PackageClass::from_class_name(class.name).is_some() {
         let id = key_text(&current, "PackageID");
+        hierarchy::check_owned(state, &id, "changed").await?;
         let mut p = state.db.package(&id).await?.ok_or_else(|| gone(&id))?;
         let fields = package_changes(&body);
         // Validate the package as it will be; then write only what changed, so a concurrent
@@ -251,10 +254,15 @@ pub async fn update(
         "SMS_DistributionPointInfo" => {
             let nal = key_text(&current, "NALPath");
             let mut d = state.db.dp(&nal).await?.ok_or_else(|| gone(&nal))?;
+            hierarchy::check_own_dp(&d, "changed")?;
             // Written back only if the schedule changes: the scheduler owns it otherwise.
             d.validation_checked_at = None;
             apply_dp_settings(&mut d, &body)?;
+            let sources = hierarchy::pull_settings(state, &mut d, &body).await?;
             state.db.update_dp(&d).await?;
+            if let Some(sources) = sources {
+                state.db.set_pull_sources(&d.nal_path, &sources).await?;
+            }
             state.work.notify_one();
             let s = Snapshot::load(&state.db).await?;
             Ok(objects::dp_object(&d, &s))
@@ -297,6 +305,7 @@ pub async fn update(
             Ok(objects::group_object(&g, &s))
         }
         "PKGDIST_DistributionSettings" => update_settings(state, &body).await,
+        "SMS_Site" => hierarchy::update_site(state, &key_text(&current, "SiteCode"), &body).await,
         _ => Err(ApiError::new(
             ErrorKind::NotAllowed,
             format!("{} instances cannot be changed", class.name),
@@ -361,33 +370,19 @@ pub async fn delete(state: &AppState, class: &'static ClassDef, current: Object)
     }
     if PackageClass::from_class_name(class.name).is_some() {
         let id = key_text(&current, "PackageID");
-        // Not while its source is being refreshed.
-        let lock = state.refresh_lock(&id);
-        let _one_at_a_time = lock.lock().await;
-        state.db.delete_package(&id).await?;
-        // The database is the truth: the package is gone. Releasing its versions in the library
-        // lets garbage collection reclaim chunks no other package uses; if that fails, the
-        // versions stay as unreferenced-by-the-site data and a warning says so.
-        if let Ok(pid) = id.parse::<PackageId>() {
-            let lib = state.library.clone();
-            let released = tokio::task::spawn_blocking(move || -> Result<(), ContentError> {
-                for v in lib.versions()?.into_iter().filter(|c| c.package == pid) {
-                    lib.release(v)?;
-                }
-                Ok(())
-            })
-            .await;
-            if !matches!(released, Ok(Ok(()))) {
-                tracing::warn!(package = %id, "deleted, but its content versions could not be released from the library");
-            }
-        }
-        return Ok(());
+        hierarchy::check_owned(state, &id, "deleted").await?;
+        return delete_package(state, &id).await;
     }
     match class.name {
         "SMS_DistributionPointInfo" => {
-            state.db.delete_dp(&key_text(&current, "NALPath")).await?;
+            let nal = key_text(&current, "NALPath");
+            if let Some(d) = state.db.dp(&nal).await? {
+                hierarchy::check_own_dp(&d, "deleted")?;
+            }
+            state.db.delete_dp(&nal).await?;
             Ok(())
         }
+        "SMS_Site" => hierarchy::delete_site(state, &key_text(&current, "SiteCode")).await,
         "SMS_DistributionPoint" => {
             // As in ConfigMgr, removal is deferred: the row shows REMOVAL_PENDING until the DP
             // has released the content.
@@ -419,6 +414,31 @@ pub async fn delete(state: &AppState, class: &'static ClassDef, current: Object)
     }
 }
 
+/// Deletes a package and releases its versions from the library.
+pub(crate) async fn delete_package(state: &AppState, id: &str) -> ApiResult<()> {
+    // Not while its source is being refreshed.
+    let lock = state.refresh_lock(id);
+    let _one_at_a_time = lock.lock().await;
+    state.db.delete_package(id).await?;
+    // The database is the truth: the package is gone. Releasing its versions in the library
+    // lets garbage collection reclaim chunks no other package uses; if that fails, the
+    // versions stay as unreferenced-by-the-site data and a warning says so.
+    if let Ok(pid) = id.parse::<PackageId>() {
+        let lib = state.library.clone();
+        let released = tokio::task::spawn_blocking(move || -> Result<(), ContentError> {
+            for v in lib.versions()?.into_iter().filter(|c| c.package == pid) {
+                lib.release(v)?;
+            }
+            Ok(())
+        })
+        .await;
+        if !matches!(released, Ok(Ok(()))) {
+            tracing::warn!(package = %id, "deleted, but its content versions could not be released from the library");
+        }
+    }
+    Ok(())
+}
+
 pub async fn call(
     state: &AppState,
     class: &'static ClassDef,
@@ -437,33 +457,12 @@ pub async fn call(
         }
         ("SMS_DistributionPoint", "VerifyPackage" | "CancelDistribution") => {
             let (pkg, nal) = (key_text(&params, "PackageID"), key_text(&params, "NALPath"));
-            let Some(row) = state.db.package_dp(&pkg, &nal).await? else {
-                return Err(
-                    ApiError::new(ErrorKind::UnknownInstance, format!("package {pkg} is not on DP {nal}"))
-                        .object(format!("{pkg} on {nal}")),
-                );
-            };
-            let current = u32::try_from(row.state).ok().and_then(DpState::from_code);
-            let (action, why) = if method.name == "VerifyPackage" {
-                (Action::Verify, "validation requested: the DP will re-hash the content")
+            let action = if method.name == "VerifyPackage" {
+                Action::Verify
             } else {
-                (
-                    Action::Cancel,
-                    "distribution cancelled by an administrator; use RefreshNow or ReDistributePackage to try again",
-                )
+                Action::Cancel
             };
-            let next = dpstate::on_action(current, row.installed_version > 0, action).map_err(|e| {
-                ApiError::new(ErrorKind::InvalidState, format!("{pkg} on {nal}: {e}")).object(format!("{pkg} on {nal}"))
-            })?;
-            let object = format!("{pkg} on {nal}");
-            let s = Snapshot::load(&state.db).await?;
-            if !set_state_if(state, &s, &[(pkg, nal, row.job_seq)], next, why).await? {
-                return Err(ApiError::new(
-                    ErrorKind::InvalidState,
-                    format!("{object} changed while the request was handled (a job finished or another change landed); look at its state and try again"),
-                )
-                .object(object));
-            }
+            row_action(state, &pkg, &nal, action).await?;
             Ok(ok(json!({})))
         }
         ("SMS_DistributionPointGroup", m) => group_method(state, &key_text(&instance, "GroupID"), m, &params).await,
@@ -501,6 +500,34 @@ pub async fn call(
             format!("{}.{} is not implemented", class.name, method.name),
         )),
     }
+}
+
+/// VerifyPackage or CancelDistribution on one package-on-DP row, as `pkgdist_core::dpstate`
+/// allows it from the row's state.
+pub(crate) async fn row_action(state: &AppState, pkg: &str, nal: &str, action: Action) -> ApiResult<()> {
+    let object = format!("{pkg} on {nal}");
+    let Some(row) = state.db.package_dp(pkg, nal).await? else {
+        return Err(
+            ApiError::new(ErrorKind::UnknownInstance, format!("package {pkg} is not on DP {nal}")).object(object),
+        );
+    };
+    let current = u32::try_from(row.state).ok().and_then(DpState::from_code);
+    let why = if action == Action::Verify {
+        "validation requested: the DP will re-hash the content"
+    } else {
+        "distribution cancelled by an administrator; use RefreshNow or ReDistributePackage to try again"
+    };
+    let next = dpstate::on_action(current, row.installed_version > 0, action)
+        .map_err(|e| ApiError::new(ErrorKind::InvalidState, format!("{object}: {e}")).object(object.clone()))?;
+    let s = Snapshot::load(&state.db).await?;
+    if !set_state_if(state, &s, &[(pkg.to_owned(), nal.to_owned(), row.job_seq)], next, why).await? {
+        return Err(ApiError::new(
+            ErrorKind::InvalidState,
+            format!("{object} changed while the request was handled (a job finished or another change landed); look at its state and try again"),
+        )
+        .object(object));
+    }
+    Ok(())
 }
 
 // ---- packages ----
@@ -792,6 +819,7 @@ pub async fn refresh_package(state: &AppState, id: &str, trigger: Trigger) -> Ap
     let lock = state.refresh_lock(id);
     let _one_at_a_time = lock.lock().await;
     let p = state.db.package(id).await?.ok_or_else(|| unknown_package(id))?;
+    hierarchy::check_owned(state, id, "refreshed").await?;
     if p.pkg_source_path.is_empty() || p.pkg_source_flag == i64::from(source_flag::STORAGE_NO_SOURCE) {
         return Err(ApiError::new(
             ErrorKind::NoSource,
@@ -846,26 +874,16 @@ pub async fn refresh_package(state: &AppState, id: &str, trigger: Trigger) -> Ap
         tracing::info!(package = %id, "scheduled refresh: source unchanged");
         return Ok(ok(json!({"SourceVersion": recorded, "Unchanged": true})));
     }
-    let (hash, kb) = (snap.manifest, snap.size_kb);
-    let in_progress = MessageState::InProgress;
-    let done = state
-        .db
-        .record_version(&NewVersion {
-            package_id: id.to_owned(),
-            previous_version: p.source_version,
-            source_version: i64::from(version),
-            manifest_hash: hash,
-            package_size_kb: kb,
-            time: now(),
-            action_in_progress: i64::from(pkgdist_core::classes::action::UPDATE),
-            dp_state: i64::from(action_state(false, Action::NewVersion)),
-            dp_state_if_installed: i64::from(action_state(true, Action::NewVersion)),
-            dp_message: format!("{target} queued for distribution"),
-            message_id: MSG_QUEUED,
-            message_state: in_progress as i64,
-            severity: i64::from(in_progress.severity()),
-        })
-        .await?;
+    let why = format!("{target} queued for distribution");
+    let nv = new_version(
+        id,
+        p.source_version,
+        i64::from(version),
+        snap.manifest,
+        snap.size_kb,
+        &why,
+    );
+    let done = state.db.record_version(&nv).await?;
     if !done {
         return Err(ApiError::new(
             ErrorKind::InvalidState,
@@ -875,6 +893,33 @@ pub async fn refresh_package(state: &AppState, id: &str, trigger: Trigger) -> Ap
     }
     tracing::info!(content = %target, "source refreshed");
     Ok(ok(json!({"SourceVersion": version})))
+}
+
+/// A new version of package `id` (from `previous`), retargeting its DPs with message `why`.
+pub(crate) fn new_version(
+    id: &str,
+    previous: i64,
+    version: i64,
+    manifest_hash: String,
+    size_kb: i64,
+    why: &str,
+) -> NewVersion {
+    let in_progress = MessageState::InProgress;
+    NewVersion {
+        package_id: id.to_owned(),
+        previous_version: previous,
+        source_version: version,
+        manifest_hash,
+        package_size_kb: size_kb,
+        time: now(),
+        action_in_progress: i64::from(pkgdist_core::classes::action::UPDATE),
+        dp_state: i64::from(action_state(false, Action::NewVersion)),
+        dp_state_if_installed: i64::from(action_state(true, Action::NewVersion)),
+        dp_message: why.to_owned(),
+        message_id: MSG_QUEUED,
+        message_state: in_progress as i64,
+        severity: i64::from(in_progress.severity()),
+    }
 }
 
 /// `SMS_DistributionDPStatus.MessageID` of "queued for a DP" messages.
@@ -946,7 +991,12 @@ async fn add_dps(state: &AppState, pkg: &str, sites: &[String], nals: &[String])
 
 /// Puts packages on DPs at their current version (INSTALL_PENDING), with a status message for
 /// each, in one transaction.
-async fn retarget(state: &AppState, pairs: &[(&PackageRow, &DpRow)], redistribute: bool, why: &str) -> ApiResult<()> {
+pub(crate) async fn retarget(
+    state: &AppState,
+    pairs: &[(&PackageRow, &DpRow)],
+    redistribute: bool,
+    why: &str,
+) -> ApiResult<()> {
     let time = now();
     let targets: Vec<NewTarget> = pairs
         .iter()
@@ -1058,7 +1108,11 @@ async fn create_dp(state: &AppState, body: &Map<String, Value>) -> ApiResult<Obj
     let mut d = DpRow::new(nal_path(&name, &site), name, site, now());
     d.enrollment_token_hash = Some(auth::hash(&token));
     apply_dp_settings(&mut d, body)?;
+    let sources = hierarchy::pull_settings(state, &mut d, body).await?;
     state.db.insert_dp(&d).await?;
+    if let Some(sources) = sources.filter(|s| !s.is_empty()) {
+        state.db.set_pull_sources(&d.nal_path, &sources).await?;
+    }
     let s = Snapshot::load(&state.db).await?;
     let mut o = objects::dp_object(&d, &s);
     o.insert("EnrollmentToken".into(), json!(token));
@@ -1069,9 +1123,6 @@ async fn create_dp(state: &AppState, body: &Map<String, Value>) -> ApiResult<Obj
 fn apply_dp_settings(d: &mut DpRow, body: &Map<String, Value>) -> ApiResult<()> {
     if let Some(v) = text(body, "Description") {
         d.description = v.to_owned();
-    }
-    if let Some(v) = body.get("IsPullDP").and_then(Value::as_bool) {
-        d.is_pull = i64::from(v);
     }
     if let Some(v) = int(body, "Priority") {
         d.priority = v;

@@ -28,6 +28,7 @@ pub struct Snapshot {
     pub members: Vec<(String, String)>,
     pub group_packages: Vec<(String, String)>,
     pub package_dps: Vec<PackageDpRow>,
+    pub pull_sources: Vec<pkgdist_db::PullSourceRow>,
 }
 
 impl Snapshot {
@@ -49,6 +50,7 @@ impl Snapshot {
                 .map(|g| (g.group_id, g.package_id))
                 .collect(),
             package_dps: db.package_dps().await?,
+            pull_sources: db.pull_sources().await?,
         })
     }
 
@@ -133,6 +135,8 @@ pub fn dp_object(d: &DpRow, s: &Snapshot) -> Object {
         "SiteCode": d.site_code,
         "Description": d.description,
         "IsPullDP": d.is_pull != 0,
+        "SourceDistributionPoints": s.pull_sources.iter().filter(|p| p.nal_path == d.nal_path).map(|p| p.source_nal.clone()).collect::<Vec<_>>(),
+        "SourceDPRanks": s.pull_sources.iter().filter(|p| p.nal_path == d.nal_path).map(|p| p.rank).collect::<Vec<_>>(),
         "Priority": d.priority,
         "GroupCount": s.members.iter().filter(|(_, n)| *n == d.nal_path).count(),
         "Url": d.url,
@@ -268,13 +272,25 @@ pub async fn instances(state: &AppState, class: &str) -> ApiResult<Vec<Object>> 
     match class {
         "SMS_PackageBaseclass" => Ok(db.packages().await?.iter().map(package_object).collect()),
         "SMS_ScheduleMethods" => Ok(Vec::new()),
-        "SMS_Site" => Ok(vec![obj(json!({
-            "SiteCode": state.site_code,
-            "SiteName": state.site_name,
-            "Type": 2,
-            "ReportingSiteCode": "",
-            "Version": env!("CARGO_PKG_VERSION"),
-        }))]),
+        "SMS_Site" => crate::hierarchy::site_objects(state).await,
+        "PKGDIST_SiteContent" => Ok(db
+            .site_content()
+            .await?
+            .into_iter()
+            .map(|c| {
+                obj(json!({
+                    "PackageID": c.package_id,
+                    "SourceVersion": c.version,
+                    "State": c.state,
+                    "BytesReceived": c.bytes_received,
+                    "ChunksFetched": c.chunks_fetched,
+                    "ChunksTotal": c.chunks_total,
+                    "Attempts": c.attempts,
+                    "Message": c.message,
+                    "LastUpdateDate": c.updated_at,
+                }))
+            })
+            .collect()),
         "SMS_DistributionDPStatus" => {
             let dps: HashMap<String, String> = db.dps().await?.into_iter().map(|d| (d.nal_path, d.name)).collect();
             let types: HashMap<String, PackageRow> = db

@@ -10,6 +10,7 @@ fn schema(ty: Ty) -> Value {
     match ty {
         Ty::String => json!({"type": "string"}),
         Ty::StringArray => json!({"type": "array", "items": {"type": "string"}}),
+        Ty::UInt32Array => json!({"type": "array", "items": {"type": "integer", "format": "uint32", "minimum": 0}}),
         Ty::UInt32 => json!({"type": "integer", "format": "uint32", "minimum": 0}),
         Ty::SInt32 => json!({"type": "integer", "format": "int32"}),
         Ty::UInt64 => json!({"type": "integer", "format": "uint64", "minimum": 0}),

@@ -49,6 +49,20 @@ pub struct Inner {
     pacers: std::sync::Mutex<HashMap<String, Arc<Pacer>>>,
     /// One refresh at a time per package: two would both compute the same next version.
     refresh_locks: std::sync::Mutex<HashMap<String, Arc<Mutex<()>>>>,
+    /// Wakes the replicator: a row below may need content from the parent.
+    pub replicate: Notify,
+    /// Where this site sits in the hierarchy: its parent (if any) and how many levels below
+    /// the top it is, as the parent last said.
+    hierarchy: std::sync::RwLock<Position>,
+}
+
+/// This site's place in the hierarchy.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Position {
+    /// The parent's site code; `None` at the top.
+    pub parent: Option<String>,
+    /// 0 at the top.
+    pub depth: u32,
 }
 
 impl std::ops::Deref for AppState {
@@ -91,6 +105,8 @@ impl AppState {
             node_key,
             pacers: std::sync::Mutex::new(HashMap::new()),
             refresh_locks: std::sync::Mutex::new(HashMap::new()),
+            replicate: Notify::new(),
+            hierarchy: std::sync::RwLock::new(Position::default()),
         }))
     }
 
@@ -108,6 +124,21 @@ impl AppState {
         Some(p.clone())
     }
 
+    /// The pacer of a child site with a rate limit on its link, `None` for unlimited.
+    pub fn site_pacer(&self, site: &pkgdist_db::SiteRow) -> Option<Arc<Pacer>> {
+        let key = format!("site:{}", site.site_code);
+        let mut pacers = self.pacers.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(rate) = u64::try_from(site.rate_bytes_per_sec).ok().filter(|r| *r > 0) else {
+            pacers.remove(&key);
+            return None;
+        };
+        let p = pacers
+            .entry(key)
+            .or_insert_with(|| Arc::new(Pacer::new(Limit::Rate(rate))));
+        p.set(Limit::Rate(rate));
+        Some(p.clone())
+    }
+
     pub fn refresh_lock(&self, package: &str) -> Arc<Mutex<()>> {
         let mut locks = self.refresh_locks.lock().unwrap_or_else(|e| e.into_inner());
         locks.entry(package.to_owned()).or_default().clone()
@@ -115,6 +146,19 @@ impl AppState {
 }
 
 impl Inner {
+    pub fn position(&self) -> Position {
+        self.hierarchy.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    pub fn set_position(&self, p: Position) {
+        *self.hierarchy.write().unwrap_or_else(|e| e.into_inner()) = p;
+    }
+
+    /// Levels below the top.
+    pub fn depth(&self) -> u32 {
+        self.position().depth
+    }
+
     /// The distribution settings in force now.
     pub fn dist(&self) -> Distribution {
         self.distribution.read().unwrap_or_else(|e| e.into_inner()).clone()

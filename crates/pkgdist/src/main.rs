@@ -73,7 +73,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let daemon = matches!(
         cli.command,
-        Command::Site(_) | Command::Up(_) | Command::Dp(admin::DpCmd::Run(_))
+        Command::Site(cmd::site::SiteCmd::Run(_)) | Command::Up(_) | Command::Dp(admin::DpCmd::Run(_))
     );
     let default = if daemon { "info" } else { "warn" };
     let filter = cli.log.as_deref().unwrap_or(default);
@@ -84,7 +84,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Up(a) => cmd::node::up(a).map(|()| ExitCode::SUCCESS),
         Command::Fetch(a) => cmd::node::fetch(&cli.conn, a).map(|()| ExitCode::SUCCESS),
-        Command::Site(c) => cmd::site::run(c).map(|()| ExitCode::SUCCESS),
+        Command::Site(c) => cmd::site::run(&cli.conn, c).map(|()| ExitCode::SUCCESS),
         Command::Package(c) => admin::package(&cli.conn, c).map(|()| ExitCode::SUCCESS),
         Command::Dp(c) => admin::dp(&cli.conn, c).map(|()| ExitCode::SUCCESS),
         Command::Group(c) => admin::group(&cli.conn, c).map(|()| ExitCode::SUCCESS),

@@ -113,8 +113,10 @@ pub enum DpAdminCmd {
         name: String,
         #[arg(long)]
         description: Option<String>,
-        #[arg(long)]
-        pull: bool,
+        /// A pull DP: it fetches from these source DPs of its site instead of the site, as
+        /// NAME[:RANK],… (lowest rank first, equal ranks in random order; rank 1 by default).
+        #[arg(long, value_name = "DPS")]
+        pull_from: Option<String>,
     },
     /// Every registered DP.
     List,
@@ -146,6 +148,12 @@ pub enum DpAdminCmd {
         /// 3 closed).
         #[arg(long)]
         availability: Option<String>,
+        /// Make it a pull DP fetching from these source DPs: NAME[:RANK],…
+        #[arg(long, value_name = "DPS", conflicts_with = "no_pull")]
+        pull_from: Option<String>,
+        /// Make it a standard DP again (it fetches from its site).
+        #[arg(long)]
+        no_pull: bool,
     },
     /// Re-hash a package's content on a DP now (VerifyPackage).
     Verify { package: String, dp: String },
@@ -284,6 +292,28 @@ async fn resolve_dp(c: &Client, dp: &str) -> Result<(String, String)> {
     }
 }
 
+/// `NAME[:RANK],…` as NAL paths and ranks.
+async fn pull_sources(c: &Client, list: &str) -> Result<(Vec<String>, Vec<u32>)> {
+    let mut nals = Vec::new();
+    let mut ranks = Vec::new();
+    for item in list.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+        let (name, rank) = match item.rsplit_once(':') {
+            Some((n, r)) => (
+                n,
+                r.parse::<u32>()
+                    .with_context(|| format!("rank {r:?} of {n} is not a number"))?,
+            ),
+            None => (item, 1),
+        };
+        nals.push(resolve_dp(c, name).await?.0);
+        ranks.push(rank);
+    }
+    if nals.is_empty() {
+        bail!("--pull-from needs at least one source DP: NAME[:RANK],…");
+    }
+    Ok((nals, ranks))
+}
+
 async fn resolve_group(c: &Client, g: &str) -> Result<String> {
     if g.starts_with('{') {
         return Ok(g.to_owned());
@@ -418,10 +448,20 @@ pub fn dp(conn: &Conn, cmd: DpCmd) -> Result<()> {
         let c = conn.client()?;
         let verify = matches!(cmd, DpAdminCmd::Verify { .. });
         match cmd {
-            DpAdminCmd::Add { name, description, pull } => {
-                let mut body = json!({"Name": name, "IsPullDP": pull});
+            DpAdminCmd::Add {
+                name,
+                description,
+                pull_from,
+            } => {
+                let mut body = json!({"Name": name});
                 if let Some(d) = description {
                     body["Description"] = json!(d);
+                }
+                if let Some(list) = pull_from {
+                    let (nals, ranks) = pull_sources(&c, &list).await?;
+                    body["IsPullDP"] = json!(true);
+                    body["SourceDistributionPoints"] = json!(nals);
+                    body["SourceDPRanks"] = json!(ranks);
                 }
                 let o = Value::Object(c.create("SMS_DistributionPointInfo", &body).await?);
                 let out = json!({"name": s(&o, "Name"), "nal_path": s(&o, "NALPath"), "site_code": s(&o, "SiteCode"), "enrollment_token": s(&o, "EnrollmentToken")});
@@ -453,9 +493,20 @@ pub fn dp(conn: &Conn, cmd: DpCmd) -> Result<()> {
                 pulse,
                 hourly_percent,
                 availability,
+                pull_from,
+                no_pull,
             } => {
                 let (nal, _) = resolve_dp(&c, &dp).await?;
                 let mut body = Map::new();
+                if let Some(list) = pull_from {
+                    let (nals, ranks) = pull_sources(&c, &list).await?;
+                    body.insert("IsPullDP".into(), json!(true));
+                    body.insert("SourceDistributionPoints".into(), json!(nals));
+                    body.insert("SourceDPRanks".into(), json!(ranks));
+                }
+                if no_pull {
+                    body.insert("IsPullDP".into(), json!(false));
+                }
                 if let Some(r) = repair {
                     body.insert("RepairDamagedContent".into(), json!(r == "on"));
                 }
@@ -507,8 +558,15 @@ pub fn dp(conn: &Conn, cmd: DpCmd) -> Result<()> {
                         a if a.bytes().all(|b| b == b'3') => "closed".to_owned(),
                         a => a.to_owned(),
                     };
+                    let pull = match o["SourceDistributionPoints"].as_array() {
+                        Some(list) if o["IsPullDP"] == json!(true) => format!(
+                            ", pull DP from {}",
+                            list.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(", ")
+                        ),
+                        _ => String::new(),
+                    };
                     output::line(format!(
-                        "{}: repair {}, validation schedule {:?}, rate limit {limit}, availability {availability}",
+                        "{}: repair {}, validation schedule {:?}, rate limit {limit}, availability {availability}{pull}",
                         s(o, "Name"),
                         if o["RepairDamagedContent"] == json!(true) { "on" } else { "off" },
                         s(o, "ValidationSchedule"),

@@ -20,6 +20,8 @@ pub fn pkgdist() -> Command {
 pub struct Site {
     pub dir: PathBuf,
     pub daemon: Daemon,
+    /// More `site run` arguments (a parent and its token).
+    pub extra: Vec<String>,
 }
 
 impl Site {
@@ -31,22 +33,37 @@ impl Site {
 
     /// The same, with more `[distribution]` lines.
     pub fn start_with(dir: &Path, distribution: &str) -> Self {
+        Self::start_coded(dir, "PS1", distribution, &[])
+    }
+
+    /// A site with its own code, and more `site run` arguments (`--parent URL
+    /// --enrollment-token T` for a child).
+    pub fn start_coded(dir: &Path, code: &str, distribution: &str, extra: &[&str]) -> Self {
         let data = dir.join("site");
         fs::create_dir_all(&data).unwrap();
         if !data.join("site.toml").exists() {
             fs::write(
                 data.join("site.toml"),
                 format!(
-                    "site-code = \"PS1\"\n[distribution]\nretry-count = 100\nretry-delay-secs = 1\npoll-ms = 100\nlease-secs = 5\n{distribution}"
+                    "site-code = \"{code}\"\nsite-name = \"{code} site\"\n[distribution]\nretry-count = 100\nretry-delay-secs = 1\npoll-ms = 100\nlease-secs = 5\n{distribution}"
                 ),
             )
             .unwrap();
         }
-        let daemon = Self::spawn(dir);
+        let extra: Vec<String> = extra.iter().map(|s| (*s).to_owned()).collect();
+        let daemon = Self::spawn_on(dir, "127.0.0.1:0", &extra);
         Self {
             dir: dir.to_owned(),
             daemon,
+            extra,
         }
+    }
+
+    /// Registers a child site here and starts it in `dir`; returns the running child.
+    pub fn add_child(&self, dir: &Path, code: &str) -> Site {
+        let out = self.cli_json(&["site", "add", code, "--name", &format!("{code} site")]);
+        let token = out["EnrollmentToken"].as_str().unwrap().to_owned();
+        Site::start_coded(dir, code, "", &["--parent", &self.url(), "--enrollment-token", &token])
     }
 
     /// Kills the site with SIGKILL and starts it again on its data folder and its port, where
@@ -55,16 +72,13 @@ impl Site {
         let addr = self.url().trim_start_matches("http://").to_owned();
         self.daemon.kill();
         let _ = fs::remove_file(self.dir.join("site-ready.json"));
-        self.daemon = Self::spawn_on(&self.dir, &addr);
+        self.daemon = Self::spawn_on(&self.dir, &addr, &self.extra);
     }
 
-    fn spawn(dir: &Path) -> Daemon {
-        Self::spawn_on(dir, "127.0.0.1:0")
-    }
-
-    fn spawn_on(dir: &Path, listen: &str) -> Daemon {
+    fn spawn_on(dir: &Path, listen: &str, extra: &[String]) -> Daemon {
         let mut cmd = pkgdist();
         cmd.args(["site", "run", "--listen", listen])
+            .args(extra)
             .arg("--data")
             .arg(dir.join("site"))
             .arg("--ready-file")

@@ -1,0 +1,468 @@
+//! The site hierarchy's tables: child sites, what they report of everything below them, the
+//! administrator's intents that flow down to them, pull DPs' sources, and content replicated
+//! from the parent.
+//!
+//! Intents down, reports up. An administrator's action on a row of a DP below this site is
+//! written here like any other (the row's state changes at once, so the API answers as it
+//! would for an own DP), and stamped with the next value of the `intent` counter. The child
+//! the DP is reached through asks for the intents newer than the last it applied, applies them
+//! with its own methods (passing them further down where the DP is below it too), and reports
+//! every row of its subtree back. A reported row replaces this site's copy only when the child
+//! has applied every intent on that row, so an action never seems undone by a report written
+//! before the child saw it.
+
+use std::collections::{HashMap, HashSet};
+
+use sqlx::{Any, Transaction};
+
+use crate::{Db, DbError, Intent, PackageRow, PullSourceRow, Report, Result, SiteContentRow, SiteRow, conflict};
+
+/// The intent a state change by an administrator stands for (see `set_state`).
+pub(crate) fn intent_of_state(state: i64) -> Option<Intent> {
+    match state {
+        1 | 7 => Some(Intent::Target),
+        3 => Some(Intent::Cancel),
+        4 | 5 => Some(Intent::Remove),
+        8 => Some(Intent::Verify),
+        _ => None,
+    }
+}
+
+/// Stamps a row with an intent when its DP is below this site; does nothing for an own DP.
+/// The counter is taken inside the writing transaction, so intents commit in the order of
+/// their stamps (the counter row stays locked until the commit).
+pub(crate) async fn note_intent(
+    tx: &mut Transaction<'static, Any>,
+    package_id: &str,
+    nal_path: &str,
+    intent: Intent,
+) -> Result<()> {
+    let below: Option<(Option<String>,)> =
+        sqlx::query_as("SELECT via_site FROM distribution_points WHERE nal_path = $1")
+            .bind(nal_path.to_owned())
+            .fetch_optional(&mut **tx)
+            .await?;
+    if !matches!(below, Some((Some(_),))) {
+        return Ok(());
+    }
+    sqlx::query("INSERT INTO counters (name, next_value) VALUES ('intent', 1) ON CONFLICT (name) DO NOTHING")
+        .execute(&mut **tx)
+        .await?;
+    let seq: i64 = sqlx::query_scalar(
+        "UPDATE counters SET next_value = next_value + 1 WHERE name = 'intent' RETURNING next_value - 1",
+    )
+    .fetch_one(&mut **tx)
+    .await?;
+    sqlx::query("UPDATE package_dps SET intent_seq = $3, intent = $4 WHERE package_id = $1 AND nal_path = $2")
+        .bind(package_id.to_owned())
+        .bind(nal_path.to_owned())
+        .bind(seq)
+        .bind(intent.as_str())
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+/// One intent for a child site to apply.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct IntentRow {
+    pub package_id: String,
+    pub nal_path: String,
+    pub intent: String,
+    pub intent_seq: i64,
+}
+
+impl Db {
+    // ---- sites ----
+
+    /// Registers a child site (with its one-time enrollment token's hash).
+    pub async fn insert_site(&self, s: &SiteRow) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO sites (site_code, site_name, parent_code, via_site, url, enrollment_token_hash,
+                credential_hash, rate_bytes_per_sec, applied_seq, last_report_at, created_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+        )
+        .bind(s.site_code.clone())
+        .bind(s.site_name.clone())
+        .bind(s.parent_code.clone())
+        .bind(s.via_site.clone())
+        .bind(s.url.clone())
+        .bind(s.enrollment_token_hash.clone())
+        .bind(s.credential_hash.clone())
+        .bind(s.rate_bytes_per_sec)
+        .bind(s.applied_seq)
+        .bind(s.last_report_at.clone())
+        .bind(s.created_at.clone())
+        .execute(&self.pool)
+        .await
+        .map_err(conflict(format!("site code {}", s.site_code)))?;
+        Ok(())
+    }
+
+    pub async fn sites(&self) -> Result<Vec<SiteRow>> {
+        Ok(sqlx::query_as("SELECT * FROM sites ORDER BY site_code")
+            .fetch_all(&self.pool)
+            .await?)
+    }
+
+    pub async fn site(&self, code: &str) -> Result<Option<SiteRow>> {
+        Ok(sqlx::query_as("SELECT * FROM sites WHERE site_code = $1")
+            .bind(code.to_owned())
+            .fetch_optional(&self.pool)
+            .await?)
+    }
+
+    /// A child's enrollment: binds `credential_hash` to the child registered with the token
+    /// hashing to `token_hash`, consuming the token. Retried with the same credential, it
+    /// answers again.
+    pub async fn enroll_site(&self, token_hash: &str, credential_hash: &str, url: &str) -> Result<Option<SiteRow>> {
+        let mut tx = self.begin().await?;
+        let found: Option<SiteRow> = sqlx::query_as(
+            "SELECT * FROM sites WHERE site_code = via_site AND (enrollment_token_hash = $1 OR credential_hash = $2)",
+        )
+        .bind(token_hash.to_owned())
+        .bind(credential_hash.to_owned())
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(mut s) = found else {
+            return Ok(None);
+        };
+        sqlx::query(
+            "UPDATE sites SET enrollment_token_hash = NULL, credential_hash = $2, url = $3 WHERE site_code = $1",
+        )
+        .bind(s.site_code.clone())
+        .bind(credential_hash.to_owned())
+        .bind(url.to_owned())
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        s.enrollment_token_hash = None;
+        s.credential_hash = Some(credential_hash.to_owned());
+        s.url = Some(url.to_owned());
+        Ok(Some(s))
+    }
+
+    /// The enrolled child presenting `credential_hash`.
+    pub async fn site_by_credential(&self, credential_hash: &str) -> Result<Option<SiteRow>> {
+        Ok(
+            sqlx::query_as("SELECT * FROM sites WHERE credential_hash = $1 AND site_code = via_site")
+                .bind(credential_hash.to_owned())
+                .fetch_optional(&self.pool)
+                .await?,
+        )
+    }
+
+    /// Sets the most this site sends a child per second (0 unlimited).
+    pub async fn set_site_rate(&self, code: &str, bytes_per_sec: i64) -> Result<bool> {
+        let r = sqlx::query("UPDATE sites SET rate_bytes_per_sec = $2 WHERE site_code = $1 AND site_code = via_site")
+            .bind(code.to_owned())
+            .bind(bytes_per_sec)
+            .execute(&self.pool)
+            .await?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    /// Removes a child and everything known through it: the sites and DPs below it, their
+    /// package rows and group memberships.
+    pub async fn delete_site(&self, code: &str) -> Result<bool> {
+        let mut tx = self.begin().await?;
+        sqlx::query("DELETE FROM distribution_points WHERE via_site = $1")
+            .bind(code.to_owned())
+            .execute(&mut *tx)
+            .await?;
+        let r = sqlx::query("DELETE FROM sites WHERE via_site = $1")
+            .bind(code.to_owned())
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(r.rows_affected() > 0)
+    }
+
+    // ---- intents down, reports up ----
+
+    /// The intents on rows of DPs reached through `child` newer than `since`, oldest first.
+    pub async fn intents_for(&self, child: &str, since: i64) -> Result<Vec<IntentRow>> {
+        Ok(sqlx::query_as(
+            "SELECT r.package_id, r.nal_path, r.intent, r.intent_seq FROM package_dps r
+                JOIN distribution_points d ON d.nal_path = r.nal_path
+             WHERE d.via_site = $1 AND r.intent_seq > $2 ORDER BY r.intent_seq",
+        )
+        .bind(child.to_owned())
+        .bind(since)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// Replaces what this site knows through `child` with the child's report, in one
+    /// transaction: the sites and DPs below it, and their rows — except rows with an intent
+    /// the child has not applied yet, which keep this site's state until it has.
+    pub async fn apply_report(&self, child: &str, time: &str, report: &Report) -> Result<()> {
+        let mut tx = self.begin().await?;
+        sqlx::query("UPDATE sites SET applied_seq = $2, last_report_at = $3 WHERE site_code = $1")
+            .bind(child.to_owned())
+            .bind(report.applied_seq)
+            .bind(time.to_owned())
+            .execute(&mut *tx)
+            .await?;
+        // Sites below the child.
+        let mut seen_sites = HashSet::new();
+        for s in &report.sites {
+            if s.site_code == child {
+                sqlx::query("UPDATE sites SET site_name = $2 WHERE site_code = $1")
+                    .bind(child.to_owned())
+                    .bind(s.site_name.clone())
+                    .execute(&mut *tx)
+                    .await?;
+                continue;
+            }
+            seen_sites.insert(s.site_code.clone());
+            sqlx::query(
+                "INSERT INTO sites (site_code, site_name, parent_code, via_site, url, created_at)
+                 VALUES ($1, $2, $3, $4, $5, $6)
+                 ON CONFLICT (site_code) DO UPDATE SET site_name = excluded.site_name,
+                    parent_code = excluded.parent_code, url = excluded.url
+                 WHERE sites.via_site = $4",
+            )
+            .bind(s.site_code.clone())
+            .bind(s.site_name.clone())
+            .bind(s.parent_code.clone())
+            .bind(child.to_owned())
+            .bind(s.url.clone())
+            .bind(time.to_owned())
+            .execute(&mut *tx)
+            .await?;
+        }
+        let known: Vec<(String,)> =
+            sqlx::query_as("SELECT site_code FROM sites WHERE via_site = $1 AND site_code <> $1")
+                .bind(child.to_owned())
+                .fetch_all(&mut *tx)
+                .await?;
+        for (code,) in known.into_iter().filter(|(c,)| !seen_sites.contains(c)) {
+            sqlx::query("DELETE FROM sites WHERE site_code = $1")
+                .bind(code)
+                .execute(&mut *tx)
+                .await?;
+        }
+        // DPs below the child.
+        let mut seen_dps = HashSet::new();
+        for d in &report.dps {
+            seen_dps.insert(d.nal_path.clone());
+            let r = sqlx::query(
+                "INSERT INTO distribution_points (nal_path, name, site_code, description, is_pull, created_at, via_site)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)
+                 ON CONFLICT (nal_path) DO UPDATE SET name = excluded.name, site_code = excluded.site_code,
+                    description = excluded.description, is_pull = excluded.is_pull
+                 WHERE distribution_points.via_site = $7",
+            )
+            .bind(d.nal_path.clone())
+            .bind(d.name.clone())
+            .bind(d.site_code.clone())
+            .bind(d.description.clone())
+            .bind(d.is_pull)
+            .bind(time.to_owned())
+            .bind(child.to_owned())
+            .execute(&mut *tx)
+            .await
+            .map_err(conflict(format!(
+                "distribution point name {:?} (reported by site {child}; DP names must be unique in the hierarchy)",
+                d.name
+            )))?;
+            if r.rows_affected() == 0 {
+                return Err(DbError::Conflict(format!(
+                    "DP {} (reported by site {child}, but known here as another site's)",
+                    d.nal_path
+                )));
+            }
+        }
+        let known: Vec<(String,)> = sqlx::query_as("SELECT nal_path FROM distribution_points WHERE via_site = $1")
+            .bind(child.to_owned())
+            .fetch_all(&mut *tx)
+            .await?;
+        for (nal,) in known.into_iter().filter(|(n,)| !seen_dps.contains(n)) {
+            sqlx::query("DELETE FROM distribution_points WHERE nal_path = $1")
+                .bind(nal)
+                .execute(&mut *tx)
+                .await?;
+        }
+        // Their rows.
+        let current: Vec<(String, String, i64)> = sqlx::query_as(
+            "SELECT r.package_id, r.nal_path, r.intent_seq FROM package_dps r
+                JOIN distribution_points d ON d.nal_path = r.nal_path WHERE d.via_site = $1",
+        )
+        .bind(child.to_owned())
+        .fetch_all(&mut *tx)
+        .await?;
+        let current: HashMap<(String, String), i64> = current.into_iter().map(|(p, n, s)| ((p, n), s)).collect();
+        let packages: Vec<(String, i64)> = sqlx::query_as("SELECT package_id, source_version FROM packages")
+            .fetch_all(&mut *tx)
+            .await?;
+        let versions: HashMap<String, i64> = packages.into_iter().collect();
+        let mut seen_rows = HashSet::new();
+        for r in &report.rows {
+            let key = (r.package_id.clone(), r.nal_path.clone());
+            seen_rows.insert(key.clone());
+            let Some(&version) = versions.get(&r.package_id) else {
+                continue; // a package this site does not know (created below it)
+            };
+            if !seen_dps.contains(&r.nal_path) || current.get(&key).is_some_and(|&s| s > report.applied_seq) {
+                continue;
+            }
+            // A report from before a new version reached the child keeps this site's state
+            // (already at the new version) and takes only what the DP holds.
+            sqlx::query(
+                "INSERT INTO package_dps (package_id, nal_path, site_code, state, target_version, installed_version,
+                    attempts, next_attempt_at, last_copied, summary_date, last_message, job_key, queued_at,
+                    progress_bytes, progress_done, progress_total)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $10, $13, $14, $15)
+                 ON CONFLICT (package_id, nal_path) DO UPDATE SET
+                    state = CASE WHEN excluded.target_version < $16 AND package_dps.target_version >= $16
+                        THEN package_dps.state ELSE excluded.state END,
+                    target_version = CASE WHEN excluded.target_version < $16 AND package_dps.target_version >= $16
+                        THEN package_dps.target_version ELSE excluded.target_version END,
+                    installed_version = excluded.installed_version, attempts = excluded.attempts,
+                    next_attempt_at = excluded.next_attempt_at, last_copied = excluded.last_copied,
+                    summary_date = excluded.summary_date, last_message = excluded.last_message,
+                    progress_bytes = excluded.progress_bytes, progress_done = excluded.progress_done,
+                    progress_total = excluded.progress_total",
+            )
+            .bind(r.package_id.clone())
+            .bind(r.nal_path.clone())
+            .bind(r.site_code.clone())
+            .bind(r.state)
+            .bind(r.target_version)
+            .bind(r.installed_version)
+            .bind(r.attempts)
+            .bind(r.next_attempt_at.clone())
+            .bind(r.last_copied.clone())
+            .bind(r.summary_date.clone())
+            .bind(r.last_message.clone())
+            .bind(uuid::Uuid::new_v4().simple().to_string())
+            .bind(r.progress_bytes)
+            .bind(r.progress_done)
+            .bind(r.progress_total)
+            .bind(version)
+            .execute(&mut *tx)
+            .await?;
+        }
+        for ((p, n), seq) in current {
+            if seq <= report.applied_seq && !seen_rows.contains(&(p.clone(), n.clone())) {
+                // Gone below (removed there): gone here too.
+                sqlx::query("DELETE FROM package_dps WHERE package_id = $1 AND nal_path = $2")
+                    .bind(p)
+                    .bind(n)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    // ---- packages owned above ----
+
+    /// Records the metadata of a package owned by a site above this one. A new package is
+    /// inserted at its version; a known one has its descriptive columns updated. Returns the
+    /// version this site had (`None` for a new package): a newer version is recorded with
+    /// [`Db::record_version`], which retargets the package's DPs.
+    pub async fn upsert_package_from_above(&self, p: &PackageRow) -> Result<Option<i64>> {
+        let mut tx = self.begin().await?;
+        let had: Option<(i64, String)> =
+            sqlx::query_as("SELECT source_version, source_site FROM packages WHERE package_id = $1")
+                .bind(p.package_id.clone())
+                .fetch_optional(&mut *tx)
+                .await?;
+        match had {
+            None => {
+                crate::insert_package_in(&mut tx, p).await?;
+            }
+            Some((_, site)) if site != p.source_site => {
+                return Err(DbError::Conflict(format!(
+                    "package ID {} (owned by site {site} here, by {} above)",
+                    p.package_id, p.source_site
+                )));
+            }
+            Some(_) => {
+                sqlx::query(
+                    "UPDATE packages SET package_type = $2, name = $3, version = $4, manufacturer = $5, language = $6,
+                        description = $7, pkg_flags = $8, priority = $9 WHERE package_id = $1",
+                )
+                .bind(p.package_id.clone())
+                .bind(p.package_type)
+                .bind(p.name.clone())
+                .bind(p.version.clone())
+                .bind(p.manufacturer.clone())
+                .bind(p.language.clone())
+                .bind(p.description.clone())
+                .bind(p.pkg_flags)
+                .bind(p.priority)
+                .execute(&mut *tx)
+                .await?;
+            }
+        }
+        tx.commit().await?;
+        Ok(had.map(|h| h.0))
+    }
+
+    // ---- pull DPs ----
+
+    pub async fn pull_sources(&self) -> Result<Vec<PullSourceRow>> {
+        Ok(
+            sqlx::query_as("SELECT * FROM pull_sources ORDER BY nal_path, rank, source_nal")
+                .fetch_all(&self.pool)
+                .await?,
+        )
+    }
+
+    /// Replaces a pull DP's sources.
+    pub async fn set_pull_sources(&self, nal_path: &str, sources: &[PullSourceRow]) -> Result<()> {
+        let mut tx = self.begin().await?;
+        sqlx::query("DELETE FROM pull_sources WHERE nal_path = $1")
+            .bind(nal_path.to_owned())
+            .execute(&mut *tx)
+            .await?;
+        for s in sources {
+            sqlx::query("INSERT INTO pull_sources (nal_path, source_nal, rank) VALUES ($1, $2, $3)")
+                .bind(nal_path.to_owned())
+                .bind(s.source_nal.clone())
+                .bind(s.rank)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    // ---- content replicated from the parent ----
+
+    pub async fn site_content(&self) -> Result<Vec<SiteContentRow>> {
+        Ok(
+            sqlx::query_as("SELECT * FROM site_content ORDER BY package_id, version")
+                .fetch_all(&self.pool)
+                .await?,
+        )
+    }
+
+    pub async fn put_site_content(&self, c: &SiteContentRow) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO site_content (package_id, version, state, bytes_received, chunks_fetched, chunks_total,
+                attempts, message, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+             ON CONFLICT (package_id, version) DO UPDATE SET state = excluded.state,
+                bytes_received = excluded.bytes_received, chunks_fetched = excluded.chunks_fetched,
+                chunks_total = excluded.chunks_total, attempts = excluded.attempts, message = excluded.message,
+                updated_at = excluded.updated_at",
+        )
+        .bind(c.package_id.clone())
+        .bind(c.version)
+        .bind(c.state)
+        .bind(c.bytes_received)
+        .bind(c.chunks_fetched)
+        .bind(c.chunks_total)
+        .bind(c.attempts)
+        .bind(c.message.clone())
+        .bind(c.updated_at.clone())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,268 @@
+//! The site link, parent's side: what a child site says to its parent, and what it gets back.
+//!
+//! Only sites speak it, so it lives here rather than in `pkgdist-proto`. The child does all
+//! the talking (`upstream.rs`); the parent never needs to reach the child, so a child behind a
+//! firewall or NAT works as well as one next door.
+//!
+//! - [`ENROLL_PATH`]: the child trades the one-time token its parent's administrator got from
+//!   creating its `SMS_Site` for a standing credential (made by the child; the parent keeps
+//!   only its hash), as a DP does.
+//! - [`SYNC_PATH`]: package metadata (every package the parent knows) and the administrators'
+//!   intents on rows of DPs below the child, newer than the last the child applied.
+//! - [`REPORT_PATH`]: the child's view of its whole subtree (sites, DPs, package-on-DP rows),
+//!   which replaces what the parent knew through it (`Db::apply_report`).
+//! - [`CONTENT_PREFIX`] + the node source routes: manifests and chunks, from the parent's
+//!   library, paced at the child's `RateLimitBytesPerSecond`. Content crosses the link once:
+//!   the child keeps it in its own library and serves its DPs and children from there.
+
+use axum::extract::{DefaultBodyLimit, Query, Request, State};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Extension, Json, Router};
+use pkgdist_core::errors::ErrorKind;
+use pkgdist_db::{Intent, PackageRow, Report, SiteRow};
+use serde::{Deserialize, Serialize};
+
+use crate::auth;
+use crate::error::{ApiError, ApiResult};
+use crate::state::AppState;
+
+pub const ENROLL_PATH: &str = "/link/v1/enroll";
+pub const SYNC_PATH: &str = "/link/v1/sync";
+pub const REPORT_PATH: &str = "/link/v1/report";
+/// The parent's content, for a fetcher whose source is `<parent URL>/link`.
+pub const CONTENT_PREFIX: &str = "/link";
+
+/// The largest report accepted: a subtree of thousands of DPs and packages.
+const MAX_REPORT_BYTES: usize = 256 << 20;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EnrollRequest {
+    pub enrollment_token: String,
+    /// What the child will present from now on (made by the child, random).
+    pub credential: String,
+    /// The child's own code: it must be the one the parent registered.
+    pub site_code: String,
+    /// Where the child's API is, for display (the parent never calls it).
+    pub url: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EnrollResponse {
+    pub parent_code: String,
+    pub parent_name: String,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct SyncQuery {
+    /// The newest intent the child has applied.
+    #[serde(default)]
+    pub since: i64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SyncResponse {
+    pub parent_code: String,
+    /// How many levels the parent is below the top (0 at the top).
+    pub parent_depth: u32,
+    pub packages: Vec<PackageMeta>,
+    pub intents: Vec<IntentMsg>,
+}
+
+/// A package as it replicates down: what describes it and its current version, never its
+/// source folder or schedule, which only its owning site uses.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PackageMeta {
+    pub package_id: String,
+    pub package_type: i64,
+    pub name: String,
+    pub version: String,
+    pub manufacturer: String,
+    pub language: String,
+    pub description: String,
+    pub source_version: i64,
+    pub source_date: Option<String>,
+    pub package_size: i64,
+    pub pkg_flags: i64,
+    pub priority: i64,
+    pub source_site: String,
+    pub manifest_hash: Option<String>,
+    pub created_at: String,
+}
+
+impl PackageMeta {
+    pub fn of(p: &PackageRow) -> Self {
+        Self {
+            package_id: p.package_id.clone(),
+            package_type: p.package_type,
+            name: p.name.clone(),
+            version: p.version.clone(),
+            manufacturer: p.manufacturer.clone(),
+            language: p.language.clone(),
+            description: p.description.clone(),
+            source_version: p.source_version,
+            source_date: p.source_date.clone(),
+            package_size: p.package_size,
+            pkg_flags: p.pkg_flags,
+            priority: p.priority,
+            source_site: p.source_site.clone(),
+            manifest_hash: p.manifest_hash.clone(),
+            created_at: p.created_at.clone(),
+        }
+    }
+
+    /// The row a site below the owner keeps: no source folder, no schedule.
+    pub fn row(&self) -> PackageRow {
+        PackageRow {
+            package_id: self.package_id.clone(),
+            package_type: self.package_type,
+            name: self.name.clone(),
+            version: self.version.clone(),
+            manufacturer: self.manufacturer.clone(),
+            language: self.language.clone(),
+            description: self.description.clone(),
+            pkg_source_path: String::new(),
+            pkg_source_flag: i64::from(pkgdist_core::classes::source_flag::STORAGE_DIRECT),
+            source_version: self.source_version,
+            source_date: self.source_date.clone(),
+            last_refresh_time: self.source_date.clone(),
+            package_size: self.package_size,
+            pkg_flags: self.pkg_flags,
+            priority: self.priority,
+            action_in_progress: 0,
+            source_site: self.source_site.clone(),
+            refresh_schedule: String::new(),
+            schedule_checked_at: None,
+            manifest_hash: self.manifest_hash.clone(),
+            created_at: self.created_at.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IntentMsg {
+    pub package_id: String,
+    pub nal_path: String,
+    pub intent: Intent,
+    pub seq: i64,
+}
+
+pub fn router(state: AppState) -> Router {
+    let authed = Router::new()
+        .route(SYNC_PATH, get(sync))
+        .route(REPORT_PATH, post(report).layer(DefaultBodyLimit::max(MAX_REPORT_BYTES)))
+        .with_state(state.clone())
+        .nest(CONTENT_PREFIX, pkgdist_node::source::router(state.library.clone()))
+        .route_layer(middleware::from_fn_with_state(state.clone(), authenticate_site));
+    Router::new()
+        .route(ENROLL_PATH, post(enroll))
+        .with_state(state)
+        .merge(authed)
+}
+
+async fn authenticate_site(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+    let Some(token) = pkgdist_node::util::bearer(req.headers()) else {
+        return ApiError::new(
+            ErrorKind::Unauthenticated,
+            "site link routes need the child site's credential: Authorization: Bearer <credential>",
+        )
+        .into_response();
+    };
+    match state.db.site_by_credential(&auth::hash(token)).await {
+        Ok(Some(site)) => {
+            if let Some(pacer) = state.site_pacer(&site) {
+                req.extensions_mut().insert(pacer);
+            }
+            req.extensions_mut().insert(site);
+            next.run(req).await
+        }
+        Ok(None) => ApiError::new(
+            ErrorKind::Unauthenticated,
+            "the site credential is unknown: the child site was never enrolled here or has been deleted (SMS_Site)",
+        )
+        .into_response(),
+        Err(e) => ApiError::from(e).into_response(),
+    }
+}
+
+async fn enroll(State(state): State<AppState>, body: Json<EnrollRequest>) -> ApiResult<Json<EnrollResponse>> {
+    let req = body.0;
+    if req.credential.len() < 32 {
+        return Err(ApiError::new(
+            ErrorKind::InvalidValue,
+            "the site credential must be at least 32 characters",
+        ));
+    }
+    let refused = || {
+        ApiError::new(
+            ErrorKind::Unauthenticated,
+            "the enrollment token is unknown or already used: create the child's SMS_Site again (`pkgdist site add`) for a new one",
+        )
+    };
+    // The token must be the one of the site the child says it is.
+    let token_hash = auth::hash(&req.enrollment_token);
+    match state.db.site(&req.site_code).await? {
+        Some(s)
+            if s.site_code == s.via_site
+                && (s.enrollment_token_hash.as_deref() == Some(token_hash.as_str())
+                    || s.credential_hash.as_deref() == Some(auth::hash(&req.credential).as_str())) => {}
+        Some(_) | None => return Err(refused()),
+    }
+    let site = state
+        .db
+        .enroll_site(&token_hash, &auth::hash(&req.credential), &req.url)
+        .await?
+        .ok_or_else(refused)?;
+    tracing::info!(site = %site.site_code, url = %req.url, "child site enrolled");
+    Ok(Json(EnrollResponse {
+        parent_code: state.site_code.to_string(),
+        parent_name: state.site_name.clone(),
+    }))
+}
+
+async fn sync(
+    State(state): State<AppState>,
+    Extension(child): Extension<SiteRow>,
+    Query(q): Query<SyncQuery>,
+) -> ApiResult<Json<SyncResponse>> {
+    let packages = state
+        .db
+        .packages()
+        .await?
+        .iter()
+        .filter(|p| p.source_site != child.site_code && p.source_version > 0)
+        .map(PackageMeta::of)
+        .collect();
+    let intents = state
+        .db
+        .intents_for(&child.site_code, q.since)
+        .await?
+        .into_iter()
+        .filter_map(|i| {
+            Some(IntentMsg {
+                intent: Intent::parse(&i.intent)?,
+                package_id: i.package_id,
+                nal_path: i.nal_path,
+                seq: i.intent_seq,
+            })
+        })
+        .collect();
+    Ok(Json(SyncResponse {
+        parent_code: state.site_code.to_string(),
+        parent_depth: state.depth(),
+        packages,
+        intents,
+    }))
+}
+
+async fn report(
+    State(state): State<AppState>,
+    Extension(child): Extension<SiteRow>,
+    body: Json<Report>,
+) -> ApiResult<Json<serde_json::Value>> {
+    state.db.apply_report(&child.site_code, &crate::now(), &body.0).await?;
+    // Rows below may now need content here.
+    state.replicate.notify_one();
+    Ok(Json(serde_json::json!({"ok": true})))
+}

@@ -1,0 +1,612 @@
+//! The site link, child's side: enrolls with the parent once, then keeps this site in step with
+//! it — package metadata and intents down, status up, content into this site's library when a
+//! DP here or below needs it (see `link.rs` for the protocol).
+//!
+//! Everything here is driven from durable state and safe to repeat: intents are applied in
+//! order and the last applied is recorded (`settings.parent_applied_seq`); a report replaces the
+//! parent's view wholesale; content is fetched into the library chunk by chunk, each batch
+//! durable, so a link that drops or a site that is killed picks up where it stopped and never
+//! bumps a version (only the owning site does).
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use pkgdist_core::classes::DpState;
+use pkgdist_core::dpstate::Action;
+use pkgdist_core::{ContentId, Digest};
+use pkgdist_db::{Intent, Report, ReportedDp, ReportedRow, ReportedSite, SiteContentRow};
+use pkgdist_node::fetch::{self, Fetcher, Which};
+use rand::RngCore;
+use serde::{Deserialize, Serialize};
+use tracing::Instrument;
+
+use crate::error::SiteError;
+use crate::link::{self, EnrollRequest, EnrollResponse, IntentMsg, PackageMeta, SyncResponse};
+use crate::methods;
+use crate::now;
+use crate::objects::Snapshot;
+use crate::state::{AppState, Position};
+
+/// `DIR/parent.json` (0600): the parent, and the credential this site presents to it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ParentLink {
+    pub url: String,
+    pub credential: String,
+    /// Set once the parent accepted the enrollment.
+    pub parent_code: Option<String>,
+}
+
+const FILE: &str = "parent.json";
+/// The settings key of the newest intent applied.
+const APPLIED: &str = "parent_applied_seq";
+/// A report goes up when it changed, and at least this often (the parent shows when it last
+/// heard from the child).
+const REPORT_EVERY: Duration = Duration::from_secs(15);
+/// The longest wait between attempts when the parent cannot be reached.
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// The longest wait before a version that failed to replicate is tried again (often the
+/// parent is still replicating it from its own parent).
+const REPLICATE_BACKOFF: Duration = Duration::from_secs(8);
+
+impl ParentLink {
+    pub fn load(dir: &Path) -> Result<Option<Self>, SiteError> {
+        let path = dir.join(FILE);
+        match std::fs::read(&path) {
+            Ok(b) => serde_json::from_slice(&b)
+                .map(Some)
+                .map_err(|e| SiteError::Config(format!("{} is damaged: {e}", path.display()))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(SiteError::io(&path, e)),
+        }
+    }
+
+    fn save(&self, dir: &Path) -> Result<(), SiteError> {
+        let path = dir.join(FILE);
+        let bytes = serde_json::to_vec_pretty(self).map_err(|e| SiteError::Config(e.to_string()))?;
+        pkgdist_node::util::write_file(&path, &bytes, true).map_err(|e| SiteError::io(&path, e))
+    }
+
+    pub fn enrolled(&self) -> bool {
+        self.parent_code.is_some()
+    }
+
+    /// The link to use for this run: the one on file, or a new enrollment with `token`. The
+    /// credential is written before the parent is asked, so a site that dies in between
+    /// retries with the same credential and the parent recognises it.
+    pub async fn establish(
+        dir: &Path,
+        parent_url: Option<&str>,
+        token: Option<&str>,
+        site_code: &str,
+        own_url: &str,
+    ) -> Result<Option<Self>, SiteError> {
+        let known = Self::load(dir)?;
+        let url = match (parent_url, &known) {
+            (Some(u), _) => u.trim_end_matches('/').to_owned(),
+            (None, Some(k)) => k.url.clone(),
+            (None, None) => return Ok(None),
+        };
+        if let Some(k) = &known
+            && k.enrolled()
+        {
+            if k.url != url {
+                return Err(SiteError::Config(format!(
+                    "this site is enrolled under the parent at {}; to join another parent, remove {} first",
+                    k.url,
+                    dir.join(FILE).display()
+                )));
+            }
+            return Ok(known);
+        }
+        let Some(token) = token else {
+            return Err(SiteError::Config(
+                "joining a parent site needs --enrollment-token TOKEN (from `pkgdist site add` at the parent)".into(),
+            ));
+        };
+        let mut link = match known {
+            Some(k) if k.url == url => k,
+            _ => {
+                let mut bytes = [0u8; 32];
+                rand::rng().fill_bytes(&mut bytes);
+                Self {
+                    url,
+                    credential: format!("pkgsite_{}", hex(&bytes)),
+                    parent_code: None,
+                }
+            }
+        };
+        link.save(dir)?;
+        let resp = reqwest::Client::new()
+            .post(format!("{}{}", link.url, link::ENROLL_PATH))
+            .json(&EnrollRequest {
+                enrollment_token: token.to_owned(),
+                credential: link.credential.clone(),
+                site_code: site_code.to_owned(),
+                url: own_url.to_owned(),
+            })
+            .send()
+            .await
+            .map_err(|e| SiteError::Config(format!("cannot reach the parent site at {}: {e}", link.url)))?;
+        if !resp.status().is_success() {
+            let status = resp.status().as_u16();
+            let text = resp.text().await.unwrap_or_default();
+            return Err(SiteError::Config(format!(
+                "the parent site refused the enrollment (HTTP {status}): {}",
+                error_message(&text)
+            )));
+        }
+        let answer: EnrollResponse = resp
+            .json()
+            .await
+            .map_err(|e| SiteError::Config(format!("cannot read the parent's enrollment answer: {e}")))?;
+        link.parent_code = Some(answer.parent_code.clone());
+        link.save(dir)?;
+        tracing::info!(parent = %answer.parent_code, url = %link.url, "joined the parent site");
+        Ok(Some(link))
+    }
+
+    /// Where the parent's content is, for a fetcher.
+    fn content_base(&self) -> String {
+        format!("{}{}", self.url, link::CONTENT_PREFIX)
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn error_message(text: &str) -> String {
+    serde_json::from_str::<pkgdist_proto::ErrorBody>(text)
+        .map(|b| b.error.message)
+        .unwrap_or_else(|_| text.trim().to_owned())
+}
+
+/// Runs until the process ends: metadata and intents down, status up.
+pub async fn run(state: AppState, link: ParentLink, own_url: String) {
+    state.set_position(Position {
+        parent: link.parent_code.clone(),
+        depth: 1,
+    });
+    let http = reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(10))
+        .timeout(Duration::from_secs(120))
+        .build()
+        .unwrap_or_default();
+    let mut last_report: Option<(blake3::Hash, Instant)> = None;
+    let mut backoff = Duration::from_millis(500);
+    loop {
+        let round = round(&state, &link, &http, &own_url, &mut last_report)
+            .instrument(tracing::debug_span!("parent_sync", parent = %link.url))
+            .await;
+        let wait = match round {
+            Ok(()) => {
+                backoff = Duration::from_millis(500);
+                Duration::from_millis(state.dist().poll_ms.clamp(100, 5000))
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, retry_in_ms = backoff.as_millis(), "site link: the parent cannot be reached or refused; retrying");
+                let w = backoff;
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+                w
+            }
+        };
+        tokio::time::sleep(wait).await;
+    }
+}
+
+async fn round(
+    state: &AppState,
+    link: &ParentLink,
+    http: &reqwest::Client,
+    own_url: &str,
+    last_report: &mut Option<(blake3::Hash, Instant)>,
+) -> Result<(), String> {
+    let since = applied_seq(state).await?;
+    let resp = http
+        .get(format!("{}{}", link.url, link::SYNC_PATH))
+        .query(&[("since", since)])
+        .bearer_auth(&link.credential)
+        .send()
+        .await
+        .map_err(|e| format!("sync: {e}"))?;
+    if !resp.status().is_success() {
+        let status = resp.status().as_u16();
+        return Err(format!(
+            "sync: HTTP {status}: {}",
+            error_message(&resp.text().await.unwrap_or_default())
+        ));
+    }
+    let sync: SyncResponse = resp.json().await.map_err(|e| format!("sync: {e}"))?;
+    state.set_position(Position {
+        parent: Some(sync.parent_code.clone()),
+        depth: sync.parent_depth + 1,
+    });
+    apply_packages(state, &sync.packages).await?;
+    apply_intents(state, &sync.intents).await?;
+
+    let report = build_report(state, own_url).await?;
+    let body = serde_json::to_vec(&report).map_err(|e| e.to_string())?;
+    let hash = blake3::hash(&body);
+    let fresh = last_report.is_some_and(|(h, at)| h == hash && at.elapsed() < REPORT_EVERY);
+    if !fresh {
+        let resp = http
+            .post(format!("{}{}", link.url, link::REPORT_PATH))
+            .bearer_auth(&link.credential)
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| format!("report: {e}"))?;
+        if !resp.status().is_success() {
+            let status = resp.status().as_u16();
+            return Err(format!(
+                "report: HTTP {status}: {}",
+                error_message(&resp.text().await.unwrap_or_default())
+            ));
+        }
+        *last_report = Some((hash, Instant::now()));
+    }
+    Ok(())
+}
+
+async fn applied_seq(state: &AppState) -> Result<i64, String> {
+    Ok(state
+        .db
+        .setting(APPLIED)
+        .await
+        .map_err(|e| e.to_string())?
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0))
+}
+
+/// Records packages owned above: new ones, and new versions (which retarget this site's rows
+/// of the package, as a refresh at the owner does there). Packages the parent no longer has
+/// are deleted here too.
+async fn apply_packages(state: &AppState, packages: &[PackageMeta]) -> Result<(), String> {
+    let own = state.site_code.to_string();
+    let mut changed = false;
+    for meta in packages.iter().filter(|m| m.source_site != own) {
+        let had = state
+            .db
+            .upsert_package_from_above(&meta.row())
+            .await
+            .map_err(|e| format!("package {}: {e}", meta.package_id))?;
+        match had {
+            None => changed = true,
+            Some(v) if meta.source_version > v => {
+                let hash = meta.manifest_hash.clone().unwrap_or_default();
+                let why = format!(
+                    "{}.{} queued for distribution (a new version from site {})",
+                    meta.package_id, meta.source_version, meta.source_site
+                );
+                let nv = methods::new_version(&meta.package_id, v, meta.source_version, hash, meta.package_size, &why);
+                state.db.record_version(&nv).await.map_err(|e| e.to_string())?;
+                tracing::info!(package = %meta.package_id, version = meta.source_version, from = v, "new version from the parent site");
+                changed = true;
+            }
+            Some(_) => {}
+        }
+    }
+    for p in state.db.packages().await.map_err(|e| e.to_string())? {
+        if p.source_site != own && !packages.iter().any(|m| m.package_id == p.package_id) {
+            tracing::info!(package = %p.package_id, owner = %p.source_site, "package deleted above: deleting it here");
+            methods::delete_package(state, &p.package_id)
+                .await
+                .map_err(|e| e.message)?;
+            changed = true;
+        }
+    }
+    if changed {
+        state.replicate.notify_one();
+        state.work.notify_one();
+    }
+    Ok(())
+}
+
+/// Applies the parent's intents in order, with this site's own methods (which pass them on
+/// when the DP is further below), recording each as applied.
+async fn apply_intents(state: &AppState, intents: &[IntentMsg]) -> Result<(), String> {
+    for i in intents {
+        let object = format!("{} on {}", i.package_id, i.nal_path);
+        let s = Snapshot::load(&state.db).await.map_err(|e| e.message)?;
+        let (Some(p), Some(d)) = (s.package(&i.package_id), s.dp(&i.nal_path)) else {
+            tracing::warn!(%object, intent = i.intent.as_str(), "intent from the parent for a package or DP this site does not know; skipped");
+            record_applied(state, i.seq).await?;
+            continue;
+        };
+        let row = s.package_dp(&i.package_id, &i.nal_path);
+        let result = match i.intent {
+            Intent::Target | Intent::Redistribute => {
+                let why = if i.intent == Intent::Redistribute {
+                    "redistribution (from the parent site): every file will be sent and verified again"
+                } else {
+                    "queued for distribution (from the parent site)"
+                };
+                methods::retarget(state, &[(p, d)], i.intent == Intent::Redistribute, why).await
+            }
+            Intent::Remove => match row {
+                Some(r) if !matches!(r.state, 4..=6) => {
+                    methods::set_state(
+                        state,
+                        &[(i.package_id.clone(), i.nal_path.clone())],
+                        DpState::RemovalPending,
+                        "removal queued (from the parent site)",
+                    )
+                    .await
+                }
+                _ => Ok(()),
+            },
+            Intent::Verify | Intent::Cancel => {
+                let action = if i.intent == Intent::Verify {
+                    Action::Verify
+                } else {
+                    Action::Cancel
+                };
+                methods::row_action(state, &i.package_id, &i.nal_path, action).await
+            }
+        };
+        if let Err(e) = result {
+            // Refused here as it would have been above (say, a verify with nothing installed):
+            // the row's state, reported up, tells the administrator.
+            tracing::warn!(%object, intent = i.intent.as_str(), error = %e.message, "intent from the parent not applied");
+        }
+        record_applied(state, i.seq).await?;
+    }
+    if !intents.is_empty() {
+        state.work.notify_one();
+        state.replicate.notify_one();
+    }
+    Ok(())
+}
+
+async fn record_applied(state: &AppState, seq: i64) -> Result<(), String> {
+    state
+        .db
+        .set_setting(APPLIED, &seq.to_string())
+        .await
+        .map_err(|e| e.to_string())
+}
+
+/// This site's view of its subtree: itself, the sites below, every DP and every row.
+async fn build_report(state: &AppState, own_url: &str) -> Result<Report, String> {
+    let db = &state.db;
+    let err = |e: pkgdist_db::DbError| e.to_string();
+    let mut sites = vec![ReportedSite {
+        site_code: state.site_code.to_string(),
+        site_name: state.site_name.clone(),
+        parent_code: state.position().parent.unwrap_or_default(),
+        url: Some(own_url.to_owned()),
+    }];
+    sites.extend(db.sites().await.map_err(err)?.into_iter().map(|s| ReportedSite {
+        site_code: s.site_code,
+        site_name: s.site_name,
+        parent_code: s.parent_code,
+        url: s.url,
+    }));
+    let dps = db
+        .dps()
+        .await
+        .map_err(err)?
+        .into_iter()
+        .map(|d| ReportedDp {
+            nal_path: d.nal_path,
+            name: d.name,
+            site_code: d.site_code,
+            description: d.description,
+            is_pull: d.is_pull,
+        })
+        .collect();
+    let rows = db
+        .package_dps()
+        .await
+        .map_err(err)?
+        .into_iter()
+        .map(|r| ReportedRow {
+            package_id: r.package_id,
+            nal_path: r.nal_path,
+            site_code: r.site_code,
+            state: r.state,
+            target_version: r.target_version,
+            installed_version: r.installed_version,
+            attempts: r.attempts,
+            next_attempt_at: r.next_attempt_at,
+            last_copied: r.last_copied,
+            summary_date: r.summary_date,
+            last_message: r.last_message,
+            progress_bytes: r.progress_bytes,
+            progress_done: r.progress_done,
+            progress_total: r.progress_total,
+        })
+        .collect();
+    Ok(Report {
+        applied_seq: applied_seq(state).await?,
+        sites,
+        dps,
+        rows,
+    })
+}
+
+// ---- content ----
+
+/// Runs until the process ends: brings into this site's library every version of a package
+/// owned above that a DP here or below is targeted with, from the parent.
+pub async fn replicate(state: AppState, link: ParentLink) {
+    let base = link.content_base();
+    let fetcher = Fetcher::new().with_bearer_for(&base, &link.credential);
+    // Versions that failed, and when to try them again.
+    let mut later: HashMap<ContentId, (Instant, Duration)> = HashMap::new();
+    loop {
+        match needed(&state).await {
+            Ok(list) => {
+                for (content, hash) in list {
+                    if later.get(&content).is_some_and(|(at, _)| Instant::now() < *at) {
+                        continue;
+                    }
+                    let span = tracing::info_span!("replicate", %content, parent = %link.url);
+                    match fetch_version(&state, &fetcher, &base, content, hash)
+                        .instrument(span)
+                        .await
+                    {
+                        Ok(()) => {
+                            later.remove(&content);
+                        }
+                        Err(e) => {
+                            let wait = later
+                                .get(&content)
+                                .map_or(Duration::from_secs(1), |(_, w)| (*w * 2).min(REPLICATE_BACKOFF));
+                            tracing::warn!(%content, error = %e, retry_in_s = wait.as_secs(), "replication from the parent failed; will retry");
+                            later.insert(content, (Instant::now() + wait, wait));
+                        }
+                    }
+                }
+            }
+            Err(e) => tracing::error!(error = %e, "cannot work out which content this site needs"),
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(2), state.replicate.notified()).await;
+    }
+}
+
+/// Versions owned above, targeted at a DP here or below, not yet in the library; highest
+/// package priority first.
+async fn needed(state: &AppState) -> Result<Vec<(ContentId, Digest)>, String> {
+    let own = state.site_code.to_string();
+    let mut packages = state.db.packages().await.map_err(|e| e.to_string())?;
+    packages.sort_by_key(|p| p.priority);
+    let rows = state.db.package_dps().await.map_err(|e| e.to_string())?;
+    let mut out = Vec::new();
+    for p in packages.iter().filter(|p| p.source_site != own && p.source_version > 0) {
+        let wanted = rows
+            .iter()
+            .any(|r| r.package_id == p.package_id && !matches!(r.state, 4..=6));
+        let (true, Some(hash)) = (wanted, p.manifest_hash.as_deref()) else {
+            continue;
+        };
+        let (Ok(package), Ok(hash), Ok(version)) = (
+            p.package_id.parse(),
+            hash.parse::<Digest>(),
+            u32::try_from(p.source_version),
+        ) else {
+            continue;
+        };
+        let content = ContentId { package, version };
+        let lib = state.library.clone();
+        let held = tokio::task::spawn_blocking(move || lib.manifest_id(content))
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())?;
+        if held.is_none() {
+            out.push((content, hash));
+        }
+    }
+    Ok(out)
+}
+
+/// Fetches one version from the parent: the manifest (checked against the hash the metadata
+/// carries), the chunks this library lacks, then commits it. What crossed the link is added
+/// to the version's `site_content` row, attempt after attempt.
+async fn fetch_version(
+    state: &AppState,
+    fetcher: &Fetcher,
+    base: &str,
+    content: ContentId,
+    hash: Digest,
+) -> Result<(), String> {
+    let package_id = content.package.to_string();
+    let version = i64::from(content.version);
+    let mut row = state
+        .db
+        .site_content()
+        .await
+        .map_err(|e| e.to_string())?
+        .into_iter()
+        .find(|r| r.package_id == package_id && r.version == version)
+        .unwrap_or(SiteContentRow {
+            package_id,
+            version,
+            state: 1,
+            bytes_received: 0,
+            chunks_fetched: 0,
+            chunks_total: 0,
+            attempts: 0,
+            message: String::new(),
+            updated_at: now(),
+        });
+    row.state = 1;
+    row.message = "fetching from the parent site".into();
+    row.updated_at = now();
+    state.db.put_site_content(&row).await.map_err(|e| e.to_string())?;
+
+    let mut bytes = 0u64;
+    let result = async {
+        let fetched = fetcher
+            .manifest(base, Which::Version(content), Some(hash))
+            .await
+            .map_err(|e| e.to_string())?;
+        let manifest = Arc::new(fetched.manifest);
+        let plan = fetch::plan(state.library.clone(), manifest.clone(), false)
+            .await
+            .map_err(|e| e.to_string())?;
+        let sources = [base.to_owned()];
+        // Batch by batch, each durable before it is counted, so the count survives a crash.
+        for batch in fetch::batches(&plan.missing, fetcher.batch_bytes()) {
+            let mut done = fetch::BatchDone::default();
+            fetch::fill(fetcher, &state.library, &sources, batch, |b| {
+                done = b;
+                true
+            })
+            .await
+            .map_err(|e| e.to_string())?;
+            row.bytes_received += i64::try_from(done.wire_bytes).unwrap_or(i64::MAX);
+            row.chunks_fetched += i64::try_from(done.chunks).unwrap_or(i64::MAX);
+            row.updated_at = now();
+            state.db.put_site_content(&row).await.map_err(|e| e.to_string())?;
+            bytes += done.wire_bytes;
+        }
+        let lib = state.library.clone();
+        let m = manifest.clone();
+        tokio::task::spawn_blocking(move || -> Result<(), pkgdist_content::ContentError> {
+            lib.commit(content, &m)?;
+            // Older versions go, as on a DP (the one before stays for DPs still on it).
+            for v in lib.versions()? {
+                if v.package == content.package && v.version < content.version.saturating_sub(1) {
+                    lib.release(v)?;
+                }
+            }
+            Ok(())
+        })
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())?;
+        Ok::<_, String>(plan)
+    }
+    .await;
+    row.updated_at = now();
+    let out = match result {
+        Ok(plan) => {
+            row.state = 0;
+            row.chunks_total = i64::try_from(plan.total).unwrap_or(i64::MAX);
+            row.message = format!(
+                "{content} replicated from the parent site: {} of {} chunks fetched ({} bytes), {} already here",
+                plan.missing.len(),
+                plan.total,
+                bytes,
+                plan.present
+            );
+            tracing::info!(bytes, chunks = plan.missing.len(), "{}", row.message);
+            Ok(())
+        }
+        Err(e) => {
+            row.state = 2;
+            row.attempts += 1;
+            row.message = format!("{content}: replication from the parent site failed: {e}");
+            Err(e)
+        }
+    };
+    state.db.put_site_content(&row).await.map_err(|e| e.to_string())?;
+    if out.is_ok() {
+        state.work.notify_one();
+    }
+    out
+}
