@@ -323,6 +323,139 @@ async fn suite(db: Db) {
     assert!(db.group_packages().await.unwrap().is_empty());
     // Deleted PackageIDs are not handed out again.
     assert_eq!(db.next_counter("package", 1).await.unwrap(), 3);
+
+    hierarchy(&db).await;
+}
+
+fn reported(p: &str, nal: &str, state: i64, target: i64, installed: i64) -> ReportedRow {
+    ReportedRow {
+        package_id: p.into(),
+        nal_path: nal.into(),
+        site_code: "SE1".into(),
+        state,
+        target_version: target,
+        installed_version: installed,
+        attempts: 0,
+        next_attempt_at: None,
+        last_copied: None,
+        summary_date: t(5),
+        last_message: format!("state {state}"),
+        progress_bytes: 0,
+        progress_done: 0,
+        progress_total: 0,
+    }
+}
+
+/// Child sites, their reports, intents and pull sources.
+async fn hierarchy(db: &Db) {
+    let child = SiteRow {
+        site_code: "PR1".into(),
+        site_name: "PR1".into(),
+        parent_code: "PS1".into(),
+        via_site: "PR1".into(),
+        url: None,
+        enrollment_token_hash: Some("tok".into()),
+        credential_hash: None,
+        rate_bytes_per_sec: 0,
+        applied_seq: 0,
+        last_report_at: None,
+        created_at: t(0),
+    };
+    db.insert_site(&child).await.unwrap();
+    assert!(matches!(db.insert_site(&child).await, Err(DbError::Conflict(_))));
+    // Enrollment: the token once; the same credential again.
+    assert!(db.enroll_site("tok", "cred", "http://c").await.unwrap().is_some());
+    assert!(db.enroll_site("tok", "other", "http://c").await.unwrap().is_none());
+    assert!(db.enroll_site("x", "cred", "http://c").await.unwrap().is_some());
+    assert_eq!(db.site_by_credential("cred").await.unwrap().unwrap().site_code, "PR1");
+
+    let mut p = package("PS100009");
+    p.source_version = 1;
+    db.insert_package(&p).await.unwrap();
+    let nal = "nal-far".to_owned();
+    let report = |applied: i64, rows: Vec<ReportedRow>| Report {
+        applied_seq: applied,
+        sites: vec![ReportedSite {
+            site_code: "SE1".into(),
+            site_name: "SE1".into(),
+            parent_code: "PR1".into(),
+            url: None,
+        }],
+        dps: vec![ReportedDp {
+            nal_path: nal.clone(),
+            name: "far".into(),
+            site_code: "SE1".into(),
+            description: String::new(),
+            is_pull: 0,
+        }],
+        rows,
+    };
+    db.apply_report("PR1", &t(5), &report(0, vec![])).await.unwrap();
+    let far = db.dp(&nal).await.unwrap().unwrap();
+    assert_eq!(far.via_site.as_deref(), Some("PR1"));
+    assert_eq!(db.sites().await.unwrap().len(), 2);
+
+    // An action on a row below stamps an intent; own DPs' rows get none.
+    let mut tg = target("PS100009", "far");
+    tg.site_code = "SE1".into();
+    db.target(&[tg], &[]).await.unwrap();
+    let intents = db.intents_for("PR1", 0).await.unwrap();
+    assert_eq!(intents.len(), 1);
+    assert_eq!(intents[0].intent, "target");
+    let seq = intents[0].intent_seq;
+    assert!(db.intents_for("PR1", seq).await.unwrap().is_empty());
+    assert!(db.intents_for("PR2", 0).await.unwrap().is_empty());
+    // Mirrors are never due work, nor finished as "unenrolled" removals.
+    assert!(db.due_work(&t(9)).await.unwrap().is_empty());
+    // A report written before the child applied the intent keeps the row's state here.
+    db.apply_report(
+        "PR1",
+        &t(6),
+        &report(seq - 1, vec![reported("PS100009", &nal, 0, 0, 0)]),
+    )
+    .await
+    .unwrap();
+    assert_eq!(db.package_dp("PS100009", &nal).await.unwrap().unwrap().state, 1);
+    // Once applied, the child's state is taken.
+    db.apply_report("PR1", &t(7), &report(seq, vec![reported("PS100009", &nal, 0, 1, 1)]))
+        .await
+        .unwrap();
+    let r = db.package_dp("PS100009", &nal).await.unwrap().unwrap();
+    assert_eq!((r.state, r.installed_version), (0, 1));
+    // A removal: the row stays until the child reports it gone.
+    let rm = TargetChange {
+        package_id: "PS100009".into(),
+        nal_path: nal.clone(),
+        expect_seq: None,
+        state: 4,
+        time: t(8),
+        message: "removal queued".into(),
+    };
+    assert!(db.set_states(&[rm], &[]).await.unwrap());
+    assert_eq!(db.finish_unenrolled_removals().await.unwrap(), 0);
+    let rm_seq = db.intents_for("PR1", seq).await.unwrap()[0].intent_seq;
+    db.apply_report("PR1", &t(8), &report(seq, vec![])).await.unwrap();
+    assert_eq!(db.package_dp("PS100009", &nal).await.unwrap().unwrap().state, 4);
+    db.apply_report("PR1", &t(9), &report(rm_seq, vec![])).await.unwrap();
+    assert!(db.package_dp("PS100009", &nal).await.unwrap().is_none());
+
+    // Pull sources replace each other whole.
+    db.insert_dp(&dp("src")).await.unwrap();
+    db.insert_dp(&dp("pull")).await.unwrap();
+    let src = |n: &str, r: i64| PullSourceRow {
+        nal_path: "nal-pull".into(),
+        source_nal: format!("nal-{n}"),
+        rank: r,
+    };
+    db.set_pull_sources("nal-pull", &[src("src", 2)]).await.unwrap();
+    assert_eq!(db.pull_sources().await.unwrap(), vec![src("src", 2)]);
+    db.set_pull_sources("nal-pull", &[]).await.unwrap();
+    assert!(db.pull_sources().await.unwrap().is_empty());
+
+    // Forgetting the child forgets everything below it.
+    assert!(db.delete_site("PR1").await.unwrap());
+    assert!(db.dp(&nal).await.unwrap().is_none());
+    assert!(db.sites().await.unwrap().is_empty());
 }
 
 #[tokio::test]

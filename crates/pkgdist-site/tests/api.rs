@@ -339,7 +339,12 @@ async fn bad_input_is_refused_and_changes_nothing() {
         405,
         "NotAllowed",
     );
-    assert_error(&s.post("SMS_Site", json!({})).await, 405, "NotAllowed");
+    assert_error(&s.post("SMS_Site", json!({})).await, 400, "MissingProperty");
+    assert_error(
+        &s.post("SMS_DistributionPoint", json!({})).await,
+        400,
+        "MissingProperty",
+    );
 
     let raw = s
         .http
@@ -497,14 +502,60 @@ async fn distribution_points_and_package_targets() {
         400,
         "InvalidValue",
     );
+    // A pull DP needs sources of its own site, and no chain of pull DPs may loop.
+    assert_error(
+        &s.patch(
+            &format!("SMS_DistributionPointInfo{}", key(&nal)),
+            json!({"IsPullDP": true}),
+        )
+        .await,
+        400,
+        "InvalidValue",
+    );
+    let src = s.dp("dp-src").await;
     let (st, d) = s
         .patch(
             &format!("SMS_DistributionPointInfo{}", key(&nal)),
-            json!({"IsPullDP": true}),
+            json!({"IsPullDP": true, "SourceDistributionPoints": [src], "SourceDPRanks": [2]}),
         )
         .await;
     assert_eq!(st, StatusCode::OK, "{d}");
     assert_eq!(d["IsPullDP"], true);
+    assert_eq!(d["SourceDistributionPoints"], json!([src]));
+    assert_eq!(d["SourceDPRanks"], json!([2]));
+    let looped = s
+        .patch(
+            &format!("SMS_DistributionPointInfo{}", key(&src)),
+            json!({"IsPullDP": true, "SourceDistributionPoints": [nal]}),
+        )
+        .await;
+    assert_error(&looped, 400, "InvalidValue");
+    assert!(
+        looped.1["error"]["message"].as_str().unwrap().contains("loop"),
+        "{}",
+        looped.1
+    );
+    for bad in [
+        json!({"SourceDistributionPoints": [nal]}),
+        json!({"SourceDistributionPoints": [src], "SourceDPRanks": [0]}),
+        json!({"SourceDistributionPoints": [src], "SourceDPRanks": [1, 2]}),
+        json!({"SourceDPRanks": [1]}),
+    ] {
+        assert_error(
+            &s.patch(&format!("SMS_DistributionPointInfo{}", key(&nal)), bad).await,
+            400,
+            "InvalidValue",
+        );
+    }
+    let (_, d) = s.get(&format!("SMS_DistributionPointInfo{}", key(&nal))).await;
+    assert_eq!(d["SourceDPRanks"], json!([2]), "refusals change nothing");
+    let (st, d) = s
+        .patch(
+            &format!("SMS_DistributionPointInfo{}", key(&src)),
+            json!({"IsPullDP": false}),
+        )
+        .await;
+    assert_eq!((st, d["IsPullDP"].clone()), (StatusCode::OK, json!(false)));
 
     let pkg = s.package("SMS_Package", "app").await;
     let add = format!("SMS_Package{}/AdminService.AddDistributionPoints", key(&pkg));
@@ -1002,8 +1053,8 @@ async fn tokens_roles_and_error_shapes() {
     assert_error(
         &s.req(reqwest::Method::PATCH, "SMS_Site('PS1')", Some(json!({})), Some(alice))
             .await,
-        405,
-        "NotAllowed",
+        409,
+        "InvalidState",
     );
 }
 
@@ -1407,4 +1458,179 @@ fn every_hours(hours: u32) -> String {
         },
     }
     .encode()
+}
+
+/// Child sites: registered with a one-time token, enrolled once through the site link, their
+/// reports shown as sites and DPs below this one, which only their own site may change; a
+/// deleted child's credential is refused.
+#[tokio::test]
+async fn child_sites_enroll_report_and_are_forgotten() {
+    let s = start().await;
+    assert_error(
+        &s.post("SMS_Site", json!({"SiteCode": "PS1"})).await,
+        400,
+        "InvalidValue",
+    );
+    assert_error(
+        &s.post("SMS_Site", json!({"SiteCode": "x!"})).await,
+        400,
+        "InvalidValue",
+    );
+    assert_error(
+        &s.post("SMS_Site", json!({"SiteCode": "PR1", "RateLimitBytesPerSecond": 10}))
+            .await,
+        400,
+        "InvalidValue",
+    );
+    let (st, child) = s
+        .post("SMS_Site", json!({"SiteCode": "pr1", "SiteName": "Branch"}))
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{child}");
+    assert_eq!(child["SiteCode"], "PR1");
+    assert_eq!(child["Enrolled"], false);
+    let token = child["EnrollmentToken"].as_str().unwrap().to_owned();
+    assert_error(&s.post("SMS_Site", json!({"SiteCode": "PR1"})).await, 409, "NameTaken");
+
+    let link = |path: &str| format!("{}{path}", s.url);
+    let enroll = |code: &str, token: &str, cred: &str| {
+        s.http.post(link("/link/v1/enroll")).json(&json!({
+            "enrollment_token": token, "credential": cred, "site_code": code, "url": "http://127.0.0.1:1"
+        }))
+    };
+    let cred = "c".repeat(40);
+    // The token is PR1's: another code is refused, and so is a short credential.
+    assert_eq!(enroll("PR2", &token, &cred).send().await.unwrap().status(), 401);
+    assert_eq!(enroll("PR1", &token, "short").send().await.unwrap().status(), 400);
+    let r = enroll("PR1", &token, &cred).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.json::<Value>().await.unwrap()["parent_code"], "PS1");
+    // Used: refused with another credential, answered again with the same one.
+    assert_eq!(
+        enroll("PR1", &token, &"d".repeat(40)).send().await.unwrap().status(),
+        401
+    );
+    assert_eq!(enroll("PR1", &token, &cred).send().await.unwrap().status(), 200);
+
+    // The link wants the credential.
+    let sync = s.http.get(link("/link/v1/sync")).send().await.unwrap();
+    assert_eq!(sync.status(), 401);
+    let pkg = s.package("SMS_Package", "app").await;
+    let sync: Value = s
+        .http
+        .get(link("/link/v1/sync?since=0"))
+        .bearer_auth(&cred)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(sync["parent_code"], "PS1");
+    assert!(sync["intents"].as_array().unwrap().is_empty());
+    let listed: Vec<&str> = sync["packages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["package_id"].as_str().unwrap())
+        .collect();
+    assert!(listed.is_empty() || listed == [pkg.as_str()], "{listed:?}");
+
+    // A report: PR1 itself, SE1 below it, and a DP in each.
+    let nal = |name: &str, site: &str| pkgdist_core::classes::nal_path(name, site);
+    let report = json!({
+        "applied_seq": 0,
+        "sites": [
+            {"site_code": "PR1", "site_name": "Branch", "parent_code": "PS1", "url": "http://127.0.0.1:1"},
+            {"site_code": "SE1", "site_name": "Far", "parent_code": "PR1", "url": null}
+        ],
+        "dps": [
+            {"nal_path": nal("dp-a", "PR1"), "name": "dp-a", "site_code": "PR1", "description": "", "is_pull": 0},
+            {"nal_path": nal("dp-b", "SE1"), "name": "dp-b", "site_code": "SE1", "description": "", "is_pull": 0}
+        ],
+        "rows": []
+    });
+    let r = s
+        .http
+        .post(link("/link/v1/report"))
+        .bearer_auth(&cred)
+        .json(&report)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    let (_, sites) = s.get("SMS_Site").await;
+    let sites = sites["value"].as_array().unwrap();
+    assert_eq!(sites.len(), 3, "{sites:#?}");
+    let se1 = sites.iter().find(|x| x["SiteCode"] == "SE1").unwrap();
+    assert_eq!(
+        (se1["ReportingSiteCode"].clone(), se1["Type"].clone()),
+        (json!("PR1"), json!(1))
+    );
+    let own = sites.iter().find(|x| x["SiteCode"] == "PS1").unwrap();
+    assert_eq!(own["Type"], 4, "a top site with sites below is a CAS");
+    // DPs below are listed, and only their own site changes them; SE1 only through PR1.
+    let b = nal("dp-b", "SE1");
+    let (st, d) = s.get(&format!("SMS_DistributionPointInfo{}", key(&b))).await;
+    assert_eq!((st, d["SiteCode"].clone()), (StatusCode::OK, json!("SE1")));
+    let refused = s
+        .patch(
+            &format!("SMS_DistributionPointInfo{}", key(&b)),
+            json!({"Description": "x"}),
+        )
+        .await;
+    assert_error(&refused, 409, "InvalidState");
+    assert!(refused.1.to_string().contains("belongs to site SE1"), "{}", refused.1);
+    assert_error(&s.delete("SMS_Site('SE1')").await, 409, "InvalidState");
+    // Targeting a DP below: SiteCode must be the DP's own site.
+    let add = format!("SMS_Package{}/AdminService.AddDistributionPoints", key(&pkg));
+    let wrong = s.post(&add, json!({"SiteCode": ["PR1"], "NALPath": [b]})).await;
+    assert_error(&wrong, 400, "SiteMismatch");
+    let (st, _) = s.post(&add, json!({"SiteCode": ["SE1"], "NALPath": [b]})).await;
+    assert_eq!(st, StatusCode::OK);
+    // … which becomes an intent for PR1 to pass down, newer than what PR1 applied.
+    let intents = |since: i64| {
+        let req = s
+            .http
+            .get(link(&format!("/link/v1/sync?since={since}")))
+            .bearer_auth(&cred);
+        async move { req.send().await.unwrap().json::<Value>().await.unwrap()["intents"].clone() }
+    };
+    let got = intents(0).await;
+    assert_eq!(got.as_array().unwrap().len(), 1, "{got}");
+    assert_eq!(
+        (got[0]["nal_path"].clone(), got[0]["intent"].clone()),
+        (json!(b), json!("target"))
+    );
+    let seq = got[0]["seq"].as_i64().unwrap();
+    assert!(intents(seq).await.as_array().unwrap().is_empty());
+
+    // The link's rate limit; the child's name is its own.
+    let (st, d) = s
+        .patch("SMS_Site('PR1')", json!({"RateLimitBytesPerSecond": 2048}))
+        .await;
+    assert_eq!(
+        (st, d["RateLimitBytesPerSecond"].clone()),
+        (StatusCode::OK, json!(2048))
+    );
+    assert_error(
+        &s.patch("SMS_Site('PR1')", json!({"SiteName": "x"})).await,
+        400,
+        "InvalidValue",
+    );
+
+    // Deleting the child forgets everything known through it, and its credential.
+    let (st, _) = s.delete("SMS_Site('PR1')").await;
+    assert_eq!(st, StatusCode::OK);
+    let (_, sites) = s.get("SMS_Site").await;
+    assert_eq!(sites["value"].as_array().unwrap().len(), 1);
+    let (_, dps) = s.get("SMS_DistributionPointInfo").await;
+    assert!(dps["value"].as_array().unwrap().is_empty(), "{dps}");
+    let sync = s
+        .http
+        .get(link("/link/v1/sync"))
+        .bearer_auth(&cred)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(sync.status(), 401);
 }
