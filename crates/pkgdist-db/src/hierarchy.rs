@@ -127,14 +127,21 @@ impl Db {
         let Some(mut s) = found else {
             return Ok(None);
         };
-        sqlx::query(
-            "UPDATE sites SET enrollment_token_hash = NULL, credential_hash = $2, url = $3 WHERE site_code = $1",
+        // The token is checked again as it is consumed: of two enrollments racing with the
+        // same token, one wins.
+        let r = sqlx::query(
+            "UPDATE sites SET enrollment_token_hash = NULL, credential_hash = $2, url = $3
+             WHERE site_code = $1 AND (enrollment_token_hash = $4 OR credential_hash = $2)",
         )
         .bind(s.site_code.clone())
         .bind(credential_hash.to_owned())
         .bind(url.to_owned())
+        .bind(token_hash.to_owned())
         .execute(&mut *tx)
         .await?;
+        if r.rows_affected() != 1 {
+            return Ok(None);
+        }
         tx.commit().await?;
         s.enrollment_token_hash = None;
         s.credential_hash = Some(credential_hash.to_owned());
@@ -196,17 +203,35 @@ impl Db {
     /// Replaces what this site knows through `child` with the child's report, in one
     /// transaction: the sites and DPs below it, and their rows — except rows with an intent
     /// the child has not applied yet, which keep this site's state until it has.
-    pub async fn apply_report(&self, child: &str, time: &str, report: &Report) -> Result<()> {
+    pub async fn apply_report(&self, child: &str, own_code: Option<&str>, time: &str, report: &Report) -> Result<()> {
         let mut tx = self.begin().await?;
-        sqlx::query("UPDATE sites SET applied_seq = $2, last_report_at = $3 WHERE site_code = $1")
+        // A late report (a POST that timed out and landed after a newer one) never moves
+        // applied_seq back.
+        sqlx::query(
+            "UPDATE sites SET applied_seq = CASE WHEN applied_seq > $2 THEN applied_seq ELSE $2 END,
+                last_report_at = $3 WHERE site_code = $1",
+        )
+        .bind(child.to_owned())
+        .bind(report.applied_seq)
+        .bind(time.to_owned())
+        .execute(&mut *tx)
+        .await?;
+        // Sites below the child. Codes this site knows otherwise (its own, or below another
+        // child) are not taken over.
+        let others: Vec<(String,)> = sqlx::query_as("SELECT site_code FROM sites WHERE via_site <> $1")
             .bind(child.to_owned())
-            .bind(report.applied_seq)
-            .bind(time.to_owned())
-            .execute(&mut *tx)
+            .fetch_all(&mut *tx)
             .await?;
-        // Sites below the child.
+        let mut known_here: HashSet<String> = others.into_iter().map(|(c,)| c).collect();
+        if let Some(own) = own_code {
+            known_here.insert(own.to_owned());
+        }
         let mut seen_sites = HashSet::new();
         for s in &report.sites {
+            if s.site_code != child && known_here.contains(&s.site_code) {
+                tracing::warn!(site = %s.site_code, child, "a site below reports a code this site already knows elsewhere; ignored");
+                continue;
+            }
             if s.site_code == child {
                 sqlx::query("UPDATE sites SET site_name = $2 WHERE site_code = $1")
                     .bind(child.to_owned())
@@ -323,7 +348,8 @@ impl Db {
                     next_attempt_at = excluded.next_attempt_at, last_copied = excluded.last_copied,
                     summary_date = excluded.summary_date, last_message = excluded.last_message,
                     progress_bytes = excluded.progress_bytes, progress_done = excluded.progress_done,
-                    progress_total = excluded.progress_total",
+                    progress_total = excluded.progress_total
+                 WHERE package_dps.intent_seq <= $17",
             )
             .bind(r.package_id.clone())
             .bind(r.nal_path.clone())
@@ -341,15 +367,19 @@ impl Db {
             .bind(r.progress_done)
             .bind(r.progress_total)
             .bind(version)
+            .bind(report.applied_seq)
             .execute(&mut *tx)
             .await?;
         }
         for ((p, n), seq) in current {
             if seq <= report.applied_seq && !seen_rows.contains(&(p.clone(), n.clone())) {
                 // Gone below (removed there): gone here too.
-                sqlx::query("DELETE FROM package_dps WHERE package_id = $1 AND nal_path = $2")
+                // Checked again in the statement: an intent committed since `current` was read
+                // (another connection, on PostgreSQL) keeps the row.
+                sqlx::query("DELETE FROM package_dps WHERE package_id = $1 AND nal_path = $2 AND intent_seq <= $3")
                     .bind(p)
                     .bind(n)
+                    .bind(report.applied_seq)
                     .execute(&mut *tx)
                     .await?;
             }

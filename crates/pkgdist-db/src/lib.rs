@@ -601,14 +601,15 @@ impl Db {
         .await?)
     }
 
-    /// The jobs live leases hold now: (package, DP) of each.
-    pub async fn leased_jobs(&self, now: &str) -> Result<Vec<(String, String)>> {
-        Ok(
-            sqlx::query_as("SELECT package_id, nal_path FROM package_dps WHERE lease_until > $1")
-                .bind(now.to_owned())
-                .fetch_all(&self.pool)
-                .await?,
+    /// The jobs live leases hold now: (package, DP, whether the DP is a pull DP) of each.
+    pub async fn leased_jobs(&self, now: &str) -> Result<Vec<(String, String, i64)>> {
+        Ok(sqlx::query_as(
+            "SELECT r.package_id, r.nal_path, d.is_pull FROM package_dps r
+                JOIN distribution_points d ON d.nal_path = r.nal_path WHERE r.lease_until > $1",
         )
+        .bind(now.to_owned())
+        .fetch_all(&self.pool)
+        .await?)
     }
 
     /// Takes the lease on a row's job, if the row is still as `l` saw it (same job, state and

@@ -390,7 +390,9 @@ async fn hierarchy(db: &Db) {
         }],
         rows,
     };
-    db.apply_report("PR1", &t(5), &report(0, vec![])).await.unwrap();
+    db.apply_report("PR1", Some("PS1"), &t(5), &report(0, vec![]))
+        .await
+        .unwrap();
     let far = db.dp(&nal).await.unwrap().unwrap();
     assert_eq!(far.via_site.as_deref(), Some("PR1"));
     assert_eq!(db.sites().await.unwrap().len(), 2);
@@ -410,6 +412,7 @@ async fn hierarchy(db: &Db) {
     // A report written before the child applied the intent keeps the row's state here.
     db.apply_report(
         "PR1",
+        Some("PS1"),
         &t(6),
         &report(seq - 1, vec![reported("PS100009", &nal, 0, 0, 0)]),
     )
@@ -417,9 +420,14 @@ async fn hierarchy(db: &Db) {
     .unwrap();
     assert_eq!(db.package_dp("PS100009", &nal).await.unwrap().unwrap().state, 1);
     // Once applied, the child's state is taken.
-    db.apply_report("PR1", &t(7), &report(seq, vec![reported("PS100009", &nal, 0, 1, 1)]))
-        .await
-        .unwrap();
+    db.apply_report(
+        "PR1",
+        Some("PS1"),
+        &t(7),
+        &report(seq, vec![reported("PS100009", &nal, 0, 1, 1)]),
+    )
+    .await
+    .unwrap();
     let r = db.package_dp("PS100009", &nal).await.unwrap().unwrap();
     assert_eq!((r.state, r.installed_version), (0, 1));
     // A removal: the row stays until the child reports it gone.
@@ -434,10 +442,35 @@ async fn hierarchy(db: &Db) {
     assert!(db.set_states(&[rm], &[]).await.unwrap());
     assert_eq!(db.finish_unenrolled_removals().await.unwrap(), 0);
     let rm_seq = db.intents_for("PR1", seq).await.unwrap()[0].intent_seq;
-    db.apply_report("PR1", &t(8), &report(seq, vec![])).await.unwrap();
+    db.apply_report("PR1", Some("PS1"), &t(8), &report(seq, vec![]))
+        .await
+        .unwrap();
     assert_eq!(db.package_dp("PS100009", &nal).await.unwrap().unwrap().state, 4);
-    db.apply_report("PR1", &t(9), &report(rm_seq, vec![])).await.unwrap();
+    db.apply_report("PR1", Some("PS1"), &t(9), &report(rm_seq, vec![]))
+        .await
+        .unwrap();
     assert!(db.package_dp("PS100009", &nal).await.unwrap().is_none());
+
+    // A late report (older applied_seq, no row) neither deletes a row with a newer intent nor
+    // moves the child's applied mark back.
+    let mut tg = target("PS100009", "far");
+    tg.site_code = "SE1".into();
+    db.target(&[tg], &[]).await.unwrap();
+    db.apply_report("PR1", Some("PS1"), &t(9), &report(rm_seq, vec![]))
+        .await
+        .unwrap();
+    assert!(db.package_dp("PS100009", &nal).await.unwrap().is_some());
+    assert_eq!(db.site("PR1").await.unwrap().unwrap().applied_seq, rm_seq);
+    // A child reporting this site's own code as below it is not believed.
+    let mut bad = report(rm_seq, vec![]);
+    bad.sites.push(ReportedSite {
+        site_code: "PS1".into(),
+        site_name: "impostor".into(),
+        parent_code: "PR1".into(),
+        url: None,
+    });
+    db.apply_report("PR1", Some("PS1"), &t(9), &bad).await.unwrap();
+    assert!(db.site("PS1").await.unwrap().is_none());
 
     // Pull sources replace each other whole.
     db.insert_dp(&dp("src")).await.unwrap();

@@ -118,19 +118,15 @@ async fn dispatch(
     // this database.
     let mut running: HashMap<String, usize> = HashMap::new();
     let mut pulling: HashMap<String, usize> = HashMap::new();
-    let pull_dps: HashSet<String> = due
-        .iter()
-        .filter(|i| i.is_pull != 0)
-        .map(|i| i.row.nal_path.clone())
-        .collect();
-    for (p, nal) in state.db.leased_jobs(&time).await? {
-        if pull_dps.contains(&nal) {
+    let any_pull = due.iter().any(|i| i.is_pull != 0);
+    for (p, nal, is_pull) in state.db.leased_jobs(&time).await? {
+        if is_pull != 0 {
             *pulling.entry(nal).or_default() += 1;
         } else {
             *running.entry(p).or_default() += 1;
         }
     }
-    let mut ready = Readiness::new(state, !pull_dps.is_empty()).await?;
+    let mut ready = Readiness::new(state, any_pull).await?;
     let zone = jiff::tz::TimeZone::system();
     let at = jiff::Timestamp::now();
     // The best priority waiting for a package slot: packages of lower priority already running

@@ -46,6 +46,39 @@ pub fn check_own_dp(d: &DpRow, verb: &str) -> ApiResult<()> {
     }
 }
 
+/// Refuses to delete a DP that pull DPs fetch from: they would be left without it, silently.
+pub async fn check_not_a_source(state: &AppState, d: &DpRow) -> ApiResult<()> {
+    let users: Vec<String> = state
+        .db
+        .pull_sources()
+        .await?
+        .into_iter()
+        .filter(|s| s.source_nal == d.nal_path)
+        .map(|s| s.nal_path)
+        .collect();
+    if users.is_empty() {
+        return Ok(());
+    }
+    let dps = state.db.dps().await?;
+    let names: Vec<&str> = users
+        .iter()
+        .map(|n| {
+            dps.iter()
+                .find(|x| &x.nal_path == n)
+                .map_or(n.as_str(), |x| x.name.as_str())
+        })
+        .collect();
+    Err(ApiError::new(
+        ErrorKind::InvalidState,
+        format!(
+            "DP {} is a source of pull DP(s) {}: give them other sources (`pkgdist dp set … --pull-from`) first",
+            d.name,
+            names.join(", ")
+        ),
+    )
+    .object(d.nal_path.clone()))
+}
+
 // ---- SMS_Site ----
 
 /// ConfigMgr's `SMS_Site.Type` for a site `depth` levels below the top.

@@ -207,7 +207,16 @@ async fn enroll(State(state): State<AppState>, body: Json<EnrollRequest>) -> Api
             if s.site_code == s.via_site
                 && (s.enrollment_token_hash.as_deref() == Some(token_hash.as_str())
                     || s.credential_hash.as_deref() == Some(auth::hash(&req.credential).as_str())) => {}
-        Some(_) | None => return Err(refused()),
+        Some(s) if s.site_code == s.via_site => return Err(refused()),
+        _ => {
+            return Err(ApiError::new(
+                ErrorKind::Unauthenticated,
+                format!(
+                    "no child site {} is registered at site {}: register it there first (`pkgdist site add {}`), and start the child with that site code",
+                    req.site_code, state.site_code, req.site_code
+                ),
+            ));
+        }
     }
     let site = state
         .db
@@ -226,14 +235,8 @@ async fn sync(
     Extension(child): Extension<SiteRow>,
     Query(q): Query<SyncQuery>,
 ) -> ApiResult<Json<SyncResponse>> {
-    let packages = state
-        .db
-        .packages()
-        .await?
-        .iter()
-        .filter(|p| p.source_site != child.site_code && p.source_version > 0)
-        .map(PackageMeta::of)
-        .collect();
+    // Intents first: every package an intent names was created before it, so it is in the
+    // package list read after.
     let intents = state
         .db
         .intents_for(&child.site_code, q.since)
@@ -248,6 +251,14 @@ async fn sync(
             })
         })
         .collect();
+    let packages = state
+        .db
+        .packages()
+        .await?
+        .iter()
+        .filter(|p| p.source_site != child.site_code)
+        .map(PackageMeta::of)
+        .collect();
     Ok(Json(SyncResponse {
         parent_code: state.site_code.to_string(),
         parent_depth: state.depth(),
@@ -261,7 +272,10 @@ async fn report(
     Extension(child): Extension<SiteRow>,
     body: Json<Report>,
 ) -> ApiResult<Json<serde_json::Value>> {
-    state.db.apply_report(&child.site_code, &crate::now(), &body.0).await?;
+    state
+        .db
+        .apply_report(&child.site_code, Some(state.site_code.as_str()), &crate::now(), &body.0)
+        .await?;
     // Rows below may now need content here.
     state.replicate.notify_one();
     Ok(Json(serde_json::json!({"ok": true})))

@@ -378,6 +378,7 @@ pub async fn delete(state: &AppState, class: &'static ClassDef, current: Object)
             let nal = key_text(&current, "NALPath");
             if let Some(d) = state.db.dp(&nal).await? {
                 hierarchy::check_own_dp(&d, "deleted")?;
+                hierarchy::check_not_a_source(state, &d).await?;
             }
             state.db.delete_dp(&nal).await?;
             Ok(())

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use pkgdist_core::classes::DpState;
 use pkgdist_core::dpstate::Action;
+use pkgdist_core::errors::ErrorKind;
 use pkgdist_core::{ContentId, Digest};
 use pkgdist_db::{Intent, Report, ReportedDp, ReportedRow, ReportedSite, SiteContentRow};
 use pkgdist_node::fetch::{self, Fetcher, Which};
@@ -39,11 +40,16 @@ pub struct ParentLink {
 }
 
 const FILE: &str = "parent.json";
-/// The settings key of the newest intent applied.
-const APPLIED: &str = "parent_applied_seq";
+/// The settings key of the newest intent applied, per parent (a site that joins another
+/// parent, or whose parent's database was replaced, starts again from 0).
+fn applied_key(state: &AppState) -> String {
+    format!("parent_applied_seq:{}", state.position().parent.unwrap_or_default())
+}
 /// A report goes up when it changed, and at least this often (the parent shows when it last
 /// heard from the child).
 const REPORT_EVERY: Duration = Duration::from_secs(15);
+/// How long a first start keeps trying to reach the parent to enroll.
+const ENROLL_PATIENCE: Duration = Duration::from_secs(120);
 /// The longest wait between attempts when the parent cannot be reached.
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 /// The longest wait before a version that failed to replicate is tried again (often the
@@ -118,25 +124,48 @@ impl ParentLink {
             }
         };
         link.save(dir)?;
-        let resp = reqwest::Client::new()
-            .post(format!("{}{}", link.url, link::ENROLL_PATH))
-            .json(&EnrollRequest {
-                enrollment_token: token.to_owned(),
-                credential: link.credential.clone(),
-                site_code: site_code.to_owned(),
-                url: own_url.to_owned(),
-            })
-            .send()
-            .await
-            .map_err(|e| SiteError::Config(format!("cannot reach the parent site at {}: {e}", link.url)))?;
-        if !resp.status().is_success() {
-            let status = resp.status().as_u16();
-            let text = resp.text().await.unwrap_or_default();
-            return Err(SiteError::Config(format!(
-                "the parent site refused the enrollment (HTTP {status}): {}",
-                error_message(&text)
-            )));
-        }
+        // The parent may not be up yet, or busy: network errors and 5xx are retried for a
+        // while; a refusal (4xx) is final.
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .build()
+            .unwrap_or_default();
+        let mut wait = Duration::from_millis(200);
+        let deadline = Instant::now() + ENROLL_PATIENCE;
+        let resp = loop {
+            let sent = http
+                .post(format!("{}{}", link.url, link::ENROLL_PATH))
+                .json(&EnrollRequest {
+                    enrollment_token: token.to_owned(),
+                    credential: link.credential.clone(),
+                    site_code: site_code.to_owned(),
+                    url: own_url.to_owned(),
+                })
+                .send()
+                .await;
+            let why = match sent {
+                Ok(r) if r.status().is_success() => break r,
+                Ok(r) if r.status().is_client_error() => {
+                    let status = r.status().as_u16();
+                    let text = r.text().await.unwrap_or_default();
+                    return Err(SiteError::Config(format!(
+                        "the parent site refused the enrollment (HTTP {status}): {}",
+                        error_message(&text)
+                    )));
+                }
+                Ok(r) => format!("HTTP {}", r.status().as_u16()),
+                Err(e) => e.to_string(),
+            };
+            if Instant::now() > deadline {
+                return Err(SiteError::Config(format!(
+                    "cannot enroll with the parent site at {}: {why}; check that it runs and this site can reach it, then start again",
+                    link.url
+                )));
+            }
+            tracing::warn!(parent = %link.url, error = %why, "cannot enroll with the parent yet; retrying");
+            tokio::time::sleep(wait).await;
+            wait = (wait * 2).min(Duration::from_secs(5));
+        };
         let answer: EnrollResponse = resp
             .json()
             .await
@@ -254,7 +283,7 @@ async fn round(
 async fn applied_seq(state: &AppState) -> Result<i64, String> {
     Ok(state
         .db
-        .setting(APPLIED)
+        .setting(&applied_key(state))
         .await
         .map_err(|e| e.to_string())?
         .and_then(|v| v.parse().ok())
@@ -268,11 +297,16 @@ async fn apply_packages(state: &AppState, packages: &[PackageMeta]) -> Result<()
     let own = state.site_code.to_string();
     let mut changed = false;
     for meta in packages.iter().filter(|m| m.source_site != own) {
-        let had = state
-            .db
-            .upsert_package_from_above(&meta.row())
-            .await
-            .map_err(|e| format!("package {}: {e}", meta.package_id))?;
+        let had = match state.db.upsert_package_from_above(&meta.row()).await {
+            Ok(had) => had,
+            // One package that cannot be taken (its ID is another site's here) must not
+            // stop the others, or intents and reports for the whole link.
+            Err(pkgdist_db::DbError::Conflict(what)) => {
+                tracing::error!(package = %meta.package_id, %what, "package from the parent refused: its ID is already used here");
+                continue;
+            }
+            Err(e) => return Err(format!("package {}: {e}", meta.package_id)),
+        };
         match had {
             None => changed = true,
             Some(v) if meta.source_version > v => {
@@ -308,15 +342,21 @@ async fn apply_packages(state: &AppState, packages: &[PackageMeta]) -> Result<()
 /// Applies the parent's intents in order, with this site's own methods (which pass them on
 /// when the DP is further below), recording each as applied.
 async fn apply_intents(state: &AppState, intents: &[IntentMsg]) -> Result<(), String> {
+    // Packages and DPs do not change while intents are applied (only rows do), so one
+    // snapshot serves the round.
+    let s = Snapshot::load(&state.db).await.map_err(|e| e.message)?;
     for i in intents {
         let object = format!("{} on {}", i.package_id, i.nal_path);
-        let s = Snapshot::load(&state.db).await.map_err(|e| e.message)?;
         let (Some(p), Some(d)) = (s.package(&i.package_id), s.dp(&i.nal_path)) else {
             tracing::warn!(%object, intent = i.intent.as_str(), "intent from the parent for a package or DP this site does not know; skipped");
             record_applied(state, i.seq).await?;
             continue;
         };
-        let row = s.package_dp(&i.package_id, &i.nal_path);
+        let row = state
+            .db
+            .package_dp(&i.package_id, &i.nal_path)
+            .await
+            .map_err(|e| e.to_string())?;
         let result = match i.intent {
             Intent::Target | Intent::Redistribute => {
                 let why = if i.intent == Intent::Redistribute {
@@ -326,7 +366,7 @@ async fn apply_intents(state: &AppState, intents: &[IntentMsg]) -> Result<(), St
                 };
                 methods::retarget(state, &[(p, d)], i.intent == Intent::Redistribute, why).await
             }
-            Intent::Remove => match row {
+            Intent::Remove => match &row {
                 Some(r) if !matches!(r.state, 4..=6) => {
                     methods::set_state(
                         state,
@@ -347,10 +387,21 @@ async fn apply_intents(state: &AppState, intents: &[IntentMsg]) -> Result<(), St
                 methods::row_action(state, &i.package_id, &i.nal_path, action).await
             }
         };
-        if let Err(e) = result {
+        match result {
+            Ok(()) => {}
+            // The database failed, or the row changed under the action (a job finished):
+            // not applied; the round ends and the intent comes again.
+            Err(e)
+                if matches!(e.kind, ErrorKind::Storage | ErrorKind::Internal)
+                    || e.message.contains("changed while") =>
+            {
+                return Err(format!("{object}: {}", e.message));
+            }
             // Refused here as it would have been above (say, a verify with nothing installed):
             // the row's state, reported up, tells the administrator.
-            tracing::warn!(%object, intent = i.intent.as_str(), error = %e.message, "intent from the parent not applied");
+            Err(e) => {
+                tracing::warn!(%object, intent = i.intent.as_str(), error = %e.message, "intent from the parent refused here");
+            }
         }
         record_applied(state, i.seq).await?;
     }
@@ -364,7 +415,7 @@ async fn apply_intents(state: &AppState, intents: &[IntentMsg]) -> Result<(), St
 async fn record_applied(state: &AppState, seq: i64) -> Result<(), String> {
     state
         .db
-        .set_setting(APPLIED, &seq.to_string())
+        .set_setting(&applied_key(state), &seq.to_string())
         .await
         .map_err(|e| e.to_string())
 }

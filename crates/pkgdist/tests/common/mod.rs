@@ -98,12 +98,16 @@ impl Site {
             .args(args)
             .output()
             .unwrap();
-        assert!(
-            out.status.success(),
-            "pkgdist {args:?} failed:\n{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
+        if !out.status.success() {
+            let log = fs::read_to_string(self.dir.join("site.log")).unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(30).collect();
+            panic!(
+                "pkgdist {args:?} failed:\n{}{}\n--- the site's log, last lines ---\n{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr),
+                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+            );
+        }
         String::from_utf8(out.stdout).unwrap()
     }
 
