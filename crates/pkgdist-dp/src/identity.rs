@@ -87,7 +87,7 @@ impl Identity {
             let text = resp.text().await.unwrap_or_default();
             return Err(DpError::Site(format!(
                 "the site refused the enrollment (HTTP {status}): {}",
-                error_message(&text)
+                pkgdist_proto::ErrorBody::message_of(&text)
             )));
         }
         let answer: EnrollResponse = resp
@@ -117,16 +117,9 @@ impl Identity {
         let text = resp.text().await.unwrap_or_default();
         Err(DpError::Site(format!(
             "the site refused this DP (HTTP {status}): {}",
-            error_message(&text)
+            pkgdist_proto::ErrorBody::message_of(&text)
         )))
     }
-}
-
-/// The message of an API error body, or the text as it came.
-fn error_message(text: &str) -> String {
-    serde_json::from_str::<pkgdist_proto::ErrorBody>(text)
-        .map(|b| b.error.message)
-        .unwrap_or_else(|_| text.trim().to_owned())
 }
 
 /// Writes a file readable only by its owner, atomically.

@@ -34,6 +34,16 @@ pub struct ErrorBody {
     pub ExtendedStatus: ExtendedStatus,
 }
 
+impl ErrorBody {
+    /// The message of an error body, or the text as it came when it is not one: what a
+    /// daemon shows of another's refusal.
+    pub fn message_of(text: &str) -> String {
+        serde_json::from_str::<ErrorBody>(text)
+            .map(|b| b.error.message)
+            .unwrap_or_else(|_| text.trim().to_owned())
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ODataError {
     /// The error's short name (`UnknownInstance`, `PackageNotInGroup`, …); see docs/errors.md.

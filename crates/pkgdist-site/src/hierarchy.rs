@@ -9,7 +9,7 @@ use pkgdist_db::{DpRow, PullSourceRow, SiteRow};
 use serde_json::{Map, Value, json};
 
 use crate::error::{ApiError, ApiResult};
-use crate::objects::Object;
+use crate::objects::{Object, obj};
 use crate::state::AppState;
 use crate::{auth, now};
 
@@ -127,13 +127,6 @@ pub async fn site_objects(state: &AppState) -> ApiResult<Vec<Object>> {
         out.push(site_object(s, site_type(depth, has_children(&s.site_code))));
     }
     Ok(out)
-}
-
-fn obj(v: Value) -> Object {
-    match v {
-        Value::Object(m) => m,
-        _ => Map::new(),
-    }
 }
 
 fn site_object(s: &SiteRow, ty: u32) -> Object {

@@ -13,7 +13,7 @@ use crate::state::AppState;
 
 pub type Object = Map<String, Value>;
 
-fn obj(v: Value) -> Object {
+pub(crate) fn obj(v: Value) -> Object {
     match v {
         Value::Object(m) => m,
         _ => Map::new(),

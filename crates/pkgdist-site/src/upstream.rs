@@ -150,7 +150,7 @@ impl ParentLink {
                     let text = r.text().await.unwrap_or_default();
                     return Err(SiteError::Config(format!(
                         "the parent site refused the enrollment (HTTP {status}): {}",
-                        error_message(&text)
+                        pkgdist_proto::ErrorBody::message_of(&text)
                     )));
                 }
                 Ok(r) => format!("HTTP {}", r.status().as_u16()),
@@ -184,12 +184,6 @@ impl ParentLink {
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn error_message(text: &str) -> String {
-    serde_json::from_str::<pkgdist_proto::ErrorBody>(text)
-        .map(|b| b.error.message)
-        .unwrap_or_else(|_| text.trim().to_owned())
 }
 
 /// Runs until the process ends: metadata and intents down, status up.
@@ -244,7 +238,7 @@ async fn round(
         let status = resp.status().as_u16();
         return Err(format!(
             "sync: HTTP {status}: {}",
-            error_message(&resp.text().await.unwrap_or_default())
+            pkgdist_proto::ErrorBody::message_of(&resp.text().await.unwrap_or_default())
         ));
     }
     let sync: SyncResponse = resp.json().await.map_err(|e| format!("sync: {e}"))?;
@@ -272,7 +266,7 @@ async fn round(
             let status = resp.status().as_u16();
             return Err(format!(
                 "report: HTTP {status}: {}",
-                error_message(&resp.text().await.unwrap_or_default())
+                pkgdist_proto::ErrorBody::message_of(&resp.text().await.unwrap_or_default())
             ));
         }
         *last_report = Some((hash, Instant::now()));
