@@ -254,19 +254,33 @@ fn killed_snapshot_leaves_every_recorded_version_complete() {
         }
         c
     };
-    let started = Instant::now();
     json(&snap(false).output().unwrap());
-    let full = started.elapsed();
+    // How long a round takes uninterrupted, measured the way the rounds run (new image
+    // content, --checksum), so the kill points fall inside a snapshot even when the machine
+    // is slower or faster than when the first snapshot ran.
+    let round = |seed: u64| {
+        let mut rng = Rng::new(seed);
+        fs::write(src.join("big.img"), rng.bytes(96 << 20)).unwrap();
+    };
+    round(99);
+    let started = Instant::now();
+    json(&snap(true).output().unwrap());
+    let mut span = started.elapsed();
 
     let mut killed_midway = 0;
-    for i in 0..8u64 {
+    for i in 0..12u64 {
+        if killed_midway >= 6 {
+            break;
+        }
         // New content each round, so each snapshot has real work to do.
-        let mut rng = Rng::new(100 + i);
-        fs::write(src.join("big.img"), rng.bytes(96 << 20)).unwrap();
+        round(100 + i);
         let mut child = snap(true).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
-        std::thread::sleep(full.mul_f64(0.1 + 0.1 * i as f64));
+        std::thread::sleep(span.mul_f64(0.1 + 0.12 * (i % 7) as f64));
         if child.try_wait().unwrap().is_none() {
             killed_midway += 1;
+        } else {
+            // The snapshot beat the kill: the machine got faster; aim earlier from now on.
+            span = span.mul_f64(0.6);
         }
         child.kill().unwrap();
         child.wait().unwrap();
