@@ -163,7 +163,7 @@ impl Dp {
     /// Serves until `shutdown` resolves.
     pub async fn serve(self, shutdown: impl std::future::Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
         tracing::info!(addr = %self.addr, dp = %self.identity.name, "distribution point listening");
-        axum::serve(self.listener, self.app)
+        axum::serve(pkgdist_node::util::without_delay(self.listener), self.app)
             .with_graceful_shutdown(shutdown)
             .await
     }
@@ -202,9 +202,9 @@ fn router(library: Arc<Library>, jobs: Jobs, identity: Identity) -> Router {
         .with_state(state);
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
-        .merge(pkgdist_node::serve::router(pkgdist_node::serve::Content {
-            library: library.clone(),
-        }))
+        .merge(pkgdist_node::serve::router(pkgdist_node::serve::Content::new(
+            library.clone(),
+        )))
         .merge(pkgdist_node::source::router(library))
         .merge(job_routes)
         .layer(tower_http::trace::TraceLayer::new_for_http())

@@ -26,7 +26,7 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use pkgdist_content::Library;
-use pkgdist_core::{ContentId, Entry, EntryKind, Manifest, PackageId, RelPath};
+use pkgdist_core::{ContentId, Digest, Entry, EntryKind, Manifest, PackageId, RelPath};
 use serde_json::json;
 
 use crate::util::plain;
@@ -34,7 +34,50 @@ use crate::util::plain;
 /// What the download routes read from.
 #[derive(Debug, Clone)]
 pub struct Content {
-    pub library: Arc<Library>,
+    library: Arc<Library>,
+    manifests: Arc<ManifestCache>,
+}
+
+impl Content {
+    pub fn new(library: Arc<Library>) -> Content {
+        Content {
+            library,
+            manifests: Arc::new(ManifestCache::default()),
+        }
+    }
+}
+
+/// Decoded manifests by hash, most recently used first.
+///
+/// Every request needs its version's manifest; reading, verifying and decoding it again each
+/// time (1.7 MB for a 20,000-file package) cost ~6 ms of CPU per request, three quarters of
+/// what a DP spent serving. A manifest is immutable under its hash, so a cached copy can never
+/// be stale; the cache only has to stay small, hence a handful of entries.
+#[derive(Debug, Default)]
+struct ManifestCache {
+    entries: std::sync::Mutex<std::collections::VecDeque<(Digest, Arc<Manifest>)>>,
+}
+
+impl ManifestCache {
+    const CAPACITY: usize = 4;
+
+    fn get(&self, id: &Digest) -> Option<Arc<Manifest>> {
+        let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        let at = entries.iter().position(|(d, _)| d == id)?;
+        let hit = entries.remove(at)?;
+        let m = hit.1.clone();
+        entries.push_front(hit);
+        Some(m)
+    }
+
+    fn put(&self, id: Digest, m: Arc<Manifest>) {
+        let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        if entries.iter().any(|(d, _)| *d == id) {
+            return;
+        }
+        entries.push_front((id, m));
+        entries.truncate(Self::CAPACITY);
+    }
 }
 
 /// The client-facing routes.
@@ -50,10 +93,11 @@ pub fn router(content: Content) -> Router {
 }
 
 /// The manifest a request reads: a named version, or the package's latest.
-async fn manifest(content: &Content, which: &str) -> Result<(ContentId, Manifest), Response> {
+async fn manifest(content: &Content, which: &str) -> Result<(ContentId, Arc<Manifest>), Response> {
     let lib = content.library.clone();
+    let cache = content.manifests.clone();
     let which = which.to_owned();
-    let found = tokio::task::spawn_blocking(move || -> Result<Option<(ContentId, Manifest)>, String> {
+    let found = tokio::task::spawn_blocking(move || -> Result<Option<(ContentId, Arc<Manifest>)>, String> {
         let cid = if which.contains('.') {
             match which.parse::<ContentId>() {
                 Ok(c) => c,
@@ -68,10 +112,15 @@ async fn manifest(content: &Content, which: &str) -> Result<(ContentId, Manifest
                 None => return Ok(None),
             }
         };
-        match lib.manifest_id(cid).map_err(|e| e.to_string())? {
-            None => Ok(None),
-            Some(_) => lib.manifest(cid).map(|m| Some((cid, m))).map_err(|e| e.to_string()),
+        let Some(id) = lib.manifest_id(cid).map_err(|e| e.to_string())? else {
+            return Ok(None);
+        };
+        if let Some(m) = cache.get(&id) {
+            return Ok(Some((cid, m)));
         }
+        let m = Arc::new(lib.load_manifest(&id).map_err(|e| e.to_string())?);
+        cache.put(id, m.clone());
+        Ok(Some((cid, m)))
     })
     .await
     .map_err(|e| plain(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;

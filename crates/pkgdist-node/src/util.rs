@@ -17,6 +17,22 @@ pub fn plain(status: StatusCode, msg: impl Into<String>) -> Response {
         .into_response()
 }
 
+/// `listener` with `TCP_NODELAY` set on every accepted connection.
+///
+/// Without it a response body written after its header waits for the client's delayed ACK
+/// (40 ms on Linux): a DP fetching chunks in many small requests, or a client downloading
+/// small files, idles through most of that time.
+pub fn without_delay(
+    listener: tokio::net::TcpListener,
+) -> impl axum::serve::Listener<Io = tokio::net::TcpStream, Addr = std::net::SocketAddr> {
+    use axum::serve::ListenerExt;
+    listener.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+        }
+    })
+}
+
 /// The token of an `Authorization: Bearer <token>` header.
 pub fn bearer(headers: &HeaderMap) -> Option<&str> {
     headers

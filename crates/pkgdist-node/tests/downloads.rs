@@ -33,7 +33,7 @@ async fn start() -> Dp {
         .unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
-    let app = pkgdist_node::serve::router(pkgdist_node::serve::Content { library: lib.clone() });
+    let app = pkgdist_node::serve::router(pkgdist_node::serve::Content::new(lib.clone()));
     tokio::spawn(async move { axum::serve(listener, app).await });
     Dp {
         url,

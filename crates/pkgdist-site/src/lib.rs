@@ -133,7 +133,9 @@ pub async fn serve(
     let app = router(state.clone())
         .merge(node::router(state.clone()))
         .merge(link::router(state));
-    axum::serve(listener, app).with_graceful_shutdown(shutdown).await
+    axum::serve(pkgdist_node::util::without_delay(listener), app)
+        .with_graceful_shutdown(shutdown)
+        .await
 }
 
 /// The site's background work — the distribution manager and the refresh scheduler — running
