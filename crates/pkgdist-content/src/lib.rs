@@ -9,6 +9,7 @@
 //! The library is synchronous and bounded in memory; async callers run it on blocking threads.
 
 pub mod chunker;
+pub mod delta;
 pub mod envelope;
 pub mod error;
 pub mod gc;

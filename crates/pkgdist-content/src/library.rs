@@ -127,6 +127,20 @@ impl Library {
         Ok(self.store.get(Kind::Chunk, &id.to_hex())?)
     }
 
+    /// A chunk's bytes when only its id is known (a delta base named by another node), checked
+    /// against the id. `None` when the chunk is not here.
+    pub fn chunk_bytes(&self, id: &Digest) -> Result<Option<Vec<u8>>> {
+        let Some(stored) = self.store.get(Kind::Chunk, &id.to_hex())? else {
+            return Ok(None);
+        };
+        check_object(&stored, id, None)
+            .map(Some)
+            .map_err(|reason| ContentError::Damaged {
+                what: format!("chunk {id}"),
+                reason,
+            })
+    }
+
     /// Stores a chunk envelope received from another node, after checking that it unpacks to
     /// `chunk`'s length and hash. Stored as received: no recompression. Visible at the next
     /// [`Library::flush`].

@@ -362,14 +362,14 @@ impl Jobs {
                 .manifest
         };
         let manifest = Arc::new(manifest);
-        let plan = fetch::plan(self.library.clone(), manifest.clone(), s.job.repair).await?;
+        let plan = fetch::plan(self.library.clone(), content, manifest.clone(), s.job.repair).await?;
         s.chunks_total = plan.total;
         s.chunks_present = plan.present;
         s.message = format!("fetching {} of {} chunks", plan.missing.len(), plan.total);
         self.save(s)?;
         let mut save_err = None;
         let fetcher = self.fetcher.for_job(&s.job.id);
-        let fill = fetch::fill(&fetcher, &self.library, &sources, &plan.missing, |b| {
+        let fill = fetch::fill(&fetcher, &self.library, &sources, &plan.missing, &plan.bases, |b| {
             s.bytes_received += b.wire_bytes;
             s.chunks_received += b.chunks;
             match self.save_live(s, cancel) {

@@ -249,7 +249,9 @@ impl Writer {
                 }
             }
             if !remote.is_empty() {
-                let (envelopes, wire) = self.handle.block_on(self.fetcher.chunks(&self.dp, &remote))?;
+                let (envelopes, wire) =
+                    self.handle
+                        .block_on(self.fetcher.chunks(&self.dp, &remote, &crate::fetch::Bases::default()))?;
                 self.stats.wire_bytes += wire;
                 for (c, env) in remote.iter().zip(envelopes) {
                     let bytes = pkgdist_content::library::check_chunk(&env, c).map_err(|why| FetchError::BadData {

@@ -1,8 +1,12 @@
 //! Fetching content from other nodes: a manifest checked against the hash the caller trusts,
-//! then only the chunks the caller lacks, in batches, each chunk verified on arrival.
+//! then only the chunks the caller lacks, in batches, each chunk verified on arrival. Where the
+//! caller holds the package's previous version, each missing chunk names the old chunks at its
+//! place as delta bases, and the source may send just the difference ([`Bases`]).
 
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
+use pkgdist_content::envelope::Packer;
 use pkgdist_content::{ContentError, Library};
 use pkgdist_core::{ChunkRef, ContentId, Digest, Manifest, PackageId};
 use pkgdist_proto::node::{
@@ -69,6 +73,53 @@ pub struct Fetched {
     pub content: ContentId,
     pub manifest: Manifest,
     pub hash: Digest,
+}
+
+/// Delta bases a receiver offers: for a chunk it lacks, chunks it holds that resemble it.
+/// Empty for a receiver without a library (a client download) or without an older version.
+#[derive(Debug, Clone, Default)]
+pub struct Bases {
+    library: Option<Arc<Library>>,
+    of: Arc<HashMap<Digest, Vec<ChunkRef>>>,
+}
+
+impl Bases {
+    /// The bases offered for `chunk`, if any.
+    pub fn of(&self, chunk: &Digest) -> Option<&[ChunkRef]> {
+        self.of.get(chunk).map(Vec::as_slice)
+    }
+
+    /// How many of the missing chunks have bases.
+    pub fn len(&self) -> usize {
+        self.of.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.of.is_empty()
+    }
+
+    /// The request's `bases` field for `refs`: empty when none of them has a base.
+    fn request(&self, refs: &[ChunkRef]) -> Vec<Vec<Digest>> {
+        if !refs.iter().any(|c| self.of.contains_key(&c.id)) {
+            return Vec::new();
+        }
+        refs.iter()
+            .map(|c| {
+                self.of
+                    .get(&c.id)
+                    .map_or_else(Vec::new, |b| b.iter().map(|b| b.id).collect())
+            })
+            .collect()
+    }
+
+    /// A chunk the source sent as a delta, rebuilt and packed as an envelope.
+    fn rebuild(&self, want: &ChunkRef, delta: &[u8], packer: &mut Packer) -> Result<Vec<u8>, String> {
+        let (Some(lib), Some(bases)) = (&self.library, self.of.get(&want.id)) else {
+            return Err("a delta for a chunk no base was offered for".into());
+        };
+        let data = pkgdist_content::delta::rebuild(lib, bases, delta, want).map_err(|e| e.to_string())?;
+        Ok(packer.pack(&data).to_vec())
+    }
 }
 
 /// Default batch size: chunk bytes (uncompressed) per request.
@@ -203,11 +254,13 @@ impl Fetcher {
     }
 
     /// Chunk envelopes from `source`, in the order of `refs`, and the bytes that crossed the
-    /// wire. Each envelope is checked to unpack to its chunk before it is returned.
-    pub async fn chunks(&self, source: &str, refs: &[ChunkRef]) -> Result<(Vec<Vec<u8>>, u64)> {
+    /// wire. Each envelope is checked to unpack to its chunk before it is returned; chunks sent
+    /// as deltas against `bases` are rebuilt and checked the same way.
+    pub async fn chunks(&self, source: &str, refs: &[ChunkRef], bases: &Bases) -> Result<(Vec<Vec<u8>>, u64)> {
         let url = format!("{}{CHUNKS_PATH}", base(source));
         let req = ChunkRequest {
             ids: refs.iter().map(|c| c.id).collect(),
+            bases: bases.request(refs),
         };
         let mut post = self.http.post(&url).json(&req);
         if let Some(job) = &self.job {
@@ -221,7 +274,9 @@ impl Fetcher {
         let wire = body.len() as u64;
         let refs = refs.to_vec();
         let url2 = url.clone();
+        let bases = bases.clone();
         tokio::task::spawn_blocking(move || -> Result<Vec<Vec<u8>>> {
+            let mut packer = Packer::new();
             let parsed = frames::parse(&body).map_err(|e| FetchError::bad(&url2, e.to_string()))?;
             if parsed.len() != refs.len() {
                 return Err(FetchError::bad(
@@ -234,10 +289,18 @@ impl Fetcher {
                 if want.id != id {
                     return Err(FetchError::bad(&url2, "chunks sent out of order"));
                 }
-                let env = env.ok_or(FetchError::Absent { url: url2.clone(), id })?;
-                pkgdist_content::library::check_chunk(env, want)
-                    .map_err(|why| FetchError::bad(&url2, format!("chunk {id}: {why}")))?;
-                out.push(env.to_vec());
+                let env = match env {
+                    frames::Payload::Absent => return Err(FetchError::Absent { url: url2.clone(), id }),
+                    frames::Payload::Stored(env) => {
+                        pkgdist_content::library::check_chunk(env, want)
+                            .map_err(|why| FetchError::bad(&url2, format!("chunk {id}: {why}")))?;
+                        env.to_vec()
+                    }
+                    frames::Payload::Delta(delta) => bases
+                        .rebuild(want, delta, &mut packer)
+                        .map_err(|why| FetchError::bad(&url2, format!("chunk {id}: {why}")))?,
+                };
+                out.push(env);
             }
             Ok(out)
         })
@@ -247,10 +310,15 @@ impl Fetcher {
     }
 
     /// [`Fetcher::chunks`] from the first of `sources` that can provide them all.
-    pub async fn chunks_from_any(&self, sources: &[String], refs: &[ChunkRef]) -> Result<(Vec<Vec<u8>>, u64)> {
+    pub async fn chunks_from_any(
+        &self,
+        sources: &[String],
+        refs: &[ChunkRef],
+        bases: &Bases,
+    ) -> Result<(Vec<Vec<u8>>, u64)> {
         let mut last = FetchError::NoSource;
         for s in sources {
-            match self.chunks(s, refs).await {
+            match self.chunks(s, refs, bases).await {
                 Ok(r) => return Ok(r),
                 Err(e) => {
                     tracing::warn!(source = %s, error = %e, "source failed; trying the next");
@@ -332,11 +400,14 @@ pub struct Plan {
     /// Of those, already held (for any package or version).
     pub present: u64,
     pub missing: Vec<ChunkRef>,
+    /// Delta bases for missing chunks, from the package's newest other version held here.
+    pub bases: Bases,
 }
 
-/// Works out the chunks of `manifest` that `lib` lacks. With `repair`, every chunk already held
-/// is re-hashed first, and damaged ones are deleted so that they count as missing.
-pub async fn plan(lib: Arc<Library>, manifest: Arc<Manifest>, repair: bool) -> Result<Plan> {
+/// Works out the chunks of `manifest` (version `content`) that `lib` lacks, and the delta bases
+/// it can offer for them. With `repair`, every chunk already held is re-hashed first, and
+/// damaged ones are deleted so that they count as missing.
+pub async fn plan(lib: Arc<Library>, content: ContentId, manifest: Arc<Manifest>, repair: bool) -> Result<Plan> {
     tokio::task::spawn_blocking(move || -> Result<Plan> {
         let unique = manifest.unique_chunks();
         if repair {
@@ -345,14 +416,53 @@ pub async fn plan(lib: Arc<Library>, manifest: Arc<Manifest>, repair: bool) -> R
             }
         }
         let missing = lib.missing_chunks(&manifest)?;
+        let bases = delta_bases(&lib, content, &manifest, &missing)?;
         Ok(Plan {
             total: unique.len() as u64,
             present: (unique.len() - missing.len()) as u64,
             missing,
+            bases: Bases {
+                library: Some(lib),
+                of: Arc::new(bases),
+            },
         })
     })
     .await
     .map_err(|e| FetchError::Join(e.to_string()))?
+}
+
+/// Bases from the newest version of the package before `content` held in `lib`, keeping only
+/// those whose chunks are all present (a base deleted as damaged is not offered again).
+fn delta_bases(
+    lib: &Library,
+    content: ContentId,
+    manifest: &Manifest,
+    missing: &[ChunkRef],
+) -> Result<HashMap<Digest, Vec<ChunkRef>>> {
+    if missing.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let previous = lib
+        .versions()?
+        .into_iter()
+        .filter(|v| v.package == content.package && v.version < content.version)
+        .max_by_key(|v| v.version);
+    let Some(previous) = previous else {
+        return Ok(HashMap::new());
+    };
+    let previous = lib.manifest(previous)?;
+    let wanted: HashSet<Digest> = missing.iter().map(|c| c.id).collect();
+    let mut bases = pkgdist_content::delta::bases(&previous, manifest, &wanted);
+    let mut held = HashMap::new();
+    for picked in bases.values() {
+        for c in picked {
+            if let std::collections::hash_map::Entry::Vacant(v) = held.entry(c.id) {
+                v.insert(lib.has_chunk(&c.id)?);
+            }
+        }
+    }
+    bases.retain(|_, picked| picked.iter().all(|c| held.get(&c.id) == Some(&true)));
+    Ok(bases)
 }
 
 /// Progress of [`fill`], after each batch is durable.
@@ -370,11 +480,12 @@ pub async fn fill(
     lib: &Arc<Library>,
     sources: &[String],
     missing: &[ChunkRef],
+    bases: &Bases,
     mut on_batch: impl FnMut(BatchDone) -> bool,
 ) -> Result<()> {
     for batch in batches(missing, fetcher.batch_bytes) {
         let (envelopes, wire) = loop {
-            match fetcher.chunks_from_any(sources, batch).await {
+            match fetcher.chunks_from_any(sources, batch, bases).await {
                 // The source's window is closed to this job: pause, keeping what is verified.
                 Err(FetchError::Closed { retry_after, text, .. }) => {
                     tracing::info!(%text, secs = retry_after.as_secs(), "source closed to this job; paused");

@@ -7,8 +7,10 @@
 //! POST /node/v1/chunks                  {"ids": [...]} → chunk frames, in request order
 //! ```
 //!
-//! Chunks travel as stored (compressed when that paid), and the receiver verifies every one
-//! against the manifest it trusts, so serving them needs no checks here beyond reading. A
+//! Chunks travel as stored (compressed when that paid), or as a delta against chunks the
+//! receiver says it holds (`pkgdist_content::delta`) when that is smaller; the receiver
+//! verifies every one against the manifest it trusts, so serving them needs no checks here
+//! beyond reading. A
 //! [`Pacer`] in the request's extensions (the caller's rate limit for that receiver) spaces the
 //! chunk stream out to its rate.
 //! Authentication is the caller's: the site layers its DP-credential check on these routes,
@@ -25,7 +27,8 @@ use axum::{Extension, Json, Router};
 use pkgdist_content::{ContentError, Library};
 use pkgdist_core::{ContentId, PackageId};
 use pkgdist_proto::node::{
-    CHUNKS_PATH, CONTENT_ID_HEADER, ChunkRequest, LATEST_PATH, MANIFESTS_PATH, MAX_CHUNKS_PER_REQUEST, frames,
+    CHUNKS_PATH, CONTENT_ID_HEADER, ChunkRequest, LATEST_PATH, MANIFESTS_PATH, MAX_BASES_PER_CHUNK,
+    MAX_CHUNKS_PER_REQUEST, frames,
 };
 
 use crate::pace::Pacer;
@@ -118,13 +121,26 @@ async fn chunks(
             ),
         );
     }
+    if !req.bases.is_empty()
+        && (req.bases.len() != req.ids.len() || req.bases.iter().any(|b| b.len() > MAX_BASES_PER_CHUNK))
+    {
+        return plain(
+            StatusCode::BAD_REQUEST,
+            format!("\"bases\" must be empty or one list of at most {MAX_BASES_PER_CHUNK} ids per chunk"),
+        );
+    }
     let send_group = pacer.as_ref().map_or(SEND_GROUP, |p| p.piece());
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(4);
     tokio::task::spawn_blocking(move || {
         let mut group = Vec::with_capacity(send_group + 300 * 1024);
-        for id in &req.ids {
+        for (i, id) in req.ids.iter().enumerate() {
+            let bases = req.bases.get(i).map_or(&[][..], Vec::as_slice);
             match lib.chunk_envelope(id) {
-                Ok(e) => frames::push(&mut group, id, e.as_deref()),
+                Ok(None) => frames::push(&mut group, id, frames::Payload::Absent),
+                Ok(Some(stored)) => match pkgdist_content::delta::for_sending(&lib, &stored, bases) {
+                    Some(d) => frames::push(&mut group, id, frames::Payload::Delta(&d)),
+                    None => frames::push(&mut group, id, frames::Payload::Stored(&stored)),
+                },
                 Err(e) => {
                     tracing::error!(chunk = %id, error = %e, "cannot read a chunk to serve");
                     // Ends the body early: the receiver sees a truncated frame and retries.

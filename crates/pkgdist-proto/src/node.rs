@@ -139,7 +139,15 @@ pub struct JobStatus {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChunkRequest {
     pub ids: Vec<Digest>,
+    /// Empty, or one list per id: chunks the receiver holds that resemble it (the same place
+    /// in the previous version of the file). The source may then send a delta against them
+    /// ([`frames::DELTA`]). Sources that do not know this field ignore it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub bases: Vec<Vec<Digest>>,
 }
+
+/// The most bases one chunk of a [`ChunkRequest`] may name.
+pub const MAX_BASES_PER_CHUNK: usize = 4;
 
 /// The body answering a [`ChunkRequest`]: one frame per requested chunk, in request order.
 ///
@@ -147,24 +155,42 @@ pub struct ChunkRequest {
 /// frame := id (32 bytes) · length (u32, big-endian) · envelope (length bytes)
 /// ```
 ///
-/// A length of [`frames::ABSENT`] (and no bytes) says the source does not hold that chunk.
+/// A length of [`frames::ABSENT`] (and no bytes) says the source does not hold that chunk. A
+/// length with the [`frames::DELTA`] bit set carries, instead of the envelope, the chunk's
+/// bytes zstd-compressed with the request's bases for that chunk, concatenated, as prefix.
 pub mod frames {
     use pkgdist_core::Digest;
 
     pub const ABSENT: u32 = u32::MAX;
+    /// Set in a frame's length: the payload is a delta against the request's bases.
+    pub const DELTA: u32 = 1 << 31;
     const HEADER: usize = 36;
 
-    /// Appends one frame.
-    pub fn push(out: &mut Vec<u8>, id: &Digest, envelope: Option<&[u8]>) {
+    /// What a frame carries.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum Payload<'a> {
+        /// The source does not hold the chunk.
+        Absent,
+        /// The chunk's envelope, as stored.
+        Stored(&'a [u8]),
+        /// The chunk compressed against its bases.
+        Delta(&'a [u8]),
+    }
+
+    /// Appends one frame. Payloads are far below 2 GiB (chunks are at most 16 MiB).
+    pub fn push(out: &mut Vec<u8>, id: &Digest, payload: Payload<'_>) {
         out.extend_from_slice(id.as_bytes());
-        match envelope {
-            Some(e) => {
-                let len = u32::try_from(e.len()).unwrap_or(ABSENT - 1);
-                out.extend_from_slice(&len.to_be_bytes());
-                out.extend_from_slice(e);
+        let (flag, bytes) = match payload {
+            Payload::Absent => {
+                out.extend_from_slice(&ABSENT.to_be_bytes());
+                return;
             }
-            None => out.extend_from_slice(&ABSENT.to_be_bytes()),
-        }
+            Payload::Stored(b) => (0, b),
+            Payload::Delta(b) => (DELTA, b),
+        };
+        let len = u32::try_from(bytes.len()).unwrap_or(DELTA - 1).min(DELTA - 1);
+        out.extend_from_slice(&(len | flag).to_be_bytes());
+        out.extend_from_slice(&bytes[..len as usize]);
     }
 
     #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -174,8 +200,8 @@ pub mod frames {
         pub why: &'static str,
     }
 
-    /// One frame: a chunk id and its envelope, `None` when the source does not hold it.
-    pub type Frame<'a> = (Digest, Option<&'a [u8]>);
+    /// One frame: a chunk id and what came for it.
+    pub type Frame<'a> = (Digest, Payload<'a>);
 
     /// Splits a body into frames. Strict: a truncated frame or trailing bytes are an error.
     pub fn parse(mut body: &[u8]) -> Result<Vec<Frame<'_>>, FrameError> {
@@ -196,17 +222,26 @@ pub mod frames {
             body = &body[HEADER..];
             at += HEADER;
             if len == ABSENT {
-                out.push((Digest(id), None));
+                out.push((Digest(id), Payload::Absent));
                 continue;
             }
-            let len = len as usize;
+            let delta = len & DELTA != 0;
+            let len = (len & !DELTA) as usize;
             if body.len() < len {
                 return Err(FrameError {
                     at,
                     why: "truncated chunk",
                 });
             }
-            out.push((Digest(id), Some(&body[..len])));
+            let bytes = &body[..len];
+            out.push((
+                Digest(id),
+                if delta {
+                    Payload::Delta(bytes)
+                } else {
+                    Payload::Stored(bytes)
+                },
+            ));
             body = &body[len..];
             at += len;
         }
@@ -220,22 +255,40 @@ mod tests {
 
     #[test]
     fn frames_round_trip_and_refuse_truncation() {
+        use frames::Payload::{Absent, Delta, Stored};
         let (a, b) = (Digest::of(b"a"), Digest::of(b"b"));
-        let mut body = Vec::new();
-        frames::push(&mut body, &a, Some(b"envelope-a"));
-        frames::push(&mut body, &b, None);
-        frames::push(&mut body, &a, Some(b""));
+        let mut body: Vec<u8> = Vec::new();
+        frames::push(&mut body, &a, Stored(b"envelope-a"));
+        frames::push(&mut body, &b, Absent);
+        frames::push(&mut body, &a, Stored(b""));
+        frames::push(&mut body, &b, Delta(b"dd"));
         let parsed = frames::parse(&body).unwrap();
         assert_eq!(
             parsed,
-            vec![(a, Some(&b"envelope-a"[..])), (b, None), (a, Some(&b""[..]))]
+            vec![
+                (a, Stored(&b"envelope-a"[..])),
+                (b, Absent),
+                (a, Stored(&b""[..])),
+                (b, Delta(&b"dd"[..]))
+            ]
         );
         for cut in 1..body.len() {
             let r = frames::parse(&body[..cut]);
             // Cuts on a frame boundary parse (fewer frames); every other cut is an error.
-            let boundaries = [46, 82, 118];
+            let boundaries = [46, 82, 118, 156];
             assert_eq!(r.is_ok(), boundaries.contains(&cut), "cut at {cut}");
         }
+    }
+
+    #[test]
+    fn chunk_requests_without_bases_keep_their_old_form() {
+        let plain = ChunkRequest {
+            ids: vec![Digest::of(b"x")],
+            bases: vec![],
+        };
+        let v = serde_json::to_value(&plain).unwrap();
+        assert!(v.get("bases").is_none(), "{v}");
+        assert_eq!(serde_json::from_value::<ChunkRequest>(v).unwrap(), plain);
     }
 
     #[test]

@@ -590,14 +590,14 @@ async fn fetch_version(
             .await
             .map_err(|e| e.to_string())?;
         let manifest = Arc::new(fetched.manifest);
-        let plan = fetch::plan(state.library.clone(), manifest.clone(), false)
+        let plan = fetch::plan(state.library.clone(), content, manifest.clone(), false)
             .await
             .map_err(|e| e.to_string())?;
         let sources = [base.to_owned()];
         // Batch by batch, each durable before it is counted, so the count survives a crash.
         for batch in fetch::batches(&plan.missing, fetcher.batch_bytes()) {
             let mut done = fetch::BatchDone::default();
-            fetch::fill(fetcher, &state.library, &sources, batch, |b| {
+            fetch::fill(fetcher, &state.library, &sources, batch, &plan.bases, |b| {
                 done = b;
                 true
             })

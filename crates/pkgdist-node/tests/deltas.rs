@@ -1,0 +1,210 @@
+//! Refreshes sent as deltas: a receiver holding the previous version names the old chunks at
+//! each missing chunk's place, and the source sends only the difference. Real libraries on
+//! disk, a real source over HTTP on 127.0.0.1.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::Path;
+use std::sync::Arc;
+
+use pkgdist_content::{Kind, Library, LocalStore, SnapshotOptions};
+use pkgdist_core::{ContentId, Manifest};
+use pkgdist_node::fetch::{self, Fetcher, Plan, Which};
+use pkgdist_testkit::generate::Rng;
+use tempfile::TempDir;
+
+const IMAGE: usize = 8 << 20;
+
+async fn serve(lib: Arc<Library>) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let app = pkgdist_node::source::router(lib);
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    url
+}
+
+fn library(dir: &Path) -> (Arc<LocalStore>, Arc<Library>) {
+    let store = Arc::new(LocalStore::open(dir).unwrap());
+    (store.clone(), Arc::new(Library::new(store)))
+}
+
+/// Version 1: an 8 MiB incompressible image and 20 small files.
+fn write_v1(src: &Path) {
+    std::fs::create_dir_all(src.join("tree")).unwrap();
+    std::fs::write(src.join("os.img"), Rng::new(1).bytes(IMAGE)).unwrap();
+    for i in 0..20u64 {
+        std::fs::write(src.join(format!("tree/f{i}.bin")), Rng::new(100 + i).bytes(20_000)).unwrap();
+    }
+}
+
+/// The edit set, scaled down from bench/edit.py: 40 scattered 512-byte overwrites in the
+/// image, 1 KiB inserted near its start, 5 small files with 100 bytes changed, one new file.
+fn edit(src: &Path) {
+    let mut img = std::fs::read(src.join("os.img")).unwrap();
+    let mut rng = Rng::new(7);
+    for i in 0..40 {
+        let at = i * (IMAGE / 40) + 1000;
+        img[at..at + 512].copy_from_slice(&rng.bytes(512));
+    }
+    img.splice(50_000..50_000, rng.bytes(1024));
+    std::fs::write(src.join("os.img"), img).unwrap();
+    for i in 0..5u64 {
+        let p = src.join(format!("tree/f{i}.bin"));
+        let mut f = std::fs::read(&p).unwrap();
+        f[5000..5100].copy_from_slice(&rng.bytes(100));
+        std::fs::write(&p, f).unwrap();
+    }
+    std::fs::write(src.join("tree/new.bin"), rng.bytes(30_000)).unwrap();
+}
+
+/// Fetches `content` from `url` into `lib` and commits it: the plan and the bytes on the wire.
+async fn install(lib: &Arc<Library>, url: &str, content: ContentId) -> (Plan, u64) {
+    let fetcher = Fetcher::new();
+    let got = fetcher.manifest(url, Which::Version(content), None).await.unwrap();
+    let manifest = Arc::new(got.manifest);
+    let plan = fetch::plan(lib.clone(), content, manifest.clone(), false)
+        .await
+        .unwrap();
+    let mut wire = 0;
+    fetch::fill(&fetcher, lib, &[url.to_owned()], &plan.missing, &plan.bases, |b| {
+        wire += b.wire_bytes;
+        true
+    })
+    .await
+    .unwrap();
+    lib.commit(content, &manifest).unwrap();
+    (plan, wire)
+}
+
+/// The stored size of `plan`'s missing chunks at the source: what they cost sent whole.
+fn whole(source: &Library, plan: &Plan) -> u64 {
+    plan.missing
+        .iter()
+        .map(|c| source.chunk_envelope(&c.id).unwrap().unwrap().len() as u64)
+        .sum()
+}
+
+/// Every file of `content` in `lib` equals the source folder's.
+fn assert_same(lib: &Library, content: ContentId, src: &Path, scratch: &Path) {
+    let out = scratch.join(format!("export-{content}"));
+    lib.export(content, &out).unwrap();
+    let m: Manifest = lib.manifest(content).unwrap();
+    for (e, _) in m.files() {
+        assert_eq!(
+            std::fs::read(out.join(e.path.as_str())).unwrap(),
+            std::fs::read(src.join(e.path.as_str())).unwrap(),
+            "{}",
+            e.path.as_str()
+        );
+    }
+    assert!(lib.verify(Some(content)).unwrap().problems.is_empty());
+}
+
+#[tokio::test]
+async fn a_refresh_sends_differences_not_chunks() {
+    let dir = TempDir::new().unwrap();
+    let src = dir.path().join("src");
+    write_v1(&src);
+    let (_, site) = library(&dir.path().join("site"));
+    let v1: ContentId = "PS100001.1".parse().unwrap();
+    let v2: ContentId = "PS100001.2".parse().unwrap();
+    site.snapshot(&src, v1, &SnapshotOptions::default()).unwrap();
+    let url = serve(site.clone()).await;
+    let (_, dp) = library(&dir.path().join("dp"));
+
+    let (plan1, _) = install(&dp, &url, v1).await;
+    assert!(plan1.bases.is_empty(), "nothing to offer before the first version");
+
+    edit(&src);
+    site.snapshot(&src, v2, &SnapshotOptions::default()).unwrap();
+    let (plan2, wire) = install(&dp, &url, v2).await;
+    let whole = whole(&site, &plan2);
+    // Every changed chunk of an edited file has a base; the new file's chunks have none.
+    let new_file = site
+        .manifest(v2)
+        .unwrap()
+        .entry("tree/new.bin")
+        .unwrap()
+        .file()
+        .unwrap()
+        .chunks
+        .len();
+    assert_eq!(plan2.bases.len(), plan2.missing.len() - new_file, "{plan2:?}");
+    // 20 KiB + 1 KiB + 500 bytes changed and a 30 KB new file: the deltas carry about that,
+    // not the ~80 changed 16-256 KiB chunks.
+    assert!(
+        wire < 130_000 && wire * 20 < whole,
+        "sent {wire} bytes on the wire for {whole} bytes of changed chunks"
+    );
+    assert_same(&dp, v2, &src, dir.path());
+}
+
+#[tokio::test]
+async fn a_source_without_the_bases_sends_chunks_whole() {
+    let dir = TempDir::new().unwrap();
+    let src = dir.path().join("src");
+    write_v1(&src);
+    let v1: ContentId = "PS100001.1".parse().unwrap();
+    let v2: ContentId = "PS100001.2".parse().unwrap();
+    let (_, site) = library(&dir.path().join("site"));
+    site.snapshot(&src, v1, &SnapshotOptions::default()).unwrap();
+    let (_, dp) = library(&dir.path().join("dp"));
+    install(&dp, &serve(site.clone()).await, v1).await;
+
+    // A second source holding only version 2 (as a pull DP's source may): it cannot make
+    // deltas, so it sends the chunks as stored, and the install is still right.
+    edit(&src);
+    let (_, only_v2) = library(&dir.path().join("only-v2"));
+    only_v2.snapshot(&src, v2, &SnapshotOptions::default()).unwrap();
+    let (plan, wire) = install(&dp, &serve(only_v2.clone()).await, v2).await;
+    assert!(!plan.bases.is_empty());
+    let whole = whole(&only_v2, &plan);
+    assert!(wire >= whole, "sent {wire}, chunks are {whole}");
+    assert_same(&dp, v2, &src, dir.path());
+}
+
+#[tokio::test]
+async fn a_damaged_base_fails_the_batch_and_is_not_offered_again() {
+    let dir = TempDir::new().unwrap();
+    let src = dir.path().join("src");
+    write_v1(&src);
+    let v1: ContentId = "PS100001.1".parse().unwrap();
+    let v2: ContentId = "PS100001.2".parse().unwrap();
+    let (_, site) = library(&dir.path().join("site"));
+    site.snapshot(&src, v1, &SnapshotOptions::default()).unwrap();
+    let url = serve(site.clone()).await;
+    let (dp_store, dp) = library(&dir.path().join("dp"));
+    install(&dp, &url, v1).await;
+    edit(&src);
+    site.snapshot(&src, v2, &SnapshotOptions::default()).unwrap();
+
+    let fetcher = Fetcher::new();
+    let manifest = Arc::new(fetcher.manifest(&url, Which::Version(v2), None).await.unwrap().manifest);
+    let plan = fetch::plan(dp.clone(), v2, manifest.clone(), false).await.unwrap();
+    let (chunk, bases) = plan
+        .missing
+        .iter()
+        .find_map(|c| plan.bases.of(&c.id).map(|b| (*c, b.to_vec())))
+        .unwrap();
+    let damaged = bases[0];
+    pkgdist_testkit::damage::flip_byte(&dp_store.object_path(Kind::Chunk, &damaged.id.to_hex()).unwrap()).unwrap();
+
+    let err = fetch::fill(&fetcher, &dp, &[url.clone()], &[chunk], &plan.bases, |_| true)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains(&damaged.id.to_string()), "{err}");
+    assert!(!dp.has_chunk(&damaged.id).unwrap(), "the damaged base is deleted");
+    assert!(!dp.has_chunk(&chunk.id).unwrap(), "nothing wrong was stored");
+
+    // The next attempt plans again, offers no damaged base, and installs the version.
+    let again = fetch::plan(dp.clone(), v2, manifest.clone(), false).await.unwrap();
+    assert!(
+        again.bases.of(&chunk.id).is_none_or(|b| !b.contains(&damaged)),
+        "the damaged base is offered again"
+    );
+    fetch::fill(&fetcher, &dp, &[url.clone()], &again.missing, &again.bases, |_| true)
+        .await
+        .unwrap();
+    dp.commit(v2, &manifest).unwrap();
+    assert_same(&dp, v2, &src, dir.path());
+}
