@@ -189,9 +189,11 @@ async fn a_damaged_base_fails_the_batch_and_is_not_offered_again() {
     let damaged = bases[0];
     pkgdist_testkit::damage::flip_byte(&dp_store.object_path(Kind::Chunk, &damaged.id.to_hex()).unwrap()).unwrap();
 
-    let err = fetch::fill(&fetcher, &dp, &[url.clone()], &[chunk], &plan.bases, |_| true)
-        .await
-        .unwrap_err();
+    let err = fetch::fill(&fetcher, &dp, std::slice::from_ref(&url), &[chunk], &plan.bases, |_| {
+        true
+    })
+    .await
+    .unwrap_err();
     assert!(err.to_string().contains(&damaged.id.to_string()), "{err}");
     assert!(!dp.has_chunk(&damaged.id).unwrap(), "the damaged base is deleted");
     assert!(!dp.has_chunk(&chunk.id).unwrap(), "nothing wrong was stored");
@@ -202,9 +204,16 @@ async fn a_damaged_base_fails_the_batch_and_is_not_offered_again() {
         again.bases.of(&chunk.id).is_none_or(|b| !b.contains(&damaged)),
         "the damaged base is offered again"
     );
-    fetch::fill(&fetcher, &dp, &[url.clone()], &again.missing, &again.bases, |_| true)
-        .await
-        .unwrap();
+    fetch::fill(
+        &fetcher,
+        &dp,
+        std::slice::from_ref(&url),
+        &again.missing,
+        &again.bases,
+        |_| true,
+    )
+    .await
+    .unwrap();
     dp.commit(v2, &manifest).unwrap();
     assert_same(&dp, v2, &src, dir.path());
 }
