@@ -122,7 +122,7 @@ def dist_table(s, title, note):
 
 BYTES_NOTE = (
     "Bytes: *app* is what each tool counts itself — pkgdist: each DP's `BytesTransferred` (chunk "
-    "bytes as stored, compressed where it paid; no HTTP, manifest or request overhead); rsync: "
+    "bytes as sent: as stored, compressed where it paid, or on refresh as deltas against the previous version; no HTTP, manifest or request overhead); rsync: "
     "`--stats` total bytes sent + received by each client; casync: the bytes nginx sent for chunk "
     "requests (`$bytes_sent`, headers included) divided by the number of destinations. "
     "*loopback* is the growth of `lo`'s rx_bytes over the measured interval divided by the number "
