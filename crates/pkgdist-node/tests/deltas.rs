@@ -100,20 +100,56 @@ fn assert_same(lib: &Library, content: ContentId, src: &Path, scratch: &Path) {
     assert!(lib.verify(Some(content)).unwrap().problems.is_empty());
 }
 
-#[tokio::test]
-async fn a_refresh_sends_differences_not_chunks() {
+/// A site library holding version 1 of the source, serving it, and a DP library that installed
+/// it from there.
+struct Setup {
+    dir: TempDir,
+    src: std::path::PathBuf,
+    site: Arc<Library>,
+    url: String,
+    dp_store: Arc<LocalStore>,
+    dp: Arc<Library>,
+    /// The plan of the DP's install of version 1.
+    first: Plan,
+}
+
+const V1: &str = "PS100001.1";
+const V2: &str = "PS100001.2";
+
+async fn setup() -> Setup {
     let dir = TempDir::new().unwrap();
     let src = dir.path().join("src");
     write_v1(&src);
     let (_, site) = library(&dir.path().join("site"));
-    let v1: ContentId = "PS100001.1".parse().unwrap();
-    let v2: ContentId = "PS100001.2".parse().unwrap();
-    site.snapshot(&src, v1, &SnapshotOptions::default()).unwrap();
+    site.snapshot(&src, V1.parse().unwrap(), &SnapshotOptions::default())
+        .unwrap();
     let url = serve(site.clone()).await;
-    let (_, dp) = library(&dir.path().join("dp"));
+    let (dp_store, dp) = library(&dir.path().join("dp"));
+    let (first, _) = install(&dp, &url, V1.parse().unwrap()).await;
+    Setup {
+        dir,
+        src,
+        site,
+        url,
+        dp_store,
+        dp,
+        first,
+    }
+}
 
-    let (plan1, _) = install(&dp, &url, v1).await;
-    assert!(plan1.bases.is_empty(), "nothing to offer before the first version");
+#[tokio::test]
+async fn a_refresh_sends_differences_not_chunks() {
+    let Setup {
+        dir,
+        src,
+        site,
+        url,
+        dp,
+        first,
+        ..
+    } = setup().await;
+    let v2: ContentId = V2.parse().unwrap();
+    assert!(first.bases.is_empty(), "nothing to offer before the first version");
 
     edit(&src);
     site.snapshot(&src, v2, &SnapshotOptions::default()).unwrap();
@@ -141,15 +177,8 @@ async fn a_refresh_sends_differences_not_chunks() {
 
 #[tokio::test]
 async fn a_source_without_the_bases_sends_chunks_whole() {
-    let dir = TempDir::new().unwrap();
-    let src = dir.path().join("src");
-    write_v1(&src);
-    let v1: ContentId = "PS100001.1".parse().unwrap();
-    let v2: ContentId = "PS100001.2".parse().unwrap();
-    let (_, site) = library(&dir.path().join("site"));
-    site.snapshot(&src, v1, &SnapshotOptions::default()).unwrap();
-    let (_, dp) = library(&dir.path().join("dp"));
-    install(&dp, &serve(site.clone()).await, v1).await;
+    let Setup { dir, src, dp, .. } = setup().await;
+    let v2: ContentId = V2.parse().unwrap();
 
     // A second source holding only version 2 (as a pull DP's source may): it cannot make
     // deltas, so it sends the chunks as stored, and the install is still right.
@@ -165,16 +194,16 @@ async fn a_source_without_the_bases_sends_chunks_whole() {
 
 #[tokio::test]
 async fn a_damaged_base_fails_the_batch_and_is_not_offered_again() {
-    let dir = TempDir::new().unwrap();
-    let src = dir.path().join("src");
-    write_v1(&src);
-    let v1: ContentId = "PS100001.1".parse().unwrap();
-    let v2: ContentId = "PS100001.2".parse().unwrap();
-    let (_, site) = library(&dir.path().join("site"));
-    site.snapshot(&src, v1, &SnapshotOptions::default()).unwrap();
-    let url = serve(site.clone()).await;
-    let (dp_store, dp) = library(&dir.path().join("dp"));
-    install(&dp, &url, v1).await;
+    let Setup {
+        dir,
+        src,
+        site,
+        url,
+        dp_store,
+        dp,
+        ..
+    } = setup().await;
+    let v2: ContentId = V2.parse().unwrap();
     edit(&src);
     site.snapshot(&src, v2, &SnapshotOptions::default()).unwrap();
 

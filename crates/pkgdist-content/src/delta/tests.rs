@@ -5,15 +5,7 @@ use crate::chunker::Chunker;
 use pkgdist_core::{ChunkParams, Entry, EntryKind, FileData, RelPath, Timestamp};
 
 fn noise(seed: u64, n: usize) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..n)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
+    pkgdist_testkit::generate::Rng::new(seed).bytes(n)
 }
 
 const SMALL: ChunkParams = ChunkParams {
