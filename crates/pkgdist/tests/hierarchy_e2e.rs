@@ -75,14 +75,29 @@ fn names(site: &Site, class: &str, key: &str) -> Vec<String> {
     v
 }
 
-/// Bytes of chunk data in a site's content library (everything but manifests and refs).
+/// Bytes of chunk data in a site's content library (everything but manifests and refs). The
+/// site may be writing meanwhile: a staged file renamed or removed while the tree is walked is
+/// skipped, not an error.
 fn library_bytes(site: &Site) -> u64 {
     let root = site.dir.join("site").join("library");
-    common::files(&root)
-        .iter()
-        .filter(|(p, _)| !p.contains("manifest") && !p.contains("refs") && !p.starts_with("tmp"))
-        .map(|(_, b)| b.len() as u64)
-        .sum()
+    let mut total = 0;
+    let mut stack = vec![root.clone()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else { continue };
+        for e in entries.flatten() {
+            let path = e.path();
+            let rel = path.strip_prefix(&root).unwrap().to_string_lossy().into_owned();
+            if rel.contains("manifest") || rel.contains("refs") || rel.starts_with("tmp") {
+                continue;
+            }
+            match e.metadata() {
+                Ok(m) if m.is_dir() => stack.push(path),
+                Ok(m) if m.is_file() => total += m.len(),
+                _ => {}
+            }
+        }
+    }
+    total
 }
 
 /// A central site (CAS) with two primaries (PR1, PR2) and a secondary (SE1) under PR1. PR1 and
