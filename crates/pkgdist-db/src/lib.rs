@@ -42,6 +42,7 @@ enum Dialect {
 #[derive(Debug, Clone)]
 pub struct Db {
     pool: AnyPool,
+    dialect: Dialect,
 }
 
 /// Turns a unique-constraint violation into [`DbError::Conflict`] naming `what`.
@@ -73,7 +74,7 @@ impl Db {
             }
             Dialect::Postgres => sqlx::migrate!("./migrations/postgres").run(&pool).await?,
         }
-        Ok(Self { pool })
+        Ok(Self { pool, dialect })
     }
 
     /// The URL of an SQLite database file (created if missing).
@@ -81,8 +82,15 @@ impl Db {
         format!("sqlite://{}?mode=rwc", path.display())
     }
 
+    /// A write transaction. On SQLite it takes the write lock at `BEGIN IMMEDIATE`: a deferred
+    /// transaction that reads first and then writes fails at once with `SQLITE_BUSY_SNAPSHOT`
+    /// ("database is locked", code 517) when another writer committed in between, whatever the
+    /// busy timeout; taking the lock up front makes it wait its turn instead.
     async fn begin(&self) -> Result<Transaction<'static, Any>> {
-        Ok(self.pool.begin().await?)
+        Ok(match self.dialect {
+            Dialect::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
+            Dialect::Postgres => self.pool.begin().await?,
+        })
     }
 
     // ---- settings and counters ----
