@@ -202,15 +202,21 @@ async fn damaged_content_is_never_sent() {
     let m = dp.lib.manifest("PS100001.1".parse::<ContentId>().unwrap()).unwrap();
     let chunk = m.entry("image.wim").unwrap().file().unwrap().chunks[5].id;
     pkgdist_testkit::damage::flip_byte(&dp.store.object_path(Kind::Chunk, &chunk.to_hex()).unwrap()).unwrap();
-    let r = http()
+    // The damage may be met before or after the headers leave (they can still sit in the
+    // server's buffer when the connection is cut); either way the client never gets the file.
+    let got = match http()
         .get(format!("{}/content/PS100001/image.wim", dp.url))
         .send()
         .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::OK, "headers go out before the damage is met");
-    let body = r.bytes().await;
+    {
+        Err(_) => None,
+        Ok(r) => {
+            assert_eq!(r.status(), StatusCode::OK);
+            r.bytes().await.ok()
+        }
+    };
     assert!(
-        body.is_err() || body.unwrap().len() < dp.big.len(),
+        got.is_none_or(|b| b.len() < dp.big.len()),
         "the response ends early instead of carrying wrong bytes"
     );
     // A range before the damaged chunk is still served in full.
