@@ -96,8 +96,21 @@ impl DpState {
         DpState::ContentMonitoring,
     ];
 
-    pub fn code(self) -> u32 {
+    pub const fn code(self) -> u32 {
         self as u32
+    }
+
+    /// REMOVAL_PENDING, REMOVAL_RETRYING or REMOVAL_FAILED: the package is leaving the DP.
+    pub const fn is_removal(self) -> bool {
+        matches!(
+            self,
+            DpState::RemovalPending | DpState::RemovalRetrying | DpState::RemovalFailed
+        )
+    }
+
+    /// The state a row's code names, if any.
+    pub fn of_row(code: i64) -> Option<Self> {
+        u32::try_from(code).ok().and_then(Self::from_code)
     }
 
     pub fn from_code(c: u32) -> Option<Self> {

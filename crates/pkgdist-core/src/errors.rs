@@ -75,10 +75,12 @@ pub enum ErrorKind {
     Forbidden,
     Storage,
     Internal,
+    /// The instance changed while the request was handled; calling again may succeed.
+    Conflict,
 }
 
 impl ErrorKind {
-    pub const ALL: [ErrorKind; 23] = [
+    pub const ALL: [ErrorKind; 24] = [
         ErrorKind::UnknownClass,
         ErrorKind::UnknownInstance,
         ErrorKind::UnknownMethod,
@@ -102,6 +104,7 @@ impl ErrorKind {
         ErrorKind::Forbidden,
         ErrorKind::Storage,
         ErrorKind::Internal,
+        ErrorKind::Conflict,
     ];
 
     /// (ReturnValue, HTTP status, severity, facility, action, object, short name)
@@ -214,6 +217,7 @@ impl ErrorKind {
                 O::Instance,
                 "InvalidState",
             ),
+            ErrorKind::Conflict => (24, 409, S::Functional, F::Database, A::Execute, O::Instance, "Conflict"),
         }
     }
 
@@ -328,6 +332,10 @@ impl ErrorKind {
             ErrorKind::InvalidState => (
                 "The instance is not in a state that allows the operation: nothing to cancel, validating content being removed, revoking the last administrator token.",
                 "Read the instance's state; the message says what would allow it.",
+            ),
+            ErrorKind::Conflict => (
+                "The instance changed while the request was handled (a job finished, another change landed); nothing was applied.",
+                "Read the instance's state again and call again if the operation still applies.",
             ),
             ErrorKind::Internal => (
                 "An unexpected failure; the request was not applied.",

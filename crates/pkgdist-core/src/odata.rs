@@ -15,8 +15,9 @@
 //!               | an unquoted date-time such as 2026-01-02T03:04:05Z (compared as text)
 //! ```
 //!
-//! Text comparisons ignore case, as ConfigMgr's SQL collation does: `Name eq 'drivers'` finds
-//! "Drivers". A comparison between values of different types (text with a number, say) is
+//! Text comparisons ignore the case of ASCII letters, as ConfigMgr's SQL collation does:
+//! `Name eq 'drivers'` finds "Drivers" (other letters compare as they are, as SQLite's
+//! `lower` does; the site evaluates filters in SQL with this same rule, `pkgdist_db::view`). A comparison between values of different types (text with a number, say) is
 //! false rather than an error, except that a literal compared to a property of another type is
 //! refused when the property's type is known up front.
 
@@ -148,7 +149,7 @@ fn eval(o: &Operand, row: &Map<String, Value>) -> Value {
         },
         Operand::Text(f, p, needle) => match prop(p) {
             Value::String(s) => {
-                let (s, n) = (s.to_lowercase(), needle.to_lowercase());
+                let (s, n) = (s.to_ascii_lowercase(), needle.to_ascii_lowercase());
                 Value::Bool(match f {
                     TextFn::StartsWith => s.starts_with(&n),
                     TextFn::EndsWith => s.ends_with(&n),
@@ -158,11 +159,11 @@ fn eval(o: &Operand, row: &Map<String, Value>) -> Value {
             _ => Value::Bool(false),
         },
         Operand::Lower(p) => match prop(p) {
-            Value::String(s) => Value::String(s.to_lowercase()),
+            Value::String(s) => Value::String(s.to_ascii_lowercase()),
             v => v,
         },
         Operand::Upper(p) => match prop(p) {
-            Value::String(s) => Value::String(s.to_uppercase()),
+            Value::String(s) => Value::String(s.to_ascii_uppercase()),
             v => v,
         },
     }
@@ -177,7 +178,7 @@ pub fn order(a: &Value, b: &Value) -> Option<Ordering> {
             (Some(i), Some(j)) => Some(i.cmp(&j)),
             _ => x.as_f64()?.partial_cmp(&y.as_f64()?),
         },
-        (Value::String(x), Value::String(y)) => Some(x.to_lowercase().cmp(&y.to_lowercase())),
+        (Value::String(x), Value::String(y)) => Some(x.to_ascii_lowercase().cmp(&y.to_ascii_lowercase())),
         _ => None,
     }
 }

@@ -443,6 +443,40 @@ impl Db {
         )
     }
 
+    /// A pull DP's sources, lowest rank first.
+    pub async fn pull_sources_of(&self, nal_path: &str) -> Result<Vec<PullSourceRow>> {
+        Ok(
+            sqlx::query_as("SELECT * FROM pull_sources WHERE nal_path = $1 ORDER BY rank, source_nal")
+                .bind(nal_path.to_owned())
+                .fetch_all(&self.pool)
+                .await?,
+        )
+    }
+
+    /// Whether a source of pull DP `nal_path` holds `package` INSTALLED at `version` or later.
+    pub async fn pull_source_holds(&self, package: &str, nal_path: &str, version: i64) -> Result<bool> {
+        let found: Option<i64> = sqlx::query_scalar(
+            "SELECT 1 FROM pull_sources s JOIN package_dps r ON r.nal_path = s.source_nal AND r.package_id = $1
+             WHERE s.nal_path = $2 AND r.state = 0 AND r.installed_version >= $3 LIMIT 1",
+        )
+        .bind(package.to_owned())
+        .bind(nal_path.to_owned())
+        .bind(version)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(found.is_some())
+    }
+
+    /// The pull DPs that `source_nal` is a source of.
+    pub async fn pull_dps_of(&self, source_nal: &str) -> Result<Vec<PullSourceRow>> {
+        Ok(
+            sqlx::query_as("SELECT * FROM pull_sources WHERE source_nal = $1 ORDER BY nal_path")
+                .bind(source_nal.to_owned())
+                .fetch_all(&self.pool)
+                .await?,
+        )
+    }
+
     /// Replaces a pull DP's sources.
     pub async fn set_pull_sources(&self, nal_path: &str, sources: &[PullSourceRow]) -> Result<()> {
         let mut tx = self.begin().await?;

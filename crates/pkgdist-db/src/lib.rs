@@ -11,11 +11,13 @@
 
 mod hierarchy;
 mod rows;
+pub mod view;
 
 pub use hierarchy::IntentRow;
 pub use rows::*;
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::{Any, AnyPool, Transaction};
+pub use view::{Column, Kind, NotQueryable, View, ViewError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {
@@ -31,6 +33,12 @@ pub enum DbError {
 }
 
 pub type Result<T, E = DbError> = std::result::Result<T, E>;
+
+/// The most due rows one round of the distribution manager reads: far more than it can start
+/// at once (packages × threads per package, plus pull DPs' jobs), so a round costs what it can
+/// start, not the size of the queue. Rows beyond it are read in later rounds, as those before
+/// them start.
+pub const DUE_WORK_MAX: i64 = 10_000;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Dialect {
@@ -249,6 +257,28 @@ impl Db {
         Ok(true)
     }
 
+    /// Packages owned by another site than `own`, with a version, that some row here (not
+    /// being removed) targets: what a child site must replicate. Highest priority first.
+    pub async fn replication_candidates(&self, own: &str) -> Result<Vec<PackageRow>> {
+        Ok(sqlx::query_as(
+            "SELECT p.* FROM packages p WHERE p.source_site <> $1 AND p.source_version > 0
+                AND EXISTS (SELECT 1 FROM package_dps r WHERE r.package_id = p.package_id AND r.state NOT IN (4, 5, 6))
+             ORDER BY p.priority, p.package_id",
+        )
+        .bind(own.to_owned())
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// Packages with a refresh schedule (an indexed subset, whatever the number of packages).
+    pub async fn scheduled_packages(&self) -> Result<Vec<PackageRow>> {
+        Ok(
+            sqlx::query_as("SELECT * FROM packages WHERE refresh_schedule <> '' ORDER BY package_id")
+                .fetch_all(&self.pool)
+                .await?,
+        )
+    }
+
     /// Marks a package's schedule handled up to `when`.
     pub async fn set_schedule_checked(&self, package_id: &str, when: &str) -> Result<()> {
         sqlx::query("UPDATE packages SET schedule_checked_at = $2 WHERE package_id = $1")
@@ -304,6 +334,25 @@ impl Db {
         Ok(sqlx::query_as("SELECT * FROM distribution_points ORDER BY name")
             .fetch_all(&self.pool)
             .await?)
+    }
+
+    /// The DPs with these NAL paths (those that exist), in batches of a few hundred.
+    pub async fn dps_by_nal(&self, nal_paths: &[String]) -> Result<Vec<DpRow>> {
+        let mut out = Vec::with_capacity(nal_paths.len());
+        for batch in nal_paths.chunks(500) {
+            let marks: Vec<String> = (1..=batch.len()).map(|i| format!("${i}")).collect();
+            let sql = format!(
+                "SELECT * FROM distribution_points WHERE nal_path IN ({}) ORDER BY name",
+                marks.join(", ")
+            );
+            // Only placeholders are formatted in; the values are bound.
+            let mut q = sqlx::query_as(sqlx::AssertSqlSafe(sql));
+            for n in batch {
+                q = q.bind(n.clone());
+            }
+            out.extend(q.fetch_all(&self.pool).await?);
+        }
+        Ok(out)
     }
 
     /// Writes the administrator-editable properties of a DP (never its credentials, which
@@ -443,6 +492,28 @@ impl Db {
         Ok(r.rows_affected() == 1)
     }
 
+    /// The member DPs of a group.
+    pub async fn group_member_dps(&self, group_id: &str) -> Result<Vec<DpRow>> {
+        Ok(sqlx::query_as(
+            "SELECT d.* FROM dp_group_members m JOIN distribution_points d ON d.nal_path = m.nal_path
+             WHERE m.group_id = $1 ORDER BY d.nal_path",
+        )
+        .bind(group_id.to_owned())
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// The packages assigned to a group.
+    pub async fn group_package_rows(&self, group_id: &str) -> Result<Vec<PackageRow>> {
+        Ok(sqlx::query_as(
+            "SELECT p.* FROM dp_group_packages g JOIN packages p ON p.package_id = g.package_id
+             WHERE g.group_id = $1 ORDER BY p.package_id",
+        )
+        .bind(group_id.to_owned())
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
     pub async fn group_members(&self) -> Result<Vec<GroupMemberRow>> {
         Ok(
             sqlx::query_as("SELECT * FROM dp_group_members ORDER BY group_id, nal_path")
@@ -578,6 +649,26 @@ impl Db {
         )
     }
 
+    /// The rows of one package (one per DP it is on).
+    pub async fn package_rows(&self, package_id: &str) -> Result<Vec<PackageDpRow>> {
+        Ok(
+            sqlx::query_as("SELECT * FROM package_dps WHERE package_id = $1 ORDER BY nal_path")
+                .bind(package_id.to_owned())
+                .fetch_all(&self.pool)
+                .await?,
+        )
+    }
+
+    /// The rows of one DP (one per package on it).
+    pub async fn dp_rows(&self, nal_path: &str) -> Result<Vec<PackageDpRow>> {
+        Ok(
+            sqlx::query_as("SELECT * FROM package_dps WHERE nal_path = $1 ORDER BY package_id")
+                .bind(nal_path.to_owned())
+                .fetch_all(&self.pool)
+                .await?,
+        )
+    }
+
     pub async fn package_dp(&self, package_id: &str, nal_path: &str) -> Result<Option<PackageDpRow>> {
         Ok(
             sqlx::query_as("SELECT * FROM package_dps WHERE package_id = $1 AND nal_path = $2")
@@ -591,20 +682,22 @@ impl Db {
     /// Rows with work for an enrolled DP now (pending states, and retries whose time has come)
     /// that no live lease holds, in the order they should go: package priority (1 high first),
     /// then the order they were queued in, then the DPs that took transfers fastest (those not
-    /// measured yet first, so they get measured).
+    /// measured yet first, so they get measured). At most [`DUE_WORK_MAX`] of them; the index
+    /// on `(state, next_attempt_at)` keeps INSTALLED rows out of the read.
     pub async fn due_work(&self, now: &str) -> Result<Vec<WorkItem>> {
         Ok(sqlx::query_as(
             "SELECT r.*, p.priority, d.availability, d.is_pull FROM package_dps r
                 JOIN distribution_points d ON d.nal_path = r.nal_path
                 JOIN packages p ON p.package_id = r.package_id
-             WHERE d.credential_hash IS NOT NULL AND d.url IS NOT NULL
+             WHERE r.state IN (1, 2, 4, 5, 7, 8)
+                AND (r.state IN (1, 4, 7) OR r.next_attempt_at IS NULL OR r.next_attempt_at <= $1)
                 AND (r.lease_until IS NULL OR r.lease_until <= $1)
-                AND (r.state IN (1, 4, 7, 8)
-                    OR (r.state IN (2, 5) AND (r.next_attempt_at IS NULL OR r.next_attempt_at <= $1)))
-                AND (r.state <> 8 OR r.next_attempt_at IS NULL OR r.next_attempt_at <= $1)
-             ORDER BY p.priority, r.queued_at, COALESCE(d.throughput_kbps, 2000000000) DESC, r.nal_path",
+                AND d.credential_hash IS NOT NULL AND d.url IS NOT NULL
+             ORDER BY p.priority, r.queued_at, COALESCE(d.throughput_kbps, 2000000000) DESC, r.nal_path
+             LIMIT $2",
         )
         .bind(now.to_owned())
+        .bind(DUE_WORK_MAX)
         .fetch_all(&self.pool)
         .await?)
     }
@@ -703,6 +796,15 @@ impl Db {
         .execute(&self.pool)
         .await?;
         Ok(())
+    }
+
+    /// DPs with a validation schedule.
+    pub async fn validated_dps(&self) -> Result<Vec<DpRow>> {
+        Ok(
+            sqlx::query_as("SELECT * FROM distribution_points WHERE validation_schedule <> '' ORDER BY name")
+                .fetch_all(&self.pool)
+                .await?,
+        )
     }
 
     /// Marks a DP's validation schedule handled up to `when`.

@@ -29,9 +29,9 @@ use pkgdist_proto::{ListResponse, Role};
 use serde_json::{Map, Value, json};
 
 use crate::auth;
+use crate::classes::{self, Object};
 use crate::error::{ApiError, ApiResult};
 use crate::methods;
-use crate::objects::{self, Object};
 use crate::state::AppState;
 
 pub fn router(state: AppState) -> Router {
@@ -205,13 +205,6 @@ fn class_def(name: &str) -> ApiResult<&'static ClassDef> {
     })
 }
 
-fn value_text(v: &Value) -> String {
-    match v {
-        Value::String(s) => s.clone(),
-        other => other.to_string(),
-    }
-}
-
 /// The instance of `class` that `key` names.
 async fn find(state: &AppState, class: &'static ClassDef, key: &Key) -> ApiResult<Object> {
     let pairs: Vec<(&str, &str)> = if key.0.len() == 1 && key.0[0].0.is_none() {
@@ -258,21 +251,14 @@ async fn find(state: &AppState, class: &'static ClassDef, key: &Key) -> ApiResul
         }
         pairs
     };
-    let all = objects::instances(state, class.name).await?;
-    all.into_iter()
-        .find(|o| {
-            pairs
-                .iter()
-                .all(|(k, v)| o.get(*k).map(value_text).as_deref() == Some(*v))
-        })
-        .ok_or_else(|| {
-            let desc: Vec<String> = pairs.iter().map(|(k, v)| format!("{k}={v}")).collect();
-            ApiError::new(
-                ErrorKind::UnknownInstance,
-                format!("no {} with {}", class.name, desc.join(", ")),
-            )
-            .object(desc.join(", "))
-        })
+    classes::get(state, class.name, &pairs).await?.ok_or_else(|| {
+        let desc: Vec<String> = pairs.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        ApiError::new(
+            ErrorKind::UnknownInstance,
+            format!("no {} with {}", class.name, desc.join(", ")),
+        )
+        .object(desc.join(", "))
+    })
 }
 
 /// The query options the API understands; anything else starting with `$` is refused rather
@@ -304,7 +290,7 @@ async fn get_handler(
                 };
                 ApiError::new(kind, format!("{e} (class {})", class.name))
             })?;
-            let rows = query.apply(objects::instances(&state, class.name).await?);
+            let rows = classes::list(&state, class.name, &query).await?;
             let body = ListResponse {
                 context: format!("$metadata#{}", class.name),
                 value: rows,

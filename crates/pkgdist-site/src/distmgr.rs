@@ -118,7 +118,6 @@ async fn dispatch(
     // this database.
     let mut running: HashMap<String, usize> = HashMap::new();
     let mut pulling: HashMap<String, usize> = HashMap::new();
-    let any_pull = due.iter().any(|i| i.is_pull != 0);
     for (p, nal, is_pull) in state.db.leased_jobs(&time).await? {
         if is_pull != 0 {
             *pulling.entry(nal).or_default() += 1;
@@ -126,7 +125,7 @@ async fn dispatch(
             *running.entry(p).or_default() += 1;
         }
     }
-    let mut ready = Readiness::new(state, any_pull).await?;
+    let mut ready = Readiness::new(state);
     let zone = jiff::tz::TimeZone::system();
     let at = jiff::Timestamp::now();
     // The best priority waiting for a package slot: packages of lower priority already running
@@ -144,7 +143,7 @@ async fn dispatch(
             // Pull DPs fetch from their sources: outside the site's limits and schedules, up
             // to their own job limit, once a source holds the version.
             let n = pulling.get(&item.row.nal_path).copied().unwrap_or(0);
-            if n >= d.pull_dp_max_jobs || !ready.pull_source_ready(&item.row) {
+            if n >= d.pull_dp_max_jobs || !ready.pull_source_ready(&item.row).await? {
                 continue;
             }
             let row = item.row;
@@ -204,37 +203,26 @@ fn spawn_job(
     );
 }
 
-/// What dispatching needs to know beyond a row, read at most once per round: which content
-/// versions this site's library holds, and the pull DPs' sources and their rows.
+/// What dispatching needs to know beyond a row, read at most once per round and row: which
+/// content versions this site's library holds, and whether a pull DP's sources hold its
+/// version.
 struct Readiness<'a> {
     state: &'a AppState,
     held: HashMap<ContentId, bool>,
-    sources: Vec<pkgdist_db::PullSourceRow>,
-    rows: Vec<PackageDpRow>,
 }
 
 impl<'a> Readiness<'a> {
-    async fn new(state: &'a AppState, pull: bool) -> Result<Self, pkgdist_db::DbError> {
-        let (sources, rows) = if pull {
-            (state.db.pull_sources().await?, state.db.package_dps().await?)
-        } else {
-            (Vec::new(), Vec::new())
-        };
-        Ok(Self {
+    fn new(state: &'a AppState) -> Self {
+        Self {
             state,
             held: HashMap::new(),
-            sources,
-            rows,
-        })
+        }
     }
 
     /// Whether the version a row's work needs is in this site's library (a package owned
     /// above arrives from the parent some time after its metadata). Removals need nothing.
     async fn content_here(&mut self, row: &PackageDpRow) -> bool {
-        let work = u32::try_from(row.state)
-            .ok()
-            .and_then(DpState::from_code)
-            .and_then(dpstate::work_for);
+        let work = DpState::of_row(row.state).and_then(dpstate::work_for);
         let version = match work {
             None | Some(Work::Remove) => return true,
             Some(Work::Validate) if row.installed_version > 0 => row.installed_version,
@@ -258,22 +246,15 @@ impl<'a> Readiness<'a> {
 
     /// Whether one of a pull DP's sources holds the version its row is aimed at (installed
     /// there): until then the job waits, as ConfigMgr's does.
-    fn pull_source_ready(&self, row: &PackageDpRow) -> bool {
-        let work = u32::try_from(row.state)
-            .ok()
-            .and_then(DpState::from_code)
-            .and_then(dpstate::work_for);
+    async fn pull_source_ready(&self, row: &PackageDpRow) -> Result<bool, pkgdist_db::DbError> {
+        let work = DpState::of_row(row.state).and_then(dpstate::work_for);
         if work != Some(Work::Install) {
-            return true;
+            return Ok(true);
         }
-        self.sources.iter().filter(|s| s.nal_path == row.nal_path).any(|s| {
-            self.rows.iter().any(|r| {
-                r.package_id == row.package_id
-                    && r.nal_path == s.source_nal
-                    && r.installed_version >= row.target_version
-                    && r.state == i64::from(DpState::Installed.code())
-            })
-        })
+        self.state
+            .db
+            .pull_source_holds(&row.package_id, &row.nal_path, row.target_version)
+            .await
     }
 }
 
@@ -429,9 +410,13 @@ async fn pull_sources(state: &AppState, dp: &DpRow) -> Result<Vec<String>, Strin
     if dp.is_pull == 0 {
         return Ok(Vec::new());
     }
-    let all = state.db.pull_sources().await.map_err(|e| e.to_string())?;
+    let sources = state
+        .db
+        .pull_sources_of(&dp.nal_path)
+        .await
+        .map_err(|e| e.to_string())?;
     let mut ranked = Vec::new();
-    for s in all.iter().filter(|s| s.nal_path == dp.nal_path) {
+    for s in &sources {
         if let Some(url) = state
             .db
             .dp(&s.source_nal)

@@ -8,8 +8,8 @@ use pkgdist_core::errors::ErrorKind;
 use pkgdist_db::{DpRow, PullSourceRow, SiteRow};
 use serde_json::{Map, Value, json};
 
+use crate::classes::{Object, obj};
 use crate::error::{ApiError, ApiResult};
-use crate::objects::{Object, obj};
 use crate::state::AppState;
 use crate::{auth, now};
 

@@ -8,6 +8,7 @@
 
 mod api;
 pub mod auth;
+mod classes;
 pub mod config;
 pub mod distmgr;
 pub mod error;
@@ -15,7 +16,6 @@ mod hierarchy;
 pub mod link;
 mod methods;
 mod node;
-mod objects;
 pub mod openapi;
 pub mod scheduler;
 mod state;

@@ -4,6 +4,7 @@
 //! This layer records intent: rows, states and status messages. Moving content to the DPs is
 //! the job of the distribution points and the distribution manager.
 
+use std::collections::HashMap;
 use std::path::Path;
 
 use pkgdist_content::{ContentError, SnapshotOptions};
@@ -20,10 +21,10 @@ use pkgdist_proto::catalog::{ClassDef, MethodDef};
 use serde_json::{Map, Value, json};
 
 use crate::auth;
+use crate::classes::{self, Object};
 use crate::error::{ApiError, ApiResult};
 use crate::hierarchy;
 use crate::now;
-use crate::objects::{self, Object, Snapshot};
 use crate::state::AppState;
 
 // ---- validation ----
@@ -169,7 +170,7 @@ pub async fn create(state: &AppState, class: &'static ClassDef, body: Map<String
                 key_text(&body, "SiteCode"),
             );
             add_dps(state, &pkg, &[site], std::slice::from_ref(&nal)).await?;
-            find_one(
+            classes::get_written(
                 state,
                 "SMS_DistributionPoint",
                 &[("PackageID", &pkg), ("ServerNALPath", &nal)],
@@ -186,8 +187,7 @@ pub async fn create(state: &AppState, class: &'static ClassDef, body: Map<String
                 modified_on: now(),
             };
             state.db.insert_group(&g).await?;
-            let s = Snapshot::load(&state.db).await?;
-            Ok(objects::group_object(&g, &s))
+            classes::get_written(state, class.name, &[("GroupID", &g.group_id)]).await
         }
         "PKGDIST_AdminToken" => {
             let role = text(&body, "Role").and_then(Role::parse).ok_or_else(|| {
@@ -206,7 +206,7 @@ pub async fn create(state: &AppState, class: &'static ClassDef, body: Map<String
                 revoked_at: None,
             };
             state.db.insert_token(&row, &auth::hash(&token)).await?;
-            let mut o = objects::token_object(&row);
+            let mut o = classes::get_written(state, class.name, &[("TokenID", &row.id)]).await?;
             o.insert("Token".into(), json!(token));
             Ok(o)
         }
@@ -247,8 +247,9 @@ pub async fn update(
         if !state.db.update_package_fields(&id, &fields).await? {
             return Err(gone(&id));
         }
-        let fresh = state.db.package(&id).await?.ok_or_else(|| gone(&id))?;
-        return Ok(objects::package_object(&fresh));
+        return classes::get(state, class.name, &[("PackageID", &id)])
+            .await?
+            .ok_or_else(|| gone(&id));
     }
     match class.name {
         "SMS_DistributionPointInfo" => {
@@ -264,8 +265,7 @@ pub async fn update(
                 state.db.set_pull_sources(&d.nal_path, &sources).await?;
             }
             state.work.notify_one();
-            let s = Snapshot::load(&state.db).await?;
-            Ok(objects::dp_object(&d, &s))
+            classes::get_written(state, class.name, &[("NALPath", &d.nal_path)]).await
         }
         "SMS_DistributionPoint" => {
             let (pkg, nal) = (key_text(&current, "PackageID"), key_text(&current, "ServerNALPath"));
@@ -280,12 +280,9 @@ pub async fn update(
                 )
                 .await?;
             }
-            find_one(
-                state,
-                "SMS_DistributionPoint",
-                &[("PackageID", &pkg), ("ServerNALPath", &nal)],
-            )
-            .await
+            classes::get(state, class.name, &[("PackageID", &pkg), ("ServerNALPath", &nal)])
+                .await?
+                .ok_or_else(|| gone(&format!("{pkg} on {nal}")))
         }
         "SMS_DistributionPointGroup" => {
             let id = key_text(&current, "GroupID");
@@ -301,8 +298,9 @@ pub async fn update(
             }
             g.modified_on = now();
             state.db.update_group(&g).await?;
-            let s = Snapshot::load(&state.db).await?;
-            Ok(objects::group_object(&g, &s))
+            classes::get(state, class.name, &[("GroupID", &g.group_id)])
+                .await?
+                .ok_or_else(|| gone(&g.group_id))
         }
         "PKGDIST_DistributionSettings" => update_settings(state, &body).await,
         "SMS_Site" => hierarchy::update_site(state, &key_text(&current, "SiteCode"), &body).await,
@@ -358,7 +356,7 @@ async fn update_settings(state: &AppState, body: &Map<String, Value>) -> ApiResu
     state.set_dist(next);
     state.work.notify_one();
     tracing::info!(settings = %json, "distribution settings changed");
-    Ok(objects::settings_object(state))
+    Ok(classes::settings_object(state))
 }
 
 pub async fn delete(state: &AppState, class: &'static ClassDef, current: Object) -> ApiResult<()> {
@@ -520,10 +518,9 @@ pub(crate) async fn row_action(state: &AppState, pkg: &str, nal: &str, action: A
     };
     let next = dpstate::on_action(current, row.installed_version > 0, action)
         .map_err(|e| ApiError::new(ErrorKind::InvalidState, format!("{object}: {e}")).object(object.clone()))?;
-    let s = Snapshot::load(&state.db).await?;
-    if !set_state_if(state, &s, &[(pkg.to_owned(), nal.to_owned(), row.job_seq)], next, why).await? {
+    if !set_state_if(state, &[(pkg.to_owned(), nal.to_owned(), row.job_seq)], next, why).await? {
         return Err(ApiError::new(
-            ErrorKind::InvalidState,
+            ErrorKind::Conflict,
             format!("{object} changed while the request was handled (a job finished or another change landed); look at its state and try again"),
         )
         .object(object));
@@ -798,7 +795,7 @@ async fn create_package(state: &AppState, pc: PackageClass, body: &Map<String, V
     }
     state.db.insert_package(&row).await?;
     tracing::info!(package = %row.package_id, class = pc.class_name(), "package created");
-    Ok(objects::package_object(&row))
+    classes::get_written(state, pc.class_name(), &[("PackageID", &row.package_id)]).await
 }
 
 /// Who asked for a refresh.
@@ -970,10 +967,10 @@ async fn add_dps(state: &AppState, pkg: &str, sites: &[String], nals: &[String])
         .param("SiteCode"));
     }
     let p = state.db.package(pkg).await?.ok_or_else(|| unknown_package(pkg))?;
-    let s = Snapshot::load(&state.db).await?;
+    let known = dp_map(state, nals).await?;
     let mut dps = Vec::new();
     for (site, nal) in sites.iter().zip(nals) {
-        let d = s.dp(nal).ok_or_else(|| unknown_dp(nal))?;
+        let d = known.get(nal).ok_or_else(|| unknown_dp(nal))?;
         if *site != d.site_code || nal_site(nal) != Some(d.site_code.as_str()) {
             return Err(ApiError::new(
                 ErrorKind::SiteMismatch,
@@ -988,6 +985,17 @@ async fn add_dps(state: &AppState, pkg: &str, sites: &[String], nals: &[String])
     }
     let pairs: Vec<(&PackageRow, &DpRow)> = dps.iter().map(|d| (&p, *d)).collect();
     retarget(state, &pairs, false, "queued for distribution").await
+}
+
+/// The DPs named by NAL path, by NAL path (those that exist), read in one query.
+async fn dp_map(state: &AppState, nals: &[String]) -> ApiResult<HashMap<String, DpRow>> {
+    Ok(state
+        .db
+        .dps_by_nal(nals)
+        .await?
+        .into_iter()
+        .map(|d| (d.nal_path.clone(), d))
+        .collect())
 }
 
 /// Puts packages on DPs at their current version (INSTALL_PENDING), with a status message for
@@ -1041,7 +1049,12 @@ fn target(p: &PackageRow, d: &DpRow, redistribute: bool, time: &str, why: &str) 
 }
 
 /// State changes of package-on-DP rows, and their status messages.
-fn changes(s: &Snapshot, rows: &[(String, String)], st: DpState, why: &str) -> (Vec<TargetChange>, Vec<NewStatus>) {
+fn changes(
+    dps: &HashMap<String, DpRow>,
+    rows: &[(String, String)],
+    st: DpState,
+    why: &str,
+) -> (Vec<TargetChange>, Vec<NewStatus>) {
     let time = now();
     let ms = if st == DpState::InstallFailed {
         MessageState::Error
@@ -1058,7 +1071,7 @@ fn changes(s: &Snapshot, rows: &[(String, String)], st: DpState, why: &str) -> (
             time: time.clone(),
             message: why.to_owned(),
         });
-        if let Some(d) = s.dp(n) {
+        if let Some(d) = dps.get(n) {
             out.1.push(message(p, d, ms, format!("{p}: {why}"), &time));
         }
     }
@@ -1066,23 +1079,29 @@ fn changes(s: &Snapshot, rows: &[(String, String)], st: DpState, why: &str) -> (
 }
 
 pub(crate) async fn set_state(state: &AppState, rows: &[(String, String)], st: DpState, why: &str) -> ApiResult<()> {
-    let s = Snapshot::load(&state.db).await?;
-    let (c, m) = changes(&s, rows, st, why);
+    let dps = dp_map(state, &nals_of(rows.iter().map(|(_, n)| n))).await?;
+    let (c, m) = changes(&dps, rows, st, why);
     state.db.set_states(&c, &m).await?;
     Ok(())
 }
 
-/// [`set_state`] for rows still at the jobs (`job_seq`) the decision was taken on (from
-/// snapshot `s`); false, changing nothing, if any has moved on meanwhile.
+/// The distinct NAL paths among `nals`.
+fn nals_of<'a>(nals: impl Iterator<Item = &'a String>) -> Vec<String> {
+    let set: std::collections::BTreeSet<&String> = nals.collect();
+    set.into_iter().cloned().collect()
+}
+
+/// [`set_state`] for rows still at the jobs (`job_seq`) the decision was taken on; false,
+/// changing nothing, if any has moved on meanwhile.
 pub(crate) async fn set_state_if(
     state: &AppState,
-    s: &Snapshot,
     rows: &[(String, String, i64)],
     st: DpState,
     why: &str,
 ) -> ApiResult<bool> {
     let pairs: Vec<(String, String)> = rows.iter().map(|(p, n, _)| (p.clone(), n.clone())).collect();
-    let (mut c, m) = changes(s, &pairs, st, why);
+    let dps = dp_map(state, &nals_of(pairs.iter().map(|(_, n)| n))).await?;
+    let (mut c, m) = changes(&dps, &pairs, st, why);
     for (change, (_, _, seq)) in c.iter_mut().zip(rows) {
         change.expect_seq = Some(*seq);
     }
@@ -1114,8 +1133,7 @@ async fn create_dp(state: &AppState, body: &Map<String, Value>) -> ApiResult<Obj
     if let Some(sources) = sources.filter(|s| !s.is_empty()) {
         state.db.set_pull_sources(&d.nal_path, &sources).await?;
     }
-    let s = Snapshot::load(&state.db).await?;
-    let mut o = objects::dp_object(&d, &s);
+    let mut o = classes::get_written(state, "SMS_DistributionPointInfo", &[("NALPath", &d.nal_path)]).await?;
     o.insert("EnrollmentToken".into(), json!(token));
     Ok(o)
 }
@@ -1205,9 +1223,11 @@ async fn group_method(
     method: &str,
     params: &Map<String, Value>,
 ) -> ApiResult<Object> {
-    let s = Snapshot::load(&state.db).await?;
-    let members: Vec<&DpRow> = s.members_of(group_id).iter().filter_map(|n| s.dp(n)).collect();
-    let packages: Vec<&PackageRow> = s.packages_of(group_id).iter().filter_map(|p| s.package(p)).collect();
+    // The group's own members and packages: a few thousand rows at most, never the whole
+    // package-on-DP table.
+    let members: Vec<DpRow> = state.db.group_member_dps(group_id).await?;
+    let packages: Vec<PackageRow> = state.db.group_package_rows(group_id).await?;
+    let member_map: HashMap<String, DpRow> = members.iter().map(|d| (d.nal_path.clone(), d.clone())).collect();
     let time = now();
     // Targets and their status messages, written in the same transaction as the change.
     let plan = |pairs: &[(&PackageRow, &DpRow)], why: &str| -> (Vec<NewTarget>, Vec<NewStatus>) {
@@ -1229,14 +1249,13 @@ async fn group_method(
     match method {
         "AddDistributionPoints" => {
             let nals = strings(params, "DPNALPath");
+            let known = dp_map(state, &nals).await?;
             let new: Vec<&DpRow> = nals
                 .iter()
-                .map(|n| s.dp(n).ok_or_else(|| unknown_dp(n)))
+                .map(|n| known.get(n).ok_or_else(|| unknown_dp(n)))
                 .collect::<ApiResult<_>>()?;
             let pairs: Vec<(&PackageRow, &DpRow)> = if flag(params, "AddTargetedPackages", true) {
-                new.iter()
-                    .flat_map(|d| packages.iter().map(move |p| (*p, *d)))
-                    .collect()
+                new.iter().flat_map(|d| packages.iter().map(move |p| (p, *d))).collect()
             } else {
                 Vec::new()
             };
@@ -1245,25 +1264,25 @@ async fn group_method(
         }
         "RemoveDistributionPoints" => {
             let nals = strings(params, "DPNALPath");
-            if let Some(n) = nals.iter().find(|n| !members.iter().any(|d| d.nal_path == **n)) {
+            if let Some(n) = nals.iter().find(|n| !member_map.contains_key(*n)) {
                 return Err(
                     ApiError::new(ErrorKind::UnknownInstance, format!("{n} is not a member of the group")).object(n),
                 );
             }
-            let rows: Vec<(String, String)> = if flag(params, "RemoveTargetedPackages", false) {
-                nals.iter()
-                    .flat_map(|n| {
-                        packages
-                            .iter()
-                            .filter(|p| s.package_dp(&p.package_id, n).is_some())
-                            .map(move |p| (p.package_id.clone(), n.clone()))
-                    })
-                    .collect()
-            } else {
-                Vec::new()
-            };
+            let mut rows: Vec<(String, String)> = Vec::new();
+            if flag(params, "RemoveTargetedPackages", false) {
+                let in_group: std::collections::HashSet<&str> =
+                    packages.iter().map(|p| p.package_id.as_str()).collect();
+                for n in &nals {
+                    for r in state.db.dp_rows(n).await? {
+                        if in_group.contains(r.package_id.as_str()) {
+                            rows.push((r.package_id, r.nal_path));
+                        }
+                    }
+                }
+            }
             let (c, m) = changes(
-                &s,
+                &member_map,
                 &rows,
                 DpState::RemovalPending,
                 "removal queued: the DP left the group",
@@ -1272,38 +1291,38 @@ async fn group_method(
         }
         "AddPackages" => {
             let ids = strings(params, "PackageIDs");
-            let new: Vec<&PackageRow> = ids
-                .iter()
-                .map(|i| s.package(i).ok_or_else(|| unknown_package(i)))
-                .collect::<ApiResult<_>>()?;
+            let mut new = Vec::with_capacity(ids.len());
+            for i in &ids {
+                new.push(state.db.package(i).await?.ok_or_else(|| unknown_package(i))?);
+            }
             let pairs: Vec<(&PackageRow, &DpRow)> =
-                new.iter().flat_map(|p| members.iter().map(move |d| (*p, *d))).collect();
+                new.iter().flat_map(|p| members.iter().map(move |d| (p, d))).collect();
             let (t, m) = plan(&pairs, "queued: the package was added to the DP's group");
             state.db.add_group_packages(group_id, &ids, &t, &m).await?;
         }
         "RemovePackages" => {
             let ids = strings(params, "PackageIDs");
-            if let Some(i) = ids.iter().find(|i| !packages.iter().any(|p| p.package_id == **i)) {
-                return Err(if s.package(i).is_some() {
-                    not_in_group(i)
-                } else {
-                    unknown_package(i)
-                });
+            for i in &ids {
+                if !packages.iter().any(|p| p.package_id == *i) {
+                    return Err(if state.db.package(i).await?.is_some() {
+                        not_in_group(i)
+                    } else {
+                        unknown_package(i)
+                    });
+                }
             }
-            let rows: Vec<(String, String)> = if flag(params, "RemovePackageFromDPs", true) {
-                ids.iter()
-                    .flat_map(|i| {
-                        members
-                            .iter()
-                            .filter(|d| s.package_dp(i, &d.nal_path).is_some())
-                            .map(move |d| (i.clone(), d.nal_path.clone()))
-                    })
-                    .collect()
-            } else {
-                Vec::new()
-            };
+            let mut rows: Vec<(String, String)> = Vec::new();
+            if flag(params, "RemovePackageFromDPs", true) {
+                for i in &ids {
+                    for r in state.db.package_rows(i).await? {
+                        if member_map.contains_key(&r.nal_path) {
+                            rows.push((r.package_id, r.nal_path));
+                        }
+                    }
+                }
+            }
             let (c, m) = changes(
-                &s,
+                &member_map,
                 &rows,
                 DpState::RemovalPending,
                 "removal queued: the package left the DP's group",
@@ -1312,14 +1331,14 @@ async fn group_method(
         }
         "ReDistributePackage" => {
             let id = key_text(params, "PackageID");
-            let p = *packages.iter().find(|p| p.package_id == id).ok_or_else(|| {
-                if s.package(&id).is_some() {
+            let Some(p) = packages.iter().find(|p| p.package_id == id) else {
+                return Err(if state.db.package(&id).await?.is_some() {
                     not_in_group(&id)
                 } else {
                     unknown_package(&id)
-                }
-            })?;
-            let pairs: Vec<(&PackageRow, &DpRow)> = members.iter().map(|d| (p, *d)).collect();
+                });
+            };
+            let pairs: Vec<(&PackageRow, &DpRow)> = members.iter().map(|d| (p, d)).collect();
             retarget(
                 state,
                 &pairs,
@@ -1331,7 +1350,7 @@ async fn group_method(
         "RefreshDPGroup" => {
             let pairs: Vec<(&PackageRow, &DpRow)> = packages
                 .iter()
-                .flat_map(|p| members.iter().map(move |d| (*p, *d)))
+                .flat_map(|p| members.iter().map(move |d| (p, d)))
                 .collect();
             retarget(state, &pairs, false, "queued: the group was refreshed").await?;
         }
@@ -1363,15 +1382,4 @@ fn not_in_group(id: &str) -> ApiError {
         format!("package {id} is not assigned to this group; add it with AddPackages first"),
     )
     .object(id)
-}
-
-// ---- helpers ----
-
-/// The instance of `class` whose properties match `pairs` (just written, so it exists).
-async fn find_one(state: &AppState, class: &str, pairs: &[(&str, &str)]) -> ApiResult<Object> {
-    objects::instances(state, class)
-        .await?
-        .into_iter()
-        .find(|o| pairs.iter().all(|(k, v)| o.get(*k).and_then(Value::as_str) == Some(*v)))
-        .ok_or_else(|| ApiError::internal(format!("{class} instance vanished")))
 }

@@ -16,7 +16,6 @@ use pkgdist_core::schedule;
 use pkgdist_core::classes::DpState;
 
 use crate::methods::{Trigger, refresh_package, set_state_if};
-use crate::objects::Snapshot;
 use crate::state::AppState;
 
 /// How often the scheduler looks for due work.
@@ -46,14 +45,14 @@ pub async fn tick(state: &AppState, now: Timestamp, zone: &TimeZone) -> TickRepo
             tracing::warn!(error = %e, "scheduler: cannot prune old status messages");
         }
     }
-    let packages = match state.db.packages().await {
+    let packages = match state.db.scheduled_packages().await {
         Ok(p) => p,
         Err(e) => {
             tracing::warn!(error = %e, "scheduler: cannot read packages");
             return report;
         }
     };
-    for p in packages.iter().filter(|p| !p.refresh_schedule.is_empty()) {
+    for p in &packages {
         let since = p.schedule_checked_at.as_deref().or(Some(p.created_at.as_str()));
         if !due(&p.refresh_schedule, since, now, zone) {
             continue;
@@ -94,31 +93,36 @@ fn due(text: &str, since: Option<&str>, now: Timestamp, zone: &TimeZone) -> bool
 /// Starts the validations of DPs whose ValidationSchedule has come due: every package
 /// INSTALLED there goes to CONTENT_MONITORING, and the distribution manager sends the jobs.
 async fn validations(state: &AppState, now: Timestamp, zone: &TimeZone, report: &mut TickReport) {
-    let snap = match Snapshot::load(&state.db).await {
-        Ok(s) => s,
+    let dps = match state.db.validated_dps().await {
+        Ok(d) => d,
         Err(e) => {
-            tracing::warn!(error = %e.message, "scheduler: cannot read DPs");
+            tracing::warn!(error = %e, "scheduler: cannot read DPs");
             return;
         }
     };
-    for d in snap.dps.iter().filter(|d| !d.validation_schedule.is_empty()) {
+    for d in &dps {
         let since = d.validation_checked_at.as_deref().or(Some(d.created_at.as_str()));
         if !due(&d.validation_schedule, since, now, zone) {
             continue;
         }
-        let installed = i64::from(DpState::Installed.code());
-        let targets: Vec<(String, String, i64)> = snap
-            .package_dps
-            .iter()
-            .filter(|r| r.nal_path == d.nal_path && r.state == installed)
-            .map(|r| (r.package_id.clone(), r.nal_path.clone(), r.job_seq))
+        let rows = match state.db.dp_rows(&d.nal_path).await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(dp = %d.name, error = %e, "scheduler: cannot read the DP's packages");
+                continue;
+            }
+        };
+        let targets: Vec<(String, String, i64)> = rows
+            .into_iter()
+            .filter(|r| DpState::of_row(r.state) == Some(DpState::Installed))
+            .map(|r| (r.package_id, r.nal_path, r.job_seq))
             .collect();
         let mut started = 0;
         let why = "scheduled validation (ValidationSchedule): the DP will re-hash the content";
         // One row at a time, each only if it is still at the job it was read at: a removal or
         // a new version landing meanwhile wins.
         for t in &targets {
-            match set_state_if(state, &snap, std::slice::from_ref(t), DpState::ContentMonitoring, why).await {
+            match set_state_if(state, std::slice::from_ref(t), DpState::ContentMonitoring, why).await {
                 Ok(true) => started += 1,
                 Ok(false) => {}
                 Err(e) => tracing::warn!(dp = %d.name, error = %e.message, "scheduled validation could not start"),

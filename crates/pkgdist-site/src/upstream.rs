@@ -27,7 +27,6 @@ use crate::error::SiteError;
 use crate::link::{self, EnrollRequest, EnrollResponse, IntentMsg, PackageMeta, SyncResponse};
 use crate::methods;
 use crate::now;
-use crate::objects::Snapshot;
 use crate::state::{AppState, Position};
 
 /// `DIR/parent.json` (0600): the parent, and the credential this site presents to it.
@@ -336,12 +335,22 @@ async fn apply_packages(state: &AppState, packages: &[PackageMeta]) -> Result<()
 /// Applies the parent's intents in order, with this site's own methods (which pass them on
 /// when the DP is further below), recording each as applied.
 async fn apply_intents(state: &AppState, intents: &[IntentMsg]) -> Result<(), String> {
-    // Packages and DPs do not change while intents are applied (only rows do), so one
-    // snapshot serves the round.
-    let s = Snapshot::load(&state.db).await.map_err(|e| e.message)?;
+    // Packages and DPs do not change while intents are applied (only rows do): each is read
+    // once per round.
+    let mut packages: HashMap<String, Option<pkgdist_db::PackageRow>> = HashMap::new();
+    let mut dps: HashMap<String, Option<pkgdist_db::DpRow>> = HashMap::new();
+    let err = |e: pkgdist_db::DbError| e.to_string();
     for i in intents {
         let object = format!("{} on {}", i.package_id, i.nal_path);
-        let (Some(p), Some(d)) = (s.package(&i.package_id), s.dp(&i.nal_path)) else {
+        if !packages.contains_key(&i.package_id) {
+            let p = state.db.package(&i.package_id).await.map_err(err)?;
+            packages.insert(i.package_id.clone(), p);
+        }
+        if !dps.contains_key(&i.nal_path) {
+            let d = state.db.dp(&i.nal_path).await.map_err(err)?;
+            dps.insert(i.nal_path.clone(), d);
+        }
+        let (Some(Some(p)), Some(Some(d))) = (packages.get(&i.package_id), dps.get(&i.nal_path)) else {
             tracing::warn!(%object, intent = i.intent.as_str(), "intent from the parent for a package or DP this site does not know; skipped");
             record_applied(state, i.seq).await?;
             continue;
@@ -361,7 +370,7 @@ async fn apply_intents(state: &AppState, intents: &[IntentMsg]) -> Result<(), St
                 methods::retarget(state, &[(p, d)], i.intent == Intent::Redistribute, why).await
             }
             Intent::Remove => match &row {
-                Some(r) if !matches!(r.state, 4..=6) => {
+                Some(r) if !DpState::of_row(r.state).is_some_and(DpState::is_removal) => {
                     methods::set_state(
                         state,
                         &[(i.package_id.clone(), i.nal_path.clone())],
@@ -385,10 +394,7 @@ async fn apply_intents(state: &AppState, intents: &[IntentMsg]) -> Result<(), St
             Ok(()) => {}
             // The database failed, or the row changed under the action (a job finished):
             // not applied; the round ends and the intent comes again.
-            Err(e)
-                if matches!(e.kind, ErrorKind::Storage | ErrorKind::Internal)
-                    || e.message.contains("changed while") =>
-            {
+            Err(e) if matches!(e.kind, ErrorKind::Storage | ErrorKind::Internal | ErrorKind::Conflict) => {
                 return Err(format!("{object}: {}", e.message));
             }
             // Refused here as it would have been above (say, a verify with nothing installed):
@@ -517,15 +523,10 @@ pub async fn replicate(state: AppState, link: ParentLink) {
 /// package priority first.
 async fn needed(state: &AppState) -> Result<Vec<(ContentId, Digest)>, String> {
     let own = state.site_code.to_string();
-    let mut packages = state.db.packages().await.map_err(|e| e.to_string())?;
-    packages.sort_by_key(|p| p.priority);
-    let rows = state.db.package_dps().await.map_err(|e| e.to_string())?;
+    let packages = state.db.replication_candidates(&own).await.map_err(|e| e.to_string())?;
     let mut out = Vec::new();
-    for p in packages.iter().filter(|p| p.source_site != own && p.source_version > 0) {
-        let wanted = rows
-            .iter()
-            .any(|r| r.package_id == p.package_id && !matches!(r.state, 4..=6));
-        let (true, Some(hash)) = (wanted, p.manifest_hash.as_deref()) else {
+    for p in &packages {
+        let Some(hash) = p.manifest_hash.as_deref() else {
             continue;
         };
         let (Ok(package), Ok(hash), Ok(version)) = (

@@ -1,0 +1,537 @@
+//! How each class of the API is read: one entry per class in [`reader`], the one table that
+//! says where its instances come from.
+//!
+//! - Classes over the big tables (packages, DPs, groups, package-on-DP rows, status messages)
+//!   are SQL views (`pkgdist_db::View`): every property is an SQL expression over the rows,
+//!   computed ones included (group sync state, per-site counts, percentages), so `$filter`,
+//!   `$orderby`, `$top` and `$skip` run in the database and a request reads only what it
+//!   returns. GET by key is one lookup on the key's columns.
+//! - Properties that are lists (a pull DP's sources) are filled in afterwards, for the
+//!   instances returned only.
+//! - A few small classes (the site hierarchy, the settings, the static-method class) are
+//!   computed in memory and queried with the reference evaluator (`odata::Query::apply`),
+//!   whose semantics the SQL translation reproduces exactly.
+//!
+//! Computed properties are never stored, so they cannot disagree with the rows they summarize.
+
+use pkgdist_core::classes::{DpState, PackageClass};
+use pkgdist_core::errors::ErrorKind;
+use pkgdist_core::odata::Query;
+use pkgdist_db::view::{boolean, int, text};
+use pkgdist_db::{View, ViewError};
+use serde_json::{Map, Value, json};
+
+use crate::error::{ApiError, ApiResult};
+use crate::state::AppState;
+
+pub type Object = Map<String, Value>;
+
+pub(crate) fn obj(v: Value) -> Object {
+    match v {
+        Value::Object(m) => m,
+        _ => Map::new(),
+    }
+}
+
+/// Where a class's instances come from.
+enum Reader {
+    /// An SQL view; `fill` adds list-valued properties to the instances read.
+    Sql(View, Option<Fill>),
+    /// Computed in memory (small classes only).
+    Memory,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Fill {
+    PullSources,
+}
+
+/// `CASE` over `package_type` giving the class's `ObjectTypeID`.
+fn object_type_id(column: &str) -> String {
+    let arms: String = PackageClass::ALL
+        .iter()
+        .map(|c| format!(" WHEN {} THEN {}", c.package_type(), c.object_type_id()))
+        .collect();
+    format!("CASE {column}{arms} END")
+}
+
+const INSTALLED: u32 = DpState::Installed.code();
+
+fn packages(package_type: Option<u32>) -> View {
+    View {
+        from: "packages p".into(),
+        base: package_type.map(|t| format!("p.package_type = {t}")),
+        columns: vec![
+            text("PackageID", "p.package_id").upper(),
+            text("Name", "p.name"),
+            text("Version", "p.version"),
+            text("Manufacturer", "p.manufacturer"),
+            text("Language", "p.language"),
+            text("Description", "p.description"),
+            text("PkgSourcePath", "p.pkg_source_path"),
+            int("PkgSourceFlag", "p.pkg_source_flag"),
+            int("SourceVersion", "p.source_version"),
+            text("SourceDate", "p.source_date").nullable(),
+            text("LastRefreshTime", "p.last_refresh_time").nullable(),
+            int("PackageSize", "p.package_size"),
+            int("PkgFlags", "p.pkg_flags"),
+            int("Priority", "p.priority"),
+            int("ActionInProgress", "p.action_in_progress"),
+            text("SourceSite", "p.source_site").upper(),
+            text("RefreshSchedule", "p.refresh_schedule"),
+            int("PackageType", "p.package_type"),
+            text("ManifestHash", "p.manifest_hash").nullable(),
+        ],
+        order: vec!["PackageID"],
+    }
+}
+
+fn distribution_points() -> View {
+    View {
+        from: "distribution_points d".into(),
+        base: None,
+        columns: vec![
+            text("NALPath", "d.nal_path"),
+            text("Name", "d.name"),
+            text("ServerName", "d.name"),
+            text("SiteCode", "d.site_code").upper(),
+            text("Description", "d.description"),
+            boolean("IsPullDP", "d.is_pull"),
+            int("Priority", "d.priority"),
+            int(
+                "GroupCount",
+                "(SELECT COUNT(*) FROM dp_group_members m WHERE m.nal_path = d.nal_path)",
+            ),
+            text("Url", "d.url").nullable(),
+            boolean("Enrolled", "CASE WHEN d.credential_hash IS NULL THEN 0 ELSE 1 END"),
+            boolean("RepairDamagedContent", "d.repair_damaged"),
+            text("ValidationSchedule", "d.validation_schedule"),
+            int("RateLimitMode", "d.rate_mode"),
+            int("RateLimitBytesPerSecond", "d.rate_bytes_per_sec"),
+            int("PulseBlockSizeKB", "d.pulse_block_kb"),
+            int("PulseDelaySeconds", "d.pulse_delay_secs"),
+            text("HourlyPercentages", "d.hourly_percent"),
+            text("AvailabilitySchedule", "d.availability"),
+            int("ThroughputKBps", "d.throughput_kbps").nullable(),
+        ],
+        order: vec!["Name"],
+    }
+}
+
+/// A package is in sync on a DP when it is INSTALLED there at the package's current version;
+/// a group's package is out of sync when some member lacks it so.
+fn groups() -> View {
+    let out_of_sync = format!(
+        "(SELECT COUNT(*) FROM dp_group_packages gp JOIN packages p ON p.package_id = gp.package_id
+          WHERE gp.group_id = g.group_id AND EXISTS (
+            SELECT 1 FROM dp_group_members gm WHERE gm.group_id = g.group_id AND NOT EXISTS (
+              SELECT 1 FROM package_dps r WHERE r.package_id = gp.package_id AND r.nal_path = gm.nal_path
+                AND r.state = {INSTALLED} AND r.installed_version = p.source_version)))"
+    );
+    let members = "(SELECT COUNT(*) FROM dp_group_members m WHERE m.group_id = g.group_id)";
+    View {
+        from: "dp_groups g".into(),
+        base: None,
+        columns: vec![
+            text("GroupID", "g.group_id"),
+            text("Name", "g.name"),
+            text("Description", "g.description"),
+            int("MemberCount", members),
+            boolean("HasMember", format!("CASE WHEN {members} > 0 THEN 1 ELSE 0 END")),
+            int(
+                "ContentCount",
+                "(SELECT COUNT(*) FROM dp_group_packages c WHERE c.group_id = g.group_id)",
+            ),
+            boolean(
+                "ContentInSync",
+                format!("CASE WHEN {out_of_sync} = 0 THEN 1 ELSE 0 END"),
+            ),
+            int("OutOfSyncContentCount", out_of_sync),
+            text("SourceSite", "g.source_site").upper(),
+            text("CreatedOn", "g.created_on"),
+            text("ModifiedOn", "g.modified_on"),
+        ],
+        order: vec!["Name"],
+    }
+}
+
+fn group_members() -> View {
+    View {
+        from: "dp_group_members m".into(),
+        base: None,
+        columns: vec![text("GroupID", "m.group_id"), text("DPNALPath", "m.nal_path")],
+        order: vec!["GroupID", "DPNALPath"],
+    }
+}
+
+fn group_content() -> View {
+    View {
+        from: "dp_group_packages gp JOIN packages p ON p.package_id = gp.package_id".into(),
+        base: None,
+        columns: vec![
+            text("GroupID", "gp.group_id"),
+            text("PackageID", "gp.package_id").upper(),
+            text("Name", "p.name"),
+            text("Description", "p.description"),
+            text("ObjectID", "gp.package_id").upper(),
+            int("ObjectType", "p.package_type"),
+            int("ObjectTypeID", object_type_id("p.package_type")).nullable(),
+            int("SourceSize", "p.package_size"),
+        ],
+        order: vec!["GroupID", "PackageID"],
+    }
+}
+
+/// The rows of packages on DPs, joined with their package.
+const PACKAGE_DPS: &str = "package_dps r JOIN packages p ON p.package_id = r.package_id";
+
+fn package_on_dp() -> View {
+    let removal = DpState::RemovalPending.code();
+    View {
+        from: PACKAGE_DPS.into(),
+        base: None,
+        columns: vec![
+            text("PackageID", "r.package_id").upper(),
+            text("ServerNALPath", "r.nal_path"),
+            text("SiteCode", "r.site_code").upper(),
+            text("SourceSite", "p.source_site").upper(),
+            boolean("RefreshNow", "0"),
+            text("LastRefreshTime", "r.summary_date"),
+            // ConfigMgr's Status: 1 installed, 2 pending install, 3 pending removal.
+            int(
+                "Status",
+                format!("CASE WHEN r.state = {removal} THEN 3 WHEN r.installed_version > 0 THEN 1 ELSE 2 END"),
+            ),
+            int("PackageType", "p.package_type"),
+            int("ObjectTypeID", object_type_id("p.package_type")).nullable(),
+        ],
+        order: vec!["PackageID", "ServerNALPath"],
+    }
+}
+
+fn dist_points_summarizer(retry_count: u32) -> View {
+    View {
+        from: PACKAGE_DPS.into(),
+        base: None,
+        columns: vec![
+            text("PackageID", "r.package_id").upper(),
+            text("ServerNALPath", "r.nal_path"),
+            text("SiteCode", "r.site_code").upper(),
+            int("State", "r.state"),
+            int("SourceVersion", "r.installed_version"),
+            int("TargetVersion", "r.target_version"),
+            text("LastCopied", "r.last_copied").nullable(),
+            text("SummaryDate", "r.summary_date"),
+            int("PackageType", "p.package_type"),
+            int("Attempts", "r.attempts"),
+            text("NextRetry", "r.next_attempt_at").nullable(),
+            text("LastMessage", "r.last_message"),
+            int(
+                "RetriesRemaining",
+                format!("CASE WHEN r.attempts < {retry_count} THEN {retry_count} - r.attempts ELSE 0 END"),
+            ),
+            int("BytesReceived", "r.progress_bytes"),
+            int(
+                "PercentComplete",
+                format!(
+                    "CASE WHEN r.state = {INSTALLED} THEN 100 WHEN r.progress_total > 0 THEN
+                       (CASE WHEN r.progress_done < 0 THEN 0 WHEN r.progress_done > r.progress_total
+                          THEN r.progress_total ELSE r.progress_done END) * 100 / r.progress_total
+                     ELSE 0 END"
+                ),
+            ),
+        ],
+        order: vec!["PackageID", "ServerNALPath"],
+    }
+}
+
+/// Counts per package and site, aggregated in the database.
+fn detail_summarizer() -> View {
+    let (retrying, failed) = (
+        [DpState::InstallRetrying, DpState::RemovalRetrying],
+        [DpState::InstallFailed, DpState::RemovalFailed],
+    );
+    let codes = |s: [DpState; 2]| format!("{}, {}", s[0].code(), s[1].code());
+    View {
+        from: format!(
+            "(SELECT r.package_id, r.site_code, COUNT(*) AS targeted,
+                SUM(CASE WHEN r.state = {INSTALLED} AND r.installed_version = p.source_version THEN 1 ELSE 0 END) AS installed,
+                SUM(CASE WHEN r.state IN ({}) THEN 1 ELSE 0 END) AS retrying,
+                SUM(CASE WHEN r.state IN ({}) THEN 1 ELSE 0 END) AS failed,
+                MAX(r.summary_date) AS summary_date
+              FROM {PACKAGE_DPS} GROUP BY r.package_id, r.site_code) x
+             JOIN packages q ON q.package_id = x.package_id",
+            codes(retrying),
+            codes(failed)
+        ),
+        base: None,
+        columns: vec![
+            text("PackageID", "x.package_id").upper(),
+            text("SiteCode", "x.site_code").upper(),
+            text("Name", "q.name"),
+            int("SourceVersion", "q.source_version"),
+            int("Targeted", "x.targeted"),
+            int("Installed", "CAST(x.installed AS BIGINT)"),
+            int("Retrying", "CAST(x.retrying AS BIGINT)"),
+            int("Failed", "CAST(x.failed AS BIGINT)"),
+            text("SummaryDate", "x.summary_date").nullable(),
+        ],
+        order: vec!["PackageID", "SiteCode"],
+    }
+}
+
+fn dp_status() -> View {
+    View {
+        from: "status_messages m LEFT JOIN packages p ON p.package_id = m.package_id
+               LEFT JOIN distribution_points d ON d.nal_path = m.nal_path"
+            .into(),
+        base: None,
+        columns: vec![
+            int("ID", "m.id"),
+            text("PackageID", "m.package_id").upper(),
+            text("ObjectID", "m.package_id").upper(),
+            int("ObjectTypeID", object_type_id("p.package_type")).nullable(),
+            text("NalPath", "m.nal_path"),
+            text("Name", "d.name").nullable(),
+            text("SiteCode", "m.site_code").upper(),
+            int("MessageID", "m.message_id"),
+            int("MessageState", "m.message_state"),
+            int("MessageSeverity", "m.severity"),
+            text("LastUpdateDate", "m.time"),
+            text("Description", "m.description"),
+            int("BytesTransferred", "m.bytes_transferred"),
+        ],
+        order: vec!["ID"],
+    }
+}
+
+fn site_content() -> View {
+    View {
+        from: "site_content c".into(),
+        base: None,
+        columns: vec![
+            text("PackageID", "c.package_id").upper(),
+            int("SourceVersion", "c.version"),
+            int("State", "c.state"),
+            int("BytesReceived", "c.bytes_received"),
+            int("ChunksFetched", "c.chunks_fetched"),
+            int("ChunksTotal", "c.chunks_total"),
+            int("Attempts", "c.attempts"),
+            text("Message", "c.message"),
+            text("LastUpdateDate", "c.updated_at"),
+        ],
+        order: vec!["PackageID", "SourceVersion"],
+    }
+}
+
+fn tokens() -> View {
+    View {
+        from: "tokens t".into(),
+        base: None,
+        columns: vec![
+            text("TokenID", "t.id"),
+            text("Name", "t.name"),
+            text("Role", "t.role"),
+            text("CreatedOn", "t.created_at"),
+            text("RevokedOn", "t.revoked_at").nullable(),
+        ],
+        order: vec!["CreatedOn", "TokenID"],
+    }
+}
+
+/// The one table of classes: where each class's instances come from. `None` for a name that
+/// is no class.
+fn reader(state: &AppState, class: &str) -> Option<Reader> {
+    if let Some(pc) = PackageClass::from_class_name(class) {
+        return Some(Reader::Sql(packages(Some(pc.package_type())), None));
+    }
+    let sql = |v: View| Some(Reader::Sql(v, None));
+    match class {
+        "SMS_PackageBaseclass" => sql(packages(None)),
+        "SMS_DistributionPointInfo" => Some(Reader::Sql(distribution_points(), Some(Fill::PullSources))),
+        "SMS_DistributionPointGroup" => sql(groups()),
+        "SMS_DPGroupMembers" => sql(group_members()),
+        "SMS_DPGroupContentInfo" => sql(group_content()),
+        "SMS_DistributionPoint" => sql(package_on_dp()),
+        "SMS_PackageStatusDistPointsSummarizer" => sql(dist_points_summarizer(state.dist().retry_count)),
+        "SMS_PackageStatusDetailSummarizer" => sql(detail_summarizer()),
+        "SMS_DistributionDPStatus" => sql(dp_status()),
+        "PKGDIST_SiteContent" => sql(site_content()),
+        "PKGDIST_AdminToken" => sql(tokens()),
+        "SMS_Site" | "PKGDIST_DistributionSettings" | "SMS_ScheduleMethods" => Some(Reader::Memory),
+        _ => None,
+    }
+}
+
+fn unknown_class(class: &str) -> ApiError {
+    ApiError::new(ErrorKind::UnknownClass, format!("no class {class}"))
+}
+
+fn view_error(class: &str, e: ViewError) -> ApiError {
+    match e {
+        ViewError::NotQueryable(e) => ApiError::new(ErrorKind::MalformedQuery, format!("{e} (class {class})")),
+        ViewError::Db(e) => e.into(),
+    }
+}
+
+/// The instances of a class computed in memory.
+async fn in_memory(state: &AppState, class: &str) -> ApiResult<Vec<Object>> {
+    match class {
+        "SMS_Site" => crate::hierarchy::site_objects(state).await,
+        "PKGDIST_DistributionSettings" => Ok(vec![settings_object(state)]),
+        _ => Ok(Vec::new()),
+    }
+}
+
+/// The instances of `class` that `query` selects.
+pub async fn list(state: &AppState, class: &str, query: &Query) -> ApiResult<Vec<Object>> {
+    match reader(state, class).ok_or_else(|| unknown_class(class))? {
+        Reader::Sql(view, fill) => {
+            let mut rows = state.db.select(&view, query).await.map_err(|e| view_error(class, e))?;
+            fill_lists(state, fill, &mut rows, query).await?;
+            Ok(rows)
+        }
+        Reader::Memory => Ok(query.apply(in_memory(state, class).await?)),
+    }
+}
+
+/// The instance of `class` whose key properties are exactly `key`, if any.
+pub async fn get(state: &AppState, class: &str, key: &[(&str, &str)]) -> ApiResult<Option<Object>> {
+    match reader(state, class).ok_or_else(|| unknown_class(class))? {
+        Reader::Sql(view, fill) => {
+            let query = Query::default();
+            let mut rows = state
+                .db
+                .select_where(&view, &query, key)
+                .await
+                .map_err(|e| view_error(class, e))?;
+            fill_lists(state, fill, &mut rows, &query).await?;
+            Ok(rows.into_iter().next())
+        }
+        Reader::Memory => {
+            let all = in_memory(state, class).await?;
+            Ok(all.into_iter().find(|o| {
+                key.iter().all(|(k, v)| {
+                    o.get(*k).map(|x| match x {
+                        Value::String(s) => s.clone(),
+                        other => other.to_string(),
+                    }) == Some((*v).to_owned())
+                })
+            }))
+        }
+    }
+}
+
+/// [`get`] for an instance that must exist (it was just written).
+pub async fn get_written(state: &AppState, class: &str, key: &[(&str, &str)]) -> ApiResult<Object> {
+    get(state, class, key)
+        .await?
+        .ok_or_else(|| ApiError::internal(format!("{class} instance vanished")))
+}
+
+/// Adds the list-valued properties to the instances read (those `$select` keeps).
+async fn fill_lists(state: &AppState, fill: Option<Fill>, rows: &mut [Object], query: &Query) -> ApiResult<()> {
+    let Some(Fill::PullSources) = fill else {
+        return Ok(());
+    };
+    let wanted = |p: &str| query.select.as_ref().is_none_or(|s| s.iter().any(|x| x == p));
+    let (sources, ranks) = (wanted("SourceDistributionPoints"), wanted("SourceDPRanks"));
+    if !sources && !ranks {
+        return Ok(());
+    }
+    for row in rows.iter_mut() {
+        // Only pull DPs have sources.
+        if row.get("IsPullDP") == Some(&Value::Bool(false)) {
+            if sources {
+                row.insert("SourceDistributionPoints".into(), json!([]));
+            }
+            if ranks {
+                row.insert("SourceDPRanks".into(), json!([]));
+            }
+            continue;
+        }
+        let nal = row
+            .get("NALPath")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned();
+        let list = state.db.pull_sources_of(&nal).await?;
+        if sources {
+            row.insert(
+                "SourceDistributionPoints".into(),
+                json!(list.iter().map(|p| p.source_nal.clone()).collect::<Vec<_>>()),
+            );
+        }
+        if ranks {
+            row.insert(
+                "SourceDPRanks".into(),
+                json!(list.iter().map(|p| p.rank).collect::<Vec<_>>()),
+            );
+        }
+    }
+    Ok(())
+}
+
+pub fn settings_object(state: &AppState) -> Object {
+    let d = state.dist();
+    obj(json!({
+        "SiteCode": state.site_code,
+        "MaximumPackageCount": d.max_packages,
+        "MaximumThreadsPerPackage": d.max_threads_per_package,
+        "RetryCount": d.retry_count,
+        "DelayBeforeRetryingMins": d.retry_delay_secs.div_ceil(60),
+        "DelayBeforeRetryingSecs": d.retry_delay_secs,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use pkgdist_proto::catalog;
+
+    /// Every property the catalog lists for a class is one its reader gives (a column of its
+    /// view, or a filled list), and nothing else: the OpenAPI document, generated from the
+    /// catalog, describes what the API answers.
+    #[test]
+    fn views_match_the_catalog() {
+        for class in catalog::CLASSES {
+            let view = match class.name {
+                n if pkgdist_core::classes::PackageClass::from_class_name(n).is_some() => super::packages(Some(0)),
+                "SMS_PackageBaseclass" => super::packages(None),
+                "SMS_DistributionPointInfo" => super::distribution_points(),
+                "SMS_DistributionPointGroup" => super::groups(),
+                "SMS_DPGroupMembers" => super::group_members(),
+                "SMS_DPGroupContentInfo" => super::group_content(),
+                "SMS_DistributionPoint" => super::package_on_dp(),
+                "SMS_PackageStatusDistPointsSummarizer" => super::dist_points_summarizer(2),
+                "SMS_PackageStatusDetailSummarizer" => super::detail_summarizer(),
+                "SMS_DistributionDPStatus" => super::dp_status(),
+                "PKGDIST_SiteContent" => super::site_content(),
+                "PKGDIST_AdminToken" => super::tokens(),
+                _ => continue,
+            };
+            let filled: &[&str] = if class.name == "SMS_DistributionPointInfo" {
+                &["SourceDistributionPoints", "SourceDPRanks"]
+            } else {
+                &[]
+            };
+            // Write-only properties (a token's secret, an enrollment token) are answered once,
+            // on create, and never read.
+            let write_only = ["Token", "EnrollmentToken"];
+            let mut from_catalog: Vec<&str> = class
+                .props
+                .iter()
+                .map(|p| p.name)
+                .filter(|p| !write_only.contains(p))
+                .collect();
+            let mut from_view: Vec<&str> = view
+                .columns
+                .iter()
+                .map(|c| c.prop)
+                .chain(filled.iter().copied())
+                .collect();
+            from_catalog.sort_unstable();
+            from_view.sort_unstable();
+            assert_eq!(from_view, from_catalog, "{}", class.name);
+        }
+    }
+}
