@@ -514,6 +514,23 @@ impl Db {
         .await?)
     }
 
+    /// How many (group, package) counts of members in sync disagree with a count made from
+    /// scratch, or are missing: 0 unless the triggers of migration 0006 are wrong. For tests
+    /// and diagnostics; it reads every group's rows.
+    pub async fn group_sync_drift(&self) -> Result<i64> {
+        Ok(sqlx::query_scalar(
+            "SELECT COUNT(*) FROM dp_group_packages gp
+                LEFT JOIN group_package_sync s ON s.group_id = gp.group_id AND s.package_id = gp.package_id
+             WHERE s.in_sync IS NULL OR s.in_sync <> (
+                SELECT COUNT(*) FROM dp_group_members m
+                    JOIN package_dps r ON r.nal_path = m.nal_path AND r.package_id = gp.package_id
+                    JOIN packages p ON p.package_id = gp.package_id
+                WHERE m.group_id = gp.group_id AND r.state = 0 AND r.installed_version = p.source_version)",
+        )
+        .fetch_one(&self.pool)
+        .await?)
+    }
+
     pub async fn group_members(&self) -> Result<Vec<GroupMemberRow>> {
         Ok(
             sqlx::query_as("SELECT * FROM dp_group_members ORDER BY group_id, nal_path")

@@ -119,16 +119,13 @@ fn distribution_points() -> View {
 }
 
 /// A package is in sync on a DP when it is INSTALLED there at the package's current version;
-/// a group's package is out of sync when some member lacks it so.
+/// a group's package is out of sync when fewer than all members hold it so. The database keeps
+/// the count per group and package (`group_package_sync`, by triggers: migration 0006), so a
+/// group costs one row per package, not one lookup per package and member.
 fn groups() -> View {
-    let out_of_sync = format!(
-        "(SELECT COUNT(*) FROM dp_group_packages gp JOIN packages p ON p.package_id = gp.package_id
-          WHERE gp.group_id = g.group_id AND EXISTS (
-            SELECT 1 FROM dp_group_members gm WHERE gm.group_id = g.group_id AND NOT EXISTS (
-              SELECT 1 FROM package_dps r WHERE r.package_id = gp.package_id AND r.nal_path = gm.nal_path
-                AND r.state = {INSTALLED} AND r.installed_version = p.source_version)))"
-    );
     let members = "(SELECT COUNT(*) FROM dp_group_members m WHERE m.group_id = g.group_id)";
+    let out_of_sync =
+        format!("(SELECT COUNT(*) FROM group_package_sync s WHERE s.group_id = g.group_id AND s.in_sync < {members})");
     View {
         from: "dp_groups g".into(),
         base: None,
