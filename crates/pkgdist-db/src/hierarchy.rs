@@ -480,18 +480,7 @@ impl Db {
     /// Replaces a pull DP's sources.
     pub async fn set_pull_sources(&self, nal_path: &str, sources: &[PullSourceRow]) -> Result<()> {
         let mut tx = self.begin().await?;
-        sqlx::query("DELETE FROM pull_sources WHERE nal_path = $1")
-            .bind(nal_path.to_owned())
-            .execute(&mut *tx)
-            .await?;
-        for s in sources {
-            sqlx::query("INSERT INTO pull_sources (nal_path, source_nal, rank) VALUES ($1, $2, $3)")
-                .bind(nal_path.to_owned())
-                .bind(s.source_nal.clone())
-                .bind(s.rank)
-                .execute(&mut *tx)
-                .await?;
-        }
+        replace_pull_sources(&mut tx, nal_path, sources).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -529,4 +518,25 @@ impl Db {
         .await?;
         Ok(())
     }
+}
+
+/// Replaces a pull DP's sources inside a transaction.
+pub(crate) async fn replace_pull_sources(
+    tx: &mut Transaction<'static, Any>,
+    nal_path: &str,
+    sources: &[PullSourceRow],
+) -> Result<()> {
+    sqlx::query("DELETE FROM pull_sources WHERE nal_path = $1")
+        .bind(nal_path.to_owned())
+        .execute(&mut **tx)
+        .await?;
+    for s in sources {
+        sqlx::query("INSERT INTO pull_sources (nal_path, source_nal, rank) VALUES ($1, $2, $3)")
+            .bind(nal_path.to_owned())
+            .bind(s.source_nal.clone())
+            .bind(s.rank)
+            .execute(&mut **tx)
+            .await?;
+    }
+    Ok(())
 }

@@ -356,8 +356,9 @@ impl Db {
     }
 
     /// Writes the administrator-editable properties of a DP (never its credentials, which
-    /// enrollment owns).
-    pub async fn update_dp(&self, d: &DpRow) -> Result<bool> {
+    /// enrollment owns) and, when given, replaces its pull sources: one transaction.
+    pub async fn update_dp(&self, d: &DpRow, sources: Option<&[PullSourceRow]>) -> Result<bool> {
+        let mut tx = self.begin().await?;
         let r = sqlx::query(
             "UPDATE distribution_points SET description = $2, is_pull = $3, priority = $4, repair_damaged = $5,
                 validation_schedule = $6, validation_checked_at = COALESCE($7, validation_checked_at), rate_mode = $8, rate_bytes_per_sec = $9,
@@ -377,9 +378,16 @@ impl Db {
         .bind(d.pulse_delay_secs)
         .bind(d.hourly_percent.clone())
         .bind(d.availability.clone())
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
-        Ok(r.rows_affected() == 1)
+        if r.rows_affected() != 1 {
+            return Ok(false);
+        }
+        if let Some(sources) = sources {
+            hierarchy::replace_pull_sources(&mut tx, &d.nal_path, sources).await?;
+        }
+        tx.commit().await?;
+        Ok(true)
     }
 
     /// Removes a DP with its package assignments and group memberships.
@@ -514,18 +522,21 @@ impl Db {
         .await?)
     }
 
-    /// How many (group, package) counts of members in sync disagree with a count made from
-    /// scratch, or are missing: 0 unless the triggers of migration 0006 are wrong. For tests
+    /// How many kept counts (members per group; members in sync per group and package)
+    /// disagree with a count made from scratch, or are missing: 0 unless the triggers of
+    /// migration 0006 are wrong. For tests
     /// and diagnostics; it reads every group's rows.
     pub async fn group_sync_drift(&self) -> Result<i64> {
         Ok(sqlx::query_scalar(
-            "SELECT COUNT(*) FROM dp_group_packages gp
-                LEFT JOIN group_package_sync s ON s.group_id = gp.group_id AND s.package_id = gp.package_id
-             WHERE s.in_sync IS NULL OR s.in_sync <> (
-                SELECT COUNT(*) FROM dp_group_members m
-                    JOIN package_dps r ON r.nal_path = m.nal_path AND r.package_id = gp.package_id
-                    JOIN packages p ON p.package_id = gp.package_id
-                WHERE m.group_id = gp.group_id AND r.state = 0 AND r.installed_version = p.source_version)",
+            "SELECT (SELECT COUNT(*) FROM dp_groups g
+                     WHERE g.member_count <> (SELECT COUNT(*) FROM dp_group_members m WHERE m.group_id = g.group_id))
+                  + (SELECT COUNT(*) FROM dp_group_packages gp
+                       LEFT JOIN group_package_sync s ON s.group_id = gp.group_id AND s.package_id = gp.package_id
+                     WHERE s.in_sync IS NULL OR s.in_sync <> (
+                        SELECT COUNT(*) FROM dp_group_members m
+                            JOIN package_dps r ON r.nal_path = m.nal_path AND r.package_id = gp.package_id
+                            JOIN packages p ON p.package_id = gp.package_id
+                        WHERE m.group_id = gp.group_id AND r.state = 0 AND r.installed_version = p.source_version))",
         )
         .fetch_one(&self.pool)
         .await?)
@@ -838,8 +849,11 @@ impl Db {
     /// Returns how many.
     pub async fn finish_unenrolled_removals(&self) -> Result<u64> {
         let r = sqlx::query(
+            // Driven by the state index: SQLite would otherwise walk every row of every
+            // unenrolled DP through the nal_path index, once a second.
             "DELETE FROM package_dps WHERE state IN (4, 5, 6)
-                AND nal_path IN (SELECT nal_path FROM distribution_points WHERE credential_hash IS NULL AND via_site IS NULL)",
+                AND EXISTS (SELECT 1 FROM distribution_points d WHERE d.nal_path = package_dps.nal_path
+                    AND d.credential_hash IS NULL AND d.via_site IS NULL)",
         )
         .execute(&self.pool)
         .await?;

@@ -123,7 +123,7 @@ fn distribution_points() -> View {
 /// the count per group and package (`group_package_sync`, by triggers: migration 0006), so a
 /// group costs one row per package, not one lookup per package and member.
 fn groups() -> View {
-    let members = "(SELECT COUNT(*) FROM dp_group_members m WHERE m.group_id = g.group_id)";
+    let members = "g.member_count";
     let out_of_sync =
         format!("(SELECT COUNT(*) FROM group_package_sync s WHERE s.group_id = g.group_id AND s.in_sync < {members})");
     View {

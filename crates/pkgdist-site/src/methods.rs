@@ -260,9 +260,8 @@ pub async fn update(
             d.validation_checked_at = None;
             apply_dp_settings(&mut d, &body)?;
             let sources = hierarchy::pull_settings(state, &mut d, &body).await?;
-            state.db.update_dp(&d).await?;
-            if let Some(sources) = sources {
-                state.db.set_pull_sources(&d.nal_path, &sources).await?;
+            if !state.db.update_dp(&d, sources.as_deref()).await? {
+                return Err(gone(&nal));
             }
             state.work.notify_one();
             classes::get_written(state, class.name, &[("NALPath", &d.nal_path)]).await

@@ -9,6 +9,10 @@
 -- Every trigger evaluates "in sync" against the package's current source_version, so a
 -- refresh (which changes it) recounts the package, and row changes move the count by their
 -- difference. (The SQLite migration of the same number has the same triggers.)
+-- dp_groups.member_count is kept the same way, so comparing a count with it costs nothing.
+ALTER TABLE dp_groups ADD COLUMN member_count BIGINT NOT NULL DEFAULT 0;
+UPDATE dp_groups SET member_count = (SELECT COUNT(*) FROM dp_group_members m WHERE m.group_id = dp_groups.group_id);
+
 CREATE TABLE group_package_sync (
     group_id   TEXT NOT NULL,
     package_id TEXT NOT NULL,
@@ -52,6 +56,7 @@ DECLARE
     delta BIGINT;
 BEGIN
     IF TG_OP = 'INSERT' THEN m := NEW; delta := 1; ELSE m := OLD; delta := -1; END IF;
+    UPDATE dp_groups SET member_count = member_count + delta WHERE group_id = m.group_id;
     UPDATE group_package_sync SET in_sync = in_sync + delta
     WHERE group_id = m.group_id AND package_id IN (
         SELECT r.package_id FROM package_dps r JOIN packages p ON p.package_id = r.package_id

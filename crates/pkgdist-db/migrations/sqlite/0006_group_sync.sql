@@ -9,6 +9,10 @@
 -- Every trigger evaluates "in sync" against the package's current source_version, so a
 -- refresh (which changes it) recounts the package, and row changes move the count by their
 -- difference.
+-- dp_groups.member_count is kept the same way, so comparing a count with it costs nothing.
+ALTER TABLE dp_groups ADD COLUMN member_count INTEGER NOT NULL DEFAULT 0;
+UPDATE dp_groups SET member_count = (SELECT COUNT(*) FROM dp_group_members m WHERE m.group_id = dp_groups.group_id);
+
 CREATE TABLE group_package_sync (
     group_id   TEXT NOT NULL,
     package_id TEXT NOT NULL,
@@ -37,6 +41,7 @@ END;
 
 CREATE TRIGGER group_sync_member_added AFTER INSERT ON dp_group_members
 BEGIN
+    UPDATE dp_groups SET member_count = member_count + 1 WHERE group_id = NEW.group_id;
     UPDATE group_package_sync SET in_sync = in_sync + 1
     WHERE group_id = NEW.group_id AND package_id IN (
         SELECT r.package_id FROM package_dps r JOIN packages p ON p.package_id = r.package_id
@@ -45,6 +50,7 @@ END;
 
 CREATE TRIGGER group_sync_member_removed AFTER DELETE ON dp_group_members
 BEGIN
+    UPDATE dp_groups SET member_count = member_count - 1 WHERE group_id = OLD.group_id;
     UPDATE group_package_sync SET in_sync = in_sync - 1
     WHERE group_id = OLD.group_id AND package_id IN (
         SELECT r.package_id FROM package_dps r JOIN packages p ON p.package_id = r.package_id

@@ -67,7 +67,9 @@ fn busy(st: Option<DpState>) -> bool {
 }
 
 async fn view(c: &Client, package: Option<&str>) -> Result<View> {
-    let dps = c.list("SMS_DistributionPointInfo", &[]).await?;
+    let dps = c
+        .list("SMS_DistributionPointInfo", &[("$select", "NALPath,Name")])
+        .await?;
     let name_of = |nal: &str| {
         dps.iter()
             .find(|d| d.get("NALPath") == Some(&json!(nal)))
