@@ -242,6 +242,16 @@ fn check(db: &Db, rt: &tokio::runtime::Runtime, cases: u32) {
     runner
         .run(&proptest::collection::vec(op(), 1..40), |ops| {
             rt.block_on(async {
+                // Each case starts from nothing, so a failure shrinks to its own steps.
+                for p in PACKAGES {
+                    db.delete_package(p).await.unwrap();
+                }
+                for d in 0..DPS.len() {
+                    db.delete_dp(&nal(d)).await.unwrap();
+                }
+                for g in GROUPS {
+                    db.delete_group(g).await.unwrap();
+                }
                 for (i, op) in ops.iter().enumerate() {
                     apply(db, op).await;
                     let drift = db.group_sync_drift().await.unwrap();
@@ -264,7 +274,7 @@ fn counts_stay_exact_on_sqlite() {
     let db = rt
         .block_on(Db::connect(&Db::sqlite_url(&dir.path().join("g.db"))))
         .unwrap();
-    check(&db, &rt, 64);
+    check(&db, &rt, 128);
 }
 
 #[test]
@@ -272,5 +282,5 @@ fn counts_stay_exact_on_postgres() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let pg = pkgdist_testkit::postgres::TempPostgres::start().unwrap();
     let db = rt.block_on(Db::connect(&pg.url())).unwrap();
-    check(&db, &rt, 32);
+    check(&db, &rt, 96);
 }

@@ -103,3 +103,14 @@ BEGIN
 END $$;
 CREATE TRIGGER group_sync_version_changed AFTER UPDATE OF source_version ON packages
 FOR EACH ROW EXECUTE FUNCTION group_sync_version_changed();
+
+-- A DP being deleted leaves its groups first, while its rows still exist, so its in-sync
+-- rows are taken off their groups' counts: PostgreSQL's cascade deletes the memberships and
+-- the rows in one step, after which neither trigger above could see the other's rows.
+CREATE FUNCTION group_sync_dp_deleted() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    DELETE FROM dp_group_members WHERE nal_path = OLD.nal_path;
+    RETURN OLD;
+END $$;
+CREATE TRIGGER group_sync_dp_deleted BEFORE DELETE ON distribution_points
+FOR EACH ROW EXECUTE FUNCTION group_sync_dp_deleted();

@@ -93,3 +93,10 @@ BEGIN
         WHERE m.group_id = group_package_sync.group_id AND r.state = 0 AND r.installed_version = NEW.source_version)
     WHERE package_id = NEW.package_id;
 END;
+
+-- A DP being deleted leaves its groups first, while its rows still exist, so its in-sync
+-- rows are taken off their groups' counts (the cascade then deletes the rows).
+CREATE TRIGGER group_sync_dp_deleted BEFORE DELETE ON distribution_points
+BEGIN
+    DELETE FROM dp_group_members WHERE nal_path = OLD.nal_path;
+END;
