@@ -398,8 +398,13 @@ impl Sql {
             }
             // Two values that cannot be null: `<>` as two ranges, which an index serves.
             CmpOp::Ne if !nullable(&x) && !nullable(&y) => {
-                if numeric(*xk) {
+                if numeric(*xk) && self.pg() {
                     format!("({xs} < {ys} OR {xs} > {ys})")
+                } else if numeric(*xk) {
+                    // `State ne 0` asks for the exceptions: tell SQLite's planner they are few,
+                    // so it reads them through an index instead of scanning in key order (it
+                    // has no statistics of values; PostgreSQL has).
+                    format!("likelihood(({xs} < {ys} OR {xs} > {ys}), 0.01)")
                 } else {
                     format!("({xs} <> {ys})")
                 }
@@ -550,7 +555,57 @@ impl From<sqlx::Error> for ViewError {
     }
 }
 
+/// Rows of a streamed select, as they are read.
+pub type RowStream = tokio::sync::mpsc::Receiver<std::result::Result<Map<String, Value>, ViewError>>;
+
+/// How many rows a streamed select reads ahead of its consumer.
+const STREAM_AHEAD: usize = 256;
+
+/// How long a streamed select waits for its consumer to take a row before it gives up (and
+/// gives its connection back to the pool): a client that stops reading holds nothing for long.
+const STREAM_STALL: std::time::Duration = std::time::Duration::from_secs(60);
+
+fn bind_all<'q>(
+    mut q: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>,
+    args: Vec<Arg>,
+) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments> {
+    for a in args {
+        q = match a {
+            Arg::Text(t) => q.bind(t),
+            Arg::Int(i) => q.bind(i),
+            Arg::Float(f) => q.bind(f),
+        };
+    }
+    q
+}
+
 impl Db {
+    /// The instances of `view` that `query` selects, streamed: a task reads them a few hundred
+    /// ahead of the consumer, so a response of any size holds a bounded number of rows in
+    /// memory. The receiver ends early, after an error item, if the read fails; dropping it
+    /// stops the read.
+    pub fn select_stream(&self, view: &View, query: &Query) -> std::result::Result<RowStream, NotQueryable> {
+        use tokio_stream::StreamExt as _;
+        let (sql, args) = statement(self.dialect, view, query, &[])?;
+        let (view, select, pool) = (view.clone(), query.select.clone(), self.pool.clone());
+        let (tx, rx) = tokio::sync::mpsc::channel(STREAM_AHEAD);
+        tokio::spawn(async move {
+            let q = bind_all(sqlx::query(sqlx::AssertSqlSafe(sql)), args);
+            let mut rows = q.fetch(&pool);
+            while let Some(row) = rows.next().await {
+                let item = row
+                    .map_err(ViewError::from)
+                    .and_then(|r| object(&view, &r, select.as_deref()).map_err(ViewError::from));
+                let failed = item.is_err();
+                match tokio::time::timeout(STREAM_STALL, tx.send(item)).await {
+                    Ok(Ok(())) if !failed => {}
+                    _ => return,
+                }
+            }
+        });
+        Ok(rx)
+    }
+
     /// The instances of `view` that `query` selects, in its order, `$select` applied (a
     /// property the view does not hold is left for the caller to add).
     pub async fn select(&self, view: &View, query: &Query) -> std::result::Result<Vec<Map<String, Value>>, ViewError> {
@@ -566,15 +621,9 @@ impl Db {
         exact: &[(&str, &str)],
     ) -> std::result::Result<Vec<Map<String, Value>>, ViewError> {
         let (sql, args) = statement(self.dialect, view, query, exact)?;
-        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-        for a in args {
-            q = match a {
-                Arg::Text(t) => q.bind(t),
-                Arg::Int(i) => q.bind(i),
-                Arg::Float(f) => q.bind(f),
-            };
-        }
-        let rows = q.fetch_all(&self.pool).await?;
+        let rows = bind_all(sqlx::query(sqlx::AssertSqlSafe(sql)), args)
+            .fetch_all(&self.pool)
+            .await?;
         let select = query.select.as_deref();
         Ok(rows
             .iter()

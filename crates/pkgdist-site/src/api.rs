@@ -290,11 +290,12 @@ async fn get_handler(
                 };
                 ApiError::new(kind, format!("{e} (class {})", class.name))
             })?;
+            let context = format!("$metadata#{}", class.name);
+            if let Some(rows) = classes::stream(&state, class.name, &query)? {
+                return Ok(streamed(&context, rows));
+            }
             let rows = classes::list(&state, class.name, &query).await?;
-            let body = ListResponse {
-                context: format!("$metadata#{}", class.name),
-                value: rows,
-            };
+            let body = ListResponse { context, value: rows };
             Ok(axum::Json(body).into_response())
         }
         Target::Instance(name, key) => {
@@ -305,6 +306,37 @@ async fn get_handler(
             Err(ApiError::new(ErrorKind::NotAllowed, "methods are called with POST"))
         }
     }
+}
+
+/// A collection response written as its rows arrive: the same JSON as [`ListResponse`], but
+/// a listing of millions of rows holds only the rows in flight. A read that fails midway ends
+/// the body early (the status line has gone out already), so the client sees broken JSON
+/// rather than a complete-looking short list; the failure is logged.
+fn streamed(context: &str, rows: pkgdist_db::view::RowStream) -> Response {
+    use tokio_stream::StreamExt as _;
+    let head = format!("{{\"@odata.context\":{},\"value\":[", Value::String(context.to_owned()));
+    let mut first = true;
+    let body = tokio_stream::wrappers::ReceiverStream::new(rows).map(move |row| {
+        let row = row.map_err(|e| {
+            tracing::error!(error = %e, "a streamed listing failed midway");
+            std::io::Error::other(e.to_string())
+        })?;
+        let mut out = if std::mem::take(&mut first) {
+            Vec::new()
+        } else {
+            vec![b',']
+        };
+        serde_json::to_writer(&mut out, &row).map_err(std::io::Error::other)?;
+        Ok::<_, std::io::Error>(Bytes::from(out))
+    });
+    let stream = tokio_stream::iter([Ok(Bytes::from(head))])
+        .chain(body)
+        .chain(tokio_stream::iter([Ok(Bytes::from_static(b"]}"))]));
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        axum::body::Body::from_stream(stream),
+    )
+        .into_response()
 }
 
 /// The JSON object of a request body (an empty body is an empty object).

@@ -392,6 +392,19 @@ pub async fn list(state: &AppState, class: &str, query: &Query) -> ApiResult<Vec
     }
 }
 
+/// The instances of `class` that `query` selects, streamed from the database when the class
+/// is a plain SQL view (`None` for the others: read them with [`list`]).
+pub fn stream(state: &AppState, class: &str, query: &Query) -> ApiResult<Option<pkgdist_db::view::RowStream>> {
+    match reader(state, class).ok_or_else(|| unknown_class(class))? {
+        Reader::Sql(view, None) => state
+            .db
+            .select_stream(&view, query)
+            .map(Some)
+            .map_err(|e| view_error(class, e.into())),
+        _ => Ok(None),
+    }
+}
+
 /// The instance of `class` whose key properties are exactly `key`, if any.
 pub async fn get(state: &AppState, class: &str, key: &[(&str, &str)]) -> ApiResult<Option<Object>> {
     match reader(state, class).ok_or_else(|| unknown_class(class))? {
