@@ -82,9 +82,9 @@ async fn ensure(db: &Db) {
             db.insert_package(&package(p)).await.unwrap();
         }
     }
-    for d in 0..DPS.len() {
+    for (d, name) in DPS.iter().enumerate() {
         if db.dp(&nal(d)).await.unwrap().is_none() {
-            db.insert_dp(&DpRow::new(nal(d), DPS[d].into(), "PS1".into(), T.into()))
+            db.insert_dp(&DpRow::new(nal(d), (*name).into(), "PS1".into(), T.into()))
                 .await
                 .unwrap();
         }
