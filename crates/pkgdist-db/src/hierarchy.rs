@@ -453,20 +453,6 @@ impl Db {
         )
     }
 
-    /// Whether a source of pull DP `nal_path` holds `package` INSTALLED at `version` or later.
-    pub async fn pull_source_holds(&self, package: &str, nal_path: &str, version: i64) -> Result<bool> {
-        let found: Option<i64> = sqlx::query_scalar(
-            "SELECT 1 FROM pull_sources s JOIN package_dps r ON r.nal_path = s.source_nal AND r.package_id = $1
-             WHERE s.nal_path = $2 AND r.state = 0 AND r.installed_version >= $3 LIMIT 1",
-        )
-        .bind(package.to_owned())
-        .bind(nal_path.to_owned())
-        .bind(version)
-        .fetch_optional(&self.pool)
-        .await?;
-        Ok(found.is_some())
-    }
-
     /// The pull DPs that `source_nal` is a source of.
     pub async fn pull_dps_of(&self, source_nal: &str) -> Result<Vec<PullSourceRow>> {
         Ok(

@@ -34,11 +34,8 @@ pub enum DbError {
 
 pub type Result<T, E = DbError> = std::result::Result<T, E>;
 
-/// The most due rows one round of the distribution manager reads: far more than it can start
-/// at once (packages × threads per package, plus pull DPs' jobs), so a round costs what it can
-/// start, not the size of the queue. Rows beyond it are read in later rounds, as those before
-/// them start.
-pub const DUE_WORK_MAX: i64 = 10_000;
+/// The advisory lock key PostgreSQL writers take (see `Db::begin`): "pkgd" in ASCII.
+const WRITER_LOCK: i64 = 0x706b_6764;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Dialect {
@@ -51,6 +48,8 @@ enum Dialect {
 pub struct Db {
     pool: AnyPool,
     dialect: Dialect,
+    /// Permits of streamed selects (`view::STREAMS`).
+    streams: std::sync::Arc<tokio::sync::Semaphore>,
 }
 
 /// Turns a unique-constraint violation into [`DbError::Conflict`] naming `what`.
@@ -82,7 +81,11 @@ impl Db {
             }
             Dialect::Postgres => sqlx::migrate!("./migrations/postgres").run(&pool).await?,
         }
-        Ok(Self { pool, dialect })
+        Ok(Self {
+            pool,
+            dialect,
+            streams: std::sync::Arc::new(tokio::sync::Semaphore::new(view::STREAMS)),
+        })
     }
 
     /// The URL of an SQLite database file (created if missing).
@@ -94,10 +97,23 @@ impl Db {
     /// transaction that reads first and then writes fails at once with `SQLITE_BUSY_SNAPSHOT`
     /// ("database is locked", code 517) when another writer committed in between, whatever the
     /// busy timeout; taking the lock up front makes it wait its turn instead.
+    ///
+    /// On PostgreSQL every write transaction takes one advisory lock first, so writers run one
+    /// at a time there too. The counts the triggers of migration 0006 keep move by what each
+    /// writer sees; under READ COMMITTED two writers at once (a DP joining a group while a job
+    /// on it finishes) could each miss the other's uncommitted change and leave a count wrong
+    /// for good. Taken before any row is touched, the lock cannot deadlock with row locks.
     async fn begin(&self) -> Result<Transaction<'static, Any>> {
         Ok(match self.dialect {
             Dialect::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
-            Dialect::Postgres => self.pool.begin().await?,
+            Dialect::Postgres => {
+                let mut tx = self.pool.begin().await?;
+                sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                    .bind(WRITER_LOCK)
+                    .execute(&mut *tx)
+                    .await?;
+                tx
+            }
         })
     }
 
@@ -392,10 +408,12 @@ impl Db {
 
     /// Removes a DP with its package assignments and group memberships.
     pub async fn delete_dp(&self, nal_path: &str) -> Result<bool> {
+        let mut tx = self.begin().await?;
         let r = sqlx::query("DELETE FROM distribution_points WHERE nal_path = $1")
             .bind(nal_path.to_owned())
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await?;
+        tx.commit().await?;
         Ok(r.rows_affected() == 1)
     }
 
@@ -493,10 +511,12 @@ impl Db {
     }
 
     pub async fn delete_group(&self, group_id: &str) -> Result<bool> {
+        let mut tx = self.begin().await?;
         let r = sqlx::query("DELETE FROM dp_groups WHERE group_id = $1")
             .bind(group_id.to_owned())
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await?;
+        tx.commit().await?;
         Ok(r.rows_affected() == 1)
     }
 
@@ -710,24 +730,29 @@ impl Db {
     /// Rows with work for an enrolled DP now (pending states, and retries whose time has come)
     /// that no live lease holds, in the order they should go: package priority (1 high first),
     /// then the order they were queued in, then the DPs that took transfers fastest (those not
-    /// measured yet first, so they get measured). At most [`DUE_WORK_MAX`] of them; the index
-    /// on `(state, next_attempt_at)` keeps INSTALLED rows out of the read.
+    /// measured yet first, so they get measured). The index on `(state, next_attempt_at)`
+    /// keeps INSTALLED and failed rows out of the read, so it costs what is queued. Each row
+    /// says whether a source of its pull DP holds what it is aimed at (always true for a
+    /// standard DP).
     pub async fn due_work(&self, now: &str) -> Result<Vec<WorkItem>> {
         let sql = format!(
-            "SELECT r.*, p.priority, d.availability, d.is_pull FROM package_dps r{}
+            "SELECT r.*, p.priority, d.availability, d.is_pull,
+                CASE WHEN d.is_pull = 0 OR EXISTS (
+                    SELECT 1 FROM pull_sources s JOIN package_dps h ON h.nal_path = s.source_nal AND h.package_id = r.package_id
+                    WHERE s.nal_path = r.nal_path AND h.state = 0 AND h.installed_version >= r.target_version)
+                THEN 1 ELSE 0 END AS source_ready
+             FROM package_dps r{}
                 JOIN distribution_points d ON d.nal_path = r.nal_path
                 JOIN packages p ON p.package_id = r.package_id
              WHERE r.state IN (1, 2, 4, 5, 7, 8)
                 AND (r.state IN (1, 4, 7) OR r.next_attempt_at IS NULL OR r.next_attempt_at <= $1)
                 AND (r.lease_until IS NULL OR r.lease_until <= $1)
                 AND d.credential_hash IS NOT NULL AND d.url IS NOT NULL
-             ORDER BY p.priority, r.queued_at, COALESCE(d.throughput_kbps, 2000000000) DESC, r.nal_path
-             LIMIT $2",
+             ORDER BY p.priority, r.queued_at, COALESCE(d.throughput_kbps, 2000000000) DESC, r.nal_path",
             self.by_state()
         );
         Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql))
             .bind(now.to_owned())
-            .bind(DUE_WORK_MAX)
             .fetch_all(&self.pool)
             .await?)
     }
@@ -861,7 +886,8 @@ impl Db {
     /// Removals from DPs that never enrolled have nothing to remove: they are done at once.
     /// Returns how many.
     pub async fn finish_unenrolled_removals(&self) -> Result<u64> {
-        // Through the state index (see `by_state`): this runs once a second.
+        // Through the state index (see `by_state`): this runs once a second. No writer lock:
+        // rows being removed are never in sync, so no group count moves.
         let sql = format!(
             "DELETE FROM package_dps{} WHERE state IN (4, 5, 6)
                 AND EXISTS (SELECT 1 FROM distribution_points d WHERE d.nal_path = package_dps.nal_path

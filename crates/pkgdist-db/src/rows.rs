@@ -295,6 +295,9 @@ pub struct WorkItem {
     pub availability: String,
     /// 1 for a pull DP (it fetches from its source DPs, outside the site's limits).
     pub is_pull: i64,
+    /// 1 when the row's DP is a standard DP, or a pull DP one of whose sources holds the
+    /// package INSTALLED at the row's target version or later.
+    pub source_ready: i64,
 }
 
 /// Who holds a job, until when, and the job it is.

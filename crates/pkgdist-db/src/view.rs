@@ -555,8 +555,14 @@ impl From<sqlx::Error> for ViewError {
     }
 }
 
-/// Rows of a streamed select, as they are read.
-pub type RowStream = tokio::sync::mpsc::Receiver<std::result::Result<Map<String, Value>, ViewError>>;
+/// Rows of a streamed select, as they are read: `Ok(Some(row))` for each row, then `Ok(None)`
+/// once every row has been read. A receiver that closes without `Ok(None)` was cut short
+/// (an error item says why, or the consumer stalled for longer than the read waits).
+pub type RowStream = tokio::sync::mpsc::Receiver<std::result::Result<Option<Map<String, Value>>, ViewError>>;
+
+/// Streamed selects at once, each holding a connection for as long as its consumer reads:
+/// half the pool, so slow listings never starve the rest of the site.
+pub(crate) const STREAMS: usize = 4;
 
 /// How many rows a streamed select reads ahead of its consumer.
 const STREAM_AHEAD: usize = 256;
@@ -588,20 +594,25 @@ impl Db {
         use tokio_stream::StreamExt as _;
         let (sql, args) = statement(self.dialect, view, query, &[])?;
         let (view, select, pool) = (view.clone(), query.select.clone(), self.pool.clone());
+        let streams = self.streams.clone();
         let (tx, rx) = tokio::sync::mpsc::channel(STREAM_AHEAD);
         tokio::spawn(async move {
+            let Ok(_permit) = streams.acquire_owned().await else {
+                return;
+            };
             let q = bind_all(sqlx::query(sqlx::AssertSqlSafe(sql)), args);
             let mut rows = q.fetch(&pool);
             while let Some(row) = rows.next().await {
                 let item = row
                     .map_err(ViewError::from)
-                    .and_then(|r| object(&view, &r, select.as_deref()).map_err(ViewError::from));
+                    .and_then(|r| object(&view, &r, select.as_deref()).map(Some).map_err(ViewError::from));
                 let failed = item.is_err();
                 match tokio::time::timeout(STREAM_STALL, tx.send(item)).await {
                     Ok(Ok(())) if !failed => {}
                     _ => return,
                 }
             }
+            let _ = tokio::time::timeout(STREAM_STALL, tx.send(Ok(None))).await;
         });
         Ok(rx)
     }

@@ -123,6 +123,27 @@ impl Client {
         Ok(list.value)
     }
 
+    /// The instances of a class as its typed struct ([`crate::classes`]).
+    pub async fn list_as<T: serde::de::DeserializeOwned>(&self, class: &str, query: &[(&str, &str)]) -> Result<Vec<T>> {
+        self.list(class, query)
+            .await?
+            .into_iter()
+            .map(|m| Self::typed(Value::Object(m)))
+            .collect()
+    }
+
+    /// One instance as its typed struct.
+    pub async fn get_as<T: serde::de::DeserializeOwned>(&self, class: &str, key: &str) -> Result<T> {
+        Self::typed(Value::Object(self.get(class, key).await?))
+    }
+
+    fn typed<T: serde::de::DeserializeOwned>(v: Value) -> Result<T> {
+        serde_json::from_value(v.clone()).map_err(|_| ClientError::Unexpected {
+            status: 200,
+            text: v.to_string(),
+        })
+    }
+
     /// One instance; `key` from [`key`].
     pub async fn get(&self, class: &str, key: &str) -> Result<Map<String, Value>> {
         Self::object(

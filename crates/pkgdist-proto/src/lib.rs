@@ -3,6 +3,7 @@
 //! typed client.
 
 pub mod catalog;
+pub mod classes;
 pub mod client;
 pub mod node;
 pub mod wire;

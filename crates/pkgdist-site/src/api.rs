@@ -309,9 +309,10 @@ async fn get_handler(
 }
 
 /// A collection response written as its rows arrive: the same JSON as [`ListResponse`], but
-/// a listing of millions of rows holds only the rows in flight. A read that fails midway ends
-/// the body early (the status line has gone out already), so the client sees broken JSON
-/// rather than a complete-looking short list; the failure is logged.
+/// a listing of millions of rows holds only the rows in flight. The closing `]}` is written
+/// only once the read says it has every row; a read that fails or stops midway ends the body
+/// without it (the status line has gone out already), so the client sees broken JSON rather
+/// than a complete-looking short list. A failure is logged.
 fn streamed(context: &str, rows: pkgdist_db::view::RowStream) -> Response {
     use tokio_stream::StreamExt as _;
     let head = format!("{{\"@odata.context\":{},\"value\":[", Value::String(context.to_owned()));
@@ -321,6 +322,9 @@ fn streamed(context: &str, rows: pkgdist_db::view::RowStream) -> Response {
             tracing::error!(error = %e, "a streamed listing failed midway");
             std::io::Error::other(e.to_string())
         })?;
+        let Some(row) = row else {
+            return Ok(Bytes::from_static(b"]}"));
+        };
         let mut out = if std::mem::take(&mut first) {
             Vec::new()
         } else {
@@ -329,9 +333,7 @@ fn streamed(context: &str, rows: pkgdist_db::view::RowStream) -> Response {
         serde_json::to_writer(&mut out, &row).map_err(std::io::Error::other)?;
         Ok::<_, std::io::Error>(Bytes::from(out))
     });
-    let stream = tokio_stream::iter([Ok(Bytes::from(head))])
-        .chain(body)
-        .chain(tokio_stream::iter([Ok(Bytes::from_static(b"]}"))]));
+    let stream = tokio_stream::iter([Ok(Bytes::from(head))]).chain(body);
     (
         [(axum::http::header::CONTENT_TYPE, "application/json")],
         axum::body::Body::from_stream(stream),

@@ -52,7 +52,11 @@ fn object_type_id(column: &str) -> String {
         .iter()
         .map(|c| format!(" WHEN {} THEN {}", c.package_type(), c.object_type_id()))
         .collect();
-    format!("CASE {column}{arms} END")
+    // A type this version does not know reads as a regular package, as everywhere else.
+    format!(
+        "CASE {column}{arms} ELSE {} END",
+        PackageClass::Package.object_type_id()
+    )
 }
 
 const INSTALLED: u32 = DpState::Installed.code();
@@ -60,7 +64,19 @@ const INSTALLED: u32 = DpState::Installed.code();
 fn packages(package_type: Option<u32>) -> View {
     View {
         from: "packages p".into(),
-        base: package_type.map(|t| format!("p.package_type = {t}")),
+        base: package_type.map(|t| {
+            if t == PackageClass::Package.package_type() {
+                // Regular packages, and any type this version does not know.
+                let others: Vec<String> = PackageClass::ALL
+                    .iter()
+                    .filter(|c| **c != PackageClass::Package)
+                    .map(|c| c.package_type().to_string())
+                    .collect();
+                format!("p.package_type NOT IN ({})", others.join(", "))
+            } else {
+                format!("p.package_type = {t}")
+            }
+        }),
         columns: vec![
             text("PackageID", "p.package_id").upper(),
             text("Name", "p.name"),
@@ -172,7 +188,7 @@ fn group_content() -> View {
             text("Description", "p.description"),
             text("ObjectID", "gp.package_id").upper(),
             int("ObjectType", "p.package_type"),
-            int("ObjectTypeID", object_type_id("p.package_type")).nullable(),
+            int("ObjectTypeID", object_type_id("p.package_type")),
             int("SourceSize", "p.package_size"),
         ],
         order: vec!["GroupID", "PackageID"],
@@ -200,7 +216,7 @@ fn package_on_dp() -> View {
                 format!("CASE WHEN r.state = {removal} THEN 3 WHEN r.installed_version > 0 THEN 1 ELSE 2 END"),
             ),
             int("PackageType", "p.package_type"),
-            int("ObjectTypeID", object_type_id("p.package_type")).nullable(),
+            int("ObjectTypeID", object_type_id("p.package_type")),
         ],
         order: vec!["PackageID", "ServerNALPath"],
     }
@@ -287,7 +303,14 @@ fn dp_status() -> View {
             int("ID", "m.id"),
             text("PackageID", "m.package_id").upper(),
             text("ObjectID", "m.package_id").upper(),
-            int("ObjectTypeID", object_type_id("p.package_type")).nullable(),
+            int(
+                "ObjectTypeID",
+                format!(
+                    "CASE WHEN p.package_id IS NULL THEN NULL ELSE {} END",
+                    object_type_id("p.package_type")
+                ),
+            )
+            .nullable(),
             text("NalPath", "m.nal_path"),
             text("Name", "d.name").nullable(),
             text("SiteCode", "m.site_code").upper(),
@@ -383,10 +406,17 @@ async fn in_memory(state: &AppState, class: &str) -> ApiResult<Vec<Object>> {
 /// The instances of `class` that `query` selects.
 pub async fn list(state: &AppState, class: &str, query: &Query) -> ApiResult<Vec<Object>> {
     match reader(state, class).ok_or_else(|| unknown_class(class))? {
-        Reader::Sql(view, fill) => {
-            let mut rows = state.db.select(&view, query).await.map_err(|e| view_error(class, e))?;
-            fill_lists(state, fill, &mut rows, query).await?;
-            Ok(rows)
+        Reader::Sql(view, None) => state.db.select(&view, query).await.map_err(|e| view_error(class, e)),
+        Reader::Sql(view, Some(fill)) => {
+            // The lists are filled from the row's key and kind, so read whole rows and apply
+            // `$select` after filling.
+            let whole = Query {
+                select: None,
+                ..query.clone()
+            };
+            let mut rows = state.db.select(&view, &whole).await.map_err(|e| view_error(class, e))?;
+            fill_lists(state, fill, &mut rows).await?;
+            Ok(project(rows, query.select.as_deref()))
         }
         Reader::Memory => Ok(query.apply(in_memory(state, class).await?)),
     }
@@ -409,13 +439,14 @@ pub fn stream(state: &AppState, class: &str, query: &Query) -> ApiResult<Option<
 pub async fn get(state: &AppState, class: &str, key: &[(&str, &str)]) -> ApiResult<Option<Object>> {
     match reader(state, class).ok_or_else(|| unknown_class(class))? {
         Reader::Sql(view, fill) => {
-            let query = Query::default();
             let mut rows = state
                 .db
-                .select_where(&view, &query, key)
+                .select_where(&view, &Query::default(), key)
                 .await
                 .map_err(|e| view_error(class, e))?;
-            fill_lists(state, fill, &mut rows, &query).await?;
+            if let Some(fill) = fill {
+                fill_lists(state, fill, &mut rows).await?;
+            }
             Ok(rows.into_iter().next())
         }
         Reader::Memory => {
@@ -439,47 +470,47 @@ pub async fn get_written(state: &AppState, class: &str, key: &[(&str, &str)]) ->
         .ok_or_else(|| ApiError::internal(format!("{class} instance vanished")))
 }
 
-/// Adds the list-valued properties to the instances read (those `$select` keeps).
-async fn fill_lists(state: &AppState, fill: Option<Fill>, rows: &mut [Object], query: &Query) -> ApiResult<()> {
-    let Some(Fill::PullSources) = fill else {
-        return Ok(());
-    };
-    let wanted = |p: &str| query.select.as_ref().is_none_or(|s| s.iter().any(|x| x == p));
-    let (sources, ranks) = (wanted("SourceDistributionPoints"), wanted("SourceDPRanks"));
-    if !sources && !ranks {
-        return Ok(());
-    }
-    for row in rows.iter_mut() {
-        // Only pull DPs have sources.
-        if row.get("IsPullDP") == Some(&Value::Bool(false)) {
-            if sources {
-                row.insert("SourceDistributionPoints".into(), json!([]));
+/// Adds the list-valued properties to whole instances.
+async fn fill_lists(state: &AppState, fill: Fill, rows: &mut [Object]) -> ApiResult<()> {
+    match fill {
+        Fill::PullSources => {
+            for row in rows.iter_mut() {
+                // Only pull DPs have sources.
+                let list = if row.get("IsPullDP") == Some(&Value::Bool(true)) {
+                    let nal = row
+                        .get("NALPath")
+                        .and_then(Value::as_str)
+                        .unwrap_or_default()
+                        .to_owned();
+                    state.db.pull_sources_of(&nal).await?
+                } else {
+                    Vec::new()
+                };
+                row.insert(
+                    "SourceDistributionPoints".into(),
+                    json!(list.iter().map(|p| p.source_nal.clone()).collect::<Vec<_>>()),
+                );
+                row.insert(
+                    "SourceDPRanks".into(),
+                    json!(list.iter().map(|p| p.rank).collect::<Vec<_>>()),
+                );
             }
-            if ranks {
-                row.insert("SourceDPRanks".into(), json!([]));
-            }
-            continue;
-        }
-        let nal = row
-            .get("NALPath")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_owned();
-        let list = state.db.pull_sources_of(&nal).await?;
-        if sources {
-            row.insert(
-                "SourceDistributionPoints".into(),
-                json!(list.iter().map(|p| p.source_nal.clone()).collect::<Vec<_>>()),
-            );
-        }
-        if ranks {
-            row.insert(
-                "SourceDPRanks".into(),
-                json!(list.iter().map(|p| p.rank).collect::<Vec<_>>()),
-            );
         }
     }
     Ok(())
+}
+
+/// `$select` on whole instances: the properties named, in that order.
+fn project(rows: Vec<Object>, select: Option<&[String]>) -> Vec<Object> {
+    let Some(select) = select else { return rows };
+    rows.into_iter()
+        .map(|mut r| {
+            select
+                .iter()
+                .map(|p| (p.clone(), r.remove(p).unwrap_or(Value::Null)))
+                .collect()
+        })
+        .collect()
 }
 
 pub fn settings_object(state: &AppState) -> Object {

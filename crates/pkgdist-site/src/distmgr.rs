@@ -143,7 +143,7 @@ async fn dispatch(
             // Pull DPs fetch from their sources: outside the site's limits and schedules, up
             // to their own job limit, once a source holds the version.
             let n = pulling.get(&item.row.nal_path).copied().unwrap_or(0);
-            if n >= d.pull_dp_max_jobs || !ready.pull_source_ready(&item.row).await? {
+            if n >= d.pull_dp_max_jobs || !pull_source_ready(&item) {
                 continue;
             }
             let row = item.row;
@@ -203,9 +203,8 @@ fn spawn_job(
     );
 }
 
-/// What dispatching needs to know beyond a row, read at most once per round and row: which
-/// content versions this site's library holds, and whether a pull DP's sources hold its
-/// version.
+/// What dispatching needs to know beyond a row, read at most once per round: which content
+/// versions this site's library holds.
 struct Readiness<'a> {
     state: &'a AppState,
     held: HashMap<ContentId, bool>,
@@ -243,19 +242,13 @@ impl<'a> Readiness<'a> {
         self.held.insert(content, h);
         h
     }
+}
 
-    /// Whether one of a pull DP's sources holds the version its row is aimed at (installed
-    /// there): until then the job waits, as ConfigMgr's does.
-    async fn pull_source_ready(&self, row: &PackageDpRow) -> Result<bool, pkgdist_db::DbError> {
-        let work = DpState::of_row(row.state).and_then(dpstate::work_for);
-        if work != Some(Work::Install) {
-            return Ok(true);
-        }
-        self.state
-            .db
-            .pull_source_holds(&row.package_id, &row.nal_path, row.target_version)
-            .await
-    }
+/// Whether a pull DP's job can start: only an install needs a source holding the version
+/// (installed there); until one does, the job waits, as ConfigMgr's does.
+fn pull_source_ready(item: &pkgdist_db::WorkItem) -> bool {
+    let work = DpState::of_row(item.row.state).and_then(dpstate::work_for);
+    work != Some(Work::Install) || item.source_ready != 0
 }
 
 fn lease(row: &PackageDpRow, owner: &Owner, secs: u64) -> Lease {

@@ -50,16 +50,15 @@ pub fn check_own_dp(d: &DpRow, verb: &str) -> ApiResult<()> {
 pub async fn check_not_a_source(state: &AppState, d: &DpRow) -> ApiResult<()> {
     let users: Vec<String> = state
         .db
-        .pull_sources()
+        .pull_dps_of(&d.nal_path)
         .await?
         .into_iter()
-        .filter(|s| s.source_nal == d.nal_path)
         .map(|s| s.nal_path)
         .collect();
     if users.is_empty() {
         return Ok(());
     }
-    let dps = state.db.dps().await?;
+    let dps = state.db.dps_by_nal(&users).await?;
     let names: Vec<&str> = users
         .iter()
         .map(|n| {
@@ -277,6 +276,7 @@ pub async fn pull_settings(
         )
         .param("SourceDPRanks"));
     }
+    // Every pull DP's sources (a small table: pull DPs × their sources), for the loop check.
     let all = state.db.pull_sources().await?;
     let current: Vec<PullSourceRow> = all.iter().filter(|s| s.nal_path == d.nal_path).cloned().collect();
     let sources = match given {

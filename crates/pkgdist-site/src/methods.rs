@@ -883,7 +883,7 @@ pub async fn refresh_package(state: &AppState, id: &str, trigger: Trigger) -> Ap
     let done = state.db.record_version(&nv).await?;
     if !done {
         return Err(ApiError::new(
-            ErrorKind::InvalidState,
+            ErrorKind::Conflict,
             format!("package {id} was deleted or changed while its source was being read; nothing was recorded"),
         )
         .object(id));

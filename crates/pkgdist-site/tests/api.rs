@@ -523,6 +523,18 @@ async fn distribution_points_and_package_targets() {
     assert_eq!(d["IsPullDP"], true);
     assert_eq!(d["SourceDistributionPoints"], json!([src]));
     assert_eq!(d["SourceDPRanks"], json!([2]));
+    // A $select that leaves out the key and IsPullDP still fills the lists, and keeps only
+    // what it names, in its order.
+    let picked = s
+        .list(&format!(
+            "SMS_DistributionPointInfo?$filter={}&$select=SourceDPRanks,SourceDistributionPoints",
+            urlencode(&format!("NALPath eq '{}'", nal.replace('\'', "''")))
+        ))
+        .await;
+    assert_eq!(
+        picked,
+        vec![json!({"SourceDPRanks": [2], "SourceDistributionPoints": [src]})]
+    );
     let looped = s
         .patch(
             &format!("SMS_DistributionPointInfo{}", key(&src)),
@@ -816,6 +828,78 @@ async fn groups_and_their_methods() {
     );
     assert!(s.list("SMS_DPGroupMembers").await.is_empty());
     assert_eq!(s.list("SMS_Site").await[0]["SiteCode"], "PS1");
+}
+
+/// Every class's instances read strictly into its typed struct (pkgdist_proto::classes):
+/// no property missing, none unknown, every type right, nulls only where the struct allows.
+#[tokio::test]
+async fn every_class_reads_into_its_struct() {
+    use pkgdist_proto::classes::*;
+    fn strict<T: serde::de::DeserializeOwned>(class: &str, rows: Vec<Value>) -> usize {
+        let (_, names) = property_names().into_iter().find(|(c, _)| *c == class).unwrap();
+        let write_only = ["Token", "EnrollmentToken"];
+        let mut want: Vec<&str> = names
+            .iter()
+            .map(String::as_str)
+            .filter(|n| !write_only.contains(n))
+            .collect();
+        want.sort_unstable();
+        for r in &rows {
+            if let Err(e) = serde_json::from_value::<T>(r.clone()) {
+                panic!("{class}: {e}: {r}");
+            }
+            let mut got: Vec<&str> = r.as_object().unwrap().keys().map(String::as_str).collect();
+            got.sort_unstable();
+            assert_eq!(got, want, "{class}: {r}");
+        }
+        rows.len()
+    }
+    let s = start().await;
+    let (dp1, dp2) = (s.dp("dp1").await, s.dp("dp2").await);
+    let a = s.package("SMS_Package", "a").await;
+    let (st, _) = s.post("SMS_DriverPackage", json!({"Name": "no source"})).await;
+    assert_eq!(st, StatusCode::CREATED);
+    let (_, g) = s.post("SMS_DistributionPointGroup", json!({"Name": "all"})).await;
+    let gid = g["GroupID"].as_str().unwrap().to_owned();
+    let m = |name: &str| format!("SMS_DistributionPointGroup{}/AdminService.{name}", key(&gid));
+    s.post(&m("AddDistributionPoints"), json!({"DPNALPath": [dp1, dp2]}))
+        .await;
+    s.post(&m("AddPackages"), json!({"PackageIDs": [a]})).await;
+    s.post(
+        "PKGDIST_AdminToken",
+        json!({"Name": "reader", "Role": "ReadOnlyAnalyst"}),
+    )
+    .await;
+    let mut counted = Vec::new();
+    for (class, _) in property_names() {
+        let rows = s.list(class).await;
+        let n = match class {
+            "SMS_PackageBaseclass" => strict::<Package>(class, rows),
+            "SMS_DistributionPointInfo" => strict::<DistributionPointInfo>(class, rows),
+            "SMS_DistributionPoint" => strict::<DistributionPoint>(class, rows),
+            "SMS_DistributionPointGroup" => strict::<DistributionPointGroup>(class, rows),
+            "SMS_DPGroupMembers" => strict::<DpGroupMembers>(class, rows),
+            "SMS_DPGroupContentInfo" => strict::<DpGroupContentInfo>(class, rows),
+            "SMS_PackageStatusDistPointsSummarizer" => strict::<PackageStatusDistPointsSummarizer>(class, rows),
+            "SMS_PackageStatusDetailSummarizer" => strict::<PackageStatusDetailSummarizer>(class, rows),
+            "SMS_DistributionDPStatus" => strict::<DistributionDpStatus>(class, rows),
+            "SMS_Site" => strict::<Site>(class, rows),
+            "PKGDIST_SiteContent" => strict::<SiteContent>(class, rows),
+            "PKGDIST_DistributionSettings" => strict::<DistributionSettings>(class, rows),
+            "PKGDIST_AdminToken" => strict::<AdminToken>(class, rows),
+            other => panic!("no struct for {other} in this test"),
+        };
+        counted.push((class, n));
+    }
+    // Every class but the replicated content (a child site's) had instances to check.
+    for (class, n) in counted {
+        assert!(n > 0 || class == "PKGDIST_SiteContent", "{class} listed nothing");
+    }
+    // GET by key answers the same shape.
+    let (st, p) = s.get(&format!("SMS_Package{}", key(&a))).await;
+    assert_eq!(st, StatusCode::OK);
+    let p: Package = serde_json::from_value(p).unwrap();
+    assert_eq!((p.package_id, p.source_version), (a, 1));
 }
 
 /// The committed OpenAPI document is the one the code generates. Regenerate with

@@ -8,7 +8,9 @@
 --             state is 0 (INSTALLED) and installed_version is the package's source_version.
 -- Every trigger evaluates "in sync" against the package's current source_version, so a
 -- refresh (which changes it) recounts the package, and row changes move the count by their
--- difference. (The SQLite migration of the same number has the same triggers.)
+-- difference. (The SQLite migration of the same number has the same triggers.) Writers run
+-- one at a time (an advisory lock taken by every write transaction, Db::begin), as on
+-- SQLite: two at once could each miss the other's uncommitted change.
 -- dp_groups.member_count is kept the same way, so comparing a count with it costs nothing.
 ALTER TABLE dp_groups ADD COLUMN member_count BIGINT NOT NULL DEFAULT 0;
 UPDATE dp_groups SET member_count = (SELECT COUNT(*) FROM dp_group_members m WHERE m.group_id = dp_groups.group_id);
@@ -20,6 +22,8 @@ CREATE TABLE group_package_sync (
     PRIMARY KEY (group_id, package_id),
     FOREIGN KEY (group_id, package_id) REFERENCES dp_group_packages (group_id, package_id) ON DELETE CASCADE
 );
+-- A refresh recounts one package in every group.
+CREATE INDEX group_package_sync_package ON group_package_sync (package_id);
 
 INSERT INTO group_package_sync (group_id, package_id, in_sync)
 SELECT gp.group_id, gp.package_id,

@@ -20,6 +20,8 @@ CREATE TABLE group_package_sync (
     PRIMARY KEY (group_id, package_id),
     FOREIGN KEY (group_id, package_id) REFERENCES dp_group_packages (group_id, package_id) ON DELETE CASCADE
 );
+-- A refresh recounts one package in every group.
+CREATE INDEX group_package_sync_package ON group_package_sync (package_id);
 
 INSERT INTO group_package_sync (group_id, package_id, in_sync)
 SELECT gp.group_id, gp.package_id,

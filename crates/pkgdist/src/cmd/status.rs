@@ -8,10 +8,11 @@ use std::time::Duration;
 use anyhow::Result;
 use pkgdist_core::classes::DpState;
 use pkgdist_proto::Client;
+use pkgdist_proto::classes::{Package, PackageStatusDetailSummarizer, PackageStatusDistPointsSummarizer};
 use pkgdist_proto::client::key;
 use serde_json::{Value, json};
 
-use crate::cmd::admin::{Conn, quote, runtime, s};
+use crate::cmd::admin::{Conn, quote, runtime};
 use crate::output;
 
 pub fn run(conn: &Conn, package: Option<&str>, watch: bool) -> Result<()> {
@@ -52,13 +53,6 @@ struct View {
     in_progress: bool,
 }
 
-fn state_of(r: &Value) -> Option<DpState> {
-    r["State"]
-        .as_u64()
-        .and_then(|c| u32::try_from(c).ok())
-        .and_then(DpState::from_code)
-}
-
 fn busy(st: Option<DpState>) -> bool {
     !matches!(
         st,
@@ -66,57 +60,66 @@ fn busy(st: Option<DpState>) -> bool {
     )
 }
 
+/// A DP's NAL path and name, all `pkgdist status` needs of it.
+#[derive(serde::Deserialize)]
+#[serde(default)]
+#[derive(Default)]
+struct DpName {
+    #[serde(rename = "NALPath")]
+    nal_path: String,
+    #[serde(rename = "Name")]
+    name: String,
+}
+
 async fn view(c: &Client, package: Option<&str>) -> Result<View> {
-    let dps = c
-        .list("SMS_DistributionPointInfo", &[("$select", "NALPath,Name")])
+    let dps: Vec<DpName> = c
+        .list_as("SMS_DistributionPointInfo", &[("$select", "NALPath,Name")])
         .await?;
     let name_of = |nal: &str| {
         dps.iter()
-            .find(|d| d.get("NALPath") == Some(&json!(nal)))
-            .and_then(|d| d.get("Name").and_then(Value::as_str))
-            .unwrap_or(nal)
+            .find(|d| d.nal_path == nal)
+            .map_or(nal, |d| d.name.as_str())
             .to_owned()
     };
     let mut text = String::new();
-    let (rows, json) = match package {
+    let (rows, json): (Vec<PackageStatusDistPointsSummarizer>, Value) = match package {
         Some(id) => {
-            let p = c.get("SMS_PackageBaseclass", &key(&[("PackageID", id)])).await?;
+            let p: Package = c.get_as("SMS_PackageBaseclass", &key(&[("PackageID", id)])).await?;
             let filter = format!("PackageID eq {}", quote(id));
-            let rows = c
-                .list(
+            let rows: Vec<PackageStatusDistPointsSummarizer> = c
+                .list_as(
                     "SMS_PackageStatusDistPointsSummarizer",
                     &[("$filter", &filter), ("$orderby", "ServerNALPath")],
                 )
                 .await?;
-            let pv = Value::Object(p.clone());
             text.push_str(&format!(
                 "{id} {}  SourceVersion {}  Priority {}\n",
-                s(&pv, "Name"),
-                pv["SourceVersion"],
-                pv["Priority"]
+                p.name, p.source_version, p.priority
             ));
-            (rows.clone(), json!({"package": p, "dps": rows}))
+            let json = json!({"package": p, "dps": rows});
+            (rows, json)
         }
         None => {
-            let summary = c.list("SMS_PackageStatusDetailSummarizer", &[]).await?;
+            let summary: Vec<PackageStatusDetailSummarizer> =
+                c.list_as("SMS_PackageStatusDetailSummarizer", &[]).await?;
             text.push_str(&format!(
                 "{:<10} {:<24} {:>7} {:>8} {:>9} {:>8} {:>6}\n",
                 "PACKAGE", "NAME", "VERSION", "TARGETED", "INSTALLED", "RETRYING", "FAILED"
             ));
-            for p in summary.iter().cloned().map(Value::Object) {
+            for p in &summary {
                 text.push_str(&format!(
                     "{:<10} {:<24} {:>7} {:>8} {:>9} {:>8} {:>6}\n",
-                    p["PackageID"].as_str().unwrap_or_default(),
-                    clip(p["Name"].as_str().unwrap_or_default(), 24),
-                    p["SourceVersion"],
-                    p["Targeted"],
-                    p["Installed"],
-                    p["Retrying"],
-                    p["Failed"]
+                    p.package_id,
+                    clip(&p.name, 24),
+                    p.source_version,
+                    p.targeted,
+                    p.installed,
+                    p.retrying,
+                    p.failed
                 ));
             }
-            let rows: Vec<_> = c
-                .list(
+            let rows: Vec<PackageStatusDistPointsSummarizer> = c
+                .list_as(
                     "SMS_PackageStatusDistPointsSummarizer",
                     &[("$filter", "State ne 0"), ("$orderby", "PackageID")],
                 )
@@ -125,7 +128,8 @@ async fn view(c: &Client, package: Option<&str>) -> Result<View> {
             if rows.is_empty() {
                 text.push_str("every package is INSTALLED on every DP it targets\n");
             }
-            (rows.clone(), json!({"packages": summary, "not_installed": rows}))
+            let json = json!({"packages": summary, "not_installed": rows});
+            (rows, json)
         }
     };
     if !rows.is_empty() {
@@ -135,18 +139,16 @@ async fn view(c: &Client, package: Option<&str>) -> Result<View> {
         ));
     }
     let mut in_progress = false;
-    // As values, so a property an older site does not send reads as null, not a panic.
-    let rows: Vec<Value> = rows.into_iter().map(Value::Object).collect();
     for r in &rows {
-        let st = state_of(r);
+        let st = DpState::of_row(r.state);
         in_progress |= busy(st);
-        let percent = r["PercentComplete"].as_u64().unwrap_or(0).min(100);
+        let percent = u64::try_from(r.percent_complete).unwrap_or(0).min(100);
         let progress = match st {
             Some(DpState::InstallPending | DpState::InstallRetrying | DpState::ContentUpdating) => format!(
                 "{} {:>3}% {}",
                 bar(percent),
                 percent,
-                output::bytes(r["BytesReceived"].as_u64().unwrap_or(0))
+                output::bytes(u64::try_from(r.bytes_received).unwrap_or(0))
             ),
             Some(DpState::Installed) => format!("{} 100%", bar(100)),
             _ => String::new(),
@@ -154,20 +156,20 @@ async fn view(c: &Client, package: Option<&str>) -> Result<View> {
         let retries = match st {
             Some(DpState::InstallRetrying | DpState::RemovalRetrying) => format!(
                 "{} left, next {}",
-                r["RetriesRemaining"],
-                r["NextRetry"].as_str().unwrap_or("-")
+                r.retries_remaining,
+                r.next_retry.as_deref().unwrap_or("-")
             ),
             _ => String::new(),
         };
         text.push_str(&format!(
             "{:<10} {:<16} {:<18} {:>7}  {:<28} {:>7}  {}\n",
-            r["PackageID"].as_str().unwrap_or_default(),
-            clip(&name_of(r["ServerNALPath"].as_str().unwrap_or_default()), 16),
+            r.package_id,
+            clip(&name_of(&r.server_nal_path), 16),
             st.map_or("?", DpState::name),
-            format!("{}/{}", r["SourceVersion"], r["TargetVersion"]),
+            format!("{}/{}", r.source_version, r.target_version),
             progress,
             retries,
-            r["LastMessage"].as_str().unwrap_or_default()
+            r.last_message
         ));
     }
     Ok(View {
