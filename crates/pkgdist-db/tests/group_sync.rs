@@ -6,6 +6,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use pkgdist_db::*;
+
+mod common;
 use proptest::prelude::*;
 
 const T: &str = "2026-11-21T00:00:00Z";
@@ -51,27 +53,10 @@ fn nal(d: usize) -> String {
 
 fn package(id: &str) -> PackageRow {
     PackageRow {
-        package_id: id.into(),
-        package_type: 0,
-        name: id.into(),
-        version: String::new(),
-        manufacturer: String::new(),
-        language: String::new(),
-        description: String::new(),
         pkg_source_path: String::new(),
         pkg_source_flag: 1,
         source_version: 1,
-        source_date: None,
-        last_refresh_time: None,
-        package_size: 0,
-        pkg_flags: 0,
-        priority: 2,
-        action_in_progress: 0,
-        source_site: "PS1".into(),
-        refresh_schedule: String::new(),
-        schedule_checked_at: None,
-        manifest_hash: None,
-        created_at: T.into(),
+        ..common::package(id)
     }
 }
 

@@ -10,6 +10,8 @@ use pkgdist_db::{Db, PackageRow, View};
 use proptest::prelude::*;
 use serde_json::{Map, Value, json};
 
+mod common;
+
 /// A view over `packages` with every kind of column: upper-case IDs, free text with LIKE's
 /// special characters, nullable text, integers, and a boolean.
 fn view() -> View {
@@ -72,27 +74,16 @@ impl Row {
 
     fn stored(&self) -> PackageRow {
         PackageRow {
-            package_id: self.id.clone(),
-            package_type: 0,
             name: self.name.clone(),
-            version: String::new(),
-            manufacturer: String::new(),
-            language: String::new(),
             description: self.description.clone(),
             pkg_source_path: String::new(),
             pkg_source_flag: 1,
             source_version: self.source_version,
             source_date: self.source_date.clone(),
-            last_refresh_time: None,
-            package_size: 0,
             pkg_flags: self.pkg_flags,
-            priority: 2,
             action_in_progress: i64::from(self.busy),
-            source_site: "PS1".into(),
-            refresh_schedule: String::new(),
-            schedule_checked_at: None,
             manifest_hash: self.manifest_hash.clone(),
-            created_at: "2026-01-01T00:00:00Z".into(),
+            ..common::package(&self.id)
         }
     }
 }
