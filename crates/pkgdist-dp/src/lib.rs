@@ -87,7 +87,7 @@ impl Dp {
     /// Opens the data folder, binds, enrolls on first start (or says hello to the site), and
     /// resumes interrupted jobs.
     pub async fn start(opts: RunOptions) -> Result<Self, DpError> {
-        std::fs::create_dir_all(&opts.data).map_err(|e| DpError::io(&opts.data, e))?;
+        pkgdist_node::util::private_dir(&opts.data).map_err(|e| DpError::io(&opts.data, e))?;
         let listener = TcpListener::bind(&opts.listen)
             .await
             .map_err(|e| DpError::Config(format!("cannot listen on {}: {e}", opts.listen)))?;

@@ -43,6 +43,15 @@ pub fn bearer(headers: &HeaderMap) -> Option<&str> {
         .map(|(_, t)| t.trim())
 }
 
+/// Creates a daemon's data folder (and its parents) if missing and makes it 0700: it holds
+/// the database and secrets, and no other local user may look inside, whatever the modes of
+/// the files already there (earlier versions created them 0644).
+pub fn private_dir(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::create_dir_all(path)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700))
+}
+
 /// Writes a file so that it is either absent or complete (temp file, fsync, rename); with
 /// `private`, it is created 0600, so a secret is never readable by others, not even for a
 /// moment.

@@ -173,7 +173,7 @@ impl Drop for Workers {
 
 /// The daemon: configuration, state, listener, ready-file, serve until SIGINT or SIGTERM.
 pub async fn run(opts: RunOptions) -> Result<(), SiteError> {
-    std::fs::create_dir_all(&opts.data).map_err(|e| SiteError::io(&opts.data, e))?;
+    pkgdist_node::util::private_dir(&opts.data).map_err(|e| SiteError::io(&opts.data, e))?;
     let (cfg, created) = SiteConfig::load_or_init(&opts.data, opts.site_code.as_deref())?;
     if created {
         tracing::info!(path = %opts.data.join("site.toml").display(), "wrote a new site.toml with the defaults");

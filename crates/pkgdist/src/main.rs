@@ -75,6 +75,11 @@ fn main() -> ExitCode {
         cli.command,
         Command::Site(cmd::site::SiteCmd::Run(_)) | Command::Up(_) | Command::Dp(admin::DpCmd::Run(_))
     );
+    if daemon {
+        // Everything a daemon creates (database, WAL, library chunks, job files) is its own:
+        // 0600 files, 0700 folders, whatever the caller's umask.
+        rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
+    }
     let default = if daemon { "info" } else { "warn" };
     let filter = cli.log.as_deref().unwrap_or(default);
     tracing_subscriber::fmt()

@@ -57,6 +57,12 @@ fn group_of_two_dps_distribute_refresh_redistribute_remove() {
     site.cli(&["group", "add-dp", "branch", "dp1", "dp2"]);
     site.cli(&["group", "add-package", "branch", &pkg]);
     site.wait_installed(&pkg, 2, 1);
+    // The site's and the DPs' data are theirs alone: folders 0700, and every file the daemons
+    // wrote (database, WAL, library chunks and manifests, job files) 0600.
+    assert_private(&site.dir.join("site"), &["site.toml"]);
+    for dp in [&dp1, &dp2] {
+        assert_private(&dp.dir, &[]);
+    }
     for dp in [&dp1, &dp2] {
         assert_serves(dp, &pkg, &src);
         let first = site.last_success(&pkg, &dp.name);
@@ -144,6 +150,32 @@ fn group_of_two_dps_distribute_refresh_redistribute_remove() {
     assert_eq!(dp1.download(&format!("{pkg}/sources/install.wim")).0, 404);
     assert_serves(&dp1, &pkg2, &src2);
     assert_serves(&dp2, &pkg, &src);
+}
+
+/// Asserts that no one but the owner can read or enter anything under `root` (files the test
+/// itself wrote, named in `ours`, aside).
+fn assert_private(root: &Path, ours: &[&str]) {
+    use std::os::unix::fs::PermissionsExt as _;
+    let mode = |p: &Path| fs::symlink_metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(root), 0o700, "{}", root.display());
+    let mut stack = vec![root.to_path_buf()];
+    let mut files = 0;
+    while let Some(dir) = stack.pop() {
+        for e in fs::read_dir(&dir).unwrap().flatten() {
+            let p = e.path();
+            if ours.iter().any(|o| p.file_name().is_some_and(|n| n == *o)) {
+                continue;
+            }
+            let m = mode(&p);
+            assert_eq!(m & 0o077, 0, "{} is {m:o}", p.display());
+            if e.file_type().unwrap().is_dir() {
+                stack.push(p);
+            } else {
+                files += 1;
+            }
+        }
+    }
+    assert!(files > 0, "nothing under {}", root.display());
 }
 
 /// A DP killed in the middle of a large transfer resumes after a restart: the job completes

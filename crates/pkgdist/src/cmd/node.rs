@@ -128,7 +128,9 @@ async fn up_async(a: UpArgs) -> Result<()> {
         bail!("--dps {}: at most 64 local DPs", a.dps);
     }
     let site_dir = a.data.join("site");
-    std::fs::create_dir_all(&site_dir).with_context(|| format!("creating {}", site_dir.display()))?;
+    for d in [&a.data, &site_dir] {
+        pkgdist_node::util::private_dir(d).with_context(|| format!("creating {}", d.display()))?;
+    }
     let exists = site_dir.join("site.toml").exists();
     let code = (!exists).then_some(a.site_code.as_str());
     let (cfg, _) = pkgdist_site::SiteConfig::load_or_init(&site_dir, code)?;
