@@ -137,6 +137,14 @@ impl Db {
         Ok(())
     }
 
+    pub async fn delete_setting(&self, key: &str) -> Result<()> {
+        sqlx::query("DELETE FROM settings WHERE key = $1")
+            .bind(key.to_owned())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
     /// Takes the next value of a counter, starting at `first`. Values are never handed out
     /// twice, even across restarts and deletions (PackageIDs are never reused).
     pub async fn next_counter(&self, name: &str, first: i64) -> Result<i64> {

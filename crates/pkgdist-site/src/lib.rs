@@ -75,7 +75,7 @@ pub async fn open(dir: &Path, cfg: &SiteConfig) -> Result<AppState, SiteError> {
         .site_code
         .parse()
         .map_err(|e: pkgdist_core::IdError| SiteError::Config(e.to_string()))?;
-    let node_key = node_key(&db).await?;
+    let node_key = node_key(&db, dir).await?;
     let overrides = distribution_overrides(&db).await?;
     let distribution = cfg.distribution.with(&overrides);
     distribution
@@ -104,22 +104,44 @@ pub async fn distribution_overrides(db: &Db) -> Result<config::DistributionOverr
     }
 }
 
-/// The site's secret for what it presents to DPs, made on first start and kept in the
-/// database (which holds the site's other secrets' hashes and must be protected anyway).
-async fn node_key(db: &Db) -> Result<[u8; 32], SiteError> {
+/// The file of the site's secret for what it presents to DPs (`node_key`).
+pub const NODE_KEY_FILE: &str = "node-key";
+
+/// The site's secret for what it presents to DPs, made on first start and kept in
+/// `DIR/node-key` (0600), never in the database: whoever reads the database (a backup, a
+/// replica, a PostgreSQL role) must not be able to mint what DPs accept from their site. A
+/// key an earlier version kept in the database moves to the file, and out of the database.
+async fn node_key(db: &Db, dir: &Path) -> Result<[u8; 32], SiteError> {
     let parse = |hex: &str| -> Option<[u8; 32]> {
+        let hex = hex.trim();
         let bytes: Vec<u8> = (0..hex.len())
             .step_by(2)
             .map(|i| hex.get(i..i + 2).and_then(|b| u8::from_str_radix(b, 16).ok()))
             .collect::<Option<_>>()?;
         bytes.try_into().ok()
     };
-    if let Some(hex) = db.setting("node_key").await? {
-        return parse(&hex).ok_or_else(|| SiteError::Config("the stored node key is damaged".into()));
+    let path = dir.join(NODE_KEY_FILE);
+    match std::fs::read_to_string(&path) {
+        Ok(hex) => {
+            return parse(&hex).ok_or_else(|| {
+                SiteError::Config(format!(
+                    "{} is damaged: restore it from a backup (a new key would make every DP refuse this site until re-enrolled)",
+                    path.display()
+                ))
+            });
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(SiteError::io(&path, e)),
     }
-    let key: [u8; 32] = rand::random();
+    let key = match db.setting("node_key").await? {
+        Some(hex) => {
+            parse(&hex).ok_or_else(|| SiteError::Config("the node key kept in the database is damaged".into()))?
+        }
+        None => rand::random(),
+    };
     let hex: String = key.iter().map(|b| format!("{b:02x}")).collect();
-    db.set_setting("node_key", &hex).await?;
+    pkgdist_node::util::write_file(&path, hex.as_bytes(), true).map_err(|e| SiteError::io(&path, e))?;
+    db.delete_setting("node_key").await?;
     Ok(key)
 }
 

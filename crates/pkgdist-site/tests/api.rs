@@ -902,6 +902,52 @@ async fn every_class_reads_into_its_struct() {
     assert_eq!((p.package_id, p.source_version), (a, 1));
 }
 
+/// The secret from which the site derives what DPs accept from it lives in a 0600 file, never
+/// in the database; a key an earlier version kept there moves to the file and keeps working.
+#[tokio::test]
+async fn node_key_lives_in_a_private_file() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = TempDir::new().unwrap();
+    let (cfg, _) = pkgdist_site::SiteConfig::load_or_init(dir.path(), Some("PS1")).unwrap();
+    // A database as an earlier version left it: the key in its settings.
+    let db = pkgdist_db::Db::connect(&cfg.database_url(dir.path())).await.unwrap();
+    db.set_setting("node_key", &"ab".repeat(32)).await.unwrap();
+    let old = pkgdist_site::AppState::with(
+        db.clone(),
+        std::sync::Arc::new(pkgdist_content::Library::create_local(&dir.path().join("l0")).unwrap()),
+        "PS1".parse().unwrap(),
+        String::new(),
+        1024,
+        pkgdist_site::config::Distribution::default(),
+        [0xab; 32],
+    )
+    .site_token("credential-hash");
+    let state = pkgdist_site::open(dir.path(), &cfg).await.unwrap();
+    assert_eq!(
+        state.site_token("credential-hash"),
+        old,
+        "the moved key derives the same tokens"
+    );
+    assert_eq!(
+        db.setting("node_key").await.unwrap(),
+        None,
+        "no key left in the database"
+    );
+    let file = dir.path().join(pkgdist_site::NODE_KEY_FILE);
+    assert_eq!(std::fs::metadata(&file).unwrap().permissions().mode() & 0o777, 0o600);
+    drop(state);
+    // A restart reads the file.
+    let again = pkgdist_site::open(dir.path(), &cfg).await.unwrap();
+    assert_eq!(again.site_token("credential-hash"), old);
+    // A new site makes a key of its own, in its file only.
+    let other = TempDir::new().unwrap();
+    let (cfg2, _) = pkgdist_site::SiteConfig::load_or_init(other.path(), Some("PS2")).unwrap();
+    let fresh = pkgdist_site::open(other.path(), &cfg2).await.unwrap();
+    assert_ne!(fresh.site_token("credential-hash"), old);
+    assert_eq!(fresh.db.setting("node_key").await.unwrap(), None);
+    assert!(other.path().join(pkgdist_site::NODE_KEY_FILE).exists());
+}
+
 /// The committed OpenAPI document is the one the code generates. Regenerate with
 /// `UPDATE_OPENAPI=1 cargo nextest run -p pkgdist-site openapi`.
 #[test]
