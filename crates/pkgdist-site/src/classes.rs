@@ -33,6 +33,65 @@ pub(crate) fn obj(v: Value) -> Object {
     }
 }
 
+/// A class of the API, named once: every place that treats classes differently (reading,
+/// creating, changing, deleting, methods) matches on this, exhaustively, never on a name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClassId {
+    /// `SMS_Package`, `SMS_DriverPackage` and the other package classes.
+    Package(PackageClass),
+    /// `SMS_PackageBaseclass`: every package, read-only.
+    PackageBase,
+    DistributionPointInfo,
+    /// `SMS_DistributionPoint`: one package on one DP.
+    DistributionPoint,
+    Group,
+    GroupMembers,
+    GroupContent,
+    DistPointsSummarizer,
+    DetailSummarizer,
+    DpStatus,
+    ScheduleMethods,
+    Site,
+    SiteContent,
+    Settings,
+    AdminToken,
+}
+
+impl ClassId {
+    const NAMED: [(&'static str, ClassId); 14] = [
+        ("SMS_PackageBaseclass", ClassId::PackageBase),
+        ("SMS_DistributionPointInfo", ClassId::DistributionPointInfo),
+        ("SMS_DistributionPoint", ClassId::DistributionPoint),
+        ("SMS_DistributionPointGroup", ClassId::Group),
+        ("SMS_DPGroupMembers", ClassId::GroupMembers),
+        ("SMS_DPGroupContentInfo", ClassId::GroupContent),
+        ("SMS_PackageStatusDistPointsSummarizer", ClassId::DistPointsSummarizer),
+        ("SMS_PackageStatusDetailSummarizer", ClassId::DetailSummarizer),
+        ("SMS_DistributionDPStatus", ClassId::DpStatus),
+        ("SMS_ScheduleMethods", ClassId::ScheduleMethods),
+        ("SMS_Site", ClassId::Site),
+        ("PKGDIST_SiteContent", ClassId::SiteContent),
+        ("PKGDIST_DistributionSettings", ClassId::Settings),
+        ("PKGDIST_AdminToken", ClassId::AdminToken),
+    ];
+
+    /// The class with this (catalog) name.
+    pub fn of(name: &str) -> Option<Self> {
+        PackageClass::from_class_name(name)
+            .map(ClassId::Package)
+            .or_else(|| Self::NAMED.iter().find(|(n, _)| *n == name).map(|(_, c)| *c))
+    }
+
+    /// The catalog name (for tests: requests carry the name, and `of` reads it).
+    #[cfg(test)]
+    fn name(self) -> &'static str {
+        match self {
+            ClassId::Package(pc) => pc.class_name(),
+            other => Self::NAMED.iter().find(|(_, c)| *c == other).map_or("", |(n, _)| n),
+        }
+    }
+}
+
 /// Where a class's instances come from.
 enum Reader {
     /// An SQL view; `fill` adds list-valued properties to the instances read.
@@ -359,28 +418,32 @@ fn tokens() -> View {
     }
 }
 
-/// The one table of classes: where each class's instances come from. `None` for a name that
-/// is no class.
-fn reader(state: &AppState, class: &str) -> Option<Reader> {
-    if let Some(pc) = PackageClass::from_class_name(class) {
-        return Some(Reader::Sql(packages(Some(pc.package_type())), None));
-    }
-    let sql = |v: View| Some(Reader::Sql(v, None));
+/// The one table of classes: where each class's instances come from (`retry_count`: the
+/// distribution setting `RetriesRemaining` counts down from).
+fn reader(retry_count: u32, class: ClassId) -> Reader {
+    let sql = |v: View| Reader::Sql(v, None);
     match class {
-        "SMS_PackageBaseclass" => sql(packages(None)),
-        "SMS_DistributionPointInfo" => Some(Reader::Sql(distribution_points(), Some(Fill::PullSources))),
-        "SMS_DistributionPointGroup" => sql(groups()),
-        "SMS_DPGroupMembers" => sql(group_members()),
-        "SMS_DPGroupContentInfo" => sql(group_content()),
-        "SMS_DistributionPoint" => sql(package_on_dp()),
-        "SMS_PackageStatusDistPointsSummarizer" => sql(dist_points_summarizer(state.dist().retry_count)),
-        "SMS_PackageStatusDetailSummarizer" => sql(detail_summarizer()),
-        "SMS_DistributionDPStatus" => sql(dp_status()),
-        "PKGDIST_SiteContent" => sql(site_content()),
-        "PKGDIST_AdminToken" => sql(tokens()),
-        "SMS_Site" | "PKGDIST_DistributionSettings" | "SMS_ScheduleMethods" => Some(Reader::Memory),
-        _ => None,
+        ClassId::Package(pc) => sql(packages(Some(pc.package_type()))),
+        ClassId::PackageBase => sql(packages(None)),
+        ClassId::DistributionPointInfo => Reader::Sql(distribution_points(), Some(Fill::PullSources)),
+        ClassId::Group => sql(groups()),
+        ClassId::GroupMembers => sql(group_members()),
+        ClassId::GroupContent => sql(group_content()),
+        ClassId::DistributionPoint => sql(package_on_dp()),
+        ClassId::DistPointsSummarizer => sql(dist_points_summarizer(retry_count)),
+        ClassId::DetailSummarizer => sql(detail_summarizer()),
+        ClassId::DpStatus => sql(dp_status()),
+        ClassId::SiteContent => sql(site_content()),
+        ClassId::AdminToken => sql(tokens()),
+        ClassId::Site | ClassId::Settings | ClassId::ScheduleMethods => Reader::Memory,
     }
+}
+
+/// The reader of the class named `class`.
+fn reader_of(state: &AppState, class: &str) -> ApiResult<Reader> {
+    ClassId::of(class)
+        .map(|c| reader(state.dist().retry_count, c))
+        .ok_or_else(|| unknown_class(class))
 }
 
 fn unknown_class(class: &str) -> ApiError {
@@ -396,16 +459,16 @@ fn view_error(class: &str, e: ViewError) -> ApiError {
 
 /// The instances of a class computed in memory.
 async fn in_memory(state: &AppState, class: &str) -> ApiResult<Vec<Object>> {
-    match class {
-        "SMS_Site" => crate::hierarchy::site_objects(state).await,
-        "PKGDIST_DistributionSettings" => Ok(vec![settings_object(state)]),
+    match ClassId::of(class) {
+        Some(ClassId::Site) => crate::hierarchy::site_objects(state).await,
+        Some(ClassId::Settings) => Ok(vec![settings_object(state)]),
         _ => Ok(Vec::new()),
     }
 }
 
 /// The instances of `class` that `query` selects.
 pub async fn list(state: &AppState, class: &str, query: &Query) -> ApiResult<Vec<Object>> {
-    match reader(state, class).ok_or_else(|| unknown_class(class))? {
+    match reader_of(state, class)? {
         Reader::Sql(view, None) => state.db.select(&view, query).await.map_err(|e| view_error(class, e)),
         Reader::Sql(view, Some(fill)) => {
             // The lists are filled from the row's key and kind, so read whole rows and apply
@@ -425,7 +488,7 @@ pub async fn list(state: &AppState, class: &str, query: &Query) -> ApiResult<Vec
 /// The instances of `class` that `query` selects, streamed from the database when the class
 /// is a plain SQL view (`None` for the others: read them with [`list`]).
 pub fn stream(state: &AppState, class: &str, query: &Query) -> ApiResult<Option<pkgdist_db::view::RowStream>> {
-    match reader(state, class).ok_or_else(|| unknown_class(class))? {
+    match reader_of(state, class)? {
         Reader::Sql(view, None) => state
             .db
             .select_stream(&view, query)
@@ -437,7 +500,7 @@ pub fn stream(state: &AppState, class: &str, query: &Query) -> ApiResult<Option<
 
 /// The instance of `class` whose key properties are exactly `key`, if any.
 pub async fn get(state: &AppState, class: &str, key: &[(&str, &str)]) -> ApiResult<Option<Object>> {
-    match reader(state, class).ok_or_else(|| unknown_class(class))? {
+    match reader_of(state, class)? {
         Reader::Sql(view, fill) => {
             let mut rows = state
                 .db
@@ -535,20 +598,10 @@ mod tests {
     #[test]
     fn views_match_the_catalog() {
         for class in catalog::CLASSES {
-            let view = match class.name {
-                n if pkgdist_core::classes::PackageClass::from_class_name(n).is_some() => super::packages(Some(0)),
-                "SMS_PackageBaseclass" => super::packages(None),
-                "SMS_DistributionPointInfo" => super::distribution_points(),
-                "SMS_DistributionPointGroup" => super::groups(),
-                "SMS_DPGroupMembers" => super::group_members(),
-                "SMS_DPGroupContentInfo" => super::group_content(),
-                "SMS_DistributionPoint" => super::package_on_dp(),
-                "SMS_PackageStatusDistPointsSummarizer" => super::dist_points_summarizer(2),
-                "SMS_PackageStatusDetailSummarizer" => super::detail_summarizer(),
-                "SMS_DistributionDPStatus" => super::dp_status(),
-                "PKGDIST_SiteContent" => super::site_content(),
-                "PKGDIST_AdminToken" => super::tokens(),
-                _ => continue,
+            let id = super::ClassId::of(class.name).expect("every catalog class has an id");
+            assert_eq!(id.name(), class.name);
+            let super::Reader::Sql(view, _) = super::reader(2, id) else {
+                continue;
             };
             let filled: &[&str] = if class.name == "SMS_DistributionPointInfo" {
                 &["SourceDistributionPoints", "SourceDPRanks"]

@@ -21,7 +21,7 @@ use pkgdist_proto::catalog::{ClassDef, MethodDef};
 use serde_json::{Map, Value, json};
 
 use crate::auth;
-use crate::classes::{self, Object};
+use crate::classes::{self, ClassId, Object};
 use crate::error::{ApiError, ApiResult};
 use crate::hierarchy;
 use crate::now;
@@ -157,13 +157,11 @@ pub async fn create(state: &AppState, class: &'static ClassDef, body: Map<String
         ));
     }
     check_body(class, &body, true)?;
-    if let Some(pc) = PackageClass::from_class_name(class.name) {
-        return create_package(state, pc, &body).await;
-    }
-    match class.name {
-        "SMS_DistributionPointInfo" => create_dp(state, &body).await,
-        "SMS_Site" => hierarchy::create_site(state, &body).await,
-        "SMS_DistributionPoint" => {
+    match ClassId::of(class.name) {
+        Some(ClassId::Package(pc)) => create_package(state, pc, &body).await,
+        Some(ClassId::DistributionPointInfo) => create_dp(state, &body).await,
+        Some(ClassId::Site) => hierarchy::create_site(state, &body).await,
+        Some(ClassId::DistributionPoint) => {
             let (pkg, nal, site) = (
                 key_text(&body, "PackageID"),
                 key_text(&body, "ServerNALPath"),
@@ -177,7 +175,7 @@ pub async fn create(state: &AppState, class: &'static ClassDef, body: Map<String
             )
             .await
         }
-        "SMS_DistributionPointGroup" => {
+        Some(ClassId::Group) => {
             let g = GroupRow {
                 group_id: format!("{{{}}}", uuid::Uuid::new_v4().to_string().to_uppercase()),
                 name: non_empty(&body, "Name")?,
@@ -189,7 +187,7 @@ pub async fn create(state: &AppState, class: &'static ClassDef, body: Map<String
             state.db.insert_group(&g).await?;
             classes::get_written(state, class.name, &[("GroupID", &g.group_id)]).await
         }
-        "PKGDIST_AdminToken" => {
+        Some(ClassId::AdminToken) => {
             let role = text(&body, "Role").and_then(Role::parse).ok_or_else(|| {
                 ApiError::new(
                     ErrorKind::InvalidValue,
@@ -230,29 +228,9 @@ pub async fn update(
         ));
     }
     check_body(class, &body, false)?;
-    if PackageClass::from_class_name(class.name).is_some() {
-        let id = key_text(&current, "PackageID");
-        hierarchy::check_owned(state, &id, "changed").await?;
-        let mut p = state.db.package(&id).await?.ok_or_else(|| gone(&id))?;
-        let fields = package_changes(&body);
-        // Validate the package as it will be; then write only what changed, so a concurrent
-        // change to another property is not undone.
-        for f in &fields {
-            apply(&mut p, f);
-        }
-        if p.name.is_empty() {
-            return Err(ApiError::new(ErrorKind::InvalidValue, "Name cannot be empty").param("Name"));
-        }
-        check_package(&p)?;
-        if !state.db.update_package_fields(&id, &fields).await? {
-            return Err(gone(&id));
-        }
-        return classes::get(state, class.name, &[("PackageID", &id)])
-            .await?
-            .ok_or_else(|| gone(&id));
-    }
-    match class.name {
-        "SMS_DistributionPointInfo" => {
+    match ClassId::of(class.name) {
+        Some(ClassId::Package(_)) => update_package(state, class, &current, &body).await,
+        Some(ClassId::DistributionPointInfo) => {
             let nal = key_text(&current, "NALPath");
             let mut d = state.db.dp(&nal).await?.ok_or_else(|| gone(&nal))?;
             hierarchy::check_own_dp(&d, "changed")?;
@@ -266,7 +244,7 @@ pub async fn update(
             state.work.notify_one();
             classes::get_written(state, class.name, &[("NALPath", &d.nal_path)]).await
         }
-        "SMS_DistributionPoint" => {
+        Some(ClassId::DistributionPoint) => {
             let (pkg, nal) = (key_text(&current, "PackageID"), key_text(&current, "ServerNALPath"));
             if flag(&body, "RefreshNow", false) {
                 let p = state.db.package(&pkg).await?.ok_or_else(|| gone(&pkg))?;
@@ -283,7 +261,7 @@ pub async fn update(
                 .await?
                 .ok_or_else(|| gone(&format!("{pkg} on {nal}")))
         }
-        "SMS_DistributionPointGroup" => {
+        Some(ClassId::Group) => {
             let id = key_text(&current, "GroupID");
             let mut g = state.db.group(&id).await?.ok_or_else(|| gone(&id))?;
             if let Some(v) = text(&body, "Name") {
@@ -301,13 +279,42 @@ pub async fn update(
                 .await?
                 .ok_or_else(|| gone(&g.group_id))
         }
-        "PKGDIST_DistributionSettings" => update_settings(state, &body).await,
-        "SMS_Site" => hierarchy::update_site(state, &key_text(&current, "SiteCode"), &body).await,
+        Some(ClassId::Settings) => update_settings(state, &body).await,
+        Some(ClassId::Site) => hierarchy::update_site(state, &key_text(&current, "SiteCode"), &body).await,
         _ => Err(ApiError::new(
             ErrorKind::NotAllowed,
             format!("{} instances cannot be changed", class.name),
         )),
     }
+}
+
+/// PATCH of a package: validated as it will be, then only the properties given are written,
+/// so a concurrent change to another property is not undone.
+async fn update_package(
+    state: &AppState,
+    class: &'static ClassDef,
+    current: &Object,
+    body: &Map<String, Value>,
+) -> ApiResult<Object> {
+    let id = key_text(current, "PackageID");
+    hierarchy::check_owned(state, &id, "changed").await?;
+    let mut p = state.db.package(&id).await?.ok_or_else(|| gone(&id))?;
+    let fields = package_changes(body);
+    // Validate the package as it will be; then write only what changed, so a concurrent
+    // change to another property is not undone.
+    for f in &fields {
+        apply(&mut p, f);
+    }
+    if p.name.is_empty() {
+        return Err(ApiError::new(ErrorKind::InvalidValue, "Name cannot be empty").param("Name"));
+    }
+    check_package(&p)?;
+    if !state.db.update_package_fields(&id, &fields).await? {
+        return Err(gone(&id));
+    }
+    classes::get(state, class.name, &[("PackageID", &id)])
+        .await?
+        .ok_or_else(|| gone(&id))
 }
 
 /// Changes the distribution settings: checked, kept in the database, in force at once.
@@ -365,13 +372,13 @@ pub async fn delete(state: &AppState, class: &'static ClassDef, current: Object)
             format!("{} instances cannot be deleted", class.name),
         ));
     }
-    if PackageClass::from_class_name(class.name).is_some() {
-        let id = key_text(&current, "PackageID");
-        hierarchy::check_owned(state, &id, "deleted").await?;
-        return delete_package(state, &id).await;
-    }
-    match class.name {
-        "SMS_DistributionPointInfo" => {
+    match ClassId::of(class.name) {
+        Some(ClassId::Package(_)) => {
+            let id = key_text(&current, "PackageID");
+            hierarchy::check_owned(state, &id, "deleted").await?;
+            delete_package(state, &id).await
+        }
+        Some(ClassId::DistributionPointInfo) => {
             let nal = key_text(&current, "NALPath");
             if let Some(d) = state.db.dp(&nal).await? {
                 hierarchy::check_own_dp(&d, "deleted")?;
@@ -380,18 +387,18 @@ pub async fn delete(state: &AppState, class: &'static ClassDef, current: Object)
             state.db.delete_dp(&nal).await?;
             Ok(())
         }
-        "SMS_Site" => hierarchy::delete_site(state, &key_text(&current, "SiteCode")).await,
-        "SMS_DistributionPoint" => {
+        Some(ClassId::Site) => hierarchy::delete_site(state, &key_text(&current, "SiteCode")).await,
+        Some(ClassId::DistributionPoint) => {
             // As in ConfigMgr, removal is deferred: the row shows REMOVAL_PENDING until the DP
             // has released the content.
             let (pkg, nal) = (key_text(&current, "PackageID"), key_text(&current, "ServerNALPath"));
             set_state(state, &[(pkg, nal)], DpState::RemovalPending, "removal queued").await
         }
-        "SMS_DistributionPointGroup" => {
+        Some(ClassId::Group) => {
             state.db.delete_group(&key_text(&current, "GroupID")).await?;
             Ok(())
         }
-        "PKGDIST_AdminToken" => {
+        Some(ClassId::AdminToken) => {
             let id = key_text(&current, "TokenID");
             let live_admin = current.get("Role").and_then(Value::as_str) == Some(Role::FullAdministrator.as_str())
                 && current.get("RevokedOn").is_none_or(Value::is_null);
@@ -446,14 +453,14 @@ pub async fn call(
 ) -> ApiResult<Object> {
     check_params(method, &params)?;
     let instance = instance.unwrap_or_default();
-    match (class.name, method.name) {
-        (_, "RefreshPkgSource") => refresh(state, &key_text(&instance, "PackageID")).await,
-        (_, "AddDistributionPoints") if PackageClass::from_class_name(class.name).is_some() => {
+    match (ClassId::of(class.name), method.name) {
+        (Some(ClassId::Package(_)), "RefreshPkgSource") => refresh(state, &key_text(&instance, "PackageID")).await,
+        (Some(ClassId::Package(_)), "AddDistributionPoints") => {
             let (sites, nals) = (strings(&params, "SiteCode"), strings(&params, "NALPath"));
             add_dps(state, &key_text(&instance, "PackageID"), &sites, &nals).await?;
             Ok(ok(json!({})))
         }
-        ("SMS_DistributionPoint", "VerifyPackage" | "CancelDistribution") => {
+        (Some(ClassId::DistributionPoint), "VerifyPackage" | "CancelDistribution") => {
             let (pkg, nal) = (key_text(&params, "PackageID"), key_text(&params, "NALPath"));
             let action = if method.name == "VerifyPackage" {
                 Action::Verify
@@ -463,14 +470,14 @@ pub async fn call(
             row_action(state, &pkg, &nal, action).await?;
             Ok(ok(json!({})))
         }
-        ("SMS_DistributionPointGroup", m) => group_method(state, &key_text(&instance, "GroupID"), m, &params).await,
-        ("SMS_ScheduleMethods", "ReadFromString") => {
+        (Some(ClassId::Group), m) => group_method(state, &key_text(&instance, "GroupID"), m, &params).await,
+        (Some(ClassId::ScheduleMethods), "ReadFromString") => {
             let tokens = schedule::read_from_string(text(&params, "StringData").unwrap_or_default())
                 .map_err(|e| ApiError::new(ErrorKind::InvalidValue, format!("StringData: {e}")).param("StringData"))?;
             let data: Vec<Value> = tokens.iter().map(|t| Value::Object(t.to_json())).collect();
             Ok(ok(json!({"TokenData": data})))
         }
-        ("SMS_ScheduleMethods", "WriteToString") => {
+        (Some(ClassId::ScheduleMethods), "WriteToString") => {
             let list = params
                 .get("TokenData")
                 .and_then(Value::as_array)
