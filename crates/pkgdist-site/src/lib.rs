@@ -17,6 +17,7 @@ pub mod link;
 mod methods;
 mod node;
 pub mod openapi;
+mod ops;
 pub mod scheduler;
 mod state;
 pub mod upstream;

@@ -9,12 +9,11 @@ use std::path::Path;
 
 use pkgdist_content::{ContentError, SnapshotOptions};
 use pkgdist_core::classes::{DpState, MessageState, PackageClass, nal_path, nal_site, source_flag};
-use pkgdist_core::dpstate::{self, Action};
+use pkgdist_core::dpstate::Action;
 use pkgdist_core::errors::ErrorKind;
 use pkgdist_core::{ContentId, PackageId, schedule};
 use pkgdist_db::{
-    DpRow, GroupRow, NewStatus, NewTarget, NewVersion, PackageField, PackageNumber, PackageRow, PackageText,
-    TargetChange, TokenRow,
+    DpRow, GroupRow, NewStatus, NewTarget, NewVersion, PackageField, PackageNumber, PackageRow, PackageText, TokenRow,
 };
 use pkgdist_proto::Role;
 use pkgdist_proto::catalog::{ClassDef, MethodDef};
@@ -25,6 +24,7 @@ use crate::classes::{self, ClassId, Object};
 use crate::error::{ApiError, ApiResult};
 use crate::hierarchy;
 use crate::now;
+use crate::ops::{action_state, changes, dp_map, retarget, row_action, set_state, target};
 use crate::state::AppState;
 
 // ---- validation ----
@@ -392,7 +392,7 @@ pub async fn delete(state: &AppState, class: &'static ClassDef, current: Object)
             // As in ConfigMgr, removal is deferred: the row shows REMOVAL_PENDING until the DP
             // has released the content.
             let (pkg, nal) = (key_text(&current, "PackageID"), key_text(&current, "ServerNALPath"));
-            set_state(state, &[(pkg, nal)], DpState::RemovalPending, "removal queued").await
+            Ok(set_state(state, &[(pkg, nal)], DpState::RemovalPending, "removal queued").await?)
         }
         Some(ClassId::Group) => {
             state.db.delete_group(&key_text(&current, "GroupID")).await?;
@@ -505,33 +505,6 @@ pub async fn call(
             format!("{}.{} is not implemented", class.name, method.name),
         )),
     }
-}
-
-/// VerifyPackage or CancelDistribution on one package-on-DP row, as `pkgdist_core::dpstate`
-/// allows it from the row's state.
-pub(crate) async fn row_action(state: &AppState, pkg: &str, nal: &str, action: Action) -> ApiResult<()> {
-    let object = format!("{pkg} on {nal}");
-    let Some(row) = state.db.package_dp(pkg, nal).await? else {
-        return Err(
-            ApiError::new(ErrorKind::UnknownInstance, format!("package {pkg} is not on DP {nal}")).object(object),
-        );
-    };
-    let current = u32::try_from(row.state).ok().and_then(DpState::from_code);
-    let why = if action == Action::Verify {
-        "validation requested: the DP will re-hash the content"
-    } else {
-        "distribution cancelled by an administrator; use RefreshNow or ReDistributePackage to try again"
-    };
-    let next = dpstate::on_action(current, row.installed_version > 0, action)
-        .map_err(|e| ApiError::new(ErrorKind::InvalidState, format!("{object}: {e}")).object(object.clone()))?;
-    if !set_state_if(state, &[(pkg.to_owned(), nal.to_owned(), row.job_seq)], next, why).await? {
-        return Err(ApiError::new(
-            ErrorKind::Conflict,
-            format!("{object} changed while the request was handled (a job finished or another change landed); look at its state and try again"),
-        )
-        .object(object));
-    }
-    Ok(())
 }
 
 // ---- packages ----
@@ -932,7 +905,7 @@ const MSG_QUEUED: i64 = 2357;
 const MSG_UNCHANGED: i64 = 2301;
 
 /// A "queued" status message about package `pkg` on DP `d`.
-fn message(pkg: &str, d: &DpRow, st: MessageState, text: String, time: &str) -> NewStatus {
+pub(crate) fn message(pkg: &str, d: &DpRow, st: MessageState, text: String, time: &str) -> NewStatus {
     dp_status(pkg, d, MSG_QUEUED, st, text, 0, time)
 }
 
@@ -990,128 +963,7 @@ async fn add_dps(state: &AppState, pkg: &str, sites: &[String], nals: &[String])
         dps.push(d);
     }
     let pairs: Vec<(&PackageRow, &DpRow)> = dps.iter().map(|d| (&p, *d)).collect();
-    retarget(state, &pairs, false, "queued for distribution").await
-}
-
-/// The DPs named by NAL path, by NAL path (those that exist), read in one query.
-async fn dp_map(state: &AppState, nals: &[String]) -> ApiResult<HashMap<String, DpRow>> {
-    Ok(state
-        .db
-        .dps_by_nal(nals)
-        .await?
-        .into_iter()
-        .map(|d| (d.nal_path.clone(), d))
-        .collect())
-}
-
-/// Puts packages on DPs at their current version (INSTALL_PENDING), with a status message for
-/// each, in one transaction.
-pub(crate) async fn retarget(
-    state: &AppState,
-    pairs: &[(&PackageRow, &DpRow)],
-    redistribute: bool,
-    why: &str,
-) -> ApiResult<()> {
-    let time = now();
-    let targets: Vec<NewTarget> = pairs
-        .iter()
-        .map(|(p, d)| target(p, d, redistribute, &time, why))
-        .collect();
-    let msgs: Vec<NewStatus> = pairs
-        .iter()
-        .map(|(p, d)| {
-            message(
-                &p.package_id,
-                d,
-                MessageState::InProgress,
-                format!("{}.{} {why}", p.package_id, p.source_version),
-                &time,
-            )
-        })
-        .collect();
-    state.db.target(&targets, &msgs).await?;
-    Ok(())
-}
-
-/// The state `action` gives a row that is on the DP and calls for work, with or without a
-/// version installed (the database picks between the two as it writes).
-fn action_state(installed: bool, action: Action) -> u32 {
-    dpstate::on_action(Some(DpState::InstallPending), installed, action)
-        .unwrap_or(DpState::InstallPending)
-        .code()
-}
-
-fn target(p: &PackageRow, d: &DpRow, redistribute: bool, time: &str, why: &str) -> NewTarget {
-    NewTarget {
-        package_id: p.package_id.clone(),
-        nal_path: d.nal_path.clone(),
-        site_code: d.site_code.clone(),
-        state: i64::from(action_state(false, Action::Distribute)),
-        state_if_installed: i64::from(action_state(true, Action::Distribute)),
-        redistribute,
-        time: time.to_owned(),
-        message: why.to_owned(),
-    }
-}
-
-/// State changes of package-on-DP rows, and their status messages.
-fn changes(
-    dps: &HashMap<String, DpRow>,
-    rows: &[(String, String)],
-    st: DpState,
-    why: &str,
-) -> (Vec<TargetChange>, Vec<NewStatus>) {
-    let time = now();
-    let ms = if st == DpState::InstallFailed {
-        MessageState::Error
-    } else {
-        MessageState::InProgress
-    };
-    let mut out = (Vec::new(), Vec::new());
-    for (p, n) in rows {
-        out.0.push(TargetChange {
-            package_id: p.clone(),
-            nal_path: n.clone(),
-            expect_seq: None,
-            state: i64::from(st.code()),
-            time: time.clone(),
-            message: why.to_owned(),
-        });
-        if let Some(d) = dps.get(n) {
-            out.1.push(message(p, d, ms, format!("{p}: {why}"), &time));
-        }
-    }
-    out
-}
-
-pub(crate) async fn set_state(state: &AppState, rows: &[(String, String)], st: DpState, why: &str) -> ApiResult<()> {
-    let dps = dp_map(state, &nals_of(rows.iter().map(|(_, n)| n))).await?;
-    let (c, m) = changes(&dps, rows, st, why);
-    state.db.set_states(&c, &m).await?;
-    Ok(())
-}
-
-/// The distinct NAL paths among `nals`.
-fn nals_of<'a>(nals: impl Iterator<Item = &'a String>) -> Vec<String> {
-    let set: std::collections::BTreeSet<&String> = nals.collect();
-    set.into_iter().cloned().collect()
-}
-
-/// [`set_state`] for rows still at the jobs (`job_seq`) the decision was taken on; false,
-/// changing nothing, if any has moved on meanwhile.
-pub(crate) async fn set_state_if(
-    state: &AppState,
-    rows: &[(String, String, i64)],
-    st: DpState,
-    why: &str,
-) -> ApiResult<bool> {
-    let pairs: Vec<(String, String)> = rows.iter().map(|(p, n, _)| (p.clone(), n.clone())).collect();
-    let dps = dp_map(state, &nals_of(pairs.iter().map(|(_, n)| n))).await?;
-    let (mut c, m) = changes(&dps, &pairs, st, why);
-    for (change, (_, _, seq)) in c.iter_mut().zip(rows) {
-        change.expect_seq = Some(*seq);
-    }
-    Ok(state.db.set_states(&c, &m).await?)
+    Ok(retarget(state, &pairs, false, "queued for distribution").await?)
 }
 
 // ---- distribution points ----

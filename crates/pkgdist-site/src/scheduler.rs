@@ -15,7 +15,8 @@ use pkgdist_core::schedule;
 
 use pkgdist_core::classes::DpState;
 
-use crate::methods::{Trigger, refresh_package, set_state_if};
+use crate::methods::{Trigger, refresh_package};
+use crate::ops::set_state_if;
 use crate::state::AppState;
 
 /// How often the scheduler looks for due work.
@@ -125,7 +126,7 @@ async fn validations(state: &AppState, now: Timestamp, zone: &TimeZone, report: 
             match set_state_if(state, std::slice::from_ref(t), DpState::ContentMonitoring, why).await {
                 Ok(true) => started += 1,
                 Ok(false) => {}
-                Err(e) => tracing::warn!(dp = %d.name, error = %e.message, "scheduled validation could not start"),
+                Err(e) => tracing::warn!(dp = %d.name, error = %e, "scheduled validation could not start"),
             }
         }
         if started > 0 {

@@ -15,7 +15,6 @@ use std::time::{Duration, Instant};
 
 use pkgdist_core::classes::DpState;
 use pkgdist_core::dpstate::Action;
-use pkgdist_core::errors::ErrorKind;
 use pkgdist_core::{ContentId, Digest};
 use pkgdist_db::{Intent, Report, ReportedDp, ReportedRow, ReportedSite, SiteContentRow};
 use pkgdist_node::fetch::{self, Fetcher, Which};
@@ -27,6 +26,7 @@ use crate::error::SiteError;
 use crate::link::{self, EnrollRequest, EnrollResponse, IntentMsg, PackageMeta, SyncResponse};
 use crate::methods;
 use crate::now;
+use crate::ops;
 use crate::state::{AppState, Position};
 
 /// `DIR/parent.json` (0600): the parent, and the credential this site presents to it.
@@ -367,11 +367,11 @@ async fn apply_intents(state: &AppState, intents: &[IntentMsg]) -> Result<(), St
                 } else {
                     "queued for distribution (from the parent site)"
                 };
-                methods::retarget(state, &[(p, d)], i.intent == Intent::Redistribute, why).await
+                ops::retarget(state, &[(p, d)], i.intent == Intent::Redistribute, why).await
             }
             Intent::Remove => match &row {
                 Some(r) if !DpState::of_row(r.state).is_some_and(DpState::is_removal) => {
-                    methods::set_state(
+                    ops::set_state(
                         state,
                         &[(i.package_id.clone(), i.nal_path.clone())],
                         DpState::RemovalPending,
@@ -387,20 +387,18 @@ async fn apply_intents(state: &AppState, intents: &[IntentMsg]) -> Result<(), St
                 } else {
                     Action::Cancel
                 };
-                methods::row_action(state, &i.package_id, &i.nal_path, action).await
+                ops::row_action(state, &i.package_id, &i.nal_path, action).await
             }
         };
         match result {
             Ok(()) => {}
             // The database failed, or the row changed under the action (a job finished):
             // not applied; the round ends and the intent comes again.
-            Err(e) if matches!(e.kind, ErrorKind::Storage | ErrorKind::Internal | ErrorKind::Conflict) => {
-                return Err(format!("{object}: {}", e.message));
-            }
+            Err(e) if e.transient() => return Err(format!("{object}: {e}")),
             // Refused here as it would have been above (say, a verify with nothing installed):
             // the row's state, reported up, tells the administrator.
             Err(e) => {
-                tracing::warn!(%object, intent = i.intent.as_str(), error = %e.message, "intent from the parent refused here");
+                tracing::warn!(%object, intent = i.intent.as_str(), error = %e, "intent from the parent refused here");
             }
         }
         record_applied(state, i.seq).await?;

@@ -1,0 +1,217 @@
+//! Typed operations on package-on-DP rows: target (and redistribute), change state (remove,
+//! validate, cancel), each one transaction with its status messages. The HTTP methods, the
+//! scheduler and the site link all call these; their failures are an [`OpError`], which the
+//! HTTP layer turns into the API's error shape and the others match on, never on text.
+
+use std::collections::HashMap;
+
+use pkgdist_core::classes::{DpState, MessageState};
+use pkgdist_core::dpstate::{self, Action};
+use pkgdist_core::errors::ErrorKind;
+use pkgdist_db::{DbError, DpRow, NewStatus, NewTarget, PackageRow, TargetChange};
+
+use crate::error::ApiError;
+use crate::methods::message;
+use crate::now;
+use crate::state::AppState;
+
+/// Why an operation on a row did not happen. Nothing was changed.
+#[derive(Debug, thiserror::Error)]
+pub enum OpError {
+    #[error("package {package} is not on DP {nal}")]
+    NotOnDp { package: String, nal: String },
+    /// The row's state does not allow the action (`dpstate::on_action`).
+    #[error("{package} on {nal}: {refused}")]
+    Refused {
+        package: String,
+        nal: String,
+        refused: dpstate::Refused,
+    },
+    /// The row moved on (a job finished, another change landed) between reading and writing.
+    #[error(
+        "{package} on {nal} changed while the request was handled (a job finished or another change landed); look at its state and try again"
+    )]
+    Conflict { package: String, nal: String },
+    #[error(transparent)]
+    Db(#[from] DbError),
+}
+
+impl OpError {
+    /// Worth trying again as it is: the database failed, or the row changed under the action.
+    pub fn transient(&self) -> bool {
+        matches!(self, OpError::Db(_) | OpError::Conflict { .. })
+    }
+}
+
+impl From<OpError> for ApiError {
+    fn from(e: OpError) -> Self {
+        let message = e.to_string();
+        match e {
+            OpError::NotOnDp { package, nal } => {
+                ApiError::new(ErrorKind::UnknownInstance, message).object(format!("{package} on {nal}"))
+            }
+            OpError::Refused { package, nal, .. } => {
+                ApiError::new(ErrorKind::InvalidState, message).object(format!("{package} on {nal}"))
+            }
+            OpError::Conflict { package, nal } => {
+                ApiError::new(ErrorKind::Conflict, message).object(format!("{package} on {nal}"))
+            }
+            OpError::Db(db) => db.into(),
+        }
+    }
+}
+
+/// VerifyPackage or CancelDistribution on one package-on-DP row, as `pkgdist_core::dpstate`
+/// allows it from the row's state.
+pub(crate) async fn row_action(state: &AppState, pkg: &str, nal: &str, action: Action) -> Result<(), OpError> {
+    let row = state.db.package_dp(pkg, nal).await?.ok_or_else(|| OpError::NotOnDp {
+        package: pkg.to_owned(),
+        nal: nal.to_owned(),
+    })?;
+    let why = if action == Action::Verify {
+        "validation requested: the DP will re-hash the content"
+    } else {
+        "distribution cancelled by an administrator; use RefreshNow or ReDistributePackage to try again"
+    };
+    let next =
+        dpstate::on_action(DpState::of_row(row.state), row.installed_version > 0, action).map_err(|refused| {
+            OpError::Refused {
+                package: pkg.to_owned(),
+                nal: nal.to_owned(),
+                refused,
+            }
+        })?;
+    if !set_state_if(state, &[(pkg.to_owned(), nal.to_owned(), row.job_seq)], next, why).await? {
+        return Err(OpError::Conflict {
+            package: pkg.to_owned(),
+            nal: nal.to_owned(),
+        });
+    }
+    Ok(())
+}
+
+/// The DPs named by NAL path, by NAL path (those that exist), read in one query.
+pub(crate) async fn dp_map(state: &AppState, nals: &[String]) -> Result<HashMap<String, DpRow>, OpError> {
+    Ok(state
+        .db
+        .dps_by_nal(nals)
+        .await?
+        .into_iter()
+        .map(|d| (d.nal_path.clone(), d))
+        .collect())
+}
+
+/// Puts packages on DPs at their current version (INSTALL_PENDING), with a status message for
+/// each, in one transaction.
+pub(crate) async fn retarget(
+    state: &AppState,
+    pairs: &[(&PackageRow, &DpRow)],
+    redistribute: bool,
+    why: &str,
+) -> Result<(), OpError> {
+    let time = now();
+    let targets: Vec<NewTarget> = pairs
+        .iter()
+        .map(|(p, d)| target(p, d, redistribute, &time, why))
+        .collect();
+    let msgs: Vec<NewStatus> = pairs
+        .iter()
+        .map(|(p, d)| {
+            message(
+                &p.package_id,
+                d,
+                MessageState::InProgress,
+                format!("{}.{} {why}", p.package_id, p.source_version),
+                &time,
+            )
+        })
+        .collect();
+    state.db.target(&targets, &msgs).await?;
+    Ok(())
+}
+
+/// The state `action` gives a row that is on the DP and calls for work, with or without a
+/// version installed (the database picks between the two as it writes).
+pub(crate) fn action_state(installed: bool, action: Action) -> u32 {
+    dpstate::on_action(Some(DpState::InstallPending), installed, action)
+        .unwrap_or(DpState::InstallPending)
+        .code()
+}
+
+pub(crate) fn target(p: &PackageRow, d: &DpRow, redistribute: bool, time: &str, why: &str) -> NewTarget {
+    NewTarget {
+        package_id: p.package_id.clone(),
+        nal_path: d.nal_path.clone(),
+        site_code: d.site_code.clone(),
+        state: i64::from(action_state(false, Action::Distribute)),
+        state_if_installed: i64::from(action_state(true, Action::Distribute)),
+        redistribute,
+        time: time.to_owned(),
+        message: why.to_owned(),
+    }
+}
+
+/// State changes of package-on-DP rows, and their status messages.
+pub(crate) fn changes(
+    dps: &HashMap<String, DpRow>,
+    rows: &[(String, String)],
+    st: DpState,
+    why: &str,
+) -> (Vec<TargetChange>, Vec<NewStatus>) {
+    let time = now();
+    let ms = if st == DpState::InstallFailed {
+        MessageState::Error
+    } else {
+        MessageState::InProgress
+    };
+    let mut out = (Vec::new(), Vec::new());
+    for (p, n) in rows {
+        out.0.push(TargetChange {
+            package_id: p.clone(),
+            nal_path: n.clone(),
+            expect_seq: None,
+            state: i64::from(st.code()),
+            time: time.clone(),
+            message: why.to_owned(),
+        });
+        if let Some(d) = dps.get(n) {
+            out.1.push(message(p, d, ms, format!("{p}: {why}"), &time));
+        }
+    }
+    out
+}
+
+pub(crate) async fn set_state(
+    state: &AppState,
+    rows: &[(String, String)],
+    st: DpState,
+    why: &str,
+) -> Result<(), OpError> {
+    let dps = dp_map(state, &nals_of(rows.iter().map(|(_, n)| n))).await?;
+    let (c, m) = changes(&dps, rows, st, why);
+    state.db.set_states(&c, &m).await?;
+    Ok(())
+}
+
+/// The distinct NAL paths among `nals`.
+fn nals_of<'a>(nals: impl Iterator<Item = &'a String>) -> Vec<String> {
+    let set: std::collections::BTreeSet<&String> = nals.collect();
+    set.into_iter().cloned().collect()
+}
+
+/// [`set_state`] for rows still at the jobs (`job_seq`) the decision was taken on; false,
+/// changing nothing, if any has moved on meanwhile.
+pub(crate) async fn set_state_if(
+    state: &AppState,
+    rows: &[(String, String, i64)],
+    st: DpState,
+    why: &str,
+) -> Result<bool, OpError> {
+    let pairs: Vec<(String, String)> = rows.iter().map(|(p, n, _)| (p.clone(), n.clone())).collect();
+    let dps = dp_map(state, &nals_of(pairs.iter().map(|(_, n)| n))).await?;
+    let (mut c, m) = changes(&dps, &pairs, st, why);
+    for (change, (_, _, seq)) in c.iter_mut().zip(rows) {
+        change.expect_seq = Some(*seq);
+    }
+    Ok(state.db.set_states(&c, &m).await?)
+}
