@@ -145,6 +145,21 @@ impl Db {
         Ok(())
     }
 
+    /// Keeps the query planner's statistics current. SQLite gathers none by itself: without
+    /// them its planner may read a per-package query through the state index (every INSTALLED
+    /// row of the site) instead of the package's key. `PRAGMA optimize` analyzes the tables
+    /// whose size changed much since (all of them the first time), sampling at most 1,000 rows
+    /// per index, so it costs milliseconds whatever the size. PostgreSQL's autovacuum does this
+    /// on its own. The scheduler calls it at start and hourly.
+    pub async fn optimize(&self) -> Result<()> {
+        if self.dialect == Dialect::Sqlite {
+            let mut conn = self.pool.acquire().await?;
+            sqlx::query("PRAGMA analysis_limit = 1000").execute(&mut *conn).await?;
+            sqlx::query("PRAGMA optimize = 0x10002").execute(&mut *conn).await?;
+        }
+        Ok(())
+    }
+
     /// Takes the next value of a counter, starting at `first`. Values are never handed out
     /// twice, even across restarts and deletions (PackageIDs are never reused).
     pub async fn next_counter(&self, name: &str, first: i64) -> Result<i64> {

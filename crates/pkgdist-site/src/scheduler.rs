@@ -145,8 +145,18 @@ async fn validations(state: &AppState, now: Timestamp, zone: &TimeZone, report: 
 /// on occurrences missed while the site was down.
 pub async fn run(state: AppState) {
     let zone = TimeZone::system();
+    let mut optimized: Option<std::time::Instant> = None;
     loop {
+        if optimized.is_none_or(|t| t.elapsed() >= OPTIMIZE_EVERY) {
+            if let Err(e) = state.db.optimize().await {
+                tracing::warn!(error = %e, "scheduler: cannot refresh the database's statistics");
+            }
+            optimized = Some(std::time::Instant::now());
+        }
         tick(&state, Timestamp::now(), &zone).await;
         tokio::time::sleep(TICK).await;
     }
 }
+
+/// How often the database's planner statistics are refreshed (`Db::optimize`).
+const OPTIMIZE_EVERY: std::time::Duration = std::time::Duration::from_secs(3600);

@@ -8,7 +8,9 @@
 --             state is 0 (INSTALLED) and installed_version is the package's source_version.
 -- Every trigger evaluates "in sync" against the package's current source_version, so a
 -- refresh (which changes it) recounts the package, and row changes move the count by their
--- difference.
+-- difference. `+r.state` keeps SQLite off the state index in these lookups: without
+-- statistics its planner would take it over the (package, DP) key or the DP index, and read
+-- every INSTALLED row of the site for one DP or package.
 -- dp_groups.member_count is kept the same way, so comparing a count with it costs nothing.
 ALTER TABLE dp_groups ADD COLUMN member_count INTEGER NOT NULL DEFAULT 0;
 UPDATE dp_groups SET member_count = (SELECT COUNT(*) FROM dp_group_members m WHERE m.group_id = dp_groups.group_id);
@@ -28,7 +30,7 @@ SELECT gp.group_id, gp.package_id,
     (SELECT COUNT(*) FROM dp_group_members m
         JOIN package_dps r ON r.nal_path = m.nal_path AND r.package_id = gp.package_id
         JOIN packages p ON p.package_id = gp.package_id
-     WHERE m.group_id = gp.group_id AND r.state = 0 AND r.installed_version = p.source_version)
+     WHERE m.group_id = gp.group_id AND +r.state = 0 AND r.installed_version = p.source_version)
 FROM dp_group_packages gp;
 
 CREATE TRIGGER group_sync_package_added AFTER INSERT ON dp_group_packages
@@ -38,7 +40,7 @@ BEGIN
         (SELECT COUNT(*) FROM dp_group_members m
             JOIN package_dps r ON r.nal_path = m.nal_path AND r.package_id = NEW.package_id
             JOIN packages p ON p.package_id = NEW.package_id
-         WHERE m.group_id = NEW.group_id AND r.state = 0 AND r.installed_version = p.source_version);
+         WHERE m.group_id = NEW.group_id AND +r.state = 0 AND r.installed_version = p.source_version);
 END;
 
 CREATE TRIGGER group_sync_member_added AFTER INSERT ON dp_group_members
@@ -47,7 +49,7 @@ BEGIN
     UPDATE group_package_sync SET in_sync = in_sync + 1
     WHERE group_id = NEW.group_id AND package_id IN (
         SELECT r.package_id FROM package_dps r JOIN packages p ON p.package_id = r.package_id
-        WHERE r.nal_path = NEW.nal_path AND r.state = 0 AND r.installed_version = p.source_version);
+        WHERE r.nal_path = NEW.nal_path AND +r.state = 0 AND r.installed_version = p.source_version);
 END;
 
 CREATE TRIGGER group_sync_member_removed AFTER DELETE ON dp_group_members
@@ -56,7 +58,7 @@ BEGIN
     UPDATE group_package_sync SET in_sync = in_sync - 1
     WHERE group_id = OLD.group_id AND package_id IN (
         SELECT r.package_id FROM package_dps r JOIN packages p ON p.package_id = r.package_id
-        WHERE r.nal_path = OLD.nal_path AND r.state = 0 AND r.installed_version = p.source_version);
+        WHERE r.nal_path = OLD.nal_path AND +r.state = 0 AND r.installed_version = p.source_version);
 END;
 
 CREATE TRIGGER group_sync_row_added AFTER INSERT ON package_dps
@@ -92,7 +94,7 @@ BEGIN
     UPDATE group_package_sync SET in_sync = (
         SELECT COUNT(*) FROM dp_group_members m
             JOIN package_dps r ON r.nal_path = m.nal_path AND r.package_id = NEW.package_id
-        WHERE m.group_id = group_package_sync.group_id AND r.state = 0 AND r.installed_version = NEW.source_version)
+        WHERE m.group_id = group_package_sync.group_id AND +r.state = 0 AND r.installed_version = NEW.source_version)
     WHERE package_id = NEW.package_id;
 END;
 
