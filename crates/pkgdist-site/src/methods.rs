@@ -13,7 +13,7 @@ use pkgdist_core::dpstate::Action;
 use pkgdist_core::errors::ErrorKind;
 use pkgdist_core::{ContentId, PackageId, schedule};
 use pkgdist_db::{
-    DpRow, GroupRow, NewStatus, NewTarget, NewVersion, PackageField, PackageNumber, PackageRow, PackageText, TokenRow,
+    DpRow, GroupRow, NewStatus, NewVersion, PackageField, PackageNumber, PackageRow, PackageText, TokenRow,
 };
 use pkgdist_proto::Role;
 use pkgdist_proto::catalog::{ClassDef, MethodDef};
@@ -24,7 +24,7 @@ use crate::classes::{self, ClassId, Object};
 use crate::error::{ApiError, ApiResult};
 use crate::hierarchy;
 use crate::now;
-use crate::ops::{action_state, changes, dp_map, retarget, row_action, set_state, target};
+use crate::ops::{self, action_state, changes, dp_map, retarget, row_action, set_state};
 use crate::state::AppState;
 
 // ---- validation ----
@@ -1088,22 +1088,7 @@ async fn group_method(
     let member_map: HashMap<String, DpRow> = members.iter().map(|d| (d.nal_path.clone(), d.clone())).collect();
     let time = now();
     // Targets and their status messages, written in the same transaction as the change.
-    let plan = |pairs: &[(&PackageRow, &DpRow)], why: &str| -> (Vec<NewTarget>, Vec<NewStatus>) {
-        let t = pairs.iter().map(|(p, d)| target(p, d, false, &time, why)).collect();
-        let m = pairs
-            .iter()
-            .map(|(p, d)| {
-                message(
-                    &p.package_id,
-                    d,
-                    MessageState::InProgress,
-                    format!("{}.{} {why}", p.package_id, p.source_version),
-                    &time,
-                )
-            })
-            .collect();
-        (t, m)
-    };
+    let plan = |pairs: &[(&PackageRow, &DpRow)], why: &str| ops::plan(pairs, false, &time, why);
     match method {
         "AddDistributionPoints" => {
             let nals = strings(params, "DPNALPath");

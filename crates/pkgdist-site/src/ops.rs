@@ -101,6 +101,32 @@ pub(crate) async fn dp_map(state: &AppState, nals: &[String]) -> Result<HashMap<
         .collect())
 }
 
+/// The targets of packages on DPs and their status messages, for one transaction.
+pub(crate) fn plan(
+    pairs: &[(&PackageRow, &DpRow)],
+    redistribute: bool,
+    time: &str,
+    why: &str,
+) -> (Vec<NewTarget>, Vec<NewStatus>) {
+    let targets = pairs
+        .iter()
+        .map(|(p, d)| target(p, d, redistribute, time, why))
+        .collect();
+    let msgs = pairs
+        .iter()
+        .map(|(p, d)| {
+            message(
+                &p.package_id,
+                d,
+                MessageState::InProgress,
+                format!("{}.{} {why}", p.package_id, p.source_version),
+                time,
+            )
+        })
+        .collect();
+    (targets, msgs)
+}
+
 /// Puts packages on DPs at their current version (INSTALL_PENDING), with a status message for
 /// each, in one transaction.
 pub(crate) async fn retarget(
@@ -109,23 +135,7 @@ pub(crate) async fn retarget(
     redistribute: bool,
     why: &str,
 ) -> Result<(), OpError> {
-    let time = now();
-    let targets: Vec<NewTarget> = pairs
-        .iter()
-        .map(|(p, d)| target(p, d, redistribute, &time, why))
-        .collect();
-    let msgs: Vec<NewStatus> = pairs
-        .iter()
-        .map(|(p, d)| {
-            message(
-                &p.package_id,
-                d,
-                MessageState::InProgress,
-                format!("{}.{} {why}", p.package_id, p.source_version),
-                &time,
-            )
-        })
-        .collect();
+    let (targets, msgs) = plan(pairs, redistribute, &now(), why);
     state.db.target(&targets, &msgs).await?;
     Ok(())
 }
@@ -138,7 +148,7 @@ pub(crate) fn action_state(installed: bool, action: Action) -> u32 {
         .code()
 }
 
-pub(crate) fn target(p: &PackageRow, d: &DpRow, redistribute: bool, time: &str, why: &str) -> NewTarget {
+fn target(p: &PackageRow, d: &DpRow, redistribute: bool, time: &str, why: &str) -> NewTarget {
     NewTarget {
         package_id: p.package_id.clone(),
         nal_path: d.nal_path.clone(),
