@@ -108,6 +108,9 @@ impl Db {
             Dialect::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
             Dialect::Postgres => {
                 let mut tx = self.pool.begin().await?;
+                // A writer that cannot get its turn in time fails (and is retried by its caller)
+                // rather than holding a pool connection forever.
+                sqlx::query("SET LOCAL lock_timeout = '30s'").execute(&mut *tx).await?;
                 sqlx::query("SELECT pg_advisory_xact_lock($1)")
                     .bind(WRITER_LOCK)
                     .execute(&mut *tx)

@@ -43,19 +43,35 @@ pub fn bearer(headers: &HeaderMap) -> Option<&str> {
         .map(|(_, t)| t.trim())
 }
 
-/// Creates a daemon's data folder (and its parents) if missing and makes it 0700: it holds
-/// the database and secrets, and no other local user may look inside, whatever the modes of
-/// the files already there (earlier versions created them 0644).
+/// Creates a daemon's data folder (and its parents) if missing, and makes it 0700 if others
+/// could enter it: it holds the database and secrets, and behind a private folder no other
+/// local user can reach them, whatever the modes of the files already there (earlier versions
+/// created them 0644). A folder the daemon may not change (another owner's) is left as it is,
+/// with a warning; a change is logged with the mode it replaced.
 pub fn private_dir(path: &Path) -> std::io::Result<()> {
     use std::os::unix::fs::PermissionsExt as _;
     std::fs::create_dir_all(path)?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700))
+    let mode = std::fs::metadata(path)?.permissions().mode() & 0o7777;
+    if mode & 0o077 == 0 {
+        return Ok(());
+    }
+    match std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700)) {
+        Ok(()) => {
+            tracing::warn!(path = %path.display(), was = format!("{mode:o}"), "made the data folder private (0700)")
+        }
+        Err(e) => {
+            tracing::warn!(path = %path.display(), mode = format!("{mode:o}"), error = %e, "the data folder is open to other users and cannot be made private; make it 0700")
+        }
+    }
+    Ok(())
 }
 
-/// Writes a file so that it is either absent or complete (temp file, fsync, rename); with
-/// `private`, it is created 0600, so a secret is never readable by others, not even for a
-/// moment.
+/// Writes a file so that it is either absent or complete (temp file, fsync, rename, fsync of
+/// the folder, so the new name survives a power loss too). With `private` it is created 0600,
+/// so a secret is never readable by others, not even for a moment; otherwise it is 0644 (a
+/// ready-file a supervisor reads), whatever the process's umask.
 pub fn write_file(path: &Path, data: &[u8], private: bool) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt as _;
     let tmp = path.with_extension("tmp");
     let _ = std::fs::remove_file(&tmp);
     let mode = if private { 0o600 } else { 0o644 };
@@ -64,7 +80,13 @@ pub fn write_file(path: &Path, data: &[u8], private: bool) -> std::io::Result<()
         .create_new(true)
         .mode(mode)
         .open(&tmp)?;
+    f.set_permissions(std::fs::Permissions::from_mode(mode))?;
     f.write_all(data)?;
     f.sync_all()?;
-    std::fs::rename(&tmp, path)
+    std::fs::rename(&tmp, path)?;
+    let folder = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    std::fs::File::open(folder)?.sync_all()
 }

@@ -470,6 +470,15 @@ async fn in_memory(state: &AppState, class: &str) -> ApiResult<Vec<Object>> {
 pub async fn list(state: &AppState, class: &str, query: &Query) -> ApiResult<Vec<Object>> {
     match reader_of(state, class)? {
         Reader::Sql(view, None) => state.db.select(&view, query).await.map_err(|e| view_error(class, e)),
+        Reader::Sql(view, Some(_))
+            if query.select.as_ref().is_some_and(|s| {
+                !s.iter()
+                    .any(|p| p == "SourceDistributionPoints" || p == "SourceDPRanks")
+            }) =>
+        {
+            // No list asked for: nothing to fill.
+            state.db.select(&view, query).await.map_err(|e| view_error(class, e))
+        }
         Reader::Sql(view, Some(fill)) => {
             // The lists are filled from the row's key and kind, so read whole rows and apply
             // `$select` after filling.

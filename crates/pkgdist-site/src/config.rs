@@ -208,7 +208,8 @@ impl SiteConfig {
         };
         cfg.validate()?;
         std::fs::create_dir_all(dir).map_err(|e| SiteError::io(dir, e))?;
-        write_atomic(&path, cfg.template().as_bytes())?;
+        // Private: `database` may carry a PostgreSQL password.
+        pkgdist_node::util::write_file(&path, cfg.template().as_bytes(), true).map_err(|e| SiteError::io(&path, e))?;
         Ok((cfg, true))
     }
 
@@ -292,7 +293,7 @@ pull-dp-max-jobs = {pull}
     }
 }
 
-/// Writes a file so that it is either absent or complete: temp file, fsync, rename.
+/// Writes a file others may read (a ready-file) so that it is either absent or complete.
 pub fn write_atomic(path: &Path, data: &[u8]) -> Result<(), SiteError> {
     pkgdist_node::util::write_file(path, data, false).map_err(|e| SiteError::io(path, e))
 }

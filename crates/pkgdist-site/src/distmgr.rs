@@ -66,7 +66,7 @@ impl Owner {
             Ok(s) if !s.trim().is_empty() => s.trim().to_owned(),
             _ => {
                 let fresh = uuid::Uuid::new_v4().simple().to_string();
-                pkgdist_node::util::write_file(&path, fresh.as_bytes(), false)?;
+                pkgdist_node::util::write_file(&path, fresh.as_bytes(), true)?;
                 fresh
             }
         };

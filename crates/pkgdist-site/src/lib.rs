@@ -108,10 +108,16 @@ pub async fn distribution_overrides(db: &Db) -> Result<config::DistributionOverr
 /// The file of the site's secret for what it presents to DPs (`node_key`).
 pub const NODE_KEY_FILE: &str = "node-key";
 
+/// The settings key of the node key's fingerprint (its BLAKE3): not a secret, but what tells
+/// a site process that its `node-key` file is the one this database's DPs trust.
+const NODE_KEY_ID: &str = "node_key_id";
+
 /// The site's secret for what it presents to DPs, made on first start and kept in
 /// `DIR/node-key` (0600), never in the database: whoever reads the database (a backup, a
-/// replica, a PostgreSQL role) must not be able to mint what DPs accept from their site. A
-/// key an earlier version kept in the database moves to the file, and out of the database.
+/// replica, a PostgreSQL role) must not be able to mint what DPs accept from their site. The
+/// database keeps only the key's fingerprint, so a site process with a missing or different
+/// file refuses to start instead of making a new key its DPs would refuse. A key an earlier
+/// version kept in the database moves to the file, and out of the database.
 async fn node_key(db: &Db, dir: &Path) -> Result<[u8; 32], SiteError> {
     let parse = |hex: &str| -> Option<[u8; 32]> {
         let hex = hex.trim();
@@ -122,26 +128,44 @@ async fn node_key(db: &Db, dir: &Path) -> Result<[u8; 32], SiteError> {
         bytes.try_into().ok()
     };
     let path = dir.join(NODE_KEY_FILE);
-    match std::fs::read_to_string(&path) {
-        Ok(hex) => {
-            return parse(&hex).ok_or_else(|| {
-                SiteError::Config(format!(
-                    "{} is damaged: restore it from a backup (a new key would make every DP refuse this site until re-enrolled)",
-                    path.display()
-                ))
-            });
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+    let known = db.setting(NODE_KEY_ID).await?;
+    let key = match std::fs::read_to_string(&path) {
+        Ok(hex) => parse(&hex).ok_or_else(|| {
+            SiteError::Config(format!(
+                "{} is damaged: restore it from a backup (a new key would make every DP refuse this site until re-enrolled)",
+                path.display()
+            ))
+        })?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => match db.setting("node_key").await? {
+            Some(hex) => {
+                parse(&hex).ok_or_else(|| SiteError::Config("the node key kept in the database is damaged".into()))?
+            }
+            None if known.is_some() => {
+                return Err(SiteError::Config(format!(
+                    "{} is missing, but this database's DPs trust an existing key: copy node-key from the site's backup or from another site process on this database into {}",
+                    path.display(),
+                    dir.display()
+                )));
+            }
+            None => rand::random(),
+        },
         Err(e) => return Err(SiteError::io(&path, e)),
-    }
-    let key = match db.setting("node_key").await? {
-        Some(hex) => {
-            parse(&hex).ok_or_else(|| SiteError::Config("the node key kept in the database is damaged".into()))?
-        }
-        None => rand::random(),
     };
-    let hex: String = key.iter().map(|b| format!("{b:02x}")).collect();
-    pkgdist_node::util::write_file(&path, hex.as_bytes(), true).map_err(|e| SiteError::io(&path, e))?;
+    let id = blake3::hash(&key).to_hex().to_string();
+    if known.as_deref().is_some_and(|k| k != id) {
+        return Err(SiteError::Config(format!(
+            "{} is not the key this database's DPs trust (another site's?): restore the right node-key",
+            path.display()
+        )));
+    }
+    if !path.exists() {
+        let hex: String = key.iter().map(|b| format!("{b:02x}")).collect();
+        pkgdist_node::util::write_file(&path, hex.as_bytes(), true).map_err(|e| SiteError::io(&path, e))?;
+    }
+    // Only once the file is durable: the fingerprint, then no key left in the database.
+    if known.is_none() {
+        db.set_setting(NODE_KEY_ID, &id).await?;
+    }
     db.delete_setting("node_key").await?;
     Ok(key)
 }

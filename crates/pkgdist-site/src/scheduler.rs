@@ -148,10 +148,11 @@ pub async fn run(state: AppState) {
     let mut optimized: Option<std::time::Instant> = None;
     loop {
         if optimized.is_none_or(|t| t.elapsed() >= OPTIMIZE_EVERY) {
-            if let Err(e) = state.db.optimize().await {
-                tracing::warn!(error = %e, "scheduler: cannot refresh the database's statistics");
+            match state.db.optimize().await {
+                Ok(()) => optimized = Some(std::time::Instant::now()),
+                // Tried again at the next tick.
+                Err(e) => tracing::warn!(error = %e, "scheduler: cannot refresh the database's statistics"),
             }
-            optimized = Some(std::time::Instant::now());
         }
         tick(&state, Timestamp::now(), &zone).await;
         tokio::time::sleep(TICK).await;

@@ -939,6 +939,18 @@ async fn node_key_lives_in_a_private_file() {
     // A restart reads the file.
     let again = pkgdist_site::open(dir.path(), &cfg).await.unwrap();
     assert_eq!(again.site_token("credential-hash"), old);
+    drop(again);
+    // A lost key file is not silently replaced: the DPs trust the old key.
+    std::fs::rename(&file, dir.path().join("node-key.bak")).unwrap();
+    let err = pkgdist_site::open(dir.path(), &cfg).await.unwrap_err().to_string();
+    assert!(err.contains("node-key is missing"), "{err}");
+    // Nor is a key of another site taken.
+    std::fs::write(&file, "cd".repeat(32)).unwrap();
+    let err = pkgdist_site::open(dir.path(), &cfg).await.unwrap_err().to_string();
+    assert!(err.contains("not the key this database's DPs trust"), "{err}");
+    std::fs::rename(dir.path().join("node-key.bak"), &file).unwrap();
+    let restored = pkgdist_site::open(dir.path(), &cfg).await.unwrap();
+    assert_eq!(restored.site_token("credential-hash"), old);
     // A new site makes a key of its own, in its file only.
     let other = TempDir::new().unwrap();
     let (cfg2, _) = pkgdist_site::SiteConfig::load_or_init(other.path(), Some("PS2")).unwrap();
