@@ -246,7 +246,7 @@ impl ErrorKind {
     pub fn help(self) -> (&'static str, &'static str) {
         match self {
             ErrorKind::UnknownClass => (
-                "The class name is not one the API serves (names are case-sensitive).",
+                "The class name is not one the API serves (class and method names match in any case).",
                 "Check the spelling against docs/api.md, e.g. `SMS_Package`.",
             ),
             ErrorKind::UnknownInstance => (

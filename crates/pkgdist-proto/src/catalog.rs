@@ -99,8 +99,9 @@ impl ClassDef {
         self.props.iter().find(|p| p.name == name)
     }
 
+    /// The method named `name`, whatever its case (as class names).
     pub fn method(&self, name: &str) -> Option<&'static MethodDef> {
-        self.methods.iter().find(|m| m.name == name)
+        self.methods.iter().find(|m| m.name.eq_ignore_ascii_case(name))
     }
 }
 
@@ -791,6 +792,8 @@ pub const CLASSES: &[ClassDef] = &[
 ];
 
 /// Looks a class up by its exact (case-sensitive) name.
+/// The class named `name`, whatever its case, as the AdminService matches class names since
+/// ConfigMgr 2006 (`sms_package` is `SMS_Package`).
 pub fn class(name: &str) -> Option<&'static ClassDef> {
-    CLASSES.iter().find(|c| c.name == name)
+    CLASSES.iter().find(|c| c.name.eq_ignore_ascii_case(name))
 }

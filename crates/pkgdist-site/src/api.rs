@@ -139,11 +139,19 @@ fn parse_target(path: &str) -> ApiResult<Target> {
     let (key, rest) = parse_key(path, &path[open + 1..])?;
     match rest {
         "" => Ok(Target::Instance(class, key)),
-        r => match r.strip_prefix("/AdminService.") {
+        r => match method_after_key(r) {
             Some(m) if !m.is_empty() && !m.contains('/') => Ok(Target::InstanceMethod(class, key, m.to_owned())),
             _ => Err(malformed(path, "expected /AdminService.<Method> after the key")),
         },
     }
+}
+
+/// The method in `/AdminService.<Method>` after a key; the prefix in any case, as the
+/// AdminService accepts it.
+fn method_after_key(rest: &str) -> Option<&str> {
+    const PREFIX: &str = "/AdminService.";
+    let head = rest.get(..PREFIX.len())?;
+    head.eq_ignore_ascii_case(PREFIX).then(|| &rest[PREFIX.len()..])
 }
 
 /// Parses the inside of `( … )`; returns the key and what follows the closing parenthesis.
@@ -199,7 +207,7 @@ fn class_def(name: &str) -> ApiResult<&'static ClassDef> {
     catalog::class(name).ok_or_else(|| {
         ApiError::new(
             ErrorKind::UnknownClass,
-            format!("no class {name:?}; class names are case-sensitive, e.g. SMS_Package"),
+            format!("no class {name:?}; see docs/api.md for the classes, e.g. SMS_Package"),
         )
         .object(name)
     })

@@ -327,7 +327,7 @@ async fn bad_input_is_refused_and_changes_nothing() {
         "MissingProperty",
     );
     assert_error(&s.post("SMS_Nope", json!({})).await, 404, "UnknownClass");
-    assert_error(&s.get("sms_package").await, 404, "UnknownClass");
+    assert_error(&s.get("SMS_NoSuchClass").await, 404, "UnknownClass");
     assert_error(
         &s.get(&format!("SMS_Package{}", key("PS1FFFFF"))).await,
         404,
@@ -466,6 +466,26 @@ async fn odata_queries() {
     assert_error(&s.get(&q("$filter=Nmae%20eq%20'x'")).await, 400, "UnknownProperty");
     assert_error(&s.get(&q("$top=-3")).await, 400, "MalformedQuery");
     assert_error(&s.get(&q("$select=Bogus")).await, 400, "UnknownProperty");
+    // Class and method names match in any case, as on the AdminService since ConfigMgr 2006;
+    // answers carry the class's own name.
+    let (st, lower) = s.get("sms_package?$orderby=Name").await;
+    assert_eq!(st, StatusCode::OK, "{lower}");
+    assert_eq!(lower["@odata.context"], "$metadata#SMS_Package");
+    assert_eq!(
+        names(serde_json::from_value(lower["value"].clone()).unwrap()),
+        ["Office", "Tools"]
+    );
+    let id = sel[0]["PackageID"].as_str().unwrap().to_owned();
+    let (st, out) = s
+        .post(
+            &format!("SMS_PACKAGE{}/adminservice.refreshpkgsource", key(&id)),
+            json!({}),
+        )
+        .await;
+    // Found and called (a package without a source refuses to refresh, by name).
+    assert_ne!(st, StatusCode::NOT_FOUND, "{out}");
+    assert_ne!(out["error"]["code"], "UnknownMethod", "{out}");
+    assert_error(&s.get("SMS_Pakage").await, 404, "UnknownClass");
 }
 
 #[tokio::test]
