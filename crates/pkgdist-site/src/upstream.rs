@@ -316,8 +316,9 @@ async fn apply_packages(state: &AppState, packages: &[PackageMeta]) -> Result<()
             Some(_) => {}
         }
     }
+    let listed: std::collections::HashSet<&str> = packages.iter().map(|m| m.package_id.as_str()).collect();
     for p in state.db.packages().await.map_err(|e| e.to_string())? {
-        if p.source_site != own && !packages.iter().any(|m| m.package_id == p.package_id) {
+        if p.source_site != own && !listed.contains(p.package_id.as_str()) {
             tracing::info!(package = %p.package_id, owner = %p.source_site, "package deleted above: deleting it here");
             methods::delete_package(state, &p.package_id)
                 .await
