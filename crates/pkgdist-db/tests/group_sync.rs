@@ -219,11 +219,7 @@ async fn apply(db: &Db, op: &Op) {
 }
 
 fn check(db: &Db, rt: &tokio::runtime::Runtime, cases: u32) {
-    let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig {
-        cases,
-        failure_persistence: None,
-        ..ProptestConfig::default()
-    });
+    let mut runner = common::runner(cases);
     runner
         .run(&proptest::collection::vec(op(), 1..40), |ops| {
             rt.block_on(async {
@@ -256,16 +252,12 @@ fn check(db: &Db, rt: &tokio::runtime::Runtime, cases: u32) {
 fn counts_stay_exact_on_sqlite() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let dir = tempfile::TempDir::new().unwrap();
-    let db = rt
-        .block_on(Db::connect(&Db::sqlite_url(&dir.path().join("g.db"))))
-        .unwrap();
-    check(&db, &rt, 128);
+    check(&common::sqlite(&rt, &dir), &rt, 128);
 }
 
 #[test]
 fn counts_stay_exact_on_postgres() {
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let pg = pkgdist_testkit::postgres::TempPostgres::start().unwrap();
-    let db = rt.block_on(Db::connect(&pg.url())).unwrap();
+    let (_pg, db) = common::postgres(&rt);
     check(&db, &rt, 96);
 }

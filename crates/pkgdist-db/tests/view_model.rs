@@ -215,11 +215,7 @@ async fn load(db: &Db, rows: &[Row]) {
 
 fn check(db: &Db, rt: &tokio::runtime::Runtime, cases: u32) {
     let view = view();
-    let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig {
-        cases,
-        failure_persistence: None,
-        ..ProptestConfig::default()
-    });
+    let mut runner = common::runner(cases);
     runner
         .run(
             &(rows(), proptest::collection::vec(query(), 1..8)),
@@ -243,16 +239,12 @@ fn check(db: &Db, rt: &tokio::runtime::Runtime, cases: u32) {
 fn sql_answers_as_the_evaluator_on_sqlite() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let dir = tempfile::TempDir::new().unwrap();
-    let db = rt
-        .block_on(Db::connect(&Db::sqlite_url(&dir.path().join("v.db"))))
-        .unwrap();
-    check(&db, &rt, 300);
+    check(&common::sqlite(&rt, &dir), &rt, 300);
 }
 
 #[test]
 fn sql_answers_as_the_evaluator_on_postgres() {
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let pg = pkgdist_testkit::postgres::TempPostgres::start().unwrap();
-    let db = rt.block_on(Db::connect(&pg.url())).unwrap();
+    let (_pg, db) = common::postgres(&rt);
     check(&db, &rt, 200);
 }

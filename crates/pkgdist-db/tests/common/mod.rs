@@ -1,8 +1,8 @@
 //! Fixtures the metadata-store test suites share.
 
-#![allow(dead_code)]
+#![allow(dead_code, clippy::unwrap_used)]
 
-use pkgdist_db::PackageRow;
+use pkgdist_db::{Db, PackageRow};
 
 /// A package row with a source folder and no version yet.
 pub fn package(id: &str) -> PackageRow {
@@ -29,4 +29,27 @@ pub fn package(id: &str) -> PackageRow {
         manifest_hash: None,
         created_at: "2026-11-21T00:00:00Z".into(),
     }
+}
+
+/// A property-test runner of `cases` cases that keeps no regression file (the suites that use
+/// it share one database across cases).
+pub fn runner(cases: u32) -> proptest::test_runner::TestRunner {
+    proptest::test_runner::TestRunner::new(proptest::test_runner::Config {
+        cases,
+        failure_persistence: None,
+        ..proptest::test_runner::Config::default()
+    })
+}
+
+/// A fresh SQLite database in `dir`.
+pub fn sqlite(rt: &tokio::runtime::Runtime, dir: &tempfile::TempDir) -> Db {
+    rt.block_on(Db::connect(&Db::sqlite_url(&dir.path().join("site.db"))))
+        .unwrap()
+}
+
+/// A fresh PostgreSQL database on a throwaway server (kept alive by the returned guard).
+pub fn postgres(rt: &tokio::runtime::Runtime) -> (pkgdist_testkit::postgres::TempPostgres, Db) {
+    let pg = pkgdist_testkit::postgres::TempPostgres::start().unwrap();
+    let db = rt.block_on(Db::connect(&pg.url())).unwrap();
+    (pg, db)
 }
