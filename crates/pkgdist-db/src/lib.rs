@@ -333,7 +333,9 @@ impl Db {
 
     // ---- distribution points ----
 
-    pub async fn insert_dp(&self, d: &DpRow) -> Result<()> {
+    /// Registers a DP with its pull sources (empty for a standard DP), in one transaction.
+    pub async fn insert_dp(&self, d: &DpRow, sources: &[PullSourceRow]) -> Result<()> {
+        let mut tx = self.begin().await?;
         sqlx::query(
             "INSERT INTO distribution_points (nal_path, name, site_code, url, description, is_pull, priority,
                 enrollment_token_hash, credential_hash, created_at, repair_damaged, validation_schedule,
@@ -359,9 +361,13 @@ impl Db {
         .bind(d.hourly_percent.clone())
         .bind(d.availability.clone())
         .bind(d.via_site.clone())
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await
         .map_err(conflict(format!("distribution point name {:?}", d.name)))?;
+        if !sources.is_empty() {
+            hierarchy::replace_pull_sources(&mut tx, &d.nal_path, sources).await?;
+        }
+        tx.commit().await?;
         Ok(())
     }
 
@@ -1037,6 +1043,16 @@ impl Db {
         .bind(hash.to_owned())
         .fetch_optional(&self.pool)
         .await?)
+    }
+
+    /// Token `id`, live or revoked.
+    pub async fn token(&self, id: &str) -> Result<Option<TokenRow>> {
+        Ok(
+            sqlx::query_as("SELECT id, name, role, created_at, revoked_at FROM tokens WHERE id = $1")
+                .bind(id.to_owned())
+                .fetch_optional(&self.pool)
+                .await?,
+        )
     }
 
     pub async fn tokens(&self) -> Result<Vec<TokenRow>> {

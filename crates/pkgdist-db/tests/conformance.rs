@@ -67,13 +67,16 @@ async fn suite(db: Db) {
     assert_eq!(db.packages().await.unwrap().len(), 2);
 
     // DPs and groups, with unique names.
-    db.insert_dp(&dp("dp1")).await.unwrap();
-    db.insert_dp(&dp("dp2")).await.unwrap();
+    db.insert_dp(&dp("dp1"), &[]).await.unwrap();
+    db.insert_dp(&dp("dp2"), &[]).await.unwrap();
     assert!(matches!(
-        db.insert_dp(&DpRow {
-            nal_path: "other".into(),
-            ..dp("dp1")
-        })
+        db.insert_dp(
+            &DpRow {
+                nal_path: "other".into(),
+                ..dp("dp1")
+            },
+            &[]
+        )
         .await,
         Err(DbError::Conflict(_))
     ));
@@ -453,8 +456,8 @@ async fn hierarchy(db: &Db) {
     assert!(db.site("PS1").await.unwrap().is_none());
 
     // Pull sources replace each other whole.
-    db.insert_dp(&dp("src")).await.unwrap();
-    db.insert_dp(&dp("pull")).await.unwrap();
+    db.insert_dp(&dp("src"), &[]).await.unwrap();
+    db.insert_dp(&dp("pull"), &[]).await.unwrap();
     let src = |n: &str, r: i64| PullSourceRow {
         nal_path: "nal-pull".into(),
         source_nal: format!("nal-{n}"),

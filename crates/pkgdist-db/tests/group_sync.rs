@@ -69,7 +69,7 @@ async fn ensure(db: &Db) {
     }
     for (d, name) in DPS.iter().enumerate() {
         if db.dp(&nal(d)).await.unwrap().is_none() {
-            db.insert_dp(&DpRow::new(nal(d), (*name).into(), "PS1".into(), T.into()))
+            db.insert_dp(&DpRow::new(nal(d), (*name).into(), "PS1".into(), T.into()), &[])
                 .await
                 .unwrap();
         }

@@ -28,10 +28,10 @@ use pkgdist_proto::catalog::{self, ClassDef};
 use pkgdist_proto::{ListResponse, Role};
 use serde_json::{Map, Value, json};
 
+use crate::adapters;
 use crate::auth;
 use crate::classes::{self, Object};
 use crate::error::{ApiError, ApiResult};
-use crate::methods;
 use crate::state::AppState;
 
 pub fn router(state: AppState) -> Router {
@@ -387,7 +387,7 @@ async fn post_handler(
     match parse_target(&path)? {
         Target::Class(name) => {
             let class = class_def(&name)?;
-            let created = methods::create(&state, class, body)
+            let created = adapters::create(&state, class, body)
                 .await
                 .map_err(|e| e.op(format!("create {name}")))?;
             Ok((StatusCode::CREATED, axum::Json(created)).into_response())
@@ -396,7 +396,7 @@ async fn post_handler(
             let class = class_def(&name)?;
             let m = method_def(class, &method, true)?;
             let instance = find(&state, class, &key).await?;
-            let out = methods::call(&state, class, Some(instance), m, body)
+            let out = adapters::call(&state, class, Some(instance), m, body)
                 .await
                 .map_err(|e| e.op(format!("{name}.{method}")))?;
             Ok(axum::Json(out).into_response())
@@ -404,7 +404,7 @@ async fn post_handler(
         Target::StaticMethod(name, method) => {
             let class = class_def(&name)?;
             let m = method_def(class, &method, false)?;
-            let out = methods::call(&state, class, None, m, body)
+            let out = adapters::call(&state, class, None, m, body)
                 .await
                 .map_err(|e| e.op(format!("{name}.{method}")))?;
             Ok(axum::Json(out).into_response())
@@ -467,7 +467,7 @@ async fn patch_handler(
         ));
     }
     let current = find(&state, class, &key).await?;
-    let updated = methods::update(&state, class, current, body)
+    let updated = adapters::update(&state, class, current, body)
         .await
         .map_err(|e| e.op(format!("update {name}")))?;
     Ok(axum::Json(updated).into_response())
@@ -492,7 +492,7 @@ async fn delete_handler(
         ));
     }
     let current = find(&state, class, &key).await?;
-    methods::delete(&state, class, current)
+    adapters::delete(&state, class, current)
         .await
         .map_err(|e| e.op(format!("delete {name}")))?;
     Ok(axum::Json(json!({"ReturnValue": 0})).into_response())

@@ -82,9 +82,8 @@ impl ClassId {
             .or_else(|| Self::NAMED.iter().find(|(n, _)| *n == name).map(|(_, c)| *c))
     }
 
-    /// The catalog name (for tests: requests carry the name, and `of` reads it).
-    #[cfg(test)]
-    fn name(self) -> &'static str {
+    /// The catalog name.
+    pub fn name(self) -> &'static str {
         match self {
             ClassId::Package(pc) => pc.class_name(),
             other => Self::NAMED.iter().find(|(_, c)| *c == other).map_or("", |(n, _)| n),

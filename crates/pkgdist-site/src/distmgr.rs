@@ -353,7 +353,7 @@ async fn work(state: &AppState, http: &reqwest::Client, row: PackageDpRow, lease
             };
             failed(&done, &why, damage_found)
         }
-        Err(why) => failed(&done, &why, false),
+        Err(why) => failed(&done, &why.to_string(), false),
     };
     match state.db.finish_job(&outcome, &status).await {
         Ok(true) => tracing::info!(state = outcome.state, message = %outcome.message, "job finished"),
@@ -362,8 +362,37 @@ async fn work(state: &AppState, http: &reqwest::Client, row: PackageDpRow, lease
     }
 }
 
-async fn build_job(state: &AppState, row: &PackageDpRow, dp: &DpRow, work: Work, version: i64) -> Result<Job, String> {
-    let package = row.package_id.parse().map_err(|e| format!("{e}"))?;
+/// Why a job could not be sent, or did not end: what the row's status message says.
+#[derive(Debug, thiserror::Error)]
+enum JobError {
+    #[error("the row names a malformed package ID: {0}")]
+    BadPackageId(#[from] pkgdist_core::IdError),
+    #[error("the site's content library cannot be read: {0}")]
+    Library(#[from] pkgdist_content::ContentError),
+    #[error("{0} is not in the site's content library; refresh the package source")]
+    NotInLibrary(ContentId),
+    #[error("pull DP {0} has no source DP that is enrolled; set its SourceDistributionPoints")]
+    NoPullSource(String),
+    #[error("the site database cannot be read or written: {0}")]
+    Db(#[from] pkgdist_db::DbError),
+    #[error("a worker thread failed: {0}")]
+    Task(#[from] tokio::task::JoinError),
+    #[error("cannot reach the DP at {url}: {source}")]
+    Unreachable { url: String, source: reqwest::Error },
+    #[error("the DP answered HTTP {status}: {text}")]
+    Status { status: u16, text: String },
+    #[error("the DP's answer cannot be read: {0}")]
+    Answer(reqwest::Error),
+}
+
+async fn build_job(
+    state: &AppState,
+    row: &PackageDpRow,
+    dp: &DpRow,
+    work: Work,
+    version: i64,
+) -> Result<Job, JobError> {
+    let package = row.package_id.parse()?;
     let content = ContentId {
         package,
         version: u32::try_from(version).unwrap_or(0),
@@ -372,14 +401,8 @@ async fn build_job(state: &AppState, row: &PackageDpRow, dp: &DpRow, work: Work,
         None
     } else {
         let lib = state.library.clone();
-        let found = tokio::task::spawn_blocking(move || lib.manifest_id(content))
-            .await
-            .map_err(|e| e.to_string())?
-            .map_err(|e| format!("the site's content library cannot be read: {e}"))?;
-        Some(
-            found
-                .ok_or_else(|| format!("{content} is not in the site's content library; refresh the package source"))?,
-        )
+        let found = tokio::task::spawn_blocking(move || lib.manifest_id(content)).await??;
+        Some(found.ok_or(JobError::NotInLibrary(content))?)
     };
     let (kind, repair) = match work {
         Work::Install => (JobKind::Install, row.redistribute != 0),
@@ -399,32 +422,19 @@ async fn build_job(state: &AppState, row: &PackageDpRow, dp: &DpRow, work: Work,
 
 /// A pull DP's sources, in the order to try them: lowest rank first, equal ranks shuffled so
 /// the load spreads. Empty for a standard DP.
-async fn pull_sources(state: &AppState, dp: &DpRow) -> Result<Vec<String>, String> {
+async fn pull_sources(state: &AppState, dp: &DpRow) -> Result<Vec<String>, JobError> {
     if dp.is_pull == 0 {
         return Ok(Vec::new());
     }
-    let sources = state
-        .db
-        .pull_sources_of(&dp.nal_path)
-        .await
-        .map_err(|e| e.to_string())?;
+    let sources = state.db.pull_sources_of(&dp.nal_path).await?;
     let mut ranked = Vec::new();
     for s in &sources {
-        if let Some(url) = state
-            .db
-            .dp(&s.source_nal)
-            .await
-            .map_err(|e| e.to_string())?
-            .and_then(|d| d.url)
-        {
+        if let Some(url) = state.db.dp(&s.source_nal).await?.and_then(|d| d.url) {
             ranked.push((s.rank, rand::random::<u32>(), url.trim_end_matches('/').to_owned()));
         }
     }
     if ranked.is_empty() {
-        return Err(format!(
-            "pull DP {} has no source DP that is enrolled; set its SourceDistributionPoints",
-            dp.name
-        ));
+        return Err(JobError::NoPullSource(dp.name.clone()));
     }
     ranked.sort();
     Ok(ranked.into_iter().map(|(_, _, url)| url).collect())
@@ -440,27 +450,31 @@ struct NodeCall<'a> {
 }
 
 impl NodeCall<'_> {
-    async fn send(&self, req: reqwest::RequestBuilder) -> Result<JobStatus, String> {
+    async fn send(&self, req: reqwest::RequestBuilder) -> Result<JobStatus, JobError> {
         let resp = req
             .bearer_auth(&self.token)
             .send()
             .await
-            .map_err(|e| format!("cannot reach the DP at {}: {e}", self.url))?;
+            .map_err(|source| JobError::Unreachable {
+                url: self.url.clone(),
+                source,
+            })?;
         let status = resp.status();
         if !status.is_success() {
             let text = resp.text().await.unwrap_or_default();
-            return Err(format!("the DP answered HTTP {}: {}", status.as_u16(), text.trim()));
+            return Err(JobError::Status {
+                status: status.as_u16(),
+                text: text.trim().to_owned(),
+            });
         }
-        resp.json::<JobStatus>()
-            .await
-            .map_err(|e| format!("the DP's answer cannot be read: {e}"))
+        resp.json::<JobStatus>().await.map_err(JobError::Answer)
     }
 }
 
 /// Sends the job and polls it to its end, renewing the lease and recording progress at each
 /// poll. `Ok(None)` when the row moved on meanwhile (the job is then cancelled on the DP) or
 /// another worker took the job over.
-async fn follow(state: &AppState, node: &NodeCall<'_>, lease: &Lease, job: Job) -> Result<Option<JobStatus>, String> {
+async fn follow(state: &AppState, node: &NodeCall<'_>, lease: &Lease, job: Job) -> Result<Option<JobStatus>, JobError> {
     let mut status = node
         .send(node.http.post(format!("{}{JOBS_PATH}", node.url)).json(&job))
         .await?;
@@ -497,7 +511,7 @@ async fn follow(state: &AppState, node: &NodeCall<'_>, lease: &Lease, job: Job) 
                 }
                 return Ok(None);
             }
-            Err(e) => return Err(format!("the site database cannot be written: {e}")),
+            Err(e) => return Err(e.into()),
         }
         // The job runs on without us: a DP restarting or a blip on the network is not a failed
         // attempt unless it lasts.
@@ -517,7 +531,7 @@ async fn follow(state: &AppState, node: &NodeCall<'_>, lease: &Lease, job: Job) 
 }
 
 fn status(row: &PackageDpRow, dp: &DpRow, id: i64, st: MessageState, text: String, bytes: u64) -> NewStatus {
-    crate::methods::dp_status(&row.package_id, dp, id, st, text, bytes, &now())
+    crate::ops::rows::dp_status(&row.package_id, dp, id, st, text, bytes, &now())
 }
 
 /// A job that has ended, with what is needed to record its outcome.

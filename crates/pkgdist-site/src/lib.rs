@@ -6,6 +6,7 @@
 //! (`api`), validated against the class catalog of `pkgdist-proto`, with the state in the
 //! metadata database (`pkgdist-db`) and package content in the content library.
 
+mod adapters;
 mod api;
 pub mod auth;
 mod classes;
@@ -14,7 +15,6 @@ pub mod distmgr;
 pub mod error;
 mod hierarchy;
 pub mod link;
-mod methods;
 mod node;
 pub mod openapi;
 mod ops;

@@ -15,8 +15,8 @@ use pkgdist_core::schedule;
 
 use pkgdist_core::classes::DpState;
 
-use crate::methods::{Trigger, refresh_package};
-use crate::ops::set_state_if;
+use crate::ops::packages::{self, Trigger};
+use crate::ops::rows::set_state_if;
 use crate::state::AppState;
 
 /// How often the scheduler looks for due work.
@@ -59,14 +59,14 @@ pub async fn tick(state: &AppState, now: Timestamp, zone: &TimeZone) -> TickRepo
             continue;
         }
         let span = tracing::info_span!("scheduled refresh", package = %p.package_id);
-        match refresh_package(state, &p.package_id, Trigger::Schedule)
+        match packages::refresh(state, &p.package_id, Trigger::Schedule)
             .instrument(span)
             .await
         {
-            Ok(r) if r.get("Unchanged").is_some() => report.unchanged.push(p.package_id.clone()),
+            Ok(r) if r.unchanged => report.unchanged.push(p.package_id.clone()),
             Ok(_) => report.refreshed.push(p.package_id.clone()),
             Err(e) => {
-                tracing::warn!(package = %p.package_id, error = %e.message, "scheduled refresh failed; it is tried again at the next occurrence");
+                tracing::warn!(package = %p.package_id, error = %e, "scheduled refresh failed; it is tried again at the next occurrence");
                 report.failed.push(p.package_id.clone());
             }
         }

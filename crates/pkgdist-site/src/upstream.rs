@@ -24,9 +24,8 @@ use tracing::Instrument;
 
 use crate::error::SiteError;
 use crate::link::{self, EnrollRequest, EnrollResponse, IntentMsg, PackageMeta, SyncResponse};
-use crate::methods;
 use crate::now;
-use crate::ops;
+use crate::ops::{packages, rows};
 use crate::state::{AppState, Position};
 
 /// `DIR/parent.json` (0600): the parent, and the credential this site presents to it.
@@ -181,6 +180,47 @@ impl ParentLink {
     }
 }
 
+/// Why a round of the link, or one version's replication, did not complete. The link logs
+/// it and tries again; nothing above decides on it.
+#[derive(Debug, thiserror::Error)]
+enum LinkError {
+    #[error("{step}: cannot reach the parent: {source}")]
+    Unreachable { step: &'static str, source: reqwest::Error },
+    #[error("{step}: the parent answered HTTP {status}: {message}")]
+    Refused {
+        step: &'static str,
+        status: u16,
+        message: String,
+    },
+    #[error("{step}: the parent's answer cannot be read: {source}")]
+    Answer { step: &'static str, source: reqwest::Error },
+    #[error("the report cannot be encoded: {0}")]
+    Encode(#[from] serde_json::Error),
+    #[error(transparent)]
+    Db(#[from] pkgdist_db::DbError),
+    #[error("{object}: {source}")]
+    Op {
+        object: String,
+        source: crate::ops::OpError,
+    },
+    #[error(transparent)]
+    Fetch(#[from] pkgdist_node::fetch::FetchError),
+    #[error(transparent)]
+    Library(#[from] pkgdist_content::ContentError),
+    #[error("a worker thread failed: {0}")]
+    Task(#[from] tokio::task::JoinError),
+}
+
+/// The parent's refusal of `step`, with its message.
+async fn refused(step: &'static str, resp: reqwest::Response) -> LinkError {
+    let status = resp.status().as_u16();
+    LinkError::Refused {
+        step,
+        status,
+        message: pkgdist_proto::ErrorBody::message_of(&resp.text().await.unwrap_or_default()),
+    }
+}
+
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
@@ -224,7 +264,7 @@ async fn round(
     http: &reqwest::Client,
     own_url: &str,
     last_report: &mut Option<(blake3::Hash, Instant)>,
-) -> Result<(), String> {
+) -> Result<(), LinkError> {
     let since = applied_seq(state).await?;
     let resp = http
         .get(format!("{}{}", link.url, link::SYNC_PATH))
@@ -232,15 +272,14 @@ async fn round(
         .bearer_auth(&link.credential)
         .send()
         .await
-        .map_err(|e| format!("sync: {e}"))?;
+        .map_err(|source| LinkError::Unreachable { step: "sync", source })?;
     if !resp.status().is_success() {
-        let status = resp.status().as_u16();
-        return Err(format!(
-            "sync: HTTP {status}: {}",
-            pkgdist_proto::ErrorBody::message_of(&resp.text().await.unwrap_or_default())
-        ));
+        return Err(refused("sync", resp).await);
     }
-    let sync: SyncResponse = resp.json().await.map_err(|e| format!("sync: {e}"))?;
+    let sync: SyncResponse = resp
+        .json()
+        .await
+        .map_err(|source| LinkError::Answer { step: "sync", source })?;
     state.set_position(Position {
         parent: Some(sync.parent_code.clone()),
         depth: sync.parent_depth + 1,
@@ -249,7 +288,7 @@ async fn round(
     apply_intents(state, &sync.intents).await?;
 
     let report = build_report(state, own_url).await?;
-    let body = serde_json::to_vec(&report).map_err(|e| e.to_string())?;
+    let body = serde_json::to_vec(&report)?;
     let hash = blake3::hash(&body);
     let fresh = last_report.is_some_and(|(h, at)| h == hash && at.elapsed() < REPORT_EVERY);
     if !fresh {
@@ -260,25 +299,20 @@ async fn round(
             .body(body)
             .send()
             .await
-            .map_err(|e| format!("report: {e}"))?;
+            .map_err(|source| LinkError::Unreachable { step: "report", source })?;
         if !resp.status().is_success() {
-            let status = resp.status().as_u16();
-            return Err(format!(
-                "report: HTTP {status}: {}",
-                pkgdist_proto::ErrorBody::message_of(&resp.text().await.unwrap_or_default())
-            ));
+            return Err(refused("report", resp).await);
         }
         *last_report = Some((hash, Instant::now()));
     }
     Ok(())
 }
 
-async fn applied_seq(state: &AppState) -> Result<i64, String> {
+async fn applied_seq(state: &AppState) -> Result<i64, LinkError> {
     Ok(state
         .db
         .setting(&applied_key(state))
-        .await
-        .map_err(|e| e.to_string())?
+        .await?
         .and_then(|v| v.parse().ok())
         .unwrap_or(0))
 }
@@ -286,7 +320,7 @@ async fn applied_seq(state: &AppState) -> Result<i64, String> {
 /// Records packages owned above: new ones, and new versions (which retarget this site's rows
 /// of the package, as a refresh at the owner does there). Packages the parent no longer has
 /// are deleted here too.
-async fn apply_packages(state: &AppState, packages: &[PackageMeta]) -> Result<(), String> {
+async fn apply_packages(state: &AppState, packages: &[PackageMeta]) -> Result<(), LinkError> {
     let own = state.site_code.to_string();
     let mut changed = false;
     for meta in packages.iter().filter(|m| m.source_site != own) {
@@ -298,7 +332,7 @@ async fn apply_packages(state: &AppState, packages: &[PackageMeta]) -> Result<()
                 tracing::error!(package = %meta.package_id, %what, "package from the parent refused: its ID is already used here");
                 continue;
             }
-            Err(e) => return Err(format!("package {}: {e}", meta.package_id)),
+            Err(e) => return Err(e.into()),
         };
         match had {
             None => changed = true,
@@ -308,8 +342,8 @@ async fn apply_packages(state: &AppState, packages: &[PackageMeta]) -> Result<()
                     "{}.{} queued for distribution (a new version from site {})",
                     meta.package_id, meta.source_version, meta.source_site
                 );
-                let nv = methods::new_version(&meta.package_id, v, meta.source_version, hash, meta.package_size, &why);
-                state.db.record_version(&nv).await.map_err(|e| e.to_string())?;
+                let nv = packages::new_version(&meta.package_id, v, meta.source_version, hash, meta.package_size, &why);
+                state.db.record_version(&nv).await?;
                 tracing::info!(package = %meta.package_id, version = meta.source_version, from = v, "new version from the parent site");
                 changed = true;
             }
@@ -317,12 +351,15 @@ async fn apply_packages(state: &AppState, packages: &[PackageMeta]) -> Result<()
         }
     }
     let listed: std::collections::HashSet<&str> = packages.iter().map(|m| m.package_id.as_str()).collect();
-    for p in state.db.packages().await.map_err(|e| e.to_string())? {
+    for p in state.db.packages().await? {
         if p.source_site != own && !listed.contains(p.package_id.as_str()) {
             tracing::info!(package = %p.package_id, owner = %p.source_site, "package deleted above: deleting it here");
-            methods::delete_package(state, &p.package_id)
+            packages::forget(state, &p.package_id)
                 .await
-                .map_err(|e| e.message)?;
+                .map_err(|source| LinkError::Op {
+                    object: p.package_id.clone(),
+                    source,
+                })?;
             changed = true;
         }
     }
@@ -335,20 +372,19 @@ async fn apply_packages(state: &AppState, packages: &[PackageMeta]) -> Result<()
 
 /// Applies the parent's intents in order, with this site's own methods (which pass them on
 /// when the DP is further below), recording each as applied.
-async fn apply_intents(state: &AppState, intents: &[IntentMsg]) -> Result<(), String> {
+async fn apply_intents(state: &AppState, intents: &[IntentMsg]) -> Result<(), LinkError> {
     // Packages and DPs do not change while intents are applied (only rows do): each is read
     // once per round.
     let mut packages: HashMap<String, Option<pkgdist_db::PackageRow>> = HashMap::new();
     let mut dps: HashMap<String, Option<pkgdist_db::DpRow>> = HashMap::new();
-    let err = |e: pkgdist_db::DbError| e.to_string();
     for i in intents {
         let object = format!("{} on {}", i.package_id, i.nal_path);
         if !packages.contains_key(&i.package_id) {
-            let p = state.db.package(&i.package_id).await.map_err(err)?;
+            let p = state.db.package(&i.package_id).await?;
             packages.insert(i.package_id.clone(), p);
         }
         if !dps.contains_key(&i.nal_path) {
-            let d = state.db.dp(&i.nal_path).await.map_err(err)?;
+            let d = state.db.dp(&i.nal_path).await?;
             dps.insert(i.nal_path.clone(), d);
         }
         let (Some(Some(p)), Some(Some(d))) = (packages.get(&i.package_id), dps.get(&i.nal_path)) else {
@@ -356,11 +392,7 @@ async fn apply_intents(state: &AppState, intents: &[IntentMsg]) -> Result<(), St
             record_applied(state, i.seq).await?;
             continue;
         };
-        let row = state
-            .db
-            .package_dp(&i.package_id, &i.nal_path)
-            .await
-            .map_err(|e| e.to_string())?;
+        let row = state.db.package_dp(&i.package_id, &i.nal_path).await?;
         let result = match i.intent {
             Intent::Target | Intent::Redistribute => {
                 let why = if i.intent == Intent::Redistribute {
@@ -368,11 +400,11 @@ async fn apply_intents(state: &AppState, intents: &[IntentMsg]) -> Result<(), St
                 } else {
                     "queued for distribution (from the parent site)"
                 };
-                ops::retarget(state, &[(p, d)], i.intent == Intent::Redistribute, why).await
+                rows::retarget(state, &[(p, d)], i.intent == Intent::Redistribute, why).await
             }
             Intent::Remove => match &row {
                 Some(r) if !DpState::of_row(r.state).is_some_and(DpState::is_removal) => {
-                    ops::set_state(
+                    rows::set_state(
                         state,
                         &[(i.package_id.clone(), i.nal_path.clone())],
                         DpState::RemovalPending,
@@ -388,14 +420,14 @@ async fn apply_intents(state: &AppState, intents: &[IntentMsg]) -> Result<(), St
                 } else {
                     Action::Cancel
                 };
-                ops::row_action(state, &i.package_id, &i.nal_path, action).await
+                rows::row_action(state, &i.package_id, &i.nal_path, action).await
             }
         };
         match result {
             Ok(()) => {}
             // The database failed, or the row changed under the action (a job finished):
             // not applied; the round ends and the intent comes again.
-            Err(e) if e.transient() => return Err(format!("{object}: {e}")),
+            Err(source) if source.transient() => return Err(LinkError::Op { object, source }),
             // Refused here as it would have been above (say, a verify with nothing installed):
             // the row's state, reported up, tells the administrator.
             Err(e) => {
@@ -411,25 +443,20 @@ async fn apply_intents(state: &AppState, intents: &[IntentMsg]) -> Result<(), St
     Ok(())
 }
 
-async fn record_applied(state: &AppState, seq: i64) -> Result<(), String> {
-    state
-        .db
-        .set_setting(&applied_key(state), &seq.to_string())
-        .await
-        .map_err(|e| e.to_string())
+async fn record_applied(state: &AppState, seq: i64) -> Result<(), LinkError> {
+    Ok(state.db.set_setting(&applied_key(state), &seq.to_string()).await?)
 }
 
 /// This site's view of its subtree: itself, the sites below, every DP and every row.
-async fn build_report(state: &AppState, own_url: &str) -> Result<Report, String> {
+async fn build_report(state: &AppState, own_url: &str) -> Result<Report, LinkError> {
     let db = &state.db;
-    let err = |e: pkgdist_db::DbError| e.to_string();
     let mut sites = vec![ReportedSite {
         site_code: state.site_code.to_string(),
         site_name: state.site_name.clone(),
         parent_code: state.position().parent.unwrap_or_default(),
         url: Some(own_url.to_owned()),
     }];
-    sites.extend(db.sites().await.map_err(err)?.into_iter().map(|s| ReportedSite {
+    sites.extend(db.sites().await?.into_iter().map(|s| ReportedSite {
         site_code: s.site_code,
         site_name: s.site_name,
         parent_code: s.parent_code,
@@ -437,8 +464,7 @@ async fn build_report(state: &AppState, own_url: &str) -> Result<Report, String>
     }));
     let dps = db
         .dps()
-        .await
-        .map_err(err)?
+        .await?
         .into_iter()
         .map(|d| ReportedDp {
             nal_path: d.nal_path,
@@ -450,8 +476,7 @@ async fn build_report(state: &AppState, own_url: &str) -> Result<Report, String>
         .collect();
     let rows = db
         .package_dps()
-        .await
-        .map_err(err)?
+        .await?
         .into_iter()
         .map(|r| ReportedRow {
             package_id: r.package_id,
@@ -520,9 +545,9 @@ pub async fn replicate(state: AppState, link: ParentLink) {
 
 /// Versions owned above, targeted at a DP here or below, not yet in the library; highest
 /// package priority first.
-async fn needed(state: &AppState) -> Result<Vec<(ContentId, Digest)>, String> {
+async fn needed(state: &AppState) -> Result<Vec<(ContentId, Digest)>, LinkError> {
     let own = state.site_code.to_string();
-    let packages = state.db.replication_candidates(&own).await.map_err(|e| e.to_string())?;
+    let packages = state.db.replication_candidates(&own).await?;
     let mut out = Vec::new();
     for p in &packages {
         let Some(hash) = p.manifest_hash.as_deref() else {
@@ -537,10 +562,7 @@ async fn needed(state: &AppState) -> Result<Vec<(ContentId, Digest)>, String> {
         };
         let content = ContentId { package, version };
         let lib = state.library.clone();
-        let held = tokio::task::spawn_blocking(move || lib.manifest_id(content))
-            .await
-            .map_err(|e| e.to_string())?
-            .map_err(|e| e.to_string())?;
+        let held = tokio::task::spawn_blocking(move || lib.manifest_id(content)).await??;
         if held.is_none() {
             out.push((content, hash));
         }
@@ -557,14 +579,13 @@ async fn fetch_version(
     base: &str,
     content: ContentId,
     hash: Digest,
-) -> Result<(), String> {
+) -> Result<(), LinkError> {
     let package_id = content.package.to_string();
     let version = i64::from(content.version);
     let mut row = state
         .db
         .site_content()
-        .await
-        .map_err(|e| e.to_string())?
+        .await?
         .into_iter()
         .find(|r| r.package_id == package_id && r.version == version)
         .unwrap_or(SiteContentRow {
@@ -581,18 +602,13 @@ async fn fetch_version(
     row.state = 1;
     row.message = "fetching from the parent site".into();
     row.updated_at = now();
-    state.db.put_site_content(&row).await.map_err(|e| e.to_string())?;
+    state.db.put_site_content(&row).await?;
 
     let mut bytes = 0u64;
     let result = async {
-        let fetched = fetcher
-            .manifest(base, Which::Version(content), Some(hash))
-            .await
-            .map_err(|e| e.to_string())?;
+        let fetched = fetcher.manifest(base, Which::Version(content), Some(hash)).await?;
         let manifest = Arc::new(fetched.manifest);
-        let plan = fetch::plan(state.library.clone(), content, manifest.clone(), false)
-            .await
-            .map_err(|e| e.to_string())?;
+        let plan = fetch::plan(state.library.clone(), content, manifest.clone(), false).await?;
         let sources = [base.to_owned()];
         // Batch by batch, each durable before it is counted, so the count survives a crash.
         for batch in fetch::batches(&plan.missing, fetcher.batch_bytes()) {
@@ -601,12 +617,11 @@ async fn fetch_version(
                 done = b;
                 true
             })
-            .await
-            .map_err(|e| e.to_string())?;
+            .await?;
             row.bytes_received += i64::try_from(done.wire_bytes).unwrap_or(i64::MAX);
             row.chunks_fetched += i64::try_from(done.chunks).unwrap_or(i64::MAX);
             row.updated_at = now();
-            state.db.put_site_content(&row).await.map_err(|e| e.to_string())?;
+            state.db.put_site_content(&row).await?;
             bytes += done.wire_bytes;
         }
         let lib = state.library.clone();
@@ -621,10 +636,8 @@ async fn fetch_version(
             }
             Ok(())
         })
-        .await
-        .map_err(|e| e.to_string())?
-        .map_err(|e| e.to_string())?;
-        Ok::<_, String>(plan)
+        .await??;
+        Ok::<_, LinkError>(plan)
     }
     .await;
     row.updated_at = now();
@@ -649,7 +662,7 @@ async fn fetch_version(
             Err(e)
         }
     };
-    state.db.put_site_content(&row).await.map_err(|e| e.to_string())?;
+    state.db.put_site_content(&row).await?;
     if out.is_ok() {
         state.work.notify_one();
     }

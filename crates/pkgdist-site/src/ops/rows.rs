@@ -1,65 +1,15 @@
-//! Typed operations on package-on-DP rows: target (and redistribute), change state (remove,
-//! validate, cancel), each one transaction with its status messages. The HTTP methods, the
-//! scheduler and the site link all call these; their failures are an [`OpError`], which the
-//! HTTP layer turns into the API's error shape and the others match on, never on text.
+//! Package-on-DP rows: target (and redistribute), change state (remove, validate, cancel),
+//! each one transaction with its status messages.
 
 use std::collections::HashMap;
 
 use pkgdist_core::classes::{DpState, MessageState};
 use pkgdist_core::dpstate::{self, Action};
-use pkgdist_core::errors::ErrorKind;
-use pkgdist_db::{DbError, DpRow, NewStatus, NewTarget, PackageRow, TargetChange};
+use pkgdist_db::{DpRow, NewStatus, NewTarget, PackageRow, TargetChange};
 
-use crate::error::ApiError;
-use crate::methods::message;
+use super::{OpError, Raced, Refusal};
 use crate::now;
 use crate::state::AppState;
-
-/// Why an operation on a row did not happen. Nothing was changed.
-#[derive(Debug, thiserror::Error)]
-pub enum OpError {
-    #[error("package {package} is not on DP {nal}")]
-    NotOnDp { package: String, nal: String },
-    /// The row's state does not allow the action (`dpstate::on_action`).
-    #[error("{package} on {nal}: {refused}")]
-    Refused {
-        package: String,
-        nal: String,
-        refused: dpstate::Refused,
-    },
-    /// The row moved on (a job finished, another change landed) between reading and writing.
-    #[error(
-        "{package} on {nal} changed while the request was handled (a job finished or another change landed); look at its state and try again"
-    )]
-    Conflict { package: String, nal: String },
-    #[error(transparent)]
-    Db(#[from] DbError),
-}
-
-impl OpError {
-    /// Worth trying again as it is: the database failed, or the row changed under the action.
-    pub fn transient(&self) -> bool {
-        matches!(self, OpError::Db(_) | OpError::Conflict { .. })
-    }
-}
-
-impl From<OpError> for ApiError {
-    fn from(e: OpError) -> Self {
-        let message = e.to_string();
-        match e {
-            OpError::NotOnDp { package, nal } => {
-                ApiError::new(ErrorKind::UnknownInstance, message).object(format!("{package} on {nal}"))
-            }
-            OpError::Refused { package, nal, .. } => {
-                ApiError::new(ErrorKind::InvalidState, message).object(format!("{package} on {nal}"))
-            }
-            OpError::Conflict { package, nal } => {
-                ApiError::new(ErrorKind::Conflict, message).object(format!("{package} on {nal}"))
-            }
-            OpError::Db(db) => db.into(),
-        }
-    }
-}
 
 /// VerifyPackage or CancelDistribution on one package-on-DP row, as `pkgdist_core::dpstate`
 /// allows it from the row's state.
@@ -73,18 +23,12 @@ pub(crate) async fn row_action(state: &AppState, pkg: &str, nal: &str, action: A
     } else {
         "distribution cancelled by an administrator; use RefreshNow or ReDistributePackage to try again"
     };
-    let next =
-        dpstate::on_action(DpState::of_row(row.state), row.installed_version > 0, action).map_err(|refused| {
-            OpError::Refused {
-                package: pkg.to_owned(),
-                nal: nal.to_owned(),
-                refused,
-            }
-        })?;
+    let next = dpstate::on_action(DpState::of_row(row.state), row.installed_version > 0, action)
+        .map_err(|refused| OpError::refused(&format!("{pkg} on {nal}"), Refusal::RowState(refused)))?;
     if !set_state_if(state, &[(pkg.to_owned(), nal.to_owned(), row.job_seq)], next, why).await? {
         return Err(OpError::Conflict {
-            package: pkg.to_owned(),
-            nal: nal.to_owned(),
+            object: format!("{pkg} on {nal}"),
+            what: Raced::Row,
         });
     }
     Ok(())
@@ -224,4 +168,35 @@ pub(crate) async fn set_state_if(
         change.expect_seq = Some(*seq);
     }
     Ok(state.db.set_states(&c, &m).await?)
+}
+
+/// `SMS_DistributionDPStatus.MessageID` of "queued for a DP" messages.
+pub(crate) const MSG_QUEUED: i64 = 2357;
+
+/// A "queued" status message about package `pkg` on DP `d`.
+pub(crate) fn message(pkg: &str, d: &DpRow, st: MessageState, text: String, time: &str) -> NewStatus {
+    dp_status(pkg, d, MSG_QUEUED, st, text, 0, time)
+}
+
+/// A status message about package `pkg` on DP `d` (the DP's name is appended to `text`).
+pub(crate) fn dp_status(
+    pkg: &str,
+    d: &DpRow,
+    message_id: i64,
+    st: MessageState,
+    text: String,
+    bytes: u64,
+    time: &str,
+) -> NewStatus {
+    NewStatus {
+        package_id: pkg.into(),
+        nal_path: d.nal_path.clone(),
+        site_code: d.site_code.clone(),
+        message_id,
+        message_state: st as i64,
+        severity: i64::from(st.severity()),
+        description: format!("{text} ({})", d.name),
+        bytes_transferred: i64::try_from(bytes).unwrap_or(i64::MAX),
+        time: time.to_owned(),
+    }
 }
