@@ -15,7 +15,10 @@ use std::collections::{HashMap, HashSet};
 
 use sqlx::{Any, Transaction};
 
-use crate::{Db, DbError, Intent, PackageRow, PullSourceRow, Report, Result, SiteContentRow, SiteRow, conflict};
+use crate::{
+    Db, DbError, Intent, PackageDpRow, PackageRow, PullSourceRow, Report, ReportApplied, Result, SiteContentRow,
+    SiteRow, conflict,
+};
 
 /// The intent a state change by an administrator stands for (see `set_state`).
 pub(crate) fn intent_of_state(state: i64) -> Option<Intent> {
@@ -192,7 +195,7 @@ impl Db {
         Ok(sqlx::query_as(
             "SELECT r.package_id, r.nal_path, r.intent, r.intent_seq FROM package_dps r
                 JOIN distribution_points d ON d.nal_path = r.nal_path
-             WHERE d.via_site = $1 AND r.intent_seq > $2 ORDER BY r.intent_seq",
+             WHERE d.via_site = $1 AND r.intent_seq > $2 AND r.intent_seq > 0 ORDER BY r.intent_seq",
         )
         .bind(child.to_owned())
         .bind(since)
@@ -200,11 +203,28 @@ impl Db {
         .await?)
     }
 
-    /// Replaces what this site knows through `child` with the child's report, in one
-    /// transaction: the sites and DPs below it, and their rows — except rows with an intent
-    /// the child has not applied yet, which keep this site's state until it has.
-    pub async fn apply_report(&self, child: &str, own_code: Option<&str>, time: &str, report: &Report) -> Result<()> {
+    /// Applies `child`'s report in one transaction: the sites and DPs below it replace what
+    /// this site knew of them; their rows are replaced (a whole report) or changed and removed
+    /// (a report of changes, only onto a copy complete up to its base) — except rows with an
+    /// intent the child has not applied yet, which keep this site's state until it has.
+    pub async fn apply_report(
+        &self,
+        child: &str,
+        own_code: Option<&str>,
+        time: &str,
+        report: &Report,
+    ) -> Result<ReportApplied> {
         let mut tx = self.begin().await?;
+        if let Some(base) = report.base {
+            let have: i64 = sqlx::query_scalar("SELECT report_seq FROM sites WHERE site_code = $1")
+                .bind(child.to_owned())
+                .fetch_optional(&mut *tx)
+                .await?
+                .unwrap_or(-1);
+            if have != base {
+                return Ok(ReportApplied::Stale { have });
+            }
+        }
         // A late report (a POST that timed out and landed after a newer one) never moves
         // applied_seq back.
         sqlx::query(
@@ -309,27 +329,20 @@ impl Db {
                 .execute(&mut *tx)
                 .await?;
         }
-        // Their rows.
-        let current: Vec<(String, String, i64)> = sqlx::query_as(
-            "SELECT r.package_id, r.nal_path, r.intent_seq FROM package_dps r
-                JOIN distribution_points d ON d.nal_path = r.nal_path WHERE d.via_site = $1",
-        )
-        .bind(child.to_owned())
-        .fetch_all(&mut *tx)
-        .await?;
-        let current: HashMap<(String, String), i64> = current.into_iter().map(|(p, n, s)| ((p, n), s)).collect();
-        let packages: Vec<(String, i64)> = sqlx::query_as("SELECT package_id, source_version FROM packages")
-            .fetch_all(&mut *tx)
-            .await?;
-        let versions: HashMap<String, i64> = packages.into_iter().collect();
-        let mut seen_rows = HashSet::new();
+        // Their rows: each reported one written (looking up only its package's version)…
+        let mut versions: HashMap<String, Option<i64>> = HashMap::new();
         for r in &report.rows {
-            let key = (r.package_id.clone(), r.nal_path.clone());
-            seen_rows.insert(key.clone());
-            let Some(&version) = versions.get(&r.package_id) else {
+            if !versions.contains_key(&r.package_id) {
+                let v: Option<i64> = sqlx::query_scalar("SELECT source_version FROM packages WHERE package_id = $1")
+                    .bind(r.package_id.clone())
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                versions.insert(r.package_id.clone(), v);
+            }
+            let Some(Some(version)) = versions.get(&r.package_id).copied() else {
                 continue; // a package this site does not know (created below it)
             };
-            if !seen_dps.contains(&r.nal_path) || current.get(&key).is_some_and(|&s| s > report.applied_seq) {
+            if !seen_dps.contains(&r.nal_path) {
                 continue;
             }
             // A report from before a new version reached the child keeps this site's state
@@ -371,18 +384,130 @@ impl Db {
             .execute(&mut *tx)
             .await?;
         }
-        for ((p, n), seq) in current {
-            if seq <= report.applied_seq && !seen_rows.contains(&(p.clone(), n.clone())) {
-                // Gone below (removed there): gone here too.
-                // Checked again in the statement: an intent committed since `current` was read
-                // (another connection, on PostgreSQL) keeps the row.
-                sqlx::query("DELETE FROM package_dps WHERE package_id = $1 AND nal_path = $2 AND intent_seq <= $3")
-                    .bind(p)
-                    .bind(n)
-                    .bind(report.applied_seq)
-                    .execute(&mut *tx)
-                    .await?;
-            }
+        // …and rows gone below gone here too: those reported removed, or, in a whole report,
+        // those not reported. A row with an intent the child has not applied stays.
+        let gone: Vec<(String, String)> = if report.base.is_some() {
+            report
+                .removed
+                .iter()
+                .map(|r| (r.package_id.clone(), r.nal_path.clone()))
+                .collect()
+        } else {
+            let seen: HashSet<(&str, &str)> = report
+                .rows
+                .iter()
+                .map(|r| (r.package_id.as_str(), r.nal_path.as_str()))
+                .collect();
+            let current: Vec<(String, String)> = sqlx::query_as(
+                "SELECT r.package_id, r.nal_path FROM package_dps r
+                    JOIN distribution_points d ON d.nal_path = r.nal_path WHERE d.via_site = $1",
+            )
+            .bind(child.to_owned())
+            .fetch_all(&mut *tx)
+            .await?;
+            current
+                .into_iter()
+                .filter(|(p, n)| !seen.contains(&(p.as_str(), n.as_str())))
+                .collect()
+        };
+        for (p, n) in gone {
+            sqlx::query(
+                "DELETE FROM package_dps WHERE package_id = $1 AND nal_path = $2 AND intent_seq <= $3
+                    AND nal_path IN (SELECT nal_path FROM distribution_points WHERE via_site = $4)",
+            )
+            .bind(p)
+            .bind(n)
+            .bind(report.applied_seq)
+            .bind(child.to_owned())
+            .execute(&mut *tx)
+            .await?;
+        }
+        sqlx::query("UPDATE sites SET report_seq = $2 WHERE site_code = $1")
+            .bind(child.to_owned())
+            .bind(report.seq)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(ReportApplied::Applied)
+    }
+
+    // ---- the change feed (migration 0007) ----
+
+    /// The last change number handed out (0: none yet).
+    pub async fn change_seq(&self) -> Result<i64> {
+        self.counter_last("change").await
+    }
+
+    /// The last number of a change to what package metadata carries down the site link.
+    pub async fn package_epoch(&self) -> Result<i64> {
+        self.counter_last("package_change").await
+    }
+
+    async fn counter_last(&self, name: &str) -> Result<i64> {
+        Ok(
+            sqlx::query_scalar("SELECT next_value - 1 FROM counters WHERE name = $1")
+                .bind(name.to_owned())
+                .fetch_optional(&self.pool)
+                .await?
+                .unwrap_or(0),
+        )
+    }
+
+    /// The rows written after change `seq`, in change order (through the index on it).
+    pub async fn rows_changed_since(&self, seq: i64) -> Result<Vec<PackageDpRow>> {
+        Ok(
+            sqlx::query_as("SELECT * FROM package_dps WHERE changed_seq > $1 ORDER BY changed_seq")
+                .bind(seq)
+                .fetch_all(&self.pool)
+                .await?,
+        )
+    }
+
+    /// The rows removed after change `seq` (package, NAL path), in change order.
+    pub async fn rows_removed_since(&self, seq: i64) -> Result<Vec<(String, String)>> {
+        Ok(
+            sqlx::query_as("SELECT package_id, nal_path FROM row_removals WHERE seq > $1 ORDER BY seq")
+                .bind(seq)
+                .fetch_all(&self.pool)
+                .await?,
+        )
+    }
+
+    /// Forgets removals up to change `seq` (reported, or with nobody to report them to).
+    pub async fn prune_row_removals(&self, seq: i64) -> Result<u64> {
+        let mut tx = self.begin().await?;
+        let r = sqlx::query("DELETE FROM row_removals WHERE seq <= $1")
+            .bind(seq)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(r.rows_affected())
+    }
+
+    /// Numbers a row as changed without changing it, so it is reported again; a row that is
+    /// not here is numbered as removed. An intent from the parent that changed nothing here
+    /// would otherwise leave the parent's copy as the intent set it.
+    pub async fn touch_row(&self, package_id: &str, nal_path: &str) -> Result<()> {
+        let mut tx = self.begin().await?;
+        let touched =
+            sqlx::query("UPDATE package_dps SET last_message = last_message WHERE package_id = $1 AND nal_path = $2")
+                .bind(package_id.to_owned())
+                .bind(nal_path.to_owned())
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+        if touched == 0 {
+            let seq: i64 = sqlx::query_scalar(
+                "UPDATE counters SET next_value = next_value + 1 WHERE name = 'change' RETURNING next_value - 1",
+            )
+            .fetch_one(&mut *tx)
+            .await?;
+            sqlx::query("INSERT INTO row_removals (seq, package_id, nal_path) VALUES ($1, $2, $3)")
+                .bind(seq)
+                .bind(package_id.to_owned())
+                .bind(nal_path.to_owned())
+                .execute(&mut *tx)
+                .await?;
         }
         tx.commit().await?;
         Ok(())

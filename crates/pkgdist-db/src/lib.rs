@@ -211,7 +211,12 @@ impl Db {
                 PackageField::Number(_, v) => q.bind(*v),
             };
         }
-        Ok(q.execute(&self.pool).await?.rows_affected() == 1)
+        // A write transaction, as every writer of a column the change feed (migration 0007)
+        // numbers: the counter is then taken after the writers' lock, never before a row lock.
+        let mut tx = self.begin().await?;
+        let changed = q.execute(&mut *tx).await?.rows_affected() == 1;
+        tx.commit().await?;
+        Ok(changed)
     }
 
     pub async fn package(&self, id: &str) -> Result<Option<PackageRow>> {
@@ -836,6 +841,8 @@ impl Db {
     /// Extends a lease its owner still holds, recording the job's progress. False when the
     /// row has moved on to another job or another worker took the lease over.
     pub async fn renew(&self, l: &Lease, progress: Progress) -> Result<bool> {
+        // A write transaction: progress is reported up the site link (migration 0007).
+        let mut tx = self.begin().await?;
         let r = sqlx::query(
             "UPDATE package_dps SET lease_until = $5, progress_bytes = $6, progress_done = $7, progress_total = $8
              WHERE package_id = $1 AND nal_path = $2 AND job_seq = $3 AND lease_owner = $4",
@@ -848,8 +855,9 @@ impl Db {
         .bind(progress.bytes)
         .bind(progress.done)
         .bind(progress.total)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
+        tx.commit().await?;
         Ok(r.rows_affected() == 1)
     }
 
@@ -918,15 +926,17 @@ impl Db {
     /// Removals from DPs that never enrolled have nothing to remove: they are done at once.
     /// Returns how many.
     pub async fn finish_unenrolled_removals(&self) -> Result<u64> {
-        // Through the state index (see `by_state`): this runs once a second. No writer lock:
-        // rows being removed are never in sync, so no group count moves.
+        // Through the state index (see `by_state`): this runs once a second. A write
+        // transaction, as removals are numbered for the site link (migration 0007).
         let sql = format!(
             "DELETE FROM package_dps{} WHERE state IN (4, 5, 6)
                 AND EXISTS (SELECT 1 FROM distribution_points d WHERE d.nal_path = package_dps.nal_path
                     AND d.credential_hash IS NULL AND d.via_site IS NULL)",
             self.by_state()
         );
-        let r = sqlx::query(sqlx::AssertSqlSafe(sql)).execute(&self.pool).await?;
+        let mut tx = self.begin().await?;
+        let r = sqlx::query(sqlx::AssertSqlSafe(sql)).execute(&mut *tx).await?;
+        tx.commit().await?;
         Ok(r.rows_affected())
     }
 

@@ -274,15 +274,42 @@ pub struct ReportedSite {
     pub url: Option<String>,
 }
 
-/// What a child site reports of everything below and at it, in one piece: the parent
-/// replaces what it knew through that child with it.
+/// A row removed below this site, as its site reports it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ReportedRemoval {
+    pub package_id: String,
+    pub nal_path: String,
+}
+
+/// What a child site reports of everything below and at it: its sites and DPs whole (a few
+/// hundred), and its rows either whole (`base` `None`: the parent replaces what it knew
+/// through the child) or as the changes after change number `base` (the rows written and
+/// removed since; the parent applies them only onto a copy complete up to `base`).
 #[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub struct Report {
     /// The newest of this site's intents the child has applied.
     pub applied_seq: i64,
+    /// The child's change number (migration 0007) this report is complete up to.
+    #[serde(default)]
+    pub seq: i64,
+    #[serde(default)]
+    pub base: Option<i64>,
     pub sites: Vec<ReportedSite>,
     pub dps: Vec<ReportedDp>,
     pub rows: Vec<ReportedRow>,
+    #[serde(default)]
+    pub removed: Vec<ReportedRemoval>,
+}
+
+/// What became of a report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReportApplied {
+    Applied,
+    /// A report of changes after a base other than where this site's copy is (`have`; -1:
+    /// none yet): nothing was applied, and the child should send a whole report.
+    Stale {
+        have: i64,
+    },
 }
 
 /// A row with work due, its package's priority (1 high, 2 normal, 3 low) and its DP's

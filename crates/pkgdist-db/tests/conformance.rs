@@ -305,6 +305,7 @@ async fn suite(db: Db) {
     assert_eq!(db.next_counter("package", 1).await.unwrap(), 3);
 
     hierarchy(&db).await;
+    change_feed(&db).await;
     // Refreshing the planner's statistics works on every engine (a no-op where automatic).
     db.optimize().await.unwrap();
     db.optimize().await.unwrap();
@@ -358,6 +359,9 @@ async fn hierarchy(db: &Db) {
     let nal = "nal-far".to_owned();
     let report = |applied: i64, rows: Vec<ReportedRow>| Report {
         applied_seq: applied,
+        seq: 0,
+        base: None,
+        removed: vec![],
         sites: vec![ReportedSite {
             site_code: "SE1".into(),
             site_name: "SE1".into(),
@@ -472,6 +476,144 @@ async fn hierarchy(db: &Db) {
     assert!(db.delete_site("PR1").await.unwrap());
     assert!(db.dp(&nal).await.unwrap().is_none());
     assert!(db.sites().await.unwrap().is_empty());
+}
+
+/// The change feed (migration 0007): every write of a reported column and every removal is
+/// numbered in order; a parent takes changes only onto a copy complete up to their base.
+async fn change_feed(db: &Db) {
+    // Numbers move with writes, in order.
+    let start = db.change_seq().await.unwrap();
+    let epoch = db.package_epoch().await.unwrap();
+    db.insert_package(&package("PS10000F")).await.unwrap();
+    let after_insert = db.package_epoch().await.unwrap();
+    assert!(after_insert > epoch, "a new package moves the metadata version");
+    db.set_schedule_checked("PS10000F", &t(3)).await.unwrap();
+    assert_eq!(db.package_epoch().await.unwrap(), after_insert, "bookkeeping does not");
+    assert!(
+        db.update_package_fields("PS10000F", &[PackageField::Text(PackageText::Name, "n".into())])
+            .await
+            .unwrap()
+    );
+    assert!(db.package_epoch().await.unwrap() > after_insert);
+    db.insert_dp(&dp("feed1"), &[]).await.unwrap();
+    db.insert_dp(&dp("feed2"), &[]).await.unwrap();
+    db.target(&[target("PS10000F", "feed1"), target("PS10000F", "feed2")], &[])
+        .await
+        .unwrap();
+    let rows = db.rows_changed_since(start).await.unwrap();
+    assert_eq!(rows.len(), 2);
+    let mid = db.change_seq().await.unwrap();
+    assert!(mid >= start + 2);
+    assert!(
+        db.rows_changed_since(mid).await.unwrap().is_empty(),
+        "nothing after the last number"
+    );
+    // A state change is a change; a lease is not.
+    let change = TargetChange {
+        package_id: "PS10000F".into(),
+        nal_path: "nal-feed1".into(),
+        expect_seq: None,
+        state: 0,
+        time: t(4),
+        message: "installed".into(),
+    };
+    assert!(db.set_states(&[change], &[]).await.unwrap());
+    let changed = db.rows_changed_since(mid).await.unwrap();
+    assert_eq!(changed.len(), 1);
+    assert_eq!((changed[0].nal_path.as_str(), changed[0].state), ("nal-feed1", 0));
+    let after_state = db.change_seq().await.unwrap();
+    // A removal is numbered; touching a row that is not here numbers a removal too.
+    db.delete_dp("nal-feed2").await.unwrap();
+    db.touch_row("PS10000F", "nal-nowhere").await.unwrap();
+    let removed = db.rows_removed_since(after_state).await.unwrap();
+    assert_eq!(
+        removed,
+        vec![
+            ("PS10000F".to_owned(), "nal-feed2".to_owned()),
+            ("PS10000F".to_owned(), "nal-nowhere".to_owned())
+        ]
+    );
+    // Touching a row that is here numbers it as changed.
+    let before_touch = db.change_seq().await.unwrap();
+    db.touch_row("PS10000F", "nal-feed1").await.unwrap();
+    assert_eq!(db.rows_changed_since(before_touch).await.unwrap().len(), 1);
+    assert!(db.prune_row_removals(before_touch).await.unwrap() >= 2);
+    assert!(db.rows_removed_since(0).await.unwrap().is_empty());
+
+    // At a parent: changes onto a copy that is not at their base are refused, unapplied.
+    let child = SiteRow {
+        site_code: "PR7".into(),
+        site_name: "PR7".into(),
+        parent_code: "PS1".into(),
+        via_site: "PR7".into(),
+        url: None,
+        enrollment_token_hash: None,
+        credential_hash: Some("cred7".into()),
+        rate_bytes_per_sec: 0,
+        applied_seq: 0,
+        last_report_at: None,
+        created_at: t(0),
+    };
+    db.insert_site(&child).await.unwrap();
+    let nal = "nal-seven".to_owned();
+    let report = |base: Option<i64>, seq: i64, rows: Vec<ReportedRow>, removed: Vec<ReportedRemoval>| Report {
+        applied_seq: 0,
+        seq,
+        base,
+        sites: vec![],
+        dps: vec![ReportedDp {
+            nal_path: nal.clone(),
+            name: "seven".into(),
+            site_code: "PR7".into(),
+            description: String::new(),
+            is_pull: 0,
+        }],
+        rows,
+        removed,
+    };
+    let row = |state: i64| reported("PS10000F", &nal, state, 1, 0);
+    assert_eq!(
+        db.apply_report("PR7", Some("PS1"), &t(5), &report(Some(0), 3, vec![row(2)], vec![]))
+            .await
+            .unwrap(),
+        ReportApplied::Stale { have: -1 }
+    );
+    assert!(
+        db.package_dp("PS10000F", &nal).await.unwrap().is_none(),
+        "nothing applied"
+    );
+    // Whole, then changes after it.
+    let whole = report(None, 3, vec![row(2)], vec![]);
+    assert_eq!(
+        db.apply_report("PR7", Some("PS1"), &t(5), &whole).await.unwrap(),
+        ReportApplied::Applied
+    );
+    assert_eq!(db.package_dp("PS10000F", &nal).await.unwrap().unwrap().state, 2);
+    let delta = report(Some(3), 5, vec![row(0)], vec![]);
+    assert_eq!(
+        db.apply_report("PR7", Some("PS1"), &t(6), &delta).await.unwrap(),
+        ReportApplied::Applied
+    );
+    assert_eq!(db.package_dp("PS10000F", &nal).await.unwrap().unwrap().state, 0);
+    // A delta with no rows keeps the rows it does not name (a whole report would drop them).
+    let quiet = report(Some(5), 6, vec![], vec![]);
+    db.apply_report("PR7", Some("PS1"), &t(7), &quiet).await.unwrap();
+    assert!(db.package_dp("PS10000F", &nal).await.unwrap().is_some());
+    // A replayed (stale) delta is refused.
+    assert_eq!(
+        db.apply_report("PR7", Some("PS1"), &t(7), &delta).await.unwrap(),
+        ReportApplied::Stale { have: 6 }
+    );
+    // A removal reported removes.
+    let gone = ReportedRemoval {
+        package_id: "PS10000F".into(),
+        nal_path: nal.clone(),
+    };
+    db.apply_report("PR7", Some("PS1"), &t(8), &report(Some(6), 7, vec![], vec![gone]))
+        .await
+        .unwrap();
+    assert!(db.package_dp("PS10000F", &nal).await.unwrap().is_none());
+    assert!(db.delete_site("PR7").await.unwrap());
 }
 
 #[tokio::test]

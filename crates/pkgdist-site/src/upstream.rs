@@ -8,7 +8,7 @@
 //! durable, so a link that drops or a site that is killed picks up where it stopped and never
 //! bumps a version (only the owning site does).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use pkgdist_core::classes::DpState;
 use pkgdist_core::dpstate::Action;
 use pkgdist_core::{ContentId, Digest};
-use pkgdist_db::{Intent, Report, ReportedDp, ReportedRow, ReportedSite, SiteContentRow};
+use pkgdist_db::{Intent, Report, ReportedDp, ReportedRemoval, ReportedRow, ReportedSite, SiteContentRow};
 use pkgdist_node::fetch::{self, Fetcher, Which};
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
@@ -236,10 +236,10 @@ pub async fn run(state: AppState, link: ParentLink, own_url: String) {
         .timeout(Duration::from_secs(120))
         .build()
         .unwrap_or_default();
-    let mut last_report: Option<(blake3::Hash, Instant)> = None;
+    let mut progress = Progress::default();
     let mut backoff = Duration::from_millis(500);
     loop {
-        let round = round(&state, &link, &http, &own_url, &mut last_report)
+        let round = round(&state, &link, &http, &own_url, &mut progress)
             .instrument(tracing::debug_span!("parent_sync", parent = %link.url))
             .await;
         let wait = match round {
@@ -258,17 +258,33 @@ pub async fn run(state: AppState, link: ParentLink, own_url: String) {
     }
 }
 
+/// What the link remembers between rounds. Only in memory: after a restart the first round
+/// takes the package list and sends the rows whole.
+#[derive(Debug, Default)]
+struct Progress {
+    /// The change number the parent's copy of this site's rows is complete up to.
+    acked: Option<i64>,
+    /// The package metadata version applied here.
+    packages_epoch: Option<i64>,
+    /// What the last report sent whole (intents applied, sites, DPs), and when.
+    last_report: Option<(blake3::Hash, Instant)>,
+}
+
 async fn round(
     state: &AppState,
     link: &ParentLink,
     http: &reqwest::Client,
     own_url: &str,
-    last_report: &mut Option<(blake3::Hash, Instant)>,
+    progress: &mut Progress,
 ) -> Result<(), LinkError> {
     let since = applied_seq(state).await?;
+    let mut query = vec![("since", since)];
+    if let Some(epoch) = progress.packages_epoch {
+        query.push(("packages", epoch));
+    }
     let resp = http
         .get(format!("{}{}", link.url, link::SYNC_PATH))
-        .query(&[("since", since)])
+        .query(&query)
         .bearer_auth(&link.credential)
         .send()
         .await
@@ -284,14 +300,23 @@ async fn round(
         parent: Some(sync.parent_code.clone()),
         depth: sync.parent_depth + 1,
     });
-    apply_packages(state, &sync.packages).await?;
+    if let Some(packages) = &sync.packages {
+        apply_packages(state, packages).await?;
+        progress.packages_epoch = Some(sync.packages_epoch);
+    }
     apply_intents(state, &sync.intents).await?;
 
-    let report = build_report(state, own_url).await?;
-    let body = serde_json::to_vec(&report)?;
-    let hash = blake3::hash(&body);
-    let fresh = last_report.is_some_and(|(h, at)| h == hash && at.elapsed() < REPORT_EVERY);
-    if !fresh {
+    let report = build_report(state, own_url, progress.acked).await?;
+    let whole = blake3::hash(&serde_json::to_vec(&(report.applied_seq, &report.sites, &report.dps))?);
+    // Nothing changed since the last report the parent took: say so only now and then.
+    let quiet = report.base.is_some()
+        && report.rows.is_empty()
+        && report.removed.is_empty()
+        && progress
+            .last_report
+            .is_some_and(|(h, at)| h == whole && at.elapsed() < REPORT_EVERY);
+    if !quiet {
+        let body = serde_json::to_vec(&report)?;
         let resp = http
             .post(format!("{}{}", link.url, link::REPORT_PATH))
             .bearer_auth(&link.credential)
@@ -300,10 +325,22 @@ async fn round(
             .send()
             .await
             .map_err(|source| LinkError::Unreachable { step: "report", source })?;
+        if resp.status() == reqwest::StatusCode::CONFLICT {
+            // The parent's copy is not where this site thought: the rows go whole next round.
+            let e = refused("report", resp).await;
+            tracing::info!(error = %e, "the parent asks for this site's rows whole");
+            progress.acked = None;
+            return Ok(());
+        }
         if !resp.status().is_success() {
             return Err(refused("report", resp).await);
         }
-        *last_report = Some((hash, Instant::now()));
+        progress.acked = Some(report.seq);
+        progress.last_report = Some((whole, Instant::now()));
+        // Reported: the parent has them. (A failure leaves them to go with the next report.)
+        if let Err(e) = state.db.prune_row_removals(report.seq).await {
+            tracing::warn!(error = %e, "cannot forget reported row removals");
+        }
     }
     Ok(())
 }
@@ -389,6 +426,8 @@ async fn apply_intents(state: &AppState, intents: &[IntentMsg]) -> Result<(), Li
         }
         let (Some(Some(p)), Some(Some(d))) = (packages.get(&i.package_id), dps.get(&i.nal_path)) else {
             tracing::warn!(%object, intent = i.intent.as_str(), "intent from the parent for a package or DP this site does not know; skipped");
+            // Reported as not here, so the parent's copy does not keep what the intent set.
+            state.db.touch_row(&i.package_id, &i.nal_path).await?;
             record_applied(state, i.seq).await?;
             continue;
         };
@@ -434,6 +473,8 @@ async fn apply_intents(state: &AppState, intents: &[IntentMsg]) -> Result<(), Li
                 tracing::warn!(%object, intent = i.intent.as_str(), error = %e, "intent from the parent refused here");
             }
         }
+        // Reported again whatever happened: the parent set its copy as the intent would.
+        state.db.touch_row(&i.package_id, &i.nal_path).await?;
         record_applied(state, i.seq).await?;
     }
     if !intents.is_empty() {
@@ -447,9 +488,31 @@ async fn record_applied(state: &AppState, seq: i64) -> Result<(), LinkError> {
     Ok(state.db.set_setting(&applied_key(state), &seq.to_string()).await?)
 }
 
-/// This site's view of its subtree: itself, the sites below, every DP and every row.
-async fn build_report(state: &AppState, own_url: &str) -> Result<Report, LinkError> {
+/// This site's view of its subtree: itself, the sites below, every DP, and its rows: whole
+/// (`base` `None`), or those written and removed after change `base`.
+async fn build_report(state: &AppState, own_url: &str, base: Option<i64>) -> Result<Report, LinkError> {
     let db = &state.db;
+    // The number first: what is read after includes every change up to it (and perhaps a
+    // few after, which the next report carries again).
+    let seq = db.change_seq().await?;
+    let (rows, removed) = match base {
+        None => (db.package_dps().await?, Vec::new()),
+        Some(b) => {
+            let rows = db.rows_changed_since(b).await?;
+            let here: HashSet<(&str, &str)> = rows
+                .iter()
+                .map(|r| (r.package_id.as_str(), r.nal_path.as_str()))
+                .collect();
+            let removed = db
+                .rows_removed_since(b)
+                .await?
+                .into_iter()
+                .filter(|(p, n)| !here.contains(&(p.as_str(), n.as_str())))
+                .map(|(package_id, nal_path)| ReportedRemoval { package_id, nal_path })
+                .collect();
+            (rows, removed)
+        }
+    };
     let mut sites = vec![ReportedSite {
         site_code: state.site_code.to_string(),
         site_name: state.site_name.clone(),
@@ -474,9 +537,7 @@ async fn build_report(state: &AppState, own_url: &str) -> Result<Report, LinkErr
             is_pull: d.is_pull,
         })
         .collect();
-    let rows = db
-        .package_dps()
-        .await?
+    let rows = rows
         .into_iter()
         .map(|r| ReportedRow {
             package_id: r.package_id,
@@ -497,9 +558,12 @@ async fn build_report(state: &AppState, own_url: &str) -> Result<Report, LinkErr
         .collect();
     Ok(Report {
         applied_seq: applied_seq(state).await?,
+        seq,
+        base,
         sites,
         dps,
         rows,
+        removed,
     })
 }
 

@@ -1730,6 +1730,34 @@ async fn child_sites_enroll_report_and_are_forgotten() {
     );
     let own = sites.iter().find(|x| x["SiteCode"] == "PS1").unwrap();
     assert_eq!(own["Type"], 4, "a top site with sites below is a CAS");
+    // The package list comes down again only when it has changed.
+    let epoch = sync["packages_epoch"].as_i64().unwrap();
+    let again = |epoch: i64| {
+        let req = s
+            .http
+            .get(link(&format!("/link/v1/sync?since=0&packages={epoch}")))
+            .bearer_auth(&cred);
+        async move { req.send().await.unwrap().json::<Value>().await.unwrap() }
+    };
+    assert!(again(epoch).await["packages"].is_null());
+    assert!(again(epoch - 1).await["packages"].is_array());
+    // Changes onto a copy that is not at their base are refused with 409, unapplied: the
+    // child then sends its rows whole.
+    let mut delta = report.clone();
+    delta["base"] = json!(41);
+    delta["seq"] = json!(42);
+    delta["sites"] = json!([{"site_code": "PR1", "site_name": "Renamed", "parent_code": "PS1", "url": null}]);
+    let r = s
+        .http
+        .post(link("/link/v1/report"))
+        .bearer_auth(&cred)
+        .json(&delta)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 409);
+    let (_, sites) = s.get("SMS_Site").await;
+    assert_eq!(sites["value"].as_array().unwrap().len(), 3, "nothing applied");
     // DPs below are listed, and only their own site changes them; SE1 only through PR1.
     let b = nal("dp-b", "SE1");
     let (st, d) = s.get(&format!("SMS_DistributionPointInfo{}", key(&b))).await;

@@ -269,6 +269,26 @@ fn three_levels_distribute_refresh_and_report_up() {
             (redone && all).then_some(()).ok_or(format!("{rows:#?}"))
         },
     );
+
+    // Removal from the top: the rows go at the sites below, and their removal travels back
+    // up the links as changes (each link reports only what changed since the last report).
+    cas.cli(&["group", "remove-package", "everywhere", &pkg]);
+    wait(Duration::from_secs(60), "removals reported up two links", || {
+        let rows = cas.dp_rows(&pkg);
+        let on = |dp: &str| {
+            rows.iter().any(|r| {
+                r["ServerNALPath"]
+                    .as_str()
+                    .is_some_and(|n| n.contains(&format!("\\\\{dp}\\")))
+            })
+        };
+        let left = rows.len() == 2 && on("dp-p2") && on("dp-s2") && rows.iter().all(|r| r["State"] == 0);
+        left.then_some(()).ok_or(format!("{rows:#?}"))
+    });
+    let at_se1 = se1.dp_rows(&pkg);
+    assert_eq!(at_se1.len(), 1, "gone at the DP's own site too: {at_se1:#?}");
+    let (status, _) = s1.download(&format!("{pkg}/"));
+    assert_eq!(status, 404, "dp-s1 released the content");
 }
 
 /// A primary killed with SIGKILL while it replicates from the top over a throttled link, with
