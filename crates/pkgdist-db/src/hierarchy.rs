@@ -75,6 +75,9 @@ pub struct IntentRow {
     pub intent_seq: i64,
 }
 
+/// The settings key of the change number up to which row removals were forgotten.
+const REMOVALS_FORGOTTEN: &str = "row_removals_forgotten";
+
 impl Db {
     // ---- sites ----
 
@@ -473,15 +476,35 @@ impl Db {
         )
     }
 
-    /// Forgets removals up to change `seq` (reported, or with nobody to report them to).
+    /// Forgets removals up to change `seq`, and remembers that it did (only ever moving the
+    /// mark forward): a report of changes after a base before the mark would miss them, so
+    /// the link sends its rows whole instead ([`Db::removals_forgotten_upto`]).
     pub async fn prune_row_removals(&self, seq: i64) -> Result<u64> {
         let mut tx = self.begin().await?;
         let r = sqlx::query("DELETE FROM row_removals WHERE seq <= $1")
             .bind(seq)
             .execute(&mut *tx)
             .await?;
+        sqlx::query(
+            "INSERT INTO settings (key, value) VALUES ($1, $2)
+             ON CONFLICT (key) DO UPDATE SET value = excluded.value
+             WHERE CAST(settings.value AS BIGINT) < CAST(excluded.value AS BIGINT)",
+        )
+        .bind(REMOVALS_FORGOTTEN.to_owned())
+        .bind(seq.to_string())
+        .execute(&mut *tx)
+        .await?;
         tx.commit().await?;
         Ok(r.rows_affected())
+    }
+
+    /// The change number up to which removals have been forgotten (0: none).
+    pub async fn removals_forgotten_upto(&self) -> Result<i64> {
+        Ok(self
+            .setting(REMOVALS_FORGOTTEN)
+            .await?
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0))
     }
 
     /// Numbers a row as changed without changing it, so it is reported again; a row that is

@@ -502,8 +502,9 @@ async fn change_feed(db: &Db) {
         .unwrap();
     let rows = db.rows_changed_since(start).await.unwrap();
     assert_eq!(rows.len(), 2);
+    // (On PostgreSQL the rows of one transaction share a number; on SQLite each has its own.)
     let mid = db.change_seq().await.unwrap();
-    assert!(mid >= start + 2);
+    assert!(mid > start);
     assert!(
         db.rows_changed_since(mid).await.unwrap().is_empty(),
         "nothing after the last number"

@@ -13,8 +13,8 @@
 //! - [`REPORT_PATH`]: the child's view of its subtree: its sites and DPs, and its
 //!   package-on-DP rows, whole the first time and then only those changed and removed since
 //!   the last report the parent took (`Db::apply_report`). A report of changes onto a copy
-//!   that is not where the child thinks (the parent restored from a backup, a report lost) is
-//!   refused with 409, and the child sends its rows whole again.
+//!   that is not where the child thinks (the parent restored from a backup, an answer lost)
+//!   is answered `accepted: false`, unapplied, and the child sends its rows whole again.
 //!
 //! An idle link costs a few indexed reads a poll on each side, whatever the number of rows.
 //! - [`CONTENT_PREFIX`] + the node source routes: manifests and chunks, from the parent's
@@ -77,9 +77,20 @@ pub struct SyncResponse {
     /// How many levels the parent is below the top (0 at the top).
     pub parent_depth: u32,
     /// The version of the package metadata; `packages` is `None` when the child holds it.
+    #[serde(default)]
     pub packages_epoch: i64,
     pub packages: Option<Vec<PackageMeta>>,
     pub intents: Vec<IntentMsg>,
+}
+
+/// The parent's answer to a report.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+pub struct ReportResponse {
+    /// False: a report of changes onto a copy that is not at its base; nothing was applied,
+    /// and the child sends its rows whole.
+    pub accepted: bool,
+    /// The child's change number the parent's copy is complete up to (-1: none).
+    pub report_seq: i64,
 }
 
 /// A package as it replicates down: what describes it and its current version, never its
@@ -293,21 +304,27 @@ async fn report(
     State(state): State<AppState>,
     Extension(child): Extension<SiteRow>,
     body: Json<Report>,
-) -> ApiResult<Json<serde_json::Value>> {
+) -> ApiResult<Json<ReportResponse>> {
     let applied = state
         .db
         .apply_report(&child.site_code, Some(state.site_code.as_str()), &crate::now(), &body.0)
         .await?;
-    if let ReportApplied::Stale { have } = applied {
-        return Err(ApiError::new(
-            ErrorKind::Conflict,
-            format!(
-                "this report carries the changes after change {:?}, but this site's copy of {} is at {have}; send the rows whole",
-                body.0.base, child.site_code
-            ),
-        ));
-    }
-    // Rows below may now need content here.
-    state.replicate.notify_one();
-    Ok(Json(serde_json::json!({"ok": true})))
+    let answer = match applied {
+        ReportApplied::Applied => {
+            // Rows below may now need content here.
+            state.replicate.notify_one();
+            ReportResponse {
+                accepted: true,
+                report_seq: body.0.seq,
+            }
+        }
+        ReportApplied::Stale { have } => {
+            tracing::info!(child = %child.site_code, base = ?body.0.base, have, "a report of changes onto another base: asking for the rows whole");
+            ReportResponse {
+                accepted: false,
+                report_seq: have,
+            }
+        }
+    };
+    Ok(Json(answer))
 }

@@ -146,6 +146,8 @@ async fn validations(state: &AppState, now: Timestamp, zone: &TimeZone, report: 
 pub async fn run(state: AppState) {
     let zone = TimeZone::system();
     let mut optimized: Option<std::time::Instant> = None;
+    // When removals were last forgotten, and the change number then.
+    let mut forgot: Option<(std::time::Instant, i64)> = None;
     loop {
         if optimized.is_none_or(|t| t.elapsed() >= OPTIMIZE_EVERY) {
             match state.db.optimize().await {
@@ -153,17 +155,37 @@ pub async fn run(state: AppState) {
                 // Tried again at the next tick.
                 Err(e) => tracing::warn!(error = %e, "scheduler: cannot refresh the database's statistics"),
             }
-            // Removals are numbered for a parent (migration 0007); at the top there is none to
-            // report them to. (Below, the link forgets them once reported.)
-            if state.position().parent.is_none()
-                && let Err(e) = state.db.prune_row_removals(i64::MAX).await
-            {
-                tracing::warn!(error = %e, "scheduler: cannot forget row removals");
-            }
+        }
+        if forgot.is_none_or(|(t, _)| t.elapsed() >= FORGET_REMOVALS_EVERY) {
+            forgot = forget_removals(&state, forgot.map(|(_, mark)| mark)).await;
         }
         tick(&state, Timestamp::now(), &zone).await;
         tokio::time::sleep(TICK).await;
     }
+}
+
+/// Row removals are numbered for the site link (migration 0007) and kept this long at least:
+/// each round forgets those numbered before the previous round. A link that has not reported
+/// for longer sends its rows whole.
+const FORGET_REMOVALS_EVERY: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// Forgets the removals numbered up to `previous` (the mark of the round before), and returns
+/// this round's time and mark; on failure, the old ones, to try again at the next tick.
+async fn forget_removals(state: &AppState, previous: Option<i64>) -> Option<(std::time::Instant, i64)> {
+    let mark = match state.db.change_seq().await {
+        Ok(m) => m,
+        Err(e) => {
+            tracing::warn!(error = %e, "scheduler: cannot read the change number");
+            return None;
+        }
+    };
+    if let Some(upto) = previous
+        && let Err(e) = state.db.prune_row_removals(upto).await
+    {
+        tracing::warn!(error = %e, "scheduler: cannot forget old row removals");
+        return None;
+    }
+    Some((std::time::Instant::now(), mark))
 }
 
 /// How often the database's planner statistics are refreshed (`Db::optimize`).

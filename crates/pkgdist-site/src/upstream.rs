@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 use tracing::Instrument;
 
 use crate::error::SiteError;
-use crate::link::{self, EnrollRequest, EnrollResponse, IntentMsg, PackageMeta, SyncResponse};
+use crate::link::{self, EnrollRequest, EnrollResponse, IntentMsg, PackageMeta, ReportResponse, SyncResponse};
 use crate::now;
 use crate::ops::{packages, rows};
 use crate::state::{AppState, Position};
@@ -258,14 +258,18 @@ pub async fn run(state: AppState, link: ParentLink, own_url: String) {
     }
 }
 
+/// How often the whole package list is taken, whatever its version says.
+const PACKAGES_EVERY: Duration = Duration::from_secs(600);
+
 /// What the link remembers between rounds. Only in memory: after a restart the first round
 /// takes the package list and sends the rows whole.
 #[derive(Debug, Default)]
 struct Progress {
     /// The change number the parent's copy of this site's rows is complete up to.
     acked: Option<i64>,
-    /// The package metadata version applied here.
+    /// The package metadata version applied here, and when the whole list last came.
     packages_epoch: Option<i64>,
+    packages_at: Option<Instant>,
     /// What the last report sent whole (intents applied, sites, DPs), and when.
     last_report: Option<(blake3::Hash, Instant)>,
 }
@@ -300,9 +304,16 @@ async fn round(
         parent: Some(sync.parent_code.clone()),
         depth: sync.parent_depth + 1,
     });
+    if progress.packages_at.is_some_and(|at| at.elapsed() >= PACKAGES_EVERY) {
+        // Now and then the whole list regardless, so that nothing rests on the version alone.
+        progress.packages_epoch = None;
+    }
     if let Some(packages) = &sync.packages {
-        apply_packages(state, packages).await?;
-        progress.packages_epoch = Some(sync.packages_epoch);
+        // A package refused here is tried again at the next poll: the version is kept only
+        // when every package was taken.
+        let all_taken = apply_packages(state, packages).await?;
+        progress.packages_epoch = all_taken.then_some(sync.packages_epoch);
+        progress.packages_at = Some(Instant::now());
     }
     apply_intents(state, &sync.intents).await?;
 
@@ -325,22 +336,22 @@ async fn round(
             .send()
             .await
             .map_err(|source| LinkError::Unreachable { step: "report", source })?;
-        if resp.status() == reqwest::StatusCode::CONFLICT {
-            // The parent's copy is not where this site thought: the rows go whole next round.
-            let e = refused("report", resp).await;
-            tracing::info!(error = %e, "the parent asks for this site's rows whole");
-            progress.acked = None;
-            return Ok(());
-        }
         if !resp.status().is_success() {
             return Err(refused("report", resp).await);
         }
+        let answer: ReportResponse = resp
+            .json()
+            .await
+            .map_err(|source| LinkError::Answer { step: "report", source })?;
+        if !answer.accepted {
+            // The parent's copy is not where this site thought (a restored parent, an answer
+            // lost): the rows go whole next round.
+            tracing::info!(base = ?report.base, parent_has = answer.report_seq, "the parent asks for this site's rows whole");
+            progress.acked = None;
+            return Ok(());
+        }
         progress.acked = Some(report.seq);
         progress.last_report = Some((whole, Instant::now()));
-        // Reported: the parent has them. (A failure leaves them to go with the next report.)
-        if let Err(e) = state.db.prune_row_removals(report.seq).await {
-            tracing::warn!(error = %e, "cannot forget reported row removals");
-        }
     }
     Ok(())
 }
@@ -357,9 +368,10 @@ async fn applied_seq(state: &AppState) -> Result<i64, LinkError> {
 /// Records packages owned above: new ones, and new versions (which retarget this site's rows
 /// of the package, as a refresh at the owner does there). Packages the parent no longer has
 /// are deleted here too.
-async fn apply_packages(state: &AppState, packages: &[PackageMeta]) -> Result<(), LinkError> {
+async fn apply_packages(state: &AppState, packages: &[PackageMeta]) -> Result<bool, LinkError> {
     let own = state.site_code.to_string();
     let mut changed = false;
+    let mut all_taken = true;
     for meta in packages.iter().filter(|m| m.source_site != own) {
         let had = match state.db.upsert_package_from_above(&meta.row()).await {
             Ok(had) => had,
@@ -367,6 +379,7 @@ async fn apply_packages(state: &AppState, packages: &[PackageMeta]) -> Result<()
             // stop the others, or intents and reports for the whole link.
             Err(pkgdist_db::DbError::Conflict(what)) => {
                 tracing::error!(package = %meta.package_id, %what, "package from the parent refused: its ID is already used here");
+                all_taken = false;
                 continue;
             }
             Err(e) => return Err(e.into()),
@@ -404,7 +417,7 @@ async fn apply_packages(state: &AppState, packages: &[PackageMeta]) -> Result<()
         state.replicate.notify_one();
         state.work.notify_one();
     }
-    Ok(())
+    Ok(all_taken)
 }
 
 /// Applies the parent's intents in order, with this site's own methods (which pass them on
@@ -495,23 +508,30 @@ async fn build_report(state: &AppState, own_url: &str, base: Option<i64>) -> Res
     // The number first: what is read after includes every change up to it (and perhaps a
     // few after, which the next report carries again).
     let seq = db.change_seq().await?;
-    let (rows, removed) = match base {
-        None => (db.package_dps().await?, Vec::new()),
-        Some(b) => {
-            let rows = db.rows_changed_since(b).await?;
-            let here: HashSet<(&str, &str)> = rows
-                .iter()
-                .map(|r| (r.package_id.as_str(), r.nal_path.as_str()))
-                .collect();
-            let removed = db
-                .rows_removed_since(b)
-                .await?
-                .into_iter()
-                .filter(|(p, n)| !here.contains(&(p.as_str(), n.as_str())))
-                .map(|(package_id, nal_path)| ReportedRemoval { package_id, nal_path })
-                .collect();
-            (rows, removed)
+    let mut base = base;
+    let (rows, removed) = loop {
+        let Some(b) = base else {
+            break (db.package_dps().await?, Vec::new());
+        };
+        let rows = db.rows_changed_since(b).await?;
+        let here: HashSet<(&str, &str)> = rows
+            .iter()
+            .map(|r| (r.package_id.as_str(), r.nal_path.as_str()))
+            .collect();
+        let removed = db
+            .rows_removed_since(b)
+            .await?
+            .into_iter()
+            .filter(|(p, n)| !here.contains(&(p.as_str(), n.as_str())))
+            .map(|(package_id, nal_path)| ReportedRemoval { package_id, nal_path })
+            .collect();
+        // Removals numbered up to the mark are forgotten (read after them: a mark moved past
+        // the base meanwhile is seen here): changes after an older base cannot be told.
+        if b < db.removals_forgotten_upto().await? {
+            base = None;
+            continue;
         }
+        break (rows, removed);
     };
     let mut sites = vec![ReportedSite {
         site_code: state.site_code.to_string(),

@@ -7,6 +7,12 @@
 -- advisory lock of Db::begin and the counter's row lock), so numbers are handed out in commit
 -- order: a reader that has seen change n has seen every change before it.
 --
+-- (On PostgreSQL one number serves a whole transaction; here each row takes its own, which
+-- costs a counter update per row but no more: SQLite updates the counter's row in place.)
+--
+-- Removals are kept for a while and then forgotten (Db::prune_row_removals, hourly, keeping
+-- the last hour's): a report whose base is before what was forgotten goes whole instead.
+--
 -- The counter 'package_change' moves with every change to what a package's metadata carries
 -- down the link, so a parent answers "unchanged" instead of listing every package every poll.
 --
@@ -19,9 +25,10 @@ CREATE INDEX package_dps_intent ON package_dps (intent_seq) WHERE intent_seq > 0
 ALTER TABLE sites ADD COLUMN report_seq INTEGER NOT NULL DEFAULT -1;
 
 CREATE TABLE row_removals (
-    seq        INTEGER PRIMARY KEY,
+    seq        INTEGER NOT NULL,
     package_id TEXT NOT NULL,
-    nal_path   TEXT NOT NULL
+    nal_path   TEXT NOT NULL,
+    PRIMARY KEY (seq, package_id, nal_path)
 );
 
 INSERT INTO counters (name, next_value) VALUES ('change', 1) ON CONFLICT (name) DO NOTHING;

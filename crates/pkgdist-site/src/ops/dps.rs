@@ -97,8 +97,15 @@ pub async fn update(state: &AppState, nal: &str, settings: &DpSettings) -> Resul
     // Written back only if the schedule changes: the scheduler owns it otherwise.
     d.validation_checked_at = None;
     apply(&mut d, settings)?;
-    let sources = pull_sources(state, &mut d, &settings.pull).await?;
-    if !state.db.update_dp(&d, Some(&sources)).await? {
+    // Pull sources are rewritten only when the change is about them, so a change of another
+    // setting never undoes a concurrent change of sources.
+    let p = &settings.pull;
+    let sources = if p.is_pull.is_some() || p.sources.is_some() || p.ranks.is_some() {
+        Some(pull_sources(state, &mut d, p).await?)
+    } else {
+        None
+    };
+    if !state.db.update_dp(&d, sources.as_deref()).await? {
         return Err(OpError::not_found(Thing::DistributionPoint, nal));
     }
     state.work.notify_one();
@@ -297,7 +304,7 @@ async fn checked_sources(
     for (nal, rank) in nals.iter().zip(ranks) {
         let src = known
             .get(nal)
-            .ok_or_else(|| OpError::invalid(SOURCES, format!("no distribution point {nal} to pull from")))?;
+            .ok_or_else(|| OpError::not_found(Thing::DistributionPoint, nal))?;
         if src.nal_path == d.nal_path {
             return Err(OpError::invalid(
                 SOURCES,
