@@ -70,6 +70,16 @@ pub struct DpRow {
 }
 
 impl DpRow {
+    /// A pull DP (`IsPullDP`): it fetches from DPs of its site, not from the site.
+    pub fn pulls(&self) -> bool {
+        self.is_pull != 0
+    }
+
+    /// Validation repairs what it finds damaged (`RepairDamagedContent`).
+    pub fn repairs_damaged(&self) -> bool {
+        self.repair_damaged != 0
+    }
+
     /// A new DP's row, with the default settings.
     pub fn new(nal_path: String, name: String, site_code: String, created_at: String) -> Self {
         DpRow {
@@ -169,6 +179,18 @@ pub enum Intent {
     Remove,
     Verify,
     Cancel,
+}
+
+impl PackageDpRow {
+    /// The row's state (`None` for a code this version does not know).
+    pub fn dp_state(&self) -> Option<pkgdist_core::classes::DpState> {
+        pkgdist_core::classes::DpState::of_row(self.state)
+    }
+
+    /// The next install sends every file again and verifies it (ReDistributePackage).
+    pub fn redistributes(&self) -> bool {
+        self.redistribute != 0
+    }
 }
 
 impl Intent {
@@ -325,6 +347,18 @@ pub struct WorkItem {
     /// 1 when the row's DP is a standard DP, or a pull DP one of whose sources holds the
     /// package INSTALLED at the row's target version or later.
     pub source_ready: i64,
+}
+
+impl WorkItem {
+    /// The row's DP is a pull DP.
+    pub fn pulls(&self) -> bool {
+        self.is_pull != 0
+    }
+
+    /// A pull DP's row may start: one of its sources holds the version.
+    pub fn source_ready(&self) -> bool {
+        self.source_ready != 0
+    }
 }
 
 /// Who holds a job, until when, and the job it is.

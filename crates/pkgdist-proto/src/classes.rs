@@ -406,6 +406,14 @@ pub fn property_names() -> Vec<(&'static str, Vec<String>)> {
     ]
 }
 
+impl PackageStatusDistPointsSummarizer {
+    /// `State` as the typed state of a package on a DP (`None` for a code this version does
+    /// not know).
+    pub fn dp_state(&self) -> Option<pkgdist_core::classes::DpState> {
+        pkgdist_core::classes::DpState::of_row(self.state)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     /// Each struct has exactly the catalog's properties of its class.

@@ -139,7 +139,7 @@ async fn dispatch(
         if lock(busy).contains(&(item.row.package_id.clone(), item.row.nal_path.clone())) {
             continue; // this process is still winding down the row's previous job
         }
-        if item.is_pull != 0 {
+        if item.pulls() {
             // Pull DPs fetch from their sources: outside the site's limits and schedules, up
             // to their own job limit, once a source holds the version.
             let n = pulling.get(&item.row.nal_path).copied().unwrap_or(0);
@@ -221,7 +221,7 @@ impl<'a> Readiness<'a> {
     /// Whether the version a row's work needs is in this site's library (a package owned
     /// above arrives from the parent some time after its metadata). Removals need nothing.
     async fn content_here(&mut self, row: &PackageDpRow) -> bool {
-        let work = DpState::of_row(row.state).and_then(dpstate::work_for);
+        let work = row.dp_state().and_then(dpstate::work_for);
         let version = match work {
             None | Some(Work::Remove) => return true,
             Some(Work::Validate) if row.installed_version > 0 => row.installed_version,
@@ -247,8 +247,8 @@ impl<'a> Readiness<'a> {
 /// Whether a pull DP's job can start: only an install needs a source holding the version
 /// (installed there); until one does, the job waits, as ConfigMgr's does.
 fn pull_source_ready(item: &pkgdist_db::WorkItem) -> bool {
-    let work = DpState::of_row(item.row.state).and_then(dpstate::work_for);
-    work != Some(Work::Install) || item.source_ready != 0
+    let work = item.row.dp_state().and_then(dpstate::work_for);
+    work != Some(Work::Install) || item.source_ready()
 }
 
 fn lease(row: &PackageDpRow, owner: &Owner, secs: u64) -> Lease {
@@ -405,8 +405,8 @@ async fn build_job(
         Some(found.ok_or(JobError::NotInLibrary(content))?)
     };
     let (kind, repair) = match work {
-        Work::Install => (JobKind::Install, row.redistribute != 0),
-        Work::Validate => (JobKind::Validate, dp.repair_damaged != 0),
+        Work::Install => (JobKind::Install, row.redistributes()),
+        Work::Validate => (JobKind::Validate, dp.repairs_damaged()),
         Work::Remove => (JobKind::Remove, false),
     };
     Ok(Job {
@@ -423,7 +423,7 @@ async fn build_job(
 /// A pull DP's sources, in the order to try them: lowest rank first, equal ranks shuffled so
 /// the load spreads. Empty for a standard DP.
 async fn pull_sources(state: &AppState, dp: &DpRow) -> Result<Vec<String>, JobError> {
-    if dp.is_pull == 0 {
+    if !dp.pulls() {
         return Ok(Vec::new());
     }
     let sources = state.db.pull_sources_of(&dp.nal_path).await?;
@@ -564,7 +564,7 @@ fn outcome(job: &Done<'_>, result: Outcome, message: &str) -> (JobOutcome, dpsta
             installed_version: as_u32(row.installed_version),
             target_version: as_u32(row.target_version),
             attempts: as_u32(row.attempts),
-            repair_pending: row.redistribute != 0,
+            repair_pending: row.redistributes(),
         },
         result,
         d.retry_count,

@@ -115,7 +115,7 @@ async fn validations(state: &AppState, now: Timestamp, zone: &TimeZone, report: 
         };
         let targets: Vec<(String, String, i64)> = rows
             .into_iter()
-            .filter(|r| DpState::of_row(r.state) == Some(DpState::Installed))
+            .filter(|r| r.dp_state() == Some(DpState::Installed))
             .map(|r| (r.package_id, r.nal_path, r.job_seq))
             .collect();
         let mut started = 0;

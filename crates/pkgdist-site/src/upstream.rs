@@ -455,7 +455,7 @@ async fn apply_intents(state: &AppState, intents: &[IntentMsg]) -> Result<(), Li
                 rows::retarget(state, &[(p, d)], i.intent == Intent::Redistribute, why).await
             }
             Intent::Remove => match &row {
-                Some(r) if !DpState::of_row(r.state).is_some_and(DpState::is_removal) => {
+                Some(r) if !r.dp_state().is_some_and(DpState::is_removal) => {
                     rows::set_state(
                         state,
                         &[(i.package_id.clone(), i.nal_path.clone())],

@@ -240,7 +240,7 @@ async fn pull_sources(state: &AppState, d: &mut DpRow, pull: &PullSettings) -> R
     if let Some(v) = pull.is_pull {
         d.is_pull = i64::from(v);
     }
-    if d.is_pull == 0 {
+    if !d.pulls() {
         if pull.sources.as_ref().is_some_and(|g| !g.is_empty()) {
             return Err(OpError::invalid(
                 SOURCES,

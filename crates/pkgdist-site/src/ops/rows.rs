@@ -23,7 +23,7 @@ pub(crate) async fn row_action(state: &AppState, pkg: &str, nal: &str, action: A
     } else {
         "distribution cancelled by an administrator; use RefreshNow or ReDistributePackage to try again"
     };
-    let next = dpstate::on_action(DpState::of_row(row.state), row.installed_version > 0, action)
+    let next = dpstate::on_action(row.dp_state(), row.installed_version > 0, action)
         .map_err(|refused| OpError::refused(&format!("{pkg} on {nal}"), Refusal::RowState(refused)))?;
     if !set_state_if(state, &[(pkg.to_owned(), nal.to_owned(), row.job_seq)], next, why).await? {
         return Err(OpError::Conflict {

@@ -140,7 +140,7 @@ async fn view(c: &Client, package: Option<&str>) -> Result<View> {
     }
     let mut in_progress = false;
     for r in &rows {
-        let st = DpState::of_row(r.state);
+        let st = r.dp_state();
         in_progress |= busy(st);
         let percent = u64::try_from(r.percent_complete).unwrap_or(0).min(100);
         let progress = match st {
