@@ -585,6 +585,20 @@ fn bind_all<'q>(
     q
 }
 
+fn bind_all_scalar<'q, O>(
+    mut q: sqlx::query::QueryScalar<'q, sqlx::Any, O, sqlx::any::AnyArguments>,
+    args: Vec<Arg>,
+) -> sqlx::query::QueryScalar<'q, sqlx::Any, O, sqlx::any::AnyArguments> {
+    for a in args {
+        q = match a {
+            Arg::Text(t) => q.bind(t),
+            Arg::Int(i) => q.bind(i),
+            Arg::Float(f) => q.bind(f),
+        };
+    }
+    q
+}
+
 impl Db {
     /// The instances of `view` that `query` selects, streamed: a task reads them a few hundred
     /// ahead of the consumer, so a response of any size holds a bounded number of rows in
@@ -615,6 +629,25 @@ impl Db {
             let _ = tokio::time::timeout(STREAM_STALL, tx.send(Ok(None))).await;
         });
         Ok(rx)
+    }
+
+    /// How many instances of `view` `query`'s filter selects (`$top`, `$skip`, `$orderby` and
+    /// `$select` do not count, as in OData's `/$count`).
+    pub async fn count(&self, view: &View, query: &Query) -> std::result::Result<u64, ViewError> {
+        let filter_only = Query {
+            filter: query.filter.clone(),
+            select: None,
+            order_by: Vec::new(),
+            top: None,
+            skip: 0,
+        };
+        let (sql, args) = statement(self.dialect, view, &filter_only, &[])?;
+        // The statement is built above from the view and bound parameters only.
+        let counted = format!("SELECT COUNT(*) FROM ({sql}) counted");
+        let n: i64 = bind_all_scalar(sqlx::query_scalar(sqlx::AssertSqlSafe(counted)), args)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(u64::try_from(n).unwrap_or(0))
     }
 
     /// The instances of `view` that `query` selects, in its order, `$select` applied (a

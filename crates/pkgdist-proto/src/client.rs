@@ -144,13 +144,20 @@ impl Client {
         })
     }
 
-    /// One instance; `key` from [`key`].
+    /// One instance; `key` from [`key`]. The route answers a collection of one, as the real
+    /// AdminService does.
     pub async fn get(&self, class: &str, key: &str) -> Result<Map<String, Value>> {
-        Self::object(
-            self.send(self.http.get(self.url(&format!("{class}{key}"), None)?))
-                .await?,
-            200,
-        )
+        let v = self
+            .send(self.http.get(self.url(&format!("{class}{key}"), None)?))
+            .await?;
+        let one = match v {
+            Value::Object(mut m) if m.contains_key("value") => match m.remove("value") {
+                Some(Value::Array(mut a)) if a.len() == 1 => a.remove(0),
+                other => other.unwrap_or(Value::Null),
+            },
+            other => other,
+        };
+        Self::object(one, 200)
     }
 
     pub async fn create(&self, class: &str, body: &Value) -> Result<Map<String, Value>> {

@@ -1,15 +1,21 @@
-//! HTTP routing of the AdminService WMI route:
+//! HTTP routing of the AdminService WMI route, shaped as the real route answers:
 //!
 //! ```text
+//! GET    /AdminService/wmi/                             service document (the classes)
 //! GET    /AdminService/wmi/<Class>[?$filter=…&$select=…&$orderby=…&$top=…&$skip=…]
-//! GET    /AdminService/wmi/<Class>('<key>')            or (<Prop>='v',<Prop>='v')
-//! POST   /AdminService/wmi/<Class>                      create
-//! PATCH  /AdminService/wmi/<Class>('<key>')            update (PUT is accepted too)
-//! DELETE /AdminService/wmi/<Class>('<key>')
-//! POST   /AdminService/wmi/<Class>('<key>')/AdminService.<Method>
-//! POST   /AdminService/wmi/<Class>.<Method>             static method
+//! GET    /AdminService/wmi/<Class>/$count[?$filter=…]   the number, as text
+//! GET    /AdminService/wmi/<Class>(<key>)               {"@odata.context", "value": [entity]}
+//! POST   /AdminService/wmi/<Class>                      create (201); with the key, an update
+//! PATCH  /AdminService/wmi/<Class>(<key>)               update: the properties given
+//! PUT    /AdminService/wmi/<Class>(<key>)               update: the whole object, as read
+//! DELETE /AdminService/wmi/<Class>(<key>)               204
+//! POST   /AdminService/wmi/<Class>(<key>)/AdminService.<Method>   201, ReturnValue
+//! POST   /AdminService/wmi/<Class>.<Method>             static method (GET too)
 //! ```
 //!
+//! `<key>` is `'v'`, a number, or named parts `A='v',B='w'`; `<Class>/<v>` (key as a path
+//! segment) names an instance too. Class and method names, and the `AdminService.` prefix,
+//! match in any case. Every entity carries `@odata.etag` (its key values joined by `;`).
 //! Every request is authenticated by a bearer token; read-only tokens may only GET.
 
 use std::collections::HashMap;
@@ -18,7 +24,7 @@ use axum::Router;
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, PathRejection};
 use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
-use axum::http::{Method, StatusCode};
+use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -36,6 +42,8 @@ use crate::state::AppState;
 
 pub fn router(state: AppState) -> Router {
     let api = Router::new()
+        .route("/AdminService/wmi", get(service_document))
+        .route("/AdminService/wmi/", get(service_document))
         .route(
             "/AdminService/wmi/{*path}",
             get(get_handler)
@@ -115,6 +123,8 @@ async fn authenticate(State(state): State<AppState>, req: Request, next: Next) -
 #[derive(Debug, PartialEq)]
 enum Target {
     Class(String),
+    /// `<Class>/$count`.
+    Count(String),
     Instance(String, Key),
     InstanceMethod(String, Key, String),
     StaticMethod(String, String),
@@ -129,7 +139,12 @@ fn malformed(path: &str, why: &str) -> ApiError {
 }
 
 fn parse_target(path: &str) -> ApiResult<Target> {
-    let Some(open) = path.find('(') else {
+    let slash = path.find('/');
+    let paren = path.find('(');
+    if let Some(at) = slash.filter(|s| paren.is_none_or(|p| *s < p)) {
+        return segment_target(path, &path[..at], &path[at + 1..]);
+    }
+    let Some(open) = paren else {
         return Ok(match path.split_once('.') {
             Some((class, method)) => Target::StaticMethod(class.to_owned(), method.to_owned()),
             None => Target::Class(path.to_owned()),
@@ -141,6 +156,35 @@ fn parse_target(path: &str) -> ApiResult<Target> {
         "" => Ok(Target::Instance(class, key)),
         r => match method_after_key(r) {
             Some(m) if !m.is_empty() && !m.contains('/') => Ok(Target::InstanceMethod(class, key, m.to_owned())),
+            _ => Err(malformed(path, "expected /AdminService.<Method> after the key")),
+        },
+    }
+}
+
+/// `<Class>/$count`, or the key as a path segment: `<Class>/<v>` (quoted or not), optionally
+/// followed by `/AdminService.<Method>`.
+fn segment_target(path: &str, class: &str, rest: &str) -> ApiResult<Target> {
+    if rest == "$count" {
+        return Ok(Target::Count(class.to_owned()));
+    }
+    let (value, after) = match rest.find('/') {
+        Some(at) => (&rest[..at], &rest[at..]),
+        None => (rest, ""),
+    };
+    let value = match value.strip_prefix('\'').and_then(|v| v.strip_suffix('\'')) {
+        Some(quoted) => quoted.replace("''", "'"),
+        None => value.to_owned(),
+    };
+    if value.is_empty() {
+        return Err(malformed(path, "empty key"));
+    }
+    let key = Key(vec![(None, value)]);
+    match after {
+        "" => Ok(Target::Instance(class.to_owned(), key)),
+        r => match method_after_key(r) {
+            Some(m) if !m.is_empty() && !m.contains('/') => {
+                Ok(Target::InstanceMethod(class.to_owned(), key, m.to_owned()))
+            }
             _ => Err(malformed(path, "expected /AdminService.<Method> after the key")),
         },
     }
@@ -229,7 +273,7 @@ async fn find(state: &AppState, class: &'static ClassDef, key: &Key) -> ApiResul
         vec![(class.key[0], key.0[0].1.as_str())]
     } else {
         let mut pairs = Vec::new();
-        for (name, value) in &key.0 {
+        for (name, value) in key.0.iter().filter(|(n, _)| !is_also(class, n.as_deref())) {
             let name = name
                 .as_deref()
                 .ok_or_else(|| ApiError::new(ErrorKind::MalformedKey, "name every part of a composite key"))?;
@@ -259,8 +303,28 @@ async fn find(state: &AppState, class: &'static ClassDef, key: &Key) -> ApiResul
         }
         pairs
     };
-    classes::get(state, class.name, &pairs).await?.ok_or_else(|| {
-        let desc: Vec<String> = pairs.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    let found = classes::get(state, class.name, &pairs).await?;
+    // Properties named beside the key (scripts name SMS_DistributionPoint by its key and its
+    // SiteCode) must hold what they say.
+    let also_hold = |o: &Object| {
+        key.0
+            .iter()
+            .filter(|(n, _)| is_also(class, n.as_deref()))
+            .all(|(n, v)| {
+                let name = n.as_deref().unwrap_or_default();
+                match o.get(name) {
+                    Some(Value::String(s)) => s == v,
+                    Some(Value::Number(x)) => x.to_string() == *v,
+                    _ => false,
+                }
+            })
+    };
+    found.filter(also_hold).ok_or_else(|| {
+        let desc: Vec<String> = key
+            .0
+            .iter()
+            .map(|(k, v)| format!("{}={v}", k.as_deref().unwrap_or(class.key[0])))
+            .collect();
         ApiError::new(
             ErrorKind::UnknownInstance,
             format!("no {} with {}", class.name, desc.join(", ")),
@@ -269,46 +333,139 @@ async fn find(state: &AppState, class: &'static ClassDef, key: &Key) -> ApiResul
     })
 }
 
+/// A named part of a key that is a property of the class but not part of its key.
+fn is_also(class: &ClassDef, name: Option<&str>) -> bool {
+    name.is_some_and(|n| !class.key.contains(&n) && class.prop(n).is_some())
+}
+
+/// Like [`find`], `None` when no instance has the key.
+async fn find_optional(state: &AppState, class: &'static ClassDef, key: &Key) -> ApiResult<Option<Object>> {
+    match find(state, class, key).await {
+        Ok(o) => Ok(Some(o)),
+        Err(e) if e.kind == ErrorKind::UnknownInstance => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// A whole object sent back (PUT, or POST with the key): what it says as the instance already
+/// has it is dropped, annotations (`@odata.…`, `__…`) too, so only changes remain — and a
+/// read-only property sent changed is then refused, naming it.
+fn unchanged_removed(class: &ClassDef, current: &Object, body: Map<String, Value>) -> Map<String, Value> {
+    body.into_iter()
+        .filter(|(k, v)| {
+            if k.starts_with('@') || k.starts_with("__") {
+                return false;
+            }
+            class.prop(k).is_none() || current.get(k.as_str()) != Some(v)
+        })
+        .collect()
+}
+
 /// The query options the API understands; anything else starting with `$` is refused rather
 /// than silently ignored (a misspelt `$filter` must not return everything).
 const OPTIONS: [&str; 5] = ["$filter", "$select", "$orderby", "$top", "$skip"];
 
-async fn get_handler(
-    State(state): State<AppState>,
-    path: Result<Path<String>, PathRejection>,
-    Query(q): Query<HashMap<String, String>>,
-) -> ApiResult<Response> {
-    let path = wmi_path(path)?;
+/// The OData query of a request on `class`.
+fn query_of(class: &ClassDef, q: &HashMap<String, String>) -> ApiResult<odata::Query> {
     if let Some(bad) = q.keys().find(|k| k.starts_with('$') && !OPTIONS.contains(&k.as_str())) {
         return Err(ApiError::new(
             ErrorKind::MalformedQuery,
             format!("unknown query option {bad:?} (supported: {})", OPTIONS.join(", ")),
         ));
     }
+    let known = |p: &str| class.prop(p).is_some();
+    let g = |k: &str| q.get(k).map(String::as_str);
+    odata::Query::parse(g("$filter"), g("$select"), g("$orderby"), g("$top"), g("$skip"), &known).map_err(|e| {
+        let kind = match e {
+            odata::QueryError::UnknownProperty(_) => ErrorKind::UnknownProperty,
+            _ => ErrorKind::MalformedQuery,
+        };
+        ApiError::new(kind, format!("{e} (class {})", class.name))
+    })
+}
+
+/// Where the WMI route is, as the client addressed it (for `@odata.context`).
+fn base_url(headers: &HeaderMap) -> String {
+    match headers.get(header::HOST).and_then(|h| h.to_str().ok()) {
+        Some(host) => format!("http://{host}/AdminService/wmi/"),
+        None => "/AdminService/wmi/".to_owned(),
+    }
+}
+
+/// `@odata.context` of a response about `class`.
+fn context(headers: &HeaderMap, class: &str) -> String {
+    format!("{}$metadata#{class}", base_url(headers))
+}
+
+/// An entity's `@odata.etag`: its key values joined by `;` (none when `$select` left a key
+/// part out).
+fn etag(class: &ClassDef, entity: &Object) -> Option<Value> {
+    let parts: Option<Vec<String>> = class
+        .key
+        .iter()
+        .map(|k| match entity.get(*k)? {
+            Value::String(s) => Some(s.clone()),
+            Value::Null => None,
+            other => Some(other.to_string()),
+        })
+        .collect();
+    parts.map(|p| Value::String(p.join(";")))
+}
+
+/// `entity` with its `@odata.etag`.
+fn annotated(class: &ClassDef, mut entity: Object) -> Object {
+    if let Some(tag) = etag(class, &entity) {
+        entity.insert("@odata.etag".into(), tag);
+    }
+    entity
+}
+
+/// One entity as the real route answers a GET by key: a collection of one.
+fn one(headers: &HeaderMap, class: &ClassDef, entity: Object) -> Response {
+    let body = ListResponse {
+        context: context(headers, class.name),
+        value: vec![annotated(class, entity)],
+    };
+    axum::Json(body).into_response()
+}
+
+/// `GET /AdminService/wmi/`: the classes, as an OData service document.
+async fn service_document(headers: HeaderMap) -> Response {
+    let sets: Vec<Value> = catalog::CLASSES
+        .iter()
+        .map(|c| json!({"name": c.name, "kind": "EntitySet", "url": c.name}))
+        .collect();
+    axum::Json(json!({"@odata.context": format!("{}$metadata", base_url(&headers)), "value": sets})).into_response()
+}
+
+async fn get_handler(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    path: Result<Path<String>, PathRejection>,
+    Query(q): Query<HashMap<String, String>>,
+) -> ApiResult<Response> {
+    let path = wmi_path(path)?;
     match parse_target(&path)? {
         Target::Class(name) => {
             let class = class_def(&name)?;
-            let known = |p: &str| class.prop(p).is_some();
-            let g = |k: &str| q.get(k).map(String::as_str);
-            let query = odata::Query::parse(g("$filter"), g("$select"), g("$orderby"), g("$top"), g("$skip"), &known)
-                .map_err(|e| {
-                let kind = match e {
-                    odata::QueryError::UnknownProperty(_) => ErrorKind::UnknownProperty,
-                    _ => ErrorKind::MalformedQuery,
-                };
-                ApiError::new(kind, format!("{e} (class {})", class.name))
-            })?;
-            let context = format!("$metadata#{}", class.name);
+            let query = query_of(class, &q)?;
+            let context = context(&headers, class.name);
             if let Some(rows) = classes::stream(&state, class.name, &query)? {
-                return Ok(streamed(&context, rows));
+                return Ok(streamed(class, &context, rows));
             }
             let rows = classes::list(&state, class.name, &query).await?;
-            let body = ListResponse { context, value: rows };
-            Ok(axum::Json(body).into_response())
+            let value = rows.into_iter().map(|r| annotated(class, r)).collect();
+            Ok(axum::Json(ListResponse { context, value }).into_response())
+        }
+        Target::Count(name) => {
+            let class = class_def(&name)?;
+            let query = query_of(class, &q)?;
+            let n = classes::count(&state, class.name, &query).await?;
+            Ok(([(header::CONTENT_TYPE, "text/plain")], n.to_string()).into_response())
         }
         Target::Instance(name, key) => {
             let class = class_def(&name)?;
-            Ok(axum::Json(find(&state, class, &key).await?).into_response())
+            Ok(one(&headers, class, find(&state, class, &key).await?))
         }
         Target::InstanceMethod(..) | Target::StaticMethod(..) => {
             Err(ApiError::new(ErrorKind::NotAllowed, "methods are called with POST"))
@@ -321,7 +478,7 @@ async fn get_handler(
 /// only once the read says it has every row; a read that fails or stops midway ends the body
 /// without it (the status line has gone out already), so the client sees broken JSON rather
 /// than a complete-looking short list. A failure is logged.
-fn streamed(context: &str, rows: pkgdist_db::view::RowStream) -> Response {
+fn streamed(class: &'static ClassDef, context: &str, rows: pkgdist_db::view::RowStream) -> Response {
     use tokio_stream::StreamExt as _;
     let head = format!("{{\"@odata.context\":{},\"value\":[", Value::String(context.to_owned()));
     let mut first = true;
@@ -338,7 +495,7 @@ fn streamed(context: &str, rows: pkgdist_db::view::RowStream) -> Response {
         } else {
             vec![b',']
         };
-        serde_json::to_writer(&mut out, &row).map_err(std::io::Error::other)?;
+        serde_json::to_writer(&mut out, &annotated(class, row)).map_err(std::io::Error::other)?;
         Ok::<_, std::io::Error>(Bytes::from(out))
     });
     let stream = tokio_stream::iter([Ok(Bytes::from(head))]).chain(body);
@@ -377,8 +534,32 @@ fn body_object(body: Result<Bytes, BytesRejection>) -> ApiResult<Map<String, Val
     }
 }
 
+/// The key `body` carries for `class`, if it names every part of it and the parts are ones
+/// the site assigns (`PackageID`, `GroupID`, …): such a POST is an update on the real route
+/// (WMI's PutInstance). A key the client chooses on create (`SMS_Site.SiteCode`) keeps POST
+/// a create, so a duplicate is refused rather than silently taken as a change.
+fn key_in_body(class: &ClassDef, body: &Map<String, Value>) -> Option<Key> {
+    if class.key.iter().any(|k| class.prop(k).is_none_or(|p| p.writable)) {
+        return None;
+    }
+    let parts: Option<Vec<(Option<String>, String)>> = class
+        .key
+        .iter()
+        .map(|k| {
+            let v = match body.get(*k)? {
+                Value::String(s) => s.clone(),
+                Value::Number(n) => n.to_string(),
+                _ => return None,
+            };
+            Some((Some((*k).to_owned()), v))
+        })
+        .collect();
+    parts.map(Key)
+}
+
 async fn post_handler(
     State(state): State<AppState>,
+    headers: HeaderMap,
     path: Result<Path<String>, PathRejection>,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<Response> {
@@ -387,10 +568,25 @@ async fn post_handler(
     match parse_target(&path)? {
         Target::Class(name) => {
             let class = class_def(&name)?;
+            if class.update
+                && let Some(key) = key_in_body(class, &body)
+                && let Some(current) = find_optional(&state, class, &key).await?
+            {
+                let body = unchanged_removed(class, &current, body);
+                let updated = adapters::update(&state, class, current, body)
+                    .await
+                    .map_err(|e| e.op(format!("update {name}")))?;
+                return Ok(axum::Json(annotated(class, updated)).into_response());
+            }
             let created = adapters::create(&state, class, body)
                 .await
                 .map_err(|e| e.op(format!("create {name}")))?;
-            Ok((StatusCode::CREATED, axum::Json(created)).into_response())
+            let created = annotated(class, created);
+            let mut resp = (StatusCode::CREATED, axum::Json(created)).into_response();
+            if let Ok(v) = axum::http::HeaderValue::from_str(&context(&headers, class.name)) {
+                resp.headers_mut().insert("OData-EntityContext", v);
+            }
+            Ok(resp)
         }
         Target::InstanceMethod(name, key, method) => {
             let class = class_def(&name)?;
@@ -399,7 +595,7 @@ async fn post_handler(
             let out = adapters::call(&state, class, Some(instance), m, body)
                 .await
                 .map_err(|e| e.op(format!("{name}.{method}")))?;
-            Ok(axum::Json(out).into_response())
+            Ok((StatusCode::CREATED, axum::Json(out)).into_response())
         }
         Target::StaticMethod(name, method) => {
             let class = class_def(&name)?;
@@ -407,11 +603,11 @@ async fn post_handler(
             let out = adapters::call(&state, class, None, m, body)
                 .await
                 .map_err(|e| e.op(format!("{name}.{method}")))?;
-            Ok(axum::Json(out).into_response())
+            Ok((StatusCode::CREATED, axum::Json(out)).into_response())
         }
-        Target::Instance(..) => Err(ApiError::new(
+        Target::Instance(..) | Target::Count(_) => Err(ApiError::new(
             ErrorKind::NotAllowed,
-            "POST creates (on a class) or calls a method; use PATCH to change an instance",
+            "POST creates (on a class) or calls a method; use PATCH or PUT to change an instance",
         )),
     }
 }
@@ -448,6 +644,7 @@ fn method_def(class: &'static ClassDef, name: &str, instance: bool) -> ApiResult
 
 async fn patch_handler(
     State(state): State<AppState>,
+    method: Method,
     path: Result<Path<String>, PathRejection>,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<Response> {
@@ -467,10 +664,15 @@ async fn patch_handler(
         ));
     }
     let current = find(&state, class, &key).await?;
+    let body = if method == Method::PUT {
+        unchanged_removed(class, &current, body)
+    } else {
+        body
+    };
     let updated = adapters::update(&state, class, current, body)
         .await
         .map_err(|e| e.op(format!("update {name}")))?;
-    Ok(axum::Json(updated).into_response())
+    Ok(axum::Json(annotated(class, updated)).into_response())
 }
 
 async fn delete_handler(
@@ -495,7 +697,7 @@ async fn delete_handler(
     adapters::delete(&state, class, current)
         .await
         .map_err(|e| e.op(format!("delete {name}")))?;
-    Ok(axum::Json(json!({"ReturnValue": 0})).into_response())
+    Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 #[cfg(test)]

@@ -493,6 +493,20 @@ pub async fn list(state: &AppState, class: &str, query: &Query) -> ApiResult<Vec
     }
 }
 
+/// How many instances of `class` `query`'s filter selects: one `COUNT` for the SQL views.
+pub async fn count(state: &AppState, class: &str, query: &Query) -> ApiResult<u64> {
+    match reader_of(state, class)? {
+        Reader::Sql(view, _) => state.db.count(&view, query).await.map_err(|e| view_error(class, e)),
+        Reader::Memory => {
+            let filter_only = Query {
+                filter: query.filter.clone(),
+                ..Query::default()
+            };
+            Ok(filter_only.apply(in_memory(state, class).await?).len() as u64)
+        }
+    }
+}
+
 /// The instances of `class` that `query` selects, streamed from the database when the class
 /// is a plain SQL view (`None` for the others: read them with [`list`]).
 pub fn stream(state: &AppState, class: &str, query: &Query) -> ApiResult<Option<pkgdist_db::view::RowStream>> {

@@ -38,6 +38,18 @@ async fn start() -> Site {
     }
 }
 
+/// The entity of a GET by key (`v.value[0]`); anything else as it is.
+fn entity(path: &str, v: Value) -> Value {
+    let keyed = path
+        .split('?')
+        .next()
+        .is_some_and(|p| p.contains('(') || p.contains("%28"));
+    match v.get("value").and_then(Value::as_array) {
+        Some(a) if keyed && a.len() == 1 => a[0].clone(),
+        _ => v,
+    }
+}
+
 impl Site {
     async fn req(
         &self,
@@ -60,9 +72,13 @@ impl Site {
         let text = resp.text().await.unwrap();
         (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
     }
+    /// GET; an instance (a path with a key) as the entity, out of the one-element collection
+    /// the route answers (`compatibility_envelopes_and_keys` asserts the envelope itself).
     async fn get(&self, path: &str) -> (StatusCode, Value) {
-        self.req(reqwest::Method::GET, path, None, Some(&self.token.clone()))
-            .await
+        let (st, v) = self
+            .req(reqwest::Method::GET, path, None, Some(&self.token.clone()))
+            .await;
+        (st, entity(path, v))
     }
     async fn post(&self, path: &str, body: Value) -> (StatusCode, Value) {
         self.req(reqwest::Method::POST, path, Some(body), Some(&self.token.clone()))
@@ -182,7 +198,7 @@ async fn authentication_and_roles() {
     let id = t["TokenID"].as_str().unwrap();
     assert_eq!(
         s.delete(&format!("PKGDIST_AdminToken{}", key(id))).await.0,
-        StatusCode::OK
+        StatusCode::NO_CONTENT
     );
     let after = s.req(reqwest::Method::GET, "SMS_Package", None, Some(&ro)).await;
     assert_error(&after, 401, "Unauthenticated");
@@ -237,7 +253,7 @@ async fn package_classes_ids_and_versions() {
                 json!({}),
             )
             .await;
-        assert_eq!(st, StatusCode::OK, "{r}");
+        assert_eq!(st, StatusCode::CREATED, "{r}");
         assert_eq!(r["ReturnValue"], 0);
         assert_eq!(
             s.get(&format!("SMS_Package{}", key("PS100001"))).await.1["SourceVersion"],
@@ -248,7 +264,7 @@ async fn package_classes_ids_and_versions() {
     // Deleted IDs are never handed out again.
     assert_eq!(
         s.delete(&format!("SMS_ImagePackage{}", key("PS100004"))).await.0,
-        StatusCode::OK
+        StatusCode::NO_CONTENT
     );
     let (_, p) = s.post("SMS_Package", json!({"Name": "no source"})).await;
     assert_eq!(p["PackageID"], "PS100007");
@@ -458,10 +474,20 @@ async fn odata_queries() {
         ["Tools", "Office"]
     );
     let sel = s.list(&q("$select=PackageID,Name&$orderby=PackageID")).await;
-    assert_eq!(sel[0].as_object().unwrap().len(), 2);
+    assert_eq!(
+        sel[0].as_object().unwrap().len(),
+        3,
+        "the two, and the etag: {}",
+        sel[0]
+    );
     assert_eq!(sel[0]["PackageID"], "PS100001");
     let (_, whole) = s.get("SMS_PackageBaseclass").await;
-    assert_eq!(whole["@odata.context"], "$metadata#SMS_PackageBaseclass");
+    assert!(
+        whole["@odata.context"]
+            .as_str()
+            .unwrap()
+            .ends_with("/AdminService/wmi/$metadata#SMS_PackageBaseclass")
+    );
     assert_error(&s.get(&q("$filter=Name%20eq")).await, 400, "MalformedQuery");
     assert_error(&s.get(&q("$filter=Nmae%20eq%20'x'")).await, 400, "UnknownProperty");
     assert_error(&s.get(&q("$top=-3")).await, 400, "MalformedQuery");
@@ -470,7 +496,12 @@ async fn odata_queries() {
     // answers carry the class's own name.
     let (st, lower) = s.get("sms_package?$orderby=Name").await;
     assert_eq!(st, StatusCode::OK, "{lower}");
-    assert_eq!(lower["@odata.context"], "$metadata#SMS_Package");
+    assert!(
+        lower["@odata.context"]
+            .as_str()
+            .unwrap()
+            .ends_with("/AdminService/wmi/$metadata#SMS_Package")
+    );
     assert_eq!(
         names(serde_json::from_value(lower["value"].clone()).unwrap()),
         ["Office", "Tools"]
@@ -606,7 +637,7 @@ async fn distribution_points_and_package_targets() {
         "failed calls targeted nothing"
     );
     let (st, r) = s.post(&add, json!({"SiteCode": ["PS1"], "NALPath": [nal]})).await;
-    assert_eq!((st, r["ReturnValue"].clone()), (StatusCode::OK, json!(0)));
+    assert_eq!((st, r["ReturnValue"].clone()), (StatusCode::CREATED, json!(0)));
 
     let (st, row) = s.get(&format!("SMS_DistributionPoint{}", dp_key(&pkg, &nal))).await;
     assert_eq!(st, StatusCode::OK, "{row}");
@@ -655,7 +686,7 @@ async fn distribution_points_and_package_targets() {
     let state = || async { s.list("SMS_PackageStatusDistPointsSummarizer").await[0]["State"].clone() };
     assert_eq!(
         s.post("SMS_DistributionPoint.CancelDistribution", p.clone()).await.0,
-        StatusCode::OK
+        StatusCode::CREATED
     );
     assert_eq!(state().await, 3);
     assert_error(
@@ -691,7 +722,7 @@ async fn distribution_points_and_package_targets() {
         s.delete(&format!("SMS_DistributionPoint{}", dp_key(&pkg, &nal)))
             .await
             .0,
-        StatusCode::OK
+        StatusCode::NO_CONTENT
     );
     assert_eq!(
         s.list("SMS_PackageStatusDistPointsSummarizer").await[0]["State"],
@@ -711,7 +742,7 @@ async fn distribution_points_and_package_targets() {
     assert_eq!(s.list("SMS_DistributionPoint").await.len(), 2);
     assert_eq!(
         s.delete(&format!("SMS_DistributionPointInfo{}", key(&nal2))).await.0,
-        StatusCode::OK
+        StatusCode::NO_CONTENT
     );
     assert_eq!(s.list("SMS_DistributionPoint").await.len(), 1);
 }
@@ -740,17 +771,17 @@ async fn groups_and_their_methods() {
 
     assert_eq!(
         s.post(&m("AddDistributionPoints"), json!({"DPNALPath": [dp1]})).await.0,
-        StatusCode::OK
+        StatusCode::CREATED
     );
     assert_eq!(
         s.post(&m("AddPackages"), json!({"PackageIDs": [a]})).await.0,
-        StatusCode::OK
+        StatusCode::CREATED
     );
     assert_eq!(s.list("SMS_DistributionPoint").await.len(), 1, "a targeted at dp1");
     // A DP that joins later gets the group's packages.
     assert_eq!(
         s.post(&m("AddDistributionPoints"), json!({"DPNALPath": [dp2]})).await.0,
-        StatusCode::OK
+        StatusCode::CREATED
     );
     assert_eq!(s.list("SMS_DistributionPoint").await.len(), 2);
     assert_eq!(s.list("SMS_DPGroupMembers").await.len(), 2);
@@ -782,7 +813,7 @@ async fn groups_and_their_methods() {
     );
     assert_eq!(s.list("SMS_DistributionDPStatus").await.len(), before);
     let (st, r) = s.post(&m("ReDistributePackage"), json!({"PackageID": a})).await;
-    assert_eq!((st, r["ReturnValue"].clone()), (StatusCode::OK, json!(0)));
+    assert_eq!((st, r["ReturnValue"].clone()), (StatusCode::CREATED, json!(0)));
     let msgs = s.list("SMS_DistributionDPStatus").await;
     assert_eq!(msgs.len(), before + 2, "one message per member");
     assert!(
@@ -794,15 +825,15 @@ async fn groups_and_their_methods() {
 
     assert_eq!(
         s.post(&m("AddPackages"), json!({"PackageIDs": [b]})).await.0,
-        StatusCode::OK
+        StatusCode::CREATED
     );
-    assert_eq!(s.post(&m("RefreshDPGroup"), json!({})).await.0, StatusCode::OK);
+    assert_eq!(s.post(&m("RefreshDPGroup"), json!({})).await.0, StatusCode::CREATED);
     assert_eq!(s.list("SMS_DistributionPoint").await.len(), 4);
 
     // RemovePackages (default: also from the DPs) and RemoveDistributionPoints.
     assert_eq!(
         s.post(&m("RemovePackages"), json!({"PackageIDs": [b]})).await.0,
-        StatusCode::OK
+        StatusCode::CREATED
     );
     let removing = s
         .list("SMS_PackageStatusDistPointsSummarizer?$filter=State%20eq%204")
@@ -818,7 +849,7 @@ async fn groups_and_their_methods() {
         s.post(&m("RemoveDistributionPoints"), json!({"DPNALPath": [dp2]}))
             .await
             .0,
-        StatusCode::OK
+        StatusCode::CREATED
     );
     assert_eq!(s.list("SMS_DPGroupMembers").await.len(), 1);
     assert_eq!(
@@ -844,7 +875,7 @@ async fn groups_and_their_methods() {
     assert_eq!((st, g["Description"].clone()), (StatusCode::OK, json!("all branches")));
     assert_eq!(
         s.delete(&format!("SMS_DistributionPointGroup{}", key(&gid))).await.0,
-        StatusCode::OK
+        StatusCode::NO_CONTENT
     );
     assert!(s.list("SMS_DPGroupMembers").await.is_empty());
     assert_eq!(s.list("SMS_Site").await[0]["SiteCode"], "PS1");
@@ -868,7 +899,14 @@ async fn every_class_reads_into_its_struct() {
             if let Err(e) = serde_json::from_value::<T>(r.clone()) {
                 panic!("{class}: {e}: {r}");
             }
-            let mut got: Vec<&str> = r.as_object().unwrap().keys().map(String::as_str).collect();
+            // Properties, not annotations (`@odata.etag`).
+            let mut got: Vec<&str> = r
+                .as_object()
+                .unwrap()
+                .keys()
+                .map(String::as_str)
+                .filter(|k| !k.starts_with('@'))
+                .collect();
             got.sort_unstable();
             assert_eq!(got, want, "{class}: {r}");
         }
@@ -1007,7 +1045,7 @@ async fn review_fixes_hold() {
         s.post(&add, json!({"SiteCode": ["PS1", "PS1"], "NALPath": [dp1, dp2]}))
             .await
             .0,
-        StatusCode::OK
+        StatusCode::CREATED
     );
 
     // A duplicated key part is refused, not matched against an arbitrary row.
@@ -1029,7 +1067,7 @@ async fn review_fixes_hold() {
         s.delete(&format!("SMS_DistributionPoint{}", dp_key(&pkg, &dp2)))
             .await
             .0,
-        StatusCode::OK
+        StatusCode::NO_CONTENT
     );
     s.post(
         &format!("SMS_Package{}/AdminService.RefreshPkgSource", key(&pkg)),
@@ -1074,7 +1112,7 @@ async fn review_fixes_hold() {
     let mut versions: Vec<u64> = [a, b, c, d]
         .into_iter()
         .map(|(st, r)| {
-            assert_eq!(st, StatusCode::OK, "{r}");
+            assert_eq!(st, StatusCode::CREATED, "{r}");
             r["SourceVersion"].as_u64().unwrap()
         })
         .collect();
@@ -1091,7 +1129,7 @@ async fn review_fixes_hold() {
             json!({}),
         )
         .await;
-    assert_eq!((st, r["SourceVersion"].clone()), (StatusCode::OK, json!(8)), "{r}");
+    assert_eq!((st, r["SourceVersion"].clone()), (StatusCode::CREATED, json!(8)), "{r}");
 
     // PkgSourceFlag 1 means no source.
     let src = s.source("x");
@@ -1189,7 +1227,7 @@ async fn tokens_roles_and_error_shapes() {
         .await;
     assert_eq!(
         s.delete(&format!("PKGDIST_AdminToken{}", key(&boot))).await.0,
-        StatusCode::OK
+        StatusCode::NO_CONTENT
     );
     let alice = admin2["Token"].as_str().unwrap();
     assert_eq!(
@@ -1229,7 +1267,7 @@ async fn schedule_methods() {
             json!({"StringData": "1033BC7B10100010"}),
         )
         .await;
-    assert_eq!(st, StatusCode::OK, "{r}");
+    assert_eq!(st, StatusCode::CREATED, "{r}");
     assert_eq!(r["ReturnValue"], 0);
     let t = &r["TokenData"][0];
     assert_eq!(t["@odata.type"], "#AdminService.SMS_ST_RecurInterval");
@@ -1250,7 +1288,7 @@ async fn schedule_methods() {
         .await;
     assert_eq!(
         (st, w["StringData"].clone()),
-        (StatusCode::OK, json!("1033BC7B10100010"))
+        (StatusCode::CREATED, json!("1033BC7B10100010"))
     );
     let bad = s
         .post(
@@ -1520,7 +1558,7 @@ async fn validation_schedule_starts_validations() {
                 json!({"SiteCode": ["PS1"], "NALPath": [nal]}),
             )
             .await;
-        assert_eq!(st, StatusCode::OK, "{v}");
+        assert_eq!(st, StatusCode::CREATED, "{v}");
     }
     // Package a becomes INSTALLED, as the distribution manager would record it.
     let db = &s.state.db;
@@ -1781,7 +1819,7 @@ async fn child_sites_enroll_report_and_are_forgotten() {
     let wrong = s.post(&add, json!({"SiteCode": ["PR1"], "NALPath": [b]})).await;
     assert_error(&wrong, 400, "SiteMismatch");
     let (st, _) = s.post(&add, json!({"SiteCode": ["SE1"], "NALPath": [b]})).await;
-    assert_eq!(st, StatusCode::OK);
+    assert_eq!(st, StatusCode::CREATED);
     // … which becomes an intent for PR1 to pass down, newer than what PR1 applied.
     let intents = |since: i64| {
         let req = s
@@ -1815,7 +1853,7 @@ async fn child_sites_enroll_report_and_are_forgotten() {
 
     // Deleting the child forgets everything known through it, and its credential.
     let (st, _) = s.delete("SMS_Site('PR1')").await;
-    assert_eq!(st, StatusCode::OK);
+    assert_eq!(st, StatusCode::NO_CONTENT);
     let (_, sites) = s.get("SMS_Site").await;
     assert_eq!(sites["value"].as_array().unwrap().len(), 1);
     let (_, dps) = s.get("SMS_DistributionPointInfo").await;
@@ -1828,4 +1866,164 @@ async fn child_sites_enroll_report_and_are_forgotten() {
         .await
         .unwrap();
     assert_eq!(sync.status(), 401);
+}
+
+/// Request shapes of public AdminService clients, and what they read back:
+/// - GET by key read as `.value[0]`, and `@odata.etag` on entities: the AdminService usage
+///   page (`develop/adminservice/usage.md`) and community PowerShell that does
+///   `(Invoke-RestMethod … "wmi/SMS_Package('$id')").value[0]`;
+/// - the key as a path segment and `Class/$count`: OData v4 URL conventions, used by
+///   generic OData clients (PowerShell's `Invoke-RestMethod`, Python `requests`);
+/// - method calls answered 201 with `ReturnValue` on top (a community client of
+///   `SMS_Collection('ID')/AdminService.RequestRefresh` checks for 201);
+/// - PUT of the object just read, and POST with the key as an update (WMI's PutInstance);
+/// - `$filter` sent form-encoded (`%24filter`, `+`, `%27`), as PowerShell's `-Body` and
+///   Python's `params=` do.
+#[tokio::test]
+async fn compatibility_envelopes_and_keys() {
+    let s = start().await;
+    let pkg = s.package("SMS_Package", "compat").await;
+    let raw = |path: String| {
+        let (http, url, token) = (s.http.clone(), s.url.clone(), s.token.clone());
+        async move {
+            let r = http
+                .get(format!("{url}/AdminService/wmi/{path}"))
+                .bearer_auth(token)
+                .send()
+                .await
+                .unwrap();
+            let status = r.status();
+            (status, r.text().await.unwrap())
+        }
+    };
+    // GET by key: a collection of one, with its context and etag.
+    let (st, body) = raw(format!("SMS_Package('{pkg}')")).await;
+    assert_eq!(st, StatusCode::OK);
+    let v: Value = serde_json::from_str(&body).unwrap();
+    let ctx = v["@odata.context"].as_str().unwrap();
+    assert!(
+        ctx.starts_with("http://127.0.0.1:") && ctx.ends_with("/AdminService/wmi/$metadata#SMS_Package"),
+        "{ctx}"
+    );
+    assert_eq!(v["value"].as_array().unwrap().len(), 1, "{v}");
+    assert_eq!(v["value"][0]["PackageID"], json!(pkg));
+    assert_eq!(v["value"][0]["@odata.etag"], json!(pkg));
+    // Collections carry etags too, streamed or not.
+    let list = s.list("SMS_Package").await;
+    assert!(list.iter().all(|e| e["@odata.etag"] == e["PackageID"]), "{list:?}");
+    // Every key form names the same instance.
+    for path in [
+        format!("SMS_Package/{pkg}"),
+        format!("SMS_Package/'{pkg}'"),
+        format!("sms_package('{pkg}')"),
+        format!("SMS_Package(PackageID='{pkg}')"),
+        format!("SMS_Package(PackageID%3D%27{pkg}%27)"),
+    ] {
+        let (st, body) = raw(path.clone()).await;
+        assert_eq!(st, StatusCode::OK, "{path}: {body}");
+        let v: Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(v["value"][0]["PackageID"], json!(pkg), "{path}");
+    }
+    // A composite key may name non-key properties too (scripts send SiteCode): they must match.
+    let nal = s.dp("compat-dp").await;
+    let (st, _) = s
+        .post(
+            &format!("SMS_Package/{pkg}/AdminService.AddDistributionPoints"),
+            json!({"SiteCode": ["PS1"], "NALPath": [nal]}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "methods answer 201, as the real route");
+    let composite = |site: &str| {
+        format!(
+            "SMS_DistributionPoint(PackageID='{pkg}',ServerNALPath='{}',SiteCode='{site}')",
+            urlencode(&nal.replace('\'', "''"))
+        )
+    };
+    let (st, d) = s.get(&composite("PS1")).await;
+    assert_eq!((st, d["PackageID"].clone()), (StatusCode::OK, json!(pkg)), "{d}");
+    assert_eq!(d["@odata.etag"], json!(format!("{pkg};{nal};PS1")));
+    assert_error(&s.get(&composite("XX1")).await, 404, "UnknownInstance");
+    // A method through the key-as-segment form: ReturnValue and out-parameters on top.
+    let (st, out) = s
+        .post(&format!("SMS_Package/{pkg}/AdminService.RefreshPkgSource"), json!({}))
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{out}");
+    assert_eq!(
+        (out["ReturnValue"].clone(), out["SourceVersion"].clone()),
+        (json!(0), json!(2))
+    );
+    // $count, filtered, and the service document.
+    let (st, n) = raw("SMS_Package/$count".into()).await;
+    assert_eq!((st, n.as_str()), (StatusCode::OK, "1"));
+    let (_, n) = raw("SMS_Package/$count?$filter=Name%20eq%20'nope'".into()).await;
+    assert_eq!(n, "0");
+    let (st, doc) = raw(String::new()).await;
+    assert_eq!(st, StatusCode::OK);
+    let doc: Value = serde_json::from_str(&doc).unwrap();
+    assert!(
+        doc["value"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["name"] == "SMS_Package" && c["kind"] == "EntitySet"),
+        "{doc}"
+    );
+    // Form-encoded query strings filter (never unfiltered results); a misspelt option is 400.
+    s.package("SMS_Package", "other").await;
+    let (st, body) = raw("SMS_Package?%24filter=startswith(Name%2C%27comp%27)".into()).await;
+    assert_eq!(st, StatusCode::OK, "{body}");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["value"].as_array().unwrap().len(), 1, "{v}");
+    let (_, body) = raw("SMS_Package?%24filter=Name+eq+%27other%27".into()).await;
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["value"][0]["Name"], "other", "{v}");
+    let (st, _) = raw("SMS_Package?$filtr=Name%20eq%20'x'".into()).await;
+    assert_eq!(st, StatusCode::BAD_REQUEST);
+
+    // PUT of the object just read: unchanged read-only properties are fine; a changed one is
+    // refused, naming it; what changed is written.
+    let (_, mut whole) = s.get(&format!("SMS_Package('{pkg}')")).await;
+    whole["Description"] = json!("put back whole");
+    let put = |body: Value| {
+        let (http, url, token) = (s.http.clone(), s.url.clone(), s.token.clone());
+        let pkg = pkg.clone();
+        async move {
+            let r = http
+                .put(format!("{url}/AdminService/wmi/SMS_Package('{pkg}')"))
+                .bearer_auth(token)
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            let st = r.status();
+            (st, r.json::<Value>().await.unwrap())
+        }
+    };
+    let (st, after) = put(whole.clone()).await;
+    assert_eq!(
+        (st, after["Description"].clone()),
+        (StatusCode::OK, json!("put back whole")),
+        "{after}"
+    );
+    let mut changed = whole.clone();
+    changed["SourceVersion"] = json!(99);
+    let refused = put(changed).await;
+    assert_error(&refused, 400, "ReadOnlyProperty");
+    assert_eq!(refused.1["ExtendedStatus"]["ParameterInfo"], "SourceVersion");
+    // POST with the key in the body updates; without it, creates.
+    let (st, upd) = s
+        .post("SMS_Package", json!({"PackageID": pkg, "Name": "renamed"}))
+        .await;
+    assert_eq!((st, upd["Name"].clone()), (StatusCode::OK, json!("renamed")), "{upd}");
+    assert_eq!(s.list("SMS_Package").await.len(), 2, "an update, not a third package");
+    // DELETE answers 204, no body.
+    let r = s
+        .http
+        .delete(format!("{}/AdminService/wmi/SMS_Package('{pkg}')", s.url))
+        .bearer_auth(&s.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    assert!(r.text().await.unwrap().is_empty());
 }

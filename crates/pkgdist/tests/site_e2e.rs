@@ -71,7 +71,8 @@ fn os_install_package_refreshed_twice_over_http() {
             wmi(&format!("SMS_OperatingSystemInstallPackage('{id}')")),
             None,
         )
-        .1
+        .1["value"][0]
+            .clone()
     };
     assert_eq!(get()["SourceVersion"], 1);
     assert_eq!(get()["PackageType"], 259);
@@ -85,7 +86,7 @@ fn os_install_package_refreshed_twice_over_http() {
             )),
             None,
         );
-        assert_eq!((st, r["ReturnValue"].clone()), (200, json!(0)), "{r}");
+        assert_eq!((st, r["ReturnValue"].clone()), (201, json!(0)), "{r}");
         assert_eq!(
             get()["SourceVersion"],
             version,
