@@ -501,7 +501,8 @@ impl Parser<'_> {
                 Ok(Operand::Literal(l))
             }
             Tok::Ident(w) if self.tokens.get(self.pos + 1).is_some_and(|n| n.tok == Tok::Open) => {
-                let func = w.clone();
+                // Function names in any case: clients send `startsWith` as well.
+                let func = w.to_ascii_lowercase();
                 self.pos += 2;
                 let out = match func.as_str() {
                     "startswith" | "endswith" | "contains" => {

@@ -19,6 +19,7 @@
 //! Every request is authenticated by a bearer token; read-only tokens may only GET.
 
 use std::collections::HashMap;
+use std::net::SocketAddr;
 
 use axum::Router;
 use axum::body::Bytes;
@@ -84,14 +85,62 @@ fn wmi_path(path: Result<Path<String>, PathRejection>) -> ApiResult<String> {
         .map_err(|e| ApiError::new(ErrorKind::MalformedKey, format!("cannot decode the path: {e}")))
 }
 
-async fn authenticate(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    let Some(token) = pkgdist_node::util::bearer(req.headers()) else {
-        return ApiError::new(
+/// The token a request presents: `Authorization: Bearer <token>`, or HTTP Basic with the
+/// token as the password (what PowerShell's `Invoke-RestMethod -Credential` sends; the user
+/// name is not used). Basic sends the token as it is on every request, so it is taken only
+/// from a client on this machine (loopback) until the site speaks TLS.
+fn presented_token(headers: &HeaderMap, peer: Option<SocketAddr>) -> ApiResult<String> {
+    if let Some(t) = pkgdist_node::util::bearer(headers) {
+        return Ok(t.to_owned());
+    }
+    let basic = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("basic"))
+        .map(|(_, b)| b.trim());
+    let Some(encoded) = basic else {
+        return Err(ApiError::new(
             ErrorKind::Unauthenticated,
-            "no bearer token: send Authorization: Bearer <token>",
-        )
-        .into_response();
+            "no credentials: send Authorization: Bearer <token> (or HTTP Basic with the token as the password)",
+        ));
     };
+    if !peer.is_some_and(|p| p.ip().is_loopback()) {
+        return Err(ApiError::new(
+            ErrorKind::Unauthenticated,
+            "HTTP Basic is taken only from this machine (loopback) while the site does not speak TLS: send Authorization: Bearer <token>",
+        ));
+    }
+    use base64::Engine as _;
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(encoded)
+        .ok()
+        .and_then(|b| String::from_utf8(b).ok())
+        .ok_or_else(|| {
+            ApiError::new(
+                ErrorKind::Unauthenticated,
+                "the HTTP Basic credentials are not valid base64 text",
+            )
+        })?;
+    match decoded.split_once(':') {
+        Some((_, password)) if !password.is_empty() => Ok(password.to_owned()),
+        _ => Err(ApiError::new(
+            ErrorKind::Unauthenticated,
+            "HTTP Basic needs the token as the password (any user name)",
+        )),
+    }
+}
+
+async fn authenticate(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let peer = req
+        .extensions()
+        .get::<axum::extract::ConnectInfo<SocketAddr>>()
+        .map(|c| c.0);
+    let token = match presented_token(req.headers(), peer) {
+        Ok(t) => t,
+        Err(e) => return e.into_response(),
+    };
+    let token = token.as_str();
     let row = match state.db.token_by_hash(&auth::hash(token)).await {
         Ok(Some(row)) => row,
         Ok(None) => {
@@ -703,6 +752,27 @@ async fn delete_handler(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn basic_credentials_only_from_loopback() {
+        use base64::Engine as _;
+        let mut h = HeaderMap::new();
+        let basic = base64::engine::general_purpose::STANDARD.encode("admin:pkgd_x");
+        h.insert(header::AUTHORIZATION, format!("Basic {basic}").parse().unwrap());
+        let local: SocketAddr = "127.0.0.1:5000".parse().unwrap();
+        let remote: SocketAddr = "192.0.2.7:5000".parse().unwrap();
+        assert_eq!(presented_token(&h, Some(local)).unwrap(), "pkgd_x");
+        let refused = presented_token(&h, Some(remote)).unwrap_err();
+        assert_eq!(refused.kind, ErrorKind::Unauthenticated);
+        assert!(refused.message.contains("loopback"), "{}", refused.message);
+        assert!(presented_token(&h, None).is_err(), "no peer known: not loopback");
+        // A bearer token is taken from anywhere (TLS is the listener's business).
+        h.insert(header::AUTHORIZATION, "Bearer pkgd_y".parse().unwrap());
+        assert_eq!(presented_token(&h, Some(remote)).unwrap(), "pkgd_y");
+        let empty = base64::engine::general_purpose::STANDARD.encode("admin:");
+        h.insert(header::AUTHORIZATION, format!("Basic {empty}").parse().unwrap());
+        assert!(presented_token(&h, Some(local)).is_err());
+    }
 
     #[test]
     fn targets() {

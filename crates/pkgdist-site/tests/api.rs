@@ -1974,6 +1974,10 @@ async fn compatibility_envelopes_and_keys() {
     assert_eq!(st, StatusCode::OK, "{body}");
     let v: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(v["value"].as_array().unwrap().len(), 1, "{v}");
+    // As the AdminService documentation writes it, and in camelCase.
+    let (_, body) = raw("SMS_Package?$filter=startsWith(Name,'comp')%20eq%20true".into()).await;
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["value"].as_array().map(Vec::len), Some(1), "{v}");
     let (_, body) = raw("SMS_Package?%24filter=Name+eq+%27other%27".into()).await;
     let v: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(v["value"][0]["Name"], "other", "{v}");
@@ -2016,6 +2020,27 @@ async fn compatibility_envelopes_and_keys() {
         .await;
     assert_eq!((st, upd["Name"].clone()), (StatusCode::OK, json!("renamed")), "{upd}");
     assert_eq!(s.list("SMS_Package").await.len(), 2, "an update, not a third package");
+    // HTTP Basic with the token as the password (PowerShell's -Credential), from loopback;
+    // a 401 offers it beside Bearer.
+    let r = s
+        .http
+        .get(format!("{}/AdminService/wmi/SMS_Package", s.url))
+        .basic_auth("admin", Some(&s.token))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let r = s
+        .http
+        .get(format!("{}/AdminService/wmi/SMS_Package", s.url))
+        .basic_auth("admin", Some("pkgd_wrong"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    let offered = r.headers()["www-authenticate"].to_str().unwrap().to_owned();
+    assert!(offered.contains("Bearer") && offered.contains("Basic"), "{offered}");
+
     // DELETE answers 204, no body.
     let r = s
         .http
