@@ -2,6 +2,7 @@
 //!
 //! ```text
 //! GET    /AdminService/wmi/                             service document (the classes)
+//! GET    /AdminService/wmi/$metadata                    the CSDL XML (`metadata.rs`)
 //! GET    /AdminService/wmi/<Class>[?$filter=…&$select=…&$orderby=…&$top=…&$skip=…]
 //! GET    /AdminService/wmi/<Class>/$count[?$filter=…]   the number, as text
 //! GET    /AdminService/wmi/<Class>(<key>)               {"@odata.context", "value": [entity]}
@@ -494,6 +495,9 @@ async fn get_handler(
     Query(q): Query<HashMap<String, String>>,
 ) -> ApiResult<Response> {
     let path = wmi_path(path)?;
+    if path == "$metadata" {
+        return Ok(([(header::CONTENT_TYPE, "application/xml")], crate::metadata::document()).into_response());
+    }
     match parse_target(&path)? {
         Target::Class(name) => {
             let class = class_def(&name)?;

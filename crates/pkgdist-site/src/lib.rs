@@ -15,6 +15,7 @@ pub mod distmgr;
 pub mod error;
 mod hierarchy;
 pub mod link;
+pub mod metadata;
 mod node;
 pub mod openapi;
 mod ops;

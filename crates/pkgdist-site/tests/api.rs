@@ -2052,3 +2052,71 @@ async fn compatibility_envelopes_and_keys() {
     assert_eq!(r.status(), StatusCode::NO_CONTENT);
     assert!(r.text().await.unwrap().is_empty());
 }
+
+/// `$metadata` is CSDL XML describing every class of the catalog (key, properties with EDM
+/// types) and every method as a bound action, parsed here with an XML parser that knows
+/// nothing of pkgdist.
+#[tokio::test]
+async fn metadata_describes_every_class_and_method() {
+    let s = start().await;
+    let r = s
+        .http
+        .get(format!("{}/AdminService/wmi/$metadata", s.url))
+        .bearer_auth(&s.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert!(r.headers()["content-type"].to_str().unwrap().contains("xml"));
+    let text = r.text().await.unwrap();
+    let doc = roxmltree::Document::parse(&text).unwrap();
+    let edm = "http://docs.oasis-open.org/odata/ns/edm";
+    let root = doc.root_element();
+    assert_eq!(
+        (root.tag_name().name(), root.attribute("Version")),
+        ("Edmx", Some("4.0"))
+    );
+    let schema = doc.descendants().find(|n| n.has_tag_name((edm, "Schema"))).unwrap();
+    assert_eq!(schema.attribute("Namespace"), Some("AdminService"));
+    let children = |tag: &'static str| schema.children().filter(move |n| n.has_tag_name((edm, tag)));
+    let sets: Vec<&str> = doc
+        .descendants()
+        .filter(|n| n.has_tag_name((edm, "EntitySet")))
+        .filter_map(|n| n.attribute("Name"))
+        .collect();
+    for class in pkgdist_proto::catalog::CLASSES {
+        let ty = children("EntityType")
+            .find(|n| n.attribute("Name") == Some(class.name))
+            .unwrap_or_else(|| panic!("no entity type {}", class.name));
+        let keys: Vec<&str> = ty
+            .descendants()
+            .filter(|n| n.has_tag_name((edm, "PropertyRef")))
+            .filter_map(|n| n.attribute("Name"))
+            .collect();
+        assert_eq!(keys, class.key, "{}", class.name);
+        let props: Vec<&str> = ty
+            .children()
+            .filter(|n| n.has_tag_name((edm, "Property")))
+            .filter_map(|n| n.attribute("Name"))
+            .collect();
+        let want: Vec<&str> = class.props.iter().map(|p| p.name).collect();
+        assert_eq!(props, want, "{}", class.name);
+        assert_eq!(sets.contains(&class.name), !class.key.is_empty(), "{}", class.name);
+        for m in class.methods {
+            let binding = if m.instance {
+                format!("AdminService.{}", class.name)
+            } else {
+                format!("Collection(AdminService.{})", class.name)
+            };
+            let found = children("Action").any(|a| {
+                a.attribute("Name") == Some(m.name)
+                    && a.children().any(|p| {
+                        p.has_tag_name((edm, "Parameter"))
+                            && p.attribute("Name") == Some("bindingParameter")
+                            && p.attribute("Type") == Some(binding.as_str())
+                    })
+            });
+            assert!(found, "{}.{} is not an action bound to {binding}", class.name, m.name);
+        }
+    }
+}
