@@ -599,6 +599,33 @@ impl Db {
         .await?)
     }
 
+    /// How many per-package and per-DP state counts (migration 0008) differ from a recount
+    /// of the rows: 0 unless the triggers are wrong. For tests and `bench/scale`; it reads
+    /// every row.
+    pub async fn state_counts_drift(&self) -> Result<i64> {
+        const KINDS: &str = "COUNT(r.state) AS targeted,
+            COALESCE(SUM(CASE WHEN r.state = 0 THEN 1 ELSE 0 END), 0) AS installed,
+            COALESCE(SUM(CASE WHEN r.state IN (1, 4, 7, 8) THEN 1 ELSE 0 END), 0) AS in_progress,
+            COALESCE(SUM(CASE WHEN r.state IN (2, 5) THEN 1 ELSE 0 END), 0) AS retrying,
+            COALESCE(SUM(CASE WHEN r.state IN (3, 6) THEN 1 ELSE 0 END), 0) AS failed";
+        const SAME: &str = "c.targeted = x.targeted AND c.installed = x.installed AND c.in_progress = x.in_progress
+            AND c.retrying = x.retrying AND c.failed = x.failed";
+        let sql = format!(
+            "SELECT (SELECT COUNT(*) FROM (SELECT p.package_id, {KINDS} FROM packages p
+                        LEFT JOIN package_dps r ON r.package_id = p.package_id GROUP BY p.package_id) x
+                     LEFT JOIN package_state_counts c ON c.package_id = x.package_id
+                     WHERE c.package_id IS NULL OR NOT ({SAME}))
+                  + (SELECT COUNT(*) FROM (SELECT d.nal_path, {KINDS} FROM distribution_points d
+                        LEFT JOIN package_dps r ON r.nal_path = d.nal_path GROUP BY d.nal_path) x
+                     LEFT JOIN dp_state_counts c ON c.nal_path = x.nal_path
+                     WHERE c.nal_path IS NULL OR NOT ({SAME}))"
+        );
+        // Only the constants above are formatted in.
+        Ok(sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+            .fetch_one(&self.pool)
+            .await?)
+    }
+
     pub async fn group_members(&self) -> Result<Vec<GroupMemberRow>> {
         Ok(
             sqlx::query_as("SELECT * FROM dp_group_members ORDER BY group_id, nal_path")

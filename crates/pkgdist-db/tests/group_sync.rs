@@ -1,7 +1,8 @@
 //! The per-group count of members in sync (migration 0006's triggers) against a count made
 //! from scratch: random sequences of everything that moves it — members joining and leaving,
 //! packages added to and removed from groups, rows targeted, installed, refreshed, removed,
-//! DPs and packages deleted — on SQLite and PostgreSQL, with no drift after any step.
+//! DPs and packages deleted — on SQLite and PostgreSQL, with no drift after any step. The
+//! per-package and per-DP state counts (migration 0008) are held to a recount the same way.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -239,6 +240,12 @@ fn check(db: &Db, rt: &tokio::runtime::Runtime, cases: u32) {
                     if drift != 0 {
                         return Err(TestCaseError::fail(format!(
                             "{drift} counts wrong after step {i}: {op:?}"
+                        )));
+                    }
+                    let drift = db.state_counts_drift().await.unwrap();
+                    if drift != 0 {
+                        return Err(TestCaseError::fail(format!(
+                            "{drift} per-package or per-DP state counts wrong after step {i}: {op:?}"
                         )));
                     }
                 }

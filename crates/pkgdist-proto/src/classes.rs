@@ -251,6 +251,60 @@ pub struct PackageStatusDetailSummarizer {
     pub summary_date: Option<String>,
 }
 
+/// `SMS_PackageStatusRootSummarizer`.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct PackageStatusRootSummarizer {
+    #[serde(rename = "PackageID")]
+    pub package_id: String,
+    #[serde(rename = "Name")]
+    pub name: String,
+    #[serde(rename = "SourceVersion")]
+    pub source_version: i64,
+    #[serde(rename = "SourceDate")]
+    pub source_date: Option<String>,
+    #[serde(rename = "SourceSite")]
+    pub source_site: String,
+    #[serde(rename = "SourceSize")]
+    pub source_size: i64,
+    #[serde(rename = "SourceCompressedSize")]
+    pub source_compressed_size: i64,
+    #[serde(rename = "Targeted")]
+    pub targeted: i64,
+    #[serde(rename = "Installed")]
+    pub installed: i64,
+    #[serde(rename = "Retrying")]
+    pub retrying: i64,
+    #[serde(rename = "Failed")]
+    pub failed: i64,
+}
+
+/// `SMS_DPStatusInfo`.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct DpStatusInfo {
+    #[serde(rename = "NALPath")]
+    pub nal_path: String,
+    #[serde(rename = "Name")]
+    pub name: String,
+    #[serde(rename = "SiteCode")]
+    pub site_code: String,
+    #[serde(rename = "IsPullDP")]
+    pub is_pull_dp: bool,
+    #[serde(rename = "IsPXE")]
+    pub is_pxe: bool,
+    #[serde(rename = "IsMulticast")]
+    pub is_multicast: bool,
+    #[serde(rename = "NumberInstalled")]
+    pub number_installed: i64,
+    #[serde(rename = "NumberInProgress")]
+    pub number_in_progress: i64,
+    #[serde(rename = "NumberErrors")]
+    pub number_errors: i64,
+    #[serde(rename = "NumberUnknown")]
+    pub number_unknown: i64,
+}
+
 /// `SMS_DistributionDPStatus`.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(default)]
@@ -398,6 +452,11 @@ pub fn property_names() -> Vec<(&'static str, Vec<String>)> {
             "SMS_PackageStatusDetailSummarizer",
             names::<PackageStatusDetailSummarizer>(&[]),
         ),
+        (
+            "SMS_PackageStatusRootSummarizer",
+            names::<PackageStatusRootSummarizer>(&[]),
+        ),
+        ("SMS_DPStatusInfo", names::<DpStatusInfo>(&[])),
         ("SMS_DistributionDPStatus", names::<DistributionDpStatus>(&[])),
         ("SMS_Site", names::<Site>(&["EnrollmentToken"])),
         ("PKGDIST_SiteContent", names::<SiteContent>(&[])),

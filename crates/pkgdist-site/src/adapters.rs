@@ -117,6 +117,8 @@ pub fn adapter(class: ClassId) -> Adapter {
         | ClassId::GroupContent
         | ClassId::DistPointsSummarizer
         | ClassId::DetailSummarizer
+        | ClassId::RootSummarizer
+        | ClassId::DpStatusInfo
         | ClassId::DpStatus
         | ClassId::SiteContent => READ_ONLY,
     }

@@ -49,6 +49,8 @@ pub enum ClassId {
     GroupContent,
     DistPointsSummarizer,
     DetailSummarizer,
+    RootSummarizer,
+    DpStatusInfo,
     DpStatus,
     ScheduleMethods,
     Site,
@@ -58,7 +60,7 @@ pub enum ClassId {
 }
 
 impl ClassId {
-    const NAMED: [(&'static str, ClassId); 14] = [
+    const NAMED: [(&'static str, ClassId); 16] = [
         ("SMS_PackageBaseclass", ClassId::PackageBase),
         ("SMS_DistributionPointInfo", ClassId::DistributionPointInfo),
         ("SMS_DistributionPoint", ClassId::DistributionPoint),
@@ -67,6 +69,8 @@ impl ClassId {
         ("SMS_DPGroupContentInfo", ClassId::GroupContent),
         ("SMS_PackageStatusDistPointsSummarizer", ClassId::DistPointsSummarizer),
         ("SMS_PackageStatusDetailSummarizer", ClassId::DetailSummarizer),
+        ("SMS_PackageStatusRootSummarizer", ClassId::RootSummarizer),
+        ("SMS_DPStatusInfo", ClassId::DpStatusInfo),
         ("SMS_DistributionDPStatus", ClassId::DpStatus),
         ("SMS_ScheduleMethods", ClassId::ScheduleMethods),
         ("SMS_Site", ClassId::Site),
@@ -351,6 +355,52 @@ fn detail_summarizer() -> View {
     }
 }
 
+/// Per package, from the counts migration 0008's triggers keep: one row read per package.
+fn root_summarizer() -> View {
+    View {
+        from: "packages q JOIN package_state_counts c ON c.package_id = q.package_id".into(),
+        base: None,
+        columns: vec![
+            text("PackageID", "q.package_id").upper(),
+            text("Name", "q.name"),
+            int("SourceVersion", "q.source_version"),
+            text("SourceDate", "q.source_date").nullable(),
+            text("SourceSite", "q.source_site").upper(),
+            int("SourceSize", "q.package_size"),
+            int("SourceCompressedSize", "q.package_size"),
+            int("Targeted", "c.targeted"),
+            int("Installed", "c.installed"),
+            int("Retrying", "c.retrying"),
+            int("Failed", "c.failed"),
+        ],
+        order: vec!["PackageID"],
+    }
+}
+
+/// Per DP, from the counts migration 0008's triggers keep.
+fn dp_status_info() -> View {
+    View {
+        from: "distribution_points d JOIN dp_state_counts c ON c.nal_path = d.nal_path".into(),
+        base: None,
+        columns: vec![
+            text("NALPath", "d.nal_path"),
+            text("Name", "d.name"),
+            text("SiteCode", "d.site_code").upper(),
+            boolean("IsPullDP", "d.is_pull"),
+            boolean("IsPXE", "0"),
+            boolean("IsMulticast", "0"),
+            int("NumberInstalled", "c.installed"),
+            int("NumberInProgress", "c.in_progress + c.retrying"),
+            int("NumberErrors", "c.failed"),
+            int(
+                "NumberUnknown",
+                "c.targeted - c.installed - c.in_progress - c.retrying - c.failed",
+            ),
+        ],
+        order: vec!["NALPath"],
+    }
+}
+
 fn dp_status() -> View {
     View {
         from: "status_messages m LEFT JOIN packages p ON p.package_id = m.package_id
@@ -431,6 +481,8 @@ fn reader(retry_count: u32, class: ClassId) -> Reader {
         ClassId::DistributionPoint => sql(package_on_dp()),
         ClassId::DistPointsSummarizer => sql(dist_points_summarizer(retry_count)),
         ClassId::DetailSummarizer => sql(detail_summarizer()),
+        ClassId::RootSummarizer => sql(root_summarizer()),
+        ClassId::DpStatusInfo => sql(dp_status_info()),
         ClassId::DpStatus => sql(dp_status()),
         ClassId::SiteContent => sql(site_content()),
         ClassId::AdminToken => sql(tokens()),

@@ -941,6 +941,8 @@ async fn every_class_reads_into_its_struct() {
             "SMS_PackageStatusDistPointsSummarizer" => strict::<PackageStatusDistPointsSummarizer>(class, rows),
             "SMS_PackageStatusDetailSummarizer" => strict::<PackageStatusDetailSummarizer>(class, rows),
             "SMS_DistributionDPStatus" => strict::<DistributionDpStatus>(class, rows),
+            "SMS_PackageStatusRootSummarizer" => strict::<PackageStatusRootSummarizer>(class, rows),
+            "SMS_DPStatusInfo" => strict::<DpStatusInfo>(class, rows),
             "SMS_Site" => strict::<Site>(class, rows),
             "PKGDIST_SiteContent" => strict::<SiteContent>(class, rows),
             "PKGDIST_DistributionSettings" => strict::<DistributionSettings>(class, rows),
@@ -2119,4 +2121,71 @@ async fn metadata_describes_every_class_and_method() {
             assert!(found, "{}.{} is not an action bound to {binding}", class.name, m.name);
         }
     }
+}
+
+/// The per-package and per-DP summaries scripts and consoles read (`SMS_PackageStatusRootSummarizer`,
+/// `SMS_DPStatusInfo`) follow the rows: targeting, a failure, a removal.
+#[tokio::test]
+async fn root_summarizer_and_dp_status_info_follow_the_rows() {
+    let s = start().await;
+    let pkg = s.package("SMS_Package", "summed").await;
+    let (dp1, dp2) = (s.dp("dp1").await, s.dp("dp2").await);
+    let root = || async { s.get(&format!("SMS_PackageStatusRootSummarizer('{pkg}')")).await.1 };
+    let s = &s;
+    let info = |nal: String| async move { s.get(&format!("SMS_DPStatusInfo{}", key(&nal))).await.1 };
+    let r = root().await;
+    assert_eq!(
+        (r["Targeted"].clone(), r["Installed"].clone()),
+        (json!(0), json!(0)),
+        "{r}"
+    );
+    assert_eq!(
+        (r["SourceVersion"].clone(), r["SourceSite"].clone()),
+        (json!(1), json!("PS1"))
+    );
+    let (st, _) = s
+        .post(
+            &format!("SMS_Package{}/AdminService.AddDistributionPoints", key(&pkg)),
+            json!({"SiteCode": ["PS1", "PS1"], "NALPath": [dp1, dp2]}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED);
+    let r = root().await;
+    assert_eq!(
+        (r["Targeted"].clone(), r["Installed"].clone()),
+        (json!(2), json!(0)),
+        "{r}"
+    );
+    let d = info(dp1.clone()).await;
+    assert_eq!(
+        (
+            d["NumberInProgress"].clone(),
+            d["NumberInstalled"].clone(),
+            d["IsPullDP"].clone()
+        ),
+        (json!(1), json!(0), json!(false)),
+        "{d}"
+    );
+    // Cancelling one makes it failed; deleting its row (removal queued) keeps it counted until
+    // the DP has released the content.
+    let p = json!({"PackageID": pkg, "NALPath": dp1});
+    let (st, _) = s.post("SMS_DistributionPoint.CancelDistribution", p).await;
+    assert_eq!(st, StatusCode::CREATED);
+    let r = root().await;
+    assert_eq!(
+        (r["Targeted"].clone(), r["Failed"].clone()),
+        (json!(2), json!(1)),
+        "{r}"
+    );
+    assert_eq!(info(dp1.clone()).await["NumberErrors"], json!(1));
+    // Filters and $count run on the kept counts.
+    let failing = s.list("SMS_PackageStatusRootSummarizer?$filter=Failed%20gt%200").await;
+    assert_eq!(failing.len(), 1);
+    let busy = s.list("SMS_DPStatusInfo?$filter=NumberInProgress%20gt%200").await;
+    assert_eq!(busy.len(), 1, "{busy:?}");
+    assert_eq!(busy[0]["NALPath"], json!(dp2));
+    // A DP deleted takes its rows out of the package's counts.
+    let (st, _) = s.delete(&format!("SMS_DistributionPointInfo{}", key(&dp2))).await;
+    assert_eq!(st, StatusCode::NO_CONTENT);
+    assert_eq!(root().await["Targeted"], json!(1));
 }
