@@ -38,18 +38,6 @@ async fn start() -> Site {
     }
 }
 
-/// The entity of a GET by key (`v.value[0]`); anything else as it is.
-fn entity(path: &str, v: Value) -> Value {
-    let keyed = path
-        .split('?')
-        .next()
-        .is_some_and(|p| p.contains('(') || p.contains("%28"));
-    match v.get("value").and_then(Value::as_array) {
-        Some(a) if keyed && a.len() == 1 => a[0].clone(),
-        _ => v,
-    }
-}
-
 impl Site {
     async fn req(
         &self,
@@ -78,7 +66,7 @@ impl Site {
         let (st, v) = self
             .req(reqwest::Method::GET, path, None, Some(&self.token.clone()))
             .await;
-        (st, entity(path, v))
+        (st, pkgdist_testkit::wmi::entity(path, v))
     }
     async fn post(&self, path: &str, body: Value) -> (StatusCode, Value) {
         self.req(reqwest::Method::POST, path, Some(body), Some(&self.token.clone()))

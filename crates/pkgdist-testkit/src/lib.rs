@@ -5,3 +5,4 @@ pub mod damage;
 pub mod generate;
 pub mod postgres;
 pub mod process;
+pub mod wmi;

@@ -126,14 +126,7 @@ impl Site {
         );
         assert_eq!(status, 200, "{path}: {v}");
         // An instance comes as a collection of one, as on the real route.
-        let keyed = path
-            .split('?')
-            .next()
-            .is_some_and(|p| p.contains('(') || p.contains("%28"));
-        match v.get("value").and_then(Value::as_array) {
-            Some(a) if keyed && a.len() == 1 => a[0].clone(),
-            _ => v,
-        }
+        pkgdist_testkit::wmi::entity(path, v)
     }
 
     /// Registers a DP and starts it; returns the running DP.
