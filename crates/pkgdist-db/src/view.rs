@@ -440,6 +440,25 @@ fn statement(
     query: &Query,
     exact: &[(&str, &str)],
 ) -> std::result::Result<(String, Vec<Arg>), NotQueryable> {
+    shaped(dialect, view, query, exact, Shape::Rows)
+}
+
+/// What a statement answers.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Shape {
+    /// The instances, in order, `$top`/`$skip` applied.
+    Rows,
+    /// How many instances the conditions select: no columns, no order.
+    Count,
+}
+
+fn shaped(
+    dialect: Dialect,
+    view: &View,
+    query: &Query,
+    exact: &[(&str, &str)],
+    shape: Shape,
+) -> std::result::Result<(String, Vec<Arg>), NotQueryable> {
     let mut s = Sql::new(dialect);
     let mut conds: Vec<String> = view.base.iter().cloned().collect();
     for (prop, value) in exact {
@@ -459,6 +478,13 @@ fn statement(
     }
     if let Some(f) = &query.filter {
         conds.push(s.condition(view, f)?);
+    }
+    if shape == Shape::Count {
+        let mut sql = format!("SELECT COUNT(*) FROM {}", view.from);
+        if !conds.is_empty() {
+            let _ = write!(sql, " WHERE {}", conds.join(" AND "));
+        }
+        return Ok(compact(&sql, s.args));
     }
     let mut order = Vec::new();
     for k in &query.order_by {
@@ -634,17 +660,8 @@ impl Db {
     /// How many instances of `view` `query`'s filter selects (`$top`, `$skip`, `$orderby` and
     /// `$select` do not count, as in OData's `/$count`).
     pub async fn count(&self, view: &View, query: &Query) -> std::result::Result<u64, ViewError> {
-        let filter_only = Query {
-            filter: query.filter.clone(),
-            select: None,
-            order_by: Vec::new(),
-            top: None,
-            skip: 0,
-        };
-        let (sql, args) = statement(self.dialect, view, &filter_only, &[])?;
-        // The statement is built above from the view and bound parameters only.
-        let counted = format!("SELECT COUNT(*) FROM ({sql}) counted");
-        let n: i64 = bind_all_scalar(sqlx::query_scalar(sqlx::AssertSqlSafe(counted)), args)
+        let (sql, args) = shaped(self.dialect, view, query, &[], Shape::Count)?;
+        let n: i64 = bind_all_scalar(sqlx::query_scalar(sqlx::AssertSqlSafe(sql)), args)
             .fetch_one(&self.pool)
             .await?;
         Ok(u64::try_from(n).unwrap_or(0))

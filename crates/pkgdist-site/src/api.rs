@@ -11,13 +11,17 @@
 //! PUT    /AdminService/wmi/<Class>(<key>)               update: the whole object, as read
 //! DELETE /AdminService/wmi/<Class>(<key>)               204
 //! POST   /AdminService/wmi/<Class>(<key>)/AdminService.<Method>   201, ReturnValue
-//! POST   /AdminService/wmi/<Class>.<Method>             static method (GET too)
+//! POST   /AdminService/wmi/<Class>.<Method>             static method, 201
 //! ```
 //!
 //! `<key>` is `'v'`, a number, or named parts `A='v',B='w'`; `<Class>/<v>` (key as a path
 //! segment) names an instance too. Class and method names, and the `AdminService.` prefix,
 //! match in any case. Every entity carries `@odata.etag` (its key values joined by `;`).
-//! Every request is authenticated by a bearer token; read-only tokens may only GET.
+//! Every request is authenticated by a token: `Authorization: Bearer`, or HTTP Basic with the
+//! token as the password from loopback (and never from a browser's cross-site request);
+//! read-only tokens may only GET. A body that changes something must be JSON
+//! (`Content-Type: application/json`, or none): a browser cannot send that across sites
+//! without asking first, so a page an administrator visits cannot forge a change.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -106,10 +110,23 @@ fn presented_token(headers: &HeaderMap, peer: Option<SocketAddr>) -> ApiResult<S
             "no credentials: send Authorization: Bearer <token> (or HTTP Basic with the token as the password)",
         ));
     };
-    if !peer.is_some_and(|p| p.ip().is_loopback()) {
+    if !peer.is_some_and(|p| p.ip().to_canonical().is_loopback()) {
         return Err(ApiError::new(
             ErrorKind::Unauthenticated,
             "HTTP Basic is taken only from this machine (loopback) while the site does not speak TLS: send Authorization: Bearer <token>",
+        ));
+    }
+    // A browser that has learnt the credentials sends them on every request to the site,
+    // including ones other pages make it send: those say where they come from.
+    let from_page = headers.contains_key(header::ORIGIN)
+        || headers
+            .get("sec-fetch-site")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v != "none");
+    if from_page {
+        return Err(ApiError::new(
+            ErrorKind::Unauthenticated,
+            "HTTP Basic is not taken from requests a web page makes: send Authorization: Bearer <token>",
         ));
     }
     use base64::Engine as _;
@@ -132,6 +149,19 @@ fn presented_token(headers: &HeaderMap, peer: Option<SocketAddr>) -> ApiResult<S
     }
 }
 
+/// The content type of a request that changes something and does not say JSON. Such bodies
+/// are refused: HTML forms send `text/plain` and the other simple types across sites without
+/// asking, JSON they cannot.
+fn non_json_body(req: &Request) -> Option<String> {
+    if matches!(*req.method(), Method::GET | Method::HEAD) {
+        return None;
+    }
+    let ct = req.headers().get(header::CONTENT_TYPE)?;
+    let text = ct.to_str().unwrap_or("(not text)");
+    let essence = text.split(';').next().unwrap_or_default().trim();
+    (!essence.eq_ignore_ascii_case("application/json")).then(|| text.to_owned())
+}
+
 async fn authenticate(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let peer = req
         .extensions()
@@ -150,6 +180,13 @@ async fn authenticate(State(state): State<AppState>, req: Request, next: Next) -
         Err(e) => return ApiError::from(e).into_response(),
     };
     let role = Role::parse(&row.role).unwrap_or(Role::ReadOnlyAnalyst);
+    if let Some(bad) = non_json_body(&req) {
+        return ApiError::new(
+            ErrorKind::MalformedBody,
+            format!("the body is {bad:?}: send it as application/json"),
+        )
+        .into_response();
+    }
     if role == Role::ReadOnlyAnalyst && !matches!(*req.method(), Method::GET | Method::HEAD) {
         return ApiError::new(
             ErrorKind::Forbidden,
@@ -388,27 +425,59 @@ fn is_also(class: &ClassDef, name: Option<&str>) -> bool {
     name.is_some_and(|n| !class.key.contains(&n) && class.prop(n).is_some())
 }
 
-/// Like [`find`], `None` when no instance has the key.
-async fn find_optional(state: &AppState, class: &'static ClassDef, key: &Key) -> ApiResult<Option<Object>> {
-    match find(state, class, key).await {
-        Ok(o) => Ok(Some(o)),
-        Err(e) if e.kind == ErrorKind::UnknownInstance => Ok(None),
-        Err(e) => Err(e),
-    }
-}
-
 /// A whole object sent back (PUT, or POST with the key): what it says as the instance already
 /// has it is dropped, annotations (`@odata.…`, `__…`) too, so only changes remain — and a
 /// read-only property sent changed is then refused, naming it.
 fn unchanged_removed(class: &ClassDef, current: &Object, body: Map<String, Value>) -> Map<String, Value> {
-    body.into_iter()
-        .filter(|(k, v)| {
-            if k.starts_with('@') || k.starts_with("__") {
-                return false;
+    let changed = |k: &str, v: &Value| match (class.prop(k), current.get(k)) {
+        (None, _) => true,
+        (Some(p), Some(now)) => !same_value(p.ty, now, v),
+        (Some(_), None) => true,
+    };
+    let mut out: Map<String, Value> = body
+        .iter()
+        .filter(|(k, v)| !k.starts_with('@') && !k.starts_with("__") && changed(k, v))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    // Properties that mean something only together go together: a change to one keeps the
+    // others as sent (new ranks for the same sources, a limit in another mode).
+    for group in COUPLED {
+        if group.iter().any(|k| out.contains_key(*k)) {
+            for k in *group {
+                if let Some(v) = body.get(*k) {
+                    out.insert((*k).to_owned(), v.clone());
+                }
             }
-            class.prop(k).is_none() || current.get(k.as_str()) != Some(v)
-        })
-        .collect()
+        }
+    }
+    out
+}
+
+/// Writable properties that are read together: sent whole, they are kept or dropped together.
+const COUPLED: &[&[&str]] = &[
+    &["SourceDistributionPoints", "SourceDPRanks"],
+    &[
+        "RateLimitMode",
+        "RateLimitBytesPerSecond",
+        "PulseBlockSizeKB",
+        "PulseDelaySeconds",
+        "HourlyPercentages",
+    ],
+];
+
+/// Whether a value sent back is the one the instance has: times as instants (a client may
+/// write `…Z` back as `…+00:00`), numbers as numbers (`2.0` is `2`).
+fn same_value(ty: catalog::Ty, now: &Value, sent: &Value) -> bool {
+    match (ty, now, sent) {
+        (catalog::Ty::DateTime, Value::String(a), Value::String(b)) => {
+            match (a.parse::<jiff::Timestamp>(), b.parse::<jiff::Timestamp>()) {
+                (Ok(x), Ok(y)) => x == y,
+                _ => a == b,
+            }
+        }
+        (_, Value::Number(a), Value::Number(b)) => a.as_f64() == b.as_f64(),
+        _ => now == sent,
+    }
 }
 
 /// The query options the API understands; anything else starting with `$` is refused rather
@@ -483,6 +552,7 @@ fn one(headers: &HeaderMap, class: &ClassDef, entity: Object) -> Response {
 async fn service_document(headers: HeaderMap) -> Response {
     let sets: Vec<Value> = catalog::CLASSES
         .iter()
+        .filter(|c| !c.key.is_empty())
         .map(|c| json!({"name": c.name, "kind": "EntitySet", "url": c.name}))
         .collect();
     axum::Json(json!({"@odata.context": format!("{}$metadata", base_url(&headers)), "value": sets})).into_response()
@@ -553,8 +623,10 @@ fn streamed(class: &'static ClassDef, context: &str, rows: pkgdist_db::view::Row
         }
         let mut batch = Vec::with_capacity(ROWS_PER_FRAME);
         if b.rows.recv_many(&mut batch, ROWS_PER_FRAME).await == 0 {
-            // The read stopped without saying it had every row: no `]}`.
-            return None;
+            // The read stopped without saying it had every row (it gave up on a stalled
+            // client, or failed): no `]}`, and the connection is cut rather than ended.
+            b.done = true;
+            return Some((Err(std::io::Error::other("the listing stopped before its end")), b));
         }
         let mut out = Vec::new();
         for item in batch {
@@ -657,8 +729,9 @@ async fn post_handler(
             let class = class_def(&name)?;
             if class.update
                 && let Some(key) = key_in_body(class, &body)
-                && let Some(current) = find_optional(&state, class, &key).await?
             {
+                // The site assigns such keys: one that names nothing cannot be created.
+                let current = find(&state, class, &key).await?;
                 let body = unchanged_removed(class, &current, body);
                 let updated = adapters::update(&state, class, current, body)
                     .await
@@ -804,6 +877,21 @@ mod tests {
         assert_eq!(refused.kind, ErrorKind::Unauthenticated);
         assert!(refused.message.contains("loopback"), "{}", refused.message);
         assert!(presented_token(&h, None).is_err(), "no peer known: not loopback");
+        let mapped: SocketAddr = "[::ffff:127.0.0.1]:5000".parse().unwrap();
+        assert_eq!(
+            presented_token(&h, Some(mapped)).unwrap(),
+            "pkgd_x",
+            "IPv4 loopback on a dual-stack listener"
+        );
+        // Not from a page a browser was made to send, even on this machine.
+        let mut page = h.clone();
+        page.insert(header::ORIGIN, "https://evil.example".parse().unwrap());
+        assert!(presented_token(&page, Some(local)).is_err());
+        let mut page = h.clone();
+        page.insert("sec-fetch-site", "cross-site".parse().unwrap());
+        assert!(presented_token(&page, Some(local)).is_err());
+        page.insert("sec-fetch-site", "none".parse().unwrap());
+        assert!(presented_token(&page, Some(local)).is_ok(), "typed in the address bar");
         // A bearer token is taken from anywhere (TLS is the listener's business).
         h.insert(header::AUTHORIZATION, "Bearer pkgd_y".parse().unwrap());
         assert_eq!(presented_token(&h, Some(remote)).unwrap(), "pkgd_y");

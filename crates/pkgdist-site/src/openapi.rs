@@ -32,6 +32,10 @@ fn class_schema(c: &ClassDef) -> Value {
         }
         props.insert(p.name.into(), s);
     }
+    props.insert(
+        "@odata.etag".into(),
+        json!({"type": "string", "readOnly": true, "description": "The key values joined by ';'."}),
+    );
     json!({"type": "object", "description": c.doc, "properties": props})
 }
 
@@ -70,11 +74,14 @@ fn error_responses() -> Value {
 fn op(summary: String, body: Option<Value>, ok_status: &str, ok_schema: Value) -> Value {
     let mut o = json!({
         "summary": summary,
-        "security": [{"bearer": []}],
+        "security": [{"bearer": []}, {"basic": []}],
         "responses": error_responses(),
     });
-    o["responses"][ok_status] =
-        json!({"description": "Success", "content": {"application/json": {"schema": ok_schema}}});
+    o["responses"][ok_status] = if ok_status == "204" {
+        json!({"description": "Done; no body"})
+    } else {
+        json!({"description": "Success", "content": {"application/json": {"schema": ok_schema}}})
+    };
     if let Some(b) = body {
         o["requestBody"] = json!({"required": true, "content": {"application/json": {"schema": b}}});
     }
@@ -108,6 +115,8 @@ pub fn document() -> Value {
     let mut schemas = Map::new();
     let reference = |name: &str| json!({"$ref": format!("#/components/schemas/{name}")});
     let ok_result = json!({"type": "object", "properties": {"ReturnValue": {"type": "integer", "const": 0}}});
+    // A GET by key answers a collection of one, as the real route does.
+    let list_of = |name: &str| json!({"type": "object", "properties": {"@odata.context": {"type": "string"}, "value": {"type": "array", "items": reference(name)}}});
     let query_params = json!([
         {"name": "$filter", "in": "query", "schema": {"type": "string"}, "description": "eq ne gt ge lt le and or not, startswith/endswith/contains, tolower/toupper"},
         {"name": "$select", "in": "query", "schema": {"type": "string"}},
@@ -117,8 +126,7 @@ pub fn document() -> Value {
     ]);
     for c in CLASSES {
         schemas.insert(c.name.into(), class_schema(c));
-        let list_schema = json!({"type": "object", "properties": {"@odata.context": {"type": "string"}, "value": {"type": "array", "items": reference(c.name)}}});
-        let mut coll = json!({"get": op(format!("List {} instances", c.name), None, "200", list_schema)});
+        let mut coll = json!({"get": op(format!("List {} instances", c.name), None, "200", list_of(c.name))});
         coll["get"]["parameters"] = query_params.clone();
         if c.create {
             coll["post"] = op(
@@ -129,20 +137,42 @@ pub fn document() -> Value {
             );
         }
         paths.insert(format!("/AdminService/wmi/{}", c.name), coll);
+        if !c.key.is_empty() {
+            let mut count = op(
+                format!("How many {} instances $filter selects (text)", c.name),
+                None,
+                "200",
+                json!({"type": "integer"}),
+            );
+            count["parameters"] = json!([query_params[0].clone()]);
+            count["responses"]["200"] =
+                json!({"description": "The number", "content": {"text/plain": {"schema": {"type": "integer"}}}});
+            paths.insert(format!("/AdminService/wmi/{}/$count", c.name), json!({"get": count}));
+        }
         if c.key.is_empty() {
             // A class of static methods only.
         } else {
-            let mut inst = json!({"get": op(format!("Get one {}", c.name), None, "200", reference(c.name))});
+            let mut inst =
+                json!({"get": op(format!("Get one {} (a collection of one)", c.name), None, "200", list_of(c.name))});
             if c.update {
                 inst["patch"] = op(
-                    format!("Change a {}", c.name),
+                    format!("Change a {}: the writable properties given", c.name),
                     Some(write_schema(c, false)),
+                    "200",
+                    reference(c.name),
+                );
+                inst["put"] = op(
+                    format!(
+                        "Change a {}: the whole object as read; unchanged properties are ignored, a changed read-only one is refused",
+                        c.name
+                    ),
+                    Some(class_schema(c)),
                     "200",
                     reference(c.name),
                 );
             }
             if c.delete {
-                inst["delete"] = op(format!("Delete a {}", c.name), None, "200", ok_result.clone());
+                inst["delete"] = op(format!("Delete a {}", c.name), None, "204", Value::Null);
             }
             inst["parameters"] = key_params(c);
             paths.insert(key_path(c), inst);
@@ -160,7 +190,7 @@ pub fn document() -> Value {
             let body =
                 json!({"type": "object", "properties": props, "required": required, "additionalProperties": false});
             let mut item =
-                json!({"post": op(format!("{}.{}: {}", c.name, m.name, m.doc), Some(body), "200", ok_result.clone())});
+                json!({"post": op(format!("{}.{}: {}", c.name, m.name, m.doc), Some(body), "201", ok_result.clone())});
             let path = if m.instance {
                 item["parameters"] = key_params(c);
                 format!("{}/AdminService.{}", key_path(c), m.name)
@@ -170,6 +200,25 @@ pub fn document() -> Value {
             paths.insert(path, item);
         }
     }
+    paths.insert(
+        "/AdminService/wmi/$metadata".into(),
+        json!({"get": {
+            "summary": "The OData v4 service description (CSDL XML), generated from the catalog",
+            "security": [{"bearer": []}, {"basic": []}],
+            "responses": {"200": {"description": "CSDL", "content": {"application/xml": {"schema": {"type": "string"}}}}}
+        }}),
+    );
+    paths.insert(
+        "/AdminService/wmi/".into(),
+        json!({"get": op(
+            "The service document: every class with instances, as an entity set".into(),
+            None,
+            "200",
+            json!({"type": "object", "properties": {"@odata.context": {"type": "string"}, "value": {"type": "array", "items": {
+                "type": "object", "properties": {"name": {"type": "string"}, "kind": {"type": "string"}, "url": {"type": "string"}}
+            }}}}),
+        )}),
+    );
     schemas.insert(
         "ErrorBody".into(),
         json!({
@@ -195,7 +244,10 @@ pub fn document() -> Value {
         "paths": paths,
         "components": {
             "schemas": schemas,
-            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer"},
+                "basic": {"type": "http", "scheme": "basic", "description": "The token as the password (any user name); taken from loopback only"}
+            }
         }
     })
 }

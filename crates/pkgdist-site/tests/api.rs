@@ -2004,6 +2004,32 @@ async fn compatibility_envelopes_and_keys() {
     let refused = put(changed).await;
     assert_error(&refused, 400, "ReadOnlyProperty");
     assert_eq!(refused.1["ExtendedStatus"]["ParameterInfo"], "SourceVersion");
+    // A time sent back in another notation of the same instant is unchanged.
+    let mut same = whole.clone();
+    let date = whole["SourceDate"].as_str().unwrap().replace('Z', "+00:00");
+    same["SourceDate"] = json!(date);
+    same["Priority"] = json!(2.0);
+    let (st, after) = put(same).await;
+    assert_eq!(st, StatusCode::OK, "{after}");
+    // A form a web page submits (text/plain, no preflight) changes nothing.
+    let r = s
+        .http
+        .post(format!("{}/AdminService/wmi/SMS_Package", s.url))
+        .bearer_auth(&s.token)
+        .header("content-type", "text/plain")
+        .body(r#"{"Name": "forged"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(s.list("SMS_Package").await.len(), 2);
+    // A site-assigned key that names nothing cannot be created.
+    assert_error(
+        &s.post("SMS_Package", json!({"PackageID": "PS1FFFFF", "Name": "x"}))
+            .await,
+        404,
+        "UnknownInstance",
+    );
     // POST with the key in the body updates; without it, creates.
     let (st, upd) = s
         .post("SMS_Package", json!({"PackageID": pkg, "Name": "renamed"}))
