@@ -264,22 +264,48 @@ async fn serve(content: Content, pkg: &str, path: &str, method: Method, headers:
     }
 }
 
-/// Streams a verified reader from a blocking thread; at most a few blocks are in flight.
-fn stream(mut reader: pkgdist_content::FileReader) -> Body {
-    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(4);
-    tokio::task::spawn_blocking(move || {
-        let mut buf = vec![0u8; 256 << 10];
+/// How much of a file one read takes (and one body frame carries).
+const BLOCK: usize = 128 << 10;
+
+/// How long a download waits for its client to take the next block before it gives up.
+const CLIENT_STALL: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Streams a verified reader. Each block is read on a blocking thread that is given back as
+/// soon as the block is read: a client that stops reading holds a socket, a task and a block
+/// or two of memory, never a thread (the blocking pool is shared by every download and every
+/// lookup; 512 stalled clients used to empty it and stop the DP serving anyone). A client that
+/// takes nothing for [`CLIENT_STALL`] is dropped.
+fn stream(reader: pkgdist_content::FileReader) -> Body {
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(1);
+    tokio::spawn(async move {
+        let mut reader = reader;
         loop {
-            match std::io::Read::read(&mut reader, &mut buf) {
-                Ok(0) => return,
-                Ok(n) => {
-                    if tx.blocking_send(Ok(Bytes::copy_from_slice(&buf[..n]))).is_err() {
-                        return; // the client went away
-                    }
-                }
+            let read = tokio::task::spawn_blocking(move || {
+                let mut buf = vec![0u8; BLOCK];
+                let got = std::io::Read::read(&mut reader, &mut buf).map(|n| {
+                    buf.truncate(n);
+                    Bytes::from(buf)
+                });
+                (reader, got)
+            })
+            .await;
+            let Ok((back, got)) = read else {
+                return; // the read panicked: the body ends short, and the client sees it
+            };
+            reader = back;
+            let last = match &got {
+                Ok(b) if b.is_empty() => return,
+                Ok(_) => false,
                 Err(e) => {
                     tracing::error!(error = %e, "stopping a download: damaged content");
-                    let _ = tx.blocking_send(Err(e));
+                    true
+                }
+            };
+            match tokio::time::timeout(CLIENT_STALL, tx.send(got)).await {
+                Ok(Ok(())) if !last => {}
+                Ok(Ok(())) | Ok(Err(_)) => return, // done, or the client went away
+                Err(_) => {
+                    tracing::info!("dropping a download whose client stopped reading");
                     return;
                 }
             }

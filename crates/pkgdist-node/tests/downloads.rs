@@ -242,3 +242,49 @@ async fn raw_status(url: &str, path: &str) -> String {
     s.read_to_string(&mut out).await.unwrap();
     out.lines().next().unwrap_or_default().to_owned()
 }
+
+/// Clients that ask for a large file and never read hold no thread: with a blocking pool of 4
+/// threads and 16 such clients, small files are still served at once. (Each stalled download
+/// used to keep a blocking thread until its client read or left.)
+#[test]
+fn stalled_downloads_hold_no_threads() {
+    use std::io::Write as _;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .max_blocking_threads(4)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let dp = start().await;
+        // Larger than what loopback's socket buffers absorb, so the sender has to wait.
+        let src = dp.dir.path().join("big");
+        std::fs::create_dir_all(&src).unwrap();
+        std::fs::write(src.join("os.img"), Rng::new(7).bytes(48 << 20)).unwrap();
+        let lib = dp.lib.clone();
+        tokio::task::spawn_blocking(move || {
+            lib.snapshot(&src, "PS100002.1".parse().unwrap(), &SnapshotOptions::default())
+                .unwrap()
+        })
+        .await
+        .unwrap();
+        let addr = dp.url.trim_start_matches("http://").to_owned();
+        let mut stalled = Vec::new();
+        for _ in 0..16 {
+            let mut s = std::net::TcpStream::connect(&addr).unwrap();
+            s.write_all(b"GET /content/PS100002/os.img HTTP/1.1\r\nHost: dp\r\n\r\n")
+                .unwrap();
+            stalled.push(s);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        let small = format!("{}/content/PS100001/sub%20dir/a%26b.txt", dp.url);
+        for _ in 0..5 {
+            let r = tokio::time::timeout(std::time::Duration::from_secs(10), http().get(&small).send())
+                .await
+                .expect("a small file is served while 16 downloads stall")
+                .unwrap();
+            assert_eq!(r.text().await.unwrap(), "hello");
+        }
+        drop(stalled);
+    });
+}
