@@ -265,7 +265,10 @@ async fn serve(content: Content, pkg: &str, path: &str, method: Method, headers:
 }
 
 /// How much of a file one read takes (and one body frame carries).
-const BLOCK: usize = 128 << 10;
+const BLOCK: usize = 256 << 10;
+
+/// Blocks read ahead of the client: the next reads overlap the sending of the last.
+const AHEAD: usize = 2;
 
 /// How long a download waits for its client to take the next block before it gives up.
 const CLIENT_STALL: std::time::Duration = std::time::Duration::from_secs(60);
@@ -276,7 +279,7 @@ const CLIENT_STALL: std::time::Duration = std::time::Duration::from_secs(60);
 /// lookup; 512 stalled clients used to empty it and stop the DP serving anyone). A client that
 /// takes nothing for [`CLIENT_STALL`] is dropped.
 fn stream(reader: pkgdist_content::FileReader) -> Body {
-    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(1);
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(AHEAD);
     tokio::spawn(async move {
         let mut reader = reader;
         loop {
