@@ -2069,9 +2069,10 @@ async fn compatibility_envelopes_and_keys() {
     assert!(r.text().await.unwrap().is_empty());
 }
 
-/// `$metadata` is CSDL XML describing every class of the catalog (key, properties with EDM
-/// types) and every method as a bound action, parsed here with an XML parser that knows
-/// nothing of pkgdist.
+/// `$metadata` is CSDL XML describing every class of the catalog (key, properties) and every
+/// method as a bound action, as read by the OASIS OData TC's own CSDL reader (npm
+/// `odata-csdl`, strict: anything CSDL 4.0 does not allow fails), which knows nothing of
+/// pkgdist. `scripts/test-deps` installs it.
 #[tokio::test]
 async fn metadata_describes_every_class_and_method() {
     let s = start().await;
@@ -2084,57 +2085,86 @@ async fn metadata_describes_every_class_and_method() {
         .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
     assert!(r.headers()["content-type"].to_str().unwrap().contains("xml"));
-    let text = r.text().await.unwrap();
-    let doc = roxmltree::Document::parse(&text).unwrap();
-    let edm = "http://docs.oasis-open.org/odata/ns/edm";
-    let root = doc.root_element();
-    assert_eq!(
-        (root.tag_name().name(), root.attribute("Version")),
-        ("Edmx", Some("4.0"))
-    );
-    let schema = doc.descendants().find(|n| n.has_tag_name((edm, "Schema"))).unwrap();
-    assert_eq!(schema.attribute("Namespace"), Some("AdminService"));
-    let children = |tag: &'static str| schema.children().filter(move |n| n.has_tag_name((edm, tag)));
-    let sets: Vec<&str> = doc
-        .descendants()
-        .filter(|n| n.has_tag_name((edm, "EntitySet")))
-        .filter_map(|n| n.attribute("Name"))
-        .collect();
+    let csdl = oasis_csdl_json(&r.text().await.unwrap());
+    assert_eq!(csdl["$Version"], "4.0");
+    assert_eq!(csdl["$EntityContainer"], "AdminService.AdminService");
+    let schema = &csdl["AdminService"];
+    let container = &schema["AdminService"];
     for class in pkgdist_proto::catalog::CLASSES {
-        let ty = children("EntityType")
-            .find(|n| n.attribute("Name") == Some(class.name))
-            .unwrap_or_else(|| panic!("no entity type {}", class.name));
-        let keys: Vec<&str> = ty
-            .descendants()
-            .filter(|n| n.has_tag_name((edm, "PropertyRef")))
-            .filter_map(|n| n.attribute("Name"))
+        let ty = &schema[class.name];
+        assert_eq!(ty["$Kind"], "EntityType", "{}: {ty}", class.name);
+        let props: std::collections::BTreeSet<&str> = ty
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .filter(|k| !k.starts_with('$'))
             .collect();
-        assert_eq!(keys, class.key, "{}", class.name);
-        let props: Vec<&str> = ty
-            .children()
-            .filter(|n| n.has_tag_name((edm, "Property")))
-            .filter_map(|n| n.attribute("Name"))
-            .collect();
-        let want: Vec<&str> = class.props.iter().map(|p| p.name).collect();
+        let want: std::collections::BTreeSet<&str> = class.props.iter().map(|p| p.name).collect();
         assert_eq!(props, want, "{}", class.name);
-        assert_eq!(sets.contains(&class.name), !class.key.is_empty(), "{}", class.name);
+        if class.key.is_empty() {
+            // A class of static methods only: no instances, so no key and no entity set.
+            assert_eq!(ty["$Abstract"], true, "{}", class.name);
+            assert!(container.get(class.name).is_none(), "{}", class.name);
+        } else {
+            assert_eq!(ty["$Key"], json!(class.key), "{}", class.name);
+            let set = &container[class.name];
+            assert_eq!(
+                (set["$Collection"].clone(), set["$Type"].clone()),
+                (json!(true), json!(format!("AdminService.{}", class.name))),
+                "{}",
+                class.name
+            );
+        }
         for m in class.methods {
-            let binding = if m.instance {
-                format!("AdminService.{}", class.name)
-            } else {
-                format!("Collection(AdminService.{})", class.name)
-            };
-            let found = children("Action").any(|a| {
-                a.attribute("Name") == Some(m.name)
-                    && a.children().any(|p| {
-                        p.has_tag_name((edm, "Parameter"))
-                            && p.attribute("Name") == Some("bindingParameter")
-                            && p.attribute("Type") == Some(binding.as_str())
-                    })
+            // CSDL JSON writes a collection as `$Collection` beside the element type.
+            let binding = format!("AdminService.{}", class.name);
+            let overloads = schema[m.name].as_array().cloned().unwrap_or_default();
+            let found = overloads.iter().any(|o| {
+                let bound_to = &o["$Parameter"][0];
+                o["$Kind"] == "Action"
+                    && o["$IsBound"] == true
+                    && bound_to["$Name"] == "bindingParameter"
+                    && bound_to["$Type"] == binding.as_str()
+                    && (bound_to["$Collection"] == true) != m.instance
+                    && m.params
+                        .iter()
+                        .all(|p| o["$Parameter"].as_array().unwrap().iter().any(|q| q["$Name"] == p.name))
             });
-            assert!(found, "{}.{} is not an action bound to {binding}", class.name, m.name);
+            let on = if m.instance { "an instance" } else { "the collection" };
+            assert!(
+                found,
+                "{}.{} is not an action bound to {on} of {binding}",
+                class.name, m.name
+            );
         }
     }
+}
+
+/// `xml` as CSDL JSON, read by `tests/csdl/to-json.js` (the OASIS reader, strict).
+fn oasis_csdl_json(xml: &str) -> Value {
+    use std::io::Write as _;
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/csdl");
+    assert!(
+        dir.join("node_modules/odata-csdl").is_dir(),
+        "the OASIS CSDL reader is not installed: run scripts/test-deps (it installs nodejs, npm and the reader)"
+    );
+    let mut child = std::process::Command::new("node")
+        .arg(dir.join("to-json.js"))
+        .current_dir(&dir)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("node is not installed: run scripts/test-deps");
+    child.stdin.take().unwrap().write_all(xml.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "the OASIS CSDL reader refused $metadata: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
 }
 
 /// The per-package and per-DP summaries scripts and consoles read (`SMS_PackageStatusRootSummarizer`,
