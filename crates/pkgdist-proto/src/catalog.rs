@@ -77,6 +77,11 @@ pub struct MethodDef {
     pub name: &'static str,
     /// Called on an instance (`Class('key')/AdminService.M`) or on the class (`Class.M`).
     pub instance: bool,
+    /// Changes nothing (a lookup or a conversion): a static one may also be called with GET,
+    /// parameters in the query string, as the real route allows, and so by a read-only
+    /// analyst. A method that changes anything is POST only, so no link or GET-only proxy
+    /// can trigger it.
+    pub changes_nothing: bool,
     pub params: &'static [Param],
     pub doc: &'static str,
 }
@@ -164,6 +169,14 @@ const PACKAGE_PROPS: &[PropDef] = &[
     rw("Manufacturer", Ty::String, "Publisher."),
     rw("Language", Ty::String, "Language."),
     rw("Description", Ty::String, "Description."),
+    ro(
+        "MIFFilename",
+        Ty::String,
+        "Always empty: pkgdist reads no status MIF files. Driver and BIOS scripts select the MIF properties, so they are here.",
+    ),
+    ro("MIFName", Ty::String, "Always empty (see MIFFilename)."),
+    ro("MIFPublisher", Ty::String, "Always empty (see MIFFilename)."),
+    ro("MIFVersion", Ty::String, "Always empty (see MIFFilename)."),
     rw(
         "PkgSourcePath",
         Ty::String,
@@ -211,12 +224,14 @@ const PACKAGE_METHODS: &[MethodDef] = &[
     MethodDef {
         name: "RefreshPkgSource",
         instance: true,
+        changes_nothing: false,
         params: &[],
         doc: "Re-reads the source, records SourceVersion + 1 and puts every DP of the package to INSTALL_PENDING for it. Returns once the new version is recorded.",
     },
     MethodDef {
         name: "AddDistributionPoints",
         instance: true,
+        changes_nothing: false,
         params: &[
             param("SiteCode", Ty::StringArray, "Site of each DP, in the order of NALPath."),
             param("NALPath", Ty::StringArray, "NAL paths of the DPs."),
@@ -384,6 +399,7 @@ pub const CLASSES: &[ClassDef] = &[
             MethodDef {
                 name: "VerifyPackage",
                 instance: false,
+                changes_nothing: false,
                 params: &[
                     param("PackageID", Ty::String, "The package."),
                     param("NALPath", Ty::String, "The DP."),
@@ -393,6 +409,7 @@ pub const CLASSES: &[ClassDef] = &[
             MethodDef {
                 name: "CancelDistribution",
                 instance: false,
+                changes_nothing: false,
                 params: &[
                     param("PackageID", Ty::String, "The package."),
                     param("NALPath", Ty::String, "The DP."),
@@ -433,6 +450,7 @@ pub const CLASSES: &[ClassDef] = &[
             MethodDef {
                 name: "AddDistributionPoints",
                 instance: true,
+                changes_nothing: false,
                 params: &[
                     param("DPNALPath", Ty::StringArray, "DPs to add."),
                     opt(
@@ -446,6 +464,7 @@ pub const CLASSES: &[ClassDef] = &[
             MethodDef {
                 name: "RemoveDistributionPoints",
                 instance: true,
+                changes_nothing: false,
                 params: &[
                     param("DPNALPath", Ty::StringArray, "DPs to remove."),
                     opt(
@@ -459,12 +478,14 @@ pub const CLASSES: &[ClassDef] = &[
             MethodDef {
                 name: "AddPackages",
                 instance: true,
+                changes_nothing: false,
                 params: &[param("PackageIDs", Ty::StringArray, "Packages to assign.")],
                 doc: "Assigns packages to the group and targets them at every member.",
             },
             MethodDef {
                 name: "RemovePackages",
                 instance: true,
+                changes_nothing: false,
                 params: &[
                     param("PackageIDs", Ty::StringArray, "Packages to unassign."),
                     opt(
@@ -478,12 +499,14 @@ pub const CLASSES: &[ClassDef] = &[
             MethodDef {
                 name: "ReDistributePackage",
                 instance: true,
+                changes_nothing: false,
                 params: &[param("PackageID", Ty::String, "A package assigned to the group.")],
                 doc: "Sends the package again to every member, to leave each with a complete, verified copy. No version bump.",
             },
             MethodDef {
                 name: "RefreshDPGroup",
                 instance: true,
+                changes_nothing: false,
                 params: &[],
                 doc: "Brings every member up to date with every package of the group.",
             },
@@ -664,6 +687,121 @@ pub const CLASSES: &[ClassDef] = &[
                 Ty::UInt32,
                 "Packages in no other count (0 unless a state is new).",
             ),
+            ro(
+                "MessageState",
+                Ty::UInt32,
+                "The DP as a whole: 3 Error when a package is out of retries, else 2 InProgress when one is on its way, else 1 Success.",
+            ),
+            ro(
+                "MessageCount",
+                Ty::UInt32,
+                "Status messages about the DP this site holds (old ones are pruned).",
+            ),
+            ro(
+                "LastStatusTime",
+                Ty::DateTime,
+                "When the DP's latest status message was recorded here (null when none is).",
+            ),
+            ro(
+                "IsDPMonEnabled",
+                Ty::Boolean,
+                "The DP's content is validated on a schedule (ValidationSchedule set).",
+            ),
+        ],
+        create: false,
+        update: false,
+        delete: false,
+        methods: &[],
+    },
+    ClassDef {
+        name: "SMS_ObjectContentInfo",
+        doc: "Per package: where its content is, in counts of DPs (read-only; the console's Content Status; counts kept by the database).",
+        key: &["ObjectID"],
+        props: &[
+            ro("ObjectID", Ty::String, "Key: the PackageID."),
+            ro("PackageID", Ty::String, "The package."),
+            ro("SoftwareName", Ty::String, "Package name."),
+            ro("Description", Ty::String, "Package description."),
+            ro(
+                "ObjectType",
+                Ty::UInt32,
+                "The package's PackageType (0 regular, 3 driver, 4 task sequence, 257 image, 258 boot image, 259 OS install package, …).",
+            ),
+            ro(
+                "ObjectTypeID",
+                Ty::UInt32,
+                "Secured class id (2 SMS_Package, 23 SMS_DriverPackage, …).",
+            ),
+            ro("SourceVersion", Ty::UInt32, "Current version."),
+            ro("SourceSite", Ty::String, "The site that owns the package."),
+            ro("SourceSize", Ty::UInt32, "Size of the package's files, KiB."),
+            ro("DateCreated", Ty::DateTime, "When the package was created."),
+            ro(
+                "LastUpdateDate",
+                Ty::DateTime,
+                "When the current version was read from the source.",
+            ),
+            ro("Targeted", Ty::UInt32, "DPs targeted with the package."),
+            ro("NumberSuccess", Ty::UInt32, "DPs holding it INSTALLED."),
+            ro("NumberInProgress", Ty::UInt32, "DPs it is on its way to, or retrying."),
+            ro("NumberErrors", Ty::UInt32, "DPs out of retries."),
+            ro(
+                "NumberUnknown",
+                Ty::UInt32,
+                "DPs in no other count (0 unless a state is new).",
+            ),
+        ],
+        create: false,
+        update: false,
+        delete: false,
+        methods: &[],
+    },
+    ClassDef {
+        name: "SMS_DPGroupDistributionStatusDetails",
+        doc: "Per DP group, per package of the group, per member DP: where the package is on that DP now, with the latest status message about it (read-only; the console's Distribution Point Group Status). A DP in two groups appears once in each.",
+        key: &["ID"],
+        props: &[
+            ro(
+                "ID",
+                Ty::UInt64,
+                "Key: the latest status message about the package on the DP (StatusMsgID; 0 when this site holds none, as for a row a child site reports).",
+            ),
+            ro("GroupID", Ty::String, "The DP group."),
+            ro("PackageID", Ty::String, "The package."),
+            ro("ObjectID", Ty::String, "The PackageID."),
+            ro("ContentName", Ty::String, "Package name."),
+            ro("ObjectType", Ty::UInt32, "The package's PackageType."),
+            ro("ObjectTypeID", Ty::UInt32, "Secured class id."),
+            ro("DPName", Ty::String, "The DP's name."),
+            ro("DPNALPath", Ty::String, "pkgdist extension: the DP's NAL path."),
+            ro("SiteCode", Ty::String, "The DP's site."),
+            ro(
+                "MessageState",
+                Ty::UInt32,
+                "From the package's state on the DP: 1 Success (INSTALLED), 2 InProgress (pending, updating, validating, retrying), 3 Error (out of retries).",
+            ),
+            ro(
+                "MessageID",
+                Ty::UInt32,
+                "The latest status message's id (2330 distributed, 2357 queued, 2302 failed, …); 0 when none.",
+            ),
+            ro(
+                "MessageSeverity",
+                Ty::UInt32,
+                "The latest status message's severity: 0x40000000 informational, 0xC0000000 error.",
+            ),
+            ro("MessageFullID", Ty::UInt32, "MessageSeverity + MessageID."),
+            ro("StatusMsgID", Ty::UInt64, "As ID."),
+            ro(
+                "StatusTime",
+                Ty::DateTime,
+                "When the package's state on the DP last changed.",
+            ),
+            ro(
+                "Description",
+                Ty::String,
+                "pkgdist extension: what happened last and what to do next.",
+            ),
         ],
         create: false,
         update: false,
@@ -718,6 +856,7 @@ pub const CLASSES: &[ClassDef] = &[
             MethodDef {
                 name: "ReadFromString",
                 instance: false,
+                changes_nothing: true,
                 params: &[param(
                     "StringData",
                     Ty::String,
@@ -728,6 +867,7 @@ pub const CLASSES: &[ClassDef] = &[
             MethodDef {
                 name: "WriteToString",
                 instance: false,
+                changes_nothing: true,
                 params: &[param(
                     "TokenData",
                     Ty::ObjectArray,
@@ -736,6 +876,22 @@ pub const CLASSES: &[ClassDef] = &[
                 doc: "Encodes schedule tokens; answers StringData.",
             },
         ],
+    },
+    ClassDef {
+        name: "SMS_Identification",
+        doc: "The site's identity, by a static method (no instances).",
+        key: &[],
+        props: &[],
+        create: false,
+        update: false,
+        delete: false,
+        methods: &[MethodDef {
+            name: "GetSiteID",
+            instance: false,
+            changes_nothing: true,
+            params: &[],
+            doc: "Answers SiteID: the site's unique ID, a GUID in braces made when the site first started and never changed. POST or GET.",
+        }],
     },
     ClassDef {
         name: "SMS_Site",

@@ -25,6 +25,14 @@ pub struct Package {
     pub version: String,
     #[serde(rename = "Manufacturer")]
     pub manufacturer: String,
+    #[serde(rename = "MIFFilename")]
+    pub mif_filename: String,
+    #[serde(rename = "MIFName")]
+    pub mif_name: String,
+    #[serde(rename = "MIFPublisher")]
+    pub mif_publisher: String,
+    #[serde(rename = "MIFVersion")]
+    pub mif_version: String,
     #[serde(rename = "Language")]
     pub language: String,
     #[serde(rename = "Description")]
@@ -303,6 +311,92 @@ pub struct DpStatusInfo {
     pub number_errors: i64,
     #[serde(rename = "NumberUnknown")]
     pub number_unknown: i64,
+    #[serde(rename = "MessageState")]
+    pub message_state: i64,
+    #[serde(rename = "MessageCount")]
+    pub message_count: i64,
+    #[serde(rename = "LastStatusTime")]
+    pub last_status_time: Option<String>,
+    #[serde(rename = "IsDPMonEnabled")]
+    pub is_dp_mon_enabled: bool,
+}
+
+/// `SMS_ObjectContentInfo`.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ObjectContentInfo {
+    #[serde(rename = "ObjectID")]
+    pub object_id: String,
+    #[serde(rename = "PackageID")]
+    pub package_id: String,
+    #[serde(rename = "SoftwareName")]
+    pub software_name: String,
+    #[serde(rename = "Description")]
+    pub description: String,
+    #[serde(rename = "ObjectType")]
+    pub object_type: i64,
+    #[serde(rename = "ObjectTypeID")]
+    pub object_type_id: i64,
+    #[serde(rename = "SourceVersion")]
+    pub source_version: i64,
+    #[serde(rename = "SourceSite")]
+    pub source_site: String,
+    #[serde(rename = "SourceSize")]
+    pub source_size: i64,
+    #[serde(rename = "DateCreated")]
+    pub date_created: String,
+    #[serde(rename = "LastUpdateDate")]
+    pub last_update_date: Option<String>,
+    #[serde(rename = "Targeted")]
+    pub targeted: i64,
+    #[serde(rename = "NumberSuccess")]
+    pub number_success: i64,
+    #[serde(rename = "NumberInProgress")]
+    pub number_in_progress: i64,
+    #[serde(rename = "NumberErrors")]
+    pub number_errors: i64,
+    #[serde(rename = "NumberUnknown")]
+    pub number_unknown: i64,
+}
+
+/// `SMS_DPGroupDistributionStatusDetails`.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct DpGroupDistributionStatusDetails {
+    #[serde(rename = "ID")]
+    pub id: i64,
+    #[serde(rename = "GroupID")]
+    pub group_id: String,
+    #[serde(rename = "PackageID")]
+    pub package_id: String,
+    #[serde(rename = "ObjectID")]
+    pub object_id: String,
+    #[serde(rename = "ContentName")]
+    pub content_name: String,
+    #[serde(rename = "ObjectType")]
+    pub object_type: i64,
+    #[serde(rename = "ObjectTypeID")]
+    pub object_type_id: i64,
+    #[serde(rename = "DPName")]
+    pub dp_name: String,
+    #[serde(rename = "DPNALPath")]
+    pub dp_nal_path: String,
+    #[serde(rename = "SiteCode")]
+    pub site_code: String,
+    #[serde(rename = "MessageState")]
+    pub message_state: i64,
+    #[serde(rename = "MessageID")]
+    pub message_id: i64,
+    #[serde(rename = "MessageSeverity")]
+    pub message_severity: i64,
+    #[serde(rename = "MessageFullID")]
+    pub message_full_id: i64,
+    #[serde(rename = "StatusMsgID")]
+    pub status_msg_id: i64,
+    #[serde(rename = "StatusTime")]
+    pub status_time: String,
+    #[serde(rename = "Description")]
+    pub description: String,
 }
 
 /// `SMS_DistributionDPStatus`.
@@ -457,6 +551,11 @@ pub fn property_names() -> Vec<(&'static str, Vec<String>)> {
             names::<PackageStatusRootSummarizer>(&[]),
         ),
         ("SMS_DPStatusInfo", names::<DpStatusInfo>(&[])),
+        ("SMS_ObjectContentInfo", names::<ObjectContentInfo>(&[])),
+        (
+            "SMS_DPGroupDistributionStatusDetails",
+            names::<DpGroupDistributionStatusDetails>(&[]),
+        ),
         ("SMS_DistributionDPStatus", names::<DistributionDpStatus>(&[])),
         ("SMS_Site", names::<Site>(&["EnrollmentToken"])),
         ("PKGDIST_SiteContent", names::<SiteContent>(&[])),

@@ -97,6 +97,10 @@ pub fn adapter(class: ClassId) -> Adapter {
             methods: &[("ReadFromString", read_from_string), ("WriteToString", write_to_string)],
             ..READ_ONLY
         },
+        ClassId::Identification => Adapter {
+            methods: &[("GetSiteID", get_site_id)],
+            ..READ_ONLY
+        },
         ClassId::Site => Adapter {
             create: Some(create_site),
             update: Some(update_site),
@@ -119,6 +123,8 @@ pub fn adapter(class: ClassId) -> Adapter {
         | ClassId::DetailSummarizer
         | ClassId::RootSummarizer
         | ClassId::DpStatusInfo
+        | ClassId::ObjectContentInfo
+        | ClassId::GroupStatusDetails
         | ClassId::DpStatus
         | ClassId::SiteContent => READ_ONLY,
     }
@@ -175,8 +181,32 @@ pub async fn call(
                 format!("{}.{} is not implemented", class.name, method.name),
             )
         })?;
+    let params = canonical_params(method, params)?;
     check_params(method, &params)?;
     call(state, instance.unwrap_or_default(), params).await
+}
+
+/// The parameters under their catalog names: WMI matches parameter names in any case, and
+/// the SDK itself writes `PackageId` where the class says `PackageID`. Two names that are the
+/// same parameter are refused rather than one silently dropped.
+fn canonical_params(method: &MethodDef, params: Body) -> ApiResult<Body> {
+    let mut out = Body::new();
+    for (k, v) in params {
+        let name = method
+            .params
+            .iter()
+            .find(|p| p.name.eq_ignore_ascii_case(&k))
+            .map_or(k, |p| p.name.to_owned());
+        if out.contains_key(&name) {
+            return Err(ApiError::new(
+                ErrorKind::MalformedBody,
+                format!("the parameter {name} of {} is given twice", method.name),
+            )
+            .param(&name));
+        }
+        out.insert(name, v);
+    }
+    Ok(out)
 }
 
 // ---- validation ----
@@ -694,6 +724,19 @@ fn write_to_string(_: &AppState, _: Object, params: Body) -> Answer<'_, Object> 
         }
         let s = schedule::write_to_string(&tokens).map_err(|e| bad(format!("TokenData: {e}")))?;
         Ok(ok(json!({"StringData": s})))
+    })
+}
+
+// ---- SMS_Identification ----
+
+fn get_site_id(state: &AppState, _: Object, _: Body) -> Answer<'_, Object> {
+    Box::pin(async move {
+        let id = state
+            .db
+            .setting(crate::SITE_ID)
+            .await?
+            .ok_or_else(|| ApiError::internal("the site has no site ID (it is made when the site opens)"))?;
+        Ok(ok(json!({"SiteID": id})))
     })
 }
 

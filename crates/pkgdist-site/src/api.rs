@@ -215,6 +215,8 @@ enum Target {
     Instance(String, Key),
     InstanceMethod(String, Key, String),
     StaticMethod(String, String),
+    /// A static method with its arguments in the path: `Class.M(P='v')` (GET only).
+    StaticCall(String, String, Vec<(String, String)>),
 }
 
 /// A key: `('v')` (unnamed) or `(A='v',B='w')`.
@@ -238,6 +240,25 @@ fn parse_target(path: &str) -> ApiResult<Target> {
         });
     };
     let class = path[..open].to_owned();
+    if let Some((class, method)) = class.split_once('.') {
+        // A static method in function-call form: `Class.M()` or `Class.M(P='v')`, as an
+        // OData function is called with GET.
+        let args = &path[open + 1..];
+        if args.trim() == ")" {
+            return Ok(Target::StaticMethod(class.to_owned(), method.to_owned()));
+        }
+        return match parse_key(path, args)? {
+            (Key(parts), "") if parts.iter().all(|(n, _)| n.is_some()) => Ok(Target::StaticCall(
+                class.to_owned(),
+                method.to_owned(),
+                parts.into_iter().map(|(n, v)| (n.unwrap_or_default(), v)).collect(),
+            )),
+            _ => Err(malformed(
+                path,
+                "a method's arguments are named: Class.Method(Param='value')",
+            )),
+        };
+    }
     let (key, rest) = parse_key(path, &path[open + 1..])?;
     match rest {
         "" => Ok(Target::Instance(class, key)),
@@ -253,6 +274,14 @@ fn parse_target(path: &str) -> ApiResult<Target> {
 fn segment_target(path: &str, class: &str, rest: &str) -> ApiResult<Target> {
     if rest == "$count" {
         return Ok(Target::Count(class.to_owned()));
+    }
+    // `Class/AdminService.M`: a static method as OData addresses an action bound to the
+    // collection, which is how $metadata declares it.
+    if let Some(m) = method_after_key(&format!("/{rest}"))
+        && !m.is_empty()
+        && !m.contains(['/', '(', '\''])
+    {
+        return Ok(Target::StaticMethod(class.to_owned(), m.to_owned()));
     }
     let (value, after) = match rest.find('/') {
         Some(at) => (&rest[..at], &rest[at..]),
@@ -486,6 +515,8 @@ const OPTIONS: [&str; 5] = ["$filter", "$select", "$orderby", "$top", "$skip"];
 
 /// The OData query of a request on `class`.
 fn query_of(class: &ClassDef, q: &HashMap<String, String>) -> ApiResult<odata::Query> {
+    // `?$filter = Name eq 'x'` (spaces around `=`, as some scripts write it) names `$filter`.
+    let q: HashMap<String, String> = q.iter().map(|(k, v)| (k.trim().to_owned(), v.clone())).collect();
     if let Some(bad) = q.keys().find(|k| k.starts_with('$') && !OPTIONS.contains(&k.as_str())) {
         return Err(ApiError::new(
             ErrorKind::MalformedQuery,
@@ -590,10 +621,61 @@ async fn get_handler(
             let class = class_def(&name)?;
             Ok(one(&headers, class, find(&state, class, &key).await?))
         }
-        Target::InstanceMethod(..) | Target::StaticMethod(..) => {
-            Err(ApiError::new(ErrorKind::NotAllowed, "methods are called with POST"))
+        Target::StaticMethod(name, method) => static_by_get(&state, &name, &method, q.into_iter().collect()).await,
+        Target::StaticCall(name, method, args) => {
+            let mut all: Vec<(String, String)> = args;
+            all.extend(q);
+            static_by_get(&state, &name, &method, all).await
         }
+        Target::InstanceMethod(..) => Err(ApiError::new(
+            ErrorKind::NotAllowed,
+            "instance methods are called with POST",
+        )),
     }
+}
+
+/// GET of a static method that changes nothing (`SMS_Identification.GetSiteID`,
+/// `SMS_ScheduleMethods.ReadFromString?StringData=…`): its arguments come from the query
+/// string or the function-call form, each read as its parameter's type (a string as it is,
+/// anything else as JSON). The answer is the method's, with 201 as for POST: scripts call
+/// `SMS_Identification.GetSiteID` with GET and at least one (sccmhunter) checks for 201.
+async fn static_by_get(state: &AppState, name: &str, method: &str, args: Vec<(String, String)>) -> ApiResult<Response> {
+    let class = class_def(name)?;
+    let m = method_def(class, method, false)?;
+    if !m.changes_nothing {
+        return Err(ApiError::new(
+            ErrorKind::NotAllowed,
+            format!("{}.{} changes the site: call it with POST", class.name, m.name),
+        ));
+    }
+    let mut params = Map::new();
+    for (k, v) in args {
+        let p = m
+            .params
+            .iter()
+            .find(|p| p.name.eq_ignore_ascii_case(&k))
+            .ok_or_else(|| {
+                ApiError::new(
+                    ErrorKind::MalformedQuery,
+                    format!("{}.{} has no parameter {k:?}", class.name, m.name),
+                )
+            })?;
+        let value = match p.ty {
+            catalog::Ty::String | catalog::Ty::DateTime => Value::String(v),
+            _ => serde_json::from_str(&v).map_err(|e| {
+                ApiError::new(
+                    ErrorKind::InvalidValue,
+                    format!("{}: a {} is given as JSON in a query string: {e}", p.name, p.ty.name()),
+                )
+                .param(p.name)
+            })?,
+        };
+        params.insert(p.name.to_owned(), value);
+    }
+    let out = adapters::call(state, class, None, m, params)
+        .await
+        .map_err(|e| e.op(format!("{}.{}", class.name, m.name)))?;
+    Ok((StatusCode::CREATED, axum::Json(out)).into_response())
 }
 
 /// A collection response written as its rows arrive: the same JSON as [`ListResponse`], but
@@ -769,6 +851,10 @@ async fn post_handler(
             ErrorKind::NotAllowed,
             "POST creates (on a class) or calls a method; use PATCH or PUT to change an instance",
         )),
+        Target::StaticCall(..) => Err(ApiError::new(
+            ErrorKind::NotAllowed,
+            "a method's arguments go in the body of a POST (the Class.Method(P='v') form is for GET)",
+        )),
     }
 }
 
@@ -936,7 +1022,28 @@ mod tests {
             parse_target("SMS_DistributionDPStatus(5)").unwrap(),
             Target::Instance("SMS_DistributionDPStatus".into(), Key(vec![(None, "5".into())]))
         );
-        for bad in ["X('a", "X('a'", "X('a')/Other", "X()", "X('a')x"] {
+        // Static methods in function-call form (GET).
+        assert_eq!(
+            parse_target("SMS_Identification.GetSiteID()").unwrap(),
+            Target::StaticMethod("SMS_Identification".into(), "GetSiteID".into())
+        );
+        assert_eq!(
+            parse_target("SMS_ScheduleMethods.ReadFromString(StringData='00012A4000080000')").unwrap(),
+            Target::StaticCall(
+                "SMS_ScheduleMethods".into(),
+                "ReadFromString".into(),
+                vec![("StringData".into(), "00012A4000080000".into())]
+            )
+        );
+        for bad in [
+            "X('a",
+            "X('a'",
+            "X('a')/Other",
+            "X()",
+            "X('a')x",
+            "X.M('unnamed')",
+            "X.M(P='v')/more",
+        ] {
             assert!(parse_target(bad).is_err(), "{bad}");
         }
     }

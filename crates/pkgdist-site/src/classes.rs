@@ -14,7 +14,7 @@
 //!
 //! Computed properties are never stored, so they cannot disagree with the rows they summarize.
 
-use pkgdist_core::classes::{DpState, PackageClass};
+use pkgdist_core::classes::{DpState, MessageState, PackageClass};
 use pkgdist_core::errors::ErrorKind;
 use pkgdist_core::odata::Query;
 use pkgdist_db::view::{boolean, int, text};
@@ -51,8 +51,11 @@ pub enum ClassId {
     DetailSummarizer,
     RootSummarizer,
     DpStatusInfo,
+    ObjectContentInfo,
+    GroupStatusDetails,
     DpStatus,
     ScheduleMethods,
+    Identification,
     Site,
     SiteContent,
     Settings,
@@ -60,7 +63,7 @@ pub enum ClassId {
 }
 
 impl ClassId {
-    const NAMED: [(&'static str, ClassId); 16] = [
+    const NAMED: [(&'static str, ClassId); 19] = [
         ("SMS_PackageBaseclass", ClassId::PackageBase),
         ("SMS_DistributionPointInfo", ClassId::DistributionPointInfo),
         ("SMS_DistributionPoint", ClassId::DistributionPoint),
@@ -71,8 +74,11 @@ impl ClassId {
         ("SMS_PackageStatusDetailSummarizer", ClassId::DetailSummarizer),
         ("SMS_PackageStatusRootSummarizer", ClassId::RootSummarizer),
         ("SMS_DPStatusInfo", ClassId::DpStatusInfo),
+        ("SMS_ObjectContentInfo", ClassId::ObjectContentInfo),
+        ("SMS_DPGroupDistributionStatusDetails", ClassId::GroupStatusDetails),
         ("SMS_DistributionDPStatus", ClassId::DpStatus),
         ("SMS_ScheduleMethods", ClassId::ScheduleMethods),
+        ("SMS_Identification", ClassId::Identification),
         ("SMS_Site", ClassId::Site),
         ("PKGDIST_SiteContent", ClassId::SiteContent),
         ("PKGDIST_DistributionSettings", ClassId::Settings),
@@ -146,6 +152,10 @@ fn packages(package_type: Option<u32>) -> View {
             text("Manufacturer", "p.manufacturer"),
             text("Language", "p.language"),
             text("Description", "p.description"),
+            text("MIFFilename", "''"),
+            text("MIFName", "''"),
+            text("MIFPublisher", "''"),
+            text("MIFVersion", "''"),
             text("PkgSourcePath", "p.pkg_source_path"),
             int("PkgSourceFlag", "p.pkg_source_flag"),
             int("SourceVersion", "p.source_version"),
@@ -396,8 +406,115 @@ fn dp_status_info() -> View {
                 "NumberUnknown",
                 "c.targeted - c.installed - c.in_progress - c.retrying - c.failed",
             ),
+            int(
+                "MessageState",
+                format!(
+                    "CASE WHEN c.failed > 0 THEN {} WHEN c.in_progress + c.retrying > 0 THEN {} ELSE {} END",
+                    MessageState::Error as u32,
+                    MessageState::InProgress as u32,
+                    MessageState::Success as u32
+                ),
+            ),
+            // Both over the index on (nal_path, id) (migration 0009): a count of the DP's
+            // messages (at most the site's pruning cap in all), and one lookup for the latest.
+            int(
+                "MessageCount",
+                "(SELECT COUNT(*) FROM status_messages s WHERE s.nal_path = d.nal_path)",
+            ),
+            text(
+                "LastStatusTime",
+                "(SELECT s.time FROM status_messages s WHERE s.nal_path = d.nal_path ORDER BY s.id DESC LIMIT 1)",
+            )
+            .nullable(),
+            boolean(
+                "IsDPMonEnabled",
+                "CASE WHEN d.validation_schedule = '' THEN 0 ELSE 1 END",
+            ),
         ],
         order: vec!["NALPath"],
+    }
+}
+
+/// Per package, the console's Content Status: the counts migration 0008's triggers keep, in
+/// `SMS_ObjectContentInfo`'s names.
+fn object_content_info() -> View {
+    View {
+        from: "packages q JOIN package_state_counts c ON c.package_id = q.package_id".into(),
+        base: None,
+        columns: vec![
+            text("ObjectID", "q.package_id").upper(),
+            text("PackageID", "q.package_id").upper(),
+            text("SoftwareName", "q.name"),
+            text("Description", "q.description"),
+            int("ObjectType", "q.package_type"),
+            int("ObjectTypeID", object_type_id("q.package_type")),
+            int("SourceVersion", "q.source_version"),
+            text("SourceSite", "q.source_site").upper(),
+            int("SourceSize", "q.package_size"),
+            text("DateCreated", "q.created_at"),
+            text("LastUpdateDate", "q.source_date").nullable(),
+            int("Targeted", "c.targeted"),
+            int("NumberSuccess", "c.installed"),
+            int("NumberInProgress", "c.in_progress + c.retrying"),
+            int("NumberErrors", "c.failed"),
+            int(
+                "NumberUnknown",
+                "c.targeted - c.installed - c.in_progress - c.retrying - c.failed",
+            ),
+        ],
+        order: vec!["ObjectID"],
+    }
+}
+
+/// Per group, package of the group and member DP: the row's state as a message state, and
+/// the latest status message about the package on the DP (one lookup on the index of
+/// migration 0009). A group's listing reads its packages times its members, no more.
+fn group_status_details() -> View {
+    let (installed, failed) = (
+        DpState::Installed.code(),
+        [DpState::InstallFailed.code(), DpState::RemovalFailed.code()],
+    );
+    View {
+        from: format!(
+            "dp_group_packages gp
+             JOIN dp_group_members m ON m.group_id = gp.group_id
+             JOIN package_dps r ON r.package_id = gp.package_id AND r.nal_path = m.nal_path
+             JOIN packages p ON p.package_id = r.package_id
+             JOIN distribution_points d ON d.nal_path = r.nal_path
+             LEFT JOIN status_messages s ON s.id = (SELECT MAX(x.id) FROM status_messages x
+                 WHERE x.package_id = r.package_id AND x.nal_path = r.nal_path)"
+        ),
+        base: None,
+        columns: vec![
+            int("ID", "COALESCE(s.id, 0)"),
+            text("GroupID", "gp.group_id"),
+            text("PackageID", "r.package_id").upper(),
+            text("ObjectID", "r.package_id").upper(),
+            text("ContentName", "p.name"),
+            int("ObjectType", "p.package_type"),
+            int("ObjectTypeID", object_type_id("p.package_type")),
+            text("DPName", "d.name"),
+            text("DPNALPath", "r.nal_path"),
+            text("SiteCode", "r.site_code").upper(),
+            int(
+                "MessageState",
+                format!(
+                    "CASE WHEN r.state = {installed} THEN {} WHEN r.state IN ({}, {}) THEN {} ELSE {} END",
+                    MessageState::Success as u32,
+                    failed[0],
+                    failed[1],
+                    MessageState::Error as u32,
+                    MessageState::InProgress as u32
+                ),
+            ),
+            int("MessageID", "COALESCE(s.message_id, 0)"),
+            int("MessageSeverity", "COALESCE(s.severity, 0)"),
+            int("MessageFullID", "COALESCE(s.severity + s.message_id, 0)"),
+            int("StatusMsgID", "COALESCE(s.id, 0)"),
+            text("StatusTime", "r.summary_date"),
+            text("Description", "r.last_message"),
+        ],
+        order: vec!["GroupID", "PackageID", "DPName"],
     }
 }
 
@@ -483,10 +600,12 @@ fn reader(retry_count: u32, class: ClassId) -> Reader {
         ClassId::DetailSummarizer => sql(detail_summarizer()),
         ClassId::RootSummarizer => sql(root_summarizer()),
         ClassId::DpStatusInfo => sql(dp_status_info()),
+        ClassId::ObjectContentInfo => sql(object_content_info()),
+        ClassId::GroupStatusDetails => sql(group_status_details()),
         ClassId::DpStatus => sql(dp_status()),
         ClassId::SiteContent => sql(site_content()),
         ClassId::AdminToken => sql(tokens()),
-        ClassId::Site | ClassId::Settings | ClassId::ScheduleMethods => Reader::Memory,
+        ClassId::Site | ClassId::Settings | ClassId::ScheduleMethods | ClassId::Identification => Reader::Memory,
     }
 }
 

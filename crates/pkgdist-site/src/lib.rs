@@ -71,6 +71,10 @@ pub async fn open(dir: &Path, cfg: &SiteConfig) -> Result<AppState, SiteError> {
         Some(_) => {}
         None => db.set_setting("site_code", &cfg.site_code).await?,
     }
+    if db.setting(SITE_ID).await?.is_none() {
+        let id = format!("{{{}}}", uuid::Uuid::new_v4().hyphenated()).to_uppercase();
+        db.set_setting(SITE_ID, &id).await?;
+    }
     auth::ensure_bootstrap(&db, dir).await?;
     let library = Arc::new(Library::create_local(&dir.join("library"))?);
     let site_code = cfg
@@ -93,6 +97,10 @@ pub async fn open(dir: &Path, cfg: &SiteConfig) -> Result<AppState, SiteError> {
         node_key,
     ))
 }
+
+/// The settings key of the site's unique ID (`SMS_Identification.GetSiteID`): a GUID in
+/// braces, as ConfigMgr writes one, made on first start and kept with the site's data.
+pub const SITE_ID: &str = "site_id";
 
 /// The settings key of the administrator's changes to `[distribution]`.
 pub const DISTRIBUTION_SETTINGS: &str = "distribution";

@@ -191,6 +191,22 @@ pub fn document() -> Value {
                 json!({"type": "object", "properties": props, "required": required, "additionalProperties": false});
             let mut item =
                 json!({"post": op(format!("{}.{}: {}", c.name, m.name, m.doc), Some(body), "201", ok_result.clone())});
+            if m.changes_nothing && !m.instance {
+                // Also by GET, each parameter in the query string (JSON when not a string).
+                let mut get = op(
+                    format!("{}.{} by GET: {}", c.name, m.name, m.doc),
+                    None,
+                    "201",
+                    ok_result.clone(),
+                );
+                get["parameters"] = Value::Array(
+                    m.params
+                        .iter()
+                        .map(|p| json!({"name": p.name, "in": "query", "required": p.required, "description": p.doc, "schema": {"type": "string"}}))
+                        .collect(),
+                );
+                item["get"] = get;
+            }
             let path = if m.instance {
                 item["parameters"] = key_params(c);
                 format!("{}/AdminService.{}", key_path(c), m.name)

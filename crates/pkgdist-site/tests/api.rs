@@ -931,6 +931,8 @@ async fn every_class_reads_into_its_struct() {
             "SMS_DistributionDPStatus" => strict::<DistributionDpStatus>(class, rows),
             "SMS_PackageStatusRootSummarizer" => strict::<PackageStatusRootSummarizer>(class, rows),
             "SMS_DPStatusInfo" => strict::<DpStatusInfo>(class, rows),
+            "SMS_ObjectContentInfo" => strict::<ObjectContentInfo>(class, rows),
+            "SMS_DPGroupDistributionStatusDetails" => strict::<DpGroupDistributionStatusDetails>(class, rows),
             "SMS_Site" => strict::<Site>(class, rows),
             "PKGDIST_SiteContent" => strict::<SiteContent>(class, rows),
             "PKGDIST_DistributionSettings" => strict::<DistributionSettings>(class, rows),
