@@ -1028,11 +1028,11 @@ mod tests {
             Target::StaticMethod("SMS_Identification".into(), "GetSiteID".into())
         );
         assert_eq!(
-            parse_target("SMS_ScheduleMethods.ReadFromString(StringData='00012A4000080000')").unwrap(),
+            parse_target("SMS_ScheduleMethods.ReadFromString(StringData='1033BC7B10100010')").unwrap(),
             Target::StaticCall(
                 "SMS_ScheduleMethods".into(),
                 "ReadFromString".into(),
-                vec![("StringData".into(), "00012A4000080000".into())]
+                vec![("StringData".into(), "1033BC7B10100010".into())]
             )
         );
         for bad in [

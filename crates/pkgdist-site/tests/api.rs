@@ -2235,3 +2235,6 @@ async fn root_summarizer_and_dp_status_info_follow_the_rows() {
     assert_eq!(st, StatusCode::NO_CONTENT);
     assert_eq!(root().await["Targeted"], json!(1));
 }
+/// Requests replayed from public AdminService scripts.
+#[path = "api/scripts.rs"]
+mod scripts;
