@@ -5,8 +5,12 @@
 //! - Every class with a key is an entity type (its key, every property with its EDM type) and
 //!   an entity set of the same name in the container `AdminService`.
 //! - An instance method is an action bound to the class (`Class('k')/AdminService.M`); a static
-//!   method (`Class.M`) an action bound to the class's collection. A class of static methods
-//!   only (`SMS_ScheduleMethods`, no key) is an abstract entity type with no entity set.
+//!   method (`Class.M`) an action bound to the class's collection (`Class/AdminService.M`), and
+//!   also, as the real route describes it, an unbound action `Class.M` with an action import of
+//!   the same name (`<ActionImport Name="SMS_Identification.GetSiteID" …/>`). Strictly, CSDL
+//!   names have no dots; the real route's have, scripts look for them, and the OASIS reader
+//!   the tests use takes them. A class of static methods only (`SMS_ScheduleMethods`, no key)
+//!   is an abstract entity type with no entity set.
 //! - Methods answer an open `MethodResult` (`ReturnValue` and the method's out-parameters);
 //!   embedded objects (schedule tokens) are an open `EmbeddedObject`.
 
@@ -69,17 +73,27 @@ fn entity_type(out: &mut String, class: &ClassDef) {
     out.push_str("      </EntityType>\n");
 }
 
-fn action(out: &mut String, class: &ClassDef, m: &MethodDef) {
-    let binding = if m.instance {
-        format!("{NAMESPACE}.{}", class.name)
+/// The action of a method: bound to an instance or to the collection, or (`unbound`, for the
+/// action import of a static method) named `Class.Method` as the real route names it.
+fn action(out: &mut String, class: &ClassDef, m: &MethodDef, unbound: bool) {
+    if unbound {
+        out.push_str(&format!(
+            "      <Action Name=\"{}.{}\">\n",
+            attr(class.name),
+            attr(m.name)
+        ));
     } else {
-        format!("Collection({NAMESPACE}.{})", class.name)
-    };
-    out.push_str(&format!(
-        "      <Action Name=\"{}\" IsBound=\"true\">\n        <Parameter Name=\"bindingParameter\" Type=\"{}\" Nullable=\"false\"/>\n",
-        attr(m.name),
-        attr(&binding)
-    ));
+        let binding = if m.instance {
+            format!("{NAMESPACE}.{}", class.name)
+        } else {
+            format!("Collection({NAMESPACE}.{})", class.name)
+        };
+        out.push_str(&format!(
+            "      <Action Name=\"{}\" IsBound=\"true\">\n        <Parameter Name=\"bindingParameter\" Type=\"{}\" Nullable=\"false\"/>\n",
+            attr(m.name),
+            attr(&binding)
+        ));
+    }
     for p in m.params {
         let nullable = if p.required { " Nullable=\"false\"" } else { "" };
         out.push_str(&format!(
@@ -110,7 +124,10 @@ pub fn document() -> String {
     }
     for class in catalog::CLASSES {
         for m in class.methods {
-            action(&mut out, class, m);
+            action(&mut out, class, m, false);
+            if !m.instance {
+                action(&mut out, class, m, true);
+            }
         }
     }
     out.push_str(&format!("      <EntityContainer Name=\"{NAMESPACE}\">\n"));
@@ -119,6 +136,15 @@ pub fn document() -> String {
             "        <EntitySet Name=\"{0}\" EntityType=\"{NAMESPACE}.{0}\"/>\n",
             attr(class.name)
         ));
+    }
+    for class in catalog::CLASSES {
+        for m in class.methods.iter().filter(|m| !m.instance) {
+            out.push_str(&format!(
+                "        <ActionImport Name=\"{0}.{1}\" Action=\"{NAMESPACE}.{0}.{1}\"/>\n",
+                attr(class.name),
+                attr(m.name)
+            ));
+        }
     }
     out.push_str("      </EntityContainer>\n    </Schema>\n  </edmx:DataServices>\n</edmx:Edmx>\n");
     out

@@ -2139,6 +2139,21 @@ async fn metadata_describes_every_class_and_method() {
                 "{}.{} is not an action bound to {on} of {binding}",
                 class.name, m.name
             );
+            if !m.instance {
+                // As the real route: an action import `Class.M` of an unbound action.
+                let dotted = format!("{}.{}", class.name, m.name);
+                assert_eq!(
+                    container[&dotted]["$Action"],
+                    json!(format!("AdminService.{dotted}")),
+                    "{dotted}"
+                );
+                let unbound = &schema[&dotted][0];
+                assert_eq!(
+                    (unbound["$Kind"].clone(), unbound["$IsBound"].clone()),
+                    (json!("Action"), Value::Null),
+                    "{dotted}: {unbound}"
+                );
+            }
         }
     }
 }

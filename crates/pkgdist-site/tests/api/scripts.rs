@@ -247,6 +247,12 @@ async fn public_scripts_replayed() {
         .await;
     let gid = g["GroupID"].as_str().unwrap().to_owned();
     let group_url = |m: &str| format!("SMS_DistributionPointGroup('{gid}')/AdminService.{m}");
+    // A GroupID's braces percent-encoded, as a URI builder sends them.
+    let encoded = gid.replace('{', "%7B").replace('}', "%7D");
+    let (st, by_key) = s
+        .script_get(&format!("SMS_DistributionPointGroup('{encoded}')"), Auth::Bearer)
+        .await;
+    assert_eq!((st, by_key["value"][0]["Name"].as_str()), (StatusCode::OK, Some("Branch DPs")));
     let (st, _) = s
         .post(&group_url("AddDistributionPoints"), json!({"DPNALPath": [dp1, dp2]}))
         .await;
