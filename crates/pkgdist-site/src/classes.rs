@@ -475,15 +475,14 @@ fn group_status_details() -> View {
         [DpState::InstallFailed.code(), DpState::RemovalFailed.code()],
     );
     View {
-        from: format!(
-            "dp_group_packages gp
+        from: "dp_group_packages gp
              JOIN dp_group_members m ON m.group_id = gp.group_id
              JOIN package_dps r ON r.package_id = gp.package_id AND r.nal_path = m.nal_path
              JOIN packages p ON p.package_id = r.package_id
              JOIN distribution_points d ON d.nal_path = r.nal_path
              LEFT JOIN status_messages s ON s.id = (SELECT MAX(x.id) FROM status_messages x
                  WHERE x.package_id = r.package_id AND x.nal_path = r.nal_path)"
-        ),
+            .into(),
         base: None,
         columns: vec![
             int("ID", "COALESCE(s.id, 0)"),

@@ -20,9 +20,7 @@ enum Auth {
 impl Site {
     /// GET `path?query` with the query string exactly as given (already encoded).
     async fn script_get(&self, path_and_query: &str, auth: Auth) -> (StatusCode, Value) {
-        let r = self
-            .http
-            .get(format!("{}/AdminService/wmi/{path_and_query}", self.url));
+        let r = self.http.get(format!("{}/AdminService/wmi/{path_and_query}", self.url));
         let r = match auth {
             Auth::Basic => r.basic_auth("CONTOSO\\svc_mdm", Some(&self.token)),
             Auth::Bearer => r.bearer_auth(&self.token),
@@ -108,7 +106,14 @@ async fn public_scripts_replayed() {
         ]
     );
     for p in &drivers {
-        for prop in ["Name", "PackageID", "Version", "SourceDate", "Manufacturer", "Description"] {
+        for prop in [
+            "Name",
+            "PackageID",
+            "Version",
+            "SourceDate",
+            "Manufacturer",
+            "Description",
+        ] {
             assert!(p[prop].is_string(), "{prop}: {p}");
         }
         // The script reads the SKU out of the description.
@@ -146,7 +151,10 @@ async fn public_scripts_replayed() {
         .build()
         .unwrap();
     let sent = r.url().query().unwrap().to_owned();
-    assert!(sent.contains("%24filter=startswith%28Name%2C%27Drivers+-+%27%29"), "{sent}");
+    assert!(
+        sent.contains("%24filter=startswith%28Name%2C%27Drivers+-+%27%29"),
+        "{sent}"
+    );
     let resp = s.http.execute(r).await.unwrap();
     let form = value((resp.status(), resp.json().await.unwrap()));
     assert_eq!(form.len(), 2);
@@ -196,9 +204,7 @@ async fn public_scripts_replayed() {
     let found = value((r.status(), r.json().await.unwrap()));
     assert_eq!(found.len(), 1);
     let bios_id = found[0]["PackageID"].as_str().unwrap().to_owned();
-    let (st, detail) = s
-        .script_get(&format!("SMS_Package('{bios_id}')"), Auth::Bearer)
-        .await;
+    let (st, detail) = s.script_get(&format!("SMS_Package('{bios_id}')"), Auth::Bearer).await;
     assert_eq!(st, StatusCode::OK);
     assert_eq!(detail["value"][0]["Name"], "BIOS Update - Dell OptiPlex 7090");
     // The same file writes one query with spaces around '=' ("?$filter = … eq '…'").
@@ -235,7 +241,10 @@ async fn public_scripts_replayed() {
     //   $odata.ExecuteMethod("wmi/SMS_Identification.GetSiteId", "{}"); $GetSiteID.SiteID
     // (another casing of the method, a JSON body): the same ID, every time.
     let (st, again) = s.post("SMS_Identification.GetSiteId", json!({})).await;
-    assert_eq!((st, again["SiteID"].as_str()), (StatusCode::CREATED, Some(site_id.as_str())));
+    assert_eq!(
+        (st, again["SiteID"].as_str()),
+        (StatusCode::CREATED, Some(site_id.as_str()))
+    );
 
     // Distribution, then its status, as autopkg/iancohn-recipes'
     // McmContentDistributionManagerBase.py (13c6abd) does for a DP group (it distributes an
@@ -252,14 +261,15 @@ async fn public_scripts_replayed() {
     let (st, by_key) = s
         .script_get(&format!("SMS_DistributionPointGroup('{encoded}')"), Auth::Bearer)
         .await;
-    assert_eq!((st, by_key["value"][0]["Name"].as_str()), (StatusCode::OK, Some("Branch DPs")));
+    assert_eq!(
+        (st, by_key["value"][0]["Name"].as_str()),
+        (StatusCode::OK, Some("Branch DPs"))
+    );
     let (st, _) = s
         .post(&group_url("AddDistributionPoints"), json!({"DPNALPath": [dp1, dp2]}))
         .await;
     assert_eq!(st, StatusCode::CREATED);
-    let (st, _) = s
-        .post(&group_url("AddPackages"), json!({"PackageIDs": [dell]}))
-        .await;
+    let (st, _) = s.post(&group_url("AddPackages"), json!({"PackageIDs": [dell]})).await;
     assert_eq!(st, StatusCode::CREATED);
     //   filter_string = f"ObjectID eq '{key}' and ({' or '.join(f"GroupID eq '{x}'" …)})"
     //   url = f".../wmi/SMS_DPGroupDistributionStatusDetails?$filter={filter_string}"
@@ -271,7 +281,10 @@ async fn public_scripts_replayed() {
     let rows = value(s.script_get(&status_url, Auth::Bearer).await);
     assert_eq!(codes(rows.clone()), ["2", "2"], "{rows:?}");
     for r in &rows {
-        assert_eq!((r["GroupID"].as_str(), r["PackageID"].as_str()), (Some(gid.as_str()), Some(dell.as_str())));
+        assert_eq!(
+            (r["GroupID"].as_str(), r["PackageID"].as_str()),
+            (Some(gid.as_str()), Some(dell.as_str()))
+        );
         assert!(r["DPName"] == "dp1" || r["DPName"] == "dp2", "{r}");
         assert_eq!(r["ContentName"], "Drivers - Dell OptiPlex 7090 - Windows 10 x64");
         // The latest status message about the row: queued for distribution.
@@ -285,7 +298,10 @@ async fn public_scripts_replayed() {
             Auth::Bearer,
         )
         .await;
-    assert_eq!((st, by_id["value"][0]["DPName"].clone()), (StatusCode::OK, rows[0]["DPName"].clone()));
+    assert_eq!(
+        (st, by_id["value"][0]["DPName"].clone()),
+        (StatusCode::OK, rows[0]["DPName"].clone())
+    );
 
     // AdamGrossTX/Toolbox, InitiateClientAction.ps1 (2a7dcf6): a static method by POST to
     //   "$BaseUri$MethodClass.$MethodName" with a JSON body | Select-Object ReturnValue.
@@ -297,7 +313,11 @@ async fn public_scripts_replayed() {
             json!({"PackageId": dell, "NALPath": dp1}),
         )
         .await;
-    assert_eq!((st, out["ReturnValue"].clone()), (StatusCode::CREATED, json!(0)), "{out}");
+    assert_eq!(
+        (st, out["ReturnValue"].clone()),
+        (StatusCode::CREATED, json!(0)),
+        "{out}"
+    );
     let rows = value(s.script_get(&status_url, Auth::Bearer).await);
     let mut now = codes(rows);
     now.sort();
@@ -336,7 +356,11 @@ async fn public_scripts_replayed() {
             json!({"PackageID": dell, "NALPath": dp2}),
         )
         .await;
-    assert_eq!((st, out["ReturnValue"].clone()), (StatusCode::CREATED, json!(0)), "{out}");
+    assert_eq!(
+        (st, out["ReturnValue"].clone()),
+        (StatusCode::CREATED, json!(0)),
+        "{out}"
+    );
 
     // autopkg/iancohn-recipes (13c6abd): remove the content from the group.
     //   url = f".../wmi/SMS_DistributionPointGroup('{dpg_id}')/AdminService.RemovePackages"
@@ -398,9 +422,17 @@ async fn static_methods_by_get() {
         s.token.clone(),
     )
     .await;
-    assert_eq!((st, back["StringData"].as_str()), (StatusCode::CREATED, Some(hourly)), "{back}");
+    assert_eq!(
+        (st, back["StringData"].as_str()),
+        (StatusCode::CREATED, Some(hourly)),
+        "{back}"
+    );
     assert_error(
-        &get("SMS_ScheduleMethods.WriteToString?TokenData=[oops".into(), s.token.clone()).await,
+        &get(
+            "SMS_ScheduleMethods.WriteToString?TokenData=[oops".into(),
+            s.token.clone(),
+        )
+        .await,
         400,
         "InvalidValue",
     );
@@ -427,7 +459,10 @@ async fn static_methods_by_get() {
     assert_eq!(st, StatusCode::CREATED, "{id}");
     let r = s
         .http
-        .post(format!("{}/AdminService/wmi/SMS_DistributionPoint.CancelDistribution", s.url))
+        .post(format!(
+            "{}/AdminService/wmi/SMS_DistributionPoint.CancelDistribution",
+            s.url
+        ))
         .bearer_auth(&reader)
         .json(&json!({"PackageID": pkg, "NALPath": "x"}))
         .send()
