@@ -140,6 +140,20 @@ impl Db {
         Ok(())
     }
 
+    /// The setting `key`, set to `value` first if it has none: of two processes starting on
+    /// one database, both end with the value that was written first.
+    pub async fn setting_or_insert(&self, key: &str, value: &str) -> Result<String> {
+        sqlx::query("INSERT INTO settings (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING")
+            .bind(key.to_owned())
+            .bind(value.to_owned())
+            .execute(&self.pool)
+            .await?;
+        Ok(sqlx::query_scalar("SELECT value FROM settings WHERE key = $1")
+            .bind(key.to_owned())
+            .fetch_one(&self.pool)
+            .await?)
+    }
+
     pub async fn delete_setting(&self, key: &str) -> Result<()> {
         sqlx::query("DELETE FROM settings WHERE key = $1")
             .bind(key.to_owned())

@@ -491,7 +491,11 @@ fn shaped(
         let c = view
             .column(&k.property)
             .ok_or_else(|| NotQueryable(k.property.clone()))?;
-        order.push(s.order_key(c, k.descending, true));
+        // A constant orders nothing, and an integer literal in ORDER BY names a column by its
+        // position on both engines (`ORDER BY 0` is an error): such a key is left out.
+        if c.sql.trim().parse::<i64>().is_err() {
+            order.push(s.order_key(c, k.descending, true));
+        }
     }
     for p in &view.order {
         let c = view.column(p).ok_or_else(|| NotQueryable((*p).to_owned()))?;

@@ -758,22 +758,22 @@ pub const CLASSES: &[ClassDef] = &[
     },
     ClassDef {
         name: "SMS_DPGroupDistributionStatusDetails",
-        doc: "Per DP group, per package of the group, per member DP: where the package is on that DP now, with the latest status message about it (read-only; the console's Distribution Point Group Status). A DP in two groups appears once in each.",
-        key: &["ID"],
+        doc: "Per DP group, per package of the group, per member DP: where the package is on that DP now, with the latest status message about it (read-only; the console's Distribution Point Group Status). A DP in two groups appears once in each. Keyed by group, package and DP: ConfigMgr keys it by ID, but a status message's ID is neither unique here (a DP in two groups) nor stable (each new message changes it).",
+        key: &["GroupID", "PackageID", "DPNALPath"],
         props: &[
             ro(
                 "ID",
                 Ty::UInt64,
-                "Key: the latest status message about the package on the DP (StatusMsgID; 0 when this site holds none, as for a row a child site reports).",
+                "The latest status message about the package on the DP (as StatusMsgID; 0 when this site holds none: a row a child site reports, or messages pruned).",
             ),
-            ro("GroupID", Ty::String, "The DP group."),
-            ro("PackageID", Ty::String, "The package."),
+            ro("GroupID", Ty::String, "Key: the DP group."),
+            ro("PackageID", Ty::String, "Key: the package."),
             ro("ObjectID", Ty::String, "The PackageID."),
             ro("ContentName", Ty::String, "Package name."),
             ro("ObjectType", Ty::UInt32, "The package's PackageType."),
             ro("ObjectTypeID", Ty::UInt32, "Secured class id."),
             ro("DPName", Ty::String, "The DP's name."),
-            ro("DPNALPath", Ty::String, "pkgdist extension: the DP's NAL path."),
+            ro("DPNALPath", Ty::String, "Key (pkgdist extension): the DP's NAL path."),
             ro("SiteCode", Ty::String, "The DP's site."),
             ro(
                 "MessageState",
@@ -1027,4 +1027,35 @@ pub const CLASSES: &[ClassDef] = &[
 /// ConfigMgr 2006 (`sms_package` is `SMS_Package`).
 pub fn class(name: &str) -> Option<&'static ClassDef> {
     CLASSES.iter().find(|c| c.name.eq_ignore_ascii_case(name))
+}
+
+#[cfg(test)]
+mod tests {
+    /// The methods a GET (and so a read-only token) may call, pinned: a method marked as
+    /// changing nothing is a decision a reviewer should see in this list.
+    #[test]
+    fn methods_that_change_nothing() {
+        let mut pure: Vec<String> = super::CLASSES
+            .iter()
+            .flat_map(|c| c.methods.iter().map(move |m| (c, m)))
+            .filter(|(_, m)| m.changes_nothing)
+            .map(|(c, m)| format!("{}.{}", c.name, m.name))
+            .collect();
+        pure.sort();
+        assert_eq!(
+            pure,
+            [
+                "SMS_Identification.GetSiteID",
+                "SMS_ScheduleMethods.ReadFromString",
+                "SMS_ScheduleMethods.WriteToString"
+            ]
+        );
+        // Only static ones: GET never calls an instance method.
+        assert!(
+            super::CLASSES
+                .iter()
+                .flat_map(|c| c.methods)
+                .all(|m| !(m.changes_nothing && m.instance))
+        );
+    }
 }

@@ -729,6 +729,8 @@ fn write_to_string(_: &AppState, _: Object, params: Body) -> Answer<'_, Object> 
 
 // ---- SMS_Identification ----
 
+/// `SiteID`: the GUID `open` made on the site's first start (the settings row is written once,
+/// so every process on one database answers the same).
 fn get_site_id(state: &AppState, _: Object, _: Body) -> Answer<'_, Object> {
     Box::pin(async move {
         let id = state

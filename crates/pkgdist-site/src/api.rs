@@ -191,7 +191,7 @@ async fn authenticate(State(state): State<AppState>, req: Request, next: Next) -
         return ApiError::new(
             ErrorKind::Forbidden,
             format!(
-                "token {:?} is read-only (ReadOnlyAnalyst): it may read but not change anything or call methods",
+                "token {:?} is read-only (ReadOnlyAnalyst): it may read (GET, which includes the static methods that change nothing) but not change anything",
                 row.name
             ),
         )
@@ -514,9 +514,19 @@ fn same_value(ty: catalog::Ty, now: &Value, sent: &Value) -> bool {
 const OPTIONS: [&str; 5] = ["$filter", "$select", "$orderby", "$top", "$skip"];
 
 /// The OData query of a request on `class`.
-fn query_of(class: &ClassDef, q: &HashMap<String, String>) -> ApiResult<odata::Query> {
-    // `?$filter = Name eq 'x'` (spaces around `=`, as some scripts write it) names `$filter`.
-    let q: HashMap<String, String> = q.iter().map(|(k, v)| (k.trim().to_owned(), v.clone())).collect();
+fn query_of(class: &ClassDef, list: &[(String, String)]) -> ApiResult<odata::Query> {
+    // `?$filter = Name eq 'x'` (spaces around `=`, as some scripts write it) names `$filter`;
+    // an option given twice is refused rather than one of them silently winning.
+    let mut q: HashMap<String, String> = HashMap::new();
+    for (k, v) in list {
+        let k = k.trim();
+        if q.insert(k.to_owned(), v.clone()).is_some() {
+            return Err(ApiError::new(
+                ErrorKind::MalformedQuery,
+                format!("the query option {k:?} is given twice"),
+            ));
+        }
+    }
     if let Some(bad) = q.keys().find(|k| k.starts_with('$') && !OPTIONS.contains(&k.as_str())) {
         return Err(ApiError::new(
             ErrorKind::MalformedQuery,
@@ -593,7 +603,7 @@ async fn get_handler(
     State(state): State<AppState>,
     headers: HeaderMap,
     path: Result<Path<String>, PathRejection>,
-    Query(q): Query<HashMap<String, String>>,
+    Query(q): Query<Vec<(String, String)>>,
 ) -> ApiResult<Response> {
     let path = wmi_path(path)?;
     if path == "$metadata" {
@@ -621,11 +631,10 @@ async fn get_handler(
             let class = class_def(&name)?;
             Ok(one(&headers, class, find(&state, class, &key).await?))
         }
-        Target::StaticMethod(name, method) => static_by_get(&state, &name, &method, q.into_iter().collect()).await,
-        Target::StaticCall(name, method, args) => {
-            let mut all: Vec<(String, String)> = args;
-            all.extend(q);
-            static_by_get(&state, &name, &method, all).await
+        Target::StaticMethod(name, method) => static_by_get(&state, &name, &method, q).await,
+        Target::StaticCall(name, method, mut args) => {
+            args.extend(q);
+            static_by_get(&state, &name, &method, args).await
         }
         Target::InstanceMethod(..) => Err(ApiError::new(
             ErrorKind::NotAllowed,
@@ -637,8 +646,9 @@ async fn get_handler(
 /// GET of a static method that changes nothing (`SMS_Identification.GetSiteID`,
 /// `SMS_ScheduleMethods.ReadFromString?StringData=…`): its arguments come from the query
 /// string or the function-call form, each read as its parameter's type (a string as it is,
-/// anything else as JSON). The answer is the method's, with 201 as for POST: scripts call
-/// `SMS_Identification.GetSiteID` with GET and at least one (sccmhunter) checks for 201.
+/// anything else as JSON); names are checked as a POST body's are (any case, each once,
+/// known). The answer is a POST's, 201: scripts call `SMS_Identification.GetSiteID` with GET
+/// and at least one (sccmhunter) checks for 201.
 async fn static_by_get(state: &AppState, name: &str, method: &str, args: Vec<(String, String)>) -> ApiResult<Response> {
     let class = class_def(name)?;
     let m = method_def(class, method, false)?;
@@ -650,28 +660,37 @@ async fn static_by_get(state: &AppState, name: &str, method: &str, args: Vec<(St
     }
     let mut params = Map::new();
     for (k, v) in args {
-        let p = m
-            .params
-            .iter()
-            .find(|p| p.name.eq_ignore_ascii_case(&k))
-            .ok_or_else(|| {
-                ApiError::new(
-                    ErrorKind::MalformedQuery,
-                    format!("{}.{} has no parameter {k:?}", class.name, m.name),
-                )
-            })?;
-        let value = match p.ty {
-            catalog::Ty::String | catalog::Ty::DateTime => Value::String(v),
-            _ => serde_json::from_str(&v).map_err(|e| {
+        if params.keys().any(|seen| seen.eq_ignore_ascii_case(&k)) {
+            return Err(ApiError::new(
+                ErrorKind::MalformedQuery,
+                format!("the parameter {k} of {} is given twice", m.name),
+            )
+            .param(&k));
+        }
+        // A parameter the method does not have is refused by name when the call is checked.
+        let ty = m.params.iter().find(|p| p.name.eq_ignore_ascii_case(&k)).map(|p| p.ty);
+        let value = match ty {
+            None | Some(catalog::Ty::String | catalog::Ty::DateTime) => Value::String(v),
+            Some(ty) => serde_json::from_str(&v).map_err(|e| {
                 ApiError::new(
                     ErrorKind::InvalidValue,
-                    format!("{}: a {} is given as JSON in a query string: {e}", p.name, p.ty.name()),
+                    format!("{k}: a {} is given as JSON in a query string: {e}", ty.name()),
                 )
-                .param(p.name)
+                .param(&k)
             })?,
         };
-        params.insert(p.name.to_owned(), value);
+        params.insert(k, value);
     }
+    call_static(state, class, m, params).await
+}
+
+/// Calls a static method; its answer with 201, by POST or GET.
+async fn call_static(
+    state: &AppState,
+    class: &'static ClassDef,
+    m: &'static pkgdist_proto::MethodDef,
+    params: Map<String, Value>,
+) -> ApiResult<Response> {
     let out = adapters::call(state, class, None, m, params)
         .await
         .map_err(|e| e.op(format!("{}.{}", class.name, m.name)))?;
@@ -841,11 +860,7 @@ async fn post_handler(
         }
         Target::StaticMethod(name, method) => {
             let class = class_def(&name)?;
-            let m = method_def(class, &method, false)?;
-            let out = adapters::call(&state, class, None, m, body)
-                .await
-                .map_err(|e| e.op(format!("{name}.{method}")))?;
-            Ok((StatusCode::CREATED, axum::Json(out)).into_response())
+            call_static(&state, class, method_def(class, &method, false)?, body).await
         }
         Target::Instance(..) | Target::Count(_) => Err(ApiError::new(
             ErrorKind::NotAllowed,
@@ -1021,6 +1036,20 @@ mod tests {
         assert_eq!(
             parse_target("SMS_DistributionDPStatus(5)").unwrap(),
             Target::Instance("SMS_DistributionDPStatus".into(), Key(vec![(None, "5".into())]))
+        );
+        // A static method as OData addresses an action bound to the collection; a quoted key
+        // that looks like one is still a key.
+        assert_eq!(
+            parse_target("SMS_DistributionPoint/AdminService.CancelDistribution").unwrap(),
+            Target::StaticMethod("SMS_DistributionPoint".into(), "CancelDistribution".into())
+        );
+        assert_eq!(
+            parse_target("SMS_Package/'AdminService.x'").unwrap(),
+            Target::Instance("SMS_Package".into(), Key(vec![(None, "AdminService.x".into())]))
+        );
+        assert_eq!(
+            parse_target("SMS_Package('a.b')").unwrap(),
+            Target::Instance("SMS_Package".into(), Key(vec![(None, "a.b".into())]))
         );
         // Static methods in function-call form (GET).
         assert_eq!(

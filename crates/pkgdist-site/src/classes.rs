@@ -387,6 +387,10 @@ fn root_summarizer() -> View {
     }
 }
 
+/// Rows of a kept count (`c`, migration 0008) in no kind of state it counts: 0 unless a
+/// state is newer than the counts.
+const UNKNOWN_OF_COUNTS: &str = "c.targeted - c.installed - c.in_progress - c.retrying - c.failed";
+
 /// Per DP, from the counts migration 0008's triggers keep.
 fn dp_status_info() -> View {
     View {
@@ -402,10 +406,7 @@ fn dp_status_info() -> View {
             int("NumberInstalled", "c.installed"),
             int("NumberInProgress", "c.in_progress + c.retrying"),
             int("NumberErrors", "c.failed"),
-            int(
-                "NumberUnknown",
-                "c.targeted - c.installed - c.in_progress - c.retrying - c.failed",
-            ),
+            int("NumberUnknown", UNKNOWN_OF_COUNTS),
             int(
                 "MessageState",
                 format!(
@@ -457,10 +458,7 @@ fn object_content_info() -> View {
             int("NumberSuccess", "c.installed"),
             int("NumberInProgress", "c.in_progress + c.retrying"),
             int("NumberErrors", "c.failed"),
-            int(
-                "NumberUnknown",
-                "c.targeted - c.installed - c.in_progress - c.retrying - c.failed",
-            ),
+            int("NumberUnknown", UNKNOWN_OF_COUNTS),
         ],
         order: vec!["ObjectID"],
     }
@@ -513,7 +511,7 @@ fn group_status_details() -> View {
             text("StatusTime", "r.summary_date"),
             text("Description", "r.last_message"),
         ],
-        order: vec!["GroupID", "PackageID", "DPName"],
+        order: vec!["GroupID", "PackageID", "DPNALPath"],
     }
 }
 

@@ -71,10 +71,8 @@ pub async fn open(dir: &Path, cfg: &SiteConfig) -> Result<AppState, SiteError> {
         Some(_) => {}
         None => db.set_setting("site_code", &cfg.site_code).await?,
     }
-    if db.setting(SITE_ID).await?.is_none() {
-        let id = format!("{{{}}}", uuid::Uuid::new_v4().hyphenated()).to_uppercase();
-        db.set_setting(SITE_ID, &id).await?;
-    }
+    let new_id = format!("{{{}}}", uuid::Uuid::new_v4().hyphenated()).to_uppercase();
+    db.setting_or_insert(SITE_ID, &new_id).await?;
     auth::ensure_bootstrap(&db, dir).await?;
     let library = Arc::new(Library::create_local(&dir.join("library"))?);
     let site_code = cfg

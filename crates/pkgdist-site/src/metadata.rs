@@ -73,27 +73,34 @@ fn entity_type(out: &mut String, class: &ClassDef) {
     out.push_str("      </EntityType>\n");
 }
 
-/// The action of a method: bound to an instance or to the collection, or (`unbound`, for the
-/// action import of a static method) named `Class.Method` as the real route names it.
-fn action(out: &mut String, class: &ClassDef, m: &MethodDef, unbound: bool) {
-    if unbound {
-        out.push_str(&format!(
-            "      <Action Name=\"{}.{}\">\n",
-            attr(class.name),
-            attr(m.name)
-        ));
+/// The action of a method, bound to an instance or (a static method) to the collection.
+fn bound_action(out: &mut String, class: &ClassDef, m: &MethodDef) {
+    let binding = if m.instance {
+        format!("{NAMESPACE}.{}", class.name)
     } else {
-        let binding = if m.instance {
-            format!("{NAMESPACE}.{}", class.name)
-        } else {
-            format!("Collection({NAMESPACE}.{})", class.name)
-        };
-        out.push_str(&format!(
-            "      <Action Name=\"{}\" IsBound=\"true\">\n        <Parameter Name=\"bindingParameter\" Type=\"{}\" Nullable=\"false\"/>\n",
-            attr(m.name),
-            attr(&binding)
-        ));
-    }
+        format!("Collection({NAMESPACE}.{})", class.name)
+    };
+    out.push_str(&format!(
+        "      <Action Name=\"{}\" IsBound=\"true\">\n        <Parameter Name=\"bindingParameter\" Type=\"{}\" Nullable=\"false\"/>\n",
+        attr(m.name),
+        attr(&binding)
+    ));
+    parameters_and_result(out, m);
+}
+
+/// The unbound action `Class.Method` of a static method, for its action import, as the real
+/// route names it.
+fn import_action(out: &mut String, class: &ClassDef, m: &MethodDef) {
+    out.push_str(&format!(
+        "      <Action Name=\"{}.{}\">\n",
+        attr(class.name),
+        attr(m.name)
+    ));
+    parameters_and_result(out, m);
+}
+
+/// A method's parameters, its result type and the end of its action.
+fn parameters_and_result(out: &mut String, m: &MethodDef) {
     for p in m.params {
         let nullable = if p.required { " Nullable=\"false\"" } else { "" };
         out.push_str(&format!(
@@ -124,9 +131,9 @@ pub fn document() -> String {
     }
     for class in catalog::CLASSES {
         for m in class.methods {
-            action(&mut out, class, m, false);
+            bound_action(&mut out, class, m);
             if !m.instance {
-                action(&mut out, class, m, true);
+                import_action(&mut out, class, m);
             }
         }
     }

@@ -18,9 +18,17 @@ struct Site {
 }
 
 async fn start() -> Site {
+    start_on(None).await
+}
+
+/// A site on `database` (a PostgreSQL URL), or on SQLite in its folder.
+async fn start_on(database: Option<String>) -> Site {
     let dir = TempDir::new().unwrap();
-    let (cfg, created) = pkgdist_site::SiteConfig::load_or_init(dir.path(), Some("PS1")).unwrap();
+    let (mut cfg, created) = pkgdist_site::SiteConfig::load_or_init(dir.path(), Some("PS1")).unwrap();
     assert!(created);
+    if let Some(url) = database {
+        cfg.database = url;
+    }
     let state = pkgdist_site::open(dir.path(), &cfg).await.unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
@@ -86,6 +94,32 @@ impl Site {
         assert_eq!(st, StatusCode::OK, "{v}");
         v["value"].as_array().unwrap().clone()
     }
+    /// An instance of every class: two DPs in a group with a package, a package without a
+    /// source, a read-only token. Returns the package with a source.
+    async fn estate(&self) -> String {
+        let (dp1, dp2) = (self.dp("dp1").await, self.dp("dp2").await);
+        let a = self.package("SMS_Package", "a").await;
+        let (st, _) = self.post("SMS_DriverPackage", json!({"Name": "no source"})).await;
+        assert_eq!(st, StatusCode::CREATED);
+        let (_, g) = self.post("SMS_DistributionPointGroup", json!({"Name": "all"})).await;
+        let gid = g["GroupID"].as_str().unwrap().to_owned();
+        let m = |name: &str| format!("SMS_DistributionPointGroup{}/AdminService.{name}", key(&gid));
+        let (st, _) = self
+            .post(&m("AddDistributionPoints"), json!({"DPNALPath": [dp1, dp2]}))
+            .await;
+        assert_eq!(st, StatusCode::CREATED);
+        let (st, _) = self.post(&m("AddPackages"), json!({"PackageIDs": [a]})).await;
+        assert_eq!(st, StatusCode::CREATED);
+        let (st, _) = self
+            .post(
+                "PKGDIST_AdminToken",
+                json!({"Name": "reader", "Role": "ReadOnlyAnalyst"}),
+            )
+            .await;
+        assert_eq!(st, StatusCode::CREATED);
+        a
+    }
+
     fn source(&self, name: &str) -> PathBuf {
         let src = self.dir.path().join(name);
         std::fs::create_dir_all(src.join("sub")).unwrap();
@@ -901,21 +935,7 @@ async fn every_class_reads_into_its_struct() {
         rows.len()
     }
     let s = start().await;
-    let (dp1, dp2) = (s.dp("dp1").await, s.dp("dp2").await);
-    let a = s.package("SMS_Package", "a").await;
-    let (st, _) = s.post("SMS_DriverPackage", json!({"Name": "no source"})).await;
-    assert_eq!(st, StatusCode::CREATED);
-    let (_, g) = s.post("SMS_DistributionPointGroup", json!({"Name": "all"})).await;
-    let gid = g["GroupID"].as_str().unwrap().to_owned();
-    let m = |name: &str| format!("SMS_DistributionPointGroup{}/AdminService.{name}", key(&gid));
-    s.post(&m("AddDistributionPoints"), json!({"DPNALPath": [dp1, dp2]}))
-        .await;
-    s.post(&m("AddPackages"), json!({"PackageIDs": [a]})).await;
-    s.post(
-        "PKGDIST_AdminToken",
-        json!({"Name": "reader", "Role": "ReadOnlyAnalyst"}),
-    )
-    .await;
+    let a = s.estate().await;
     let mut counted = Vec::new();
     for (class, _) in property_names() {
         let rows = s.list(class).await;
@@ -2072,9 +2092,10 @@ async fn compatibility_envelopes_and_keys() {
 }
 
 /// `$metadata` is CSDL XML describing every class of the catalog (key, properties) and every
-/// method as a bound action, as read by the OASIS OData TC's own CSDL reader (npm
-/// `odata-csdl`, strict: anything CSDL 4.0 does not allow fails), which knows nothing of
-/// pkgdist. `scripts/test-deps` installs it.
+/// method as a bound action (static ones also as action imports), as read by the OASIS OData
+/// TC's own CSDL reader (npm `odata-csdl`), which knows nothing of pkgdist. Strict, it refuses
+/// any element or attribute CSDL does not define; it does not check names or resolve
+/// references, which the assertions here do. `scripts/test-deps` installs it.
 #[tokio::test]
 async fn metadata_describes_every_class_and_method() {
     let s = start().await;
@@ -2153,6 +2174,12 @@ async fn metadata_describes_every_class_and_method() {
                     (json!("Action"), Value::Null),
                     "{dotted}: {unbound}"
                 );
+                let names: Vec<&str> = unbound["$Parameter"]
+                    .as_array()
+                    .map(|a| a.iter().filter_map(|p| p["$Name"].as_str()).collect())
+                    .unwrap_or_default();
+                let want: Vec<&str> = m.params.iter().map(|p| p.name).collect();
+                assert_eq!(names, want, "{dotted}");
             }
         }
     }
@@ -2250,6 +2277,53 @@ async fn root_summarizer_and_dp_status_info_follow_the_rows() {
     assert_eq!(st, StatusCode::NO_CONTENT);
     assert_eq!(root().await["Targeted"], json!(1));
 }
+/// Every property of every class sorts and filters, on both engines: each is an SQL
+/// expression (or a small class's value), and PostgreSQL is stricter about types and
+/// constants than SQLite, so each is run there too, not only read.
+#[tokio::test]
+async fn every_property_sorts_and_filters_on_both_engines() {
+    let pg = tokio::task::spawn_blocking(pkgdist_testkit::postgres::TempPostgres::start)
+        .await
+        .unwrap()
+        .unwrap();
+    for database in [None, Some(pg.url())] {
+        let engine = if database.is_some() { "postgres" } else { "sqlite" };
+        let s = start_on(database).await;
+        s.estate().await;
+        for class in pkgdist_proto::catalog::CLASSES.iter().filter(|c| !c.key.is_empty()) {
+            let all = s.list(class.name).await;
+            for p in class.props {
+                use pkgdist_proto::catalog::Ty;
+                if matches!(p.ty, Ty::StringArray | Ty::UInt32Array | Ty::ObjectArray)
+                    || ["Token", "EnrollmentToken"].contains(&p.name)
+                {
+                    continue;
+                }
+                let what = format!("{engine} {}.{}", class.name, p.name);
+                let (st, sorted) = s
+                    .get(&format!("{}?$orderby={}%20desc&$top=3", class.name, p.name))
+                    .await;
+                assert_eq!(st, StatusCode::OK, "{what}: {sorted}");
+                // The first row's value selects at least that row.
+                let Some(v) = all.first().map(|r| r[p.name].clone()) else {
+                    continue;
+                };
+                let literal = match &v {
+                    Value::String(t) if p.ty == Ty::DateTime => t.clone(),
+                    Value::String(t) => format!("'{}'", t.replace('\'', "''")),
+                    Value::Null => "null".into(),
+                    other => other.to_string(),
+                };
+                let filter = urlencode(&format!("{} eq {literal}", p.name));
+                let (st, n) = s.get(&format!("{}/$count?$filter={filter}", class.name)).await;
+                assert_eq!(st, StatusCode::OK, "{what}: {n}");
+                let n: u64 = n.as_str().map_or_else(|| n.as_u64().unwrap(), |t| t.parse().unwrap());
+                assert!(n >= 1, "{what} eq {literal} selects nothing");
+            }
+        }
+    }
+}
+
 /// Requests replayed from public AdminService scripts.
 #[path = "api/scripts.rs"]
 mod scripts;

@@ -291,16 +291,20 @@ async fn public_scripts_replayed() {
         assert!(r["ID"].as_u64().unwrap() > 0 && r["ID"] == r["StatusMsgID"], "{r}");
         assert_eq!(r["MessageID"], 2357, "{r}");
     }
-    // The GET by key of one of them.
-    let (st, by_id) = s
-        .script_get(
-            &format!("SMS_DPGroupDistributionStatusDetails({})", rows[0]["ID"]),
-            Auth::Bearer,
-        )
-        .await;
+    // The GET by key of one of them: group, package and DP (ConfigMgr keys the class by the
+    // message ID, which is neither unique nor stable; see docs/api.md).
+    let one_key = format!(
+        "SMS_DPGroupDistributionStatusDetails(GroupID='{gid}',PackageID='{dell}',DPNALPath='{}')",
+        urlencode(&rows[0]["DPNALPath"].as_str().unwrap().replace('\'', "''"))
+    );
+    let (st, by_key) = s.script_get(&one_key, Auth::Bearer).await;
     assert_eq!(
-        (st, by_id["value"][0]["DPName"].clone()),
+        (st, by_key["value"][0]["DPName"].clone()),
         (StatusCode::OK, rows[0]["DPName"].clone())
+    );
+    assert_eq!(
+        by_key["value"][0]["@odata.etag"].as_str().map(|e| e.starts_with(&gid)),
+        Some(true)
     );
 
     // AdamGrossTX/Toolbox, InitiateClientAction.ps1 (2a7dcf6): a static method by POST to
@@ -409,12 +413,41 @@ async fn static_methods_by_get() {
         .post("SMS_ScheduleMethods.ReadFromString", json!({"StringData": hourly}))
         .await;
     assert_eq!(by_query["TokenData"], by_post["TokenData"]);
-    let (_, by_call) = get(
+    let (st, by_call) = get(
         format!("sms_schedulemethods.readfromstring(StringData='{hourly}')"),
         reader.clone(),
     )
     .await;
+    assert_eq!(st, StatusCode::CREATED, "{by_call}");
     assert_eq!(by_call["TokenData"], by_post["TokenData"]);
+    // A parameter given twice (in any case), by GET or by POST, is refused, not picked.
+    assert_error(
+        &get(
+            format!("SMS_ScheduleMethods.ReadFromString?StringData={hourly}&stringdata=x"),
+            reader.clone(),
+        )
+        .await,
+        400,
+        "MalformedQuery",
+    );
+    assert_error(
+        &get(
+            format!("SMS_ScheduleMethods.ReadFromString(StringData='{hourly}')?StringData=x"),
+            reader.clone(),
+        )
+        .await,
+        400,
+        "MalformedQuery",
+    );
+    assert_error(
+        &s.post(
+            "SMS_ScheduleMethods.ReadFromString",
+            json!({"StringData": hourly, "stringdata": "x"}),
+        )
+        .await,
+        400,
+        "MalformedBody",
+    );
     // Array parameters are JSON in the query string.
     let tokens = urlencode(&by_post["TokenData"].to_string());
     let (st, back) = get(
@@ -436,24 +469,42 @@ async fn static_methods_by_get() {
         400,
         "InvalidValue",
     );
+    // An unknown parameter is named, as in a POST body.
+    let unknown = get("SMS_ScheduleMethods.ReadFromString?Nope=1".into(), s.token.clone()).await;
+    assert_error(&unknown, 400, "UnknownProperty");
+    assert_eq!(unknown.1["ExtendedStatus"]["ParameterInfo"], "Nope");
+    // A query option given twice is refused, spaced or not.
     assert_error(
-        &get("SMS_ScheduleMethods.ReadFromString?Nope=1".into(), s.token.clone()).await,
+        &get("SMS_Package?$top=1&%20$top=2".into(), s.token.clone()).await,
         400,
         "MalformedQuery",
     );
-    // A method that changes the site is POST only, for everyone.
+    // A method that changes the site is POST only, for everyone: the row a GET would have
+    // cancelled is still on its way.
     let pkg = s.package("SMS_Package", "p").await;
-    let before = s.get(&format!("SMS_Package('{pkg}')")).await.1;
+    let nal = s.dp("dp1").await;
+    let (st, _) = s
+        .post(
+            &format!("SMS_Package('{pkg}')/AdminService.AddDistributionPoints"),
+            json!({"SiteCode": ["PS1"], "NALPath": [nal]}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED);
+    let row = format!("SMS_PackageStatusDistPointsSummarizer{}", dp_key(&pkg, &nal));
+    assert_eq!(s.get(&row).await.1["State"], 1, "INSTALL_PENDING");
     assert_error(
         &get(
-            format!("SMS_DistributionPoint.CancelDistribution?PackageID={pkg}&NALPath=x"),
+            format!(
+                "SMS_DistributionPoint.CancelDistribution?PackageID={pkg}&NALPath={}",
+                urlencode(&nal)
+            ),
             s.token.clone(),
         )
         .await,
         405,
         "NotAllowed",
     );
-    assert_eq!(s.get(&format!("SMS_Package('{pkg}')")).await.1, before);
+    assert_eq!(s.get(&row).await.1["State"], 1, "still INSTALL_PENDING");
     // The analyst may read the site ID, never call a method that changes anything.
     let (st, id) = get("SMS_Identification.GetSiteID()".into(), reader.clone()).await;
     assert_eq!(st, StatusCode::CREATED, "{id}");
@@ -464,7 +515,7 @@ async fn static_methods_by_get() {
             s.url
         ))
         .bearer_auth(&reader)
-        .json(&json!({"PackageID": pkg, "NALPath": "x"}))
+        .json(&json!({"PackageID": pkg, "NALPath": nal}))
         .send()
         .await
         .unwrap();
