@@ -38,6 +38,20 @@ impl FileReader {
         self.end - self.pos
     }
 
+    /// Where the next read starts, in the file.
+    pub fn position(&self) -> u64 {
+        self.pos
+    }
+
+    /// Goes back to `pos` (a position this reader was at: nothing before its range or past
+    /// its end) and lets go of the chunk it holds: a server that dropped a block it had read
+    /// ahead for a client that stopped taking them reads it again when it is wanted, and
+    /// meanwhile holds no chunk.
+    pub fn rewind_and_release(&mut self, pos: u64) {
+        self.pos = pos.min(self.end);
+        self.current = None;
+    }
+
     /// The verified chunk holding `pos`, and the file offset where it starts.
     fn chunk_at(&mut self, pos: u64) -> io::Result<(u64, &[u8])> {
         // The last chunk starting at or before `pos`.

@@ -71,6 +71,8 @@ pub struct RunOptions {
     pub ready_file: Option<PathBuf>,
     /// Chunk bytes per request to a source (default 8 MiB).
     pub batch_bytes: Option<u64>,
+    /// What one client, and all of them, may hold of the DP's connections.
+    pub limits: pkgdist_node::listen::Limits,
 }
 
 /// A DP ready to serve: enrolled, listening, jobs resumed.
@@ -81,6 +83,7 @@ pub struct Dp {
     pub identity: Identity,
     listener: TcpListener,
     app: Router,
+    limits: pkgdist_node::listen::Limits,
 }
 
 impl Dp {
@@ -157,15 +160,14 @@ impl Dp {
             identity,
             listener,
             app,
+            limits: opts.limits,
         })
     }
 
     /// Serves until `shutdown` resolves.
     pub async fn serve(self, shutdown: impl std::future::Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
         tracing::info!(addr = %self.addr, dp = %self.identity.name, "distribution point listening");
-        axum::serve(pkgdist_node::util::without_delay(self.listener), self.app)
-            .with_graceful_shutdown(shutdown)
-            .await
+        pkgdist_node::listen::serve(self.listener, self.app, self.limits, shutdown).await
     }
 }
 

@@ -5,10 +5,12 @@
 //! - [`fetch`]: the other side: fetch a manifest against a trusted hash, then only the missing
 //!   chunks, in verified batches, into a content library;
 //! - [`download`]: `pkgdist fetch`, the same into a plain folder, reusing what is there;
-//! - [`pace`]: rate limits, applied where the bytes leave.
+//! - [`pace`]: rate limits, applied where the bytes leave;
+//! - [`listen`]: the accept loop both daemons serve with: what one client may hold of them.
 
 pub mod download;
 pub mod fetch;
+pub mod listen;
 pub mod pace;
 pub mod serve;
 pub mod source;

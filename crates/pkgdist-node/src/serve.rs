@@ -264,57 +264,120 @@ async fn serve(content: Content, pkg: &str, path: &str, method: Method, headers:
     }
 }
 
-/// How much of a file one read takes (and one body frame carries).
+/// How much of a file one read takes (and one body frame carries), filled whole but for the
+/// last: a frame per chunk (64 KiB on average) was four times the frames, and a short block in
+/// a 256 KiB allocation held the whole allocation.
 const BLOCK: usize = 256 << 10;
 
-/// Blocks read ahead of the client: the next reads overlap the sending of the last.
-const AHEAD: usize = 2;
+/// Blocks read at once over every download: the blocking threads (and the blocks being
+/// decompressed and hashed) downloads take. 2,048 downloads starting together took 512
+/// blocking threads before.
+const READS_AT_ONCE: usize = 16;
 
-/// How long a download waits for its client to take the next block before it gives up.
+static READS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(READS_AT_ONCE);
+
+/// How long a block read ahead waits for its client to want it. Past that the client is not
+/// keeping up: the block (and the chunk behind it) is let go and read again when wanted, so a
+/// stalled download holds only what its connection holds.
+const HOLD_AHEAD: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// How long a download waits for its client to want the next block before it gives up (the
+/// connection's own write deadline, `listen::Limits::write_stall`, usually ends it first).
 const CLIENT_STALL: std::time::Duration = std::time::Duration::from_secs(60);
 
-/// Streams a verified reader. Each block is read on a blocking thread that is given back as
-/// soon as the block is read: a client that stops reading holds a socket, a task and a block
-/// or two of memory, never a thread (the blocking pool is shared by every download and every
-/// lookup; 512 stalled clients used to empty it and stop the DP serving anyone). A client that
-/// takes nothing for [`CLIENT_STALL`] is dropped.
+/// Streams a verified reader, one block read ahead of the client. The body asks for each
+/// block (`want`) and receives it (`data`); a producer task reads the next block as soon as it
+/// has handed one over, so reads overlap sending. Reads run on blocking threads given back as
+/// soon as the block is read, at most [`READS_AT_ONCE`] at a time: a client that stops reading
+/// holds a socket and its connection's buffer, never a thread, and after [`HOLD_AHEAD`] no
+/// block of ours either.
 fn stream(reader: pkgdist_content::FileReader) -> Body {
-    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(AHEAD);
-    tokio::spawn(async move {
-        let mut reader = reader;
-        loop {
-            let read = tokio::task::spawn_blocking(move || {
-                let mut buf = vec![0u8; BLOCK];
-                let got = std::io::Read::read(&mut reader, &mut buf).map(|n| {
-                    buf.truncate(n);
-                    Bytes::from(buf)
-                });
-                (reader, got)
-            })
-            .await;
-            let Ok((back, got)) = read else {
-                return; // the read panicked: the body ends short, and the client sees it
-            };
-            reader = back;
-            let last = match &got {
-                Ok(b) if b.is_empty() => return,
-                Ok(_) => false,
-                Err(e) => {
-                    tracing::error!(error = %e, "stopping a download: damaged content");
-                    true
-                }
-            };
-            match tokio::time::timeout(CLIENT_STALL, tx.send(got)).await {
-                Ok(Ok(())) if !last => {}
-                Ok(Ok(())) | Ok(Err(_)) => return, // done, or the client went away
-                Err(_) => {
+    let (want_tx, want_rx) = tokio::sync::mpsc::channel::<()>(1);
+    let (data_tx, data_rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(1);
+    tokio::spawn(produce(reader, want_rx, data_tx));
+    let frames = futures_util::stream::unfold((want_tx, data_rx), |(want, mut data)| async move {
+        want.send(()).await.ok()?;
+        let frame = data.recv().await?;
+        Some((frame, (want, data)))
+    });
+    Body::from_stream(frames)
+}
+
+/// The producer of [`stream`]: hands over each block when it is wanted, reading one ahead.
+async fn produce(
+    reader: pkgdist_content::FileReader,
+    mut want: tokio::sync::mpsc::Receiver<()>,
+    data: tokio::sync::mpsc::Sender<Result<Bytes, std::io::Error>>,
+) {
+    // The first block is read when first wanted.
+    if !matches!(tokio::time::timeout(CLIENT_STALL, want.recv()).await, Ok(Some(()))) {
+        return;
+    }
+    let Some(mut next) = read_block(reader).await else {
+        return; // the read panicked: the body ends short, and the client sees it
+    };
+    loop {
+        let (reader, block) = next;
+        let block = match block {
+            Ok(b) if b.is_empty() => return, // the end: the body ends when `data` closes
+            Ok(b) => b,
+            Err(e) => {
+                tracing::error!(error = %e, "stopping a download: damaged content");
+                let _ = data.send(Err(e)).await;
+                return;
+            }
+        };
+        if data.send(Ok(block)).await.is_err() {
+            return; // the client went away
+        }
+        let at = reader.position();
+        let Some(ahead) = read_block(reader).await else {
+            return;
+        };
+        next = match tokio::time::timeout(HOLD_AHEAD, want.recv()).await {
+            Ok(Some(())) => ahead,
+            Ok(None) => return,
+            Err(_) => {
+                // Not wanted in time: let the block and its chunk go, and read them again
+                // when the client wants them.
+                let (mut reader, _dropped) = ahead;
+                reader.rewind_and_release(at);
+                if !matches!(tokio::time::timeout(CLIENT_STALL, want.recv()).await, Ok(Some(()))) {
                     tracing::info!("dropping a download whose client stopped reading");
                     return;
                 }
+                match read_block(reader).await {
+                    Some(again) => again,
+                    None => return,
+                }
+            }
+        };
+    }
+}
+
+/// Reads the reader's next block (empty at the end) on a blocking thread, within the limit of
+/// reads at once; answers the reader with it. `None` if the read panicked (the reader is
+/// lost with it).
+async fn read_block(
+    mut reader: pkgdist_content::FileReader,
+) -> Option<(pkgdist_content::FileReader, Result<Bytes, std::io::Error>)> {
+    let _turn = READS.acquire().await.ok()?;
+    tokio::task::spawn_blocking(move || {
+        let want = usize::try_from(reader.remaining()).unwrap_or(BLOCK).min(BLOCK);
+        let mut buf = vec![0u8; want];
+        let mut filled = 0;
+        while filled < want {
+            match std::io::Read::read(&mut reader, &mut buf[filled..]) {
+                Ok(0) => break,
+                Ok(n) => filled += n,
+                Err(e) => return (reader, Err(e)),
             }
         }
-    });
-    Body::from_stream(tokio_stream::wrappers::ReceiverStream::new(rx))
+        buf.truncate(filled);
+        (reader, Ok(Bytes::from(buf)))
+    })
+    .await
+    .ok()
 }
 
 enum Range {

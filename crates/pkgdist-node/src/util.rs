@@ -17,26 +17,6 @@ pub fn plain(status: StatusCode, msg: impl Into<String>) -> Response {
         .into_response()
 }
 
-/// `listener` with `TCP_NODELAY` set on every accepted connection.
-///
-/// Without it a response body written after its header waits for the client's delayed ACK
-/// (40 ms on Linux): a DP fetching chunks in many small requests, or a client downloading
-/// small files, idles through most of that time.
-///
-/// The type is named (not `impl Listener`) so that axum's `ConnectInfo<SocketAddr>` works on
-/// it: handlers can see the peer's address.
-pub fn without_delay(
-    listener: tokio::net::TcpListener,
-) -> axum::serve::TapIo<tokio::net::TcpListener, fn(&mut tokio::net::TcpStream)> {
-    use axum::serve::ListenerExt;
-    fn no_delay(tcp: &mut tokio::net::TcpStream) {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
-        }
-    }
-    listener.tap_io(no_delay as fn(&mut tokio::net::TcpStream))
-}
-
 /// The token of an `Authorization: Bearer <token>` header.
 pub fn bearer(headers: &HeaderMap) -> Option<&str> {
     headers

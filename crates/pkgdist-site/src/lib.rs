@@ -187,13 +187,10 @@ pub async fn serve(
     let app = router(state.clone())
         .merge(node::router(state.clone()))
         .merge(link::router(state));
-    // The peer's address reaches handlers: HTTP Basic is taken from loopback only.
-    axum::serve(
-        pkgdist_node::util::without_delay(listener),
-        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown)
-    .await
+    // The peer's address reaches handlers (HTTP Basic is taken from loopback only), and no
+    // client holds a connection past the limits.
+    let limits = pkgdist_node::listen::Limits::for_open_files(pkgdist_node::listen::open_files_limit());
+    pkgdist_node::listen::serve(listener, app, limits, shutdown).await
 }
 
 /// The site's background work — the distribution manager and the refresh scheduler — running

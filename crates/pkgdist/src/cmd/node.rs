@@ -35,15 +35,50 @@ pub struct DpRunArgs {
     /// Chunk bytes asked of a source per request.
     #[arg(long, hide = true)]
     pub batch_bytes: Option<u64>,
+    /// Connections at once from one client address; more are answered 503 with Retry-After.
+    #[arg(long, default_value_t = pkgdist_node::listen::Limits::PER_ADDRESS)]
+    pub max_connections_per_client: usize,
+    /// Seconds a client has to send a request's headers before its connection is closed.
+    #[arg(long, default_value_t = pkgdist_node::listen::Limits::HEADER_READ_SECS)]
+    pub header_timeout_secs: u64,
+    /// Seconds a response may wait on a client that takes nothing before its connection is
+    /// closed.
+    #[arg(long, default_value_t = pkgdist_node::listen::Limits::WRITE_STALL_SECS)]
+    pub stall_timeout_secs: u64,
 }
 
-fn runtime() -> Result<tokio::runtime::Runtime> {
-    Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?)
+impl DpRunArgs {
+    /// The connection limits asked for, with the total sized to the open-files limit (raised
+    /// to its maximum first).
+    fn limits(&self) -> pkgdist_node::listen::Limits {
+        let base = pkgdist_node::listen::Limits::for_open_files(pkgdist_node::listen::raise_open_files_limit());
+        pkgdist_node::listen::Limits {
+            per_address: self.max_connections_per_client.max(1),
+            header_read: std::time::Duration::from_secs(self.header_timeout_secs.max(1)),
+            write_stall: std::time::Duration::from_secs(self.stall_timeout_secs.max(1)),
+            ..base
+        }
+    }
 }
+
+/// The runtime of the daemons and of `fetch`. Its blocking pool is capped well under tokio's
+/// 512: downloads read through it (at most 16 blocks at once, see `pkgdist_node::serve`) and so
+/// do lookups, and 2,048 requests arriving together grew it to 512 threads before.
+pub(crate) fn runtime() -> Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .max_blocking_threads(BLOCKING_THREADS)
+        .build()?)
+}
+
+/// Blocking threads a daemon may have at once.
+const BLOCKING_THREADS: usize = 64;
 
 pub fn dp_run(conn: &Conn, a: DpRunArgs) -> Result<()> {
+    let limits = a.limits();
     runtime()?.block_on(pkgdist_dp::run(
         pkgdist_dp::RunOptions {
+            limits,
             data: a.data,
             site: Some(conn.site.clone()),
             enrollment_token: a.enrollment_token,
@@ -127,6 +162,7 @@ async fn up_async(a: UpArgs) -> Result<()> {
     if a.dps > 64 {
         bail!("--dps {}: at most 64 local DPs", a.dps);
     }
+    let open_files = pkgdist_node::listen::raise_open_files_limit();
     let site_dir = a.data.join("site");
     for d in [&a.data, &site_dir] {
         pkgdist_node::util::private_dir(d).with_context(|| format!("creating {}", d.display()))?;
@@ -185,6 +221,10 @@ async fn up_async(a: UpArgs) -> Result<()> {
             advertise_url: None,
             ready_file: None,
             batch_bytes: None,
+            // The site and every DP of the process share its open files.
+            limits: pkgdist_node::listen::Limits::for_open_files(
+                open_files / u64::try_from(a.dps).unwrap_or(64).saturating_add(1),
+            ),
         })
         .await?;
         dp_addrs.push(dp.addr.to_string());

@@ -61,7 +61,8 @@ pub struct RunArgs {
 pub fn run(conn: &Conn, cmd: SiteCmd) -> Result<()> {
     match cmd {
         SiteCmd::Run(a) => {
-            let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+            pkgdist_node::listen::raise_open_files_limit();
+            let rt = crate::cmd::node::runtime()?;
             rt.block_on(pkgdist_site::run(pkgdist_site::RunOptions {
                 data: a.data,
                 site_code: a.site_code,
