@@ -18,6 +18,7 @@ pub mod read;
 pub mod snapshot;
 pub mod store;
 pub mod verify;
+mod walk;
 
 pub use error::{ContentError, Result};
 pub use library::Library;

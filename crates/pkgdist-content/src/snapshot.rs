@@ -14,16 +14,15 @@
 //! would not move its times, so it is read again next time.
 
 use std::collections::{BTreeMap, HashSet};
-use std::fs::{self, File};
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
-use std::path::{Path, PathBuf};
+use std::fs;
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use pkgdist_core::manifest::check_symlink_target;
-use pkgdist_core::{ChunkRef, ContentId, Digest, Entry, EntryKind, FileData, Manifest, RelPath, Timestamp};
+use pkgdist_core::{ChunkRef, ContentId, Digest, Entry, EntryKind, FileData, Manifest, Timestamp};
 use serde::{Deserialize, Serialize};
 
 use crate::chunker::Chunker;
@@ -31,6 +30,7 @@ use crate::envelope::Packer;
 use crate::error::{ContentError, Result};
 use crate::library::Library;
 use crate::store::{Kind, Store};
+use crate::walk::{Found, Scanned, Seen, SourceDir};
 
 /// How many writer threads compress and stage chunks.
 const WRITERS: usize = 2;
@@ -142,19 +142,16 @@ struct Stamps {
     files: BTreeMap<String, Stamp>,
 }
 
-/// One thing found by the walk.
-struct Scanned {
-    path: RelPath,
-    abs: PathBuf,
-    mode: u32,
-    mtime: Timestamp,
-    what: Found,
-}
-
-enum Found {
-    Dir,
-    File(Stamp),
-    Symlink(String),
+impl From<Seen> for Stamp {
+    fn from(s: Seen) -> Self {
+        Stamp {
+            size: s.size,
+            mtime: s.mtime,
+            ctime: s.ctime,
+            ino: s.ino,
+            dev: s.dev,
+        }
+    }
 }
 
 impl Library {
@@ -167,7 +164,8 @@ impl Library {
             return Err(ContentError::VersionExists(target));
         }
         let chunker = Chunker::new(self.params)?;
-        let scanned = scan(source)?;
+        let source = SourceDir::open(source)?;
+        let scanned = source.scan()?;
 
         let previous = match opts.previous {
             Some(prev) if !opts.checksum => self.quick_check_base(prev)?,
@@ -176,7 +174,7 @@ impl Library {
         let mut stats = SnapshotStats::default();
         let total: u64 = scanned
             .iter()
-            .map(|s| if let Found::File(st) = &s.what { st.size } else { 0 })
+            .map(|s| if let Found::File(seen) = &s.what { seen.size } else { 0 })
             .sum();
         let nfiles = scanned.iter().filter(|s| matches!(s.what, Found::File(_))).count() as u64;
         if let Some(p) = opts.progress {
@@ -201,6 +199,7 @@ impl Library {
         let entries = std::thread::scope(|s| -> Result<Vec<Entry>> {
             let writers: Vec<_> = (0..WRITERS).map(|_| s.spawn(|| shared.write_loop(&rx))).collect();
             let mut reader = Reader {
+                source: &source,
                 chunker,
                 tx: Some(tx),
                 shared: &shared,
@@ -361,6 +360,8 @@ impl Drop for DrainOnPanic<'_, '_> {
 }
 
 struct Reader<'a, 's> {
+    /// The source folder, by descriptor: files are opened beneath it, through no link.
+    source: &'s SourceDir,
     chunker: Chunker,
     tx: Option<SyncSender<(Digest, Vec<u8>)>>,
     shared: &'s Shared<'a>,
@@ -391,7 +392,8 @@ impl Reader<'_, '_> {
                     stats.symlinks += 1;
                     EntryKind::Symlink { target: target.clone() }
                 }
-                Found::File(stamp) => {
+                Found::File(seen) => {
+                    let stamp = &Stamp::from(*seen);
                     stats.files += 1;
                     stats.bytes += stamp.size;
                     let reused = match previous {
@@ -410,7 +412,7 @@ impl Reader<'_, '_> {
                         }
                         None => {
                             let started = SystemTime::now();
-                            let d = self.read_file(s, stamp)?;
+                            let d = self.read_file(s, seen)?;
                             stats.bytes_read += d.size;
                             if !is_racy(stamp, started, self.shared.racy_margin) {
                                 stamps.insert(s.path.to_string(), *stamp);
@@ -457,14 +459,9 @@ impl Reader<'_, '_> {
         Ok(Some(data.clone()))
     }
 
-    fn read_file(&mut self, s: &Scanned, stamp: &Stamp) -> Result<FileData> {
-        let f = File::open(&s.abs).map_err(|e| {
-            ContentError::source(
-                &s.abs,
-                format!("cannot read the file ({e}); fix its permissions or remove it from the source"),
-            )
-        })?;
-        let mut stream = self.chunker.stream(f, READ_BUFFER);
+    fn read_file(&mut self, s: &Scanned, seen: &Seen) -> Result<FileData> {
+        let f = self.source.open_file(s, seen)?;
+        let mut stream = self.chunker.stream(&f, READ_BUFFER);
         let mut file_hash = blake3::Hasher::new();
         let mut chunks = Vec::new();
         let mut size = 0u64;
@@ -501,11 +498,15 @@ impl Reader<'_, '_> {
                 p.advance(chunk.len() as u64);
             }
         }
+        drop(stream);
         // The content must be what the stamp describes; a file written to while we read it
-        // would give a manifest that matches neither its old nor its new state.
-        let after = fs::symlink_metadata(&s.abs)
-            .map_err(|e| ContentError::source(&s.abs, format!("vanished while being read ({e})")))?;
-        if size != stamp.size || stamp_of(&after) != *stamp {
+        // would give a manifest that matches neither its old nor its new state. Asked of the
+        // open file: the path may lead elsewhere by now.
+        let after = f
+            .metadata()
+            .map_err(|e| ContentError::source(&s.abs, format!("cannot be read ({e})")))?;
+        let stamp = Stamp::from(*seen);
+        if size != stamp.size || stamp_of(&after) != stamp {
             return Err(ContentError::source(
                 &s.abs,
                 "the file changed while it was being read; run the snapshot again once it is no longer being written",
@@ -545,64 +546,4 @@ fn stamp_of(m: &fs::Metadata) -> Stamp {
         ino: m.ino(),
         dev: m.dev(),
     }
-}
-
-/// Walks the source, sorted by path bytes, refusing what cannot be represented.
-fn scan(source: &Path) -> Result<Vec<Scanned>> {
-    let meta = fs::metadata(source)
-        .map_err(|e| ContentError::source(source, format!("the source folder cannot be read ({e})")))?;
-    if !meta.is_dir() {
-        return Err(ContentError::source(source, "the source is not a folder"));
-    }
-    let mut out = Vec::new();
-    for item in walkdir::WalkDir::new(source).min_depth(1).follow_links(false) {
-        let item = item.map_err(|e| {
-            let path = e.path().unwrap_or(source).to_owned();
-            ContentError::source(
-                path,
-                format!("cannot be read ({e}); fix its permissions or remove it from the source"),
-            )
-        })?;
-        let abs = item.path().to_owned();
-        let rel = abs.strip_prefix(source).unwrap_or(&abs);
-        let Some(rel_str) = rel.to_str() else {
-            return Err(ContentError::source(&abs, "the name is not valid UTF-8; rename it"));
-        };
-        let path = RelPath::new(rel_str).map_err(|e| ContentError::source(&abs, e.to_string()))?;
-        let m = item
-            .metadata()
-            .map_err(|e| ContentError::source(&abs, format!("cannot be read ({e})")))?;
-        let mtime = timestamp(m.mtime(), m.mtime_nsec());
-        let mode = m.permissions().mode() & 0o7777;
-        let ft = item.file_type();
-        let what = if ft.is_dir() {
-            Found::Dir
-        } else if ft.is_file() {
-            Found::File(stamp_of(&m))
-        } else if ft.is_symlink() {
-            let target =
-                fs::read_link(&abs).map_err(|e| ContentError::source(&abs, format!("cannot read the link ({e})")))?;
-            let Some(target) = target.to_str() else {
-                return Err(ContentError::source(&abs, "the link target is not valid UTF-8"));
-            };
-            check_symlink_target(&path, target).map_err(|r| {
-                ContentError::source(&abs, format!("{r}; replace the link with the file itself or remove it"))
-            })?;
-            Found::Symlink(target.to_owned())
-        } else {
-            return Err(ContentError::source(
-                &abs,
-                "is a special file (device, socket or pipe); only files, folders and links can be packaged",
-            ));
-        };
-        out.push(Scanned {
-            path,
-            abs,
-            mode,
-            mtime,
-            what,
-        });
-    }
-    out.sort_by(|a, b| a.path.as_str().as_bytes().cmp(b.path.as_str().as_bytes()));
-    Ok(out)
 }

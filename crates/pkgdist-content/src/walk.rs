@@ -1,0 +1,278 @@
+//! The source folder of a snapshot, held by file descriptor: what a snapshot reads is what its
+//! walk found inside the folder, never what a path leads to a moment later.
+//!
+//! Whoever can write in a source folder can swap a subfolder for a symlink to somewhere else
+//! while a snapshot runs. Walking and reading by path (as `walkdir` and `File::open` do)
+//! follows such a link wherever it points, and a check of the file afterwards cannot see that a
+//! parent was swapped: a snapshot could capture a file the site can read and the writer cannot.
+//! So:
+//!
+//! - the folder itself is opened once, following its own path as given (the administrator
+//!   chose it), and everything else is reached from that descriptor;
+//! - the walk opens each subfolder relative to its parent with `O_NOFOLLOW | O_DIRECTORY` and
+//!   checks that what it opened is what it listed (device and inode), so a subfolder swapped
+//!   for a link, or for another folder, fails the snapshot rather than leading outside;
+//! - a file is opened relative to the folder with `openat2(RESOLVE_BENEATH |
+//!   RESOLVE_NO_SYMLINKS)`: no symlink anywhere on the way, nothing outside the folder (a
+//!   component-wise `O_NOFOLLOW` walk where the kernel lacks `openat2`), and what was opened
+//!   must be the file the walk found.
+//!
+//! A source that changes under a snapshot therefore gives a consistent snapshot or a clear
+//! error naming the path, never a file from outside the source.
+
+use std::fs::File;
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::{Path, PathBuf};
+
+use pkgdist_core::manifest::check_symlink_target;
+use pkgdist_core::{RelPath, Timestamp};
+use rustix::fs::{AtFlags, FileType, Mode, OFlags, ResolveFlags};
+
+use crate::error::{ContentError, Result};
+
+/// Folders deeper than this are refused (the walk holds one descriptor per level).
+const MAX_DEPTH: usize = 256;
+
+/// Per-file facts the quick check compares (see `snapshot::Stamp`), as the walk saw them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Seen {
+    pub size: u64,
+    pub mtime: Timestamp,
+    pub ctime: Timestamp,
+    pub ino: u64,
+    pub dev: u64,
+}
+
+/// One thing found by the walk.
+#[derive(Debug)]
+pub(crate) struct Scanned {
+    pub path: RelPath,
+    /// For messages only: the source folder's path joined with `path`.
+    pub abs: PathBuf,
+    pub mode: u32,
+    pub mtime: Timestamp,
+    pub what: Found,
+}
+
+#[derive(Debug)]
+pub(crate) enum Found {
+    Dir,
+    File(Seen),
+    Symlink(String),
+}
+
+/// The source folder, open.
+#[derive(Debug)]
+pub(crate) struct SourceDir {
+    fd: OwnedFd,
+    path: PathBuf,
+}
+
+fn timestamp(secs: i64, nanos: u64) -> Timestamp {
+    Timestamp {
+        secs,
+        nanos: u32::try_from(nanos.min(999_999_999)).unwrap_or(0),
+    }
+}
+
+impl Seen {
+    fn of(st: &rustix::fs::Stat) -> Self {
+        Self {
+            size: u64::try_from(st.st_size).unwrap_or(0),
+            mtime: timestamp(st.st_mtime, st.st_mtime_nsec),
+            ctime: timestamp(st.st_ctime, st.st_ctime_nsec),
+            ino: st.st_ino,
+            dev: st.st_dev,
+        }
+    }
+}
+
+impl SourceDir {
+    /// Opens the source folder (following its own path as given).
+    pub(crate) fn open(path: &Path) -> Result<Self> {
+        let fd = rustix::fs::open(
+            path,
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| {
+            let why = if e == rustix::io::Errno::NOTDIR {
+                "the source is not a folder".to_owned()
+            } else {
+                format!("the source folder cannot be read ({e})")
+            };
+            ContentError::source(path, why)
+        })?;
+        Ok(Self {
+            fd,
+            path: path.to_owned(),
+        })
+    }
+
+    /// Everything in the folder, sorted by path bytes; refuses what a manifest cannot hold.
+    pub(crate) fn scan(&self) -> Result<Vec<Scanned>> {
+        let mut out = Vec::new();
+        self.walk(&self.fd, "", 0, &mut out)?;
+        out.sort_by(|a, b| a.path.as_str().as_bytes().cmp(b.path.as_str().as_bytes()));
+        Ok(out)
+    }
+
+    fn walk(&self, dir: &OwnedFd, prefix: &str, depth: usize, out: &mut Vec<Scanned>) -> Result<()> {
+        let here = self.path.join(prefix);
+        if depth > MAX_DEPTH {
+            return Err(ContentError::source(
+                &here,
+                format!("folders nest more than {MAX_DEPTH} deep"),
+            ));
+        }
+        let entries = rustix::fs::Dir::read_from(dir).map_err(|e| unreadable(&here, e))?;
+        for entry in entries {
+            let entry = entry.map_err(|e| unreadable(&here, e))?;
+            let raw = entry.file_name().to_bytes();
+            if raw == b"." || raw == b".." {
+                continue;
+            }
+            let Ok(name) = std::str::from_utf8(raw) else {
+                return Err(ContentError::source(
+                    here.join(String::from_utf8_lossy(raw).as_ref()),
+                    "the name is not valid UTF-8; rename it",
+                ));
+            };
+            let rel = if prefix.is_empty() {
+                name.to_owned()
+            } else {
+                format!("{prefix}/{name}")
+            };
+            let abs = self.path.join(&rel);
+            let path = RelPath::new(&rel).map_err(|e| ContentError::source(&abs, e.to_string()))?;
+            let st = rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW).map_err(|e| unreadable(&abs, e))?;
+            let mode = st.st_mode & 0o7777;
+            let mtime = timestamp(st.st_mtime, st.st_mtime_nsec);
+            let what = match FileType::from_raw_mode(st.st_mode) {
+                FileType::Directory => {
+                    let sub = rustix::fs::openat(
+                        dir,
+                        name,
+                        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                        Mode::empty(),
+                    )
+                    .map_err(|e| changed(&abs, e))?;
+                    same_object(&sub, &st, &abs)?;
+                    out.push(Scanned {
+                        path,
+                        abs,
+                        mode,
+                        mtime,
+                        what: Found::Dir,
+                    });
+                    self.walk(&sub, &rel, depth + 1, out)?;
+                    continue;
+                }
+                FileType::RegularFile => Found::File(Seen::of(&st)),
+                FileType::Symlink => {
+                    let target = rustix::fs::readlinkat(dir, name, Vec::new())
+                        .map_err(|e| ContentError::source(&abs, format!("cannot read the link ({e})")))?;
+                    let Ok(target) = target.into_string() else {
+                        return Err(ContentError::source(&abs, "the link target is not valid UTF-8"));
+                    };
+                    check_symlink_target(&path, &target).map_err(|r| {
+                        ContentError::source(&abs, format!("{r}; replace the link with the file itself or remove it"))
+                    })?;
+                    Found::Symlink(target)
+                }
+                _ => {
+                    return Err(ContentError::source(
+                        &abs,
+                        "is a special file (device, socket or pipe); only files, folders and links can be packaged",
+                    ));
+                }
+            };
+            out.push(Scanned {
+                path,
+                abs,
+                mode,
+                mtime,
+                what,
+            });
+        }
+        Ok(())
+    }
+
+    /// Opens a file the walk found, by no path but the one beneath this folder, through no
+    /// symlink; it must be the very file the walk saw.
+    pub(crate) fn open_file(&self, s: &Scanned, seen: &Seen) -> Result<File> {
+        let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        let fd = match rustix::fs::openat2(
+            &self.fd,
+            s.path.as_str(),
+            flags,
+            Mode::empty(),
+            ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS,
+        ) {
+            Err(rustix::io::Errno::NOSYS) => self.open_by_components(s.path.as_str(), flags),
+            other => other,
+        }
+        .map_err(|e| match e {
+            // A link met on the way (ELOOP), or a rename while resolving (EAGAIN).
+            rustix::io::Errno::LOOP | rustix::io::Errno::AGAIN | rustix::io::Errno::XDEV => changed(&s.abs, e),
+            e => ContentError::source(
+                &s.abs,
+                format!("cannot read the file ({e}); fix its permissions or remove it from the source"),
+            ),
+        })?;
+        let now = rustix::fs::fstat(&fd).map_err(|e| unreadable(&s.abs, e))?;
+        if (now.st_dev, now.st_ino) != (seen.dev, seen.ino) {
+            return Err(changed(&s.abs, rustix::io::Errno::STALE));
+        }
+        Ok(File::from(fd))
+    }
+
+    /// `openat2`'s guarantee where the kernel lacks it: every folder on the way opened
+    /// relative to the last with `O_NOFOLLOW`, then the file.
+    fn open_by_components(&self, rel: &str, flags: OFlags) -> rustix::io::Result<OwnedFd> {
+        let mut parts: Vec<&str> = rel.split('/').collect();
+        let last = parts.pop().unwrap_or_default();
+        let mut dir: Option<OwnedFd> = None;
+        for part in parts {
+            let next = rustix::fs::openat(
+                dir.as_ref().map_or(self.fd.as_fd(), AsFd::as_fd),
+                part,
+                OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                Mode::empty(),
+            )?;
+            dir = Some(next);
+        }
+        rustix::fs::openat(
+            dir.as_ref().map_or(self.fd.as_fd(), AsFd::as_fd),
+            last,
+            flags,
+            Mode::empty(),
+        )
+    }
+}
+
+/// What was opened is what was listed.
+fn same_object(fd: &OwnedFd, listed: &rustix::fs::Stat, abs: &Path) -> Result<()> {
+    let opened = rustix::fs::fstat(fd).map_err(|e| unreadable(abs, e))?;
+    if (opened.st_dev, opened.st_ino) == (listed.st_dev, listed.st_ino) {
+        Ok(())
+    } else {
+        Err(changed(abs, rustix::io::Errno::STALE))
+    }
+}
+
+fn unreadable(path: &Path, e: rustix::io::Errno) -> ContentError {
+    ContentError::source(
+        path,
+        format!("cannot be read ({e}); fix its permissions or remove it from the source"),
+    )
+}
+
+fn changed(path: &Path, e: rustix::io::Errno) -> ContentError {
+    ContentError::source(
+        path,
+        format!(
+            "changed while the snapshot read it (it was replaced, or replaced by a link: {e}); nothing outside the source is read — run the snapshot again once the source is still"
+        ),
+    )
+}
