@@ -535,13 +535,18 @@ fn query_of(class: &ClassDef, list: &[(String, String)]) -> ApiResult<odata::Que
     }
     let known = |p: &str| class.prop(p).is_some();
     let g = |k: &str| q.get(k).map(String::as_str);
-    odata::Query::parse(g("$filter"), g("$select"), g("$orderby"), g("$top"), g("$skip"), &known).map_err(|e| {
-        let kind = match e {
-            odata::QueryError::UnknownProperty(_) => ErrorKind::UnknownProperty,
-            _ => ErrorKind::MalformedQuery,
-        };
-        ApiError::new(kind, format!("{e} (class {})", class.name))
-    })
+    let query =
+        odata::Query::parse(g("$filter"), g("$select"), g("$orderby"), g("$top"), g("$skip"), &known).map_err(|e| {
+            let kind = match e {
+                odata::QueryError::UnknownProperty(_) => ErrorKind::UnknownProperty,
+                _ => ErrorKind::MalformedQuery,
+            };
+            ApiError::new(kind, format!("{e} (class {})", class.name))
+        })?;
+    if let Some(f) = &query.filter {
+        crate::filter_types::check(class, f)?;
+    }
+    Ok(query)
 }
 
 /// Where the WMI route is, as the client addressed it (for `@odata.context`).

@@ -13,6 +13,7 @@ mod classes;
 pub mod config;
 pub mod distmgr;
 pub mod error;
+mod filter_types;
 mod hierarchy;
 pub mod link;
 pub mod metadata;
