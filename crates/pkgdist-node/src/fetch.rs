@@ -147,6 +147,7 @@ impl Fetcher {
     /// A fetcher for anonymous sources (DPs serve content to anyone).
     pub fn new() -> Self {
         let http = reqwest::Client::builder()
+            .pool_idle_timeout(pkgdist_proto::POOL_IDLE)
             .connect_timeout(std::time::Duration::from_secs(10))
             .read_timeout(std::time::Duration::from_secs(60))
             .build()

@@ -16,7 +16,16 @@
 //!   connection waits for them (a new connection, or a kept-alive one after its last answer);
 //!   then the connection is closed. A connection that sends nothing is closed the same way.
 //! - **writes**: a write that makes no progress for `write_stall` (the client takes nothing)
-//!   fails, and the connection is closed, freeing what its response held.
+//!   fails, and the connection is reset, freeing what its response held (the socket too: a
+//!   plain close would leave the unsent bytes queued in the kernel for minutes).
+//! - **request bodies**: a body that sends nothing for `write_stall` fails its request.
+//! - **turning away**: at most [`MAX_TURNING_AWAY`] answers of 503 at once; past that a
+//!   connection is reset at once, so a flood of connections from one host holds nothing.
+//!
+//! A client that keeps a connection busy by reading a trickle is not cut: any progress counts.
+//! Idle kept-alive connections are closed after `header_read` (hyper's header deadline starts
+//! when a connection waits for a request), so clients that pool connections should idle them
+//! out sooner (pkgdist's own clients use 20 s).
 //!
 //! Invariants: a connection counts against its address and the total from accept until its
 //! task ends (a guard, so no path forgets to give it back); the 503 is written by a task of its
@@ -112,6 +121,12 @@ const BUFFER: usize = 64 << 10;
 /// How long a client turned away is told to wait.
 const RETRY_AFTER_SECS: u64 = 5;
 
+/// How long answering a connection 503 (and reading what it sent) may take.
+const TURN_AWAY_WITHIN: Duration = Duration::from_secs(2);
+
+/// Connections being answered 503 at once; more are reset without an answer.
+pub const MAX_TURNING_AWAY: usize = 256;
+
 /// Serves `app` on `listener` within `limits` until `shutdown` resolves; then stops accepting,
 /// lets each connection finish its request in flight, and returns once they have, or after
 /// `limits.write_stall` at most.
@@ -122,6 +137,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let open = Open::default();
+    let turning_away = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut connections = tokio::task::JoinSet::new();
     tokio::pin!(shutdown);
@@ -149,13 +165,26 @@ pub async fn serve(
                 connections.spawn(connection(tcp, peer, app, limits, stop, held));
             }
             Err(why) => {
-                tracing::debug!(%peer, why, "turning a connection away");
-                tokio::spawn(turn_away(tcp, why));
+                use std::sync::atomic::Ordering;
+                if turning_away.fetch_add(1, Ordering::Relaxed) < MAX_TURNING_AWAY {
+                    tracing::debug!(%peer, %why, "turning a connection away");
+                    let count = Arc::clone(&turning_away);
+                    tokio::spawn(async move {
+                        turn_away(tcp, why).await;
+                        count.fetch_sub(1, Ordering::Relaxed);
+                    });
+                } else {
+                    // Too many at once to answer: reset now, holding nothing.
+                    turning_away.fetch_sub(1, Ordering::Relaxed);
+                    let _ = tcp.set_zero_linger();
+                }
             }
         }
         // Reap finished connections so the set does not grow with the daemon's age.
         while connections.try_join_next().is_some() {}
     }
+    // No new connection waits in the backlog for an accept that will not come.
+    drop(listener);
     let _ = stop_tx.send(true);
     let drained = async { while connections.join_next().await.is_some() {} };
     if tokio::time::timeout(limits.write_stall, drained).await.is_err() {
@@ -175,7 +204,10 @@ async fn connection(
     _held: Held,
 ) {
     use tower::ServiceExt as _;
-    let service = hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
+    let body_stall = limits.write_stall;
+    let service = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+        // A request body that sends nothing for the stall deadline fails its request.
+        let mut req = req.map(|b| tower_http::timeout::TimeoutBody::new(body_stall, b));
         req.extensions_mut().insert(ConnectInfo(peer));
         app.clone().oneshot(req)
     });
@@ -208,7 +240,7 @@ async fn connection(
 
 /// Answers a connection over a limit with 503 and `Retry-After`, without reading its request,
 /// and closes it; gives up after a few seconds on a client that will not take even that.
-async fn turn_away(mut tcp: TcpStream, why: &'static str) {
+async fn turn_away(mut tcp: TcpStream, why: Refused) {
     let body = format!("503: {why}; try again in {RETRY_AFTER_SECS} seconds\n");
     let answer = format!(
         "HTTP/1.1 503 Service Unavailable\r\nRetry-After: {RETRY_AFTER_SECS}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
@@ -230,7 +262,9 @@ async fn turn_away(mut tcp: TcpStream, why: &'static str) {
         }
         Ok::<_, std::io::Error>(())
     };
-    let _ = tokio::time::timeout(Duration::from_secs(RETRY_AFTER_SECS), answer_then_drain).await;
+    if tokio::time::timeout(TURN_AWAY_WITHIN, answer_then_drain).await.is_err() {
+        let _ = tcp.set_zero_linger();
+    }
 }
 
 /// Connections open now, per address and in all.
@@ -243,20 +277,52 @@ struct Counts {
     by_address: HashMap<IpAddr, usize>,
 }
 
+/// Which limit a connection is over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Refused {
+    Total,
+    PerAddress,
+}
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Refused::Total => "the server has as many connections as it takes",
+            Refused::PerAddress => "too many connections from your address",
+        })
+    }
+}
+
+/// The address a client is counted under: an IPv4 address (also when mapped into IPv6), or
+/// an IPv6 /64, the least a site is given, so a host cannot take a fresh address per
+/// connection.
+fn client_key(ip: IpAddr) -> IpAddr {
+    match ip.to_canonical() {
+        IpAddr::V6(v6) => {
+            let s = v6.segments();
+            IpAddr::V6(std::net::Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
+        }
+        v4 => v4,
+    }
+}
+
 impl Open {
     /// Counts a new connection from `ip`, or says which limit it is over.
-    fn take(&self, ip: IpAddr, limits: &Limits) -> Result<Held, &'static str> {
+    fn take(&self, ip: IpAddr, limits: &Limits) -> Result<Held, Refused> {
+        let key = client_key(ip);
         let mut c = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         if c.total >= limits.total {
-            return Err("the server has as many connections as it takes");
+            return Err(Refused::Total);
         }
-        let mine = c.by_address.entry(ip).or_insert(0);
-        if *mine >= limits.per_address {
-            return Err("too many connections from your address");
+        if c.by_address.get(&key).copied().unwrap_or(0) >= limits.per_address {
+            return Err(Refused::PerAddress);
         }
-        *mine += 1;
+        *c.by_address.entry(key).or_insert(0) += 1;
         c.total += 1;
-        Ok(Held { open: self.clone(), ip })
+        Ok(Held {
+            open: self.clone(),
+            ip: key,
+        })
     }
 }
 
@@ -286,6 +352,8 @@ struct StallGuard {
     io: TcpStream,
     stall: Duration,
     deadline: Option<Pin<Box<tokio::time::Sleep>>>,
+    /// The deadline counts: a write is waiting on the client.
+    armed: bool,
 }
 
 impl StallGuard {
@@ -294,6 +362,7 @@ impl StallGuard {
             io,
             stall,
             deadline: None,
+            armed: false,
         }
     }
 
@@ -301,12 +370,25 @@ impl StallGuard {
     /// write if it has passed.
     fn pending<T>(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<T>> {
         let stall = self.stall;
-        let deadline = self.deadline.get_or_insert_with(|| Box::pin(tokio::time::sleep(stall)));
+        if !self.armed {
+            // One timer per connection, re-armed rather than allocated per stall.
+            let d = self.deadline.get_or_insert_with(|| Box::pin(tokio::time::sleep(stall)));
+            d.as_mut().reset(tokio::time::Instant::now() + stall);
+            self.armed = true;
+        }
+        let Some(deadline) = self.deadline.as_mut() else {
+            return Poll::Pending;
+        };
         match deadline.as_mut().poll(cx) {
-            Poll::Ready(()) => Poll::Ready(Err(std::io::Error::new(
-                std::io::ErrorKind::TimedOut,
-                "the client took nothing for too long",
-            ))),
+            Poll::Ready(()) => {
+                // A reset, not a close: the unsent bytes are dropped with the socket instead
+                // of waiting in the kernel for a client that takes nothing.
+                let _ = self.io.set_zero_linger();
+                Poll::Ready(Err(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    "the client took nothing for too long",
+                )))
+            }
             Poll::Pending => Poll::Pending,
         }
     }
@@ -315,7 +397,7 @@ impl StallGuard {
         match r {
             Poll::Pending => self.pending(cx),
             ready => {
-                self.deadline = None;
+                self.armed = false;
                 ready
             }
         }
@@ -378,6 +460,35 @@ mod tests {
         drop(a1);
         let _a3 = open.take(a, &limits).expect("a closed connection is given back");
         assert!(open.take(b, &limits).is_err());
+    }
+
+    #[test]
+    fn clients_are_counted_by_ipv4_address_or_ipv6_prefix() {
+        let limits = Limits {
+            per_address: 1,
+            total: 100,
+            ..Limits::for_open_files(1024)
+        };
+        let open = Open::default();
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        let _h = open.take(ip("2001:db8:1:2::1"), &limits).unwrap();
+        assert_eq!(
+            open.take(ip("2001:db8:1:2:ffff::9"), &limits).unwrap_err(),
+            Refused::PerAddress
+        );
+        let _o = open.take(ip("2001:db8:1:3::1"), &limits).unwrap();
+        let _v = open.take(ip("192.0.2.7"), &limits).unwrap();
+        assert_eq!(
+            open.take(ip("::ffff:192.0.2.7"), &limits).unwrap_err(),
+            Refused::PerAddress
+        );
+        // A limit of zero lets no one in, and refusing records nothing.
+        let none = Limits {
+            per_address: 0,
+            ..limits
+        };
+        assert!(open.take(ip("192.0.2.8"), &none).is_err());
+        assert!(!open.0.lock().unwrap().by_address.contains_key(&ip("192.0.2.8")));
     }
 
     #[test]

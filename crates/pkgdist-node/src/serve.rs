@@ -277,20 +277,18 @@ const READS_AT_ONCE: usize = 16;
 static READS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(READS_AT_ONCE);
 
 /// How long a block read ahead waits for its client to want it. Past that the client is not
-/// keeping up: the block (and the chunk behind it) is let go and read again when wanted, so a
-/// stalled download holds only what its connection holds.
+/// keeping up: the block (and the chunk behind it) is let go and read again when wanted, and
+/// from then on that download reads only what is wanted, so a slow client costs no read twice
+/// and a stalled one holds only what its connection holds.
 const HOLD_AHEAD: std::time::Duration = std::time::Duration::from_secs(1);
 
-/// How long a download waits for its client to want the next block before it gives up (the
-/// connection's own write deadline, `listen::Limits::write_stall`, usually ends it first).
-const CLIENT_STALL: std::time::Duration = std::time::Duration::from_secs(60);
-
-/// Streams a verified reader, one block read ahead of the client. The body asks for each
-/// block (`want`) and receives it (`data`); a producer task reads the next block as soon as it
-/// has handed one over, so reads overlap sending. Reads run on blocking threads given back as
-/// soon as the block is read, at most [`READS_AT_ONCE`] at a time: a client that stops reading
-/// holds a socket and its connection's buffer, never a thread, and after [`HOLD_AHEAD`] no
-/// block of ours either.
+/// Streams a verified reader, one block read ahead of the client while it keeps up. The body
+/// asks for each block (`want`) and receives it (`data`); a producer task hands it over and
+/// reads the next. Reads run on blocking threads given back as soon as the block is read, at
+/// most [`READS_AT_ONCE`] at a time: a client that stops reading holds a socket and its
+/// connection's buffer, never a thread, and after [`HOLD_AHEAD`] no block of ours either. A
+/// client that stops for good is let go by its connection's write deadline
+/// (`listen::Limits::write_stall`), which drops the body and so ends the producer.
 fn stream(reader: pkgdist_content::FileReader) -> Body {
     let (want_tx, want_rx) = tokio::sync::mpsc::channel::<()>(1);
     let (data_tx, data_rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(1);
@@ -303,19 +301,21 @@ fn stream(reader: pkgdist_content::FileReader) -> Body {
     Body::from_stream(frames)
 }
 
-/// The producer of [`stream`]: hands over each block when it is wanted, reading one ahead.
+/// The producer of [`stream`]: hands over each block when it is wanted, reading one ahead
+/// while the client keeps up. Ends when the body is dropped (`want` closes).
 async fn produce(
     reader: pkgdist_content::FileReader,
     mut want: tokio::sync::mpsc::Receiver<()>,
     data: tokio::sync::mpsc::Sender<Result<Bytes, std::io::Error>>,
 ) {
     // The first block is read when first wanted.
-    if !matches!(tokio::time::timeout(CLIENT_STALL, want.recv()).await, Ok(Some(()))) {
+    if want.recv().await.is_none() {
         return;
     }
     let Some(mut next) = read_block(reader).await else {
         return; // the read panicked: the body ends short, and the client sees it
     };
+    let mut ahead = true;
     loop {
         let (reader, block) = next;
         let block = match block {
@@ -330,20 +330,30 @@ async fn produce(
         if data.send(Ok(block)).await.is_err() {
             return; // the client went away
         }
+        if !ahead {
+            if want.recv().await.is_none() {
+                return;
+            }
+            let Some(wanted) = read_block(reader).await else {
+                return;
+            };
+            next = wanted;
+            continue;
+        }
         let at = reader.position();
-        let Some(ahead) = read_block(reader).await else {
+        let Some(read_ahead) = read_block(reader).await else {
             return;
         };
         next = match tokio::time::timeout(HOLD_AHEAD, want.recv()).await {
-            Ok(Some(())) => ahead,
+            Ok(Some(())) => read_ahead,
             Ok(None) => return,
             Err(_) => {
-                // Not wanted in time: let the block and its chunk go, and read them again
-                // when the client wants them.
-                let (mut reader, _dropped) = ahead;
+                // Not wanted in time: let the block and its chunk go, read it again when it
+                // is wanted, and read nothing ahead for this client from now on.
+                ahead = false;
+                let (mut reader, _dropped) = read_ahead;
                 reader.rewind_and_release(at);
-                if !matches!(tokio::time::timeout(CLIENT_STALL, want.recv()).await, Ok(Some(()))) {
-                    tracing::info!("dropping a download whose client stopped reading");
+                if want.recv().await.is_none() {
                     return;
                 }
                 match read_block(reader).await {
@@ -361,6 +371,10 @@ async fn produce(
 async fn read_block(
     mut reader: pkgdist_content::FileReader,
 ) -> Option<(pkgdist_content::FileReader, Result<Bytes, std::io::Error>)> {
+    if reader.remaining() == 0 {
+        // The end needs no thread.
+        return Some((reader, Ok(Bytes::new())));
+    }
     let _turn = READS.acquire().await.ok()?;
     tokio::task::spawn_blocking(move || {
         let want = usize::try_from(reader.remaining()).unwrap_or(BLOCK).min(BLOCK);
@@ -487,6 +501,48 @@ fn listing(m: &Manifest, cid: ContentId, dir: &str, headers: &HeaderMap) -> Resp
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A block read ahead and not wanted within the hold is let go and read again when wanted,
+    /// from where it was: the client gets every byte once, in order. And a client that then
+    /// takes each block slowly is never cut.
+    #[tokio::test]
+    async fn a_block_let_go_is_read_again_exactly() {
+        let dir = tempfile::TempDir::new().unwrap();
+        let src = dir.path().join("src");
+        std::fs::create_dir_all(&src).unwrap();
+        let data = pkgdist_testkit::generate::Rng::new(9).bytes(2 << 20);
+        std::fs::write(src.join("f.bin"), &data).unwrap();
+        let lib = Library::new(Arc::new(pkgdist_content::MemoryStore::new()));
+        let cid: ContentId = "PS100001.1".parse().unwrap();
+        lib.snapshot(&src, cid, &pkgdist_content::SnapshotOptions::default())
+            .unwrap();
+        let m = lib.manifest(cid).unwrap();
+        // A range that starts and ends off block boundaries.
+        let (start, end) = (1000u64, 1_900_000u64);
+        let reader = lib.read_file(&m, "f.bin", start..end).unwrap();
+        let (want, want_rx) = tokio::sync::mpsc::channel(1);
+        let (data_tx, mut frames) = tokio::sync::mpsc::channel(1);
+        tokio::spawn(produce(reader, want_rx, data_tx));
+        let mut got = Vec::new();
+        want.send(()).await.unwrap();
+        got.extend_from_slice(&frames.recv().await.unwrap().unwrap());
+        // Past the hold: the block read ahead is let go.
+        tokio::time::sleep(HOLD_AHEAD + std::time::Duration::from_millis(500)).await;
+        let mut slow = 0;
+        while want.send(()).await.is_ok() {
+            match frames.recv().await {
+                Some(frame) => got.extend_from_slice(&frame.unwrap()),
+                None => break,
+            }
+            // The next one past the hold too, once: read only when wanted from now on.
+            if slow == 0 {
+                tokio::time::sleep(HOLD_AHEAD + std::time::Duration::from_millis(200)).await;
+            }
+            slow += 1;
+        }
+        assert_eq!(got.len() as u64, end - start);
+        assert!(got == data[start as usize..end as usize], "bytes differ");
+    }
 
     #[test]
     fn ranges() {

@@ -102,6 +102,35 @@ async fn manifest_response(lib: Arc<Library>, cid: Option<ContentId>, pid: Packa
 /// chunks are asked for.
 const SEND_GROUP: usize = 1 << 20;
 
+/// The frames of `req`'s chunks from index `at`, until the group holds `send_group` bytes or
+/// every chunk is in; answers the group and the index to go on from.
+fn build_group(
+    lib: &Library,
+    req: &ChunkRequest,
+    at: usize,
+    send_group: usize,
+) -> Result<(Vec<u8>, usize), std::io::Error> {
+    let mut group = Vec::with_capacity(send_group + 300 * 1024);
+    let mut i = at;
+    while i < req.ids.len() && group.len() < send_group {
+        let id = &req.ids[i];
+        let bases = req.bases.get(i).map_or(&[][..], Vec::as_slice);
+        match lib.chunk_envelope(id) {
+            Ok(None) => frames::push(&mut group, id, frames::Payload::Absent),
+            Ok(Some(stored)) => match pkgdist_content::delta::for_sending(lib, &stored, bases) {
+                Some(d) => frames::push(&mut group, id, frames::Payload::Delta(&d)),
+                None => frames::push(&mut group, id, frames::Payload::Stored(&stored)),
+            },
+            Err(e) => {
+                tracing::error!(chunk = %id, error = %e, "cannot read a chunk to serve");
+                return Err(std::io::Error::other(e.to_string()));
+            }
+        }
+        i += 1;
+    }
+    Ok((group, i))
+}
+
 async fn chunks(
     State(lib): State<Arc<Library>>,
     pacer: Option<Extension<Arc<Pacer>>>,
@@ -131,32 +160,28 @@ async fn chunks(
     }
     let send_group = pacer.as_ref().map_or(SEND_GROUP, |p| p.piece());
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(4);
-    tokio::task::spawn_blocking(move || {
-        let mut group = Vec::with_capacity(send_group + 300 * 1024);
-        for (i, id) in req.ids.iter().enumerate() {
-            let bases = req.bases.get(i).map_or(&[][..], Vec::as_slice);
-            match lib.chunk_envelope(id) {
-                Ok(None) => frames::push(&mut group, id, frames::Payload::Absent),
-                Ok(Some(stored)) => match pkgdist_content::delta::for_sending(&lib, &stored, bases) {
-                    Some(d) => frames::push(&mut group, id, frames::Payload::Delta(&d)),
-                    None => frames::push(&mut group, id, frames::Payload::Stored(&stored)),
-                },
-                Err(e) => {
-                    tracing::error!(chunk = %id, error = %e, "cannot read a chunk to serve");
+    // Each group is built on a blocking thread given back once it is built, and sent from a
+    // task: a receiver that stops reading holds a task and a group or two, never a blocking
+    // thread (the pool is shared with every download and lookup, and capped).
+    let req = Arc::new(req);
+    tokio::spawn(async move {
+        let mut at = 0;
+        while at < req.ids.len() {
+            let (lib, req2) = (Arc::clone(&lib), Arc::clone(&req));
+            let built = tokio::task::spawn_blocking(move || build_group(&lib, &req2, at, send_group)).await;
+            let (group, next) = match built {
+                Ok(Ok(g)) => g,
+                Ok(Err(e)) => {
                     // Ends the body early: the receiver sees a truncated frame and retries.
-                    let _ = tx.blocking_send(Err(std::io::Error::other(e.to_string())));
+                    let _ = tx.send(Err(e)).await;
                     return;
                 }
+                Err(_) => return, // the build panicked: the body ends short
+            };
+            if tx.send(Ok(Bytes::from(group))).await.is_err() {
+                return; // the receiver went away
             }
-            if group.len() >= send_group {
-                let full = std::mem::replace(&mut group, Vec::with_capacity(send_group + 300 * 1024));
-                if tx.blocking_send(Ok(Bytes::from(full))).is_err() {
-                    return; // the receiver went away
-                }
-            }
-        }
-        if !group.is_empty() {
-            let _ = tx.blocking_send(Ok(Bytes::from(group)));
+            at = next;
         }
     });
     if let Some(pacer) = pacer {

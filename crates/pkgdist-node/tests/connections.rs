@@ -2,7 +2,7 @@
 //! connections per address and in all, the header deadline, the write deadline. Clients take
 //! other loopback addresses (127.0.0.2, …) to be other hosts.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -16,14 +16,20 @@ use tokio::net::{TcpSocket, TcpStream};
 
 /// A server of `/small` (a few bytes) and `/big` (64 MiB, made as it is sent).
 async fn start(limits: Limits) -> SocketAddr {
-    let app = Router::new().route("/small", get(|| async { "ok" })).route(
-        "/big",
-        get(|| async {
-            let block = axum::body::Bytes::from(vec![7u8; 1 << 20]);
-            let blocks = futures_util::stream::iter((0..64).map(move |_| Ok::<_, std::io::Error>(block.clone())));
-            Body::from_stream(blocks)
-        }),
-    );
+    let app = Router::new()
+        .route("/small", get(|| async { "ok" }))
+        .route(
+            "/echo",
+            axum::routing::post(|body: axum::body::Bytes| async move { body.len().to_string() }),
+        )
+        .route(
+            "/big",
+            get(|| async {
+                let block = axum::body::Bytes::from(vec![7u8; 1 << 20]);
+                let blocks = futures_util::stream::iter((0..64).map(move |_| Ok::<_, std::io::Error>(block.clone())));
+                Body::from_stream(blocks)
+            }),
+        );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(serve(listener, app, limits, std::future::pending()));
@@ -191,5 +197,66 @@ async fn a_client_that_reads_nothing_is_let_go() {
     assert!(got < 64 << 20, "the whole body came: {got}");
     // Its place is given back (one connection per address here).
     let answer = request(connect(server, [127, 0, 0, 6]).await, "/small").await;
+    assert!(answer.starts_with("HTTP/1.1 200 "), "{answer}");
+}
+
+#[tokio::test]
+async fn a_request_body_that_stops_fails_its_request() {
+    let server = start(limits(10, 30, 1)).await;
+    let mut tcp = connect(server, [127, 0, 0, 7]).await;
+    tcp.write_all(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n0123456789")
+        .await
+        .unwrap();
+    // 10 of 100,000 bytes, then nothing: the request fails after the 1 s stall deadline.
+    let t0 = Instant::now();
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), tcp.read_to_end(&mut answer)).await;
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(t0.elapsed() < Duration::from_secs(5), "held {:?}", t0.elapsed());
+    assert!(!answer.starts_with("HTTP/1.1 200"), "{answer}");
+    // A body that arrives is read whole.
+    let mut tcp = connect(server, [127, 0, 0, 7]).await;
+    tcp.write_all(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello")
+        .await
+        .unwrap();
+    let mut answer = String::new();
+    tcp.read_to_string(&mut answer).await.unwrap();
+    assert!(
+        answer.starts_with("HTTP/1.1 200") && answer.ends_with("\r\n\r\n5"),
+        "{answer}"
+    );
+}
+
+#[tokio::test]
+async fn a_flood_of_connections_over_the_limit_holds_nothing() {
+    let server = start(limits(1, 30, 30)).await;
+    let _mine = connect(server, [127, 0, 0, 8]).await;
+    // 1,000 more from the same host, in bursts of 100, each closed by the server at once:
+    // answered 503 (the first 256 at a time) or reset, none kept waiting.
+    let t0 = Instant::now();
+    let mut answered = 0;
+    for _ in 0..10 {
+        let mut burst = tokio::task::JoinSet::new();
+        for _ in 0..100 {
+            burst.spawn(async move {
+                let mut tcp = connect(server, [127, 0, 0, 8]).await;
+                let mut buf = Vec::new();
+                let _ = tokio::time::timeout(Duration::from_secs(10), tcp.read_to_end(&mut buf)).await;
+                buf.starts_with(b"HTTP/1.1 503 ")
+            });
+        }
+        while let Some(r) = burst.join_next().await {
+            answered += usize::from(r.unwrap());
+        }
+    }
+    println!("the flood took {:?}; {answered} of 1,000 answered 503", t0.elapsed());
+    assert!(
+        t0.elapsed() < Duration::from_secs(8),
+        "the flood took {:?}",
+        t0.elapsed()
+    );
+    assert!(answered > 0, "none was answered 503");
+    // Another host is served meanwhile and after.
+    let answer = request(connect(server, [127, 0, 0, 9]).await, "/small").await;
     assert!(answer.starts_with("HTTP/1.1 200 "), "{answer}");
 }

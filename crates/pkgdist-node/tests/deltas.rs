@@ -19,7 +19,12 @@ async fn serve(lib: Arc<Library>) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     let app = pkgdist_node::source::router(lib);
-    tokio::spawn(async move { axum::serve(listener, app).await });
+    tokio::spawn(pkgdist_node::listen::serve(
+        listener,
+        app,
+        pkgdist_node::listen::Limits::default(),
+        std::future::pending(),
+    ));
     url
 }
 

@@ -34,7 +34,13 @@ async fn start() -> Dp {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     let app = pkgdist_node::serve::router(pkgdist_node::serve::Content::new(lib.clone()));
-    tokio::spawn(async move { axum::serve(listener, app).await });
+    // The daemons' own accept loop, as in production.
+    tokio::spawn(pkgdist_node::listen::serve(
+        listener,
+        app,
+        pkgdist_node::listen::Limits::default(),
+        std::future::pending(),
+    ));
     Dp {
         url,
         dir,

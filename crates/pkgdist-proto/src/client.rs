@@ -48,10 +48,13 @@ impl Client {
         if base.cannot_be_a_base() {
             return Err(ClientError::Url(base.to_string()));
         }
-        let http = reqwest::Client::builder().build().map_err(|e| ClientError::Connect {
-            url: base.to_string(),
-            source: e,
-        })?;
+        let http = reqwest::Client::builder()
+            .pool_idle_timeout(crate::POOL_IDLE)
+            .build()
+            .map_err(|e| ClientError::Connect {
+                url: base.to_string(),
+                source: e,
+            })?;
         Ok(Self {
             http,
             base,

@@ -85,6 +85,7 @@ pub async fn run(state: AppState, owner: Owner) {
     }
     let busy: Arc<Mutex<HashSet<(String, String)>>> = Arc::default();
     let http = reqwest::Client::builder()
+        .pool_idle_timeout(pkgdist_proto::POOL_IDLE)
         .timeout(Duration::from_secs(30))
         .build()
         .unwrap_or_default();

@@ -50,13 +50,16 @@ fn compared(class: &ClassDef, p: &str, l: &Literal) -> ApiResult<()> {
     let Some(ty) = ty_of(class, p) else {
         return Ok(());
     };
-    let fits = match (ty, l) {
-        (_, Literal::Null) => true,
-        (Ty::String | Ty::DateTime, Literal::Text(_)) => true,
-        (Ty::UInt32 | Ty::UInt64 | Ty::SInt32, Literal::Int(_) | Literal::Float(_)) => true,
-        (Ty::Boolean, Literal::Bool(_)) => true,
-        _ => false,
-    };
+    let fits = matches!(
+        (ty, l),
+        (_, Literal::Null)
+            | (Ty::String | Ty::DateTime, Literal::Text(_))
+            | (
+                Ty::UInt32 | Ty::UInt64 | Ty::SInt32,
+                Literal::Int(_) | Literal::Float(_)
+            )
+            | (Ty::Boolean, Literal::Bool(_))
+    );
     if fits {
         Ok(())
     } else {

@@ -185,12 +185,23 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    let limits = pkgdist_node::listen::Limits::for_open_files(pkgdist_node::listen::open_files_limit());
+    serve_within(state, listener, limits, shutdown).await
+}
+
+/// [`serve`] within connection limits of the caller's choosing (`pkgdist up` shares the
+/// process's open files between the site and its DPs).
+pub async fn serve_within(
+    state: AppState,
+    listener: TcpListener,
+    limits: pkgdist_node::listen::Limits,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
     let app = router(state.clone())
         .merge(node::router(state.clone()))
         .merge(link::router(state));
     // The peer's address reaches handlers (HTTP Basic is taken from loopback only), and no
     // client holds a connection past the limits.
-    let limits = pkgdist_node::listen::Limits::for_open_files(pkgdist_node::listen::open_files_limit());
     pkgdist_node::listen::serve(listener, app, limits, shutdown).await
 }
 

@@ -125,6 +125,7 @@ impl ParentLink {
         // The parent may not be up yet, or busy: network errors and 5xx are retried for a
         // while; a refusal (4xx) is final.
         let http = reqwest::Client::builder()
+            .pool_idle_timeout(pkgdist_proto::POOL_IDLE)
             .timeout(Duration::from_secs(30))
             .build()
             .unwrap_or_default();
@@ -232,6 +233,7 @@ pub async fn run(state: AppState, link: ParentLink, own_url: String) {
         depth: 1,
     });
     let http = reqwest::Client::builder()
+        .pool_idle_timeout(pkgdist_proto::POOL_IDLE)
         .connect_timeout(Duration::from_secs(10))
         .timeout(Duration::from_secs(120))
         .build()

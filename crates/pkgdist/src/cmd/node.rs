@@ -48,10 +48,9 @@ pub struct DpRunArgs {
 }
 
 impl DpRunArgs {
-    /// The connection limits asked for, with the total sized to the open-files limit (raised
-    /// to its maximum first).
-    fn limits(&self) -> pkgdist_node::listen::Limits {
-        let base = pkgdist_node::listen::Limits::for_open_files(pkgdist_node::listen::raise_open_files_limit());
+    /// The connection limits asked for, with the total sized to `open_files`.
+    fn limits(&self, open_files: u64) -> pkgdist_node::listen::Limits {
+        let base = pkgdist_node::listen::Limits::for_open_files(open_files);
         pkgdist_node::listen::Limits {
             per_address: self.max_connections_per_client.max(1),
             header_read: std::time::Duration::from_secs(self.header_timeout_secs.max(1)),
@@ -75,7 +74,7 @@ pub(crate) fn runtime() -> Result<tokio::runtime::Runtime> {
 const BLOCKING_THREADS: usize = 64;
 
 pub fn dp_run(conn: &Conn, a: DpRunArgs) -> Result<()> {
-    let limits = a.limits();
+    let limits = a.limits(pkgdist_node::listen::raise_open_files_limit());
     runtime()?.block_on(pkgdist_dp::run(
         pkgdist_dp::RunOptions {
             limits,
@@ -188,8 +187,11 @@ async fn up_async(a: UpArgs) -> Result<()> {
     let mut tasks = tokio::task::JoinSet::new();
     let _workers = pkgdist_site::Workers::start(&state, &site_dir)?;
     let site_stop = stopped();
+    // The site and every DP of the process share its open files.
+    let share =
+        pkgdist_node::listen::Limits::for_open_files(open_files / u64::try_from(a.dps).unwrap_or(64).saturating_add(1));
     tasks.spawn(async move {
-        pkgdist_site::serve(state, listener, site_stop)
+        pkgdist_site::serve_within(state, listener, share, site_stop)
             .await
             .map_err(anyhow::Error::from)
     });
@@ -221,10 +223,7 @@ async fn up_async(a: UpArgs) -> Result<()> {
             advertise_url: None,
             ready_file: None,
             batch_bytes: None,
-            // The site and every DP of the process share its open files.
-            limits: pkgdist_node::listen::Limits::for_open_files(
-                open_files / u64::try_from(a.dps).unwrap_or(64).saturating_add(1),
-            ),
+            limits: share,
         })
         .await?;
         dp_addrs.push(dp.addr.to_string());
