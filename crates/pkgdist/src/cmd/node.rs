@@ -38,11 +38,12 @@ pub struct DpRunArgs {
     /// Connections at once from one client address; more are answered 503 with Retry-After.
     #[arg(long, default_value_t = pkgdist_node::listen::Limits::PER_ADDRESS)]
     pub max_connections_per_client: usize,
-    /// Seconds a client has to send a request's headers before its connection is closed.
+    /// Seconds a client has to send a request's headers before its connection is closed; also
+    /// how long a kept-alive connection may sit idle.
     #[arg(long, default_value_t = pkgdist_node::listen::Limits::HEADER_READ_SECS)]
     pub header_timeout_secs: u64,
-    /// Seconds a response may wait on a client that takes nothing before its connection is
-    /// closed.
+    /// Seconds a response may wait on a client that takes nothing (or a request body on a
+    /// client that sends nothing) before its connection is reset.
     #[arg(long, default_value_t = pkgdist_node::listen::Limits::WRITE_STALL_SECS)]
     pub stall_timeout_secs: u64,
 }
