@@ -80,23 +80,33 @@ impl ManifestCache {
     }
 }
 
-/// The client-facing routes.
+/// The client-facing routes. ConfigMgr's share name is matched as IIS matches it, in any case
+/// and percent-encoded (`sms_dp_smspkg%24`): hence a route with the first segment as a
+/// parameter, below the static `/content` (static segments win).
 pub fn router(content: Content) -> Router {
     Router::new()
         .route("/content/{pkg}", get(root))
         .route("/content/{pkg}/", get(root))
         .route("/content/{pkg}/{*path}", get(file))
-        .route("/SMS_DP_SMSPKG$/{pkg}", get(root))
-        .route("/SMS_DP_SMSPKG$/{pkg}/", get(root))
-        .route("/SMS_DP_SMSPKG$/{pkg}/{*path}", get(file))
+        .route("/{share}/{pkg}", get(share_root))
+        .route("/{share}/{pkg}/", get(share_root))
+        .route("/{share}/{pkg}/{*path}", get(share_file))
         .with_state(content)
+}
+
+/// ConfigMgr's content share on a DP.
+const SHARE: &str = "SMS_DP_SMSPKG$";
+
+fn not_the_share() -> Response {
+    plain(StatusCode::NOT_FOUND, "no such route on this distribution point")
 }
 
 /// The manifest a request reads: a named version, or the package's latest.
 async fn manifest(content: &Content, which: &str) -> Result<(ContentId, Arc<Manifest>), Response> {
     let lib = content.library.clone();
     let cache = content.manifests.clone();
-    let which = which.to_owned();
+    // Package IDs in any case, as Windows clients may write them.
+    let which = which.to_ascii_uppercase();
     let found = tokio::task::spawn_blocking(move || -> Result<Option<(ContentId, Arc<Manifest>)>, String> {
         let cid = if which.contains('.') {
             match which.parse::<ContentId>() {
@@ -140,50 +150,132 @@ async fn manifest(content: &Content, which: &str) -> Result<(ContentId, Arc<Mani
     }
 }
 
-/// Follows symlinks inside the manifest (at most 16 hops).
+/// The entry `path` names, following symlinks inside the manifest wherever they are on the way
+/// (`dlink/f` through a link to a folder), 16 hops at most; `None` for a path that leads
+/// nowhere or out of the package.
 fn resolve<'m>(m: &'m Manifest, path: &str) -> Option<&'m Entry> {
-    let mut p = path.to_owned();
-    for _ in 0..16 {
-        let e = m.entry(&p)?;
+    let mut todo: std::collections::VecDeque<String> = path.split('/').map(str::to_owned).collect();
+    let mut done: Vec<String> = Vec::new();
+    let mut hops = 0;
+    while let Some(part) = todo.pop_front() {
+        let here = if done.is_empty() {
+            part.clone()
+        } else {
+            format!("{}/{part}", done.join("/"))
+        };
+        let e = m.entry(&here)?;
         match &e.kind {
             EntryKind::Symlink { target } => {
-                let base = e.path.parent().unwrap_or("");
-                let mut parts: Vec<&str> = if base.is_empty() {
-                    vec![]
-                } else {
-                    base.split('/').collect()
-                };
-                for c in target.split('/') {
-                    match c {
+                hops += 1;
+                if hops > 16 {
+                    return None;
+                }
+                // The target, from the link's folder, then what is left of the path.
+                for c in target.split('/').rev() {
+                    todo.push_front(c.to_owned());
+                }
+                let mut from = done.clone();
+                let mut rest = Vec::new();
+                while let Some(c) = todo.pop_front() {
+                    match c.as_str() {
                         "" | "." => {}
                         ".." => {
-                            parts.pop()?;
+                            from.pop()?;
                         }
-                        c => parts.push(c),
+                        _ => {
+                            rest.push(c);
+                            break;
+                        }
                     }
                 }
-                p = parts.join("/");
+                rest.extend(todo.drain(..));
+                done = from;
+                todo = rest.into();
             }
-            _ => return Some(e),
+            EntryKind::Directory => done.push(part),
+            EntryKind::File(_) if todo.is_empty() => return Some(e),
+            EntryKind::File(_) => return None,
         }
     }
-    None
+    m.entry(&done.join("/"))
 }
 
-async fn root(State(content): State<Content>, Path(pkg): Path<String>, method: Method, headers: HeaderMap) -> Response {
-    serve(content, &pkg, "", method, &headers).await
+async fn root(
+    State(content): State<Content>,
+    Path(pkg): Path<String>,
+    uri: axum::http::Uri,
+    method: Method,
+    headers: HeaderMap,
+) -> Response {
+    serve(content, &pkg, "", &uri, method, &headers).await
 }
 
 async fn file(
     State(content): State<Content>,
     Path((pkg, path)): Path<(String, String)>,
+    uri: axum::http::Uri,
     method: Method,
     headers: HeaderMap,
 ) -> Response {
-    serve(content, &pkg, &path, method, &headers).await
+    serve(content, &pkg, &path, &uri, method, &headers).await
 }
 
-async fn serve(content: Content, pkg: &str, path: &str, method: Method, headers: &HeaderMap) -> Response {
+async fn share_root(
+    State(content): State<Content>,
+    Path((share, pkg)): Path<(String, String)>,
+    uri: axum::http::Uri,
+    method: Method,
+    headers: HeaderMap,
+) -> Response {
+    if !share.eq_ignore_ascii_case(SHARE) {
+        return not_the_share();
+    }
+    serve(content, &pkg, "", &uri, method, &headers).await
+}
+
+async fn share_file(
+    State(content): State<Content>,
+    Path((share, pkg, path)): Path<(String, String, String)>,
+    uri: axum::http::Uri,
+    method: Method,
+    headers: HeaderMap,
+) -> Response {
+    if !share.eq_ignore_ascii_case(SHARE) {
+        return not_the_share();
+    }
+    serve(content, &pkg, &path, &uri, method, &headers).await
+}
+
+/// A folder asked for without its trailing slash, by a client that follows links (HTML): sent
+/// to the same path with the slash, as web servers do, so the listing's relative links resolve
+/// inside the folder rather than one level up.
+fn with_slash(uri: &axum::http::Uri) -> Response {
+    let mut to = format!("{}/", uri.path());
+    if let Some(q) = uri.query() {
+        to.push('?');
+        to.push_str(q);
+    }
+    match HeaderValue::from_str(&to) {
+        Ok(v) => (StatusCode::MOVED_PERMANENTLY, [(header::LOCATION, v)]).into_response(),
+        Err(_) => plain(StatusCode::BAD_REQUEST, "invalid path"),
+    }
+}
+
+fn wants_json(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| a.contains("application/json"))
+}
+
+async fn serve(
+    content: Content,
+    pkg: &str,
+    path: &str,
+    uri: &axum::http::Uri,
+    method: Method,
+    headers: &HeaderMap,
+) -> Response {
     let trimmed = path.trim_end_matches('/');
     if !trimmed.is_empty() && RelPath::new(trimmed).is_err() {
         return plain(
@@ -195,13 +287,18 @@ async fn serve(content: Content, pkg: &str, path: &str, method: Method, headers:
         Ok(x) => x,
         Err(r) => return r,
     };
+    let folder_without_slash = !uri.path().ends_with('/') && !wants_json(headers);
     if trimmed.is_empty() {
+        if folder_without_slash {
+            return with_slash(uri);
+        }
         return listing(&m, cid, "", headers);
     }
     let Some(entry) = resolve(&m, trimmed) else {
         return plain(StatusCode::NOT_FOUND, format!("{cid} has no {trimmed:?}"));
     };
     match &entry.kind {
+        EntryKind::Directory if folder_without_slash => with_slash(uri),
         EntryKind::Directory => listing(&m, cid, entry.path.as_str(), headers),
         EntryKind::File(f) => {
             let etag = format!("\"{}\"", f.hash);
@@ -215,7 +312,13 @@ async fn serve(content: Content, pkg: &str, path: &str, method: Method, headers:
             if headers
                 .get(header::IF_NONE_MATCH)
                 .and_then(|v| v.to_str().ok())
-                .is_some_and(|v| v.split(',').any(|t| t.trim() == etag || t.trim() == "*"))
+                // Weak comparison, as If-None-Match asks: `W/"…"` matches the strong tag.
+                .is_some_and(|v| {
+                    v.split(',').any(|t| {
+                        let t = t.trim();
+                        t == "*" || t.strip_prefix("W/").unwrap_or(t) == etag
+                    })
+                })
             {
                 return base
                     .status(StatusCode::NOT_MODIFIED)
@@ -438,11 +541,7 @@ fn http_date(secs: i64) -> String {
 
 fn listing(m: &Manifest, cid: ContentId, dir: &str, headers: &HeaderMap) -> Response {
     let entries: Vec<&Entry> = m.children(dir).collect();
-    let wants_json = headers
-        .get(header::ACCEPT)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|a| a.contains("application/json"));
-    if wants_json {
+    if wants_json(headers) {
         let list: Vec<_> = entries
             .iter()
             .map(|e| {

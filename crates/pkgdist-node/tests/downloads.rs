@@ -27,6 +27,7 @@ async fn start() -> Dp {
     std::fs::write(src.join("image.wim"), &big).unwrap();
     std::fs::write(src.join("sub dir/a&b.txt"), b"hello").unwrap();
     std::os::unix::fs::symlink("image.wim", src.join("link.wim")).unwrap();
+    std::os::unix::fs::symlink("sub dir", src.join("dlink")).unwrap();
     let store = Arc::new(LocalStore::open(&dir.path().join("library")).unwrap());
     let lib = Arc::new(Library::new(store.clone()));
     lib.snapshot(&src, "PS100001.1".parse().unwrap(), &SnapshotOptions::default())
@@ -293,4 +294,84 @@ fn stalled_downloads_hold_no_threads() {
         }
         drop(stalled);
     });
+}
+
+/// What Windows clients and browsers send: ConfigMgr's share name in any case and
+/// percent-encoded, package IDs in lower case, a folder without its trailing slash, a path
+/// through a link to a folder, a weak validator.
+#[tokio::test]
+async fn share_paths_folders_links_and_weak_validators_as_clients_send_them() {
+    let dp = start().await;
+    for path in [
+        "/SMS_DP_SMSPKG$/PS100001/image.wim",
+        "/sms_dp_smspkg$/PS100001/image.wim",
+        "/SMS_DP_SMSPKG%24/PS100001/image.wim",
+        "/Sms_Dp_SmsPkg%24/ps100001/image.wim",
+        "/content/ps100001.1/image.wim",
+    ] {
+        let r = http().get(format!("{}{path}", dp.url)).send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::OK, "{path}");
+        assert!(r.bytes().await.unwrap() == dp.big, "{path}");
+    }
+    let r = http()
+        .get(format!("{}/OTHER$/PS100001/image.wim", dp.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    // Through a link to a folder, as its listing shows it.
+    let r = http()
+        .get(format!("{}/content/PS100001/dlink/a%26b.txt", dp.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.text().await.unwrap(), "hello");
+    let html = http()
+        .get(format!("{}/content/PS100001/dlink/", dp.url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(html.contains("href=\"a%26b.txt\""), "{html}");
+    // A folder without its slash: a browser is sent to the slash (the listing's links are
+    // relative to it); a JSON client gets the listing as it is.
+    let no_redirects = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    for (path, to) in [
+        ("/content/PS100001/sub%20dir", "/content/PS100001/sub%20dir/"),
+        ("/content/PS100001", "/content/PS100001/"),
+        (
+            "/SMS_DP_SMSPKG$/PS100001/dlink?x=1",
+            "/SMS_DP_SMSPKG$/PS100001/dlink/?x=1",
+        ),
+    ] {
+        let r = no_redirects.get(format!("{}{path}", dp.url)).send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::MOVED_PERMANENTLY, "{path}");
+        assert_eq!(r.headers()[header::LOCATION], to, "{path}");
+    }
+    let r = no_redirects
+        .get(format!("{}/content/PS100001/sub%20dir", dp.url))
+        .header(header::ACCEPT, "application/json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    // If-None-Match with the weak form of the file's tag.
+    let url = format!("{}/content/PS100001/image.wim", dp.url);
+    let etag = http().head(&url).send().await.unwrap().headers()[header::ETAG]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let r = http()
+        .get(&url)
+        .header(header::IF_NONE_MATCH, format!("W/{etag}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_MODIFIED);
 }
