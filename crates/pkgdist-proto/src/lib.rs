@@ -5,6 +5,7 @@
 pub mod catalog;
 pub mod classes;
 pub mod client;
+pub mod json;
 pub mod node;
 pub mod wire;
 

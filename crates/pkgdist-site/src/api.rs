@@ -773,28 +773,15 @@ const ROWS_PER_FRAME: usize = 128;
 
 /// The JSON object of a request body (an empty body is an empty object).
 fn body_object(body: Result<Bytes, BytesRejection>) -> ApiResult<Map<String, Value>> {
-    let bytes = body.map_err(|e| {
-        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::new(
-                ErrorKind::BodyTooLarge,
-                "the request body is larger than the site accepts (max-body-bytes in site.toml)",
-            )
-        } else {
-            ApiError::new(ErrorKind::MalformedBody, format!("cannot read the request body: {e}"))
-        }
-    })?;
+    let bytes = body.map_err(|e| crate::body::unreadable(&e))?;
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Ok(Map::new());
     }
-    match serde_json::from_slice::<Value>(&bytes) {
-        Ok(Value::Object(m)) => Ok(m),
-        Ok(_) => Err(ApiError::new(
+    match crate::body::strict_value(&bytes)? {
+        Value::Object(m) => Ok(m),
+        _ => Err(ApiError::new(
             ErrorKind::MalformedBody,
             "the body must be a JSON object",
-        )),
-        Err(e) => Err(ApiError::new(
-            ErrorKind::MalformedBody,
-            format!("the body is not valid JSON: {e}"),
         )),
     }
 }

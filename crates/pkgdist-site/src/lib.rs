@@ -9,6 +9,7 @@
 mod adapters;
 mod api;
 pub mod auth;
+mod body;
 mod classes;
 pub mod config;
 pub mod distmgr;

@@ -31,6 +31,7 @@ use pkgdist_db::{Intent, PackageRow, Report, ReportApplied, SiteRow};
 use serde::{Deserialize, Serialize};
 
 use crate::auth;
+use crate::body::JsonBody;
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
 
@@ -209,7 +210,7 @@ async fn authenticate_site(State(state): State<AppState>, mut req: Request, next
     }
 }
 
-async fn enroll(State(state): State<AppState>, body: Json<EnrollRequest>) -> ApiResult<Json<EnrollResponse>> {
+async fn enroll(State(state): State<AppState>, body: JsonBody<EnrollRequest>) -> ApiResult<Json<EnrollResponse>> {
     let req = body.0;
     if req.credential.len() < 32 {
         return Err(ApiError::new(
@@ -303,7 +304,7 @@ async fn sync(
 async fn report(
     State(state): State<AppState>,
     Extension(child): Extension<SiteRow>,
-    body: Json<Report>,
+    body: JsonBody<Report>,
 ) -> ApiResult<Json<ReportResponse>> {
     let applied = state
         .db

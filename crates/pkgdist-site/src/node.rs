@@ -15,6 +15,7 @@ use pkgdist_proto::node::{
 };
 
 use crate::auth;
+use crate::body::JsonBody;
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
 
@@ -98,7 +99,7 @@ async fn closed_to_job(state: &AppState, dp: &DpRow, headers: &axum::http::Heade
 /// The longest a DP is told to wait before asking again: schedules change.
 const MAX_CLOSED_WAIT: u64 = 10;
 
-async fn enroll(State(state): State<AppState>, body: Json<EnrollRequest>) -> ApiResult<Json<EnrollResponse>> {
+async fn enroll(State(state): State<AppState>, body: JsonBody<EnrollRequest>) -> ApiResult<Json<EnrollResponse>> {
     let req = body.0;
     check_url(&req.url)?;
     if req.credential.len() < 32 {
@@ -131,7 +132,7 @@ async fn enroll(State(state): State<AppState>, body: Json<EnrollRequest>) -> Api
 async fn hello(
     State(state): State<AppState>,
     Extension(dp): Extension<DpRow>,
-    body: Json<HelloRequest>,
+    body: JsonBody<HelloRequest>,
 ) -> ApiResult<impl IntoResponse> {
     check_url(&body.url)?;
     if dp.url.as_deref() != Some(body.url.as_str()) {

@@ -2327,3 +2327,48 @@ async fn every_property_sorts_and_filters_on_both_engines() {
 /// Requests replayed from public AdminService scripts.
 #[path = "api/scripts.rs"]
 mod scripts;
+
+/// Bodies are read strictly everywhere the site takes one: a key given twice is refused (and
+/// changes nothing), and the node and link routes answer a body that is too large, not JSON
+/// or of the wrong shape in the API's one error shape (they answered axum's plain text).
+#[tokio::test]
+async fn bodies_are_strict_and_errors_have_one_shape() {
+    let s = start().await;
+    let raw = |path: &str, body: String| {
+        let (http, url, token) = (s.http.clone(), s.url.clone(), s.token.clone());
+        let path = path.to_owned();
+        async move {
+            let r = http
+                .post(format!("{url}{path}"))
+                .bearer_auth(token)
+                .header("content-type", "application/json")
+                .body(body)
+                .send()
+                .await
+                .unwrap();
+            let st = r.status();
+            (st, r.json::<Value>().await.unwrap_or(Value::Null))
+        }
+    };
+    // The last of two keys would make this a full administrator's token.
+    let twice = raw(
+        "/AdminService/wmi/PKGDIST_AdminToken",
+        r#"{"Name": "x", "Role": "ReadOnlyAnalyst", "Role": "FullAdministrator"}"#.into(),
+    )
+    .await;
+    assert_error(&twice, 400, "MalformedBody");
+    assert!(twice.1["error"]["message"].as_str().unwrap().contains("given twice"));
+    assert_eq!(s.list("PKGDIST_AdminToken").await.len(), 1, "only the bootstrap token");
+    // The node and link enrollment routes, which take no token.
+    for path in ["/node/v1/enroll", "/link/v1/enroll"] {
+        assert_error(&raw(path, "{not json".into()).await, 400, "MalformedBody");
+        assert_error(&raw(path, r#"{"url": 5}"#.into()).await, 400, "MalformedBody");
+        assert_error(
+            &raw(path, r#"{"credential": "a", "credential": "b"}"#.into()).await,
+            400,
+            "MalformedBody",
+        );
+        let huge = format!(r#"{{"url": "{}"}}"#, "x".repeat(3 << 20));
+        assert_error(&raw(path, huge).await, 413, "BodyTooLarge");
+    }
+}
