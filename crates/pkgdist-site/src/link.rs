@@ -218,10 +218,13 @@ async fn enroll(State(state): State<AppState>, body: JsonBody<EnrollRequest>) ->
             "the site credential must be at least 32 characters",
         ));
     }
-    let refused = || {
+    // One answer for every refusal, so a caller without a token learns nothing (not even
+    // which site codes are registered); the log says which it was, for the administrator.
+    let refused = |why: &str| {
+        tracing::warn!(site = %req.site_code, url = %req.url, why, "refused a child site's enrollment");
         ApiError::new(
             ErrorKind::Unauthenticated,
-            "the enrollment token is unknown or already used: create the child's SMS_Site again (`pkgdist site add`) for a new one",
+            "enrollment refused: the token is unknown or already used, or was made for another site code; create the child's SMS_Site again (`pkgdist site add CODE`) and start the child with that code and the new token",
         )
     };
     // The token must be the one of the site the child says it is.
@@ -231,22 +234,14 @@ async fn enroll(State(state): State<AppState>, body: JsonBody<EnrollRequest>) ->
             if s.site_code == s.via_site
                 && (s.enrollment_token_hash.as_deref() == Some(token_hash.as_str())
                     || s.credential_hash.as_deref() == Some(auth::hash(&req.credential).as_str())) => {}
-        Some(s) if s.site_code == s.via_site => return Err(refused()),
-        _ => {
-            return Err(ApiError::new(
-                ErrorKind::Unauthenticated,
-                format!(
-                    "no child site {} is registered at site {}: register it there first (`pkgdist site add {}`), and start the child with that site code",
-                    req.site_code, state.site_code, req.site_code
-                ),
-            ));
-        }
+        Some(s) if s.site_code == s.via_site => return Err(refused("the token is not this site code's")),
+        _ => return Err(refused("no child site of this code is registered here")),
     }
     let site = state
         .db
         .enroll_site(&token_hash, &auth::hash(&req.credential), &req.url)
         .await?
-        .ok_or_else(refused)?;
+        .ok_or_else(|| refused("the token is already used"))?;
     tracing::info!(site = %site.site_code, url = %req.url, "child site enrolled");
     Ok(Json(EnrollResponse {
         parent_code: state.site_code.to_string(),

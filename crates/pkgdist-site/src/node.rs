@@ -114,6 +114,7 @@ async fn enroll(State(state): State<AppState>, body: JsonBody<EnrollRequest>) ->
         .enroll_dp(&auth::hash(&req.enrollment_token), &cred_hash, &req.url)
         .await?
     else {
+        tracing::warn!(url = %req.url, "refused a DP's enrollment: the token is unknown or already used");
         return Err(ApiError::new(
             ErrorKind::Unauthenticated,
             "the enrollment token is unknown or already used: run `pkgdist dp add` (or remove and add the DP again) for a new one",

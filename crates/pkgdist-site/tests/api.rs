@@ -1710,8 +1710,19 @@ async fn child_sites_enroll_report_and_are_forgotten() {
         }))
     };
     let cred = "c".repeat(40);
-    // The token is PR1's: another code is refused, and so is a short credential.
-    assert_eq!(enroll("PR2", &token, &cred).send().await.unwrap().status(), 401);
+    // The token is PR1's: another code is refused, and so is a short credential. Refusals
+    // all read alike: an unregistered code and a wrong token cannot be told apart.
+    let other_code = enroll("PR2", &token, &cred).send().await.unwrap();
+    assert_eq!(other_code.status(), 401);
+    let other_code: Value = other_code.json().await.unwrap();
+    let wrong_token: Value = enroll("PR1", "pkgd_wrong", &cred)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(other_code["error"], wrong_token["error"]);
     assert_eq!(enroll("PR1", &token, "short").send().await.unwrap().status(), 400);
     let r = enroll("PR1", &token, &cred).send().await.unwrap();
     assert_eq!(r.status(), 200);
