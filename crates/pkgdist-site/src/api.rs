@@ -58,6 +58,7 @@ pub fn router(state: AppState) -> Router {
                 .put(patch_handler)
                 .delete(delete_handler),
         )
+        .route_layer(middleware::from_fn(allow_on_405))
         .route_layer(middleware::from_fn_with_state(state.clone(), authenticate));
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
@@ -82,6 +83,60 @@ pub fn router(state: AppState) -> Router {
             |_: Box<dyn std::any::Any + Send>| ApiError::internal("a request handler panicked").into_response(),
         ))
         .with_state(state)
+}
+
+/// A 405 says which methods the path takes (`Allow`), as HTTP asks.
+async fn allow_on_405(path: Result<Path<String>, PathRejection>, req: Request, next: Next) -> Response {
+    let mut resp = next.run(req).await;
+    if resp.status() == StatusCode::METHOD_NOT_ALLOWED {
+        // The service document's routes answer theirs through axum's method routing.
+        let allow = path.ok().and_then(|Path(p)| allowed(&p));
+        if let Some(v) = allow.and_then(|a| header::HeaderValue::from_str(&a).ok()) {
+            resp.headers_mut().insert(header::ALLOW, v);
+        }
+    }
+    resp
+}
+
+/// The methods a WMI path takes, from what it names and the catalog.
+fn allowed(path: &str) -> Option<String> {
+    let target = parse_target(path).ok()?;
+    let (name, methods): (&str, Vec<&str>) = match &target {
+        Target::Class(name) => {
+            let c = catalog::class(name)?;
+            let mut m = vec!["GET"];
+            if c.create || c.update {
+                m.push("POST");
+            }
+            (name, m)
+        }
+        Target::Count(name) | Target::StaticCall(name, ..) => (name, vec!["GET"]),
+        Target::Instance(name, _) => {
+            let c = catalog::class(name)?;
+            let mut m = vec!["GET"];
+            if c.update {
+                m.extend(["PATCH", "PUT"]);
+            }
+            if c.delete {
+                m.push("DELETE");
+            }
+            (name, m)
+        }
+        Target::InstanceMethod(name, ..) => (name, vec!["POST"]),
+        Target::StaticMethod(name, method) => {
+            let m = catalog::class(name)?.method(method)?;
+            (
+                name,
+                if m.changes_nothing {
+                    vec!["GET", "POST"]
+                } else {
+                    vec!["POST"]
+                },
+            )
+        }
+    };
+    catalog::class(name)?;
+    Some(methods.join(", "))
 }
 
 /// The path after `/AdminService/wmi/`, percent-decoded.

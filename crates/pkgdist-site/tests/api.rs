@@ -2383,3 +2383,54 @@ async fn bodies_are_strict_and_errors_have_one_shape() {
         assert_error(&raw(path, huge).await, 413, "BodyTooLarge");
     }
 }
+
+/// A 405 says which methods its path takes.
+#[tokio::test]
+async fn method_not_allowed_names_the_methods_allowed() {
+    let s = start().await;
+    let pkg = s.package("SMS_Package", "p").await;
+    let cases = [
+        (
+            reqwest::Method::DELETE,
+            format!("SMS_PackageStatusRootSummarizer('{pkg}')"),
+            "GET",
+        ),
+        (
+            reqwest::Method::POST,
+            format!("SMS_Package('{pkg}')"),
+            "GET, PATCH, PUT, DELETE",
+        ),
+        (
+            reqwest::Method::GET,
+            format!("SMS_Package('{pkg}')/AdminService.RefreshPkgSource"),
+            "POST",
+        ),
+        (
+            reqwest::Method::GET,
+            "SMS_DistributionPoint.CancelDistribution".into(),
+            "POST",
+        ),
+        (reqwest::Method::POST, "SMS_PackageStatusRootSummarizer".into(), "GET"),
+        // The service document, through axum's method routing.
+        (reqwest::Method::DELETE, String::new(), "GET,HEAD"),
+    ];
+    for (method, path, allow) in cases {
+        let r = s
+            .http
+            .request(method.clone(), format!("{}/AdminService/wmi/{path}", s.url))
+            .bearer_auth(&s.token)
+            .header("content-type", "application/json")
+            .body("{}")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::METHOD_NOT_ALLOWED, "{method} {path}");
+        assert_eq!(
+            r.headers().get("allow").map(|v| v.to_str().unwrap().to_owned()),
+            Some(allow.to_owned()),
+            "{method} {path}"
+        );
+        let body: Value = r.json().await.unwrap();
+        assert_eq!(body["error"]["code"], "NotAllowed", "{method} {path}");
+    }
+}
