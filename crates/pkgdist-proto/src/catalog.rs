@@ -61,7 +61,16 @@ pub struct PropDef {
     pub writable: bool,
     /// Must be given on create.
     pub required: bool,
+    /// May be read back as `null` (a time not reached yet, a value not known).
+    pub nullable: bool,
     pub doc: &'static str,
+}
+
+impl PropDef {
+    /// The same property, read back as `null` when it has no value.
+    const fn or_null(self) -> Self {
+        PropDef { nullable: true, ..self }
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -116,6 +125,7 @@ const fn ro(name: &'static str, ty: Ty, doc: &'static str) -> PropDef {
         ty,
         writable: false,
         required: false,
+        nullable: false,
         doc,
     }
 }
@@ -126,6 +136,7 @@ const fn rw(name: &'static str, ty: Ty, doc: &'static str) -> PropDef {
         ty,
         writable: true,
         required: false,
+        nullable: false,
         doc,
     }
 }
@@ -136,6 +147,7 @@ const fn req(name: &'static str, ty: Ty, doc: &'static str) -> PropDef {
         ty,
         writable: true,
         required: true,
+        nullable: false,
         doc,
     }
 }
@@ -196,8 +208,9 @@ const PACKAGE_PROPS: &[PropDef] = &[
         "SourceDate",
         Ty::DateTime,
         "When the current source version was recorded.",
-    ),
-    ro("LastRefreshTime", Ty::DateTime, "When the source was last refreshed."),
+    )
+    .or_null(),
+    ro("LastRefreshTime", Ty::DateTime, "When the source was last refreshed.").or_null(),
     ro("PackageSize", Ty::UInt32, "Size of the current version in KB."),
     rw("PkgFlags", Ty::UInt32, "PkgFlags bits, stored as given."),
     rw("Priority", Ty::UInt32, "1 high, 2 normal (default), 3 low."),
@@ -217,7 +230,8 @@ const PACKAGE_PROPS: &[PropDef] = &[
         "ManifestHash",
         Ty::String,
         "pkgdist extension: BLAKE3 of the current version's manifest.",
-    ),
+    )
+    .or_null(),
 ];
 
 const PACKAGE_METHODS: &[MethodDef] = &[
@@ -307,7 +321,7 @@ pub const CLASSES: &[ClassDef] = &[
                 "Url",
                 Ty::String,
                 "pkgdist extension: where the DP is reached, once enrolled.",
-            ),
+            ).or_null(),
             ro(
                 "Enrolled",
                 Ty::Boolean,
@@ -362,7 +376,7 @@ pub const CLASSES: &[ClassDef] = &[
                 "ThroughputKBps",
                 Ty::UInt64,
                 "pkgdist extension: how fast recent transfers to the DP went, in KiB/s (null until measured). When one package goes to many DPs, the fastest are served first.",
-            ),
+            ).or_null(),
         ],
         create: true,
         update: true,
@@ -567,7 +581,7 @@ pub const CLASSES: &[ClassDef] = &[
                 Ty::UInt32,
                 "pkgdist extension: version the DP is being brought to.",
             ),
-            ro("LastCopied", Ty::DateTime, "Last successful copy."),
+            ro("LastCopied", Ty::DateTime, "Last successful copy.").or_null(),
             ro("SummaryDate", Ty::DateTime, "Last state change."),
             ro("PackageType", Ty::UInt32, "Package type."),
             ro("Attempts", Ty::UInt32, "pkgdist extension: failed attempts so far."),
@@ -575,7 +589,7 @@ pub const CLASSES: &[ClassDef] = &[
                 "NextRetry",
                 Ty::DateTime,
                 "pkgdist extension: when the next attempt is due.",
-            ),
+            ).or_null(),
             ro("LastMessage", Ty::String, "pkgdist extension: the last status text."),
             ro(
                 "RetriesRemaining",
@@ -611,7 +625,7 @@ pub const CLASSES: &[ClassDef] = &[
             ro("Installed", Ty::UInt32, "DPs holding the current version."),
             ro("Retrying", Ty::UInt32, "DPs with failures, retries left."),
             ro("Failed", Ty::UInt32, "DPs out of retries."),
-            ro("SummaryDate", Ty::DateTime, "Latest state change."),
+            ro("SummaryDate", Ty::DateTime, "Latest state change.").or_null(),
         ],
         create: false,
         update: false,
@@ -630,7 +644,7 @@ pub const CLASSES: &[ClassDef] = &[
                 "SourceDate",
                 Ty::DateTime,
                 "When the current version was read from the source.",
-            ),
+            ).or_null(),
             ro("SourceSite", Ty::String, "The site that owns the package."),
             ro("SourceSize", Ty::UInt32, "Size of the package's files, KiB."),
             ro(
@@ -701,7 +715,7 @@ pub const CLASSES: &[ClassDef] = &[
                 "LastStatusTime",
                 Ty::DateTime,
                 "When the DP's latest status message was recorded here (null when none is).",
-            ),
+            ).or_null(),
             ro(
                 "IsDPMonEnabled",
                 Ty::Boolean,
@@ -740,7 +754,7 @@ pub const CLASSES: &[ClassDef] = &[
                 "LastUpdateDate",
                 Ty::DateTime,
                 "When the current version was read from the source.",
-            ),
+            ).or_null(),
             ro("Targeted", Ty::UInt32, "DPs targeted with the package."),
             ro("NumberSuccess", Ty::UInt32, "DPs holding it INSTALLED."),
             ro("NumberInProgress", Ty::UInt32, "DPs it is on its way to, or retrying."),
@@ -816,9 +830,9 @@ pub const CLASSES: &[ClassDef] = &[
             ro("ID", Ty::UInt64, "Key."),
             ro("PackageID", Ty::String, "The package."),
             ro("ObjectID", Ty::String, "The PackageID."),
-            ro("ObjectTypeID", Ty::UInt32, "Secured class id."),
+            ro("ObjectTypeID", Ty::UInt32, "Secured class id.").or_null(),
             ro("NalPath", Ty::String, "The DP."),
-            ro("Name", Ty::String, "DP name."),
+            ro("Name", Ty::String, "DP name.").or_null(),
             ro("SiteCode", Ty::String, "The DP's site."),
             ro("MessageID", Ty::UInt32, "2330 distributed, 2357 queued, 2302 failed, …"),
             ro("MessageState", Ty::UInt32, "1 Success, 2 InProgress, 3 Error."),
@@ -914,7 +928,7 @@ pub const CLASSES: &[ClassDef] = &[
                 "ServerName",
                 Ty::String,
                 "Where the site was last reached from its parent.",
-            ),
+            ).or_null(),
             ro("Version", Ty::String, "pkgdist version."),
             ro(
                 "Enrolled",
@@ -935,7 +949,7 @@ pub const CLASSES: &[ClassDef] = &[
                 "LastReportTime",
                 Ty::DateTime,
                 "pkgdist extension: when the site last reported its status up to this site.",
-            ),
+            ).or_null(),
         ],
         create: true,
         update: true,
@@ -1012,7 +1026,7 @@ pub const CLASSES: &[ClassDef] = &[
             req("Name", Ty::String, "What the token is for."),
             req("Role", Ty::String, "FullAdministrator or ReadOnlyAnalyst."),
             ro("CreatedOn", Ty::DateTime, "Creation time."),
-            ro("RevokedOn", Ty::DateTime, "Revocation time, if revoked."),
+            ro("RevokedOn", Ty::DateTime, "Revocation time, if revoked.").or_null(),
             ro("Token", Ty::String, "The secret; returned by the create call only."),
         ],
         create: true,

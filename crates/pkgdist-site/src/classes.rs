@@ -816,6 +816,12 @@ mod tests {
             from_catalog.sort_unstable();
             from_view.sort_unstable();
             assert_eq!(from_view, from_catalog, "{}", class.name);
+            // What may come back null is what the catalog (and so the OpenAPI document)
+            // says may.
+            for c in &view.columns {
+                let p = class.prop(c.prop).expect("a property of the class");
+                assert_eq!(p.nullable, c.nullable, "{}.{} nullable", class.name, c.prop);
+            }
         }
     }
 }

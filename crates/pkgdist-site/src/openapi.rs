@@ -25,6 +25,11 @@ fn class_schema(c: &ClassDef) -> Value {
     for p in c.props {
         let mut s = schema(p.ty);
         if let Value::Object(m) = &mut s {
+            if p.nullable
+                && let Some(ty) = m.get("type").cloned()
+            {
+                m.insert("type".into(), json!([ty, "null"]));
+            }
             m.insert("description".into(), json!(p.doc));
             if !p.writable {
                 m.insert("readOnly".into(), json!(true));
