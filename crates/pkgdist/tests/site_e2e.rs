@@ -258,3 +258,24 @@ fn first_start_and_restart() {
     let err = start("CM2").unwrap_err().to_string();
     assert!(err.contains("site code cannot change"), "{err}");
 }
+
+/// Names come from the site, where anyone allowed to name a package chooses them: the CLI
+/// prints their control characters as visible escapes, never raw to the terminal, and
+/// `--json` keeps them exact (escaped by JSON).
+#[test]
+fn the_cli_prints_no_raw_control_characters() {
+    let dir = TempDir::new().unwrap();
+    let site = start_site(dir.path());
+    let name = "\u{1b}[2J\u{1b}[31mEvil\u{1b}[0m\u{202e}gpj.exe";
+    let (ok, created, err) = cli(&site, TOKEN, &["package", "create", "--name", name]);
+    assert!(ok, "{err}");
+    assert_eq!(created["Name"], name, "JSON keeps the name exact");
+    let out = pkgdist()
+        .args(["--site", &site.url(), "--token", TOKEN, "package", "list"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(!text.contains('\u{1b}') && !text.contains('\u{202e}'), "{text:?}");
+    assert!(text.contains("\\x1b[31mEvil") && text.contains("\\u{202e}"), "{text}");
+}

@@ -30,7 +30,7 @@ pub fn run(conn: &Conn, package: Option<&str>, watch: bool) -> Result<()> {
                 }
             } else {
                 if watch && !first && std::io::IsTerminal::is_terminal(&std::io::stdout()) {
-                    output::text("\x1b[H\x1b[2J")?; // clear the screen for the next frame
+                    output::clear_screen()?; // for the next frame
                 }
                 output::text(&view.text)?;
             }
