@@ -217,6 +217,17 @@ fn non_json_body(req: &Request) -> Option<String> {
     (!essence.eq_ignore_ascii_case("application/json")).then(|| text.to_owned())
 }
 
+/// A failed authentication's answer, after the delay the client's earlier failures earn it.
+async fn refused(state: &AppState, peer: Option<SocketAddr>, e: ApiError) -> Response {
+    if let Some(p) = peer {
+        let wait = state.auth_failures.failed(p.ip());
+        if !wait.is_zero() {
+            tokio::time::sleep(wait).await;
+        }
+    }
+    e.into_response()
+}
+
 async fn authenticate(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let peer = req
         .extensions()
@@ -224,13 +235,14 @@ async fn authenticate(State(state): State<AppState>, req: Request, next: Next) -
         .map(|c| c.0);
     let token = match presented_token(req.headers(), peer) {
         Ok(t) => t,
-        Err(e) => return e.into_response(),
+        Err(e) => return refused(&state, peer, e).await,
     };
     let token = token.as_str();
     let row = match state.db.token_by_hash(&auth::hash(token)).await {
         Ok(Some(row)) => row,
         Ok(None) => {
-            return ApiError::new(ErrorKind::Unauthenticated, "the token is unknown or revoked").into_response();
+            let e = ApiError::new(ErrorKind::Unauthenticated, "the token is unknown or revoked");
+            return refused(&state, peer, e).await;
         }
         Err(e) => return ApiError::from(e).into_response(),
     };

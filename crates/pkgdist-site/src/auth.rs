@@ -55,3 +55,49 @@ pub async fn ensure_bootstrap(db: &Db, dir: &Path) -> Result<(), SiteError> {
     db.insert_token(&row, &hash(&token)).await?;
     Ok(())
 }
+
+/// Failed authentications per client address. The first few in a window are answered at
+/// once (a mistyped token); past them each further failure is answered only after a delay
+/// that doubles with each (up to [`Failures::MAX_DELAY`]), and logged, so guessing tokens
+/// from one address costs seconds per guess and shows in the log. Successes do not reset the
+/// count: a holder of one token cannot clear the way for guessing another.
+#[derive(Debug, Default)]
+pub struct Failures(std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, (u32, std::time::Instant)>>);
+
+impl Failures {
+    /// Failures in a window answered without delay.
+    pub const FREE: u32 = 5;
+    /// The window failures are counted in.
+    pub const WINDOW: std::time::Duration = std::time::Duration::from_secs(600);
+    /// The longest delay.
+    pub const MAX_DELAY: std::time::Duration = std::time::Duration::from_secs(8);
+    /// Addresses tracked at most; past that, those outside the window are forgotten.
+    const MAX_TRACKED: usize = 4096;
+
+    /// Records a failure from `ip`; answers how long to wait before answering it.
+    pub fn failed(&self, ip: std::net::IpAddr) -> std::time::Duration {
+        let ip = ip.to_canonical();
+        let now = std::time::Instant::now();
+        let mut seen = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if seen.len() >= Self::MAX_TRACKED {
+            seen.retain(|_, (_, first)| now.duration_since(*first) < Self::WINDOW);
+            if seen.len() >= Self::MAX_TRACKED {
+                seen.clear();
+            }
+        }
+        let (count, first) = seen.entry(ip).or_insert((0, now));
+        if now.duration_since(*first) >= Self::WINDOW {
+            (*count, *first) = (0, now);
+        }
+        *count += 1;
+        let over = count.saturating_sub(Self::FREE);
+        if over == 0 {
+            return std::time::Duration::ZERO;
+        }
+        if over == 1 || count.is_multiple_of(100) {
+            tracing::warn!(client = %ip, failures = *count, "repeated failed authentications: answering them slowly");
+        }
+        let delay = std::time::Duration::from_millis(250).saturating_mul(1 << over.min(6).saturating_sub(1));
+        delay.min(Self::MAX_DELAY)
+    }
+}

@@ -54,6 +54,8 @@ pub struct Inner {
     /// Where this site sits in the hierarchy: its parent (if any) and how many levels below
     /// the top it is, as the parent last said.
     hierarchy: std::sync::RwLock<Position>,
+    /// Failed authentications per client address (answered slowly past a few).
+    pub auth_failures: crate::auth::Failures,
 }
 
 /// This site's place in the hierarchy.
@@ -107,6 +109,7 @@ impl AppState {
             refresh_locks: std::sync::Mutex::new(HashMap::new()),
             replicate: Notify::new(),
             hierarchy: std::sync::RwLock::new(Position::default()),
+            auth_failures: crate::auth::Failures::default(),
         }))
     }
 

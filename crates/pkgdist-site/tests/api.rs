@@ -2434,3 +2434,49 @@ async fn method_not_allowed_names_the_methods_allowed() {
         assert_eq!(body["error"]["code"], "NotAllowed", "{method} {path}");
     }
 }
+
+/// Guessing tokens from one address gets slow after a few failures; another address, and
+/// requests with a valid token, are not slowed.
+#[tokio::test]
+async fn repeated_failed_authentications_are_answered_slowly() {
+    let s = start().await;
+    let from = |ip: [u8; 4]| {
+        reqwest::Client::builder()
+            .local_address(std::net::IpAddr::from(ip))
+            .build()
+            .unwrap()
+    };
+    let guesser = from([127, 0, 0, 3]);
+    let url = format!("{}/AdminService/wmi/SMS_Package", s.url);
+    let mut times = Vec::new();
+    for i in 0..8 {
+        let t = std::time::Instant::now();
+        let r = guesser
+            .get(&url)
+            .bearer_auth(format!("pkgd_guess{i}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+        times.push(t.elapsed());
+    }
+    let free = pkgdist_site::auth::Failures::FREE as usize;
+    assert!(times[..free].iter().all(|t| t.as_millis() < 200), "{times:?}");
+    // The 6th waits 250 ms, the 7th 500, the 8th 1 s.
+    assert!(
+        times[free].as_millis() >= 250 && times[7].as_millis() >= 1000,
+        "{times:?}"
+    );
+    // The same address with a valid token, and another address guessing, are answered at once.
+    let t = std::time::Instant::now();
+    let r = guesser.get(&url).bearer_auth(&s.token).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let r = from([127, 0, 0, 4])
+        .get(&url)
+        .bearer_auth("pkgd_wrong")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    assert!(t.elapsed().as_millis() < 200, "{:?}", t.elapsed());
+}
