@@ -96,11 +96,16 @@ fn idle_and_slow_clients_cannot_starve_a_dp() {
         .to_owned();
     let stall = STALL_SECS.to_string();
     let header = HEADER_SECS.to_string();
+    // The token from a file, as a service unit would give it (not on the command line).
+    let token_file = dir.path().join("enrollment-token");
+    fs::write(&token_file, format!("{token}\n")).unwrap();
     let dp = Dp::start(
         &site,
         "dp1",
-        Some(&token),
+        None,
         &[
+            "--enrollment-token-file",
+            token_file.to_str().unwrap(),
             "--max-connections-per-client",
             "64",
             "--stall-timeout-secs",

@@ -20,9 +20,13 @@ pub struct DpRunArgs {
     #[arg(long)]
     pub data: PathBuf,
     /// The one-time token from `pkgdist dp add`; needed on the first start only. The site is
-    /// the global --site.
+    /// the global --site. Prefer the environment or --enrollment-token-file: a command line is
+    /// visible in `ps`.
     #[arg(long, env = "PKGDIST_ENROLLMENT_TOKEN", hide_env_values = true)]
     pub enrollment_token: Option<String>,
+    /// A file holding the enrollment token (instead of --enrollment-token).
+    #[arg(long, conflicts_with = "enrollment_token")]
+    pub enrollment_token_file: Option<PathBuf>,
     /// Listen address (127.0.0.1:0 picks a free port).
     #[arg(long, default_value = "127.0.0.1:8471")]
     pub listen: String,
@@ -81,7 +85,7 @@ pub fn dp_run(conn: &Conn, a: DpRunArgs) -> Result<()> {
             limits,
             data: a.data,
             site: Some(conn.site.clone()),
-            enrollment_token: a.enrollment_token,
+            enrollment_token: crate::cmd::enrollment_token(a.enrollment_token, a.enrollment_token_file.as_deref())?,
             listen: a.listen,
             advertise_url: a.advertise_url,
             ready_file: a.ready_file,

@@ -54,8 +54,12 @@ pub struct RunArgs {
     #[arg(long)]
     parent: Option<String>,
     /// With --parent, the first time: the token `pkgdist site add` printed at the parent.
-    #[arg(long, requires = "parent")]
+    /// Prefer the environment or --enrollment-token-file: a command line is visible in `ps`.
+    #[arg(long, requires = "parent", env = "PKGDIST_ENROLLMENT_TOKEN", hide_env_values = true)]
     enrollment_token: Option<String>,
+    /// A file holding the enrollment token (instead of --enrollment-token).
+    #[arg(long, requires = "parent", conflicts_with = "enrollment_token")]
+    enrollment_token_file: Option<PathBuf>,
 }
 
 pub fn run(conn: &Conn, cmd: SiteCmd) -> Result<()> {
@@ -69,7 +73,7 @@ pub fn run(conn: &Conn, cmd: SiteCmd) -> Result<()> {
                 listen: a.listen,
                 ready_file: a.ready_file,
                 parent: a.parent,
-                enrollment_token: a.enrollment_token,
+                enrollment_token: crate::cmd::enrollment_token(a.enrollment_token, a.enrollment_token_file.as_deref())?,
             }))?;
             Ok(())
         }
