@@ -13,6 +13,10 @@ pub enum ContentError {
     #[error("cannot snapshot {path}: {reason}")]
     Source { path: PathBuf, reason: String },
 
+    /// The source is outside the folders sources may be in.
+    #[error("{path} is not inside a folder packages may be made from ({})", .roots.iter().map(|r| r.display().to_string()).collect::<Vec<_>>().join(", "))]
+    SourceNotAllowed { path: PathBuf, roots: Vec<PathBuf> },
+
     #[error("I/O error on {path}: {source}")]
     Io {
         path: String,

@@ -53,6 +53,9 @@ pub struct SnapshotOptions<'a> {
     /// Re-read every file even when its stamp matches.
     pub checksum: bool,
     pub progress: Option<&'a dyn Progress>,
+    /// The folders a source must be inside (after its path's symlinks are resolved, as the
+    /// opened folder is, so no link swapped in later can lead out); `None` for any folder.
+    pub allowed_roots: Option<&'a [std::path::PathBuf]>,
 }
 
 impl std::fmt::Debug for SnapshotOptions<'_> {
@@ -61,6 +64,7 @@ impl std::fmt::Debug for SnapshotOptions<'_> {
             .field("previous", &self.previous)
             .field("checksum", &self.checksum)
             .field("progress", &self.progress.is_some())
+            .field("allowed_roots", &self.allowed_roots)
             .finish()
     }
 }
@@ -165,6 +169,9 @@ impl Library {
         }
         let chunker = Chunker::new(self.params)?;
         let source = SourceDir::open(source)?;
+        if let Some(roots) = opts.allowed_roots {
+            source.check_inside(roots)?;
+        }
         let scanned = source.scan()?;
 
         let previous = match opts.previous {

@@ -21,7 +21,7 @@
 //! error naming the path, never a file from outside the source.
 
 use std::fs::File;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use pkgdist_core::manifest::check_symlink_target;
@@ -107,6 +107,26 @@ impl SourceDir {
             fd,
             path: path.to_owned(),
         })
+    }
+
+    /// Refuses a folder that is not inside one of `roots`. The folder's real path is asked of
+    /// the open descriptor, so it is where the snapshot reads, whatever links its path took;
+    /// a root is compared by its own real path.
+    pub(crate) fn check_inside(&self, roots: &[PathBuf]) -> Result<()> {
+        let real = std::fs::read_link(format!("/proc/self/fd/{}", self.fd.as_raw_fd()))
+            .map_err(|e| ContentError::source(&self.path, format!("cannot tell where the folder is ({e})")))?;
+        let inside = roots
+            .iter()
+            .filter_map(|r| std::fs::canonicalize(r).ok())
+            .any(|r| real.starts_with(&r));
+        if inside {
+            Ok(())
+        } else {
+            Err(ContentError::SourceNotAllowed {
+                path: real,
+                roots: roots.to_vec(),
+            })
+        }
     }
 
     /// Everything in the folder, sorted by path bytes; refuses what a manifest cannot hold.

@@ -293,7 +293,7 @@ fn quick_check_reuses_unchanged_files_and_checksum_rereads() {
         let all = SnapshotOptions {
             previous: Some(cid("PS100001.3")),
             checksum: true,
-            progress: None,
+            ..SnapshotOptions::default()
         };
         let v4 = lib.snapshot(&src, cid("PS100001.4"), &all).unwrap();
         assert_eq!(v4.stats.files_reused, 0);
@@ -769,4 +769,30 @@ fn a_folder_swapped_for_a_link_never_brings_outside_content_in() {
     // Both outcomes happen, or the race was not exercised.
     println!("{whole} whole, {refused} refused, {swaps} swaps");
     assert!(whole > 0 && refused > 0, "{whole} whole, {refused} refused");
+}
+
+/// A snapshot held to allowed roots judges the folder it opened, wherever its path led: a
+/// link inside a root to a folder outside is refused, a folder inside is taken.
+#[test]
+fn a_snapshot_held_to_roots_judges_the_folder_it_opened() {
+    let dir = TempDir::new().unwrap();
+    let lib = Library::create_local(&dir.path().join("library")).unwrap();
+    let root = dir.path().join("root");
+    let outside = dir.path().join("outside");
+    fs::create_dir_all(root.join("app")).unwrap();
+    fs::create_dir_all(&outside).unwrap();
+    fs::write(root.join("app/a.txt"), b"a").unwrap();
+    fs::write(outside.join("b.txt"), b"b").unwrap();
+    std::os::unix::fs::symlink(&outside, root.join("link")).unwrap();
+    let roots = vec![root.clone()];
+    let held = SnapshotOptions {
+        allowed_roots: Some(&roots),
+        ..SnapshotOptions::default()
+    };
+    let err = lib.snapshot(&root.join("link"), cid("PS100001.1"), &held).unwrap_err();
+    assert!(
+        matches!(&err, ContentError::SourceNotAllowed { path, .. } if path == &outside.canonicalize().unwrap()),
+        "{err}"
+    );
+    assert!(lib.snapshot(&root.join("app"), cid("PS100001.1"), &held).is_ok());
 }

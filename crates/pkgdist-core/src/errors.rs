@@ -77,10 +77,12 @@ pub enum ErrorKind {
     Internal,
     /// The instance changed while the request was handled; calling again may succeed.
     Conflict,
+    /// The source folder is outside the folders packages may be made from.
+    SourceNotAllowed,
 }
 
 impl ErrorKind {
-    pub const ALL: [ErrorKind; 24] = [
+    pub const ALL: [ErrorKind; 25] = [
         ErrorKind::UnknownClass,
         ErrorKind::UnknownInstance,
         ErrorKind::UnknownMethod,
@@ -105,6 +107,7 @@ impl ErrorKind {
         ErrorKind::Storage,
         ErrorKind::Internal,
         ErrorKind::Conflict,
+        ErrorKind::SourceNotAllowed,
     ];
 
     /// (ReturnValue, HTTP status, severity, facility, action, object, short name)
@@ -218,6 +221,15 @@ impl ErrorKind {
                 "InvalidState",
             ),
             ErrorKind::Conflict => (24, 409, S::Functional, F::Database, A::Execute, O::Instance, "Conflict"),
+            ErrorKind::SourceNotAllowed => (
+                25,
+                403,
+                S::Functional,
+                F::Security,
+                A::Open,
+                O::Source,
+                "SourceNotAllowed",
+            ),
         }
     }
 
@@ -340,6 +352,10 @@ impl ErrorKind {
             ErrorKind::Internal => (
                 "An unexpected failure; the request was not applied.",
                 "See the site log and report it.",
+            ),
+            ErrorKind::SourceNotAllowed => (
+                "PkgSourcePath is not inside a folder packages may be made from (allowed-source-roots in site.toml), after its symlinks are resolved.",
+                "Move the source into one of those folders, or add its folder to allowed-source-roots and restart the site.",
             ),
         }
     }

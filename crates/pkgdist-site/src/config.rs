@@ -1,6 +1,6 @@
 //! `site.toml`: written with the embedded defaults and comments on first start, read after.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
@@ -22,6 +22,13 @@ pub struct SiteConfig {
     /// Largest request body accepted, in bytes.
     #[serde(default = "default_max_body")]
     pub max_body_bytes: usize,
+    /// The folders packages may be made from: a PkgSourcePath must be inside one, after its
+    /// symlinks are resolved. `None` (a site.toml written before the setting existed): any
+    /// folder the site can read, with a warning at every start. A new site.toml lists none
+    /// for `site run` (sources are refused until the administrator says where they are) and
+    /// the current folder for `pkgdist up` (the quick start's sources are under it).
+    #[serde(default)]
+    pub allowed_source_roots: Option<Vec<PathBuf>>,
     #[serde(default)]
     pub distribution: Distribution,
 }
@@ -175,6 +182,15 @@ impl SiteConfig {
     /// Reads `DIR/site.toml`, or writes it on first start. A `--site-code` that contradicts
     /// the file is refused: a site's code is fixed for life.
     pub fn load_or_init(dir: &Path, site_code: Option<&str>) -> Result<(Self, bool), SiteError> {
+        Self::load_or_init_with(dir, site_code, Vec::new())
+    }
+
+    /// [`SiteConfig::load_or_init`], a new site.toml allowing sources in `source_roots`.
+    pub fn load_or_init_with(
+        dir: &Path,
+        site_code: Option<&str>,
+        source_roots: Vec<PathBuf>,
+    ) -> Result<(Self, bool), SiteError> {
         let path = dir.join("site.toml");
         if path.exists() {
             let text = std::fs::read_to_string(&path).map_err(|e| SiteError::io(&path, e))?;
@@ -204,6 +220,7 @@ impl SiteConfig {
             listen: default_listen(),
             database: String::new(),
             max_body_bytes: default_max_body(),
+            allowed_source_roots: Some(source_roots),
             distribution: Distribution::default(),
         };
         cfg.validate()?;
@@ -221,6 +238,19 @@ impl SiteConfig {
             tracing::warn!(
                 "site.toml: [distribution] max-parallel-jobs is no longer used; set max-packages and max-threads-per-package instead"
             );
+        }
+        match &self.allowed_source_roots {
+            Some(roots) => {
+                if let Some(rel) = roots.iter().find(|r| !r.is_absolute()) {
+                    return Err(SiteError::Config(format!(
+                        "allowed-source-roots: {} is not an absolute path",
+                        rel.display()
+                    )));
+                }
+            }
+            None => tracing::warn!(
+                "site.toml has no allowed-source-roots: packages may be made from any folder the site can read; list the folders sources live in"
+            ),
         }
         self.distribution
             .check()
@@ -249,6 +279,11 @@ database = ""
 # Largest request body the API accepts, in bytes.
 max-body-bytes = {max}
 
+# The folders packages may be made from: a package's PkgSourcePath must be inside one (after
+# its symlinks are resolved). Empty: no package may have a source until folders are listed
+# here, e.g. ["/srv/pkgsource"]. Without this setting, any folder the site can read.
+allowed-source-roots = {roots}
+
 # How content goes to distribution points (ConfigMgr's Software Distribution settings).
 # The first four can also be changed through the API (PKGDIST_DistributionSettings, or
 # `pkgdist settings set`); values set there are kept in the database and win over these.
@@ -273,6 +308,7 @@ pull-dp-max-jobs = {pull}
             name = self.site_name,
             listen = self.listen,
             max = self.max_body_bytes,
+            roots = toml_paths(self.allowed_source_roots.as_deref().unwrap_or_default()),
             packages = self.distribution.max_packages,
             threads = self.distribution.max_threads_per_package,
             lease = self.distribution.lease_secs,
@@ -291,6 +327,20 @@ pull-dp-max-jobs = {pull}
             self.database.clone()
         }
     }
+}
+
+/// Paths as a TOML array of strings.
+fn toml_paths(paths: &[PathBuf]) -> String {
+    let items: Vec<String> = paths
+        .iter()
+        .map(|p| {
+            format!(
+                "\"{}\"",
+                p.display().to_string().replace('\\', "\\\\").replace('"', "\\\"")
+            )
+        })
+        .collect();
+    format!("[{}]", items.join(", "))
 }
 
 /// Writes a file others may read (a ready-file) so that it is either absent or complete.

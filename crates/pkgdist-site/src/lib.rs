@@ -95,6 +95,7 @@ pub async fn open(dir: &Path, cfg: &SiteConfig) -> Result<AppState, SiteError> {
         cfg.max_body_bytes,
         distribution,
         node_key,
+        cfg.allowed_source_roots.clone(),
     ))
 }
 

@@ -56,6 +56,8 @@ pub struct Inner {
     hierarchy: std::sync::RwLock<Position>,
     /// Failed authentications per client address (answered slowly past a few).
     pub auth_failures: crate::auth::Failures,
+    /// The folders packages may be made from (`allowed-source-roots`); `None`: any.
+    pub source_roots: Option<Vec<std::path::PathBuf>>,
 }
 
 /// This site's place in the hierarchy.
@@ -84,6 +86,7 @@ impl AppState {
             max_body_bytes,
             Distribution::default(),
             [0; 32],
+            None,
         )
     }
 
@@ -95,6 +98,7 @@ impl AppState {
         max_body_bytes: usize,
         distribution: Distribution,
         node_key: [u8; 32],
+        source_roots: Option<Vec<std::path::PathBuf>>,
     ) -> Self {
         Self(Arc::new(Inner {
             db,
@@ -110,6 +114,7 @@ impl AppState {
             replicate: Notify::new(),
             hierarchy: std::sync::RwLock::new(Position::default()),
             auth_failures: crate::auth::Failures::default(),
+            source_roots,
         }))
     }
 

@@ -29,6 +29,8 @@ async fn start_on(database: Option<String>) -> Site {
     if let Some(url) = database {
         cfg.database = url;
     }
+    // Sources live in the test's folder.
+    cfg.allowed_source_roots = Some(vec![dir.path().to_owned()]);
     let state = pkgdist_site::open(dir.path(), &cfg).await.unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
@@ -990,6 +992,7 @@ async fn node_key_lives_in_a_private_file() {
         1024,
         pkgdist_site::config::Distribution::default(),
         [0xab; 32],
+        None,
     )
     .site_token("credential-hash");
     let state = pkgdist_site::open(dir.path(), &cfg).await.unwrap();
@@ -2479,4 +2482,69 @@ async fn repeated_failed_authentications_are_answered_slowly() {
         .unwrap();
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
     assert!(t.elapsed().as_millis() < 200, "{:?}", t.elapsed());
+}
+
+/// Sources must be inside `allowed-source-roots` (here the test's folder), judged by where a
+/// path really leads: a folder elsewhere, or a link inside the root to a folder elsewhere, is
+/// refused (and nothing recorded); a root given through a link covers the folder it leads to.
+#[tokio::test]
+async fn sources_must_be_inside_the_allowed_roots() {
+    let s = start().await;
+    let elsewhere = TempDir::new().unwrap();
+    std::fs::write(elsewhere.path().join("secret.txt"), b"not for packaging").unwrap();
+    let create = |path: &std::path::Path| {
+        s.post(
+            "SMS_Package",
+            json!({"Name": "x", "PkgSourcePath": path.to_str().unwrap()}),
+        )
+    };
+    let refused = create(elsewhere.path()).await;
+    assert_error(&refused, 403, "SourceNotAllowed");
+    assert!(
+        refused.1["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("allowed-source-roots")
+    );
+    let link = s.dir.path().join("looks-inside");
+    std::os::unix::fs::symlink(elsewhere.path(), &link).unwrap();
+    assert_error(&create(&link).await, 403, "SourceNotAllowed");
+    assert!(s.list("SMS_Package").await.is_empty(), "nothing recorded");
+    // A package inside may not be pointed outside either.
+    let pkg = s.package("SMS_Package", "inside").await;
+    assert_error(
+        &s.patch(
+            &format!("SMS_Package('{pkg}')"),
+            json!({"PkgSourcePath": elsewhere.path().to_str().unwrap()}),
+        )
+        .await,
+        403,
+        "SourceNotAllowed",
+    );
+    // A root named through a link: sources in the folder it leads to are inside.
+    let real = TempDir::new().unwrap();
+    let src = real.path().join("app");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("a.txt"), b"a").unwrap();
+    let dir = TempDir::new().unwrap();
+    let (mut cfg, _) = pkgdist_site::SiteConfig::load_or_init(dir.path(), Some("PS9")).unwrap();
+    let root_link = dir.path().join("root-link");
+    std::os::unix::fs::symlink(real.path(), &root_link).unwrap();
+    cfg.allowed_source_roots = Some(vec![root_link]);
+    let state = pkgdist_site::open(dir.path(), &cfg).await.unwrap();
+    let lib = state.library.clone();
+    let roots = cfg.allowed_source_roots.clone().unwrap();
+    let done = tokio::task::spawn_blocking(move || {
+        lib.snapshot(
+            &src,
+            "PS900001.1".parse().unwrap(),
+            &pkgdist_content::SnapshotOptions {
+                allowed_roots: Some(&roots),
+                ..Default::default()
+            },
+        )
+    })
+    .await
+    .unwrap();
+    assert!(done.is_ok(), "{done:?}");
 }

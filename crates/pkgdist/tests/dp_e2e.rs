@@ -419,7 +419,9 @@ fn up_then_readme_commands_then_fetch() {
     let data = dir.path().join("data");
     let ready = dir.path().join("ready.json");
     let mut cmd = pkgdist();
-    cmd.args(["up", "--dps", "2", "--listen", "127.0.0.1:0"])
+    // Started in the folder the sources are under, as the README's clone is.
+    cmd.current_dir(dir.path())
+        .args(["up", "--dps", "2", "--listen", "127.0.0.1:0"])
         .arg("--data")
         .arg(&data)
         .arg("--ready-file")

@@ -18,7 +18,21 @@ fn pkgdist() -> Command {
     Command::new(env!("CARGO_BIN_EXE_pkgdist"))
 }
 
+/// A site whose packages may take sources from anywhere under `dir` (its site.toml written
+/// before the first start says so).
 fn start_site(dir: &Path) -> Daemon {
+    let data = dir.join("site");
+    if !data.join("site.toml").exists() {
+        fs::create_dir_all(&data).unwrap();
+        fs::write(
+            data.join("site.toml"),
+            format!(
+                "site-code = \"PS1\"\nallowed-source-roots = [{:?}]\n",
+                dir.display().to_string()
+            ),
+        )
+        .unwrap();
+    }
     let mut cmd = pkgdist();
     cmd.args(["site", "run", "--site-code", "PS1", "--listen", "127.0.0.1:0"])
         .arg("--data")
@@ -249,6 +263,21 @@ fn first_start_and_restart() {
         .trim()
         .to_owned();
     assert!(cli(&site, &token, &["package", "create", "--name", "x"]).0);
+    // A new site takes sources from no folder until its site.toml lists some: a package with
+    // a source is refused, saying what to set, and nothing is recorded.
+    assert!(toml.contains("allowed-source-roots = []"), "{toml}");
+    let src = dir.path().join("src");
+    fs::create_dir_all(&src).unwrap();
+    fs::write(src.join("a.txt"), b"a").unwrap();
+    let (ok, _, err) = cli(
+        &site,
+        &token,
+        &["package", "create", "--name", "y", "--source", src.to_str().unwrap()],
+    );
+    assert!(
+        !ok && err.contains("SourceNotAllowed") && err.contains("allowed-source-roots"),
+        "{err}"
+    );
     site.stop();
     let site = start("PS1").unwrap();
     let (ok, list, _) = cli(&site, &token, &["package", "list"]);

@@ -77,6 +77,8 @@ pub enum SourceProblem {
     NotAFolder,
     /// The folder (or something in it) cannot be read; the reason is the system's.
     Unreadable(String),
+    /// The folder is outside `allowed-source-roots` (site.toml), listed here.
+    NotAllowed(Vec<String>),
 }
 
 /// Why an operation refuses to act on something that exists.
@@ -162,6 +164,13 @@ fn source_text(path: &str, problem: &SourceProblem) -> String {
             format!("{path} is not a folder; PkgSourcePath names the package's source folder")
         }
         SourceProblem::Unreadable(why) => format!("cannot read the source {path}: {why}"),
+        SourceProblem::NotAllowed(roots) if roots.is_empty() => format!(
+            "{path} cannot be a package source: this site takes sources from no folder yet; list the folders packages may be made from in allowed-source-roots (site.toml) and restart the site"
+        ),
+        SourceProblem::NotAllowed(roots) => format!(
+            "{path} is not inside a folder packages may be made from ({}); move the source there, or add its folder to allowed-source-roots in site.toml and restart the site",
+            roots.join(", ")
+        ),
     }
 }
 
@@ -255,6 +264,7 @@ impl OpError {
             OpError::Source { problem, .. } => match problem {
                 SourceProblem::Missing | SourceProblem::NotAFolder => ErrorKind::SourceMissing,
                 SourceProblem::Unreadable(_) => ErrorKind::SourceUnreadable,
+                SourceProblem::NotAllowed(_) => ErrorKind::SourceNotAllowed,
             },
             OpError::Refused { reason, .. } => match reason {
                 Refusal::NoSource => ErrorKind::NoSource,

@@ -110,10 +110,12 @@ fn check_package(p: &PackageRow) -> Result<(), OpError> {
     Ok(())
 }
 
-/// Checks the source folder exists and is readable before anything is recorded.
-fn check_source(path: &str) -> Result<(), OpError> {
+/// Checks the source folder exists, is readable and is inside the allowed folders before
+/// anything is recorded. (The snapshot checks the folder it opens again: this is for a clear
+/// answer when the path is set, not the guard.)
+fn check_source(state: &AppState, path: &str) -> Result<(), OpError> {
     let problem = match std::fs::read_dir(path) {
-        Ok(_) => return Ok(()),
+        Ok(_) => return check_allowed(state, path),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => SourceProblem::Missing,
         Err(e) if e.kind() == std::io::ErrorKind::NotADirectory => SourceProblem::NotAFolder,
         Err(e) => SourceProblem::Unreadable(format!("{e}; check its permissions")),
@@ -165,12 +167,14 @@ async fn snapshot(
 ) -> Result<Snapshotted, OpError> {
     let lib = state.library.clone();
     let src = source.to_owned();
+    let roots = state.source_roots.clone();
     let out = tokio::task::spawn_blocking(move || {
         lib.snapshot(
             Path::new(&src),
             target,
             &SnapshotOptions {
                 previous,
+                allowed_roots: roots.as_deref(),
                 ..Default::default()
             },
         )
@@ -186,6 +190,10 @@ async fn snapshot(
         Err(ContentError::Source { path, reason }) => Err(OpError::Source {
             path: path.display().to_string(),
             problem: SourceProblem::Unreadable(reason),
+        }),
+        Err(ContentError::SourceNotAllowed { path, roots }) => Err(OpError::Source {
+            path: path.display().to_string(),
+            problem: SourceProblem::NotAllowed(roots.iter().map(|r| r.display().to_string()).collect()),
         }),
         Err(source) => Err(OpError::Library {
             what: format!("the content library could not record {target}"),
@@ -241,7 +249,7 @@ pub async fn create(state: &AppState, new: NewPackage) -> Result<PackageRow, OpE
         ));
     }
     if !path.is_empty() {
-        check_source(&path)?;
+        check_source(state, &path)?;
     }
     let serial = state.db.next_counter("package", 1).await?;
     let pid = u32::try_from(serial)
@@ -266,6 +274,26 @@ pub async fn create(state: &AppState, new: NewPackage) -> Result<PackageRow, OpE
     Ok(row)
 }
 
+/// Refuses a source path outside `allowed-source-roots`, judged by where it really leads (the
+/// path as given if it does not exist yet).
+fn check_allowed(state: &AppState, path: &str) -> Result<(), OpError> {
+    let Some(roots) = &state.source_roots else {
+        return Ok(());
+    };
+    let real = std::fs::canonicalize(path).unwrap_or_else(|_| path.into());
+    let inside = roots
+        .iter()
+        .filter_map(|r| std::fs::canonicalize(r).ok())
+        .any(|r| real.starts_with(r));
+    if inside {
+        return Ok(());
+    }
+    Err(OpError::Source {
+        path: path.to_owned(),
+        problem: SourceProblem::NotAllowed(roots.iter().map(|r| r.display().to_string()).collect()),
+    })
+}
+
 /// Changes the given properties of package `id`: the package is validated as it will be,
 /// then only those columns are written, so a concurrent change to another is not undone.
 pub async fn update(state: &AppState, id: &str, fields: &[PackageField]) -> Result<(), OpError> {
@@ -275,6 +303,12 @@ pub async fn update(state: &AppState, id: &str, fields: &[PackageField]) -> Resu
         apply(&mut p, f);
     }
     check_package(&p)?;
+    let new_source = fields
+        .iter()
+        .any(|f| matches!(f, PackageField::Text(PackageText::SourcePath, v) if !v.trim().is_empty()));
+    if new_source {
+        check_allowed(state, &p.pkg_source_path)?;
+    }
     if !state.db.update_package_fields(id, fields).await? {
         return Err(OpError::not_found(Thing::Package, id));
     }
@@ -319,7 +353,7 @@ pub async fn refresh(state: &AppState, id: &str, trigger: Trigger) -> Result<Ref
     if p.pkg_source_path.is_empty() || p.pkg_source_flag == i64::from(source_flag::STORAGE_NO_SOURCE) {
         return Err(OpError::refused(id, Refusal::NoSource));
     }
-    check_source(&p.pkg_source_path)?;
+    check_source(state, &p.pkg_source_path)?;
     let pid: PackageId = id
         .parse()
         .map_err(|e| OpError::Internal(format!("package {id} has a malformed ID: {e}")))?;

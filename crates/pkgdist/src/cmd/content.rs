@@ -165,6 +165,8 @@ fn snapshot(a: SnapshotArgs) -> Result<ExitCode> {
                 previous,
                 checksum: a.checksum,
                 progress: Some(&bar),
+                // The operator's own command on their own library: any folder they can read.
+                allowed_roots: None,
             },
         )
         .with_context(|| format!("snapshotting {} as {target}", a.source.display()))?;

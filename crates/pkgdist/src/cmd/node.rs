@@ -173,7 +173,10 @@ async fn up_async(a: UpArgs) -> Result<()> {
     }
     let exists = site_dir.join("site.toml").exists();
     let code = (!exists).then_some(a.site_code.as_str());
-    let (cfg, _) = pkgdist_site::SiteConfig::load_or_init(&site_dir, code)?;
+    // A new site of `up` takes sources from under the folder it was started in (the quick
+    // start's `--source docs` is there); site.toml says so and can be changed.
+    let here = std::env::current_dir().context("cannot tell the current folder")?;
+    let (cfg, _) = pkgdist_site::SiteConfig::load_or_init_with(&site_dir, code, vec![here])?;
     let state = pkgdist_site::open(&site_dir, &cfg).await?;
     let listener = tokio::net::TcpListener::bind(&a.listen)
         .await
