@@ -34,7 +34,7 @@ pub use config::SiteConfig;
 pub use error::{ApiError, SiteError};
 use pkgdist_content::Library;
 use pkgdist_db::Db;
-pub use state::AppState;
+pub use state::{AppState, Setup};
 use tokio::net::TcpListener;
 
 /// Now, as the API writes times: RFC 3339 UTC to the second.
@@ -90,12 +90,14 @@ pub async fn open(dir: &Path, cfg: &SiteConfig) -> Result<AppState, SiteError> {
     Ok(AppState::with(
         db,
         library,
-        site_code,
-        cfg.site_name.clone(),
-        cfg.max_body_bytes,
-        distribution,
-        node_key,
-        cfg.allowed_source_roots.clone(),
+        state::Setup {
+            site_code,
+            site_name: cfg.site_name.clone(),
+            max_body_bytes: cfg.max_body_bytes,
+            distribution,
+            node_key,
+            source_roots: cfg.allowed_source_roots.clone(),
+        },
     ))
 }
 

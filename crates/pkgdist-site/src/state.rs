@@ -76,30 +76,44 @@ impl std::ops::Deref for AppState {
     }
 }
 
+/// What a site is set up with, besides its database and library.
+#[derive(Debug, Clone)]
+pub struct Setup {
+    pub site_code: SiteCode,
+    pub site_name: String,
+    pub max_body_bytes: usize,
+    pub distribution: Distribution,
+    /// Secret from which the site derives what it presents to each DP.
+    pub node_key: [u8; 32],
+    /// The folders packages may be made from; `None`: any.
+    pub source_roots: Option<Vec<std::path::PathBuf>>,
+}
+
 impl AppState {
     pub fn new(db: Db, library: Arc<Library>, site_code: SiteCode, site_name: String, max_body_bytes: usize) -> Self {
         Self::with(
             db,
             library,
-            site_code,
-            site_name,
-            max_body_bytes,
-            Distribution::default(),
-            [0; 32],
-            None,
+            Setup {
+                site_code,
+                site_name,
+                max_body_bytes,
+                distribution: Distribution::default(),
+                node_key: [0; 32],
+                source_roots: None,
+            },
         )
     }
 
-    pub fn with(
-        db: Db,
-        library: Arc<Library>,
-        site_code: SiteCode,
-        site_name: String,
-        max_body_bytes: usize,
-        distribution: Distribution,
-        node_key: [u8; 32],
-        source_roots: Option<Vec<std::path::PathBuf>>,
-    ) -> Self {
+    pub fn with(db: Db, library: Arc<Library>, setup: Setup) -> Self {
+        let Setup {
+            site_code,
+            site_name,
+            max_body_bytes,
+            distribution,
+            node_key,
+            source_roots,
+        } = setup;
         Self(Arc::new(Inner {
             db,
             library,

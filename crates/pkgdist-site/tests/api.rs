@@ -987,12 +987,14 @@ async fn node_key_lives_in_a_private_file() {
     let old = pkgdist_site::AppState::with(
         db.clone(),
         std::sync::Arc::new(pkgdist_content::Library::create_local(&dir.path().join("l0")).unwrap()),
-        "PS1".parse().unwrap(),
-        String::new(),
-        1024,
-        pkgdist_site::config::Distribution::default(),
-        [0xab; 32],
-        None,
+        pkgdist_site::Setup {
+            site_code: "PS1".parse().unwrap(),
+            site_name: String::new(),
+            max_body_bytes: 1024,
+            distribution: pkgdist_site::config::Distribution::default(),
+            node_key: [0xab; 32],
+            source_roots: None,
+        },
     )
     .site_token("credential-hash");
     let state = pkgdist_site::open(dir.path(), &cfg).await.unwrap();
