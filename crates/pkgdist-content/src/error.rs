@@ -13,6 +13,12 @@ pub enum ContentError {
     #[error("cannot snapshot {path}: {reason}")]
     Source { path: PathBuf, reason: String },
 
+    /// The source is, is inside, or holds a private folder (the site's own data).
+    #[error(
+        "{path} cannot be a package source: it is, holds or is inside {private}, which holds the server's own data"
+    )]
+    SourcePrivate { path: PathBuf, private: PathBuf },
+
     /// The source is outside the folders sources may be in.
     #[error("{path} is not inside a folder packages may be made from ({})", .roots.iter().map(|r| r.display().to_string()).collect::<Vec<_>>().join(", "))]
     SourceNotAllowed { path: PathBuf, roots: Vec<PathBuf> },

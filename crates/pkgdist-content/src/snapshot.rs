@@ -56,6 +56,9 @@ pub struct SnapshotOptions<'a> {
     /// The folders a source must be inside (after its path's symlinks are resolved, as the
     /// opened folder is, so no link swapped in later can lead out); `None` for any folder.
     pub allowed_roots: Option<&'a [std::path::PathBuf]>,
+    /// Folders a source may not be, be inside or hold (the site's own data folder), judged
+    /// as `allowed_roots` is.
+    pub private: &'a [std::path::PathBuf],
 }
 
 impl std::fmt::Debug for SnapshotOptions<'_> {
@@ -65,6 +68,7 @@ impl std::fmt::Debug for SnapshotOptions<'_> {
             .field("checksum", &self.checksum)
             .field("progress", &self.progress.is_some())
             .field("allowed_roots", &self.allowed_roots)
+            .field("private", &self.private)
             .finish()
     }
 }
@@ -172,6 +176,7 @@ impl Library {
         if let Some(roots) = opts.allowed_roots {
             source.check_inside(roots)?;
         }
+        source.check_apart_from(opts.private)?;
         let scanned = source.scan()?;
 
         let previous = match opts.previous {

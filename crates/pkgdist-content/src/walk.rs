@@ -113,8 +113,7 @@ impl SourceDir {
     /// the open descriptor, so it is where the snapshot reads, whatever links its path took;
     /// a root is compared by its own real path.
     pub(crate) fn check_inside(&self, roots: &[PathBuf]) -> Result<()> {
-        let real = std::fs::read_link(format!("/proc/self/fd/{}", self.fd.as_raw_fd()))
-            .map_err(|e| ContentError::source(&self.path, format!("cannot tell where the folder is ({e})")))?;
+        let real = self.real_path()?;
         let inside = roots
             .iter()
             .filter_map(|r| std::fs::canonicalize(r).ok())
@@ -127,6 +126,24 @@ impl SourceDir {
                 roots: roots.to_vec(),
             })
         }
+    }
+
+    /// Refuses a folder that is, is inside, or holds one of `private` (the site's own data:
+    /// its tokens, keys and database must never become package content).
+    pub(crate) fn check_apart_from(&self, private: &[PathBuf]) -> Result<()> {
+        let real = self.real_path()?;
+        for p in private.iter().filter_map(|p| std::fs::canonicalize(p).ok()) {
+            if real.starts_with(&p) || p.starts_with(&real) {
+                return Err(ContentError::SourcePrivate { path: real, private: p });
+            }
+        }
+        Ok(())
+    }
+
+    /// Where the open folder is, asked of its descriptor.
+    fn real_path(&self) -> Result<PathBuf> {
+        std::fs::read_link(format!("/proc/self/fd/{}", self.fd.as_raw_fd()))
+            .map_err(|e| ContentError::source(&self.path, format!("cannot tell where the folder is ({e})")))
     }
 
     /// Everything in the folder, sorted by path bytes; refuses what a manifest cannot hold.
@@ -145,10 +162,15 @@ impl SourceDir {
                 format!("folders nest more than {MAX_DEPTH} deep"),
             ));
         }
-        let entries = rustix::fs::Dir::read_from(dir).map_err(|e| unreadable(&here, e))?;
-        for entry in entries {
+        // The names first, and the listing's own descriptor closed before going deeper: a
+        // deep tree holds one descriptor per level, not two.
+        let mut names = Vec::new();
+        for entry in rustix::fs::Dir::read_from(dir).map_err(|e| unreadable(&here, e))? {
             let entry = entry.map_err(|e| unreadable(&here, e))?;
-            let raw = entry.file_name().to_bytes();
+            names.push(entry.file_name().to_bytes().to_vec());
+        }
+        for raw in &names {
+            let raw = raw.as_slice();
             if raw == b"." || raw == b".." {
                 continue;
             }
@@ -221,7 +243,9 @@ impl SourceDir {
     /// Opens a file the walk found, by no path but the one beneath this folder, through no
     /// symlink; it must be the very file the walk saw.
     pub(crate) fn open_file(&self, s: &Scanned, seen: &Seen) -> Result<File> {
-        let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        // Non-blocking: a file swapped for a FIFO would block the open for ever (and with it
+        // the refresh and the scheduler); the type is checked once it is open.
+        let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NONBLOCK | OFlags::NOCTTY;
         let fd = match rustix::fs::openat2(
             &self.fd,
             s.path.as_str(),
@@ -229,19 +253,24 @@ impl SourceDir {
             Mode::empty(),
             ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS,
         ) {
-            Err(rustix::io::Errno::NOSYS) => self.open_by_components(s.path.as_str(), flags),
+            // No openat2 in this kernel, or a sandbox (seccomp) that predates it.
+            Err(rustix::io::Errno::NOSYS | rustix::io::Errno::PERM) => self.open_by_components(s.path.as_str(), flags),
             other => other,
         }
         .map_err(|e| match e {
             // A link met on the way (ELOOP), or a rename while resolving (EAGAIN).
-            rustix::io::Errno::LOOP | rustix::io::Errno::AGAIN | rustix::io::Errno::XDEV => changed(&s.abs, e),
+            rustix::io::Errno::LOOP | rustix::io::Errno::AGAIN | rustix::io::Errno::XDEV | rustix::io::Errno::NOENT => {
+                changed(&s.abs, e)
+            }
             e => ContentError::source(
                 &s.abs,
                 format!("cannot read the file ({e}); fix its permissions or remove it from the source"),
             ),
         })?;
         let now = rustix::fs::fstat(&fd).map_err(|e| unreadable(&s.abs, e))?;
-        if (now.st_dev, now.st_ino) != (seen.dev, seen.ino) {
+        if FileType::from_raw_mode(now.st_mode) != FileType::RegularFile
+            || (now.st_dev, now.st_ino) != (seen.dev, seen.ino)
+        {
             return Err(changed(&s.abs, rustix::io::Errno::STALE));
         }
         Ok(File::from(fd))

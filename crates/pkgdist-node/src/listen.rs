@@ -296,7 +296,7 @@ impl std::fmt::Display for Refused {
 /// The address a client is counted under: an IPv4 address (also when mapped into IPv6), or
 /// an IPv6 /64, the least a site is given, so a host cannot take a fresh address per
 /// connection.
-fn client_key(ip: IpAddr) -> IpAddr {
+pub fn client_key(ip: IpAddr) -> IpAddr {
     match ip.to_canonical() {
         IpAddr::V6(v6) => {
             let s = v6.segments();

@@ -235,6 +235,9 @@ async fn authenticate(State(state): State<AppState>, req: Request, next: Next) -
         .map(|c| c.0);
     let token = match presented_token(req.headers(), peer) {
         Ok(t) => t,
+        // No credentials at all is a client's first try (PowerShell's -Credential asks for
+        // the challenge first), not a guess: answered at once, not counted.
+        Err(e) if !req.headers().contains_key(header::AUTHORIZATION) => return e.into_response(),
         Err(e) => return refused(&state, peer, e).await,
     };
     let token = token.as_str();

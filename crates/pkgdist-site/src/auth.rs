@@ -56,7 +56,8 @@ pub async fn ensure_bootstrap(db: &Db, dir: &Path) -> Result<(), SiteError> {
     Ok(())
 }
 
-/// Failed authentications per client address. The first few in a window are answered at
+/// Failed authentications per client (an IPv4 address or an IPv6 /64), counting requests
+/// that presented credentials and were refused. The first few in a window are answered at
 /// once (a mistyped token); past them each further failure is answered only after a delay
 /// that doubles with each (up to [`Failures::MAX_DELAY`]), and logged, so guessing tokens
 /// from one address costs seconds per guess and shows in the log. Successes do not reset the
@@ -76,13 +77,17 @@ impl Failures {
 
     /// Records a failure from `ip`; answers how long to wait before answering it.
     pub fn failed(&self, ip: std::net::IpAddr) -> std::time::Duration {
-        let ip = ip.to_canonical();
+        // Counted as connections are: an IPv4 address, or an IPv6 /64.
+        let ip = pkgdist_node::listen::client_key(ip);
         let now = std::time::Instant::now();
         let mut seen = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        if seen.len() >= Self::MAX_TRACKED {
+        if seen.len() >= Self::MAX_TRACKED && !seen.contains_key(&ip) {
             seen.retain(|_, (_, first)| now.duration_since(*first) < Self::WINDOW);
             if seen.len() >= Self::MAX_TRACKED {
-                seen.clear();
+                // Still full: forget the client whose window began longest ago, not everyone.
+                if let Some(oldest) = seen.iter().min_by_key(|(_, (_, first))| *first).map(|(k, _)| *k) {
+                    seen.remove(&oldest);
+                }
             }
         }
         let (count, first) = seen.entry(ip).or_insert((0, now));

@@ -1,7 +1,7 @@
-//! The JSON body of a request to the site's node and link routes, read as the management API
-//! reads its own (`api::body_object`): a key given twice is refused, and every failure —
-//! too large, not JSON, not the expected shape — answers in the API's one error shape, not
-//! axum's plain-text rejections.
+//! The JSON body of a request to the site's node and link routes: a field given twice is
+//! refused (the management API's own bodies, which are maps, go through `strict_value`), and
+//! every failure — too large, not JSON, not the expected shape — answers in the API's one
+//! error shape, not axum's plain-text rejections.
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
@@ -11,6 +11,9 @@ use pkgdist_core::errors::ErrorKind;
 use serde::de::DeserializeOwned;
 
 use crate::error::ApiError;
+
+/// The most an enrollment (DP or child site) may send: a token, a credential, a URL, a code.
+pub const ENROLL_BODY_MAX: usize = 16 << 10;
 
 /// A request body of type `T`, read strictly (see the module documentation).
 #[derive(Debug)]
@@ -46,11 +49,12 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
 
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
         let bytes = Bytes::from_request(req, state).await.map_err(|e| unreadable(&e))?;
-        let value = strict_value(&bytes)?;
-        serde_json::from_value(value).map(JsonBody).map_err(|e| {
+        // Typed directly, with no JSON tree in between (a large report would cost several
+        // times its size): a struct refuses a field given twice by itself.
+        serde_json::from_slice(&bytes).map(JsonBody).map_err(|e| {
             ApiError::new(
                 ErrorKind::MalformedBody,
-                format!("the body does not have the expected fields: {e}"),
+                format!("the body is not what this route takes: {e}"),
             )
         })
     }

@@ -329,21 +329,40 @@ pull-dp-max-jobs = {pull}
     }
 }
 
-/// Paths as a TOML array of strings.
+/// Paths as a TOML array of basic strings (backslash, quote and control characters escaped,
+/// so any folder name gives a site.toml that parses).
 fn toml_paths(paths: &[PathBuf]) -> String {
-    let items: Vec<String> = paths
-        .iter()
-        .map(|p| {
-            format!(
-                "\"{}\"",
-                p.display().to_string().replace('\\', "\\\\").replace('"', "\\\"")
-            )
-        })
-        .collect();
+    let quote = |p: &PathBuf| {
+        let mut out = String::from("\"");
+        for c in p.display().to_string().chars() {
+            match c {
+                '\\' => out.push_str("\\\\"),
+                '"' => out.push_str("\\\""),
+                c if c.is_control() => out.push_str(&format!("\\u{:04X}", u32::from(c))),
+                c => out.push(c),
+            }
+        }
+        out.push('"');
+        out
+    };
+    let items: Vec<String> = paths.iter().map(quote).collect();
     format!("[{}]", items.join(", "))
 }
 
 /// Writes a file others may read (a ready-file) so that it is either absent or complete.
 pub fn write_atomic(path: &Path, data: &[u8]) -> Result<(), SiteError> {
     pkgdist_node::util::write_file(path, data, false).map_err(|e| SiteError::io(path, e))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn any_folder_name_gives_a_site_toml_that_parses() {
+        let odd = std::path::PathBuf::from("/srv/a \"b\" \\c\nd\te");
+        let line = format!("roots = {}", super::toml_paths(&[odd.clone(), "/plain".into()]));
+        let parsed: toml::Value = toml::from_str(&line).expect("parses");
+        let roots = parsed["roots"].as_array().expect("an array");
+        assert_eq!(roots[0].as_str(), odd.to_str());
+        assert_eq!(roots[1].as_str(), Some("/plain"));
+    }
 }

@@ -60,8 +60,19 @@ pub struct RunOptions {
     pub enrollment_token: Option<String>,
 }
 
-/// Opens (creating on first start) the site's state in `dir`.
+/// Opens (creating on first start) the site's state in `dir`. No package source may be,
+/// be inside or hold `dir`.
 pub async fn open(dir: &Path, cfg: &SiteConfig) -> Result<AppState, SiteError> {
+    open_with_private(dir, cfg, vec![dir.to_owned()]).await
+}
+
+/// [`open`], with the folders no package source may touch named by the caller (`pkgdist up`:
+/// the folder holding the site and its DPs).
+pub async fn open_with_private(
+    dir: &Path,
+    cfg: &SiteConfig,
+    private: Vec<std::path::PathBuf>,
+) -> Result<AppState, SiteError> {
     let db = Db::connect(&cfg.database_url(dir)).await?;
     match db.setting("site_code").await? {
         Some(code) if code != cfg.site_code => {
@@ -97,6 +108,7 @@ pub async fn open(dir: &Path, cfg: &SiteConfig) -> Result<AppState, SiteError> {
             distribution,
             node_key,
             source_roots: cfg.allowed_source_roots.clone(),
+            private,
         },
     ))
 }

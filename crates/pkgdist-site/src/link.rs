@@ -31,7 +31,7 @@ use pkgdist_db::{Intent, PackageRow, Report, ReportApplied, SiteRow};
 use serde::{Deserialize, Serialize};
 
 use crate::auth;
-use crate::body::JsonBody;
+use crate::body::{ENROLL_BODY_MAX, JsonBody};
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
 
@@ -180,7 +180,11 @@ pub fn router(state: AppState) -> Router {
         .nest(CONTENT_PREFIX, pkgdist_node::source::router(state.library.clone()))
         .route_layer(middleware::from_fn_with_state(state.clone(), authenticate_site));
     Router::new()
-        .route(ENROLL_PATH, post(enroll))
+        // Enrollment takes no token: a small body only.
+        .route(
+            ENROLL_PATH,
+            post(enroll).layer(axum::extract::DefaultBodyLimit::max(ENROLL_BODY_MAX)),
+        )
         .with_state(state)
         .merge(authed)
 }
@@ -221,7 +225,9 @@ async fn enroll(State(state): State<AppState>, body: JsonBody<EnrollRequest>) ->
     // One answer for every refusal, so a caller without a token learns nothing (not even
     // which site codes are registered); the log says which it was, for the administrator.
     let refused = |why: &str| {
-        tracing::warn!(site = %req.site_code, url = %req.url, why, "refused a child site's enrollment");
+        // What the caller sent is untrusted: logged short.
+        let short = |s: &str| s.chars().take(80).collect::<String>();
+        tracing::warn!(site = %short(&req.site_code), url = %short(&req.url), why, "refused a child site's enrollment");
         ApiError::new(
             ErrorKind::Unauthenticated,
             "enrollment refused: the token is unknown or already used, or was made for another site code; create the child's SMS_Site again (`pkgdist site add CODE`) and start the child with that code and the new token",

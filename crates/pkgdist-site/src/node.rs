@@ -15,7 +15,7 @@ use pkgdist_proto::node::{
 };
 
 use crate::auth;
-use crate::body::JsonBody;
+use crate::body::{ENROLL_BODY_MAX, JsonBody};
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
 
@@ -26,7 +26,11 @@ pub fn router(state: AppState) -> Router {
         .merge(pkgdist_node::source::router(state.library.clone()))
         .route_layer(middleware::from_fn_with_state(state.clone(), authenticate_dp));
     Router::new()
-        .route(ENROLL_PATH, post(enroll))
+        // Enrollment takes no token: a small body only.
+        .route(
+            ENROLL_PATH,
+            post(enroll).layer(axum::extract::DefaultBodyLimit::max(ENROLL_BODY_MAX)),
+        )
         .with_state(state)
         .merge(authed)
 }

@@ -58,6 +58,8 @@ pub struct Inner {
     pub auth_failures: crate::auth::Failures,
     /// The folders packages may be made from (`allowed-source-roots`); `None`: any.
     pub source_roots: Option<Vec<std::path::PathBuf>>,
+    /// Folders no source may be, be inside or hold (see [`Setup::private`]).
+    pub private: Vec<std::path::PathBuf>,
 }
 
 /// This site's place in the hierarchy.
@@ -87,6 +89,9 @@ pub struct Setup {
     pub node_key: [u8; 32],
     /// The folders packages may be made from; `None`: any.
     pub source_roots: Option<Vec<std::path::PathBuf>>,
+    /// Folders no source may be, be inside or hold: the site's data folder (and in `pkgdist
+    /// up`, the folder of the site and its DPs).
+    pub private: Vec<std::path::PathBuf>,
 }
 
 impl AppState {
@@ -101,6 +106,7 @@ impl AppState {
                 distribution: Distribution::default(),
                 node_key: [0; 32],
                 source_roots: None,
+                private: Vec::new(),
             },
         )
     }
@@ -113,6 +119,7 @@ impl AppState {
             distribution,
             node_key,
             source_roots,
+            private,
         } = setup;
         Self(Arc::new(Inner {
             db,
@@ -129,6 +136,7 @@ impl AppState {
             hierarchy: std::sync::RwLock::new(Position::default()),
             auth_failures: crate::auth::Failures::default(),
             source_roots,
+            private,
         }))
     }
 

@@ -44,15 +44,20 @@ pub fn error(e: &anyhow::Error) {
     let _ = writeln!(err);
 }
 
-/// `s` with every control character but newline and tab written as a visible escape
-/// (`\x1b`, `\u{202e}`): names and messages come from the site, where anyone allowed to name
-/// a package could otherwise move the cursor, recolour or rewrite what an administrator's
-/// terminal shows, or reverse text with bidirectional overrides. `--json` output is escaped by
-/// JSON itself.
+/// `s` with every control character but newline and tab, and every invisible formatting
+/// character (bidirectional overrides and marks, zero-width characters, line and paragraph
+/// separators), written as a visible escape (`\x1b`, `\u{202e}`): names and messages come
+/// from the site, where anyone allowed to name a package could otherwise move the cursor,
+/// recolour or rewrite what an administrator's terminal shows, or reverse text. A newline in
+/// a name still starts a new line. `--json` output is left exact: it is data for programs,
+/// which must treat it as such.
 pub fn clean(s: &str) -> std::borrow::Cow<'_, str> {
     fn hidden(c: char) -> bool {
         (c.is_control() && c != '\n' && c != '\t')
-            || matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+            || matches!(
+                c,
+                '\u{061c}' | '\u{200b}'..='\u{200f}' | '\u{2028}'..='\u{202e}' | '\u{2060}'..='\u{2069}' | '\u{feff}'
+            )
     }
     if !s.chars().any(hidden) {
         return std::borrow::Cow::Borrowed(s);
@@ -97,6 +102,7 @@ mod tests {
         assert_eq!(clean("a\rb\x07\x7f"), "a\\x0db\\x07\\x7f");
         assert_eq!(clean("\u{9b}2J"), "\\u{9b}2J");
         assert_eq!(clean("abc\u{202e}fdp.exe"), "abc\\u{202e}fdp.exe");
+        assert_eq!(clean("a\u{200b}b\u{2028}c\u{feff}"), "a\\u{200b}b\\u{2028}c\\u{feff}");
         assert_eq!(clean("été 📦"), "été 📦");
     }
 }

@@ -79,6 +79,8 @@ pub enum SourceProblem {
     Unreadable(String),
     /// The folder is outside `allowed-source-roots` (site.toml), listed here.
     NotAllowed(Vec<String>),
+    /// The folder is, is inside or holds this private folder (the server's own data).
+    Private(String),
 }
 
 /// Why an operation refuses to act on something that exists.
@@ -164,6 +166,9 @@ fn source_text(path: &str, problem: &SourceProblem) -> String {
             format!("{path} is not a folder; PkgSourcePath names the package's source folder")
         }
         SourceProblem::Unreadable(why) => format!("cannot read the source {path}: {why}"),
+        SourceProblem::Private(private) => format!(
+            "{path} cannot be a package source: it is, holds or is inside {private}, the server's own data (tokens, keys, database); choose a folder apart from it"
+        ),
         SourceProblem::NotAllowed(roots) if roots.is_empty() => format!(
             "{path} cannot be a package source: this site takes sources from no folder yet; list the folders packages may be made from in allowed-source-roots (site.toml) and restart the site"
         ),
@@ -264,7 +269,7 @@ impl OpError {
             OpError::Source { problem, .. } => match problem {
                 SourceProblem::Missing | SourceProblem::NotAFolder => ErrorKind::SourceMissing,
                 SourceProblem::Unreadable(_) => ErrorKind::SourceUnreadable,
-                SourceProblem::NotAllowed(_) => ErrorKind::SourceNotAllowed,
+                SourceProblem::NotAllowed(_) | SourceProblem::Private(_) => ErrorKind::SourceNotAllowed,
             },
             OpError::Refused { reason, .. } => match reason {
                 Refusal::NoSource => ErrorKind::NoSource,

@@ -168,6 +168,7 @@ async fn snapshot(
     let lib = state.library.clone();
     let src = source.to_owned();
     let roots = state.source_roots.clone();
+    let private = state.private.clone();
     let out = tokio::task::spawn_blocking(move || {
         lib.snapshot(
             Path::new(&src),
@@ -175,6 +176,7 @@ async fn snapshot(
             &SnapshotOptions {
                 previous,
                 allowed_roots: roots.as_deref(),
+                private: &private,
                 ..Default::default()
             },
         )
@@ -190,6 +192,10 @@ async fn snapshot(
         Err(ContentError::Source { path, reason }) => Err(OpError::Source {
             path: path.display().to_string(),
             problem: SourceProblem::Unreadable(reason),
+        }),
+        Err(ContentError::SourcePrivate { path, private }) => Err(OpError::Source {
+            path: path.display().to_string(),
+            problem: SourceProblem::Private(private.display().to_string()),
         }),
         Err(ContentError::SourceNotAllowed { path, roots }) => Err(OpError::Source {
             path: path.display().to_string(),
@@ -277,10 +283,18 @@ pub async fn create(state: &AppState, new: NewPackage) -> Result<PackageRow, OpE
 /// Refuses a source path outside `allowed-source-roots`, judged by where it really leads (the
 /// path as given if it does not exist yet).
 fn check_allowed(state: &AppState, path: &str) -> Result<(), OpError> {
+    let real = std::fs::canonicalize(path).unwrap_or_else(|_| path.into());
+    for p in state.private.iter().filter_map(|p| std::fs::canonicalize(p).ok()) {
+        if real.starts_with(&p) || p.starts_with(&real) {
+            return Err(OpError::Source {
+                path: path.to_owned(),
+                problem: SourceProblem::Private(p.display().to_string()),
+            });
+        }
+    }
     let Some(roots) = &state.source_roots else {
         return Ok(());
     };
-    let real = std::fs::canonicalize(path).unwrap_or_else(|_| path.into());
     let inside = roots
         .iter()
         .filter_map(|r| std::fs::canonicalize(r).ok())

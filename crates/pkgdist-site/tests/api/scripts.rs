@@ -521,7 +521,7 @@ async fn static_methods_by_get() {
         .unwrap();
     assert_eq!(r.status(), StatusCode::FORBIDDEN);
     // The site ID survives a restart of the site on the same data.
-    let dir = s.dir.path().to_owned();
+    let dir = s.data.clone();
     let (cfg, _) = pkgdist_site::SiteConfig::load_or_init(&dir, None).unwrap();
     let reopened = pkgdist_site::open(&dir, &cfg).await.unwrap();
     assert_eq!(

@@ -167,6 +167,7 @@ fn snapshot(a: SnapshotArgs) -> Result<ExitCode> {
                 progress: Some(&bar),
                 // The operator's own command on their own library: any folder they can read.
                 allowed_roots: None,
+                private: &[],
             },
         )
         .with_context(|| format!("snapshotting {} as {target}", a.source.display()))?;

@@ -7,8 +7,8 @@ pub mod schedule;
 pub mod site;
 pub mod status;
 
-/// The enrollment token given on the command line (or in the environment), or read from a
-/// file (trimmed); `None` when neither is given.
+/// The enrollment token read from a file (trimmed), or else the one given on the command line
+/// or in the environment; `None` when neither is given.
 pub fn enrollment_token(given: Option<String>, file: Option<&std::path::Path>) -> anyhow::Result<Option<String>> {
     use anyhow::Context as _;
     match file {

@@ -24,8 +24,9 @@ pub struct DpRunArgs {
     /// visible in `ps`.
     #[arg(long, env = "PKGDIST_ENROLLMENT_TOKEN", hide_env_values = true)]
     pub enrollment_token: Option<String>,
-    /// A file holding the enrollment token (instead of --enrollment-token).
-    #[arg(long, conflicts_with = "enrollment_token")]
+    /// A file holding the enrollment token; wins over --enrollment-token (and the
+    /// environment).
+    #[arg(long)]
     pub enrollment_token_file: Option<PathBuf>,
     /// Listen address (127.0.0.1:0 picks a free port).
     #[arg(long, default_value = "127.0.0.1:8471")]
@@ -177,7 +178,8 @@ async fn up_async(a: UpArgs) -> Result<()> {
     // start's `--source docs` is there); site.toml says so and can be changed.
     let here = std::env::current_dir().context("cannot tell the current folder")?;
     let (cfg, _) = pkgdist_site::SiteConfig::load_or_init_with(&site_dir, code, vec![here])?;
-    let state = pkgdist_site::open(&site_dir, &cfg).await?;
+    // No package may be made from the folder of the site and its DPs (tokens, keys, database).
+    let state = pkgdist_site::open_with_private(&site_dir, &cfg, vec![a.data.clone()]).await?;
     let listener = tokio::net::TcpListener::bind(&a.listen)
         .await
         .with_context(|| format!("cannot listen on {}", a.listen))?;

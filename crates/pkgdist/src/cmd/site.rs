@@ -55,10 +55,11 @@ pub struct RunArgs {
     parent: Option<String>,
     /// With --parent, the first time: the token `pkgdist site add` printed at the parent.
     /// Prefer the environment or --enrollment-token-file: a command line is visible in `ps`.
-    #[arg(long, requires = "parent", env = "PKGDIST_ENROLLMENT_TOKEN", hide_env_values = true)]
+    /// (Its own variable, not a DP's: one host may run both.)
+    #[arg(long, env = "PKGDIST_PARENT_ENROLLMENT_TOKEN", hide_env_values = true)]
     enrollment_token: Option<String>,
-    /// A file holding the enrollment token (instead of --enrollment-token).
-    #[arg(long, requires = "parent", conflicts_with = "enrollment_token")]
+    /// A file holding the enrollment token; wins over --enrollment-token.
+    #[arg(long)]
     enrollment_token_file: Option<PathBuf>,
 }
 
