@@ -508,6 +508,23 @@ impl Db {
         )
     }
 
+    /// Brings the retries of a DP that has just come back forward to `now`: its rows waiting
+    /// out a retry delay (INSTALL_RETRYING, REMOVAL_RETRYING) become due at once. Answers how
+    /// many did.
+    pub async fn retry_now(&self, nal_path: &str, now: &str) -> Result<u64> {
+        let mut tx = self.begin().await?;
+        let r = sqlx::query(
+            "UPDATE package_dps SET next_attempt_at = $2
+             WHERE nal_path = $1 AND state IN (2, 5) AND next_attempt_at > $2",
+        )
+        .bind(nal_path.to_owned())
+        .bind(now.to_owned())
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(r.rows_affected())
+    }
+
     pub async fn set_dp_url(&self, nal_path: &str, url: &str) -> Result<()> {
         sqlx::query("UPDATE distribution_points SET url = $2 WHERE nal_path = $1")
             .bind(nal_path.to_owned())

@@ -144,6 +144,12 @@ async fn hello(
         state.db.set_dp_url(&dp.nal_path, &body.url).await?;
         tracing::info!(dp = %dp.name, url = %body.url, "distribution point moved");
     }
+    // A DP saying hello has just started: what failed while it was away is tried again now,
+    // not after the rest of the retry delay (30 minutes by default).
+    let due = state.db.retry_now(&dp.nal_path, &crate::now()).await?;
+    if due > 0 {
+        tracing::info!(dp = %dp.name, rows = due, "distribution point is back: its retries are due now");
+    }
     state.work.notify_one();
     Ok(Json(serde_json::json!({"ok": true})))
 }

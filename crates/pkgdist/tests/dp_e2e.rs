@@ -494,3 +494,39 @@ fn up_then_readme_commands_then_fetch() {
     let fetched = second["bytes_fetched"].as_u64().unwrap();
     assert!(fetched > 0 && fetched < 1 << 20, "{second}");
 }
+
+/// A DP that comes back after being down gets what failed meanwhile at once, not after the
+/// rest of the retry delay (an hour here): its hello at start makes its retries due.
+#[test]
+fn a_dp_back_from_an_outage_is_retried_at_once() {
+    let dir = TempDir::new().unwrap();
+    let data = dir.path().join("site");
+    fs::create_dir_all(&data).unwrap();
+    fs::write(
+        data.join("site.toml"),
+        "site-code = \"PS1\"\n[distribution]\nretry-count = 100\nretry-delay-secs = 3600\npoll-ms = 100\nlease-secs = 5\n",
+    )
+    .unwrap();
+    let site = Site::start(dir.path());
+    let src = dir.path().join("src");
+    fs::create_dir_all(&src).unwrap();
+    fs::write(src.join("readme.txt"), b"version 1").unwrap();
+    let pkg = create_package(&site, "App", &src);
+    let mut dp = site.add_dp("dp1");
+    site.cli(&["package", "distribute", &pkg, "dp1"]);
+    site.wait_installed(&pkg, 1, 1);
+    // Down; a new version cannot reach it and waits out the hour.
+    dp.daemon.kill();
+    fs::write(src.join("readme.txt"), b"version 2").unwrap();
+    site.cli(&["package", "refresh", &pkg]);
+    wait(Duration::from_secs(60), "the row retrying", || {
+        let rows = site.dp_rows(&pkg);
+        (rows[0]["State"] == 2)
+            .then_some(())
+            .ok_or_else(|| format!("{rows:#?}"))
+    });
+    // Back: installed within seconds.
+    dp.restart(&site, &[]);
+    site.wait_installed(&pkg, 1, 2);
+    assert_eq!(dp.download(&format!("{pkg}/readme.txt")).1, b"version 2");
+}
