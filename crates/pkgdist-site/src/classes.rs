@@ -294,9 +294,28 @@ fn package_on_dp() -> View {
     }
 }
 
+/// A waiting row's message, saying why it waits when nothing will move it until someone acts:
+/// a DP of this site that never enrolled (the distribution manager only sends to enrolled
+/// DPs), or a package with no content yet. Computed when read, so it is right the moment the
+/// cause goes away. (A DP outside its availability window is not said here: the window is
+/// read in the site's time zone, which SQL does not know.)
+fn waiting_message() -> String {
+    let pending = [DpState::InstallPending.code(), DpState::ContentUpdating.code()];
+    format!(
+        "CASE WHEN r.state IN ({p0}, {p1}) AND (d.credential_hash IS NULL OR d.url IS NULL)
+                AND d.site_code = (SELECT s.value FROM settings s WHERE s.key = 'site_code')
+              THEN 'waiting: ' || d.name || ' has never enrolled with the site; start it with the enrollment token from `pkgdist dp add`'
+              WHEN r.state IN ({p0}, {p1}) AND p.source_version = 0
+              THEN 'waiting: the package has no content yet; set its PkgSourcePath and refresh it'
+              ELSE r.last_message END",
+        p0 = pending[0],
+        p1 = pending[1]
+    )
+}
+
 fn dist_points_summarizer(retry_count: u32) -> View {
     View {
-        from: PACKAGE_DPS.into(),
+        from: format!("{PACKAGE_DPS} JOIN distribution_points d ON d.nal_path = r.nal_path"),
         base: None,
         columns: vec![
             text("PackageID", "r.package_id").upper(),
@@ -310,7 +329,7 @@ fn dist_points_summarizer(retry_count: u32) -> View {
             int("PackageType", "p.package_type"),
             int("Attempts", "r.attempts"),
             text("NextRetry", "r.next_attempt_at").nullable(),
-            text("LastMessage", "r.last_message"),
+            text("LastMessage", waiting_message()),
             int(
                 "RetriesRemaining",
                 format!("CASE WHEN r.attempts < {retry_count} THEN {retry_count} - r.attempts ELSE 0 END"),

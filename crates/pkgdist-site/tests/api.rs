@@ -2574,3 +2574,52 @@ async fn sources_must_be_inside_the_allowed_roots() {
     .unwrap();
     assert!(done.is_ok(), "{done:?}");
 }
+
+/// A row that waits on something only an administrator can change says so: a DP that never
+/// enrolled, a package with no content yet. Once the cause is gone, the row's own message is
+/// back.
+#[tokio::test]
+async fn waiting_rows_say_why() {
+    let s = start().await;
+    let (st, dp) = s.post("SMS_DistributionPointInfo", json!({"Name": "dp1"})).await;
+    assert_eq!(st, StatusCode::CREATED);
+    let nal = dp["NALPath"].as_str().unwrap().to_owned();
+    let enrollment = dp["EnrollmentToken"].as_str().unwrap().to_owned();
+    let with_source = s.package("SMS_Package", "app").await;
+    let (_, empty) = s.post("SMS_Package", json!({"Name": "empty"})).await;
+    let empty = empty["PackageID"].as_str().unwrap().to_owned();
+    for pkg in [&with_source, &empty] {
+        let (st, _) = s
+            .post(
+                &format!("SMS_Package('{pkg}')/AdminService.AddDistributionPoints"),
+                json!({"SiteCode": ["PS1"], "NALPath": [nal]}),
+            )
+            .await;
+        assert_eq!(st, StatusCode::CREATED);
+    }
+    let s = &s;
+    let message = |pkg: String| {
+        let path = format!("SMS_PackageStatusDistPointsSummarizer{}", dp_key(&pkg, &nal));
+        async move { s.get(&path).await.1["LastMessage"].as_str().unwrap().to_owned() }
+    };
+    let m = message(with_source.clone()).await;
+    assert!(m.starts_with("waiting: dp1 has never enrolled"), "{m}");
+    // Enrolled: the one with content is queued as before; the empty one says it has none.
+    let r = s
+        .http
+        .post(format!("{}/node/v1/enroll", s.url))
+        .json(&json!({"enrollment_token": enrollment, "credential": "c".repeat(40), "url": "http://127.0.0.1:9"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let m = message(with_source).await;
+    assert!(!m.starts_with("waiting:"), "{m}");
+    let m = message(empty).await;
+    assert!(m.starts_with("waiting: the package has no content yet"), "{m}");
+    // Filterable, as every property: the rows that wait on someone.
+    let waiting = s
+        .list("SMS_PackageStatusDistPointsSummarizer?$filter=startswith(LastMessage,'waiting:')")
+        .await;
+    assert_eq!(waiting.len(), 1);
+}
