@@ -23,6 +23,10 @@ pub struct Identity {
     pub nal_path: String,
     #[serde(default)]
     pub site_code: String,
+    /// The URL the DP was last told to advertise (`--advertise-url`), kept so a later start
+    /// without it does not advertise its bound address instead.
+    #[serde(default)]
+    pub advertise_url: Option<String>,
 }
 
 const FILE: &str = "node.json";
@@ -64,6 +68,7 @@ impl Identity {
             name: String::new(),
             nal_path: String::new(),
             site_code: String::new(),
+            advertise_url: None,
         }
     }
 

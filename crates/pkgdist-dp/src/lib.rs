@@ -95,13 +95,9 @@ impl Dp {
             .await
             .map_err(|e| DpError::Config(format!("cannot listen on {}: {e}", opts.listen)))?;
         let addr = listener.local_addr().map_err(|e| DpError::Config(e.to_string()))?;
-        let url = opts
-            .advertise_url
-            .clone()
-            .unwrap_or_else(|| format!("http://{addr}"))
-            .trim_end_matches('/')
-            .to_owned();
-        let identity = match Identity::load(&opts.data)? {
+        let loaded = Identity::load(&opts.data)?;
+        let url = advertised_url(&opts, addr, loaded.as_ref())?;
+        let identity = match loaded {
             Some(id) if id.enrolled() => {
                 if let Some(site) = &opts.site
                     && site.trim_end_matches('/') != id.site_url
@@ -138,6 +134,13 @@ impl Dp {
                 id
             }
         };
+        let mut identity = identity;
+        if let Some(given) = &opts.advertise_url
+            && identity.advertise_url.as_deref() != Some(given.trim_end_matches('/'))
+        {
+            identity.advertise_url = Some(given.trim_end_matches('/').to_owned());
+            identity.save(&opts.data)?;
+        }
         let library = Arc::new(Library::create_local(&opts.data.join("library"))?);
         let mut fetcher = Fetcher::new().with_bearer_for(&identity.site_url, &identity.credential);
         if let Some(b) = opts.batch_bytes {
@@ -169,6 +172,25 @@ impl Dp {
         tracing::info!(addr = %self.addr, dp = %self.identity.name, "distribution point listening");
         pkgdist_node::listen::serve(self.listener, self.app, self.limits, shutdown).await
     }
+}
+
+/// The URL the DP tells the site: `--advertise-url`, or the one an earlier start was given, or
+/// `http://<bound address>` — unless that address is the unspecified one (`0.0.0.0`, `::`),
+/// which no one can reach: then the operator must say.
+fn advertised_url(opts: &RunOptions, addr: SocketAddr, known: Option<&Identity>) -> Result<String, DpError> {
+    let kept = known.and_then(|id| id.advertise_url.clone());
+    let url = match (opts.advertise_url.clone(), kept) {
+        (Some(given), _) => given,
+        (None, Some(kept)) => kept,
+        (None, None) if addr.ip().is_unspecified() => {
+            return Err(DpError::Config(format!(
+                "listening on {addr} (every address), the DP cannot tell the site where to reach it: give --advertise-url http://HOST:{} (it is kept for later starts)",
+                addr.port()
+            )));
+        }
+        (None, None) => format!("http://{addr}"),
+    };
+    Ok(url.trim_end_matches('/').to_owned())
 }
 
 /// Tells the site where this DP is, retrying while the site is unreachable.

@@ -530,3 +530,33 @@ fn a_dp_back_from_an_outage_is_retried_at_once() {
     site.wait_installed(&pkg, 1, 2);
     assert_eq!(dp.download(&format!("{pkg}/readme.txt")).1, b"version 2");
 }
+
+/// Where a DP says it is: never the unspecified address it listens on (`0.0.0.0`), which no
+/// one can reach; and an `--advertise-url` given once is kept for later starts.
+#[test]
+fn a_dp_advertises_where_it_can_be_reached() {
+    let dir = TempDir::new().unwrap();
+    let site = Site::start(dir.path());
+    let token = site.cli_json(&["dp", "add", "--name", "dp1"])["enrollment_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let out = pkgdist()
+        .args(["dp", "run", "--listen", "0.0.0.0:0", "--site", &site.url()])
+        .arg("--data")
+        .arg(dir.path().join("dp1"))
+        .args(["--enrollment-token", &token])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--advertise-url"), "{err}");
+    // Told once, kept: the site keeps the advertised URL after a start without it.
+    let advertised = "http://dp1.branch.example:8471";
+    let mut dp = Dp::start(&site, "dp1", Some(&token), &["--advertise-url", advertised]);
+    let url = |site: &Site| site.get("SMS_DistributionPointInfo")["value"][0]["Url"].clone();
+    assert_eq!(url(&site), advertised);
+    dp.restart(&site, &[]);
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(url(&site), advertised, "a start without --advertise-url keeps it");
+}

@@ -31,7 +31,8 @@ pub struct DpRunArgs {
     /// Listen address (127.0.0.1:0 picks a free port).
     #[arg(long, default_value = "127.0.0.1:8471")]
     pub listen: String,
-    /// The URL the site and clients use to reach this DP, if not http://<bound address>.
+    /// The URL the site and clients use to reach this DP, if not http://<bound address>. Kept
+    /// for later starts; needed when listening on every address (0.0.0.0).
     #[arg(long)]
     pub advertise_url: Option<String>,
     /// Written with {"addr": …, "pid": …} once the DP listens.
