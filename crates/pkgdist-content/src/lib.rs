@@ -26,3 +26,4 @@ pub use read::{ExportStats, FileReader};
 pub use snapshot::{Progress, SnapshotOptions, SnapshotOutcome, SnapshotStats};
 pub use store::{Kind, LocalStore, MemoryStore, Store, StoreError};
 pub use verify::{Affected, Fault, ObjectKind, Problem, VerifyReport};
+pub use walk::check_place;

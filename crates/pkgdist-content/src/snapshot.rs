@@ -173,10 +173,7 @@ impl Library {
         }
         let chunker = Chunker::new(self.params)?;
         let source = SourceDir::open(source)?;
-        if let Some(roots) = opts.allowed_roots {
-            source.check_inside(roots)?;
-        }
-        source.check_apart_from(opts.private)?;
+        source.check_place(opts.allowed_roots, opts.private)?;
         let scanned = source.scan()?;
 
         let previous = match opts.previous {

@@ -109,35 +109,10 @@ impl SourceDir {
         })
     }
 
-    /// Refuses a folder that is not inside one of `roots`. The folder's real path is asked of
-    /// the open descriptor, so it is where the snapshot reads, whatever links its path took;
-    /// a root is compared by its own real path.
-    pub(crate) fn check_inside(&self, roots: &[PathBuf]) -> Result<()> {
-        let real = self.real_path()?;
-        let inside = roots
-            .iter()
-            .filter_map(|r| std::fs::canonicalize(r).ok())
-            .any(|r| real.starts_with(&r));
-        if inside {
-            Ok(())
-        } else {
-            Err(ContentError::SourceNotAllowed {
-                path: real,
-                roots: roots.to_vec(),
-            })
-        }
-    }
-
-    /// Refuses a folder that is, is inside, or holds one of `private` (the site's own data:
-    /// its tokens, keys and database must never become package content).
-    pub(crate) fn check_apart_from(&self, private: &[PathBuf]) -> Result<()> {
-        let real = self.real_path()?;
-        for p in private.iter().filter_map(|p| std::fs::canonicalize(p).ok()) {
-            if real.starts_with(&p) || p.starts_with(&real) {
-                return Err(ContentError::SourcePrivate { path: real, private: p });
-            }
-        }
-        Ok(())
+    /// Refuses the open folder if [`check_place`] refuses where it really is (asked of the
+    /// descriptor, so it is where the snapshot reads, whatever links its path took).
+    pub(crate) fn check_place(&self, roots: Option<&[PathBuf]>, private: &[PathBuf]) -> Result<()> {
+        check_place(&self.real_path()?, roots, private)
     }
 
     /// Where the open folder is, asked of its descriptor.
@@ -297,6 +272,37 @@ impl SourceDir {
             flags,
             Mode::empty(),
         )
+    }
+}
+
+/// Refuses a source folder at `real` (a path with its links resolved) that is, is inside or
+/// holds one of `private` (the server's own data: its tokens, keys and database must never
+/// become package content), or that is not inside one of `roots` (when given). Roots and
+/// private folders are compared by their own real paths; one that does not exist counts for
+/// nothing, so a missing root allows nothing.
+pub fn check_place(real: &Path, roots: Option<&[PathBuf]>, private: &[PathBuf]) -> Result<()> {
+    for p in private.iter().filter_map(|p| std::fs::canonicalize(p).ok()) {
+        if real.starts_with(&p) || p.starts_with(real) {
+            return Err(ContentError::SourcePrivate {
+                path: real.to_owned(),
+                private: p,
+            });
+        }
+    }
+    let Some(roots) = roots else {
+        return Ok(());
+    };
+    if roots
+        .iter()
+        .filter_map(|r| std::fs::canonicalize(r).ok())
+        .any(|r| real.starts_with(&r))
+    {
+        Ok(())
+    } else {
+        Err(ContentError::SourceNotAllowed {
+            path: real.to_owned(),
+            roots: roots.to_vec(),
+        })
     }
 }
 

@@ -329,24 +329,14 @@ pull-dp-max-jobs = {pull}
     }
 }
 
-/// Paths as a TOML array of basic strings (backslash, quote and control characters escaped,
-/// so any folder name gives a site.toml that parses).
+/// Paths as a TOML array of strings, written by the TOML crate (so any folder name gives a
+/// site.toml that parses).
 fn toml_paths(paths: &[PathBuf]) -> String {
-    let quote = |p: &PathBuf| {
-        let mut out = String::from("\"");
-        for c in p.display().to_string().chars() {
-            match c {
-                '\\' => out.push_str("\\\\"),
-                '"' => out.push_str("\\\""),
-                c if c.is_control() => out.push_str(&format!("\\u{:04X}", u32::from(c))),
-                c => out.push(c),
-            }
-        }
-        out.push('"');
-        out
-    };
-    let items: Vec<String> = paths.iter().map(quote).collect();
-    format!("[{}]", items.join(", "))
+    let items = paths
+        .iter()
+        .map(|p| toml::Value::String(p.display().to_string()))
+        .collect();
+    toml::Value::Array(items).to_string()
 }
 
 /// Writes a file others may read (a ready-file) so that it is either absent or complete.

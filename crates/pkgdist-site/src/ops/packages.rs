@@ -193,14 +193,9 @@ async fn snapshot(
             path: path.display().to_string(),
             problem: SourceProblem::Unreadable(reason),
         }),
-        Err(ContentError::SourcePrivate { path, private }) => Err(OpError::Source {
-            path: path.display().to_string(),
-            problem: SourceProblem::Private(private.display().to_string()),
-        }),
-        Err(ContentError::SourceNotAllowed { path, roots }) => Err(OpError::Source {
-            path: path.display().to_string(),
-            problem: SourceProblem::NotAllowed(roots.iter().map(|r| r.display().to_string()).collect()),
-        }),
+        Err(e @ (ContentError::SourcePrivate { .. } | ContentError::SourceNotAllowed { .. })) => {
+            Err(placed_wrong(source, e))
+        }
         Err(source) => Err(OpError::Library {
             what: format!("the content library could not record {target}"),
             source,
@@ -284,28 +279,29 @@ pub async fn create(state: &AppState, new: NewPackage) -> Result<PackageRow, OpE
 /// path as given if it does not exist yet).
 fn check_allowed(state: &AppState, path: &str) -> Result<(), OpError> {
     let real = std::fs::canonicalize(path).unwrap_or_else(|_| path.into());
-    for p in state.private.iter().filter_map(|p| std::fs::canonicalize(p).ok()) {
-        if real.starts_with(&p) || p.starts_with(&real) {
-            return Err(OpError::Source {
-                path: path.to_owned(),
-                problem: SourceProblem::Private(p.display().to_string()),
-            });
+    pkgdist_content::check_place(&real, state.source_roots.as_deref(), &state.private)
+        .map_err(|e| placed_wrong(path, e))
+}
+
+/// The operation's error for a source [`pkgdist_content::check_place`] refused, naming the
+/// path as given; other content errors as the library's.
+fn placed_wrong(path: &str, e: ContentError) -> OpError {
+    let problem = match e {
+        ContentError::SourcePrivate { private, .. } => SourceProblem::Private(private.display().to_string()),
+        ContentError::SourceNotAllowed { roots, .. } => {
+            SourceProblem::NotAllowed(roots.iter().map(|r| r.display().to_string()).collect())
         }
-    }
-    let Some(roots) = &state.source_roots else {
-        return Ok(());
+        source => {
+            return OpError::Library {
+                what: format!("checking where {path} is"),
+                source,
+            };
+        }
     };
-    let inside = roots
-        .iter()
-        .filter_map(|r| std::fs::canonicalize(r).ok())
-        .any(|r| real.starts_with(r));
-    if inside {
-        return Ok(());
-    }
-    Err(OpError::Source {
+    OpError::Source {
         path: path.to_owned(),
-        problem: SourceProblem::NotAllowed(roots.iter().map(|r| r.display().to_string()).collect()),
-    })
+        problem,
+    }
 }
 
 /// Changes the given properties of package `id`: the package is validated as it will be,
