@@ -11,12 +11,14 @@
 
 mod hierarchy;
 mod rows;
+mod summary;
 pub mod view;
 
 pub use hierarchy::IntentRow;
 pub use rows::*;
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::{Any, AnyPool, Transaction};
+pub use summary::Summary;
 pub use view::{Column, Kind, NotQueryable, View, ViewError};
 
 #[derive(Debug, thiserror::Error)]

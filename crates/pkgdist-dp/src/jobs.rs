@@ -16,6 +16,7 @@ use tracing::Instrument;
 
 use crate::DpError;
 use crate::identity::write_private;
+use crate::metrics::{JobMetrics, Outcome, Validation};
 
 /// How long a finished job's file is kept.
 pub const KEEP_FINISHED: std::time::Duration = std::time::Duration::from_secs(7 * 24 * 3600);
@@ -34,6 +35,8 @@ pub struct Jobs {
     /// Serializes job-file writes with cancellation, so a cancelled job's file never goes back
     /// to "running".
     files: Arc<Mutex<()>>,
+    /// What ended jobs are counted into.
+    metrics: JobMetrics,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -65,7 +68,13 @@ fn check_id(id: &str) -> Result<(), DpError> {
 }
 
 impl Jobs {
-    pub fn open(dir: PathBuf, library: Arc<Library>, fetcher: Fetcher, site_url: String) -> Result<Self, DpError> {
+    pub fn open(
+        dir: PathBuf,
+        library: Arc<Library>,
+        fetcher: Fetcher,
+        site_url: String,
+        metrics: JobMetrics,
+    ) -> Result<Self, DpError> {
         std::fs::create_dir_all(&dir).map_err(|e| DpError::io(&dir, e))?;
         Ok(Self {
             dir,
@@ -75,11 +84,17 @@ impl Jobs {
             running: Arc::default(),
             gc_gate: Arc::default(),
             files: Arc::default(),
+            metrics,
         })
     }
 
     fn path(&self, id: &str) -> PathBuf {
         self.dir.join(format!("{id}.json"))
+    }
+
+    /// Jobs running in this process now.
+    pub fn running(&self) -> usize {
+        lock(&self.running).len()
     }
 
     pub fn get(&self, id: &str) -> Result<Option<JobStatus>, DpError> {
@@ -249,11 +264,20 @@ impl Jobs {
                     Ok(message) => {
                         status.state = JobState::Succeeded;
                         status.message = message;
+                        jobs.metrics.ended(status.job.kind, Outcome::succeeded);
                     }
                     Err(e) => {
                         status.state = JobState::Failed;
                         status.message = e.to_string();
+                        jobs.metrics.ended(status.job.kind, Outcome::failed);
                     }
+                }
+                if status.job.kind == JobKind::Validate && status.state == JobState::Succeeded {
+                    jobs.metrics.validated(match (status.damaged.is_empty(), status.repaired) {
+                        (_, true) => Validation::repaired,
+                        (true, false) => Validation::passed,
+                        (false, false) => Validation::damaged,
+                    });
                 }
                 tracing::info!(state = ?status.state, message = %status.message, bytes = status.bytes_received, "job ended");
                 if let Err(e) = jobs.save(&status) {

@@ -10,6 +10,7 @@
 
 pub mod identity;
 pub mod jobs;
+pub mod metrics;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -142,7 +143,10 @@ impl Dp {
             identity.save(&opts.data)?;
         }
         let library = Arc::new(Library::create_local(&opts.data.join("library"))?);
-        let mut fetcher = Fetcher::new().with_bearer_for(&identity.site_url, &identity.credential);
+        let metrics = metrics::DpMetrics::new();
+        let mut fetcher = Fetcher::new()
+            .with_bearer_for(&identity.site_url, &identity.credential)
+            .with_metrics(metrics.node.fetch());
         if let Some(b) = opts.batch_bytes {
             fetcher = fetcher.with_batch_bytes(b);
         }
@@ -151,12 +155,13 @@ impl Dp {
             library.clone(),
             fetcher,
             identity.site_url.clone(),
+            metrics.jobs.clone(),
         )?;
         let resumed = jobs.resume()?;
         if resumed > 0 {
             tracing::info!(resumed, "resumed interrupted jobs");
         }
-        let app = router(library, jobs, identity.clone());
+        let app = router(library, jobs, identity.clone(), metrics);
         Ok(Self {
             addr,
             url,
@@ -214,7 +219,12 @@ struct JobState {
     site_token_hash: String,
 }
 
-fn router(library: Arc<Library>, jobs: Jobs, identity: Identity) -> Router {
+fn router(library: Arc<Library>, jobs: Jobs, identity: Identity, metrics: metrics::DpMetrics) -> Router {
+    let scrape = {
+        let (jobs, library, metrics) = (jobs.clone(), library.clone(), metrics.clone());
+        move || scrape(jobs.clone(), library.clone(), metrics.clone())
+    };
+    let node_metrics = metrics.node.clone();
     let state = JobState {
         jobs,
         site_token_hash: identity.site_token_hash.unwrap_or_default(),
@@ -231,8 +241,27 @@ fn router(library: Arc<Library>, jobs: Jobs, identity: Identity) -> Router {
         )))
         .merge(pkgdist_node::source::router(library))
         .merge(job_routes)
+        .route("/metrics", get(scrape))
+        .layer(middleware::from_fn_with_state(
+            node_metrics,
+            pkgdist_node::metrics::layer,
+        ))
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .layer(tower_http::catch_panic::CatchPanicLayer::new())
+}
+
+/// `/metrics`: anyone who can reach the DP may read it, as anyone may read its content; it
+/// holds counts only (no names, no secrets).
+async fn scrape(jobs: Jobs, library: Arc<Library>, metrics: metrics::DpMetrics) -> Response {
+    metrics.running.set(i64::try_from(jobs.running()).unwrap_or(i64::MAX));
+    match tokio::task::spawn_blocking(move || library.versions()).await {
+        Ok(Ok(v)) => {
+            metrics.versions.set(i64::try_from(v.len()).unwrap_or(i64::MAX));
+        }
+        Ok(Err(e)) => tracing::warn!(error = %e, "cannot count the versions held"),
+        Err(e) => tracing::warn!(error = %e, "cannot count the versions held"),
+    }
+    metrics.node.response()
 }
 
 async fn authenticate_site(State(state): State<JobState>, req: Request, next: Next) -> Response {

@@ -135,6 +135,8 @@ pub struct Fetcher {
     batch_bytes: u64,
     /// The job chunk requests are made for (sent as `x-pkgdist-job`).
     job: Option<String>,
+    /// Where received bytes and rejected chunks are counted.
+    metrics: crate::metrics::FetchMetrics,
 }
 
 /// The longest a source closed to a job is left alone before it is asked again.
@@ -157,7 +159,14 @@ impl Fetcher {
             bearer: None,
             batch_bytes: BATCH_BYTES,
             job: None,
+            metrics: crate::metrics::FetchMetrics::default(),
         }
+    }
+
+    /// Counts what this fetcher receives into a daemon's metrics.
+    pub fn with_metrics(mut self, metrics: crate::metrics::FetchMetrics) -> Self {
+        self.metrics = metrics;
+        self
     }
 
     /// Presents `token` to the source at `base` (and only there).
@@ -236,6 +245,7 @@ impl Fetcher {
                 .ok_or_else(|| FetchError::bad(&url, "no content ID header"))?,
         };
         let bytes = read_capped(&url, resp, MAX_MANIFEST).await?;
+        self.metrics.received.inc_by(bytes.len() as u64);
         let hash = Digest::of(&bytes);
         if let Some(expected) = expect
             && expected != hash
@@ -273,6 +283,8 @@ impl Fetcher {
         let cap = refs.iter().map(|c| u64::from(c.len) + 64).sum();
         let body = read_capped(&url, resp, cap).await?;
         let wire = body.len() as u64;
+        self.metrics.received.inc_by(wire);
+        let rejected = self.metrics.rejected.clone();
         let refs = refs.to_vec();
         let url2 = url.clone();
         let bases = bases.clone();
@@ -293,13 +305,16 @@ impl Fetcher {
                 let env = match env {
                     frames::Payload::Absent => return Err(FetchError::Absent { url: url2.clone(), id }),
                     frames::Payload::Stored(env) => {
-                        pkgdist_content::library::check_chunk(env, want)
-                            .map_err(|why| FetchError::bad(&url2, format!("chunk {id}: {why}")))?;
+                        pkgdist_content::library::check_chunk(env, want).map_err(|why| {
+                            rejected.inc();
+                            FetchError::bad(&url2, format!("chunk {id}: {why}"))
+                        })?;
                         env.to_vec()
                     }
-                    frames::Payload::Delta(delta) => bases
-                        .rebuild(want, delta, &mut packer)
-                        .map_err(|why| FetchError::bad(&url2, format!("chunk {id}: {why}")))?,
+                    frames::Payload::Delta(delta) => bases.rebuild(want, delta, &mut packer).map_err(|why| {
+                        rejected.inc();
+                        FetchError::bad(&url2, format!("chunk {id}: {why}"))
+                    })?,
                 };
                 out.push(env);
             }

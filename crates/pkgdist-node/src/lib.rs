@@ -6,11 +6,13 @@
 //!   chunks, in verified batches, into a content library;
 //! - [`download`]: `pkgdist fetch`, the same into a plain folder, reusing what is there;
 //! - [`pace`]: rate limits, applied where the bytes leave;
-//! - [`listen`]: the accept loop both daemons serve with: what one client may hold of them.
+//! - [`listen`]: the accept loop both daemons serve with: what one client may hold of them;
+//! - [`metrics`]: what every node counts, and its Prometheus `/metrics` answer.
 
 pub mod download;
 pub mod fetch;
 pub mod listen;
+pub mod metrics;
 pub mod pace;
 pub mod serve;
 pub mod source;

@@ -60,8 +60,13 @@ pub fn router(state: AppState) -> Router {
         )
         .route_layer(middleware::from_fn(allow_on_405))
         .route_layer(middleware::from_fn_with_state(state.clone(), authenticate));
+    let scrape = Router::new()
+        .route("/metrics", get(metrics))
+        .route_layer(middleware::from_fn_with_state(state.clone(), authenticate));
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
+        .merge(scrape)
+        .merge(crate::console::router(state.clone()))
         .route(
             "/openapi.json",
             get(|| async { axum::Json(crate::openapi::document()) }),
@@ -83,6 +88,16 @@ pub fn router(state: AppState) -> Router {
             |_: Box<dyn std::any::Any + Send>| ApiError::internal("a request handler panicked").into_response(),
         ))
         .with_state(state)
+}
+
+/// `/metrics`: Prometheus's text format, for any token (a read-only one is enough); the
+/// figures read from the database are read now.
+async fn metrics(State(state): State<AppState>) -> Response {
+    match state.db.summary(&crate::now()).await {
+        Ok(s) => state.metrics.set(&s),
+        Err(e) => return ApiError::from(e).into_response(),
+    }
+    state.metrics.node.response()
 }
 
 /// A 405 says which methods the path takes (`Allow`), as HTTP asks.
@@ -228,7 +243,16 @@ async fn refused(state: &AppState, peer: Option<SocketAddr>, e: ApiError) -> Res
     e.into_response()
 }
 
-async fn authenticate(State(state): State<AppState>, req: Request, next: Next) -> Response {
+/// Who made an authenticated request: handlers find it in the request's extensions.
+#[derive(Debug, Clone)]
+pub(crate) struct Caller {
+    /// The token's name.
+    pub name: String,
+    pub role: Role,
+}
+
+/// Authenticates by token, and lets a read-only token only read (see the module docs).
+pub(crate) async fn authenticate(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let peer = req
         .extensions()
         .get::<axum::extract::ConnectInfo<SocketAddr>>()
@@ -250,6 +274,11 @@ async fn authenticate(State(state): State<AppState>, req: Request, next: Next) -
         Err(e) => return ApiError::from(e).into_response(),
     };
     let role = Role::parse(&row.role).unwrap_or(Role::ReadOnlyAnalyst);
+    let mut req = req;
+    req.extensions_mut().insert(Caller {
+        name: row.name.clone(),
+        role,
+    });
     if let Some(bad) = non_json_body(&req) {
         return ApiError::new(
             ErrorKind::MalformedBody,

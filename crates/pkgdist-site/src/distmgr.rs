@@ -357,9 +357,29 @@ async fn work(state: &AppState, http: &reqwest::Client, row: PackageDpRow, lease
         Err(why) => failed(&done, &why.to_string(), false),
     };
     match state.db.finish_job(&outcome, &status).await {
-        Ok(true) => tracing::info!(state = outcome.state, message = %outcome.message, "job finished"),
+        Ok(true) => {
+            tracing::info!(state = outcome.state, message = %outcome.message, "job finished");
+            count(state, work, &status, outcome.next_attempt_at.is_some());
+        }
         Ok(false) => tracing::info!("job finished, but the DP's row has moved on; its result is dropped"),
         Err(e) => tracing::error!(error = %e, "cannot record a job's result; it runs again once the lease expires"),
+    }
+}
+
+/// Counts a recorded outcome in the site's metrics, by the status message it wrote.
+fn count(state: &AppState, work: Work, status: &NewStatus, retry: bool) {
+    use crate::metrics::{Outcome as Ended, Validation};
+    let m = &state.metrics;
+    let ok = matches!(
+        status.message_id,
+        message_id::INSTALLED | message_id::REMOVED | message_id::VALIDATED | message_id::REPAIRED
+    );
+    m.job_ended(work, if ok { Ended::succeeded } else { Ended::failed }, retry);
+    match status.message_id {
+        message_id::VALIDATED => m.validated(Validation::passed),
+        message_id::DAMAGED => m.validated(Validation::damaged),
+        message_id::REPAIRED => m.validated(Validation::repaired),
+        _ => {}
     }
 }
 

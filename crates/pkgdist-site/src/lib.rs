@@ -12,12 +12,14 @@ pub mod auth;
 mod body;
 mod classes;
 pub mod config;
+mod console;
 pub mod distmgr;
 pub mod error;
 mod filter_types;
 mod hierarchy;
 pub mod link;
 pub mod metadata;
+pub mod metrics;
 mod node;
 pub mod openapi;
 mod ops;
@@ -213,9 +215,14 @@ pub async fn serve_within(
     limits: pkgdist_node::listen::Limits,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    let counted = state.metrics.node.clone();
     let app = router(state.clone())
         .merge(node::router(state.clone()))
-        .merge(link::router(state));
+        .merge(link::router(state))
+        .layer(axum::middleware::from_fn_with_state(
+            counted,
+            pkgdist_node::metrics::layer,
+        ));
     // The peer's address reaches handlers (HTTP Basic is taken from loopback only), and no
     // client holds a connection past the limits.
     pkgdist_node::listen::serve(listener, app, limits, shutdown).await

@@ -60,6 +60,8 @@ pub struct Inner {
     pub source_roots: Option<Vec<std::path::PathBuf>>,
     /// Folders no source may be, be inside or hold (see [`Setup::private`]).
     pub private: Vec<std::path::PathBuf>,
+    /// What `/metrics` serves.
+    pub metrics: crate::metrics::SiteMetrics,
 }
 
 /// This site's place in the hierarchy.
@@ -137,6 +139,7 @@ impl AppState {
             auth_failures: crate::auth::Failures::default(),
             source_roots,
             private,
+            metrics: crate::metrics::SiteMetrics::new(),
         }))
     }
 

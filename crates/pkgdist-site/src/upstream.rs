@@ -595,7 +595,9 @@ async fn build_report(state: &AppState, own_url: &str, base: Option<i64>) -> Res
 /// owned above that a DP here or below is targeted with, from the parent.
 pub async fn replicate(state: AppState, link: ParentLink) {
     let base = link.content_base();
-    let fetcher = Fetcher::new().with_bearer_for(&base, &link.credential);
+    let fetcher = Fetcher::new()
+        .with_bearer_for(&base, &link.credential)
+        .with_metrics(state.metrics.node.fetch());
     // Versions that failed, and when to try them again.
     let mut later: HashMap<ContentId, (Instant, Duration)> = HashMap::new();
     loop {

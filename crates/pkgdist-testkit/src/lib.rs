@@ -5,4 +5,5 @@ pub mod damage;
 pub mod generate;
 pub mod postgres;
 pub mod process;
+pub mod webdriver;
 pub mod wmi;

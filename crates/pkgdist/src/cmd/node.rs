@@ -246,6 +246,9 @@ async fn up_async(a: UpArgs) -> Result<()> {
         output::line(format!("dp{}:          http://{d}", i + 1))?;
     }
     output::line(format!("admin token:  {}", token_file.display()))?;
+    output::line(format!(
+        "console:      {site_url}/console/ (sign in with the admin token)"
+    ))?;
     if let Some(ready) = &a.ready_file {
         let body = serde_json::to_vec(&json!({
             "site": site_addr.to_string(),

@@ -1,0 +1,214 @@
+//! Prometheus metrics: what every node counts, and the `/metrics` answer.
+//!
+//! Each daemon owns one [`Metrics`] (not a process-wide registry: `pkgdist up` runs a site and
+//! its DPs in one process, and each must count only its own traffic). What every node counts
+//! lives here: HTTP requests by route, method and status ([`layer`]), the bytes of their
+//! answers, and what [`crate::fetch::Fetcher`] receives and rejects ([`FetchMetrics`]). A
+//! daemon registers its own metrics beside them with [`Metrics::new`]'s closure, and figures
+//! it reads at scrape time (rows by state, library size) it sets just before [`Metrics::encode`].
+//!
+//! Invariants: a route label is the route's template (`/{share}/{pkg}/{*path}`, written
+//! `/:share/:pkg/*path`), never the path asked for, so a client cannot grow the label set; every metric is described in
+//! `docs/metrics.md` (a test of each daemon holds the document to what it serves).
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use axum::body::{Body, Bytes, HttpBody};
+use axum::extract::{MatchedPath, Request};
+use axum::http::{HeaderValue, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::registry::Registry;
+
+/// The content type of the text format [`Metrics::encode`] writes (OpenMetrics 1.0, which
+/// Prometheus reads, and which its older text parser reads too).
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    route: String,
+    method: String,
+    status: u16,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RouteLabels {
+    route: String,
+}
+
+/// What a [`crate::fetch::Fetcher`] counts: bytes received from sources, and chunks refused
+/// because they did not hash to what the manifest says.
+#[derive(Debug, Clone, Default)]
+pub struct FetchMetrics {
+    /// Bytes of chunk and manifest answers received from other nodes.
+    pub received: Counter,
+    /// Chunks received that failed verification (and were not stored).
+    pub rejected: Counter,
+}
+
+/// One daemon's metrics.
+#[derive(Debug, Clone)]
+pub struct Metrics(Arc<Inner>);
+
+#[derive(Debug)]
+struct Inner {
+    registry: Registry,
+    requests: Family<RequestLabels, Counter>,
+    sent: Family<RouteLabels, Counter>,
+    fetch: FetchMetrics,
+}
+
+impl Metrics {
+    /// A registry with what every node counts, and what `more` registers (a daemon's own
+    /// metrics, which it keeps handles to). Names are prefixed `pkgdist_`.
+    pub fn new(more: impl FnOnce(&mut Registry)) -> Self {
+        let mut registry = Registry::with_prefix("pkgdist");
+        let requests = Family::<RequestLabels, Counter>::default();
+        registry.register(
+            "http_requests",
+            "HTTP requests answered, by route template, method and status",
+            requests.clone(),
+        );
+        let sent = Family::<RouteLabels, Counter>::default();
+        registry.register(
+            "http_sent_bytes",
+            "Bytes of HTTP answer bodies sent, by route template (client downloads, chunks to other nodes, API answers)",
+            sent.clone(),
+        );
+        let fetch = FetchMetrics::default();
+        registry.register(
+            "received_bytes",
+            "Bytes of manifests and chunks received from other nodes (a DP from its site or pull sources, a site from its parent)",
+            fetch.received.clone(),
+        );
+        registry.register(
+            "chunks_rejected",
+            "Chunks received from other nodes that failed verification and were not stored",
+            fetch.rejected.clone(),
+        );
+        more(&mut registry);
+        Self(Arc::new(Inner {
+            registry,
+            requests,
+            sent,
+            fetch,
+        }))
+    }
+
+    /// What a fetcher of this daemon counts into.
+    pub fn fetch(&self) -> FetchMetrics {
+        self.0.fetch.clone()
+    }
+
+    /// Requests answered so far with `route` (a template), `method` and `status`.
+    pub fn requests(&self, route: &str, method: &str, status: u16) -> u64 {
+        self.0
+            .requests
+            .get_or_create(&RequestLabels {
+                route: route.to_owned(),
+                method: method.to_owned(),
+                status,
+            })
+            .get()
+    }
+
+    /// The text exposition of every metric.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail; a metric that could not be encoded is left out
+        // rather than failing the scrape.
+        if let Err(e) = prometheus_client::encoding::text::encode(&mut out, &self.0.registry) {
+            tracing::warn!(error = %e, "a metric could not be encoded");
+        }
+        out
+    }
+
+    /// The `/metrics` answer.
+    pub fn response(&self) -> Response {
+        (
+            [(header::CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE))],
+            self.encode(),
+        )
+            .into_response()
+    }
+}
+
+/// Middleware counting each request by its route template, method and status, and the bytes
+/// of its answer as they are sent (a download cut short counts what left). Requests that
+/// match no route count under the route `other`.
+pub async fn layer(axum::extract::State(metrics): axum::extract::State<Metrics>, req: Request, next: Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "other".to_owned(), |m| route_label(m.as_str()));
+    let method = req.method().as_str().to_owned();
+    let resp = next.run(req).await;
+    metrics
+        .0
+        .requests
+        .get_or_create(&RequestLabels {
+            route: route.clone(),
+            method,
+            status: resp.status().as_u16(),
+        })
+        .inc();
+    let counter = metrics.0.sent.get_or_create(&RouteLabels { route }).clone();
+    resp.map(|body| Body::new(Counted { inner: body, counter }))
+}
+
+/// A route template as a label: `{pkg}` written `:pkg` and `{*path}` written `*path`, so
+/// label values hold no braces (which some exposition parsers cannot read, and which PromQL
+/// regular expressions would have to escape).
+fn route_label(template: &str) -> String {
+    template.replace("{*", "*").replace('{', ":").replace('}', "")
+}
+
+/// A body that counts its data frames as they go out. Its size hint is the inner body's, so
+/// a `Content-Length` is kept.
+struct Counted {
+    inner: Body,
+    counter: Counter,
+}
+
+impl HttpBody for Counted {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Bytes>, axum::Error>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        if let Poll::Ready(Some(Ok(frame))) = &polled
+            && let Some(data) = frame.data_ref()
+        {
+            self.counter.inc_by(data.len() as u64);
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::route_label;
+
+    #[test]
+    fn route_labels_hold_no_braces() {
+        assert_eq!(route_label("/content/{pkg}/{*path}"), "/content/:pkg/*path");
+        assert_eq!(route_label("/AdminService/wmi/{*path}"), "/AdminService/wmi/*path");
+        assert_eq!(route_label("/node/v1/chunks"), "/node/v1/chunks");
+    }
+}
