@@ -3,9 +3,7 @@
 // every element is built with createElement and every API text lands in textContent.
 'use strict';
 
-// ---------------------------------------------------------------------------------------------
-// Constants and state
-// ---------------------------------------------------------------------------------------------
+// ==== Constants and state =========================================================================
 
 const PAGE_SIZE = 50;
 const POLL_MS = 1000;
@@ -48,9 +46,7 @@ const app = {
 const isAdmin = () => app.session?.Role === 'FullAdministrator';
 const $ = (sel) => document.querySelector(sel);
 
-// ---------------------------------------------------------------------------------------------
-// DOM helpers: text only, never HTML
-// ---------------------------------------------------------------------------------------------
+// ==== DOM helpers: text only, never HTML ==========================================================
 
 /** Creates an element. Props: class, text, on<event> (listener), anything else an attribute. */
 function h(tag, props = {}, ...kids) {
@@ -62,6 +58,11 @@ function h(tag, props = {}, ...kids) {
     else if (k.startsWith('on')) el.addEventListener(k.slice(2), v);
     else el.setAttribute(k, v === true ? '' : String(v));
   }
+  return put(el, ...kids);
+}
+
+/** Appends children: nodes, or strings as text; nulls, falses and nesting ignored. */
+function put(el, ...kids) {
   for (const kid of kids.flat(Infinity)) {
     if (kid != null && kid !== false) el.append(kid instanceof Node ? kid : String(kid));
   }
@@ -84,7 +85,7 @@ function renderIfChanged(el, data, build) {
   const sig = JSON.stringify(data);
   if (el._sig === sig) return;
   el._sig = sig;
-  el.replaceChildren(...[build(data)].flat().filter(Boolean));
+  el.replaceChildren(...[build(data)].flat(Infinity).filter(Boolean));
 }
 
 /**
@@ -94,7 +95,8 @@ function renderIfChanged(el, data, build) {
  */
 function syncRows(tbody, items, keyOf, build, emptyText) {
   const old = new Map([...tbody.children].map((tr) => [tr._key, tr]));
-  const rows = items.map((it) => {
+  const seen = new Set(); // a row that moved between two pages' reads would come twice
+  const rows = items.filter((it) => !seen.has(keyOf(it)) && seen.add(keyOf(it))).map((it) => {
     const key = keyOf(it), sig = JSON.stringify(it);
     let tr = old.get(key);
     if (!tr || tr._sig !== sig) Object.assign((tr = build(it)), { _key: key, _sig: sig });
@@ -102,8 +104,9 @@ function syncRows(tbody, items, keyOf, build, emptyText) {
   });
   if (!rows.length) {
     const cols = tbody.parentElement?.tHead?.rows[0]?.cells.length || 1;
-    rows.push(old.get('\0empty') || Object.assign(
-      h('tr', { class: 'empty' }, h('td', { colspan: cols }, emptyText)), { _key: '\0empty' }));
+    const kept = old.get('\0empty');
+    rows.push(kept?._sig === emptyText ? kept : Object.assign(
+      h('tr', { class: 'empty' }, h('td', { colspan: cols }, emptyText)), { _key: '\0empty', _sig: emptyText }));
   }
   rows.forEach((tr, i) => {
     if (tbody.children[i] !== tr) tbody.insertBefore(tr, tbody.children[i] || null);
@@ -111,9 +114,7 @@ function syncRows(tbody, items, keyOf, build, emptyText) {
   while (tbody.children.length > rows.length) tbody.lastElementChild.remove();
 }
 
-// ---------------------------------------------------------------------------------------------
-// Formatting
-// ---------------------------------------------------------------------------------------------
+// ==== Formatting ==================================================================================
 
 const fmtInt = (n) => (n == null ? '–' : Number(n).toLocaleString());
 const yesNo = (b) => (b ? 'Yes' : 'No');
@@ -138,22 +139,16 @@ function dpName(nal) {
   return m ? m[1] : nal || '–';
 }
 
-function rateLimit(dp) {
-  switch (dp.RateLimitMode) {
-    case 1: return `Pulse: ${fmtInt(dp.PulseBlockSizeKB)} KB blocks, ${fmtInt(dp.PulseDelaySeconds)} s pause`;
-    case 2: return `By hour: ${dp.HourlyPercentages || '–'} %`;
-    case 3: return `${fmtBytes(dp.RateLimitBytesPerSecond)}/s`;
-    default: return 'Unlimited';
-  }
-}
+const rateLimit = (dp) => [
+  'Unlimited', `Pulse: ${fmtInt(dp.PulseBlockSizeKB)} KB blocks, ${fmtInt(dp.PulseDelaySeconds)} s pause`,
+  `By hour (%): ${dp.HourlyPercentages || '–'}`, `${fmtBytes(dp.RateLimitBytesPerSecond)}/s`][dp.RateLimitMode] || 'Unlimited';
+const throughput = (dp) => (dp.ThroughputKBps == null ? 'Not measured' : `${fmtBytes(dp.ThroughputKBps * 1024)}/s`);
 
 const stateBadge = (s) => h('span', { class: `badge ${STATE_KIND[s] || 'unknown'}` }, STATES[s] ?? `STATE ${s}`);
 const packageLink = (id, name) => h('a', { href: `#/package/${encodeURIComponent(id)}` }, name ? `${id} — ${name}` : id);
 const dpLink = (nal, name) => h('a', { href: `#/dp/${encodeURIComponent(nal)}`, title: nal }, name || dpName(nal));
 
-// ---------------------------------------------------------------------------------------------
-// API client
-// ---------------------------------------------------------------------------------------------
+// ==== API client ==================================================================================
 
 class ApiError extends Error {
   constructor(status, code, message) {
@@ -247,9 +242,7 @@ async function pageOf(cls, pager, o) {
   return { rows, total };
 }
 
-// ---------------------------------------------------------------------------------------------
-// Error banner, notices, actions
-// ---------------------------------------------------------------------------------------------
+// ==== Error banner, notices, actions ==============================================================
 
 /** An action's error stays until dismissed or the next action; a load error until a load works. */
 function showErrors() {
@@ -273,17 +266,18 @@ function actionError(msg) {
 /** Runs a change, reports it, and reloads the page; answers whether it succeeded. */
 async function act(done, fn) {
   actionError(null);
-  let ok = false;
   try {
     await fn();
     notice(done);
-    ok = true;
+    return true;
   } catch (e) {
-    if (e.status === 401) return signOut(`The site refused the token: ${e.message}`), false;
+    if (e.status === 401) { signOut(`The site refused the token: ${e.message}`); return false; }
+    setText($('#notice'), '');
     actionError(e.message);
+    return false;
+  } finally {
+    if (app.token) reload(true);
   }
-  reload(true);
-  return ok;
 }
 
 /** A button that changes something: only ever built for administrators. */
@@ -299,14 +293,7 @@ function actionButton(action, label, ariaLabel, run, confirmText) {
   }, label);
 }
 
-// ---------------------------------------------------------------------------------------------
-// Components
-// ---------------------------------------------------------------------------------------------
-
-/** An empty content-status donut; drawChart fills it. */
-function chartSvg(id) {
-  return svg('svg', { class: 'chart', id, viewBox: '0 0 42 42', width: 180, height: 180, role: 'img' });
-}
+// ==== Components ==================================================================================
 
 /** Draws the donut (one circle arc per slice, circumference 100) and its data-* hooks. */
 function drawChart(el, legend, counts) {
@@ -337,8 +324,10 @@ function drawChart(el, legend, counts) {
     h('li', {}, h('span', { class: `swatch ${k}`, 'aria-hidden': 'true' }), `${name}: `, h('strong', {}, fmtInt(counts[k])))));
 }
 
+/** A content-status donut with its legend; draw(counts) fills both. */
 function chartBox(id) {
-  const el = chartSvg(id), legend = h('ul', { class: 'legend' });
+  const el = svg('svg', { class: 'chart', id, viewBox: '0 0 42 42', width: 180, height: 180, role: 'img' });
+  const legend = h('ul', { class: 'legend' });
   return { el: h('div', { class: 'chart-box' }, el, legend), draw: (counts) => drawChart(el, legend, counts) };
 }
 
@@ -368,40 +357,32 @@ function pager(label) {
   };
 }
 
-/** A labelled input calling onChange 300 ms after typing stops. */
-function field(id, label, onChange, props = {}) {
-  const input = h(props.tag || 'input', { id, type: props.tag ? null : props.type || 'search', autocomplete: 'off', ...props, tag: null });
+/** A labelled input (or, given `[value, label]` options, a select) calling onChange 300 ms after it changes. */
+function field(id, label, onChange, { type = 'search', options } = {}) {
+  const input = options ? h('select', { id }, options.map(([v, l]) => h('option', { value: v }, l)))
+    : h('input', { id, type, autocomplete: 'off' });
   let t;
-  input.addEventListener(props.tag === 'select' ? 'change' : 'input', () => {
+  input.addEventListener(options ? 'change' : 'input', () => {
     clearTimeout(t);
     t = setTimeout(onChange, 300);
   });
   return { el: h('div', { class: 'field' }, h('label', { for: id }, label), input), input, get value() { return input.value.trim(); } };
 }
 
-/** A select of `[value, label]` options. */
-function selectField(id, label, options, onChange) {
-  const f = field(id, label, onChange, { tag: 'select' });
-  f.input.append(...options.map(([v, l]) => h('option', { value: v }, l)));
-  return f;
-}
-
 const stateOptions = [['', 'Any state'], ...STATES.map((s, i) => [String(i), s])];
 
-function table(caption, cols, props = {}) {
-  const tbody = h('tbody', { id: props.bodyId });
-  const el = h('table', { id: props.id },
-    h('caption', { class: props.showCaption ? null : 'sr-only' }, caption),
+function table(caption, cols, opts = {}) {
+  const tbody = h('tbody', { id: opts.bodyId });
+  const el = h('table', { id: opts.id },
+    h('caption', { class: 'sr-only' }, caption),
     h('thead', {}, h('tr', {}, cols.map((c) => h('th', { scope: 'col' }, c)))), tbody);
   return { el: h('div', { class: 'table-wrap' }, el), tbody };
 }
 
 /** A `<dl>` of [term, value] pairs (values may be nodes). */
-const props = (pairs) => h('dl', { class: 'props' }, pairs.map(([t, v]) => [h('dt', {}, t), h('dd', {}, v ?? '–')]));
+const propList = (pairs) => h('dl', { class: 'props' }, pairs.map(([t, v]) => [h('dt', {}, t), h('dd', {}, v ?? '–')]));
 
-// ---------------------------------------------------------------------------------------------
-// Package-on-DP rows (package page and DP page)
-// ---------------------------------------------------------------------------------------------
+// ==== Package-on-DP rows (package page and DP page) ===============================================
 
 /** The cells a package-on-DP row shows whichever side it is seen from. */
 function rowStateCells(r) {
@@ -439,22 +420,23 @@ const ROW_COLS = ['State', 'Version', 'Progress', 'Retries', 'Last message'];
 const rowKey = (r) => `${r.PackageID}|${r.ServerNALPath}`;
 const stateFilter = (f) => (f.value === '' ? undefined : `State eq ${Number(f.value)}`);
 
-// ---------------------------------------------------------------------------------------------
-// Pages. Each is { name, title, mount(root, h1) building the static parts once, load(stale)
-// reading the data and re-rendering only the data parts unless stale() says it is outdated }.
-// ---------------------------------------------------------------------------------------------
+// ==== Pages =======================================================================================
+// Each is { name, title, mount(root, h1) building the static parts (filters, tables) once, and
+// load(stale) reading the data and re-rendering only the data parts, unless stale() says a newer
+// load has superseded it }. Polling calls load again; mount never reruns, so inputs keep focus.
 
 function overviewPage() {
   let tiles, chart, attention;
   return {
     name: 'overview', title: 'Overview',
     mount(root) {
-      const tile = (href, label) => h('a', { class: 'tile', href }, h('span', { class: 'tile-n' }, '–'), h('span', {}, label));
+      const tile = (href, label) => h(href ? 'a' : 'div', { class: 'tile', href }, h('span', { class: 'tile-n' }, '–'), h('span', {}, label));
       tiles = { Packages: tile('#/packages', 'Packages'), DistributionPoints: tile('#/dps', 'Distribution points'),
-        Sites: tile('#/sites', 'Sites'), Targeted: tile('#/packages', 'Package-on-DP rows'), Failed: tile('#/messages', 'Failed rows') };
+        Sites: tile('#/sites', 'Sites'), Targeted: tile(null, 'Package-on-DP rows'), Failed: tile(null, 'Failed rows'),
+        JobsRunning: tile(null, 'Transfers running') };
       chart = chartBox('overview-chart');
       attention = table('Rows needing attention', ['Package', 'Distribution point', 'State', 'Last message', 'Next retry'], { id: 'attention' });
-      root.append(h('div', { class: 'tiles' }, Object.values(tiles)),
+      put(root, h('div', { class: 'tiles' }, Object.values(tiles)),
         h('h2', {}, 'Content status'), h('p', { class: 'hint' }, 'Every package on every distribution point this site knows.'),
         chart.el, h('h2', {}, 'Needs attention'),
         h('p', { class: 'hint' }, 'Failed rows first, then retrying ones, then rows waiting for someone to act (at most 20).'),
@@ -482,30 +464,68 @@ function overviewPage() {
   };
 }
 
-function packagesPage() {
+/** A filterable, paged list of one class: the Packages, Distribution points and DP groups pages. */
+function listPage(o) {
   let search, pg, list;
   return {
-    name: 'packages', title: 'Packages',
+    name: o.name, title: o.title,
     mount(root) {
-      search = field('package-filter', 'Filter by name or PackageID', () => { pg.reset(); reload(true); });
-      pg = pager('packages');
-      list = table('Packages', ['PackageID', 'Name', 'Version', 'Size', 'Targeted', 'Installed', 'In progress', 'Retrying', 'Failed'], { id: 'package-table' });
-      root.append(h('div', { class: 'filters' }, search.el), list.el, pg.el);
+      search = field(o.filterId, o.filterLabel, () => { pg.reset(); reload(true); });
+      pg = pager(o.noun);
+      list = table(o.title, o.cols, { id: o.tableId });
+      put(root, h('div', { class: 'filters' }, search.el), list.el, pg.el);
     },
     async load(stale) {
       const v = search.value;
-      const filter = v ? `contains(Name,${lit(v)}) or contains(PackageID,${lit(v)})` : undefined;
-      const { rows, total } = await pageOf(ROOT_SUM, pg, { filter, orderby: 'PackageID' });
+      const { rows, total } = await pageOf(o.cls, pg, { filter: v ? o.filter(lit(v)) : undefined, orderby: o.orderby });
+      const items = o.extend ? await o.extend(rows) : rows;
       if (stale()) return;
       pg.set(total);
-      syncRows(list.tbody, rows, (r) => r.PackageID, (r) => h('tr', { 'data-package-id': r.PackageID },
-        h('td', {}, packageLink(r.PackageID)), h('td', {}, r.Name), h('td', {}, fmtInt(r.SourceVersion)),
-        h('td', {}, fmtBytes(r.SourceSize * 1024)), h('td', {}, fmtInt(r.Targeted)), h('td', {}, fmtInt(r.Installed)),
-        h('td', {}, fmtInt(Math.max(0, r.Targeted - r.Installed - r.Retrying - r.Failed))),
-        h('td', {}, fmtInt(r.Retrying)), h('td', {}, fmtInt(r.Failed))), v ? 'No package matches.' : 'No packages yet.');
+      syncRows(list.tbody, items, o.key, o.row, v ? `No ${o.noun} match.` : `No ${o.noun} yet.`);
     },
   };
 }
+
+const packagesPage = () => listPage({
+  name: 'packages', title: 'Packages', noun: 'packages', cls: ROOT_SUM, orderby: 'PackageID', tableId: 'package-table',
+  filterId: 'package-filter', filterLabel: 'Filter by name or PackageID', filter: (v) => `contains(Name,${v}) or contains(PackageID,${v})`,
+  cols: ['PackageID', 'Name', 'Version', 'Size', 'Targeted', 'Installed', 'In progress', 'Retrying', 'Failed'],
+  key: (r) => r.PackageID,
+  row: (r) => h('tr', { 'data-package-id': r.PackageID },
+    h('td', {}, packageLink(r.PackageID)), h('td', {}, r.Name), h('td', {}, fmtInt(r.SourceVersion)),
+    h('td', {}, fmtBytes(r.SourceSize * 1024)), h('td', {}, fmtInt(r.Targeted)), h('td', {}, fmtInt(r.Installed)),
+    h('td', {}, fmtInt(Math.max(0, r.Targeted - r.Installed - r.Retrying - r.Failed))),
+    h('td', {}, fmtInt(r.Retrying)), h('td', {}, fmtInt(r.Failed))),
+});
+
+const dpsPage = () => listPage({
+  name: 'dps', title: 'Distribution points', noun: 'distribution points', cls: 'SMS_DistributionPointInfo', orderby: 'Name',
+  tableId: 'dp-list', filterId: 'dp-filter', filterLabel: 'Filter by name or site code', filter: (v) => `contains(Name,${v}) or SiteCode eq ${v}`,
+  cols: ['Name', 'Site', 'Installed', 'In progress', 'Failed', 'Unknown', 'Throughput', 'Rate limit', 'Enrolled', 'Pull DP', 'Sources'],
+  // The state counts of the page's DPs: one more query per page, not one per row.
+  extend: async (rows) => {
+    const st = await byKeys('SMS_DPStatusInfo', 'NALPath', rows.map((d) => d.NALPath));
+    return rows.map((d) => ({ ...d, st: st.get(d.NALPath) || {} }));
+  },
+  key: (d) => d.NALPath,
+  row: (d) => h('tr', { 'data-nal': d.NALPath },
+    h('td', {}, dpLink(d.NALPath, d.Name)), h('td', {}, d.SiteCode),
+    h('td', {}, fmtInt(d.st.NumberInstalled)), h('td', {}, fmtInt(d.st.NumberInProgress)),
+    h('td', {}, fmtInt(d.st.NumberErrors)), h('td', {}, fmtInt(d.st.NumberUnknown)), h('td', {}, throughput(d)),
+    h('td', {}, rateLimit(d)), h('td', {}, yesNo(d.Enrolled)), h('td', {}, yesNo(d.IsPullDP)),
+    h('td', {}, (d.SourceDistributionPoints || []).map((n, i) => [i ? ', ' : '', dpLink(n)]))),
+});
+
+const groupsPage = () => listPage({
+  name: 'groups', title: 'Distribution point groups', noun: 'groups', cls: 'SMS_DistributionPointGroup', orderby: 'Name',
+  tableId: 'group-list', filterId: 'group-filter', filterLabel: 'Filter by name', filter: (v) => `contains(Name,${v})`,
+  cols: ['Name', 'Description', 'Members', 'Packages', 'In sync'],
+  key: (g) => g.GroupID,
+  row: (g) => h('tr', { 'data-group-id': g.GroupID },
+    h('td', {}, h('a', { href: `#/group/${encodeURIComponent(g.GroupID)}` }, g.Name)), h('td', {}, g.Description || '–'),
+    h('td', {}, fmtInt(g.MemberCount)), h('td', {}, fmtInt(g.ContentCount)),
+    h('td', {}, g.ContentInSync ? 'Yes' : `No (${fmtInt(g.OutOfSyncContentCount)} out of sync)`)),
+});
 
 /** Administrators: pick DPs (search, at most 20 shown) and target the package at them. */
 function distributeForm(pkg) {
@@ -581,33 +601,34 @@ function packagePage(id) {
       info = h('div', { class: 'info' });
       chart = chartBox('package-chart');
       dpFilter = field('dp-filter', 'Filter DPs by name', () => { pg.reset(); reload(true); });
-      stFilter = selectField('state-filter', 'State', stateOptions, () => { pg.reset(); reload(true); });
+      stFilter = field('state-filter', 'State', () => { pg.reset(); reload(true); }, { options: stateOptions });
       pg = pager('distribution points');
       dps = table('Distribution points of the package', ['Distribution point', 'Site', ...ROW_COLS, isAdmin() ? 'Actions' : null].filter(Boolean), { id: 'dp-table' });
       msgs = table('Status messages, newest first', ['Time', 'Distribution point', 'State', 'Message ID', 'Description', 'Bytes'], { bodyId: 'messages' });
-      const admin = isAdmin() ? h('section', { class: 'admin', 'aria-label': 'Package actions' },
-        h('div', { class: 'toolbar' }, actionButton('refresh', 'Refresh source', `Refresh the source of ${id}`,
-          () => act(`Source of ${id} refreshed: a new version is on its way.`, () => api.post(`${keyPath(pkg.cls, id)}/AdminService.RefreshPkgSource`, {})))),
-        h('div', { class: 'panels' }, distributeForm(pkg), groupForm(pkg))) : null;
-      root.append(info, admin, h('h2', {}, 'Content status'), chart.el, h('h2', {}, 'Distribution points'),
-        h('div', { class: 'filters' }, dpFilter.el, stFilter.el), dps.el, pg.el, h('h2', {}, 'Status messages'), msgs.el);
+      const admin = isAdmin();
+      put(root, h('div', { class: 'summary' }, info, h('div', {}, h('h2', {}, 'Content status'), chart.el)),
+        admin ? h('div', { class: 'toolbar' }, actionButton('refresh', 'Refresh source', `Refresh the source of ${id}`,
+          () => act(`Source of ${id} refreshed: a new version is on its way.`, () => api.post(`${keyPath(pkg.cls, id)}/AdminService.RefreshPkgSource`, {})))) : null,
+        h('h2', {}, 'Distribution points'), h('div', { class: 'filters' }, dpFilter.el, stFilter.el), dps.el, pg.el,
+        admin ? [h('h2', {}, 'Distribute'), h('div', { class: 'panels' }, distributeForm(pkg), groupForm(pkg))] : null,
+        h('h2', {}, 'Status messages'), msgs.el);
     },
     async load(stale) {
       const filter = and(`PackageID eq ${lit(id)}`, dpFilter.value && `contains(ServerNALPath,${lit(dpFilter.value)})`, stateFilter(stFilter.input));
-      const [p, root, oci, page, messages] = await Promise.all([
+      const [p, sum, oci, page, messages] = await Promise.all([
         api.one('SMS_PackageBaseclass', id), api.one(ROOT_SUM, id), api.one('SMS_ObjectContentInfo', id),
         pageOf(DPS_SUM, pg, { filter, orderby: 'ServerNALPath' }),
         api.list('SMS_DistributionDPStatus', { filter: `PackageID eq ${lit(id)}`, orderby: 'ID desc', top: 20 })]);
       if (stale()) return;
       pkg.cls = PACKAGE_CLASSES[p.PackageType] || 'SMS_Package';
       setText(title, `Package ${p.PackageID} — ${p.Name}`);
-      renderIfChanged(info, p, () => props([['Name', p.Name], ['Version', p.Version || '–'], ['Manufacturer', p.Manufacturer || '–'],
+      renderIfChanged(info, p, () => propList([['Name', p.Name], ['Version', p.Version || '–'], ['Manufacturer', p.Manufacturer || '–'],
         ['Source', p.PkgSourcePath || 'No source folder'], ['Source version', `${p.SourceVersion} (read ${fmtTime(p.SourceDate)})`],
         ['Size', fmtBytes(p.PackageSize * 1024)], ['Priority', ['', 'High', 'Normal', 'Low'][p.Priority] || p.Priority],
         ['Class', pkg.cls], ['Owning site', p.SourceSite]]));
       const unknown = oci?.NumberUnknown ?? 0;
-      chart.draw({ installed: root.Installed, retrying: root.Retrying, failed: root.Failed, unknown,
-        inprogress: Math.max(0, root.Targeted - root.Installed - root.Retrying - root.Failed - unknown) });
+      chart.draw({ installed: sum.Installed, retrying: sum.Retrying, failed: sum.Failed, unknown,
+        inprogress: Math.max(0, sum.Targeted - sum.Installed - sum.Retrying - sum.Failed - unknown) });
       pg.set(page.total);
       syncRows(dps.tbody, page.rows, rowKey, (r) => h('tr', { 'data-nal': r.ServerNALPath, 'data-state': r.State },
         h('td', {}, dpLink(r.ServerNALPath)), h('td', {}, r.SiteCode), rowStateCells(r), isAdmin() ? rowActions(r) : null),
@@ -624,36 +645,6 @@ const messageRow = (withPackage) => (m) => h('tr', { 'data-message-id': m.Messag
   h('td', {}, h('span', { class: `badge ${MESSAGE_KIND[m.MessageState] || 'unknown'}` }, MESSAGE_STATES[m.MessageState] || m.MessageState)),
   h('td', {}, String(m.MessageID)), h('td', { class: 'message' }, m.Description || '–'),
   h('td', {}, m.BytesTransferred ? fmtBytes(m.BytesTransferred) : '–'));
-
-function dpsPage() {
-  let search, pg, list;
-  return {
-    name: 'dps', title: 'Distribution points',
-    mount(root) {
-      search = field('dp-filter', 'Filter by name or site code', () => { pg.reset(); reload(true); });
-      pg = pager('distribution points');
-      list = table('Distribution points', ['Name', 'Site', 'Installed', 'In progress', 'Failed', 'Unknown', 'Throughput', 'Rate limit', 'Enrolled', 'Pull DP', 'Sources'], { id: 'dp-list' });
-      root.append(h('div', { class: 'filters' }, search.el), list.el, pg.el);
-    },
-    async load(stale) {
-      const v = search.value;
-      const filter = v ? `contains(Name,${lit(v)}) or SiteCode eq ${lit(v)}` : undefined;
-      const { rows, total } = await pageOf('SMS_DistributionPointInfo', pg, { filter, orderby: 'Name' });
-      const st = await byKeys('SMS_DPStatusInfo', 'NALPath', rows.map((d) => d.NALPath));
-      if (stale()) return;
-      pg.set(total);
-      const items = rows.map((d) => ({ ...d, st: st.get(d.NALPath) || {} }));
-      syncRows(list.tbody, items, (d) => d.NALPath, (d) => h('tr', { 'data-nal': d.NALPath },
-        h('td', {}, dpLink(d.NALPath, d.Name)), h('td', {}, d.SiteCode),
-        h('td', {}, fmtInt(d.st.NumberInstalled)), h('td', {}, fmtInt(d.st.NumberInProgress)),
-        h('td', {}, fmtInt(d.st.NumberErrors)), h('td', {}, fmtInt(d.st.NumberUnknown)),
-        h('td', {}, d.ThroughputKBps == null ? 'Not measured' : `${fmtBytes(d.ThroughputKBps * 1024)}/s`),
-        h('td', {}, rateLimit(d)), h('td', {}, yesNo(d.Enrolled)), h('td', {}, yesNo(d.IsPullDP)),
-        h('td', {}, (d.SourceDistributionPoints || []).map((n, i) => [i ? ', ' : '', dpLink(n)]))),
-      v ? 'No distribution point matches.' : 'No distribution points yet.');
-    },
-  };
-}
 
 /** The availability schedule as a week grid: rows Sunday..Saturday, columns hours 0..23. */
 function scheduleGrid(schedule) {
@@ -680,10 +671,10 @@ function dpPage(nal) {
     mount(root, h1) {
       title = h1;
       [info, counts, grid] = [h('div', { class: 'info' }), h('div', { class: 'info' }), h('div', {})];
-      stFilter = selectField('state-filter', 'State', stateOptions, () => { pg.reset(); reload(true); });
+      stFilter = field('state-filter', 'State', () => { pg.reset(); reload(true); }, { options: stateOptions });
       pg = pager('packages');
       list = table('Packages on the distribution point', ['Package', ...ROW_COLS, isAdmin() ? 'Actions' : null].filter(Boolean), { id: 'dp-packages' });
-      root.append(info, h('h2', {}, 'Content'), counts, h('h2', {}, 'Availability schedule'), grid,
+      put(root, h('div', { class: 'summary' }, info, h('div', {}, h('h2', {}, 'Content'), counts)), h('h2', {}, 'Availability schedule'), grid,
         h('h2', {}, 'Packages'), h('div', { class: 'filters' }, stFilter.el), list.el, pg.el);
     },
     async load(stale) {
@@ -693,43 +684,19 @@ function dpPage(nal) {
       const names = await byKeys(ROOT_SUM, 'PackageID', page.rows.map((r) => r.PackageID), 'PackageID,Name');
       if (stale()) return;
       setText(title, `Distribution point ${d.Name}`);
-      renderIfChanged(info, d, () => props([['NAL path', d.NALPath], ['Site', d.SiteCode], ['Description', d.Description || '–'],
+      renderIfChanged(info, d, () => propList([['NAL path', d.NALPath], ['Site', d.SiteCode], ['Description', d.Description || '–'],
         ['URL', d.Url || '–'], ['Enrolled', yesNo(d.Enrolled)], ['Priority', fmtInt(d.Priority)], ['Pull DP', yesNo(d.IsPullDP)],
         ['Sources', d.IsPullDP ? (d.SourceDistributionPoints || []).map((n, i) => [i ? ', ' : '', dpLink(n), ` (rank ${d.SourceDPRanks?.[i] ?? 1})`]) : '–'],
-        ['Rate limit', rateLimit(d)], ['Throughput', d.ThroughputKBps == null ? 'Not measured' : `${fmtBytes(d.ThroughputKBps * 1024)}/s`],
+        ['Rate limit', rateLimit(d)], ['Throughput', throughput(d)],
         ['Repair damaged content', yesNo(d.RepairDamagedContent)], ['Validation schedule', d.ValidationSchedule || 'None'],
         ['Groups', fmtInt(d.GroupCount)]]));
-      renderIfChanged(counts, st, () => (st ? props([['Installed', fmtInt(st.NumberInstalled)], ['In progress', fmtInt(st.NumberInProgress)],
+      renderIfChanged(counts, st, () => (st ? propList([['Installed', fmtInt(st.NumberInstalled)], ['In progress', fmtInt(st.NumberInProgress)],
         ['Failed', fmtInt(st.NumberErrors)], ['Unknown', fmtInt(st.NumberUnknown)], ['Last status message', fmtTime(st.LastStatusTime)]]) : null));
       renderIfChanged(grid, d.AvailabilitySchedule, scheduleGrid);
       pg.set(page.total);
       syncRows(list.tbody, page.rows.map((r) => ({ ...r, Name: names.get(r.PackageID)?.Name })), rowKey,
         (r) => h('tr', { 'data-package-id': r.PackageID, 'data-state': r.State }, h('td', {}, packageLink(r.PackageID, r.Name)),
           rowStateCells(r), isAdmin() ? rowActions(r) : null), 'No package matches.');
-    },
-  };
-}
-
-function groupsPage() {
-  let search, pg, list;
-  return {
-    name: 'groups', title: 'Distribution point groups',
-    mount(root) {
-      search = field('group-filter', 'Filter by name', () => { pg.reset(); reload(true); });
-      pg = pager('groups');
-      list = table('Distribution point groups', ['Name', 'Description', 'Members', 'Packages', 'In sync'], { id: 'group-list' });
-      root.append(h('div', { class: 'filters' }, search.el), list.el, pg.el);
-    },
-    async load(stale) {
-      const v = search.value;
-      const { rows, total } = await pageOf('SMS_DistributionPointGroup', pg, { filter: v ? `contains(Name,${lit(v)})` : undefined, orderby: 'Name' });
-      if (stale()) return;
-      pg.set(total);
-      syncRows(list.tbody, rows, (g) => g.GroupID, (g) => h('tr', { 'data-group-id': g.GroupID },
-        h('td', {}, h('a', { href: `#/group/${encodeURIComponent(g.GroupID)}` }, g.Name)), h('td', {}, g.Description || '–'),
-        h('td', {}, fmtInt(g.MemberCount)), h('td', {}, fmtInt(g.ContentCount)),
-        h('td', {}, g.ContentInSync ? 'Yes' : `No (${fmtInt(g.OutOfSyncContentCount)} out of sync)`)),
-      v ? 'No group matches.' : 'No groups yet.');
     },
   };
 }
@@ -746,7 +713,7 @@ function groupPage(gid) {
       members = table('Member distribution points', ['Distribution point', 'Installed', 'In progress', 'Failed'], { id: 'group-members' });
       cPg = pager('packages');
       content = table('Packages of the group', ['Package', 'Size', isAdmin() ? 'Actions' : null].filter(Boolean), { id: 'group-packages' });
-      root.append(info, h('h2', {}, 'Members'), members.el, mPg.el, h('h2', {}, 'Packages'), content.el, cPg.el);
+      put(root, info, h('h2', {}, 'Members'), members.el, mPg.el, h('h2', {}, 'Packages'), content.el, cPg.el);
     },
     async load(stale) {
       const [g, m, c] = await Promise.all([api.one('SMS_DistributionPointGroup', gid),
@@ -755,7 +722,7 @@ function groupPage(gid) {
       const st = await byKeys('SMS_DPStatusInfo', 'NALPath', m.rows.map((r) => r.DPNALPath));
       if (stale()) return;
       setText(title, `DP group ${g.Name}`);
-      renderIfChanged(info, g, () => props([['Description', g.Description || '–'], ['Members', fmtInt(g.MemberCount)],
+      renderIfChanged(info, g, () => propList([['Description', g.Description || '–'], ['Members', fmtInt(g.MemberCount)],
         ['Packages', fmtInt(g.ContentCount)], ['In sync', g.ContentInSync ? 'Yes' : `No (${fmtInt(g.OutOfSyncContentCount)} packages out of sync)`],
         ['Changed', fmtTime(g.ModifiedOn)]]));
       mPg.set(m.total);
@@ -780,7 +747,7 @@ function sitesPage() {
     name: 'sites', title: 'Sites',
     mount(root) {
       tree = h('div', { id: 'site-tree' });
-      root.append(h('p', { class: 'hint' }, 'This site and every site below it, with the distribution points of each.'), tree);
+      put(root, h('p', { class: 'hint' }, 'This site and every site below it, with the distribution points of each.'), tree);
     },
     async load(stale) {
       const sites = await api.list('SMS_Site', { orderby: 'SiteCode', top: MAX_SITES });
@@ -810,12 +777,11 @@ function messagesPage() {
       const again = () => { pg.reset(); reload(true); };
       pkg = field('msg-package', 'PackageID starts with', again);
       dp = field('msg-dp', 'Distribution point name contains', again);
-      state = selectField('msg-state', 'State', [['', 'Any'], ['1', 'Success'], ['2', 'In progress'], ['3', 'Error']], again);
+      state = field('msg-state', 'State', again, { options: [['', 'Any'], ['1', 'Success'], ['2', 'In progress'], ['3', 'Error']] });
       since = field('msg-since', 'Since (local time)', again, { type: 'datetime-local' });
-      since.input.addEventListener('change', again);
       pg = pager('messages');
       list = table('Status messages, newest first', ['Time', 'Package', 'Distribution point', 'State', 'Message ID', 'Description', 'Bytes'], { bodyId: 'messages' });
-      root.append(h('div', { class: 'filters' }, pkg.el, dp.el, state.el, since.el), list.el, pg.el);
+      put(root, h('div', { class: 'filters' }, pkg.el, dp.el, state.el, since.el), list.el, pg.el);
     },
     async load(stale) {
       const t = since.value ? new Date(since.value) : null;
@@ -837,6 +803,7 @@ function settingsPage() {
   /** Sends the fields that differ from what was read; keeps the user's input on failure. */
   async function save(ev) {
     ev.preventDefault();
+    if (!current) return actionError('The settings have not been read yet; try again in a moment.');
     const diff = {};
     for (const [name] of SETTINGS) {
       const raw = inputs[name].value.trim();
@@ -851,7 +818,7 @@ function settingsPage() {
     name: 'settings', title: 'Distribution settings',
     mount(root) {
       list = table('Distribution settings', ['Setting', 'Value', 'Meaning', 'Range'], { id: 'settings-table' });
-      root.append(h('p', { class: 'hint' }, 'How the site sends content. Changes take effect at once and are kept in the site database.'), list.el);
+      put(root, h('p', { class: 'hint' }, 'How the site sends content. Changes take effect at once and are kept in the site database.'), list.el);
       if (!isAdmin()) return;
       inputs = { filled: false };
       const form = h('form', { class: 'action panel', id: 'settings-form', 'aria-labelledby': 'settings-edit' },
@@ -861,7 +828,7 @@ function settingsPage() {
             h('span', { class: 'hint', id: `set-${name}-hint` }, `${meaning}; ${range}`));
         }), h('button', { type: 'submit', class: 'action', 'data-action': 'save-settings' }, 'Save settings'));
       form.addEventListener('submit', save);
-      root.append(form);
+      put(root, form);
     },
     async load(stale) {
       const [s] = await api.list(CLS, { top: 1 });
@@ -878,9 +845,7 @@ function settingsPage() {
   };
 }
 
-// ---------------------------------------------------------------------------------------------
-// Routing, loading and polling
-// ---------------------------------------------------------------------------------------------
+// ==== Routing, loading and polling ================================================================
 
 const ROUTES = { overview: overviewPage, packages: packagesPage, package: packagePage, dps: dpsPage, dp: dpPage,
   groups: groupsPage, group: groupPage, sites: sitesPage, messages: messagesPage, settings: settingsPage };
@@ -948,25 +913,21 @@ async function reload(user) {
   }
 }
 
-function startPolling() {
-  stopPolling();
-  app.timer = setInterval(() => reload(false), POLL_MS);
-}
-
-function stopPolling() {
+/** Polls the current page every second while `on` (a visible tab with a session). */
+function polling(on) {
   clearInterval(app.timer);
-  app.timer = null;
+  app.timer = on ? setInterval(() => reload(false), POLL_MS) : null;
 }
 
 // A hidden tab does not poll; it catches up at once when shown again.
 document.addEventListener('visibilitychange', () => {
   if (!app.token) return;
-  if (document.visibilityState === 'visible') { startPolling(); reload(false); } else stopPolling();
+  const visible = document.visibilityState === 'visible';
+  polling(visible);
+  if (visible) reload(false);
 });
 
-// ---------------------------------------------------------------------------------------------
-// Signing in and out
-// ---------------------------------------------------------------------------------------------
+// ==== Signing in and out ==========================================================================
 
 /** Checks the token with the site; on success keeps it for this tab and shows the console. */
 async function signIn(token) {
@@ -984,7 +945,7 @@ async function signIn(token) {
   $('#signin-screen').hidden = true;
   $('#app').hidden = false;
   setText($('#signin-error'), '');
-  if (document.visibilityState === 'visible') startPolling();
+  polling(document.visibilityState === 'visible');
   route();
 }
 
@@ -992,7 +953,7 @@ function signOut(message) {
   sessionStorage.removeItem(TOKEN_KEY);
   Object.assign(app, { token: null, session: null, page: null, again: false });
   app.gen++;
-  stopPolling();
+  polling(false);
   $('#page').replaceChildren();
   document.body.removeAttribute('data-ready');
   $('#app').hidden = true;
@@ -1014,12 +975,12 @@ function init() {
       await signIn(token);
       $('#token').value = '';
     } catch (e) {
-      setText($('#signin-error'), e.status === 401 ? `Sign-in failed: ${e.message}.` : `Sign-in failed: ${e.message}`);
+      setText($('#signin-error'), `Sign-in failed: ${e.message}`);
     } finally {
       button.disabled = false;
     }
   });
-  $('#signout').addEventListener('click', () => signOut('Signed out.'));
+  $('#signout').addEventListener('click', () => signOut(''));
   $('#error-dismiss').addEventListener('click', () => { app.errors = { load: null, action: null }; showErrors(); });
   $('#skip').addEventListener('click', (ev) => { ev.preventDefault(); $('#page').focus(); });
   window.addEventListener('hashchange', route);
@@ -1028,7 +989,7 @@ function init() {
     $('#signin-screen').hidden = false;
     return;
   }
-  signIn(saved).catch((e) => signOut(e.status === 401 ? `Please sign in again: ${e.message}.` : `Sign-in failed: ${e.message}`));
+  signIn(saved).catch((e) => signOut(`Please sign in again: ${e.message}`));
 }
 
 init();

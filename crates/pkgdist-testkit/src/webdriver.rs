@@ -15,7 +15,7 @@ use base64::Engine;
 use serde_json::{Value, json};
 
 /// The key W3C WebDriver names an element reference with.
-const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecc";
+const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
 
 /// A Chromium session; the driver and the browser end with it.
 #[derive(Debug)]
@@ -54,15 +54,21 @@ impl Browser {
             .stdout
             .take()
             .ok_or_else(|| anyhow!("no stdout from chromedriver"))?;
-        // "ChromeDriver was started successfully on port 41234."
+        // "ChromeDriver was started successfully on port 41234." (an earlier line says "on port
+        // 0", the port asked for). The rest of its output is drained, so it never blocks on
+        // (or dies of) a full or closed pipe.
+        let mut lines = BufReader::new(stdout).lines();
         let mut port = None;
-        for line in BufReader::new(stdout).lines() {
+        for line in lines.by_ref() {
             let line = line?;
-            if let Some(rest) = line.split("on port ").nth(1) {
-                port = rest.trim_end_matches('.').trim().parse().ok();
+            if line.contains("started successfully")
+                && let Some(rest) = line.split("on port ").nth(1)
+            {
+                port = rest.trim_end_matches('.').trim().parse::<u16>().ok();
                 break;
             }
         }
+        std::thread::spawn(move || lines.for_each(drop));
         let port = port.ok_or_else(|| anyhow!("chromedriver did not say its port"))?;
         let profile = tempfile::TempDir::new()?;
         let caps = json!({"capabilities": {"alwaysMatch": {
@@ -114,20 +120,44 @@ impl Browser {
             self.port,
             body.len()
         )?;
+        // chromedriver keeps the connection open whatever the request says: read the head,
+        // then the body by its length (or its chunks).
         let mut raw = Vec::new();
-        s.read_to_end(&mut raw)?;
-        let split = raw
-            .windows(4)
-            .position(|w| w == b"\r\n\r\n")
-            .ok_or_else(|| anyhow!("no HTTP answer"))?;
-        let head = String::from_utf8_lossy(&raw[..split]).to_ascii_lowercase();
-        let rest = &raw[split + 4..];
-        let status: u16 = head.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
-        let payload = if head.contains("transfer-encoding: chunked") {
-            dechunk(rest)
-        } else {
-            rest.to_vec()
+        let mut buf = [0u8; 64 << 10];
+        let split = loop {
+            if let Some(p) = raw.windows(4).position(|w| w == b"\r\n\r\n") {
+                break p;
+            }
+            let n = s.read(&mut buf)?;
+            if n == 0 {
+                bail!("WebDriver closed the connection before answering");
+            }
+            raw.extend_from_slice(&buf[..n]);
         };
+        let head = String::from_utf8_lossy(&raw[..split]).to_ascii_lowercase();
+        let status: u16 = head.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+        let length = head
+            .lines()
+            .find_map(|l| l.strip_prefix("content-length:"))
+            .and_then(|v| v.trim().parse::<usize>().ok());
+        let chunked = head.contains("transfer-encoding: chunked");
+        let mut rest = raw[split + 4..].to_vec();
+        loop {
+            let done = match length {
+                Some(n) => rest.len() >= n,
+                None if chunked => rest.windows(5).any(|w| w == b"0\r\n\r\n"),
+                None => false,
+            };
+            if done {
+                break;
+            }
+            let n = s.read(&mut buf)?;
+            if n == 0 {
+                break;
+            }
+            rest.extend_from_slice(&buf[..n]);
+        }
+        let payload = if chunked { dechunk(&rest) } else { rest };
         let payload = String::from_utf8_lossy(&payload);
         let v: Value = serde_json::from_str(&payload).with_context(|| format!("WebDriver answered {payload:?}"))?;
         if status != 200 {
@@ -211,6 +241,15 @@ impl Browser {
         };
         let v = self.session_call("GET", &format!("/element/{e}/attribute/{name}"), &Value::Null)?;
         Ok(v.as_str().map(str::to_owned))
+    }
+
+    /// Whether the first element matching `css` exists and is shown.
+    pub fn displayed(&self, css: &str) -> Result<bool> {
+        let Some(e) = self.find_all(css)?.into_iter().next() else {
+            return Ok(false);
+        };
+        let v = self.session_call("GET", &format!("/element/{e}/displayed"), &Value::Null)?;
+        Ok(v.as_bool().unwrap_or(false))
     }
 
     /// The rendered text of the first element matching `css`.

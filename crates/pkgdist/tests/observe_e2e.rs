@@ -13,6 +13,8 @@ use std::time::Duration;
 
 use common::{Dp, Site, TOKEN, http, runtime, wait};
 use pkgdist_testkit::generate::write_tree;
+use pkgdist_testkit::webdriver::Browser;
+use serde_json::json;
 use tempfile::TempDir;
 
 /// A scrape: every sample, by metric name and its labels (sorted `k=v` pairs joined by `,`).
@@ -206,3 +208,180 @@ fn metrics_match_the_api() {
         1.0
     );
 }
+
+/// The example Grafana dashboard asks only for metrics that exist (as docs/metrics.md lists
+/// them, which the scrapes above hold to what the daemons serve).
+#[test]
+fn the_grafana_dashboard_uses_documented_metrics() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs");
+    let doc = fs::read_to_string(root.join("metrics.md")).unwrap();
+    let dash: serde_json::Value = serde_json::from_str(&fs::read_to_string(root.join("grafana-dashboard.json")).unwrap()).unwrap();
+    let mut seen = 0;
+    for panel in dash["panels"].as_array().unwrap() {
+        for target in panel["targets"].as_array().unwrap() {
+            let expr = target["expr"].as_str().unwrap();
+            for (i, _) in expr.match_indices("pkgdist_") {
+                let name: String = expr[i..].chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
+                let base = name.strip_suffix("_total").unwrap_or(&name);
+                assert!(doc.contains(&format!("`{base}`")), "the dashboard's {name} is not a pkgdist metric");
+                seen += 1;
+            }
+        }
+    }
+    assert!(seen >= 16, "{seen}");
+}
+
+const PAGE: Duration = Duration::from_secs(15);
+
+/// Where the console's screenshots go: docs/console/ with `PKGDIST_UPDATE_SCREENSHOTS=1`
+/// (to refresh docs/console.md's pictures), else a scratch folder.
+fn screenshot_dir(scratch: &Path) -> std::path::PathBuf {
+    if std::env::var_os("PKGDIST_UPDATE_SCREENSHOTS").is_some() {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/console")
+    } else {
+        scratch.join("screenshots")
+    }
+}
+
+/// Opens `#/<route>` and waits for the page to say it has rendered its data.
+fn open(b: &Browser, route: &str, page: &str) {
+    b.exec("location.hash = arguments[0]", json!([format!("#/{route}")])).unwrap();
+    b.wait_for(&format!("body[data-ready='{page}']"), PAGE).unwrap();
+}
+
+fn sign_in(b: &Browser, site: &Site, token: &str) {
+    b.goto(&format!("{}/console/", site.url())).unwrap();
+    b.type_into("#token", token).unwrap();
+    b.click("#signin").unwrap();
+}
+
+fn chart(b: &Browser, id: &str, kind: &str) -> Option<u64> {
+    b.attr(&format!("#{id}"), &format!("data-{kind}")).unwrap().and_then(|v| v.parse().ok())
+}
+
+#[test]
+fn console_shows_content_moving_and_acts_by_role() {
+    let dir = TempDir::new().unwrap();
+    let site = Site::start(dir.path());
+    // Two DPs registered but not started: their rows wait (in progress) until they enroll.
+    let tokens: Vec<String> = ["dp1", "dp2"]
+        .iter()
+        .map(|n| site.cli_json(&["dp", "add", "--name", n])["enrollment_token"].as_str().unwrap().to_owned())
+        .collect();
+    let src = dir.path().join("src");
+    write_tree(&src, 3, 12).unwrap();
+    let pkg = package(&site, "Office 365", &src);
+    site.cli(&["group", "create", "Branch"]);
+    site.cli(&["package", "distribute", &pkg, "dp1", "dp2"]);
+
+    let b = Browser::start(1280, 860).unwrap();
+    // The page and its script carry a policy that forbids inline script and framing.
+    let (status, _) = http(reqwest::Method::GET, &format!("{}/console/", site.url()), None);
+    assert_eq!(status, 200);
+    let csp = runtime().block_on(async {
+        let r = reqwest::get(format!("{}/console/app.js", site.url())).await.unwrap();
+        r.headers()["content-security-policy"].to_str().unwrap().to_owned()
+    });
+    assert!(csp.contains("script-src 'self'") && csp.contains("frame-ancestors 'none'"), "{csp}");
+
+    // A wrong token is refused, and says so.
+    sign_in(&b, &site, "not-a-token-at-all-0000");
+    b.wait_until(PAGE, "the sign-in error", |b| {
+        let t = b.text("#signin-error")?;
+        Ok((!t.trim().is_empty()).then_some(t))
+    })
+    .unwrap();
+    assert!(!b.displayed("a[href='#/packages']").unwrap(), "signed in with a wrong token");
+    assert!(!b.displayed("#signout").unwrap(), "signed in with a wrong token");
+
+    // The administrator signs in; the package page shows both DPs waiting.
+    sign_in(&b, &site, TOKEN);
+    b.wait_until(PAGE, "signed in", |b| Ok(b.displayed("#signout")?.then_some(()))).unwrap();
+    open(&b, &format!("package/{pkg}"), "package");
+    assert_eq!(chart(&b, "package-chart", "installed"), Some(0));
+    assert_eq!(chart(&b, "package-chart", "inprogress"), Some(2));
+    assert_eq!(b.find_all("#dp-table tr[data-nal]").unwrap().len(), 2);
+    // Marks this page load: a reload would lose it.
+    b.exec("window.__sameLoad = true", json!([])).unwrap();
+
+    // The DPs start and install; the chart follows without a reload.
+    let dps: Vec<Dp> = ["dp1", "dp2"]
+        .iter()
+        .zip(&tokens)
+        .map(|(n, t)| Dp::start(&site, n, Some(t), &[]))
+        .collect();
+    site.wait_installed(&pkg, 2, 1);
+    // The page re-reads every second: it shows what the API shows within 2 s (4 allowed
+    // here for a loaded machine, counted from when this test saw the API change).
+    b.wait_until(Duration::from_secs(4), "the chart at 2 installed", |b| {
+        Ok((chart(b, "package-chart", "installed") == Some(2)).then_some(()))
+    })
+    .unwrap();
+    assert_eq!(chart(&b, "package-chart", "inprogress"), Some(0));
+    assert_eq!(b.exec("return window.__sameLoad === true", json!([])).unwrap(), json!(true));
+    let states: Vec<String> = (0..2)
+        .map(|i| b.attr(&format!("#dp-table tr[data-nal]:nth-of-type({})", i + 1), "data-state").unwrap().unwrap())
+        .collect();
+    assert!(b.text("#dp-table").unwrap().contains("INSTALLED"), "{states:?}");
+
+    // Redistribute on dp1 adds a status message (2357, queued), in the API and on the page.
+    let before = site.statuses(&pkg).len();
+    let shown_before = b.find_all("#messages [data-message-id]").unwrap().len();
+    let dp1_nal = site.get("SMS_DistributionPointInfo?$filter=Name%20eq%20'dp1'")["value"][0]["NALPath"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let row = format!("#dp-table tr[data-nal='{}']", dp1_nal.replace('\\', "\\\\").replace('\'', "\\'"));
+    b.click(&format!("{row} [data-action='redistribute']")).unwrap();
+    wait(Duration::from_secs(20), "a status message for the redistribution", || {
+        let all = site.statuses(&pkg);
+        let queued = all.iter().skip(before).any(|m| m["MessageID"] == 2357);
+        queued.then_some(()).ok_or(format!("{all:#?}"))
+    });
+    b.wait_until(PAGE, "the new message on the page", |b| {
+        let n = b.find_all("#messages [data-message-id]")?.len();
+        Ok((n > shown_before || b.find_all("#messages [data-message-id='2357']")?.len() > 1).then_some(()))
+    })
+    .unwrap();
+    site.wait_installed(&pkg, 2, 1);
+
+    // Pictures for docs/console.md, once everything is installed.
+    let shots = screenshot_dir(dir.path());
+    b.wait_until(PAGE, "the chart back at 2 installed", |b| {
+        Ok((chart(b, "package-chart", "installed") == Some(2)).then_some(()))
+    })
+    .unwrap();
+    b.screenshot(&shots.join("package.png")).unwrap();
+    assert!(!b.find_all("[data-action='refresh']").unwrap().is_empty(), "no Refresh for an administrator");
+    open(&b, "overview", "overview");
+    assert_eq!(chart(&b, "overview-chart", "installed"), Some(2));
+    b.screenshot(&shots.join("overview.png")).unwrap();
+    open(&b, "dps", "dps");
+    assert!(b.body_text().contains("dp2"));
+    b.screenshot(&shots.join("dps.png")).unwrap();
+
+    // A read-only token sees every page and no action anywhere.
+    let ro = site.cli_json(&["token", "create", "--name", "analyst", "--role", "read-only"])["Token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    b.click("#signout").unwrap();
+    b.wait_until(PAGE, "signed out", |b| Ok(b.displayed("#token")?.then_some(()))).unwrap();
+    sign_in(&b, &site, &ro);
+    b.wait_until(PAGE, "signed in", |b| Ok(b.displayed("#signout")?.then_some(()))).unwrap();
+    for (route, page) in [
+        ("overview".to_owned(), "overview"),
+        ("packages".to_owned(), "packages"),
+        (format!("package/{pkg}"), "package"),
+        ("dps".to_owned(), "dps"),
+        ("groups".to_owned(), "groups"),
+        ("messages".to_owned(), "messages"),
+        ("settings".to_owned(), "settings"),
+    ] {
+        open(&b, &route, page);
+        let actions = b.find_all(".action").unwrap();
+        assert!(actions.is_empty(), "{} action controls on {route} for a read-only token", actions.len());
+    }
+    drop(dps);
+}
+
