@@ -139,9 +139,11 @@ function dpName(nal) {
   return m ? m[1] : nal || '–';
 }
 
-const rateLimit = (dp) => [
+/** A DP's rate limit in words; `brief` leaves out the 24 hourly percentages (for lists). */
+const rateLimit = (dp, brief) => [
   'Unlimited', `Pulse: ${fmtInt(dp.PulseBlockSizeKB)} KB blocks, ${fmtInt(dp.PulseDelaySeconds)} s pause`,
-  `By hour (%): ${dp.HourlyPercentages || '–'}`, `${fmtBytes(dp.RateLimitBytesPerSecond)}/s`][dp.RateLimitMode] || 'Unlimited';
+  brief ? 'Limited by hour' : `By hour (%): ${(dp.HourlyPercentages || '–').split(',').join(', ')}`,
+  `${fmtBytes(dp.RateLimitBytesPerSecond)}/s`][dp.RateLimitMode] || 'Unlimited';
 const throughput = (dp) => (dp.ThroughputKBps == null ? 'Not measured' : `${fmtBytes(dp.ThroughputKBps * 1024)}/s`);
 
 const stateBadge = (s) => h('span', { class: `badge ${STATE_KIND[s] || 'unknown'}` }, STATES[s] ?? `STATE ${s}`);
@@ -512,7 +514,7 @@ const dpsPage = () => listPage({
     h('td', {}, dpLink(d.NALPath, d.Name)), h('td', {}, d.SiteCode),
     h('td', {}, fmtInt(d.st.NumberInstalled)), h('td', {}, fmtInt(d.st.NumberInProgress)),
     h('td', {}, fmtInt(d.st.NumberErrors)), h('td', {}, fmtInt(d.st.NumberUnknown)), h('td', {}, throughput(d)),
-    h('td', {}, rateLimit(d)), h('td', {}, yesNo(d.Enrolled)), h('td', {}, yesNo(d.IsPullDP)),
+    h('td', {}, rateLimit(d, true)), h('td', {}, yesNo(d.Enrolled)), h('td', {}, yesNo(d.IsPullDP)),
     h('td', {}, (d.SourceDistributionPoints || []).map((n, i) => [i ? ', ' : '', dpLink(n)]))),
 });
 
@@ -548,7 +550,7 @@ function distributeForm(pkg) {
       if (!dps.length) results.append(h('li', {}, 'No distribution point matches.'));
     } catch (e) { actionError(e.message); }
   }
-  const form = h('form', { class: 'action panel', 'aria-labelledby': 'distribute-title' },
+  const form = h('form', { class: 'panel', id: 'distribute-form', 'aria-labelledby': 'distribute-title' },
     h('h3', { id: 'distribute-title' }, 'Distribute to distribution points'), search.el, results, summary,
     h('button', { type: 'submit', class: 'action', 'data-action': 'distribute' }, 'Distribute to chosen DPs'));
   form.addEventListener('submit', async (ev) => {
@@ -576,7 +578,7 @@ function groupForm(pkg) {
       if (!groups.length) select.append(h('option', { value: '' }, 'No group matches'));
     } catch (e) { actionError(e.message); }
   }
-  const form = h('form', { class: 'action panel', 'aria-labelledby': 'group-title' },
+  const form = h('form', { class: 'panel', id: 'group-form', 'aria-labelledby': 'group-title' },
     h('h3', { id: 'group-title' }, 'Distribute to a DP group'), search.el,
     h('div', { class: 'field' }, h('label', { for: 'group-select' }, 'Group'), select),
     h('button', { type: 'submit', class: 'action', 'data-action': 'distribute-group' }, 'Distribute to group'));
@@ -659,7 +661,7 @@ function scheduleGrid(schedule) {
         return h('td', { class: `avail avail-${v}`, 'data-value': v, title: `${day} ${hr}:00 – ${AVAILABILITY[v]}` },
           h('span', { 'aria-hidden': 'true' }, AVAILABILITY_GLYPH[v]), h('span', { class: 'sr-only' }, AVAILABILITY[v]));
       })))))),
-    h('ul', { class: 'legend' }, AVAILABILITY.map((name, v) =>
+    h('ul', { class: 'legend inline' }, AVAILABILITY.map((name, v) =>
       h('li', {}, h('span', { class: `swatch avail-${v}`, 'aria-hidden': 'true' }, AVAILABILITY_GLYPH[v]), name))),
   ];
 }
@@ -821,7 +823,7 @@ function settingsPage() {
       put(root, h('p', { class: 'hint' }, 'How the site sends content. Changes take effect at once and are kept in the site database.'), list.el);
       if (!isAdmin()) return;
       inputs = { filled: false };
-      const form = h('form', { class: 'action panel', id: 'settings-form', 'aria-labelledby': 'settings-edit' },
+      const form = h('form', { class: 'panel', id: 'settings-form', 'aria-labelledby': 'settings-edit' },
         h('h2', { id: 'settings-edit' }, 'Change settings'), SETTINGS.map(([name, meaning, range]) => {
           inputs[name] = h('input', { type: 'number', id: `set-${name}`, name, min: 1, step: 1, 'aria-describedby': `set-${name}-hint` });
           return h('div', { class: 'field' }, h('label', { for: `set-${name}` }, name), inputs[name],

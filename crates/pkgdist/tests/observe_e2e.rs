@@ -215,15 +215,22 @@ fn metrics_match_the_api() {
 fn the_grafana_dashboard_uses_documented_metrics() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs");
     let doc = fs::read_to_string(root.join("metrics.md")).unwrap();
-    let dash: serde_json::Value = serde_json::from_str(&fs::read_to_string(root.join("grafana-dashboard.json")).unwrap()).unwrap();
+    let dash: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(root.join("grafana-dashboard.json")).unwrap()).unwrap();
     let mut seen = 0;
     for panel in dash["panels"].as_array().unwrap() {
         for target in panel["targets"].as_array().unwrap() {
             let expr = target["expr"].as_str().unwrap();
             for (i, _) in expr.match_indices("pkgdist_") {
-                let name: String = expr[i..].chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
+                let name: String = expr[i..]
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                    .collect();
                 let base = name.strip_suffix("_total").unwrap_or(&name);
-                assert!(doc.contains(&format!("`{base}`")), "the dashboard's {name} is not a pkgdist metric");
+                assert!(
+                    doc.contains(&format!("`{base}`")),
+                    "the dashboard's {name} is not a pkgdist metric"
+                );
                 seen += 1;
             }
         }
@@ -243,10 +250,32 @@ fn screenshot_dir(scratch: &Path) -> std::path::PathBuf {
     }
 }
 
-/// Opens `#/<route>` and waits for the page to say it has rendered its data.
+/// Opens `#/<route>` and waits for the page to say it has rendered its data, with no error.
 fn open(b: &Browser, route: &str, page: &str) {
-    b.exec("location.hash = arguments[0]", json!([format!("#/{route}")])).unwrap();
+    b.exec("location.hash = arguments[0]", json!([format!("#/{route}")]))
+        .unwrap();
+    rendered(b, page);
+}
+
+/// Waits for `page` to have rendered its data, and checks that no error is shown.
+fn rendered(b: &Browser, page: &str) {
     b.wait_for(&format!("body[data-ready='{page}']"), PAGE).unwrap();
+    assert!(
+        !b.displayed("#error").unwrap(),
+        "{page}: {}",
+        b.text("#error").unwrap_or_default()
+    );
+}
+
+/// Types into a filter box and waits for the page to render what it selects.
+fn filter(b: &Browser, input: &str, text: &str, page: &str) {
+    b.type_into(input, text).unwrap();
+    b.wait_until(PAGE, "the filter applied", |b| {
+        Ok(b.find_all(&format!("body[data-ready='{page}']"))?.first().map(drop))
+    })
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(600));
+    rendered(b, page);
 }
 
 fn sign_in(b: &Browser, site: &Site, token: &str) {
@@ -256,7 +285,9 @@ fn sign_in(b: &Browser, site: &Site, token: &str) {
 }
 
 fn chart(b: &Browser, id: &str, kind: &str) -> Option<u64> {
-    b.attr(&format!("#{id}"), &format!("data-{kind}")).unwrap().and_then(|v| v.parse().ok())
+    b.attr(&format!("#{id}"), &format!("data-{kind}"))
+        .unwrap()
+        .and_then(|v| v.parse().ok())
 }
 
 #[test]
@@ -266,7 +297,12 @@ fn console_shows_content_moving_and_acts_by_role() {
     // Two DPs registered but not started: their rows wait (in progress) until they enroll.
     let tokens: Vec<String> = ["dp1", "dp2"]
         .iter()
-        .map(|n| site.cli_json(&["dp", "add", "--name", n])["enrollment_token"].as_str().unwrap().to_owned())
+        .map(|n| {
+            site.cli_json(&["dp", "add", "--name", n])["enrollment_token"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
         .collect();
     let src = dir.path().join("src");
     write_tree(&src, 3, 12).unwrap();
@@ -282,7 +318,10 @@ fn console_shows_content_moving_and_acts_by_role() {
         let r = reqwest::get(format!("{}/console/app.js", site.url())).await.unwrap();
         r.headers()["content-security-policy"].to_str().unwrap().to_owned()
     });
-    assert!(csp.contains("script-src 'self'") && csp.contains("frame-ancestors 'none'"), "{csp}");
+    assert!(
+        csp.contains("script-src 'self'") && csp.contains("frame-ancestors 'none'"),
+        "{csp}"
+    );
 
     // A wrong token is refused, and says so.
     sign_in(&b, &site, "not-a-token-at-all-0000");
@@ -291,12 +330,16 @@ fn console_shows_content_moving_and_acts_by_role() {
         Ok((!t.trim().is_empty()).then_some(t))
     })
     .unwrap();
-    assert!(!b.displayed("a[href='#/packages']").unwrap(), "signed in with a wrong token");
+    assert!(
+        !b.displayed("a[href='#/packages']").unwrap(),
+        "signed in with a wrong token"
+    );
     assert!(!b.displayed("#signout").unwrap(), "signed in with a wrong token");
 
     // The administrator signs in; the package page shows both DPs waiting.
     sign_in(&b, &site, TOKEN);
-    b.wait_until(PAGE, "signed in", |b| Ok(b.displayed("#signout")?.then_some(()))).unwrap();
+    b.wait_until(PAGE, "signed in", |b| Ok(b.displayed("#signout")?.then_some(())))
+        .unwrap();
     open(&b, &format!("package/{pkg}"), "package");
     assert_eq!(chart(&b, "package-chart", "installed"), Some(0));
     assert_eq!(chart(&b, "package-chart", "inprogress"), Some(2));
@@ -318,9 +361,16 @@ fn console_shows_content_moving_and_acts_by_role() {
     })
     .unwrap();
     assert_eq!(chart(&b, "package-chart", "inprogress"), Some(0));
-    assert_eq!(b.exec("return window.__sameLoad === true", json!([])).unwrap(), json!(true));
+    assert_eq!(
+        b.exec("return window.__sameLoad === true", json!([])).unwrap(),
+        json!(true)
+    );
     let states: Vec<String> = (0..2)
-        .map(|i| b.attr(&format!("#dp-table tr[data-nal]:nth-of-type({})", i + 1), "data-state").unwrap().unwrap())
+        .map(|i| {
+            b.attr(&format!("#dp-table tr[data-nal]:nth-of-type({})", i + 1), "data-state")
+                .unwrap()
+                .unwrap()
+        })
         .collect();
     assert!(b.text("#dp-table").unwrap().contains("INSTALLED"), "{states:?}");
 
@@ -331,13 +381,20 @@ fn console_shows_content_moving_and_acts_by_role() {
         .as_str()
         .unwrap()
         .to_owned();
-    let row = format!("#dp-table tr[data-nal='{}']", dp1_nal.replace('\\', "\\\\").replace('\'', "\\'"));
+    let row = format!(
+        "#dp-table tr[data-nal='{}']",
+        dp1_nal.replace('\\', "\\\\").replace('\'', "\\'")
+    );
     b.click(&format!("{row} [data-action='redistribute']")).unwrap();
-    wait(Duration::from_secs(20), "a status message for the redistribution", || {
-        let all = site.statuses(&pkg);
-        let queued = all.iter().skip(before).any(|m| m["MessageID"] == 2357);
-        queued.then_some(()).ok_or(format!("{all:#?}"))
-    });
+    wait(
+        Duration::from_secs(20),
+        "a status message for the redistribution",
+        || {
+            let all = site.statuses(&pkg);
+            let queued = all.iter().skip(before).any(|m| m["MessageID"] == 2357);
+            queued.then_some(()).ok_or(format!("{all:#?}"))
+        },
+    );
     b.wait_until(PAGE, "the new message on the page", |b| {
         let n = b.find_all("#messages [data-message-id]")?.len();
         Ok((n > shown_before || b.find_all("#messages [data-message-id='2357']")?.len() > 1).then_some(()))
@@ -352,7 +409,10 @@ fn console_shows_content_moving_and_acts_by_role() {
     })
     .unwrap();
     b.screenshot(&shots.join("package.png")).unwrap();
-    assert!(!b.find_all("[data-action='refresh']").unwrap().is_empty(), "no Refresh for an administrator");
+    assert!(
+        !b.find_all("[data-action='refresh']").unwrap().is_empty(),
+        "no Refresh for an administrator"
+    );
     open(&b, "overview", "overview");
     assert_eq!(chart(&b, "overview-chart", "installed"), Some(2));
     b.screenshot(&shots.join("overview.png")).unwrap();
@@ -360,28 +420,53 @@ fn console_shows_content_moving_and_acts_by_role() {
     assert!(b.body_text().contains("dp2"));
     b.screenshot(&shots.join("dps.png")).unwrap();
 
+    // Every page and its filters, through the real OData parser: no error anywhere.
+    open(&b, "packages", "packages");
+    filter(&b, "#package-filter", "office", "packages");
+    assert!(b.text("#package-table").unwrap().contains(&pkg));
+    open(&b, "messages", "messages");
+    filter(&b, "#msg-package", &pkg, "messages");
+    filter(&b, "#msg-dp", "dp1", "messages");
+    assert!(!b.find_all("#messages [data-message-id]").unwrap().is_empty());
+    open(&b, "dps", "dps");
+    filter(&b, "#dp-filter", "dp1", "dps");
+    assert!(!b.text("#dp-list").unwrap().contains("dp2"));
+    b.click("#dp-list a").unwrap();
+    rendered(&b, "dp");
+    assert_eq!(b.find_all("#availability td[data-value]").unwrap().len(), 168);
+    open(&b, "groups", "groups");
+    open(&b, "sites", "sites");
+    assert_eq!(b.find_all("#site-tree li[data-site='PS1']").unwrap().len(), 1);
+    open(&b, "settings", "settings");
+
     // A read-only token sees every page and no action anywhere.
     let ro = site.cli_json(&["token", "create", "--name", "analyst", "--role", "read-only"])["Token"]
         .as_str()
         .unwrap()
         .to_owned();
     b.click("#signout").unwrap();
-    b.wait_until(PAGE, "signed out", |b| Ok(b.displayed("#token")?.then_some(()))).unwrap();
+    b.wait_until(PAGE, "signed out", |b| Ok(b.displayed("#token")?.then_some(())))
+        .unwrap();
     sign_in(&b, &site, &ro);
-    b.wait_until(PAGE, "signed in", |b| Ok(b.displayed("#signout")?.then_some(()))).unwrap();
+    b.wait_until(PAGE, "signed in", |b| Ok(b.displayed("#signout")?.then_some(())))
+        .unwrap();
     for (route, page) in [
         ("overview".to_owned(), "overview"),
         ("packages".to_owned(), "packages"),
         (format!("package/{pkg}"), "package"),
         ("dps".to_owned(), "dps"),
         ("groups".to_owned(), "groups"),
+        ("sites".to_owned(), "sites"),
         ("messages".to_owned(), "messages"),
         ("settings".to_owned(), "settings"),
     ] {
         open(&b, &route, page);
         let actions = b.find_all(".action").unwrap();
-        assert!(actions.is_empty(), "{} action controls on {route} for a read-only token", actions.len());
+        assert!(
+            actions.is_empty(),
+            "{} action controls on {route} for a read-only token",
+            actions.len()
+        );
     }
     drop(dps);
 }
-
