@@ -21,7 +21,7 @@ pub mod verify;
 mod walk;
 
 pub use error::{ContentError, Result};
-pub use library::Library;
+pub use library::{Library, StoredSize};
 pub use read::{ExportStats, FileReader};
 pub use snapshot::{Progress, SnapshotOptions, SnapshotOutcome, SnapshotStats};
 pub use store::{Kind, LocalStore, MemoryStore, Store, StoreError};

@@ -16,6 +16,14 @@ use crate::envelope::{self, Packer};
 use crate::error::{ContentError, Result};
 use crate::store::{Kind, LocalStore, Store};
 
+/// What a library holds ([`Library::stored_size`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StoredSize {
+    pub chunks: u64,
+    /// Bytes as stored (chunk envelopes, compressed where that helped, and manifests).
+    pub bytes: u64,
+}
+
 /// What a ref object holds.
 #[derive(Debug, Serialize, Deserialize)]
 struct RefRecord {
@@ -185,6 +193,25 @@ impl Library {
             }
         }
         Ok(missing)
+    }
+
+    /// What the library holds: chunks and their stored (compressed) bytes, manifests included.
+    /// Reads the size of every object: its cost grows with the number of chunks, so callers
+    /// keep the answer a while (`pkgdist_node::metrics` counts at most every 10 minutes).
+    pub fn stored_size(&self) -> Result<StoredSize> {
+        let mut size = StoredSize::default();
+        for kind in [Kind::Chunk, Kind::Manifest] {
+            for name in self.store.list(kind)? {
+                // An object removed since the listing (collected garbage) no longer counts.
+                if let Some(bytes) = self.store.size(kind, &name)? {
+                    size.bytes += bytes;
+                    if kind == Kind::Chunk {
+                        size.chunks += 1;
+                    }
+                }
+            }
+        }
+        Ok(size)
     }
 
     // ---- versions ----

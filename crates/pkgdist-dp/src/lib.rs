@@ -254,14 +254,15 @@ fn router(library: Arc<Library>, jobs: Jobs, identity: Identity, metrics: metric
 /// holds counts only (no names, no secrets).
 async fn scrape(jobs: Jobs, library: Arc<Library>, metrics: metrics::DpMetrics) -> Response {
     metrics.running.set(i64::try_from(jobs.running()).unwrap_or(i64::MAX));
-    match tokio::task::spawn_blocking(move || library.versions()).await {
+    let lib = library.clone();
+    match tokio::task::spawn_blocking(move || lib.versions()).await {
         Ok(Ok(v)) => {
             metrics.versions.set(i64::try_from(v.len()).unwrap_or(i64::MAX));
         }
         Ok(Err(e)) => tracing::warn!(error = %e, "cannot count the versions held"),
         Err(e) => tracing::warn!(error = %e, "cannot count the versions held"),
     }
-    metrics.node.response()
+    metrics.node.response(&library)
 }
 
 async fn authenticate_site(State(state): State<JobState>, req: Request, next: Next) -> Response {

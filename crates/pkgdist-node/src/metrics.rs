@@ -12,17 +12,20 @@
 //! `docs/metrics.md` (a test of each daemon holds the document to what it serves).
 
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
 use axum::body::{Body, Bytes, HttpBody};
 use axum::extract::{MatchedPath, Request};
 use axum::http::{HeaderValue, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use pkgdist_content::Library;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
 /// The content type of the text format [`Metrics::encode`] writes (OpenMetrics 1.0, which
@@ -51,6 +54,41 @@ pub struct FetchMetrics {
     pub rejected: Counter,
 }
 
+/// How long a count of the library's size is kept before a scrape asks for a new one.
+pub const LIBRARY_RECOUNT: Duration = Duration::from_secs(600);
+
+/// The library's size: counted in the background when a scrape finds the last count older
+/// than [`LIBRARY_RECOUNT`] (reading every object's size costs what the library holds, so not
+/// at every scrape); the scrape answers the last count meanwhile (0 until the first is done).
+#[derive(Debug, Clone, Default)]
+struct LibrarySize {
+    chunks: Gauge,
+    bytes: Gauge,
+    /// When the last count started; `None` before the first.
+    counted: Arc<Mutex<Option<Instant>>>,
+}
+
+impl LibrarySize {
+    fn recount_if_stale(&self, library: &Arc<Library>) {
+        {
+            let mut counted = self.counted.lock().unwrap_or_else(|e| e.into_inner());
+            if counted.is_some_and(|t| t.elapsed() < LIBRARY_RECOUNT) {
+                return;
+            }
+            // Marked before the count runs, so concurrent scrapes start one count only.
+            *counted = Some(Instant::now());
+        }
+        let (me, library) = (self.clone(), library.clone());
+        tokio::task::spawn_blocking(move || match library.stored_size() {
+            Ok(size) => {
+                me.chunks.set(i64::try_from(size.chunks).unwrap_or(i64::MAX));
+                me.bytes.set(i64::try_from(size.bytes).unwrap_or(i64::MAX));
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot count the library's size"),
+        });
+    }
+}
+
 /// One daemon's metrics.
 #[derive(Debug, Clone)]
 pub struct Metrics(Arc<Inner>);
@@ -61,6 +99,7 @@ struct Inner {
     requests: Family<RequestLabels, Counter>,
     sent: Family<RouteLabels, Counter>,
     fetch: FetchMetrics,
+    library: LibrarySize,
 }
 
 impl Metrics {
@@ -91,12 +130,24 @@ impl Metrics {
             "Chunks received from other nodes that failed verification and were not stored",
             fetch.rejected.clone(),
         );
+        let library = LibrarySize::default();
+        registry.register(
+            "library_chunks",
+            "Chunks in the node's content library (counted at most every 10 minutes)",
+            library.chunks.clone(),
+        );
+        registry.register(
+            "library_bytes",
+            "Bytes the node's content library holds as stored: chunk envelopes and manifests (counted at most every 10 minutes)",
+            library.bytes.clone(),
+        );
         more(&mut registry);
         Self(Arc::new(Inner {
             registry,
             requests,
             sent,
             fetch,
+            library,
         }))
     }
 
@@ -128,8 +179,9 @@ impl Metrics {
         out
     }
 
-    /// The `/metrics` answer.
-    pub fn response(&self) -> Response {
+    /// The `/metrics` answer, counting `library`'s size anew if the last count is old.
+    pub fn response(&self, library: &Arc<Library>) -> Response {
+        self.0.library.recount_if_stale(library);
         (
             [(header::CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE))],
             self.encode(),

@@ -97,7 +97,7 @@ async fn metrics(State(state): State<AppState>) -> Response {
         Ok(s) => state.metrics.set(&s),
         Err(e) => return ApiError::from(e).into_response(),
     }
-    state.metrics.node.response()
+    state.metrics.node.response(&state.library)
 }
 
 /// A 405 says which methods the path takes (`Allow`), as HTTP asks.

@@ -186,6 +186,31 @@ fn metrics_match_the_api() {
         );
         received += got;
     }
+    // The libraries' sizes are counted in the background after a first scrape: both DPs hold
+    // the same content, no more than they received.
+    let sizes: Vec<(f64, f64, f64)> = dps
+        .iter()
+        .map(|dp| {
+            wait(Duration::from_secs(20), "the library counted", || {
+                let d = Scrape::of(&dp.url(), None);
+                let chunks = d.get("pkgdist_library_chunks", "");
+                let got = (
+                    d.get("pkgdist_library_bytes", ""),
+                    d.get("pkgdist_received_bytes_total", ""),
+                );
+                (chunks > 0.0)
+                    .then_some((chunks, got.0, got.1))
+                    .ok_or("not yet".to_owned())
+            })
+        })
+        .collect();
+    assert_eq!(sizes[0].0, sizes[1].0, "{sizes:?}");
+    assert!(
+        sizes
+            .iter()
+            .all(|(_, bytes, received)| *bytes > 0.0 && bytes <= received),
+        "{sizes:?}"
+    );
     let sent_to_dps = s.sum("pkgdist_http_sent_bytes_total", |l| {
         l.starts_with("route=/node/v1/chunks") || l.starts_with("route=/node/v1/manifests")
     });
