@@ -23,6 +23,19 @@ pub struct Summary {
     pub package_kib: i64,
     /// Jobs leased now, by any site process on this database.
     pub jobs_running: i64,
+    /// Rows in progress on this site's own DPs (rows of DPs below are their sites' work).
+    pub own_in_progress: i64,
+    /// Of the leased jobs, those whose row is in progress (a retry runs while its row still
+    /// says retrying).
+    pub running_in_progress: i64,
+}
+
+impl Summary {
+    /// Rows in progress on this site's own DPs with no job running: waiting for a slot, an
+    /// availability window, a DP that has not enrolled, or content.
+    pub fn jobs_queued(&self) -> i64 {
+        (self.own_in_progress - self.running_in_progress).max(0)
+    }
 }
 
 impl Db {
@@ -38,11 +51,28 @@ impl Db {
                 CAST(COALESCE(SUM(retrying), 0) AS BIGINT) AS retrying,
                 CAST(COALESCE(SUM(failed), 0) AS BIGINT) AS failed,
                 (SELECT CAST(COALESCE(SUM(package_size), 0) AS BIGINT) FROM packages) AS package_kib,
-                (SELECT COUNT(*) FROM package_dps WHERE lease_until > $1) AS jobs_running
+                (SELECT COUNT(*) FROM package_dps WHERE lease_until > $1) AS jobs_running,
+                (SELECT CAST(COALESCE(SUM(c.in_progress), 0) AS BIGINT) FROM dp_state_counts c
+                    JOIN distribution_points d ON d.nal_path = c.nal_path
+                    WHERE d.via_site IS NULL) AS own_in_progress,
+                (SELECT COUNT(*) FROM package_dps
+                    WHERE lease_until > $1 AND state IN (1, 4, 7, 8)) AS running_in_progress
              FROM dp_state_counts",
         )
         .bind(now.to_owned())
         .fetch_one(&self.pool)
         .await?)
+    }
+}
+
+impl Db {
+    /// How many DPs each site has (this site's and those below it), by site code: one row
+    /// per DP read, as the DP list is.
+    pub async fn dps_by_site(&self) -> Result<Vec<(String, i64)>> {
+        Ok(
+            sqlx::query_as("SELECT site_code, COUNT(*) FROM distribution_points GROUP BY site_code ORDER BY site_code")
+                .fetch_all(&self.pool)
+                .await?,
+        )
     }
 }

@@ -194,6 +194,29 @@ async fn suite(db: Db) {
         until: t(20),
     };
     assert!(db.claim(&l, &t(10)).await.unwrap());
+    // The site's figures: dp1's row (pending) has a job running, dp2's (removal pending) waits.
+    let kib: i64 = db.packages().await.unwrap().iter().map(|p| p.package_size).sum();
+    let s = db.summary(&t(11)).await.unwrap();
+    let expected = Summary {
+        packages: 2,
+        dps: 2,
+        sites: 1,
+        targeted: 2,
+        installed: 0,
+        in_progress: 2,
+        retrying: 0,
+        failed: 0,
+        package_kib: kib,
+        jobs_running: 1,
+        own_in_progress: 2,
+        running_in_progress: 1,
+    };
+    assert_eq!(s, expected);
+    assert_eq!(s.jobs_queued(), 1);
+    // Once the lease has expired, nothing runs.
+    let later = db.summary(&t(30)).await.unwrap();
+    assert_eq!((later.jobs_running, later.jobs_queued()), (0, 2));
+    assert_eq!(db.dps_by_site().await.unwrap(), vec![("PS1".to_owned(), 2)]);
     let other = Lease {
         owner: "site-b:1".into(),
         ..l.clone()

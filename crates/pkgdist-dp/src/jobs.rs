@@ -272,7 +272,10 @@ impl Jobs {
                         jobs.metrics.ended(status.job.kind, Outcome::failed);
                     }
                 }
-                if status.job.kind == JobKind::Validate && status.state == JobState::Succeeded {
+                // A validation that found damage and could not repair it still found it.
+                if status.job.kind == JobKind::Validate
+                    && (status.state == JobState::Succeeded || !status.damaged.is_empty())
+                {
                     jobs.metrics.validated(match (status.damaged.is_empty(), status.repaired) {
                         (_, true) => Validation::repaired,
                         (true, false) => Validation::passed,

@@ -242,12 +242,13 @@ fn router(library: Arc<Library>, jobs: Jobs, identity: Identity, metrics: metric
         .merge(pkgdist_node::source::router(library))
         .merge(job_routes)
         .route("/metrics", get(scrape))
+        .layer(tower_http::trace::TraceLayer::new_for_http())
+        .layer(tower_http::catch_panic::CatchPanicLayer::new())
+        // Outermost, so answers made of panics are counted too.
         .layer(middleware::from_fn_with_state(
             node_metrics,
             pkgdist_node::metrics::layer,
         ))
-        .layer(tower_http::trace::TraceLayer::new_for_http())
-        .layer(tower_http::catch_panic::CatchPanicLayer::new())
 }
 
 /// `/metrics`: anyone who can reach the DP may read it, as anyone may read its content; it
@@ -260,7 +261,7 @@ async fn scrape(jobs: Jobs, library: Arc<Library>, metrics: metrics::DpMetrics) 
             metrics.versions.set(i64::try_from(v.len()).unwrap_or(i64::MAX));
         }
         Ok(Err(e)) => tracing::warn!(error = %e, "cannot count the versions held"),
-        Err(e) => tracing::warn!(error = %e, "cannot count the versions held"),
+        Err(e) => tracing::warn!(error = %e, "the count of versions held stopped"),
     }
     metrics.node.response(&library)
 }

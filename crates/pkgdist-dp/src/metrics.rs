@@ -1,43 +1,17 @@
 //! The DP's own metrics, beside what every node counts (`pkgdist_node::metrics`): jobs by kind
 //! and outcome, validations by result, and, read when scraped, jobs running and versions held.
 
-use pkgdist_node::metrics::Metrics;
+use pkgdist_node::metrics::{Metrics, Work};
+pub use pkgdist_node::metrics::{Outcome, Validation};
 use pkgdist_proto::node::JobKind;
-use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue};
+use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 
-#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq, EncodeLabelValue)]
-#[allow(non_camel_case_types)]
-enum Kind {
-    install,
-    validate,
-    remove,
-}
-
-#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq, EncodeLabelValue)]
-#[allow(non_camel_case_types)]
-pub enum Outcome {
-    succeeded,
-    failed,
-}
-
-/// What a validation found.
-#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq, EncodeLabelValue)]
-#[allow(non_camel_case_types)]
-pub enum Validation {
-    /// Every chunk hashed to its ID.
-    passed,
-    /// Damage found and reported, not repaired.
-    damaged,
-    /// Damage found, fetched again and verified whole.
-    repaired,
-}
-
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct JobLabels {
-    kind: Kind,
+    kind: Work,
     outcome: Outcome,
 }
 
@@ -56,9 +30,9 @@ pub struct JobMetrics {
 impl JobMetrics {
     pub fn ended(&self, kind: JobKind, outcome: Outcome) {
         let kind = match kind {
-            JobKind::Install => Kind::install,
-            JobKind::Validate => Kind::validate,
-            JobKind::Remove => Kind::remove,
+            JobKind::Install => Work::install,
+            JobKind::Validate => Work::validate,
+            JobKind::Remove => Work::remove,
         };
         self.ended.get_or_create(&JobLabels { kind, outcome }).inc();
     }

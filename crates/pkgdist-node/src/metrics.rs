@@ -7,9 +7,10 @@
 //! daemon registers its own metrics beside them with [`Metrics::new`]'s closure, and figures
 //! it reads at scrape time (rows by state, library size) it sets just before [`Metrics::encode`].
 //!
-//! Invariants: a route label is the route's template (`/{share}/{pkg}/{*path}`, written
-//! `/:share/:pkg/*path`), never the path asked for, so a client cannot grow the label set; every metric is described in
-//! `docs/metrics.md` (a test of each daemon holds the document to what it serves).
+//! Invariants: no client can grow a label set: a route label is the route's template
+//! (`/{share}/{pkg}/{*path}`, written `/:share/:pkg/*path`), never the path asked for, and a
+//! method label one of a fixed few; every metric is described in `docs/metrics.md` (a test of
+//! each daemon holds the document to what it serves).
 
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
@@ -22,7 +23,7 @@ use axum::http::{HeaderValue, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use pkgdist_content::Library;
-use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
@@ -35,8 +36,53 @@ pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; cha
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
     route: String,
-    method: String,
+    method: &'static str,
     status: u16,
+}
+
+/// The work of a job, as a label (site and DP count jobs alike).
+#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq, EncodeLabelValue)]
+#[allow(non_camel_case_types)]
+pub enum Work {
+    install,
+    validate,
+    remove,
+}
+
+/// How a job ended, as a label.
+#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq, EncodeLabelValue)]
+#[allow(non_camel_case_types)]
+pub enum Outcome {
+    succeeded,
+    failed,
+}
+
+/// What a validation found, as a label (status messages 2384, 2385, 2386).
+#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq, EncodeLabelValue)]
+#[allow(non_camel_case_types)]
+pub enum Validation {
+    /// Every chunk hashed to its ID.
+    passed,
+    /// Damage found and left (not repaired, or the repair failed).
+    damaged,
+    /// Damage found, fetched again and verified whole.
+    repaired,
+}
+
+/// An HTTP method as a label: one of a fixed few (hyper accepts any token as a method, and
+/// a label per made-up method would let any client grow the set).
+fn method_label(method: &axum::http::Method) -> &'static str {
+    use axum::http::Method;
+    match *method {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::OPTIONS => "OPTIONS",
+        _ => "other",
+    }
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -50,7 +96,8 @@ struct RouteLabels {
 pub struct FetchMetrics {
     /// Bytes of chunk and manifest answers received from other nodes.
     pub received: Counter,
-    /// Chunks received that failed verification (and were not stored).
+    /// Answers refused because a chunk in them failed verification (the first such chunk
+    /// refuses the answer whole: nothing of it is stored).
     pub rejected: Counter,
 }
 
@@ -59,12 +106,15 @@ pub const LIBRARY_RECOUNT: Duration = Duration::from_secs(600);
 
 /// The library's size: counted in the background when a scrape finds the last count older
 /// than [`LIBRARY_RECOUNT`] (reading every object's size costs what the library holds, so not
-/// at every scrape); the scrape answers the last count meanwhile (0 until the first is done).
+/// at every scrape); the scrape answers the last count meanwhile, and `counted_at` says when
+/// that was (0: not counted yet, so the 0 in the others is not an empty library).
 #[derive(Debug, Clone, Default)]
 struct LibrarySize {
     chunks: Gauge,
     bytes: Gauge,
-    /// When the last count started; `None` before the first.
+    /// Unix time of the last finished count.
+    counted_at: Gauge,
+    /// When the last count started; `None` before the first, or after one failed.
     counted: Arc<Mutex<Option<Instant>>>,
 }
 
@@ -83,8 +133,12 @@ impl LibrarySize {
             Ok(size) => {
                 me.chunks.set(i64::try_from(size.chunks).unwrap_or(i64::MAX));
                 me.bytes.set(i64::try_from(size.bytes).unwrap_or(i64::MAX));
+                me.counted_at.set(jiff::Timestamp::now().as_second());
             }
-            Err(e) => tracing::warn!(error = %e, "cannot count the library's size"),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot count the library's size; the next scrape tries again");
+                *me.counted.lock().unwrap_or_else(|e| e.into_inner()) = None;
+            }
         });
     }
 }
@@ -141,6 +195,11 @@ impl Metrics {
             "Bytes the node's content library holds as stored: chunk envelopes and manifests (counted at most every 10 minutes)",
             library.bytes.clone(),
         );
+        registry.register(
+            "library_counted_at_seconds",
+            "Unix time of the last count of the library's size (0: not counted yet)",
+            library.counted_at.clone(),
+        );
         more(&mut registry);
         Self(Arc::new(Inner {
             registry,
@@ -154,18 +213,6 @@ impl Metrics {
     /// What a fetcher of this daemon counts into.
     pub fn fetch(&self) -> FetchMetrics {
         self.0.fetch.clone()
-    }
-
-    /// Requests answered so far with `route` (a template), `method` and `status`.
-    pub fn requests(&self, route: &str, method: &str, status: u16) -> u64 {
-        self.0
-            .requests
-            .get_or_create(&RequestLabels {
-                route: route.to_owned(),
-                method: method.to_owned(),
-                status,
-            })
-            .get()
     }
 
     /// The text exposition of every metric.
@@ -198,7 +245,7 @@ pub async fn layer(axum::extract::State(metrics): axum::extract::State<Metrics>,
         .extensions()
         .get::<MatchedPath>()
         .map_or_else(|| "other".to_owned(), |m| route_label(m.as_str()));
-    let method = req.method().as_str().to_owned();
+    let method = method_label(req.method());
     let resp = next.run(req).await;
     metrics
         .0
@@ -254,6 +301,7 @@ impl HttpBody for Counted {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::route_label;
 
@@ -262,5 +310,13 @@ mod tests {
         assert_eq!(route_label("/content/{pkg}/{*path}"), "/content/:pkg/*path");
         assert_eq!(route_label("/AdminService/wmi/{*path}"), "/AdminService/wmi/*path");
         assert_eq!(route_label("/node/v1/chunks"), "/node/v1/chunks");
+    }
+
+    #[test]
+    fn made_up_methods_share_one_label() {
+        let m = |s: &str| axum::http::Method::from_bytes(s.as_bytes()).unwrap();
+        assert_eq!(super::method_label(&m("GET")), "GET");
+        assert_eq!(super::method_label(&m("FROB")), "other");
+        assert_eq!(super::method_label(&m("PROPFIND")), "other");
     }
 }

@@ -80,9 +80,13 @@ function setText(el, s) {
   if (el.textContent !== s) el.textContent = s;
 }
 
-/** Rebuilds `el`'s children from `data` only when the data changed (keeps focus otherwise). */
+/**
+ * Rebuilds `el`'s children from `data` only when the data changed (keeps focus otherwise). The
+ * signature starts with a sentinel, so it is always a string and never equals the unset one, even
+ * when `data` is undefined (JSON.stringify(undefined) is undefined).
+ */
 function renderIfChanged(el, data, build) {
-  const sig = JSON.stringify(data);
+  const sig = `\u0001${JSON.stringify(data)}`;
   if (el._sig === sig) return;
   el._sig = sig;
   el.replaceChildren(...[build(data)].flat(Infinity).filter(Boolean));
@@ -94,6 +98,7 @@ function renderIfChanged(el, data, build) {
  * moved (moving a node blurs it).
  */
 function syncRows(tbody, items, keyOf, build, emptyText) {
+  const focused = focusIn(tbody);
   const old = new Map([...tbody.children].map((tr) => [tr._key, tr]));
   const seen = new Set(); // a row that moved between two pages' reads would come twice
   const rows = items.filter((it) => !seen.has(keyOf(it)) && seen.add(keyOf(it))).map((it) => {
@@ -112,6 +117,31 @@ function syncRows(tbody, items, keyOf, build, emptyText) {
     if (tbody.children[i] !== tr) tbody.insertBefore(tr, tbody.children[i] || null);
   });
   while (tbody.children.length > rows.length) tbody.lastElementChild.remove();
+  // The focused control's row was rebuilt (or went): focus its successor, not the page's body.
+  if (focused && focusLost()) refocus(tbody, focused);
+}
+
+const focusLost = () => !document.activeElement || document.activeElement === document.body;
+
+/** Where focus is inside `tbody`: its row's key and how to find the same control again; else null. */
+function focusIn(tbody) {
+  const el = document.activeElement;
+  const tr = el && el !== tbody && tbody.contains(el) ? el.closest('tr') : null;
+  return tr && tr._key !== undefined
+    ? { key: tr._key, action: el.getAttribute('data-action'), href: el.getAttribute('href') } : null;
+}
+
+/** Focuses the same control (same data-action, else same link) in the row keyed `key`, else the table. */
+function refocus(tbody, { key, action, href }) {
+  if (!tbody.isConnected) return;
+  const tr = [...tbody.children].find((r) => r._key === key);
+  const same = tr && [...tr.querySelectorAll('button, a[href]')].find((e) =>
+    (action ? e.getAttribute('data-action') === action : href != null && e.getAttribute('href') === href));
+  if (same && !same.disabled) return same.focus();
+  const table = tbody.closest('table');
+  if (!table) return;
+  table.tabIndex = -1;
+  table.focus();
 }
 
 // ==== Formatting ==================================================================================
@@ -249,8 +279,10 @@ async function pageOf(cls, pager, o) {
 /** An action's error stays until dismissed or the next action; a load error until a load works. */
 function showErrors() {
   const msg = app.errors.action || app.errors.load;
+  // Shown before its text is set: text put into a hidden alert may never be announced.
+  if (msg) $('#error-wrap').hidden = false;
   setText($('#error'), msg || '');
-  $('#error-wrap').hidden = !msg;
+  if (!msg) $('#error-wrap').hidden = true;
 }
 
 let noticeTimer;
@@ -289,8 +321,17 @@ function actionButton(action, label, ariaLabel, run, confirmText) {
     onclick: async (ev) => {
       if (confirmText && !window.confirm(confirmText)) return;
       const b = ev.currentTarget;
+      const tr = b.closest('tr'), tbody = tr?.parentElement;
       b.disabled = true;
-      try { await run(); } finally { b.disabled = false; }
+      try { await run(); } finally {
+        b.disabled = false;
+        // Disabling (or a poll rebuilding the row meanwhile) may have dropped focus: put it back
+        // on this button, or on the same button of the row that replaced this one, else the table.
+        if (focusLost()) {
+          if (b.isConnected) b.focus();
+          else if (tr?._key !== undefined) refocus(tbody, { key: tr._key, action });
+        }
+      }
     },
   }, label);
 }
@@ -400,22 +441,39 @@ function rowStateCells(r) {
   ];
 }
 
-/** Redistribute, Validate, Cancel, Remove on one package-on-DP row (administrators only). */
+/**
+ * The States each per-row action applies to (0 INSTALLED, 1 INSTALL_PENDING, 2 INSTALL_RETRYING,
+ * 3 INSTALL_FAILED, 4 REMOVAL_PENDING, 5 REMOVAL_RETRYING, 6 REMOVAL_FAILED, 7 CONTENT_UPDATING,
+ * 8 CONTENT_MONITORING). Cancel follows the API's CancelDistribution; Remove is offered unless a
+ * removal is already under way.
+ */
+const ROW_ACTION_STATES = {
+  redistribute: [0, 1, 2, 3, 7],
+  validate: [0, 3],
+  cancel: [1, 2, 7],
+  remove: [0, 1, 2, 3, 6, 7, 8],
+};
+const rowActionApplies = (action, state) => ROW_ACTION_STATES[action].includes(state);
+
+/** Redistribute, Validate, Cancel, Remove on one package-on-DP row, those its State allows (administrators only). */
 function rowActions(r) {
   const key = { PackageID: r.PackageID, ServerNALPath: r.ServerNALPath, SiteCode: r.SiteCode };
   const body = { PackageID: r.PackageID, NALPath: r.ServerNALPath };
   const who = `${r.PackageID} on ${dpName(r.ServerNALPath)}`;
-  return h('td', { class: 'row-actions' },
-    actionButton('redistribute', 'Redistribute', `Redistribute ${who}`,
+  const can = (action) => rowActionApplies(action, r.State);
+  const buttons = [
+    can('redistribute') && actionButton('redistribute', 'Redistribute', `Redistribute ${who}`,
       () => act(`Redistribution of ${who} requested.`, () => api.patch(keyPath('SMS_DistributionPoint', key), { RefreshNow: true }))),
-    actionButton('validate', 'Validate', `Validate ${who}`,
+    can('validate') && actionButton('validate', 'Validate', `Validate ${who}`,
       () => act(`Validation of ${who} requested.`, () => api.post('SMS_DistributionPoint.VerifyPackage', body))),
-    actionButton('cancel', 'Cancel', `Cancel the distribution of ${who}`,
+    can('cancel') && actionButton('cancel', 'Cancel', `Cancel the distribution of ${who}`,
       () => act(`Distribution of ${who} cancelled.`, () => api.post('SMS_DistributionPoint.CancelDistribution', body)),
       `Cancel the distribution of ${who}? The row becomes INSTALL_FAILED.`),
-    actionButton('remove', 'Remove', `Remove ${who}`,
+    can('remove') && actionButton('remove', 'Remove', `Remove ${who}`,
       () => act(`Removal of ${who} requested.`, () => api.del(keyPath('SMS_DistributionPoint', key))),
-      `Remove ${who} from the distribution point?`));
+      `Remove ${who} from the distribution point?`),
+  ].filter(Boolean);
+  return h('td', { class: 'row-actions' }, buttons.length ? buttons : h('span', { class: 'sub' }, r.State === 4 || r.State === 5 ? 'None while removing' : 'None'));
 }
 
 const ROW_COLS = ['State', 'Version', 'Progress', 'Retries', 'Last message'];
@@ -428,6 +486,7 @@ const stateFilter = (f) => (f.value === '' ? undefined : `State eq ${Number(f.va
 // load has superseded it }. Polling calls load again; mount never reruns, so inputs keep focus.
 
 function overviewPage() {
+  const ATTENTION = 20; // rows in Needs attention
   let tiles, chart, attention;
   return {
     name: 'overview', title: 'Overview',
@@ -441,16 +500,23 @@ function overviewPage() {
       put(root, h('div', { class: 'tiles' }, Object.values(tiles)),
         h('h2', {}, 'Content status'), h('p', { class: 'hint' }, 'Every package on every distribution point this site knows.'),
         chart.el, h('h2', {}, 'Needs attention'),
-        h('p', { class: 'hint' }, 'Failed rows first, then retrying ones, then rows waiting for someone to act (at most 20).'),
+        h('p', { class: 'hint' }, 'At most 20 rows: failed ones (INSTALL_FAILED, REMOVAL_FAILED) first, then retrying ones '
+          + '(INSTALL_RETRYING, REMOVAL_RETRYING; next retry first), then pending or updating ones waiting for someone to act.'),
         attention.el);
     },
     async load(stale) {
-      const [sum, bad] = await Promise.all([request('GET', '/console/api/summary'),
-        api.list(DPS_SUM, { filter: 'State eq 3 or State eq 2', orderby: 'State desc,SummaryDate desc', top: 20 })]);
-      const waiting = bad.length < 20 ? await api.list(DPS_SUM, {
-        filter: "startswith(LastMessage,'waiting') and State ne 2 and State ne 3", orderby: 'SummaryDate desc', top: 20 - bad.length,
-      }) : [];
-      const rows = bad.concat(waiting);
+      // Three bounded reads, each only while the list has room: no read sorts every failed row.
+      const [sum, failed] = await Promise.all([request('GET', '/console/api/summary'),
+        api.list(DPS_SUM, { filter: 'State eq 3 or State eq 6', top: ATTENTION })]);
+      let rows = failed;
+      if (rows.length < ATTENTION) {
+        rows = rows.concat(await api.list(DPS_SUM,
+          { filter: 'State eq 2 or State eq 5', orderby: 'NextRetry', top: ATTENTION - rows.length }));
+      }
+      if (rows.length < ATTENTION) {
+        rows = rows.concat(await api.list(DPS_SUM,
+          { filter: "(State eq 1 or State eq 7) and startswith(LastMessage,'waiting')", top: ATTENTION - rows.length }));
+      }
       const names = await byKeys(ROOT_SUM, 'PackageID', rows.map((r) => r.PackageID), 'PackageID,Name');
       if (stale()) return;
       for (const [k, el] of Object.entries(tiles)) setText(el.firstChild, fmtInt(sum[k]));
@@ -594,8 +660,17 @@ function groupForm(pkg) {
 }
 
 function packagePage(id) {
-  const pkg = { id, cls: 'SMS_Package' }; // cls follows the package's PackageType once read
-  let title, info, chart, dpFilter, stFilter, pg, dps, msgs;
+  // The methods go to the package's own class, known only once the package is read: until then
+  // (cls null) the controls that call them are not rendered.
+  const pkg = { id, cls: null };
+  let title, info, chart, dpFilter, stFilter, pg, dps, msgs, toolbar, distribute;
+  /** Builds Refresh source and the Distribute forms, once, when the package's class is known. */
+  function adminControls() {
+    if (!isAdmin() || !pkg.cls || toolbar.childElementCount) return;
+    toolbar.replaceChildren(h('div', { class: 'toolbar' }, actionButton('refresh', 'Refresh source', `Refresh the source of ${id}`,
+      () => act(`Source of ${id} refreshed: a new version is on its way.`, () => api.post(`${keyPath(pkg.cls, id)}/AdminService.RefreshPkgSource`, {})))));
+    distribute.replaceChildren(h('h2', {}, 'Distribute'), h('div', { class: 'panels' }, distributeForm(pkg), groupForm(pkg)));
+  }
   return {
     name: 'package', title: `Package ${id}`,
     mount(root, h1) {
@@ -607,13 +682,11 @@ function packagePage(id) {
       pg = pager('distribution points');
       dps = table('Distribution points of the package', ['Distribution point', 'Site', ...ROW_COLS, isAdmin() ? 'Actions' : null].filter(Boolean), { id: 'dp-table' });
       msgs = table('Status messages, newest first', ['Time', 'Distribution point', 'State', 'Message ID', 'Description', 'Bytes'], { bodyId: 'messages' });
-      const admin = isAdmin();
-      put(root, h('div', { class: 'summary' }, info, h('div', {}, h('h2', {}, 'Content status'), chart.el)),
-        admin ? h('div', { class: 'toolbar' }, actionButton('refresh', 'Refresh source', `Refresh the source of ${id}`,
-          () => act(`Source of ${id} refreshed: a new version is on its way.`, () => api.post(`${keyPath(pkg.cls, id)}/AdminService.RefreshPkgSource`, {})))) : null,
+      // Filled by the first load that reads the package (administrators only).
+      [toolbar, distribute] = [h('div', {}), h('div', {})];
+      put(root, h('div', { class: 'summary' }, info, h('div', {}, h('h2', {}, 'Content status'), chart.el)), toolbar,
         h('h2', {}, 'Distribution points'), h('div', { class: 'filters' }, dpFilter.el, stFilter.el), dps.el, pg.el,
-        admin ? [h('h2', {}, 'Distribute'), h('div', { class: 'panels' }, distributeForm(pkg), groupForm(pkg))] : null,
-        h('h2', {}, 'Status messages'), msgs.el);
+        distribute, h('h2', {}, 'Status messages'), msgs.el);
     },
     async load(stale) {
       const filter = and(`PackageID eq ${lit(id)}`, dpFilter.value && `contains(ServerNALPath,${lit(dpFilter.value)})`, stateFilter(stFilter.input));
@@ -623,6 +696,7 @@ function packagePage(id) {
         api.list('SMS_DistributionDPStatus', { filter: `PackageID eq ${lit(id)}`, orderby: 'ID desc', top: 20 })]);
       if (stale()) return;
       pkg.cls = PACKAGE_CLASSES[p.PackageType] || 'SMS_Package';
+      adminControls();
       setText(title, `Package ${p.PackageID} — ${p.Name}`);
       renderIfChanged(info, p, () => propList([['Name', p.Name], ['Version', p.Version || '–'], ['Manufacturer', p.Manufacturer || '–'],
         ['Source', p.PkgSourcePath || 'No source folder'], ['Source version', `${p.SourceVersion} (read ${fmtTime(p.SourceDate)})`],
@@ -752,10 +826,12 @@ function sitesPage() {
       put(root, h('p', { class: 'hint' }, 'This site and every site below it, with the distribution points of each.'), tree);
     },
     async load(stale) {
-      const sites = await api.list('SMS_Site', { orderby: 'SiteCode', top: MAX_SITES });
-      const counts = await Promise.all(sites.map((s) => api.count('SMS_DistributionPointInfo', `SiteCode eq ${lit(s.SiteCode)}`)));
+      // Two requests whatever the number of sites: the summary counts the DPs of every site.
+      const [sites, sum] = await Promise.all([api.list('SMS_Site', { orderby: 'SiteCode', top: MAX_SITES }),
+        request('GET', '/console/api/summary')]);
       if (stale()) return;
-      const data = sites.map((s, i) => ({ ...s, dps: counts[i] }));
+      const bySite = sum?.DistributionPointsBySite || {}; // a site with no DP is absent: 0
+      const data = sites.map((s) => ({ ...s, dps: Object.hasOwn(bySite, s.SiteCode) ? Number(bySite[s.SiteCode]) || 0 : 0 }));
       renderIfChanged(tree, data, () => {
         const codes = new Set(data.map((s) => s.SiteCode));
         const children = (code) => data.filter((s) => (codes.has(s.ReportingSiteCode) ? s.ReportingSiteCode : '') === code && s.SiteCode !== code);
@@ -853,7 +929,11 @@ const ROUTES = { overview: overviewPage, packages: packagesPage, package: packag
   groups: groupsPage, group: groupPage, sites: sitesPage, messages: messagesPage, settings: settingsPage };
 const LIST_OF = { package: 'packages', dp: 'dps', group: 'groups' }; // detail page -> its nav entry
 
-function route() {
+/**
+ * Shows the page the address names. `focus`: move focus to its h1 (after signing in and every
+ * navigation; not on the very first load of the tab, which starts at the top of the document).
+ */
+function route(focus = true) {
   if (!app.token) return;
   const m = /^#\/([a-z]+)(?:\/(.*))?$/.exec(location.hash);
   // In-page anchors (the skip link) are not routes: stay where we are.
@@ -875,7 +955,7 @@ function route() {
     if (a.getAttribute('href') === `#/${LIST_OF[name] || name}`) a.setAttribute('aria-current', 'page');
     else a.removeAttribute('aria-current');
   }
-  if (document.activeElement?.closest?.('#nav')) title.focus();
+  if (focus) title.focus();
   reload(true);
 }
 
@@ -931,8 +1011,11 @@ document.addEventListener('visibilitychange', () => {
 
 // ==== Signing in and out ==========================================================================
 
-/** Checks the token with the site; on success keeps it for this tab and shows the console. */
-async function signIn(token) {
+/**
+ * Checks the token with the site; on success keeps it for this tab and shows the console, with
+ * focus on the page's h1 when `focus` (a sign-in by hand, not the tab's first load).
+ */
+async function signIn(token, focus) {
   app.token = token;
   try {
     app.session = await request('GET', '/console/api/session');
@@ -944,11 +1027,12 @@ async function signIn(token) {
   const s = app.session;
   setText($('#site-info'), `Site ${s.SiteCode}${s.SiteName ? ` — ${s.SiteName}` : ''}`);
   setText($('#who'), `${s.TokenName} (${s.Role === 'FullAdministrator' ? 'Full Administrator' : 'Read-only Analyst'})`);
+  $('#token').value = '';
   $('#signin-screen').hidden = true;
   $('#app').hidden = false;
   setText($('#signin-error'), '');
   polling(document.visibilityState === 'visible');
-  route();
+  route(focus);
 }
 
 function signOut(message) {
@@ -958,10 +1042,10 @@ function signOut(message) {
   polling(false);
   $('#page').replaceChildren();
   document.body.removeAttribute('data-ready');
+  $('#token').value = ''; // nothing of a token is left in the form
   $('#app').hidden = true;
   $('#signin-screen').hidden = false;
   setText($('#signin-error'), message || '');
-  $('#token').value = '';
   $('#token').focus();
 }
 
@@ -974,8 +1058,7 @@ function init() {
     button.disabled = true;
     setText($('#signin-error'), '');
     try {
-      await signIn(token);
-      $('#token').value = '';
+      await signIn(token, true);
     } catch (e) {
       setText($('#signin-error'), `Sign-in failed: ${e.message}`);
     } finally {
@@ -983,15 +1066,19 @@ function init() {
     }
   });
   $('#signout').addEventListener('click', () => signOut(''));
-  $('#error-dismiss').addEventListener('click', () => { app.errors = { load: null, action: null }; showErrors(); });
+  $('#error-dismiss').addEventListener('click', () => {
+    app.errors = { load: null, action: null };
+    showErrors();
+    $('#page h1')?.focus(); // the button just went away with its banner
+  });
   $('#skip').addEventListener('click', (ev) => { ev.preventDefault(); $('#page').focus(); });
-  window.addEventListener('hashchange', route);
+  window.addEventListener('hashchange', () => route(true));
   const saved = sessionStorage.getItem(TOKEN_KEY);
   if (!saved) {
     $('#signin-screen').hidden = false;
     return;
   }
-  signIn(saved).catch((e) => signOut(`Please sign in again: ${e.message}`));
+  signIn(saved, false).catch((e) => signOut(`Please sign in again: ${e.message}`));
 }
 
 init();

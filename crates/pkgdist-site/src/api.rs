@@ -91,11 +91,16 @@ pub fn router(state: AppState) -> Router {
 }
 
 /// `/metrics`: Prometheus's text format, for any token (a read-only one is enough); the
-/// figures read from the database are read now.
+/// figures read from the database are read now. If the database cannot be read they keep
+/// their last values and the failure is counted: the rest of the scrape is still served, so
+/// monitoring does not take a database fault for the site being down.
 async fn metrics(State(state): State<AppState>) -> Response {
     match state.db.summary(&crate::now()).await {
         Ok(s) => state.metrics.set(&s),
-        Err(e) => return ApiError::from(e).into_response(),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read the site's figures for /metrics; serving the last ones");
+            state.metrics.summary_failed();
+        }
     }
     state.metrics.node.response(&state.library)
 }
@@ -186,14 +191,7 @@ fn presented_token(headers: &HeaderMap, peer: Option<SocketAddr>) -> ApiResult<S
             "HTTP Basic is taken only from this machine (loopback) while the site does not speak TLS: send Authorization: Bearer <token>",
         ));
     }
-    // A browser that has learnt the credentials sends them on every request to the site,
-    // including ones other pages make it send: those say where they come from.
-    let from_page = headers.contains_key(header::ORIGIN)
-        || headers
-            .get("sec-fetch-site")
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v != "none");
-    if from_page {
+    if from_page(headers) {
         return Err(ApiError::new(
             ErrorKind::Unauthenticated,
             "HTTP Basic is not taken from requests a web page makes: send Authorization: Bearer <token>",
@@ -217,6 +215,17 @@ fn presented_token(headers: &HeaderMap, peer: Option<SocketAddr>) -> ApiResult<S
             "HTTP Basic needs the token as the password (any user name)",
         )),
     }
+}
+
+/// Whether a web page made the request (rather than someone typing an address). A browser
+/// that has learnt Basic credentials sends them on every request to the site, including ones
+/// other pages make it send: those say where they come from.
+fn from_page(headers: &HeaderMap) -> bool {
+    headers.contains_key(header::ORIGIN)
+        || headers
+            .get("sec-fetch-site")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v != "none")
 }
 
 /// The content type of a request that changes something and does not say JSON. Such bodies
@@ -252,7 +261,28 @@ pub(crate) struct Caller {
 }
 
 /// Authenticates by token, and lets a read-only token only read (see the module docs).
-pub(crate) async fn authenticate(State(state): State<AppState>, req: Request, next: Next) -> Response {
+pub(crate) async fn authenticate(state: State<AppState>, req: Request, next: Next) -> Response {
+    // A refusal offers HTTP Basic only to clients that may use it: a browser offered Basic
+    // on a page's request shows its own login box (which the site would refuse anyway, see
+    // `presented_token`), and a client that sent a bearer token wants to know that it failed.
+    let bearer_only = from_page(req.headers())
+        || req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.get(..7))
+            .is_some_and(|p| p.eq_ignore_ascii_case("bearer "));
+    let mut resp = check_token(state, req, next).await;
+    if bearer_only && resp.status() == StatusCode::UNAUTHORIZED {
+        resp.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            header::HeaderValue::from_static(r#"Bearer realm="pkgdist""#),
+        );
+    }
+    resp
+}
+
+async fn check_token(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let peer = req
         .extensions()
         .get::<axum::extract::ConnectInfo<SocketAddr>>()

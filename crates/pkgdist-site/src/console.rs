@@ -11,9 +11,9 @@
 //! GET /console/api/summary       counts over the whole site (pkgdist_db::Summary)
 //! ```
 //!
-//! The static files need no token (they hold no data); the two routes do. Every answer forbids
-//! framing and inline scripts (`Content-Security-Policy`), so text from the API can never run
-//! as script even if the page mis-escaped it.
+//! The static files need no token (they hold no data); the two routes do. Every console file is
+//! served with a policy that forbids framing and inline scripts (`Content-Security-Policy`), so
+//! text from the API can never run as script even if the page mis-escaped it.
 
 use axum::Router;
 use axum::extract::{Extension, State};
@@ -80,8 +80,13 @@ async fn session(State(state): State<AppState>, Extension(caller): Extension<Cal
 }
 
 async fn summary(State(state): State<AppState>) -> Response {
-    match state.db.summary(&crate::now()).await {
-        Ok(s) => axum::Json(json!({
+    let read = async {
+        let summary = state.db.summary(&crate::now()).await?;
+        let by_site = state.db.dps_by_site().await?;
+        Ok::<_, pkgdist_db::DbError>((summary, by_site))
+    };
+    match read.await {
+        Ok((s, by_site)) => axum::Json(json!({
             "Packages": s.packages,
             "DistributionPoints": s.dps,
             "Sites": s.sites,
@@ -91,6 +96,8 @@ async fn summary(State(state): State<AppState>) -> Response {
             "Retrying": s.retrying,
             "Failed": s.failed,
             "JobsRunning": s.jobs_running,
+            "JobsQueued": s.jobs_queued(),
+            "DistributionPointsBySite": by_site.into_iter().map(|(site, n)| (site, json!(n))).collect::<serde_json::Map<_, _>>(),
         }))
         .into_response(),
         Err(e) => ApiError::from(e).into_response(),

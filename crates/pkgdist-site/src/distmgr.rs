@@ -332,6 +332,9 @@ async fn work(state: &AppState, http: &reqwest::Client, row: PackageDpRow, lease
         work,
         version,
     };
+    // A validation that found damage and then failed (to repair it) still found it.
+    let damage_left = matches!(&result, Ok(Some(s)) if s.state != JobState::Succeeded
+        && work == Work::Validate && !s.damaged.is_empty());
     let (outcome, status) = match result {
         Ok(None) => return, // superseded or taken over: the row has moved on
         Ok(Some(s)) if s.state == JobState::Succeeded => {
@@ -359,15 +362,16 @@ async fn work(state: &AppState, http: &reqwest::Client, row: PackageDpRow, lease
     match state.db.finish_job(&outcome, &status).await {
         Ok(true) => {
             tracing::info!(state = outcome.state, message = %outcome.message, "job finished");
-            count(state, work, &status, outcome.next_attempt_at.is_some());
+            count(state, work, &status, outcome.next_attempt_at.is_some(), damage_left);
         }
         Ok(false) => tracing::info!("job finished, but the DP's row has moved on; its result is dropped"),
         Err(e) => tracing::error!(error = %e, "cannot record a job's result; it runs again once the lease expires"),
     }
 }
 
-/// Counts a recorded outcome in the site's metrics, by the status message it wrote.
-fn count(state: &AppState, work: Work, status: &NewStatus, retry: bool) {
+/// Counts a recorded outcome in the site's metrics, by the status message it wrote. A job
+/// succeeded when its row reached its goal: a validation that found damage and left it failed.
+fn count(state: &AppState, work: Work, status: &NewStatus, retry: bool, damage_left: bool) {
     use crate::metrics::{Outcome as Ended, Validation};
     let m = &state.metrics;
     let ok = matches!(
@@ -378,6 +382,7 @@ fn count(state: &AppState, work: Work, status: &NewStatus, retry: bool) {
     match status.message_id {
         message_id::VALIDATED => m.validated(Validation::passed),
         message_id::DAMAGED => m.validated(Validation::damaged),
+        _ if damage_left => m.validated(Validation::damaged),
         message_id::REPAIRED => m.validated(Validation::repaired),
         _ => {}
     }

@@ -6,36 +6,12 @@
 
 use pkgdist_core::dpstate::Work;
 use pkgdist_db::Summary;
-use pkgdist_node::metrics::Metrics;
+use pkgdist_node::metrics::{Metrics, Work as WorkLabel};
+pub use pkgdist_node::metrics::{Outcome, Validation};
 use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
-
-#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq, EncodeLabelValue)]
-#[allow(non_camel_case_types)]
-enum WorkLabel {
-    install,
-    validate,
-    remove,
-}
-
-/// How a job the site followed ended.
-#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq, EncodeLabelValue)]
-#[allow(non_camel_case_types)]
-pub enum Outcome {
-    succeeded,
-    failed,
-}
-
-/// What a validation found (status messages 2384, 2385, 2386).
-#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq, EncodeLabelValue)]
-#[allow(non_camel_case_types)]
-pub enum Validation {
-    passed,
-    damaged,
-    repaired,
-}
 
 #[derive(Debug, Clone, Copy, Hash, PartialEq, Eq, EncodeLabelValue)]
 #[allow(non_camel_case_types)]
@@ -77,6 +53,7 @@ pub struct SiteMetrics {
     running: Gauge,
     queued: Gauge,
     package_bytes: Gauge,
+    summary_errors: Counter,
 }
 
 impl SiteMetrics {
@@ -87,6 +64,7 @@ impl SiteMetrics {
         let rows = Family::<RowLabels, Gauge>::default();
         let (packages, dps, sites) = (Gauge::default(), Gauge::default(), Gauge::default());
         let (running, queued, package_bytes) = (Gauge::default(), Gauge::default(), Gauge::default());
+        let summary_errors = Counter::default();
         let node = Metrics::new(|r| {
             r.register(
                 "site_jobs",
@@ -122,13 +100,18 @@ impl SiteMetrics {
             );
             r.register(
                 "site_jobs_queued",
-                "Rows in progress (pending, updating, validating, removal pending) with no job running: waiting for a slot, a DP, a window or content",
+                "Rows in progress (pending, updating, validating, removal pending) on this site's own DPs with no job running: waiting for a slot, a window, a DP or content",
                 queued.clone(),
             );
             r.register(
                 "site_package_bytes",
                 "Size of the packages' current versions (the sum of PackageSize)",
                 package_bytes.clone(),
+            );
+            r.register(
+                "site_summary_errors",
+                "Scrapes that could not read the site's figures from the database (the figures read from it kept their last values)",
+                summary_errors.clone(),
             );
         });
         Self {
@@ -143,7 +126,13 @@ impl SiteMetrics {
             running,
             queued,
             package_bytes,
+            summary_errors,
         }
+    }
+
+    /// A scrape could not read [`Summary`].
+    pub fn summary_failed(&self) {
+        self.summary_errors.inc();
     }
 
     /// A job on a DP ended; `retry`: another attempt is scheduled.
@@ -179,7 +168,7 @@ impl SiteMetrics {
         self.dps.set(s.dps);
         self.sites.set(s.sites);
         self.running.set(s.jobs_running);
-        self.queued.set((s.in_progress - s.jobs_running).max(0));
+        self.queued.set(s.jobs_queued());
         self.package_bytes.set(s.package_kib.saturating_mul(1024));
     }
 }

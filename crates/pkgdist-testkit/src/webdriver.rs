@@ -264,6 +264,11 @@ impl Browser {
         self.session_call("POST", "/execute/sync", &json!({ "script": script, "args": args }))
     }
 
+    /// Runs `script` asynchronously: it ends by calling its last argument with the result.
+    pub fn exec_async(&self, script: &str, args: Value) -> Result<Value> {
+        self.session_call("POST", "/execute/async", &json!({ "script": script, "args": args }))
+    }
+
     /// What the page shows, for failure messages.
     pub fn body_text(&self) -> String {
         self.exec("return document.body ? document.body.innerText : ''", json!([]))

@@ -112,6 +112,20 @@ fn metrics_match_the_api() {
     let (status, body) = dps[0].download(&format!("{pkg}/{file}"));
     assert_eq!((status, body.len() as u64), (200, size));
 
+    // Made-up methods share one label, however many a client invents.
+    for m in ["FROB", "PROPFIND", "XYZZY"] {
+        let (status, _) = http(
+            reqwest::Method::from_bytes(m.as_bytes()).unwrap(),
+            &format!("{}/healthz", dps[0].url()),
+            None,
+        );
+        assert_eq!(status, 405);
+    }
+    let d = Scrape::of(&dps[0].url(), None);
+    assert_eq!(
+        d.get("pkgdist_http_requests_total", "method=other,route=/healthz,status=405"),
+        3.0
+    );
     // The site's metrics need a token, any token.
     let (status, v) = http(reqwest::Method::GET, &format!("{}/metrics", site.url()), None);
     assert_eq!(status, 401, "{v}");
@@ -290,6 +304,31 @@ fn rendered(b: &Browser, page: &str) {
         "{page}: {}",
         b.text("#error").unwrap_or_default()
     );
+    let violations = accessibility_violations(b);
+    assert!(
+        violations.is_empty(),
+        "accessibility of {page}:\n{}",
+        violations.join("\n")
+    );
+}
+
+/// axe-core's WCAG 2 A and AA checks on the page as it is now: every violation, as text.
+/// (The script is put in by WebDriver, which the page's CSP does not govern.)
+fn accessibility_violations(b: &Browser) -> Vec<String> {
+    let axe = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/a11y/node_modules/axe-core/axe.min.js");
+    let axe = fs::read_to_string(&axe).unwrap_or_else(|e| panic!("{}: {e}: run scripts/test-deps", axe.display()));
+    b.exec(&format!("{axe}\n;return true;"), json!([])).unwrap();
+    let found = b
+        .exec_async(
+            "const done = arguments[arguments.length - 1];
+             axe.run(document, { runOnly: { type: 'tag', values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa'] } })
+               .then(r => done(r.passes.length < 10 ? ['axe checked almost nothing: ' + r.passes.length + ' rules passed']
+                 : r.violations.map(v => v.id + ': ' + v.help + ' at ' + v.nodes.map(n => n.target.join(' ')).join(', '))))
+               .catch(e => done(['axe failed: ' + e]));",
+            json!([]),
+        )
+        .unwrap();
+    serde_json::from_value(found).unwrap()
 }
 
 /// Types into a filter box and waits for the page to render what it selects.
@@ -334,6 +373,11 @@ fn console_shows_content_moving_and_acts_by_role() {
     let pkg = package(&site, "Office 365", &src);
     site.cli(&["group", "create", "Branch"]);
     site.cli(&["package", "distribute", &pkg, "dp1", "dp2"]);
+
+    // Both rows wait for their DPs to enroll: queued, none running.
+    let s = Scrape::of(&site.url(), Some(TOKEN));
+    assert_eq!(s.get("pkgdist_site_jobs_queued", ""), 2.0);
+    assert_eq!(s.get("pkgdist_site_jobs_running", ""), 0.0);
 
     let b = Browser::start(1280, 860).unwrap();
     // The page and its script carry a policy that forbids inline script and framing.
@@ -472,7 +516,8 @@ fn console_shows_content_moving_and_acts_by_role() {
     b.click("#signout").unwrap();
     b.wait_until(PAGE, "signed out", |b| Ok(b.displayed("#token")?.then_some(())))
         .unwrap();
-    sign_in(&b, &site, &ro);
+    // By keyboard this time: the token, then Enter.
+    b.type_into("#token", &format!("{ro}\u{E007}")).unwrap();
     b.wait_until(PAGE, "signed in", |b| Ok(b.displayed("#signout")?.then_some(())))
         .unwrap();
     for (route, page) in [
