@@ -6,22 +6,49 @@ use crate::wire::{ErrorBody, ListResponse};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
-    #[error("cannot reach the site at {url}: {source}")]
-    Connect {
-        url: String,
-        #[source]
-        source: reqwest::Error,
-    },
+    /// The site could not be reached. The message names the URL and the root cause only
+    /// (not reqwest's five layers of wrapping), and says what to do.
+    #[error(
+        "cannot reach the site at {url} ({}): is it running? Start it with `pkgdist up` or `pkgdist site run`, or give the right --site URL (PKGDIST_SITE)",
+        root_cause(cause)
+    )]
+    Connect { url: String, cause: reqwest::Error },
     /// The site answered with an error body.
     #[error("{} (HTTP {status}, ReturnValue {}, {})", body.error.message, body.ReturnValue, body.error.code)]
     Api { status: u16, body: Box<ErrorBody> },
     #[error("unexpected answer from the site (HTTP {status}): {text}")]
     Unexpected { status: u16, text: String },
-    #[error("invalid site URL {0:?}")]
+    #[error("invalid site URL {0:?}: give it as http://HOST:PORT (or https://)")]
     Url(String),
 }
 
 pub type Result<T, E = ClientError> = std::result::Result<T, E>;
+
+/// The innermost cause of an error: for a connection, what the system said ("Connection
+/// refused (os error 111)"), not the layers around it.
+fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut cause = e;
+    while let Some(inner) = cause.source() {
+        cause = inner;
+    }
+    cause.to_string()
+}
+
+/// A site URL as an administrator may write it: `http://` is assumed when no scheme is given
+/// (`127.0.0.1:8470`, `site.example.org:8470`).
+pub fn site_url(given: &str) -> Result<reqwest::Url> {
+    let given = given.trim();
+    let full = if given.contains("://") {
+        given.to_owned()
+    } else {
+        format!("http://{given}")
+    };
+    let url = reqwest::Url::parse(&full).map_err(|_| ClientError::Url(given.to_owned()))?;
+    if url.cannot_be_a_base() || !matches!(url.scheme(), "http" | "https") {
+        return Err(ClientError::Url(given.to_owned()));
+    }
+    Ok(url)
+}
 
 /// An OData key: `('PS100001')` or `(PackageID='PS100001',ServerNALPath='…',SiteCode='PS1')`.
 pub fn key(parts: &[(&str, &str)]) -> String {
@@ -44,16 +71,13 @@ pub struct Client {
 
 impl Client {
     pub fn new(base: &str, token: &str) -> Result<Self> {
-        let base = reqwest::Url::parse(base).map_err(|_| ClientError::Url(base.to_owned()))?;
-        if base.cannot_be_a_base() {
-            return Err(ClientError::Url(base.to_string()));
-        }
+        let base = site_url(base)?;
         let http = reqwest::Client::builder()
             .pool_idle_timeout(crate::POOL_IDLE)
             .build()
             .map_err(|e| ClientError::Connect {
                 url: base.to_string(),
-                source: e,
+                cause: e,
             })?;
         Ok(Self {
             http,
@@ -84,12 +108,12 @@ impl Client {
             .await
             .map_err(|e| ClientError::Connect {
                 url: self.base.to_string(),
-                source: e,
+                cause: e,
             })?;
         let status = resp.status().as_u16();
         let text = resp.text().await.map_err(|e| ClientError::Connect {
             url: self.base.to_string(),
-            source: e,
+            cause: e,
         })?;
         if (200..300).contains(&status) {
             if text.is_empty() {

@@ -33,6 +33,8 @@ struct Cli {
 enum Command {
     /// A site and N distribution points in one process, on embedded defaults.
     Up(cmd::node::UpArgs),
+    /// Stop the `pkgdist up` running on a data folder (`up --detach`, or `up &`).
+    Down(cmd::node::DownArgs),
     /// The site server.
     #[command(subcommand)]
     Site(cmd::site::SiteCmd),
@@ -49,7 +51,8 @@ enum Command {
     /// message); without, every package's counts and every DP row not INSTALLED.
     Status {
         package: Option<String>,
-        /// Redraw every second until nothing is in progress.
+        /// Redraw every second until nothing is in progress (or only rows waiting for an
+        /// administrator, whose message says what they wait for).
         #[arg(long)]
         watch: bool,
     },
@@ -85,9 +88,12 @@ fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_new(filter).unwrap_or_else(|_| default.into()))
         .with_writer(std::io::stderr)
+        // Colours for a terminal only: a daemon's log in a file keeps no escape codes.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let result = match cli.command {
         Command::Up(a) => cmd::node::up(a).map(|()| ExitCode::SUCCESS),
+        Command::Down(a) => cmd::background::down(&a.data).map(|()| ExitCode::SUCCESS),
         Command::Fetch(a) => cmd::node::fetch(&cli.conn, a).map(|()| ExitCode::SUCCESS),
         Command::Site(c) => cmd::site::run(&cli.conn, c).map(|()| ExitCode::SUCCESS),
         Command::Package(c) => admin::package(&cli.conn, c).map(|()| ExitCode::SUCCESS),
@@ -103,6 +109,8 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(code) => code,
+        // The reader went away (`pkgdist package list | head -1`): what it wanted it has.
+        Err(e) if output::closed_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
             output::error(&e);
             ExitCode::FAILURE

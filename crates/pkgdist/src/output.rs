@@ -35,6 +35,13 @@ pub fn clear_screen() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Whether `e` is a write to stdout that failed because its reader closed the pipe.
+pub fn closed_pipe(e: &anyhow::Error) -> bool {
+    e.chain()
+        .filter_map(|c| c.downcast_ref::<std::io::Error>())
+        .any(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+}
+
 pub fn error(e: &anyhow::Error) {
     let mut err = std::io::stderr().lock();
     let _ = write!(err, "error: {}", clean(&e.to_string()));

@@ -1,6 +1,7 @@
 //! One module per command group.
 
 pub mod admin;
+pub mod background;
 pub mod content;
 pub mod node;
 pub mod schedule;

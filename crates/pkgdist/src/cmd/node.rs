@@ -158,9 +158,42 @@ pub struct UpArgs {
     /// Site code of a new site.
     #[arg(long, default_value = "PS1")]
     pub site_code: String,
+    /// Run in the background: return once everything listens (output in DATA/up.log; stop
+    /// it with `pkgdist down`).
+    #[arg(long)]
+    pub detach: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct DownArgs {
+    /// The data folder `pkgdist up` runs on.
+    #[arg(long, default_value = "pkgdist-data")]
+    pub data: PathBuf,
 }
 
 pub fn up(a: UpArgs) -> Result<()> {
+    if a.detach {
+        let mut args = vec![
+            "--data".to_owned(),
+            a.data.display().to_string(),
+            "--dps".to_owned(),
+            a.dps.to_string(),
+            "--listen".to_owned(),
+            a.listen.clone(),
+            "--site-code".to_owned(),
+            a.site_code.clone(),
+        ];
+        if let Ok(filter) = std::env::var("PKGDIST_LOG") {
+            args.extend(["--log".to_owned(), filter]);
+        }
+        return crate::cmd::background::detach(crate::cmd::background::Detach {
+            data: &a.data,
+            args,
+            ready_file: a.ready_file.as_deref(),
+        });
+    }
+    pkgdist_node::util::private_dir(&a.data).with_context(|| format!("creating {}", a.data.display()))?;
+    let _pid = crate::cmd::background::PidFile::claim(&a.data)?;
     runtime()?.block_on(up_async(a))
 }
 
@@ -241,17 +274,11 @@ async fn up_async(a: UpArgs) -> Result<()> {
         let dp_stop = stopped();
         tasks.spawn(async move { dp.serve(dp_stop).await.map_err(anyhow::Error::from) });
     }
-    output::line(format!("site {} API: {site_url}", cfg.site_code))?;
-    for (i, d) in dp_addrs.iter().enumerate() {
-        output::line(format!("dp{}:          http://{d}", i + 1))?;
-    }
-    output::line(format!("admin token:  {}", token_file.display()))?;
-    output::line(format!(
-        "console:      {site_url}/console/ (sign in with the admin token)"
-    ))?;
+    banner(cfg.site_code.as_str(), &site_url, &dp_addrs, &token_file)?;
     if let Some(ready) = &a.ready_file {
         let body = serde_json::to_vec(&json!({
             "site": site_addr.to_string(),
+            "site_code": cfg.site_code.as_str(),
             "dps": dp_addrs,
             "token_file": token_file.display().to_string(),
         }))?;
@@ -269,6 +296,18 @@ async fn up_async(a: UpArgs) -> Result<()> {
         done??;
     }
     Ok(())
+}
+
+/// What `up` prints once everything listens (and `up --detach` prints for it).
+pub fn banner(code: &str, site_url: &str, dps: &[String], token_file: &std::path::Path) -> Result<()> {
+    output::line(format!("site {code} API: {site_url}"))?;
+    for (i, d) in dps.iter().enumerate() {
+        output::line(format!("dp{}:          http://{d}", i + 1))?;
+    }
+    output::line(format!("admin token:  {}", token_file.display()))?;
+    output::line(format!(
+        "console:      {site_url}/console/ (sign in with the admin token)"
+    ))
 }
 
 /// DP `i`'s listen address: the `i`th port after the site's, or any free port.

@@ -1,7 +1,8 @@
 //! `pkgdist status`: where content is, at a glance. With a package: its state on each DP, with
 //! a progress bar for running transfers, retries left and the next retry time; without: one
 //! line per package (SMS_PackageStatusDetailSummarizer) and every DP row that is not
-//! INSTALLED. `--watch` redraws every second until nothing is in progress.
+//! INSTALLED. `--watch` redraws every second until nothing is in progress, or only rows that
+//! wait for an administrator are (their message says what they wait for).
 
 use std::time::Duration;
 
@@ -45,6 +46,10 @@ pub fn run(conn: &Conn, package: Option<&str>, watch: bool) -> Result<()> {
         }
     })
 }
+
+/// How the site begins the message of a row that waits for someone to act (a DP that never
+/// enrolled, a package with no content).
+const WAITING: &str = "waiting: ";
 
 struct View {
     text: String,
@@ -139,9 +144,14 @@ async fn view(c: &Client, package: Option<&str>) -> Result<View> {
         ));
     }
     let mut in_progress = false;
+    let mut waiting = 0;
     for r in &rows {
         let st = r.dp_state();
-        in_progress |= busy(st);
+        // A row that waits for someone to act (its message says what) is not on its way:
+        // `--watch` would wait for it for ever.
+        let stuck = r.last_message.starts_with(WAITING);
+        waiting += usize::from(busy(st) && stuck);
+        in_progress |= busy(st) && !stuck;
         let percent = u64::try_from(r.percent_complete).unwrap_or(0).min(100);
         let progress = match st {
             Some(DpState::InstallPending | DpState::InstallRetrying | DpState::ContentUpdating) => format!(
@@ -170,6 +180,11 @@ async fn view(c: &Client, package: Option<&str>) -> Result<View> {
             progress,
             retries,
             r.last_message
+        ));
+    }
+    if waiting > 0 && !in_progress {
+        text.push_str(&format!(
+            "{waiting} row(s) wait for something only an administrator can do: see their LAST MESSAGE\n"
         ));
     }
     Ok(View {
