@@ -236,7 +236,8 @@ impl Db {
     }
 
     pub async fn package(&self, id: &str) -> Result<Option<PackageRow>> {
-        Ok(sqlx::query_as("SELECT * FROM packages WHERE package_id = $1")
+        // A package being deleted (migration 0010) is gone to everyone but its rows.
+        Ok(sqlx::query_as("SELECT * FROM packages WHERE package_id = $1 AND deleting = 0")
             .bind(id.to_owned())
             .fetch_optional(&self.pool)
             .await?)
@@ -261,6 +262,41 @@ impl Db {
             .await?;
         tx.commit().await?;
         Ok(r.rows_affected() == 1)
+    }
+
+    /// Starts deleting a package whose DPs hold it: marks it (see migration 0010), takes it
+    /// out of its groups and makes `changes` (its rows to REMOVAL_PENDING), with their status
+    /// messages, in one transaction. False when the package is gone or already being deleted.
+    pub async fn begin_package_delete(&self, id: &str, changes: &[TargetChange], statuses: &[NewStatus]) -> Result<bool> {
+        let mut tx = self.begin().await?;
+        let marked = sqlx::query("UPDATE packages SET deleting = 1 WHERE package_id = $1 AND deleting = 0")
+            .bind(id.to_owned())
+            .execute(&mut *tx)
+            .await?;
+        if marked.rows_affected() != 1 {
+            return Ok(false);
+        }
+        sqlx::query("DELETE FROM dp_group_packages WHERE package_id = $1")
+            .bind(id.to_owned())
+            .execute(&mut *tx)
+            .await?;
+        for c in changes {
+            set_state(&mut tx, c).await?;
+        }
+        insert_statuses(&mut tx, statuses).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// Packages being deleted whose DPs have all dropped them (no row left): ready to be
+    /// deleted for good.
+    pub async fn deleted_packages_done(&self) -> Result<Vec<String>> {
+        Ok(sqlx::query_scalar(
+            "SELECT p.package_id FROM packages p WHERE p.deleting = 1
+                AND NOT EXISTS (SELECT 1 FROM package_dps r WHERE r.package_id = p.package_id)",
+        )
+        .fetch_all(&self.pool)
+        .await?)
     }
 
     /// Records a new source version of a package and retargets every DP of the package at

@@ -132,8 +132,9 @@ const INSTALLED: u32 = DpState::Installed.code();
 fn packages(package_type: Option<u32>) -> View {
     View {
         from: "packages p".into(),
-        base: package_type.map(|t| {
-            if t == PackageClass::Package.package_type() {
+        // A package being deleted is hidden (its rows show REMOVAL_* until its DPs drop it).
+        base: Some(package_type.map_or_else(|| "p.deleting = 0".to_owned(), |t| {
+            let of_type = if t == PackageClass::Package.package_type() {
                 // Regular packages, and any type this version does not know.
                 let others: Vec<String> = PackageClass::ALL
                     .iter()
@@ -143,8 +144,9 @@ fn packages(package_type: Option<u32>) -> View {
                 format!("p.package_type NOT IN ({})", others.join(", "))
             } else {
                 format!("p.package_type = {t}")
-            }
-        }),
+            };
+            format!("p.deleting = 0 AND {of_type}")
+        })),
         columns: vec![
             text("PackageID", "p.package_id").upper(),
             text("Name", "p.name"),
@@ -388,7 +390,7 @@ fn detail_summarizer() -> View {
 fn root_summarizer() -> View {
     View {
         from: "packages q JOIN package_state_counts c ON c.package_id = q.package_id".into(),
-        base: None,
+        base: Some("q.deleting = 0".into()),
         columns: vec![
             text("PackageID", "q.package_id").upper(),
             text("Name", "q.name"),
@@ -460,7 +462,7 @@ fn dp_status_info() -> View {
 fn object_content_info() -> View {
     View {
         from: "packages q JOIN package_state_counts c ON c.package_id = q.package_id".into(),
-        base: None,
+        base: Some("q.deleting = 0".into()),
         columns: vec![
             text("ObjectID", "q.package_id").upper(),
             text("PackageID", "q.package_id").upper(),

@@ -95,6 +95,9 @@ pub async fn run(state: AppState, owner: Owner) {
             Ok(n) => tracing::info!(n, "removals from DPs that never enrolled: nothing to remove, done"),
             Err(e) => tracing::error!(error = %e, "cannot finish removals from unenrolled DPs"),
         }
+        if let Err(e) = crate::ops::packages::finish_deletes(&state).await {
+            tracing::error!(error = %e, "cannot finish deleting packages no DP holds");
+        }
         if let Err(e) = dispatch(&state, &owner, &busy, &http).await {
             tracing::error!(error = %e, "cannot read the distribution queue");
         }

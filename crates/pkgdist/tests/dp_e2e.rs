@@ -560,3 +560,66 @@ fn a_dp_advertises_where_it_can_be_reached() {
     std::thread::sleep(Duration::from_secs(2));
     assert_eq!(url(&site), advertised, "a start without --advertise-url keeps it");
 }
+
+/// Package lifecycle (issue 20): `package remove` takes a package off one DP and leaves the
+/// others; `package delete` hides the package at once, has every DP drop its content
+/// (REMOVAL_PENDING until done), then deletes it for good. No DP serves what the site no
+/// longer knows.
+#[test]
+fn removing_and_deleting_a_package_take_it_off_its_dps() {
+    let dir = TempDir::new().unwrap();
+    let site = Site::start(dir.path());
+    let dps = [site.add_dp("dp1"), site.add_dp("dp2")];
+    let src = dir.path().join("src");
+    write_tree(&src, 21, 8).unwrap();
+    let pkg = create_package(&site, "Lifecycle", &src);
+    site.cli(&["group", "create", "Branch"]);
+    site.cli(&["group", "add-dp", "Branch", "dp1", "dp2"]);
+    site.cli(&["group", "add-package", "Branch", &pkg]);
+    site.wait_installed(&pkg, 2, 1);
+    let (file, _) = files(&src).into_iter().next().unwrap();
+    let path = format!("{pkg}/{file}");
+    assert_eq!(dps[0].download(&path).0, 200);
+
+    // Off dp1 only.
+    let out = site.cli(&["package", "remove", &pkg, "dp1"]);
+    assert!(out.contains("REMOVAL_PENDING"), "{out}");
+    wait(Duration::from_secs(60), "the row on dp1 gone", || {
+        let rows = site.dp_rows(&pkg);
+        (rows.len() == 1 && rows[0]["State"] == 0).then_some(()).ok_or(format!("{rows:#?}"))
+    });
+    assert_eq!(dps[0].download(&path).0, 404, "dp1 still serves what was removed from it");
+    assert_eq!(dps[1].download(&path).0, 200);
+
+    // Deleted: hidden at once, off every DP, then gone.
+    site.cli(&["package", "delete", &pkg]);
+    let listed = site.cli_json(&["package", "list"]);
+    assert!(
+        !listed.to_string().contains(&pkg),
+        "a package being deleted is still listed: {listed}"
+    );
+    let (status, _) = http(
+        reqwest::Method::GET,
+        &format!("{}/AdminService/wmi/SMS_Package('{pkg}')", site.url()),
+        Some(common::TOKEN),
+    );
+    assert_eq!(status, 404);
+    // Nothing can be done with it meanwhile.
+    let refused = pkgdist()
+        .args(["--site", &site.url(), "--token", common::TOKEN, "package", "distribute", &pkg, "dp1"])
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    wait(Duration::from_secs(60), "every row gone", || {
+        let rows = site.dp_rows(&pkg);
+        rows.is_empty().then_some(()).ok_or(format!("{rows:#?}"))
+    });
+    assert_eq!(dps[1].download(&path).0, 404, "dp2 still serves a deleted package");
+    // The group no longer holds it, and the package is gone for good (its messages too).
+    let groups = site.get("SMS_DistributionPointGroup");
+    assert_eq!(groups["value"][0]["ContentCount"], 0, "{groups:#}");
+    wait(Duration::from_secs(10), "the package deleted for good", || {
+        let v = site.get(&format!("SMS_DistributionDPStatus?$filter=PackageID%20eq%20'{pkg}'"));
+        v["value"].as_array().unwrap().is_empty().then_some(()).ok_or(format!("{v:#}"))
+    });
+}

@@ -7,12 +7,12 @@
 use std::path::Path;
 
 use pkgdist_content::{ContentError, SnapshotOptions};
-use pkgdist_core::classes::{MessageState, PackageClass, nal_site, source_flag};
+use pkgdist_core::classes::{DpState, MessageState, PackageClass, nal_site, source_flag};
 use pkgdist_core::dpstate::Action;
 use pkgdist_core::{ContentId, PackageId, schedule};
 use pkgdist_db::{DpRow, NewStatus, NewVersion, PackageField, PackageNumber, PackageRow, PackageText};
 
-use super::rows::{action_state, dp_map, retarget};
+use super::rows::{self, action_state, dp_map, retarget};
 use super::{Invalid, OpError, Raced, Refusal, SourceProblem, Thing};
 use crate::now;
 use crate::state::AppState;
@@ -467,10 +467,53 @@ pub(crate) fn new_version(
 }
 
 /// Deletes package `id`, which this site owns.
+/// Deletes package `id`. A package no DP holds goes at once; one that DPs hold is deleted in
+/// two steps, so that no DP keeps serving content the site no longer knows: now it is hidden
+/// from the package classes, taken out of its groups and refused as a target, and every DP
+/// row goes to REMOVAL_PENDING; once the last DP has dropped it, the distribution manager
+/// deletes it for good ([`finish_deletes`]).
 pub async fn delete(state: &AppState, id: &str) -> Result<(), OpError> {
     let p = package(state, id).await?;
     check_owned(state, &p, "deleted")?;
-    forget(state, id).await
+    let rows = state.db.package_rows(id).await?;
+    if rows.is_empty() {
+        return forget(state, id).await;
+    }
+    // Not while its source is being refreshed (a new version would retarget its rows).
+    let lock = state.refresh_lock(id);
+    let _one_at_a_time = lock.lock().await;
+    // Rows already on their way out stay as they are; a failed removal is tried again.
+    let removing = |st| matches!(st, Some(DpState::RemovalPending | DpState::RemovalRetrying));
+    let pairs: Vec<(String, String)> = rows
+        .iter()
+        .filter(|r| !removing(r.dp_state()))
+        .map(|r| (r.package_id.clone(), r.nal_path.clone()))
+        .collect();
+    let nals: Vec<String> = pairs.iter().map(|(_, n)| n.clone()).collect();
+    let dps = dp_map(state, &nals).await?;
+    let (changes, messages) = rows::changes(
+        &dps,
+        &pairs,
+        DpState::RemovalPending,
+        "removal queued: the package is being deleted",
+    );
+    if !state.db.begin_package_delete(id, &changes, &messages).await? {
+        return Err(OpError::not_found(Thing::Package, id));
+    }
+    tracing::info!(package = %id, dps = rows.len(), "package being deleted: its DPs drop its content first");
+    state.work.notify_one();
+    Ok(())
+}
+
+/// Deletes for good the packages being deleted whose DPs have all dropped them. The
+/// distribution manager calls it every round; it reads only packages being deleted.
+pub(crate) async fn finish_deletes(state: &AppState) -> Result<usize, OpError> {
+    let done = state.db.deleted_packages_done().await?;
+    for id in &done {
+        forget(state, id).await?;
+        tracing::info!(package = %id, "package deleted: no DP holds it any more");
+    }
+    Ok(done.len())
 }
 
 /// Deletes package `id` whoever owns it (the site link, for a package deleted above), and

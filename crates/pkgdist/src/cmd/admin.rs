@@ -93,6 +93,13 @@ pub enum PackageCmd {
         #[arg(required = true)]
         dps: Vec<String>,
     },
+    /// Take the package off DPs (names or NAL paths): each DP drops its content
+    /// (REMOVAL_PENDING until it has), other DPs keep it.
+    Remove {
+        package: String,
+        #[arg(required = true)]
+        dps: Vec<String>,
+    },
     /// Delete the package (its content is released; `content gc` reclaims it).
     Delete { package: String },
 }
@@ -426,6 +433,19 @@ pub fn package(conn: &Conn, cmd: PackageCmd) -> Result<()> {
                 );
                 emit(conn, &r, |_| {
                     output::line(format!("{package} queued for {} DP(s)", dps.len()))
+                })
+            }
+            PackageCmd::Remove { package, dps } => {
+                for d in &dps {
+                    let (nal, site) = resolve_dp(&c, d).await?;
+                    let k = key(&[("PackageID", &package), ("ServerNALPath", &nal), ("SiteCode", &site)]);
+                    c.delete("SMS_DistributionPoint", &k).await?;
+                }
+                emit(conn, &json!({"ReturnValue": 0}), |_| {
+                    output::line(format!(
+                        "{package}: removal from {} DP(s) queued (REMOVAL_PENDING until each has dropped it; `pkgdist status {package}`)",
+                        dps.len()
+                    ))
                 })
             }
             PackageCmd::Delete { package } => {
