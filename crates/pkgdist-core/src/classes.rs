@@ -175,6 +175,13 @@ pub fn nal_path(server: &str, site: &str) -> String {
     format!("[\"Display=\\\\{server}\\\"]MSWNET:[\"SMS_SITE={site}\"]\\\\{server}\\")
 }
 
+/// The server name inside a NAL path (`Display=\\NAME\`), if it has one.
+pub fn nal_server(nal: &str) -> Option<&str> {
+    let start = nal.find("Display=\\\\")? + "Display=\\\\".len();
+    let end = nal[start..].find('\\')? + start;
+    Some(&nal[start..end])
+}
+
 /// The site code inside a NAL path, if it has one.
 pub fn nal_site(nal: &str) -> Option<&str> {
     let start = nal.find("SMS_SITE=")? + "SMS_SITE=".len();
@@ -189,6 +196,9 @@ mod tests {
     #[test]
     fn nal_path_shape() {
         let nal = nal_path("dp1.example", "PS1");
+        assert_eq!(nal_server(&nal), Some("dp1.example"));
+        assert_eq!(nal_site(&nal), Some("PS1"));
+        assert_eq!(nal_server("nal-dp1"), None);
         assert_eq!(
             nal,
             r#"["Display=\\dp1.example\"]MSWNET:["SMS_SITE=PS1"]\\dp1.example\"#

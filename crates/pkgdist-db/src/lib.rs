@@ -237,10 +237,12 @@ impl Db {
 
     pub async fn package(&self, id: &str) -> Result<Option<PackageRow>> {
         // A package being deleted (migration 0010) is gone to everyone but its rows.
-        Ok(sqlx::query_as("SELECT * FROM packages WHERE package_id = $1 AND deleting = 0")
-            .bind(id.to_owned())
-            .fetch_optional(&self.pool)
-            .await?)
+        Ok(
+            sqlx::query_as("SELECT * FROM packages WHERE package_id = $1 AND deleting = 0")
+                .bind(id.to_owned())
+                .fetch_optional(&self.pool)
+                .await?,
+        )
     }
 
     pub async fn packages(&self) -> Result<Vec<PackageRow>> {
@@ -267,7 +269,12 @@ impl Db {
     /// Starts deleting a package whose DPs hold it: marks it (see migration 0010), takes it
     /// out of its groups and makes `changes` (its rows to REMOVAL_PENDING), with their status
     /// messages, in one transaction. False when the package is gone or already being deleted.
-    pub async fn begin_package_delete(&self, id: &str, changes: &[TargetChange], statuses: &[NewStatus]) -> Result<bool> {
+    pub async fn begin_package_delete(
+        &self,
+        id: &str,
+        changes: &[TargetChange],
+        statuses: &[NewStatus],
+    ) -> Result<bool> {
         let mut tx = self.begin().await?;
         let marked = sqlx::query("UPDATE packages SET deleting = 1 WHERE package_id = $1 AND deleting = 0")
             .bind(id.to_owned())
@@ -894,7 +901,7 @@ impl Db {
     /// (ANALYZE, `PRAGMA optimize`) that say nearly every row has the same state, would
     /// otherwise scan the whole table for the few rows with work, once a second; PostgreSQL's
     /// planner knows the distribution of values and needs no hint.
-    fn by_state(&self) -> &'static str {
+    pub(crate) fn by_state(&self) -> &'static str {
         match self.dialect {
             Dialect::Sqlite => " INDEXED BY package_dps_due",
             Dialect::Postgres => "",
@@ -936,11 +943,12 @@ impl Db {
 
     /// Extends a lease its owner still holds, recording the job's progress. False when the
     /// row has moved on to another job or another worker took the lease over.
-    pub async fn renew(&self, l: &Lease, progress: Progress) -> Result<bool> {
+    pub async fn renew(&self, l: &Lease, progress: Progress, message: &str) -> Result<bool> {
         // A write transaction: progress is reported up the site link (migration 0007).
         let mut tx = self.begin().await?;
         let r = sqlx::query(
-            "UPDATE package_dps SET lease_until = $5, progress_bytes = $6, progress_done = $7, progress_total = $8
+            "UPDATE package_dps SET lease_until = $5, progress_bytes = $6, progress_done = $7, progress_total = $8,
+                last_message = $9
              WHERE package_id = $1 AND nal_path = $2 AND job_seq = $3 AND lease_owner = $4",
         )
         .bind(l.package_id.clone())
@@ -951,10 +959,29 @@ impl Db {
         .bind(progress.bytes)
         .bind(progress.done)
         .bind(progress.total)
+        .bind(message.to_owned())
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
         Ok(r.rows_affected() == 1)
+    }
+
+    /// Sets a row's message, if the row is still at job `job_seq` (a row that waits tells
+    /// why: see the distribution manager's availability windows).
+    pub async fn set_row_message(&self, package_id: &str, nal_path: &str, job_seq: i64, message: &str) -> Result<()> {
+        // A write transaction: the message is reported up the site link (migration 0007).
+        let mut tx = self.begin().await?;
+        sqlx::query(
+            "UPDATE package_dps SET last_message = $4 WHERE package_id = $1 AND nal_path = $2 AND job_seq = $3",
+        )
+        .bind(package_id.to_owned())
+        .bind(nal_path.to_owned())
+        .bind(job_seq)
+        .bind(message.to_owned())
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
     }
 
     /// Gives a lease back without recording anything (the job could not even start).

@@ -76,3 +76,46 @@ impl Db {
         )
     }
 }
+
+impl Db {
+    /// The rows an administrator should look at first, as (package, DP, site) keys, at most
+    /// `limit`: failed (install or removal), then retrying by next retry, then rows in
+    /// progress that wait for someone (a DP of this site that never enrolled, a package with
+    /// no content, or a message saying why, as availability windows write). Each read goes
+    /// through the state index (see `by_state`): it costs the rows in those states, not the
+    /// table, where a listing ordered by key with a state filter would walk the whole table.
+    pub async fn attention_keys(&self, limit: i64) -> Result<Vec<(String, String, String)>> {
+        let hint = self.by_state();
+        let reads = [
+            format!(
+                "SELECT r.package_id, r.nal_path, r.site_code FROM package_dps r{hint} WHERE r.state IN (3, 6) LIMIT $1"
+            ),
+            format!(
+                "SELECT r.package_id, r.nal_path, r.site_code FROM package_dps r{hint} WHERE r.state IN (2, 5)
+                 ORDER BY r.next_attempt_at LIMIT $1"
+            ),
+            format!(
+                "SELECT r.package_id, r.nal_path, r.site_code FROM package_dps r{hint}
+                    JOIN distribution_points d ON d.nal_path = r.nal_path
+                    JOIN packages p ON p.package_id = r.package_id
+                 WHERE r.state IN (1, 7) AND (r.last_message LIKE 'waiting%' OR p.source_version = 0
+                    OR (d.via_site IS NULL AND (d.credential_hash IS NULL OR d.url IS NULL)))
+                 LIMIT $1"
+            ),
+        ];
+        let mut keys = Vec::new();
+        for sql in reads {
+            let room = limit - i64::try_from(keys.len()).unwrap_or(i64::MAX);
+            if room <= 0 {
+                break;
+            }
+            // Only the constants above are formatted in.
+            let found: Vec<(String, String, String)> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+                .bind(room)
+                .fetch_all(&self.pool)
+                .await?;
+            keys.extend(found);
+        }
+        Ok(keys)
+    }
+}

@@ -217,6 +217,14 @@ async fn suite(db: Db) {
     let later = db.summary(&t(30)).await.unwrap();
     assert_eq!((later.jobs_running, later.jobs_queued()), (0, 2));
     assert_eq!(db.dps_by_site().await.unwrap(), vec![("PS1".to_owned(), 2)]);
+    // Needs attention: dp1's row waits (its package has no content, its DP never enrolled);
+    // dp2's is being removed, which needs no one.
+    let keys = db.attention_keys(20).await.unwrap();
+    assert_eq!(
+        keys,
+        vec![("PS100001".to_owned(), "nal-dp1".to_owned(), "PS1".to_owned())]
+    );
+    assert!(db.attention_keys(0).await.unwrap().is_empty());
     let other = Lease {
         owner: "site-b:1".into(),
         ..l.clone()
@@ -260,15 +268,16 @@ async fn suite(db: Db) {
         done: 1,
         total: 2,
     };
-    assert!(db.renew(&l, progress).await.unwrap());
+    assert!(db.renew(&l, progress, "transferring: 1 of 2").await.unwrap());
     let row = db.package_dp("PS100001", "nal-dp1").await.unwrap().unwrap();
     assert_eq!((row.progress_bytes, row.progress_done, row.progress_total), (5, 1, 2));
-    assert!(!db.renew(&other, Progress::default()).await.unwrap());
+    assert_eq!(row.last_message, "transferring: 1 of 2");
+    assert!(!db.renew(&other, Progress::default(), "").await.unwrap());
     assert!(
         db.claim(&other, &t(21)).await.unwrap(),
         "an expired lease is taken over"
     );
-    assert!(!db.renew(&l, progress).await.unwrap(), "the old owner lost it");
+    assert!(!db.renew(&l, progress, "").await.unwrap(), "the old owner lost it");
     assert_eq!(db.release_stale_leases("site-b:", "site-b:2").await.unwrap(), 1);
     assert!(db.leased_jobs(&t(10)).await.unwrap().is_empty());
 

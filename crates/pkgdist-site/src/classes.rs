@@ -133,20 +133,23 @@ fn packages(package_type: Option<u32>) -> View {
     View {
         from: "packages p".into(),
         // A package being deleted is hidden (its rows show REMOVAL_* until its DPs drop it).
-        base: Some(package_type.map_or_else(|| "p.deleting = 0".to_owned(), |t| {
-            let of_type = if t == PackageClass::Package.package_type() {
-                // Regular packages, and any type this version does not know.
-                let others: Vec<String> = PackageClass::ALL
-                    .iter()
-                    .filter(|c| **c != PackageClass::Package)
-                    .map(|c| c.package_type().to_string())
-                    .collect();
-                format!("p.package_type NOT IN ({})", others.join(", "))
-            } else {
-                format!("p.package_type = {t}")
-            };
-            format!("p.deleting = 0 AND {of_type}")
-        })),
+        base: Some(package_type.map_or_else(
+            || "p.deleting = 0".to_owned(),
+            |t| {
+                let of_type = if t == PackageClass::Package.package_type() {
+                    // Regular packages, and any type this version does not know.
+                    let others: Vec<String> = PackageClass::ALL
+                        .iter()
+                        .filter(|c| **c != PackageClass::Package)
+                        .map(|c| c.package_type().to_string())
+                        .collect();
+                    format!("p.package_type NOT IN ({})", others.join(", "))
+                } else {
+                    format!("p.package_type = {t}")
+                };
+                format!("p.deleting = 0 AND {of_type}")
+            },
+        )),
         columns: vec![
             text("PackageID", "p.package_id").upper(),
             text("Name", "p.name"),

@@ -161,8 +161,9 @@ async fn dispatch(
         }
         // The DP's availability schedule: a job of a priority not allowed now waits.
         let priority = u32::try_from(item.priority).unwrap_or(2);
-        let open = Availability::parse(&item.availability).map_or(true, |a| a.at(at, &zone).allows(priority));
-        if !open {
+        let window = Availability::parse(&item.availability).ok();
+        if let Some(a) = window.filter(|a| !a.at(at, &zone).allows(priority)) {
+            held_back(state, &item.row, &a, priority, at, &zone).await;
             continue;
         }
         let row = item.row;
@@ -182,6 +183,42 @@ async fn dispatch(
         spawn_job(state, busy, http, row, lease, item.priority);
     }
     Ok(())
+}
+
+/// A row its DP's availability window holds back says so, and until when (written once: the
+/// message changes only when the window's next opening does). It begins "waiting for", not
+/// "waiting:" (which marks rows that wait for an administrator): the window opens by itself.
+async fn held_back(
+    state: &AppState,
+    row: &PackageDpRow,
+    window: &Availability,
+    priority: u32,
+    at: jiff::Timestamp,
+    zone: &jiff::tz::TimeZone,
+) {
+    let dp = pkgdist_core::classes::nal_server(&row.nal_path).unwrap_or(&row.nal_path);
+    let level = match priority {
+        1 => "high",
+        2 => "medium",
+        _ => "low",
+    };
+    let message = match window.next_allowed(priority, at, zone) {
+        Some(t) => format!(
+            "waiting for {dp}'s availability window: closed to {level}-priority content until {} (site time)",
+            t.to_zoned(zone.clone()).strftime("%Y-%m-%d %H:%M")
+        ),
+        None => format!(
+            "waiting for {dp}'s availability window: never open to {level}-priority content; change the DP's AvailabilitySchedule or the package's Priority"
+        ),
+    };
+    if row.last_message != message
+        && let Err(e) = state
+            .db
+            .set_row_message(&row.package_id, &row.nal_path, row.job_seq, &message)
+            .await
+    {
+        tracing::warn!(error = %e, "cannot record why a row waits");
+    }
 }
 
 /// Follows one claimed job in its own task.
@@ -500,6 +537,22 @@ impl NodeCall<'_> {
     }
 }
 
+/// What a row with a job running says meanwhile (its LastMessage): not "queued", but what the
+/// DP is doing, with its progress.
+fn running_message(kind: JobKind, s: &JobStatus) -> String {
+    match kind {
+        JobKind::Install if s.chunks_total == 0 => "transferring: the DP is working out what it lacks".to_owned(),
+        JobKind::Install => format!(
+            "transferring: the DP holds {} of {} chunks, {} bytes received for this version",
+            s.chunks_received + s.chunks_present,
+            s.chunks_total,
+            s.bytes_received
+        ),
+        JobKind::Validate => "validating: the DP is re-hashing the content it holds".to_owned(),
+        JobKind::Remove => "removing: the DP is dropping the content".to_owned(),
+    }
+}
+
 /// Sends the job and polls it to its end, renewing the lease and recording progress at each
 /// poll. `Ok(None)` when the row moved on meanwhile (the job is then cancelled on the DP) or
 /// another worker took the job over.
@@ -522,7 +575,11 @@ async fn follow(state: &AppState, node: &NodeCall<'_>, lease: &Lease, job: Job) 
             done: i64::try_from(status.chunks_received + status.chunks_present).unwrap_or(i64::MAX),
             total: i64::try_from(status.chunks_total).unwrap_or(i64::MAX),
         };
-        match state.db.renew(&renewed, progress).await {
+        match state
+            .db
+            .renew(&renewed, progress, &running_message(job.kind, &status))
+            .await
+        {
             Ok(true) => {}
             Ok(false) => {
                 let moved_on = !matches!(

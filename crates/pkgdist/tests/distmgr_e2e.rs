@@ -355,6 +355,11 @@ fn cancel_distribution_stops_a_running_transfer_within_5_s() {
             .map(|_| ())
             .ok_or_else(|| format!("{j:#?}"))
     });
+    // Meanwhile the row says what is happening, not "queued".
+    wait(Duration::from_secs(10), "the row to say it is transferring", || {
+        let m = row(&site, &pkg)["LastMessage"].as_str().unwrap_or_default().to_owned();
+        m.starts_with("transferring: the DP holds").then_some(()).ok_or(m)
+    });
 
     let t0 = Instant::now();
     site.cli(&["dp", "cancel", &pkg, "dp1"]);
@@ -392,7 +397,13 @@ fn availability_window_holds_back_then_pauses_a_transfer() {
     let pkg = create_package(&site, "Small", &src, "1");
     site.cli(&["package", "distribute", &pkg, "dp1"]);
     std::thread::sleep(Duration::from_secs(3));
-    assert_eq!(row(&site, &pkg)["State"], 1, "held back while closed");
+    let held = row(&site, &pkg);
+    assert_eq!(held["State"], 1, "held back while closed");
+    let why = held["LastMessage"].as_str().unwrap();
+    assert!(
+        why.starts_with("waiting for dp1's availability window: never open to high-priority content"),
+        "{why}"
+    );
     assert!(dp_job(&dp, &pkg).is_none(), "no job was sent");
     site.cli(&["dp", "set", "dp1", "--availability", "open"]);
     site.wait_installed(&pkg, 1, 1);

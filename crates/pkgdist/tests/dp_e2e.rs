@@ -586,9 +586,15 @@ fn removing_and_deleting_a_package_take_it_off_its_dps() {
     assert!(out.contains("REMOVAL_PENDING"), "{out}");
     wait(Duration::from_secs(60), "the row on dp1 gone", || {
         let rows = site.dp_rows(&pkg);
-        (rows.len() == 1 && rows[0]["State"] == 0).then_some(()).ok_or(format!("{rows:#?}"))
+        (rows.len() == 1 && rows[0]["State"] == 0)
+            .then_some(())
+            .ok_or(format!("{rows:#?}"))
     });
-    assert_eq!(dps[0].download(&path).0, 404, "dp1 still serves what was removed from it");
+    assert_eq!(
+        dps[0].download(&path).0,
+        404,
+        "dp1 still serves what was removed from it"
+    );
     assert_eq!(dps[1].download(&path).0, 200);
 
     // Deleted: hidden at once, off every DP, then gone.
@@ -606,7 +612,16 @@ fn removing_and_deleting_a_package_take_it_off_its_dps() {
     assert_eq!(status, 404);
     // Nothing can be done with it meanwhile.
     let refused = pkgdist()
-        .args(["--site", &site.url(), "--token", common::TOKEN, "package", "distribute", &pkg, "dp1"])
+        .args([
+            "--site",
+            &site.url(),
+            "--token",
+            common::TOKEN,
+            "package",
+            "distribute",
+            &pkg,
+            "dp1",
+        ])
         .output()
         .unwrap();
     assert!(!refused.status.success());
@@ -620,6 +635,11 @@ fn removing_and_deleting_a_package_take_it_off_its_dps() {
     assert_eq!(groups["value"][0]["ContentCount"], 0, "{groups:#}");
     wait(Duration::from_secs(10), "the package deleted for good", || {
         let v = site.get(&format!("SMS_DistributionDPStatus?$filter=PackageID%20eq%20'{pkg}'"));
-        v["value"].as_array().unwrap().is_empty().then_some(()).ok_or(format!("{v:#}"))
+        v["value"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+            .then_some(())
+            .ok_or(format!("{v:#}"))
     });
 }

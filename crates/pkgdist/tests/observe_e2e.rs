@@ -409,6 +409,10 @@ fn console_shows_content_moving_and_acts_by_role() {
     sign_in(&b, &site, TOKEN);
     b.wait_until(PAGE, "signed in", |b| Ok(b.displayed("#signout")?.then_some(())))
         .unwrap();
+    // The overview lists both rows as needing attention: their DPs never enrolled.
+    open(&b, "overview", "overview");
+    assert_eq!(b.find_all("#attention tr[data-nal]").unwrap().len(), 2);
+    assert!(b.text("#attention").unwrap().contains("never enrolled"));
     open(&b, &format!("package/{pkg}"), "package");
     assert_eq!(chart(&b, "package-chart", "installed"), Some(0));
     assert_eq!(chart(&b, "package-chart", "inprogress"), Some(2));
