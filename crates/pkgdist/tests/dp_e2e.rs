@@ -426,7 +426,7 @@ fn up_then_readme_commands_then_fetch() {
         .arg(&data)
         .arg("--ready-file")
         .arg(&ready);
-    let up = pkgdist_testkit::process::Daemon::start_with(cmd, &ready, &dir.path().join("up.log"), "site").unwrap();
+    let mut up = pkgdist_testkit::process::Daemon::start_with(cmd, &ready, &dir.path().join("up.log"), "site").unwrap();
     let r: serde_json::Value = serde_json::from_str(&fs::read_to_string(&ready).unwrap()).unwrap();
     let dps: Vec<String> = r["dps"]
         .as_array()
@@ -438,9 +438,9 @@ fn up_then_readme_commands_then_fetch() {
     let token_file = r["token_file"].as_str().unwrap().to_owned();
     assert!(Path::new(&token_file).exists());
     let site_url = up.url();
-    let cli = |args: &[&str]| -> String {
+    let cli_at = |url: &str, args: &[&str]| -> String {
         let out = pkgdist()
-            .args(["--site", &site_url, "--token-file", &token_file])
+            .args(["--site", url, "--token-file", &token_file])
             .args(args)
             .output()
             .unwrap();
@@ -451,6 +451,7 @@ fn up_then_readme_commands_then_fetch() {
         );
         String::from_utf8(out.stdout).unwrap()
     };
+    let cli = |args: &[&str]| cli_at(&site_url, args);
     let src = dir.path().join("docs");
     make_tree(&src, 4);
     let created = cli(&["package", "create", "--name", "Docs", "--source", src.to_str().unwrap()]);
@@ -493,6 +494,34 @@ fn up_then_readme_commands_then_fetch() {
     assert_eq!(second["files_written"], 1, "{second}");
     let fetched = second["bytes_fetched"].as_u64().unwrap();
     assert!(fetched > 0 && fetched < 1 << 20, "{second}");
+
+    // Started again with `--listen 127.0.0.1:0`, as documented, it is on another port: its DPs
+    // go with it, and a new version reaches them.
+    up.stop();
+    let mut again = pkgdist();
+    again
+        .current_dir(dir.path())
+        .args(["up", "--dps", "2", "--listen", "127.0.0.1:0"])
+        .arg("--data")
+        .arg(&data)
+        .arg("--ready-file")
+        .arg(&ready);
+    let up = pkgdist_testkit::process::Daemon::start_with(again, &ready, &dir.path().join("up2.log"), "site").unwrap();
+    let moved = up.url();
+    assert_ne!(moved, site_url, "port 0 took the same port again");
+    edit_64k(&src.join("sources/install.wim"), 6);
+    cli_at(&moved, &["package", "refresh", &pkg]);
+    wait(Duration::from_secs(60), "version 3 on both DPs", || {
+        let s: serde_json::Value = serde_json::from_str(&cli_at(&moved, &["--json", "status", &pkg])).unwrap();
+        let rows = s["dps"].as_array().unwrap();
+        let done = rows.len() == 2 && rows.iter().all(|r| r["State"] == 0 && r["SourceVersion"] == 3);
+        done.then_some(()).ok_or(format!("{s:#}"))
+    });
+    let log = fs::read_to_string(dir.path().join("up2.log")).unwrap();
+    assert!(
+        !log.contains("enrolled with another site URL"),
+        "a false warning:\n{log}"
+    );
 }
 
 /// A DP that comes back after being down gets what failed meanwhile at once, not after the

@@ -253,7 +253,19 @@ async fn up_async(a: UpArgs) -> Result<()> {
     for i in 1..=a.dps {
         let dir = a.data.join(format!("dp{i}"));
         let listen = next_port(site_addr, any_port, i);
-        let enrolled = pkgdist_dp::identity::Identity::load(&dir)?.is_some_and(|id| id.enrolled());
+        let enrolled = match pkgdist_dp::identity::Identity::load(&dir)? {
+            Some(mut id) if id.enrolled() => {
+                // The same site, in the same process: started on another address (`--listen
+                // 127.0.0.1:0` takes a new port each time), it takes its DPs along. (A DP
+                // apart from its site keeps the URL it enrolled with.)
+                if id.site_url != site_url {
+                    id.site_url.clone_from(&site_url);
+                    id.save(&dir)?;
+                }
+                true
+            }
+            _ => false,
+        };
         let enrollment_token = if enrolled {
             None
         } else {
