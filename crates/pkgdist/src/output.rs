@@ -113,3 +113,104 @@ mod tests {
         assert_eq!(clean("été 📦"), "été 📦");
     }
 }
+
+/// A table for people: a header line, then rows, each column as wide as its widest cell
+/// (names are never cut), numbers aligned right. Cells are cleaned (see [`clean`]) before they
+/// are measured, so an escaped character cannot misalign a column.
+#[derive(Debug)]
+pub struct Table {
+    headers: Vec<(&'static str, bool)>,
+    rows: Vec<Vec<String>>,
+}
+
+impl Table {
+    /// Columns by header; `true` aligns a column to the right (numbers).
+    pub fn new(headers: &[(&'static str, bool)]) -> Self {
+        Self {
+            headers: headers.to_vec(),
+            rows: Vec::new(),
+        }
+    }
+
+    pub fn row(&mut self, cells: Vec<String>) {
+        self.rows.push(cells.into_iter().map(|c| clean(&c).into_owned()).collect());
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rows.is_empty()
+    }
+
+    /// The table as text, a line per row, the last column not padded.
+    pub fn render(&self) -> String {
+        let width = |i: usize| {
+            self.rows
+                .iter()
+                .filter_map(|r| r.get(i))
+                .map(|c| c.chars().count())
+                .chain([self.headers[i].0.len()])
+                .max()
+                .unwrap_or(0)
+        };
+        let widths: Vec<usize> = (0..self.headers.len()).map(width).collect();
+        let line = |cells: &mut dyn Iterator<Item = &str>| {
+            let mut out = String::new();
+            for (i, (c, w)) in cells.zip(&widths).enumerate() {
+                let last = i + 1 == widths.len();
+                let pad = w.saturating_sub(c.chars().count());
+                if i > 0 {
+                    out.push_str("  ");
+                }
+                match (self.headers[i].1, last) {
+                    (true, _) => {
+                        out.push_str(&" ".repeat(pad));
+                        out.push_str(c);
+                    }
+                    (false, true) => out.push_str(c),
+                    (false, false) => {
+                        out.push_str(c);
+                        out.push_str(&" ".repeat(pad));
+                    }
+                }
+            }
+            out.truncate(out.trim_end().len());
+            out.push('\n');
+            out
+        };
+        let mut text = line(&mut self.headers.iter().map(|(h, _)| *h));
+        for r in &self.rows {
+            text.push_str(&line(&mut r.iter().map(String::as_str)));
+        }
+        text
+    }
+
+    /// Prints the table on stdout.
+    pub fn print(&self) -> anyhow::Result<()> {
+        let mut out = std::io::stdout().lock();
+        out.write_all(self.render().as_bytes())?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod table_tests {
+    use super::Table;
+
+    #[test]
+    fn columns_fit_their_widest_cell_and_numbers_align_right() {
+        let mut t = Table::new(&[("ID", false), ("SIZE", true), ("NAME", false)]);
+        t.row(vec!["PS100001".into(), "5".into(), "A rather long package name".into()]);
+        t.row(vec!["PS100002".into(), "12345".into(), "B".into()]);
+        assert_eq!(
+            t.render(),
+            "ID         SIZE  NAME\nPS100001      5  A rather long package name\nPS100002  12345  B\n"
+        );
+    }
+
+    #[test]
+    fn escapes_are_measured_as_shown() {
+        let mut t = Table::new(&[("NAME", false), ("N", true)]);
+        t.row(vec!["a\u{1b}b".into(), "1".into()]);
+        let text = t.render();
+        assert!(text.contains("a\\x1bb  1"), "{text}");
+    }
+}

@@ -308,3 +308,71 @@ fn the_cli_prints_no_raw_control_characters() {
     assert!(!text.contains('\u{1b}') && !text.contains('\u{202e}'), "{text:?}");
     assert!(text.contains("\\x1b[31mEvil") && text.contains("\\u{202e}"), "{text}");
 }
+
+/// The CLI as administrators expect it (issue 20): lists with headers and whole names, a
+/// quiet end when the reader of its output goes away, tokens revoked by name, a site URL
+/// without `http://`, and a site that is not running said in one line, with what to do.
+#[test]
+fn the_cli_reads_as_administrators_expect() {
+    let dir = TempDir::new().unwrap();
+    let site = start_site(dir.path());
+    let name = "A package name well over sixteen characters long";
+    assert!(cli(&site, TOKEN, &["package", "create", "--name", name]).0);
+    let text = |args: &[&str]| {
+        let out = pkgdist()
+            .args(["--site", &site.url(), "--token", TOKEN])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let list = text(&["package", "list"]);
+    let mut lines = list.lines();
+    let header = lines.next().unwrap();
+    assert!(header.starts_with("PACKAGE") && header.ends_with("NAME"), "{list}");
+    assert!(lines.next().unwrap().ends_with(name), "names are whole: {list}");
+
+    // The reader is gone before anything is written: no "Broken pipe", success.
+    let mut child = pkgdist()
+        .args(["--site", &site.url(), "--token", TOKEN, "package", "list"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(out.stderr.is_empty(), "{}", String::from_utf8_lossy(&out.stderr));
+
+    // Tokens by name: revoked once, then there is no live one of that name.
+    assert!(cli(&site, TOKEN, &["token", "create", "--name", "ci-bot"]).0);
+    let (ok, v, err) = cli(&site, TOKEN, &["token", "revoke", "ci-bot"]);
+    assert!(ok, "{err}");
+    assert!(v["TokenID"].as_str().is_some_and(|id| !id.is_empty()), "{v}");
+    let (ok, _, err) = cli(&site, TOKEN, &["token", "revoke", "ci-bot"]);
+    assert!(!ok && err.contains("no live token"), "{err}");
+    assert!(text(&["token", "list"]).lines().next().unwrap().starts_with("NAME"));
+
+    // A URL without a scheme is taken as http://.
+    let bare = site.url().trim_start_matches("http://").to_owned();
+    let out = pkgdist()
+        .args(["--site", &bare, "--token", TOKEN, "package", "list"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+
+    // Nothing listening: one line naming the URL and what to start.
+    let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let out = pkgdist()
+        .args(["--site", &format!("http://{free}"), "--token", TOKEN, "package", "list"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(
+        err.contains(&free.to_string()) && err.contains("is it running?") && err.contains("pkgdist up"),
+        "{err}"
+    );
+}

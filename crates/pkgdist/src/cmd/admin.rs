@@ -255,7 +255,32 @@ pub enum TokenCmd {
     /// Every token (never the secrets).
     List,
     /// Revoke a token by its TokenID.
-    Revoke { id: String },
+    /// Revoke a token, named by its name or its TokenID.
+    Revoke {
+        /// (Not `token`: that is the global --token's name, which clap would let it shadow.)
+        #[arg(value_name = "NAME|TOKENID")]
+        which: String,
+    },
+}
+
+/// A token's ID from its ID or its name (among tokens not revoked); a name several live
+/// tokens share is refused, listing their IDs.
+async fn resolve_token(c: &Client, token: &str) -> Result<String> {
+    let filter = format!("(TokenID eq {q} or Name eq {q}) and RevokedOn eq null", q = quote(token));
+    let found = c.list("PKGDIST_AdminToken", &[("$filter", &filter), ("$select", "TokenID")]).await?;
+    let ids: Vec<String> = found
+        .iter()
+        .filter_map(|o| o.get("TokenID").and_then(Value::as_str).map(str::to_owned))
+        .collect();
+    match ids.as_slice() {
+        [one] => Ok(one.clone()),
+        [] => bail!("no live token is named or has the ID {token:?}: `pkgdist token list` shows them"),
+        many => bail!(
+            "{} live tokens are named {token:?} ({}): revoke one by its TokenID",
+            many.len(),
+            many.join(", ")
+        ),
+    }
 }
 
 pub(crate) fn runtime() -> Result<tokio::runtime::Runtime> {
@@ -383,16 +408,21 @@ pub fn package(conn: &Conn, cmd: PackageCmd) -> Result<()> {
             PackageCmd::List => {
                 let v = objs(c.list("SMS_PackageBaseclass", &[("$orderby", "PackageID")]).await?);
                 emit(conn, &v, |v| {
+                    let mut t = output::Table::new(&[
+                        ("PACKAGE", false),
+                        ("VERSION", true),
+                        ("SIZE (KB)", true),
+                        ("NAME", false),
+                    ]);
                     for o in v.as_array().into_iter().flatten() {
-                        output::line(format!(
-                            "{:<9} v{:<4} {:>10} KB  {}",
-                            s(o, "PackageID"),
-                            o["SourceVersion"],
-                            o["PackageSize"],
-                            s(o, "Name")
-                        ))?;
+                        t.row(vec![
+                            s(o, "PackageID").to_owned(),
+                            o["SourceVersion"].to_string(),
+                            o["PackageSize"].to_string(),
+                            s(o, "Name").to_owned(),
+                        ]);
                     }
-                    Ok(())
+                    t.print()
                 })
             }
             PackageCmd::Show { package } => {
@@ -493,11 +523,17 @@ pub fn dp(conn: &Conn, cmd: DpCmd) -> Result<()> {
             DpAdminCmd::List => {
                 let v = objs(c.list("SMS_DistributionPointInfo", &[]).await?);
                 emit(conn, &v, |v| {
+                    let mut t = output::Table::new(&[("DP", false), ("SITE", false), ("ENROLLED", false), ("NAL PATH", false)]);
                     for o in v.as_array().into_iter().flatten() {
-                        let enrolled = if o["Enrolled"] == json!(true) { "enrolled" } else { "not enrolled" };
-                        output::line(format!("{:<20} {:<4} {:<13} {}", s(o, "Name"), s(o, "SiteCode"), enrolled, s(o, "NALPath")))?;
+                        let enrolled = if o["Enrolled"] == json!(true) { "yes" } else { "no" };
+                        t.row(vec![
+                            s(o, "Name").to_owned(),
+                            s(o, "SiteCode").to_owned(),
+                            enrolled.to_owned(),
+                            s(o, "NALPath").to_owned(),
+                        ]);
                     }
-                    Ok(())
+                    t.print()
                 })
             }
             DpAdminCmd::Remove { dp } => {
@@ -698,21 +734,28 @@ pub fn group(conn: &Conn, cmd: GroupCmd) -> Result<()> {
             GroupCmd::List => {
                 let v = objs(c.list("SMS_DistributionPointGroup", &[("$orderby", "Name")]).await?);
                 emit(conn, &v, |v| {
+                    let mut t = output::Table::new(&[
+                        ("GROUP", false),
+                        ("MEMBERS", true),
+                        ("PACKAGES", true),
+                        ("CONTENT", false),
+                        ("GROUP ID", false),
+                    ]);
                     for o in v.as_array().into_iter().flatten() {
                         let sync = if o["ContentInSync"] == json!(true) {
                             "in sync".to_owned()
                         } else {
                             format!("{} out of sync", o["OutOfSyncContentCount"])
                         };
-                        output::line(format!(
-                            "{:<24} {} members, {} packages, {sync}  {}",
-                            s(o, "Name"),
-                            o["MemberCount"],
-                            o["ContentCount"],
-                            s(o, "GroupID")
-                        ))?;
+                        t.row(vec![
+                            s(o, "Name").to_owned(),
+                            o["MemberCount"].to_string(),
+                            o["ContentCount"].to_string(),
+                            sync,
+                            s(o, "GroupID").to_owned(),
+                        ]);
                     }
-                    Ok(())
+                    t.print()
                 })
             }
             GroupCmd::AddDp { group, dps } => {
@@ -795,25 +838,23 @@ pub fn token(conn: &Conn, cmd: TokenCmd) -> Result<()> {
             TokenCmd::List => {
                 let v = objs(c.list("PKGDIST_AdminToken", &[]).await?);
                 emit(conn, &v, |v| {
+                    let mut t = output::Table::new(&[("NAME", false), ("ROLE", false), ("REVOKED", false), ("TOKEN ID", false)]);
                     for o in v.as_array().into_iter().flatten() {
-                        let revoked = o["RevokedOn"]
-                            .as_str()
-                            .map(|r| format!("revoked {r}"))
-                            .unwrap_or_default();
-                        output::line(format!(
-                            "{}  {:<18} {:<20} {revoked}",
-                            s(o, "TokenID"),
-                            s(o, "Role"),
-                            s(o, "Name")
-                        ))?;
+                        t.row(vec![
+                            s(o, "Name").to_owned(),
+                            s(o, "Role").to_owned(),
+                            o["RevokedOn"].as_str().unwrap_or("-").to_owned(),
+                            s(o, "TokenID").to_owned(),
+                        ]);
                     }
-                    Ok(())
+                    t.print()
                 })
             }
-            TokenCmd::Revoke { id } => {
+            TokenCmd::Revoke { which } => {
+                let id = resolve_token(&c, &which).await?;
                 c.delete("PKGDIST_AdminToken", &key(&[("TokenID", &id)])).await?;
-                emit(conn, &json!({"ReturnValue": 0}), |_| {
-                    output::line(format!("token {id} revoked"))
+                emit(conn, &json!({"ReturnValue": 0, "TokenID": id}), |_| {
+                    output::line(format!("token {which} revoked ({id})"))
                 })
             }
         }

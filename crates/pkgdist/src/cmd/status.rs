@@ -107,22 +107,27 @@ async fn view(c: &Client, package: Option<&str>) -> Result<View> {
         None => {
             let summary: Vec<PackageStatusDetailSummarizer> =
                 c.list_as("SMS_PackageStatusDetailSummarizer", &[]).await?;
-            text.push_str(&format!(
-                "{:<10} {:<24} {:>7} {:>8} {:>9} {:>8} {:>6}\n",
-                "PACKAGE", "NAME", "VERSION", "TARGETED", "INSTALLED", "RETRYING", "FAILED"
-            ));
+            let mut t = output::Table::new(&[
+                ("PACKAGE", false),
+                ("VERSION", true),
+                ("TARGETED", true),
+                ("INSTALLED", true),
+                ("RETRYING", true),
+                ("FAILED", true),
+                ("NAME", false),
+            ]);
             for p in &summary {
-                text.push_str(&format!(
-                    "{:<10} {:<24} {:>7} {:>8} {:>9} {:>8} {:>6}\n",
-                    p.package_id,
-                    clip(&p.name, 24),
-                    p.source_version,
-                    p.targeted,
-                    p.installed,
-                    p.retrying,
-                    p.failed
-                ));
+                t.row(vec![
+                    p.package_id.clone(),
+                    p.source_version.to_string(),
+                    p.targeted.to_string(),
+                    p.installed.to_string(),
+                    p.retrying.to_string(),
+                    p.failed.to_string(),
+                    p.name.clone(),
+                ]);
             }
+            text.push_str(&t.render());
             let rows: Vec<PackageStatusDistPointsSummarizer> = c
                 .list_as(
                     "SMS_PackageStatusDistPointsSummarizer",
@@ -137,12 +142,15 @@ async fn view(c: &Client, package: Option<&str>) -> Result<View> {
             (rows, json)
         }
     };
-    if !rows.is_empty() {
-        text.push_str(&format!(
-            "{:<10} {:<16} {:<18} {:>7}  {:<28} {:>7}  {}\n",
-            "PACKAGE", "DP", "STATE", "VERSION", "PROGRESS", "RETRIES", "LAST MESSAGE"
-        ));
-    }
+    let mut t = output::Table::new(&[
+        ("PACKAGE", false),
+        ("DP", false),
+        ("STATE", false),
+        ("VERSION", true),
+        ("PROGRESS", false),
+        ("RETRIES", false),
+        ("LAST MESSAGE", false),
+    ]);
     let mut in_progress = false;
     let mut waiting = 0;
     for r in &rows {
@@ -171,16 +179,18 @@ async fn view(c: &Client, package: Option<&str>) -> Result<View> {
             ),
             _ => String::new(),
         };
-        text.push_str(&format!(
-            "{:<10} {:<16} {:<18} {:>7}  {:<28} {:>7}  {}\n",
-            r.package_id,
-            clip(&name_of(&r.server_nal_path), 16),
-            st.map_or("?", DpState::name),
+        t.row(vec![
+            r.package_id.clone(),
+            name_of(&r.server_nal_path),
+            st.map_or("?", DpState::name).to_owned(),
             format!("{}/{}", r.source_version, r.target_version),
             progress,
             retries,
-            r.last_message
-        ));
+            r.last_message.clone(),
+        ]);
+    }
+    if !t.is_empty() {
+        text.push_str(&t.render());
     }
     if waiting > 0 && !in_progress {
         text.push_str(&format!(
@@ -199,16 +209,6 @@ fn bar(percent: u64) -> String {
     format!("[{}{}]", "#".repeat(filled), "-".repeat(10 - filled))
 }
 
-fn clip(v: &str, n: usize) -> String {
-    if v.chars().count() <= n {
-        v.to_owned()
-    } else {
-        let mut out: String = v.chars().take(n.saturating_sub(1)).collect();
-        out.push('…');
-        out
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -218,6 +218,5 @@ mod tests {
         assert_eq!(bar(0), "[----------]");
         assert_eq!(bar(55), "[#####-----]");
         assert_eq!(bar(100), "[##########]");
-        assert_eq!(clip("abcdef", 4), "abc…");
     }
 }
