@@ -37,6 +37,10 @@ pub struct Jobs {
     files: Arc<Mutex<()>>,
     /// What ended jobs are counted into.
     metrics: JobMetrics,
+    /// Ends that could not be written to their job file (a full disk): answered from here, so
+    /// the site learns that the job ended rather than reading "running" from its file for
+    /// ever. (After a restart the job runs again, as its file says.)
+    unsaved: Arc<Mutex<HashMap<String, JobStatus>>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -85,6 +89,7 @@ impl Jobs {
             gc_gate: Arc::default(),
             files: Arc::default(),
             metrics,
+            unsaved: Arc::default(),
         })
     }
 
@@ -99,6 +104,9 @@ impl Jobs {
 
     pub fn get(&self, id: &str) -> Result<Option<JobStatus>, DpError> {
         check_id(id)?;
+        if let Some(s) = lock(&self.unsaved).get(id) {
+            return Ok(Some(s.clone()));
+        }
         let path = self.path(id);
         match std::fs::read(&path) {
             Ok(b) => serde_json::from_slice(&b)
@@ -116,7 +124,10 @@ impl Jobs {
 
     fn write(&self, s: &JobStatus) -> Result<(), DpError> {
         let bytes = serde_json::to_vec(s).map_err(|e| DpError::State(e.to_string()))?;
-        write_private(&self.path(&s.job.id), &bytes)
+        write_private(&self.path(&s.job.id), &bytes)?;
+        // The file says it now.
+        lock(&self.unsaved).remove(&s.job.id);
+        Ok(())
     }
 
     /// Records progress unless the job was cancelled meanwhile; `false` when it was.
@@ -285,6 +296,7 @@ impl Jobs {
                 tracing::info!(state = ?status.state, message = %status.message, bytes = status.bytes_received, "job ended");
                 if let Err(e) = jobs.save(&status) {
                     tracing::error!(error = %e, "cannot record a job's end; it runs again after a restart");
+                    lock(&jobs.unsaved).insert(id.clone(), status);
                 }
                 lock(&jobs.running).remove(&id);
             }
@@ -361,6 +373,26 @@ impl Jobs {
             .map_err(DpError::from)
     }
 
+    /// Refuses to start fetching `needed` bytes that the DP's disk has no room for: the job
+    /// fails at once with the figures (the site retries it, and the retry goes ahead once
+    /// there is room), rather than filling the disk half-way. Chunks are stored compressed
+    /// where that helps, so `needed` (their plain size) is an upper bound; a little more is
+    /// kept free for job files and manifests.
+    fn check_space(&self, content: ContentId, needed: u64) -> Result<(), DpError> {
+        let st = rustix::fs::statvfs(&self.dir).map_err(|e| DpError::io(&self.dir, e.into()))?;
+        let free = st.f_bavail.saturating_mul(st.f_frsize);
+        let margin = (1 << 20) + needed / 100;
+        if needed.saturating_add(margin) > free {
+            return Err(DpError::DiskFull {
+                content: content.to_string(),
+                needed,
+                free,
+                path: self.dir.parent().unwrap_or(&self.dir).display().to_string(),
+            });
+        }
+        Ok(())
+    }
+
     /// Returns what happened, and how many older versions were released.
     async fn install(
         &self,
@@ -392,6 +424,8 @@ impl Jobs {
         let plan = fetch::plan(self.library.clone(), content, manifest.clone(), s.job.repair).await?;
         s.chunks_total = plan.total;
         s.chunks_present = plan.present;
+        let needed: u64 = plan.missing.iter().map(|c| u64::from(c.len)).sum();
+        self.check_space(content, needed)?;
         s.message = format!("fetching {} of {} chunks", plan.missing.len(), plan.total);
         self.save(s)?;
         let mut save_err = None;

@@ -49,6 +49,15 @@ pub enum DpError {
     BadJob(String),
     #[error("cancelled by the site")]
     Cancelled,
+    #[error(
+        "not enough free space on the DP for {content}: it needs up to {needed} more bytes and {free} are free under {path}; free some space there (the site retries, and the retry goes ahead once there is room)"
+    )]
+    DiskFull {
+        content: String,
+        needed: u64,
+        free: u64,
+        path: String,
+    },
 }
 
 impl DpError {

@@ -133,7 +133,8 @@ impl Table {
     }
 
     pub fn row(&mut self, cells: Vec<String>) {
-        self.rows.push(cells.into_iter().map(|c| clean(&c).into_owned()).collect());
+        self.rows
+            .push(cells.into_iter().map(|c| clean(&c).into_owned()).collect());
     }
 
     pub fn is_empty(&self) -> bool {

@@ -442,3 +442,105 @@ fn availability_window_holds_back_then_pauses_a_transfer() {
     );
     assert_serves(&dp, &pkg2, &big);
 }
+
+/// A tmpfs of `size` at `at` for as long as it lives (the tests run as root, as CI does).
+struct Tmpfs(std::path::PathBuf);
+
+impl Tmpfs {
+    fn mount(at: &Path, size: &str) -> Self {
+        fs::create_dir_all(at).unwrap();
+        let ok = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size},mode=0700"), "tmpfs"])
+            .arg(at)
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "cannot mount a tmpfs at {} (this test runs as root)", at.display());
+        Self(at.to_owned())
+    }
+
+    fn resize(&self, size: &str) {
+        let ok = std::process::Command::new("mount")
+            .args(["-o", &format!("remount,size={size}")])
+            .arg(&self.0)
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok);
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+/// A DP whose disk cannot hold a version (issue 20): the job fails at once with the figures
+/// instead of filling the disk, the row is INSTALL_RETRYING saying so and what to do, and once
+/// there is room the retry installs it.
+#[test]
+fn a_full_disk_fails_cleanly_and_the_retry_succeeds_once_there_is_room() {
+    let dir = TempDir::new().unwrap();
+    let site = Site::start(dir.path());
+    // dp1's data folder is an 8 MiB disk; the package is 12 MiB that does not compress.
+    let disk = Tmpfs::mount(&site.dir.join("dp1"), "8m");
+    let token = register(&site, "dp1");
+    let dp = Dp::start(&site, "dp1", Some(&token), &[]);
+    let src = dir.path().join("src");
+    random_tree(&src, 31, 3, 4);
+    let pkg = create_package(&site, "Too big", &src, "2");
+    site.cli(&["package", "distribute", &pkg, "dp1"]);
+    let r = wait(Duration::from_secs(60), "INSTALL_RETRYING for want of space", || {
+        let r = row(&site, &pkg);
+        (r["State"] == 2).then_some(r.clone()).ok_or_else(|| format!("{r:#}"))
+    });
+    let msg = r["LastMessage"].as_str().unwrap();
+    assert!(
+        msg.contains("not enough free space on the DP") && msg.contains("free some space"),
+        "{msg}"
+    );
+    // Nothing was half-written: the disk is as empty as the DP left it.
+    assert!(tree_size(&dp.dir.join("library/chunks")) < 1 << 20);
+    disk.resize("64m");
+    site.wait_installed(&pkg, 1, 1);
+    assert_serves(&dp, &pkg, &src);
+}
+
+/// The disk fills in the middle of transfers (two packages that each fit, but not both): the
+/// one that runs out fails cleanly with the system's reason and is retried, never left
+/// "running"; once there is room, both are installed.
+#[test]
+fn a_disk_that_fills_mid_transfer_fails_the_job_and_the_retry_succeeds() {
+    let dir = TempDir::new().unwrap();
+    let site = Site::start_with(dir.path(), "max-packages = 2\n");
+    let disk = Tmpfs::mount(&site.dir.join("dp1"), "10m");
+    let token = register(&site, "dp1");
+    let dp = Dp::start(&site, "dp1", Some(&token), &["--batch-bytes", "1048576"]);
+    let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+    random_tree(&a, 41, 3, 2);
+    random_tree(&b, 42, 3, 2);
+    let pa = create_package(&site, "A", &a, "2");
+    let pb = create_package(&site, "B", &b, "2");
+    // 6 MiB each on a 10 MiB disk.
+    site.cli(&["package", "distribute", &pa, "dp1"]);
+    site.cli(&["package", "distribute", &pb, "dp1"]);
+    let failed = wait(
+        Duration::from_secs(60),
+        "one of them retrying for want of space",
+        || {
+            let rows = [row(&site, &pa), row(&site, &pb)];
+            rows.iter()
+                .find(|r| r["State"] == 2)
+                .cloned()
+                .ok_or_else(|| format!("{rows:#?}"))
+        },
+    );
+    let msg = failed["LastMessage"].as_str().unwrap();
+    assert!(msg.contains("space") || msg.contains("No space left"), "{msg}");
+    disk.resize("64m");
+    site.wait_installed(&pa, 1, 1);
+    site.wait_installed(&pb, 1, 1);
+    assert_serves(&dp, &pa, &a);
+    assert_serves(&dp, &pb, &b);
+}

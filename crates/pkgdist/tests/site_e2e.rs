@@ -363,7 +363,10 @@ fn the_cli_reads_as_administrators_expect() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 
     // Nothing listening: one line naming the URL and what to start.
-    let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let free = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
     let out = pkgdist()
         .args(["--site", &format!("http://{free}"), "--token", TOKEN, "package", "list"])
         .output()

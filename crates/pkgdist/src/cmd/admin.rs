@@ -266,8 +266,13 @@ pub enum TokenCmd {
 /// A token's ID from its ID or its name (among tokens not revoked); a name several live
 /// tokens share is refused, listing their IDs.
 async fn resolve_token(c: &Client, token: &str) -> Result<String> {
-    let filter = format!("(TokenID eq {q} or Name eq {q}) and RevokedOn eq null", q = quote(token));
-    let found = c.list("PKGDIST_AdminToken", &[("$filter", &filter), ("$select", "TokenID")]).await?;
+    let filter = format!(
+        "(TokenID eq {q} or Name eq {q}) and RevokedOn eq null",
+        q = quote(token)
+    );
+    let found = c
+        .list("PKGDIST_AdminToken", &[("$filter", &filter), ("$select", "TokenID")])
+        .await?;
     let ids: Vec<String> = found
         .iter()
         .filter_map(|o| o.get("TokenID").and_then(Value::as_str).map(str::to_owned))
@@ -838,7 +843,12 @@ pub fn token(conn: &Conn, cmd: TokenCmd) -> Result<()> {
             TokenCmd::List => {
                 let v = objs(c.list("PKGDIST_AdminToken", &[]).await?);
                 emit(conn, &v, |v| {
-                    let mut t = output::Table::new(&[("NAME", false), ("ROLE", false), ("REVOKED", false), ("TOKEN ID", false)]);
+                    let mut t = output::Table::new(&[
+                        ("NAME", false),
+                        ("ROLE", false),
+                        ("REVOKED", false),
+                        ("TOKEN ID", false),
+                    ]);
                     for o in v.as_array().into_iter().flatten() {
                         t.row(vec![
                             s(o, "Name").to_owned(),
