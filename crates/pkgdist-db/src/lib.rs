@@ -32,6 +32,9 @@ pub enum DbError {
     /// A unique value (a name) is already used.
     #[error("{0} is already in use")]
     Conflict(String),
+    /// The package is being deleted (migration 0010): it takes no new target.
+    #[error("package {0} is being deleted: it can no longer be distributed")]
+    Deleting(String),
 }
 
 pub type Result<T, E = DbError> = std::result::Result<T, E>;
@@ -295,12 +298,55 @@ impl Db {
         Ok(true)
     }
 
+    /// Deletes a package that no DP row refers to, in one statement (a target written
+    /// meanwhile makes it keep the package: false). Its status messages go with it.
+    pub async fn delete_package_if_unused(&self, id: &str) -> Result<bool> {
+        let mut tx = self.begin().await?;
+        let r = sqlx::query(
+            "DELETE FROM packages WHERE package_id = $1
+                AND NOT EXISTS (SELECT 1 FROM package_dps r WHERE r.package_id = $1)",
+        )
+        .bind(id.to_owned())
+        .execute(&mut *tx)
+        .await?;
+        if r.rows_affected() == 1 {
+            sqlx::query("DELETE FROM status_messages WHERE package_id = $1")
+                .bind(id.to_owned())
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    /// Whether a package is being deleted (`None`: there is no such package).
+    pub async fn package_deleting(&self, id: &str) -> Result<Option<bool>> {
+        let v: Option<i64> = sqlx::query_scalar("SELECT deleting FROM packages WHERE package_id = $1")
+            .bind(id.to_owned())
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(v.map(|d| d != 0))
+    }
+
     /// Packages being deleted whose DPs have all dropped them (no row left): ready to be
     /// deleted for good.
     pub async fn deleted_packages_done(&self) -> Result<Vec<String>> {
         Ok(sqlx::query_scalar(
             "SELECT p.package_id FROM packages p WHERE p.deleting = 1
                 AND NOT EXISTS (SELECT 1 FROM package_dps r WHERE r.package_id = p.package_id)",
+        )
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// Rows of packages being deleted that are not on their way off their DP (a row a child
+    /// site reported, or one written before the delete was seen): (package, DP). REMOVAL_FAILED
+    /// rows are left for an administrator (`package delete` again retries them).
+    pub async fn deleting_rows_left(&self) -> Result<Vec<(String, String)>> {
+        Ok(sqlx::query_as(
+            "SELECT r.package_id, r.nal_path FROM packages p
+                JOIN package_dps r ON r.package_id = p.package_id
+             WHERE p.deleting = 1 AND r.state NOT IN (4, 5, 6)",
         )
         .fetch_all(&self.pool)
         .await?)
@@ -752,7 +798,9 @@ impl Db {
         targets: &[NewTarget],
         statuses: &[NewStatus],
     ) -> Result<()> {
-        let sql = "INSERT INTO dp_group_packages (group_id, package_id) VALUES ($1, $2) ON CONFLICT DO NOTHING";
+        // A package being deleted does not join a group (it left them all when marked).
+        let sql = "INSERT INTO dp_group_packages (group_id, package_id)
+            SELECT $1, package_id FROM packages WHERE package_id = $2 AND deleting = 0 ON CONFLICT DO NOTHING";
         self.group_links(sql, group_id, package_ids, targets, &[], statuses)
             .await
     }
@@ -1234,11 +1282,14 @@ async fn insert_statuses(tx: &mut Transaction<'static, Any>, statuses: &[NewStat
 
 /// The target version is read from the package in the same statement, so a refresh running
 /// at the same time can never leave a DP aimed at an older version.
+/// Writes a target, unless its package is being deleted ([`DbError::Deleting`]): checked in
+/// the write itself, so a target racing a delete cannot bring a removed row back.
 async fn upsert_target(tx: &mut Transaction<'static, Any>, t: &NewTarget) -> Result<()> {
-    sqlx::query(
+    let r = sqlx::query(
         "INSERT INTO package_dps (package_id, nal_path, site_code, state, target_version, redistribute, summary_date, last_message,
             job_key, queued_at)
-         VALUES ($1, $2, $3, $4, (SELECT source_version FROM packages WHERE package_id = $1), $5, $6, $7, $8, $6)
+         SELECT $1, $2, $3, $4, p.source_version, $5, $6, $7, $8, $6 FROM packages p
+         WHERE p.package_id = $1 AND p.deleting = 0
          ON CONFLICT (package_id, nal_path) DO UPDATE SET
             state = CASE WHEN package_dps.installed_version > 0 THEN $9 ELSE excluded.state END,
             target_version = excluded.target_version,
@@ -1259,6 +1310,10 @@ async fn upsert_target(tx: &mut Transaction<'static, Any>, t: &NewTarget) -> Res
     .bind(t.state_if_installed)
     .execute(&mut **tx)
     .await?;
+    if r.rows_affected() == 0 {
+        // The transaction is dropped, so nothing of the caller's batch is applied.
+        return Err(DbError::Deleting(t.package_id.clone()));
+    }
     let intent = if t.redistribute {
         Intent::Redistribute
     } else {

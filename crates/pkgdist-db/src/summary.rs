@@ -42,7 +42,7 @@ impl Db {
     /// The site's figures; `now` decides which leases are live.
     pub async fn summary(&self, now: &str) -> Result<Summary> {
         Ok(sqlx::query_as(
-            "SELECT (SELECT COUNT(*) FROM packages) AS packages,
+            "SELECT (SELECT COUNT(*) FROM packages WHERE deleting = 0) AS packages,
                 (SELECT COUNT(*) FROM distribution_points) AS dps,
                 1 + (SELECT COUNT(*) FROM sites) AS sites,
                 CAST(COALESCE(SUM(targeted), 0) AS BIGINT) AS targeted,

@@ -336,6 +336,25 @@ async fn suite(db: Db) {
     // Deleted PackageIDs are not handed out again.
     assert_eq!(db.next_counter("package", 1).await.unwrap(), 3);
 
+    // A package being deleted is hidden and takes no new target, checked in the write itself;
+    // with no row left it is ready to go, and goes only while no row refers to it.
+    db.insert_package(&package("PS100003")).await.unwrap();
+    assert!(db.begin_package_delete("PS100003", &[], &[]).await.unwrap());
+    assert!(
+        !db.begin_package_delete("PS100003", &[], &[]).await.unwrap(),
+        "marked once"
+    );
+    assert!(matches!(
+        db.target(&[target("PS100003", "dp1")], &[]).await,
+        Err(DbError::Deleting(_))
+    ));
+    assert!(db.package("PS100003").await.unwrap().is_none());
+    assert_eq!(db.package_deleting("PS100003").await.unwrap(), Some(true));
+    assert_eq!(db.deleted_packages_done().await.unwrap(), vec!["PS100003".to_owned()]);
+    assert!(db.deleting_rows_left().await.unwrap().is_empty());
+    assert!(db.delete_package_if_unused("PS100003").await.unwrap());
+    assert_eq!(db.package_deleting("PS100003").await.unwrap(), None);
+
     hierarchy(&db).await;
     change_feed(&db).await;
     // Refreshing the planner's statistics works on every engine (a no-op where automatic).

@@ -101,6 +101,7 @@ impl From<pkgdist_db::DbError> for ApiError {
             pkgdist_db::DbError::Conflict(what) => {
                 ApiError::new(ErrorKind::NameTaken, format!("{what}; choose another"))
             }
+            pkgdist_db::DbError::Deleting(_) => ApiError::new(ErrorKind::InvalidState, e.to_string()),
             other => ApiError::internal(other),
         }
     }

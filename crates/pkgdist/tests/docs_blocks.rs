@@ -17,7 +17,7 @@ use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tempfile::TempDir;
 
@@ -118,18 +118,54 @@ fn paste(root: &Path, name: &str, script: &str) -> String {
     text
 }
 
-/// Waits for the site of `up` on the documents' port.
-fn wait_listening(child: &mut Child) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while std::net::TcpStream::connect("127.0.0.1:8470").is_err() {
-        assert!(child.try_wait().unwrap().is_none(), "up stopped");
-        assert!(Instant::now() < deadline, "up is not listening after 60 s");
-        std::thread::sleep(Duration::from_millis(100));
+/// The documents' ports must be free: the test would otherwise talk to someone else's site
+/// (a developer's own `pkgdist up`, say).
+fn ports_free() {
+    for port in [8470, 8471, 8472] {
+        assert!(
+            std::net::TcpListener::bind(("127.0.0.1", port)).is_ok(),
+            "port {port} is in use: stop whatever listens there (a `pkgdist up`?) to run this test"
+        );
     }
-    // And for its DPs, registered and listening after the site.
-    while std::net::TcpStream::connect("127.0.0.1:8472").is_err() {
-        assert!(Instant::now() < deadline, "up's DPs are not listening after 60 s");
-        std::thread::sleep(Duration::from_millis(100));
+}
+
+/// Waits until `up` has printed its last line (the console's URL): everything listens and its
+/// DPs are enrolled.
+fn wait_ready(child: &mut Child) {
+    use std::io::BufRead;
+    let out = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+            if line.starts_with("console:") {
+                let _ = tx.send(());
+            }
+        }
+    });
+    let ready = rx.recv_timeout(Duration::from_secs(60));
+    assert!(ready.is_ok(), "up was not ready after 60 s ({:?})", child.try_wait());
+}
+
+/// Stops what a failed test would leave behind outside its own process group: the README's
+/// `up` and the quick start's detached one (which would keep the documents' ports).
+struct Cleanup {
+    child: Option<Child>,
+    data: Vec<PathBuf>,
+}
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        if let Some(c) = &mut self.child {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        for d in &self.data {
+            let _ = Command::new(env!("CARGO_BIN_EXE_pkgdist"))
+                .arg("down")
+                .arg("--data")
+                .arg(d)
+                .output();
+        }
     }
 }
 
@@ -148,15 +184,20 @@ fn readme_and_quickstart_blocks_work_as_written() {
         "the README's first block gives the test command: {}",
         b[0]
     );
+    ports_free();
     let dir = clone_like();
     let root = dir.path();
-    let mut up = shell(root)
+    let up = shell(root)
         .args(["-c", &format!("exec {up_line}")])
-        .stdout(Stdio::null())
+        .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    wait_listening(&mut up);
+    let mut cleanup = Cleanup {
+        child: Some(up),
+        data: Vec::new(),
+    };
+    wait_ready(cleanup.child.as_mut().unwrap());
     let out = paste(root, "readme", &b[1..].join("\n"));
     assert!(out.contains("INSTALLED"), "{out}");
     assert_eq!(
@@ -167,13 +208,16 @@ fn readme_and_quickstart_blocks_work_as_written() {
         fs::read(root.join("demo-quickstart.md")).unwrap(),
         fs::read(repo().join("docs/quickstart.md")).unwrap()
     );
+    let mut up = cleanup.child.take().unwrap();
     rustix::process::kill_process(rustix::process::Pid::from_child(&up), rustix::process::Signal::TERM).unwrap();
     assert!(up.wait().unwrap().success(), "up did not stop cleanly");
 
     // The quick start, whole, in a fresh folder: every block in one shell, in order.
     let quick = fs::read_to_string(repo().join("docs/quickstart.md")).unwrap();
+    ports_free();
     let dir = clone_like();
     let root = dir.path();
+    cleanup.data.push(root.join("pkgdist-data"));
     let out = paste(root, "quickstart", &blocks(&quick).join("\n"));
     assert!(out.contains("console:"), "up --detach prints the console's URL: {out}");
     assert_eq!(fs::read_to_string(root.join("demo-readme.txt")).unwrap(), "hello\n");

@@ -508,7 +508,6 @@ fn up_then_readme_commands_then_fetch() {
         .arg(&ready);
     let up = pkgdist_testkit::process::Daemon::start_with(again, &ready, &dir.path().join("up2.log"), "site").unwrap();
     let moved = up.url();
-    assert_ne!(moved, site_url, "port 0 took the same port again");
     edit_64k(&src.join("sources/install.wim"), 6);
     cli_at(&moved, &["package", "refresh", &pkg]);
     wait(Duration::from_secs(60), "version 3 on both DPs", || {

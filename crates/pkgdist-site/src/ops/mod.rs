@@ -280,6 +280,7 @@ impl OpError {
             OpError::Library { .. } => ErrorKind::Storage,
             OpError::Internal(_) => ErrorKind::Internal,
             OpError::Db(DbError::Conflict(_)) => ErrorKind::NameTaken,
+            OpError::Db(DbError::Deleting(_)) => ErrorKind::InvalidState,
             OpError::Db(_) => ErrorKind::Internal,
         }
     }

@@ -466,23 +466,31 @@ pub(crate) fn new_version(
     }
 }
 
-/// Deletes package `id`, which this site owns.
-/// Deletes package `id`. A package no DP holds goes at once; one that DPs hold is deleted in
-/// two steps, so that no DP keeps serving content the site no longer knows: now it is hidden
-/// from the package classes, taken out of its groups and refused as a target, and every DP
-/// row goes to REMOVAL_PENDING; once the last DP has dropped it, the distribution manager
-/// deletes it for good ([`finish_deletes`]).
+/// Deletes package `id`, which this site owns. A package no DP holds goes at once; one that
+/// DPs hold is deleted in two steps, so that no DP keeps serving content the site no longer
+/// knows: now it is hidden from the package classes, taken out of its groups and refused as a
+/// target (checked in every target's write, see `pkgdist_db`), and every DP row goes to
+/// REMOVAL_PENDING; once the last DP has dropped it, the distribution manager deletes it for
+/// good ([`finish_deletes`]). Deleting a package already being deleted retries its failed
+/// removals (REMOVAL_FAILED), the one thing that can hold a delete up.
 pub async fn delete(state: &AppState, id: &str) -> Result<(), OpError> {
+    match state.db.package_deleting(id).await? {
+        None => return Err(OpError::not_found(Thing::Package, id)),
+        Some(true) => return retry_failed_removals(state, id).await,
+        Some(false) => {}
+    }
     let p = package(state, id).await?;
     check_owned(state, &p, "deleted")?;
-    let rows = state.db.package_rows(id).await?;
-    if rows.is_empty() {
-        return forget(state, id).await;
-    }
     // Not while its source is being refreshed (a new version would retarget its rows).
     let lock = state.refresh_lock(id);
     let _one_at_a_time = lock.lock().await;
-    // Rows already on their way out stay as they are; a failed removal is tried again.
+    if state.db.delete_package_if_unused(id).await? {
+        release_versions(state, id).await;
+        return Ok(());
+    }
+    let rows = state.db.package_rows(id).await?;
+    // Rows already on their way out stay as they are; a failed removal is tried again. A row
+    // written after this read is moved by the distribution manager's next round.
     let removing = |st| matches!(st, Some(DpState::RemovalPending | DpState::RemovalRetrying));
     let pairs: Vec<(String, String)> = rows
         .iter()
@@ -491,12 +499,7 @@ pub async fn delete(state: &AppState, id: &str) -> Result<(), OpError> {
         .collect();
     let nals: Vec<String> = pairs.iter().map(|(_, n)| n.clone()).collect();
     let dps = dp_map(state, &nals).await?;
-    let (changes, messages) = rows::changes(
-        &dps,
-        &pairs,
-        DpState::RemovalPending,
-        "removal queued: the package is being deleted",
-    );
+    let (changes, messages) = rows::changes(&dps, &pairs, DpState::RemovalPending, DELETING);
     if !state.db.begin_package_delete(id, &changes, &messages).await? {
         return Err(OpError::not_found(Thing::Package, id));
     }
@@ -505,9 +508,35 @@ pub async fn delete(state: &AppState, id: &str) -> Result<(), OpError> {
     Ok(())
 }
 
-/// Deletes for good the packages being deleted whose DPs have all dropped them. The
-/// distribution manager calls it every round; it reads only packages being deleted.
+/// Why the rows of a package being deleted are removed.
+const DELETING: &str = "removal queued: the package is being deleted";
+
+/// `delete` of a package already being deleted: its REMOVAL_FAILED rows are tried again.
+async fn retry_failed_removals(state: &AppState, id: &str) -> Result<(), OpError> {
+    let failed: Vec<(String, String)> = state
+        .db
+        .package_rows(id)
+        .await?
+        .into_iter()
+        .filter(|r| r.dp_state() == Some(DpState::RemovalFailed))
+        .map(|r| (r.package_id, r.nal_path))
+        .collect();
+    if !failed.is_empty() {
+        rows::set_state(state, &failed, DpState::RemovalPending, DELETING).await?;
+        state.work.notify_one();
+    }
+    Ok(())
+}
+
+/// The distribution manager's round for packages being deleted: rows that are not on their
+/// way off their DP (written by a target that raced the delete, or reported by a child site)
+/// are sent off, and packages no DP holds any more are deleted for good. It reads only
+/// packages being deleted (a partial index, migration 0010).
 pub(crate) async fn finish_deletes(state: &AppState) -> Result<usize, OpError> {
+    let left = state.db.deleting_rows_left().await?;
+    if !left.is_empty() {
+        rows::set_state(state, &left, DpState::RemovalPending, DELETING).await?;
+    }
     let done = state.db.deleted_packages_done().await?;
     for id in &done {
         forget(state, id).await?;
@@ -523,9 +552,14 @@ pub(crate) async fn forget(state: &AppState, id: &str) -> Result<(), OpError> {
     let lock = state.refresh_lock(id);
     let _one_at_a_time = lock.lock().await;
     state.db.delete_package(id).await?;
-    // The database is the truth: the package is gone. Releasing its versions in the library
-    // lets garbage collection reclaim chunks no other package uses; if that fails, the
-    // versions stay as unreferenced-by-the-site data and a warning says so.
+    release_versions(state, id).await;
+    Ok(())
+}
+
+/// Releases a deleted package's versions from the library. The database is the truth: the
+/// package is gone. Releasing lets garbage collection reclaim chunks no other package uses; if
+/// that fails, the versions stay as unreferenced-by-the-site data and a warning says so.
+async fn release_versions(state: &AppState, id: &str) {
     if let Ok(pid) = id.parse::<PackageId>() {
         let lib = state.library.clone();
         let released = tokio::task::spawn_blocking(move || -> Result<(), ContentError> {
@@ -539,7 +573,6 @@ pub(crate) async fn forget(state: &AppState, id: &str) -> Result<(), OpError> {
             tracing::warn!(package = %id, "deleted, but its content versions could not be released from the library");
         }
     }
-    Ok(())
 }
 
 /// One DP a package goes to: its NAL path and the site code the caller gave with it.

@@ -17,6 +17,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
+use rustix::fs::FlockOperation;
 use rustix::process::{Pid, Signal};
 
 use crate::output;
@@ -28,42 +29,60 @@ const START_WITHIN: Duration = Duration::from_secs(120);
 /// How long `down` waits for `up` to stop after asking it to.
 const STOP_WITHIN: Duration = Duration::from_secs(60);
 
-/// The process ID a running `up` on `data` wrote, if that process is still alive.
+/// The process ID of the `up` running on `data`: the one holding the lock on its pid file.
+/// (A lock, not a liveness test of the number written: after a crash that number may belong
+/// to another process by now, and a lock dies with its holder.)
 fn running(data: &Path) -> Option<Pid> {
-    let text = std::fs::read_to_string(data.join(PID_FILE)).ok()?;
-    let pid = Pid::from_raw(text.trim().parse().ok()?)?;
-    alive(pid).then_some(pid)
+    let file = std::fs::File::open(data.join(PID_FILE)).ok()?;
+    match rustix::fs::flock(&file, FlockOperation::NonBlockingLockShared) {
+        Ok(()) => None, // nobody holds it; ours goes with `file`
+        Err(_) => {
+            let text = std::fs::read_to_string(data.join(PID_FILE)).ok()?;
+            Pid::from_raw(text.trim().parse().ok()?)
+        }
+    }
 }
 
-fn alive(pid: Pid) -> bool {
-    rustix::process::test_kill_process(pid).is_ok()
-}
-
-/// `DATA/up.pid` for as long as this `up` runs.
+/// `DATA/up.pid`, locked, for as long as this `up` runs.
 #[derive(Debug)]
-pub struct PidFile(PathBuf);
+pub struct PidFile {
+    path: PathBuf,
+    /// Holds the lock.
+    _file: std::fs::File,
+}
 
 impl PidFile {
     /// Claims `data` for this process; refused while another `up` runs on it.
     pub fn claim(data: &Path) -> Result<Self> {
-        let me = |p: &Pid| u32::try_from(p.as_raw_nonzero().get()).ok() == Some(std::process::id());
-        if let Some(pid) = running(data).filter(|p| !me(p)) {
+        let path = data.join(PID_FILE);
+        let mut file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(&path)
+            .with_context(|| format!("opening {}", path.display()))?;
+        if rustix::fs::flock(&file, FlockOperation::NonBlockingLockExclusive).is_err() {
+            let other = std::fs::read_to_string(&path).unwrap_or_default();
             bail!(
-                "pkgdist up is already running on {} (process {pid:?}): stop it with `pkgdist down --data {}`",
+                "pkgdist up is already running on {} (process {}): stop it with `pkgdist down{}`",
                 data.display(),
-                data.display()
+                other.trim(),
+                data_arg(data)
             );
         }
-        let path = data.join(PID_FILE);
-        pkgdist_node::util::write_file(&path, format!("{}\n", std::process::id()).as_bytes(), true)
-            .with_context(|| format!("writing {}", path.display()))?;
-        Ok(Self(path))
+        file.set_len(0)?;
+        file.write_all(format!("{}\n", std::process::id()).as_bytes())?;
+        file.sync_all()?;
+        Ok(Self { path, _file: file })
     }
 }
 
 impl Drop for PidFile {
     fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
+        // Still locked by us here: no other `up` can have claimed the file meanwhile.
+        let _ = std::fs::remove_file(&self.path);
     }
 }
 
@@ -92,9 +111,10 @@ pub fn detach(d: Detach<'_>) -> Result<()> {
     pkgdist_node::util::private_dir(d.data).with_context(|| format!("creating {}", d.data.display()))?;
     if let Some(pid) = running(d.data) {
         bail!(
-            "pkgdist up is already running on {} (process {pid:?}): stop it with `pkgdist down --data {}`",
+            "pkgdist up is already running on {} (process {}): stop it with `pkgdist down{}`",
             d.data.display(),
-            d.data.display()
+            pid.as_raw_nonzero(),
+            data_arg(d.data)
         );
     }
     let ready = d
@@ -134,9 +154,11 @@ pub fn detach(d: Detach<'_>) -> Result<()> {
             );
         }
         if Instant::now() > deadline {
+            // Not left running behind an error: stopped, and the log says how far it got.
+            let _ = child.kill();
+            let _ = child.wait();
             bail!(
-                "pkgdist up (process {}) was not ready after {} s; see {}",
-                child.id(),
+                "pkgdist up was not ready after {} s and was stopped; see {}",
                 START_WITHIN.as_secs(),
                 log_path.display()
             );
@@ -176,25 +198,25 @@ fn tail(path: &Path) -> String {
     lines[lines.len().saturating_sub(20)..].join("\n")
 }
 
-/// `pkgdist down`: asks the `up` running on `data` to stop (SIGTERM) and waits until it has.
+/// `pkgdist down`: asks the `up` running on `data` to stop (SIGTERM) and waits until it has
+/// let go of its pid file's lock.
 pub fn down(data: &Path) -> Result<()> {
     let Some(pid) = running(data) else {
-        let _ = std::fs::remove_file(data.join(PID_FILE));
         output::line(format!("pkgdist up is not running on {}", data.display()))?;
         return Ok(());
     };
-    rustix::process::kill_process(pid, Signal::TERM).with_context(|| format!("cannot stop process {pid:?}"))?;
+    rustix::process::kill_process(pid, Signal::TERM)
+        .with_context(|| format!("cannot stop process {}", pid.as_raw_nonzero()))?;
     let deadline = Instant::now() + STOP_WITHIN;
-    while alive(pid) {
+    while running(data).is_some() {
         if Instant::now() > deadline {
             bail!(
-                "pkgdist up (process {pid:?}) has not stopped after {} s",
+                "pkgdist up (process {}) has not stopped after {} s",
+                pid.as_raw_nonzero(),
                 STOP_WITHIN.as_secs()
             );
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    let mut out = std::io::stdout().lock();
-    writeln!(out, "stopped pkgdist up on {}", data.display())?;
-    Ok(())
+    output::line(format!("stopped pkgdist up on {}", data.display()))
 }
