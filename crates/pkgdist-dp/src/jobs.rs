@@ -143,6 +143,7 @@ impl Jobs {
     /// not started again, a failed one is (that is how the site retries).
     pub fn submit(&self, job: Job) -> Result<JobStatus, DpError> {
         check_id(&job.id)?;
+        self.flush_unsaved();
         let content: ContentId = job
             .content
             .parse()
@@ -373,24 +374,45 @@ impl Jobs {
             .map_err(DpError::from)
     }
 
-    /// Refuses to start fetching `needed` bytes that the DP's disk has no room for: the job
-    /// fails at once with the figures (the site retries it, and the retry goes ahead once
-    /// there is room), rather than filling the disk half-way. Chunks are stored compressed
-    /// where that helps, so `needed` (their plain size) is an upper bound; a little more is
-    /// kept free for job files and manifests.
-    fn check_space(&self, content: ContentId, needed: u64) -> Result<(), DpError> {
-        let st = rustix::fs::statvfs(&self.dir).map_err(|e| DpError::io(&self.dir, e.into()))?;
+    /// Refuses to start fetching `needed` bytes in `chunks` files that the DP's library has no
+    /// room for: the job fails at once with the figures (the site retries it, and the retry
+    /// goes ahead once there is room), rather than filling the disk half-way. Chunks are stored
+    /// compressed where that helps, so `needed` (their plain size) is an upper bound; each file
+    /// may take a block more than its bytes, each needs an inode, and a little more is kept
+    /// free for job files and manifests.
+    fn check_space(&self, content: ContentId, needed: u64, chunks: u64) -> Result<(), DpError> {
+        let at = self.library_dir();
+        let st = rustix::fs::statvfs(&at).map_err(|e| DpError::io(&at, e.into()))?;
         let free = st.f_bavail.saturating_mul(st.f_frsize);
-        let margin = (1 << 20) + needed / 100;
-        if needed.saturating_add(margin) > free {
+        let margin = (1 << 20) + needed / 100 + chunks.saturating_mul(st.f_frsize);
+        let short_of_inodes = st.f_files > 0 && st.f_favail < chunks.saturating_add(64);
+        if needed.saturating_add(margin) > free || short_of_inodes {
             return Err(DpError::DiskFull {
                 content: content.to_string(),
                 needed,
                 free,
-                path: self.dir.parent().unwrap_or(&self.dir).display().to_string(),
+                path: at.display().to_string(),
             });
         }
         Ok(())
+    }
+
+    /// Where the library keeps its chunks: `library/` beside `jobs/` in the DP's data folder.
+    fn library_dir(&self) -> PathBuf {
+        self.dir
+            .parent()
+            .map_or_else(|| self.dir.clone(), |d| d.join("library"))
+    }
+
+    /// Writes the ends kept in memory for want of disk space, now that there may be room.
+    fn flush_unsaved(&self) {
+        let pending: Vec<JobStatus> = lock(&self.unsaved).values().cloned().collect();
+        for s in pending {
+            let _files = lock(&self.files);
+            if self.write(&s).is_err() {
+                return; // still no room: the next try is at the next job
+            }
+        }
     }
 
     /// Returns what happened, and how many older versions were released.
@@ -425,7 +447,7 @@ impl Jobs {
         s.chunks_total = plan.total;
         s.chunks_present = plan.present;
         let needed: u64 = plan.missing.iter().map(|c| u64::from(c.len)).sum();
-        self.check_space(content, needed)?;
+        self.check_space(content, needed, plan.missing.len() as u64)?;
         s.message = format!("fetching {} of {} chunks", plan.missing.len(), plan.total);
         self.save(s)?;
         let mut save_err = None;

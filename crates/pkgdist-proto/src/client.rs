@@ -13,6 +13,12 @@ pub enum ClientError {
         root_cause(cause)
     )]
     Connect { url: String, cause: reqwest::Error },
+    /// The site answered, but its answer could not be read whole.
+    #[error("the answer of the site at {url} could not be read ({})", root_cause(cause))]
+    Read { url: String, cause: reqwest::Error },
+    /// The HTTP client could not be set up (the system's TLS roots, say).
+    #[error("cannot set up an HTTP client: {0}")]
+    Setup(reqwest::Error),
     /// The site answered with an error body.
     #[error("{} (HTTP {status}, ReturnValue {}, {})", body.error.message, body.ReturnValue, body.error.code)]
     Api { status: u16, body: Box<ErrorBody> },
@@ -75,10 +81,7 @@ impl Client {
         let http = reqwest::Client::builder()
             .pool_idle_timeout(crate::POOL_IDLE)
             .build()
-            .map_err(|e| ClientError::Connect {
-                url: base.to_string(),
-                cause: e,
-            })?;
+            .map_err(ClientError::Setup)?;
         Ok(Self {
             http,
             base,
@@ -111,7 +114,7 @@ impl Client {
                 cause: e,
             })?;
         let status = resp.status().as_u16();
-        let text = resp.text().await.map_err(|e| ClientError::Connect {
+        let text = resp.text().await.map_err(|e| ClientError::Read {
             url: self.base.to_string(),
             cause: e,
         })?;

@@ -2,7 +2,7 @@
 //! fetched from anywhere else, at build or run time) and two JSON routes of its own. Everything
 //! else it shows it reads through the AdminService route, with the token the administrator
 //! signs in with, so it can do exactly what that token can: a read-only token sees no actions
-//! and could not use them anyway.
+//! and could not use them anyway. Three JSON routes are its own (below); they only read.
 //!
 //! ```text
 //! GET /console, /console/        the page (index.html)
@@ -12,7 +12,7 @@
 //! GET /console/api/attention     the rows to look at first, as SMS_PackageStatusDistPointsSummarizer
 //! ```
 //!
-//! The static files need no token (they hold no data); the two routes do. Every console file is
+//! The static files need no token (they hold no data); the three routes do. Every console file is
 //! served with a policy that forbids framing and inline scripts (`Content-Security-Policy`), so
 //! text from the API can never run as script even if the page mis-escaped it.
 

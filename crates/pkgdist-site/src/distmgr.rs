@@ -544,7 +544,7 @@ fn running_message(kind: JobKind, s: &JobStatus) -> String {
         JobKind::Install if s.chunks_total == 0 => "transferring: the DP is working out what it lacks".to_owned(),
         JobKind::Install => format!(
             "transferring: the DP holds {} of {} chunks, {} bytes received for this version",
-            s.chunks_received + s.chunks_present,
+            s.chunks_received.saturating_add(s.chunks_present),
             s.chunks_total,
             s.bytes_received
         ),
@@ -572,7 +572,7 @@ async fn follow(state: &AppState, node: &NodeCall<'_>, lease: &Lease, job: Job) 
         };
         let progress = Progress {
             bytes: i64::try_from(status.bytes_received).unwrap_or(i64::MAX),
-            done: i64::try_from(status.chunks_received + status.chunks_present).unwrap_or(i64::MAX),
+            done: i64::try_from(status.chunks_received.saturating_add(status.chunks_present)).unwrap_or(i64::MAX),
             total: i64::try_from(status.chunks_total).unwrap_or(i64::MAX),
         };
         match state

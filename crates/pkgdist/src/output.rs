@@ -5,41 +5,53 @@ use std::io::Write;
 
 use serde::Serialize;
 
+/// Stdout's reader went away (`pkgdist package list | head -1`): what it wanted it has, so
+/// the CLI ends quietly. Only writes to stdout fail with this, so a broken pipe anywhere else
+/// (a connection to a site) is still reported.
+#[derive(Debug, thiserror::Error)]
+#[error("stdout was closed by its reader")]
+pub struct StdoutClosed;
+
+/// A failed write to stdout, as the CLI's error.
+fn stdout_error(e: std::io::Error) -> anyhow::Error {
+    if e.kind() == std::io::ErrorKind::BrokenPipe {
+        StdoutClosed.into()
+    } else {
+        anyhow::Error::new(e).context("writing to stdout")
+    }
+}
+
+/// Writes `bytes` to stdout, flushed.
+fn write_out(bytes: &[u8]) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    out.write_all(bytes).and_then(|()| out.flush()).map_err(stdout_error)
+}
+
 /// Prints `value` as pretty JSON on stdout.
 pub fn json<T: Serialize>(value: &T) -> anyhow::Result<()> {
-    let mut out = std::io::stdout().lock();
-    serde_json::to_writer_pretty(&mut out, value)?;
-    writeln!(out)?;
-    Ok(())
+    let mut text = serde_json::to_vec_pretty(value)?;
+    text.push(b'\n');
+    write_out(&text)
 }
 
 /// Prints a line of text on stdout, with control characters made visible (see [`clean`]).
 pub fn line(text: impl std::fmt::Display) -> anyhow::Result<()> {
-    writeln!(std::io::stdout().lock(), "{}", clean(&text.to_string()))?;
-    Ok(())
+    write_out(format!("{}\n", clean(&text.to_string())).as_bytes())
 }
 
 /// Prints text on stdout (no newline added), control characters made visible, flushed.
 pub fn text(text: &str) -> anyhow::Result<()> {
-    let mut out = std::io::stdout().lock();
-    out.write_all(clean(text).as_bytes())?;
-    out.flush()?;
-    Ok(())
+    write_out(clean(text).as_bytes())
 }
 
 /// Clears the terminal (the one escape sequence the CLI writes itself).
 pub fn clear_screen() -> anyhow::Result<()> {
-    let mut out = std::io::stdout().lock();
-    out.write_all(b"\x1b[H\x1b[2J")?;
-    out.flush()?;
-    Ok(())
+    write_out(b"\x1b[H\x1b[2J")
 }
 
-/// Whether `e` is a write to stdout that failed because its reader closed the pipe.
+/// Whether `e` is a write to stdout whose reader had closed the pipe ([`StdoutClosed`]).
 pub fn closed_pipe(e: &anyhow::Error) -> bool {
-    e.chain()
-        .filter_map(|c| c.downcast_ref::<std::io::Error>())
-        .any(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    e.chain().any(|c| c.is::<StdoutClosed>())
 }
 
 pub fn error(e: &anyhow::Error) {
@@ -186,9 +198,7 @@ impl Table {
 
     /// Prints the table on stdout.
     pub fn print(&self) -> anyhow::Result<()> {
-        let mut out = std::io::stdout().lock();
-        out.write_all(self.render().as_bytes())?;
-        Ok(())
+        write_out(self.render().as_bytes())
     }
 }
 

@@ -100,7 +100,8 @@ pub enum PackageCmd {
         #[arg(required = true)]
         dps: Vec<String>,
     },
-    /// Delete the package (its content is released; `content gc` reclaims it).
+    /// Delete the package: hidden at once, taken off every DP that holds it, then gone (its
+    /// library content released for `content gc`). Again: retries failed removals.
     Delete { package: String },
 }
 
@@ -257,7 +258,7 @@ pub enum TokenCmd {
     /// Revoke a token by its TokenID.
     /// Revoke a token, named by its name or its TokenID.
     Revoke {
-        /// (Not `token`: that is the global --token's name, which clap would let it shadow.)
+        // Not `token`: that is the global --token's name, which this would shadow.
         #[arg(value_name = "NAME|TOKENID")]
         which: String,
     },
@@ -277,6 +278,10 @@ async fn resolve_token(c: &Client, token: &str) -> Result<String> {
         .iter()
         .filter_map(|o| o.get("TokenID").and_then(Value::as_str).map(str::to_owned))
         .collect();
+    // An exact ID wins over names that happen to equal it.
+    if ids.iter().any(|id| id == token) {
+        return Ok(token.to_owned());
+    }
     match ids.as_slice() {
         [one] => Ok(one.clone()),
         [] => bail!("no live token is named or has the ID {token:?}: `pkgdist token list` shows them"),
@@ -487,7 +492,9 @@ pub fn package(conn: &Conn, cmd: PackageCmd) -> Result<()> {
                 let class = package_class_of(&c, &package).await?;
                 c.delete(class, &key(&[("PackageID", &package)])).await?;
                 emit(conn, &json!({"ReturnValue": 0}), |_| {
-                    output::line(format!("{package} deleted"))
+                    output::line(format!(
+                        "{package} deleted: hidden now; each DP that holds it drops its content first (REMOVAL_PENDING), then it is gone"
+                    ))
                 })
             }
         }

@@ -152,7 +152,8 @@ pub struct UpArgs {
     /// this is port 0).
     #[arg(long, default_value = "127.0.0.1:8470")]
     pub listen: String,
-    /// Written with {"site": …, "dps": […], "token_file": …} once everything listens.
+    /// Written with {"site": …, "site_code": …, "dps": […], "token_file": …} once everything
+    /// listens.
     #[arg(long)]
     pub ready_file: Option<PathBuf>,
     /// Site code of a new site.
