@@ -715,8 +715,10 @@ fn succeeded(job: &Done<'_>, s: &JobStatus) -> (JobOutcome, NewStatus) {
         ),
         Work::Validate => (
             format!(
-                "{content} failed validation: {}. The DP only reports damage (RepairDamagedContent is off): run ReDistributePackage to repair it",
-                damaged_list(&s.damaged)
+                "{content} failed validation: {}. The DP only reports damage (RepairDamagedContent is off): to repair it, `pkgdist package distribute {} {}` (RefreshNow) or ReDistributePackage on its group",
+                damaged_list(&s.damaged),
+                row.package_id,
+                dp.name
             ),
             message_id::DAMAGED,
             MessageState::Error,
@@ -769,9 +771,17 @@ fn failed(job: &Done<'_>, why: &str, damage_found: bool) -> (JobOutcome, NewStat
             "attempt {attempt} at {what} failed: {why}. No retries left: the validation did not run and the content stays as it was ({})",
             after.state.name()
         ),
+        None if work == Work::Remove => format!(
+            "attempt {attempt} at {what} failed: {why}. No retries left ({}): fix the cause, then remove it again: `pkgdist package remove {} {}`",
+            after.state.name(),
+            row.package_id,
+            dp.name
+        ),
         None => format!(
-            "attempt {attempt} at {what} failed: {why}. No retries left ({}): fix the cause, then ReDistributePackage",
-            after.state.name()
+            "attempt {attempt} at {what} failed: {why}. No retries left ({}): fix the cause, then send it again: `pkgdist package distribute {} {}` (RefreshNow) or ReDistributePackage on its group",
+            after.state.name(),
+            row.package_id,
+            dp.name
         ),
     };
     tracing::warn!(%text, "job failed");

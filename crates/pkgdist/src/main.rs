@@ -55,6 +55,21 @@ enum Command {
         /// administrator, whose message says what they wait for).
         #[arg(long)]
         watch: bool,
+        /// The status-message history instead (newest first), of the package if one is named.
+        #[arg(long, conflicts_with = "watch")]
+        messages: bool,
+        /// With --messages: only those about this DP (its name).
+        #[arg(long, requires = "messages")]
+        dp: Option<String>,
+        /// With --messages: only errors.
+        #[arg(long, requires = "messages")]
+        errors: bool,
+        /// With --messages: only those since this time (e.g. 2026-12-04T08:00:00Z).
+        #[arg(long, requires = "messages")]
+        since: Option<String>,
+        /// With --messages: how many, at most.
+        #[arg(long, requires = "messages", default_value_t = 20)]
+        last: u32,
     },
     /// The site's distribution settings: packages and DPs at once, retries.
     #[command(subcommand)]
@@ -99,7 +114,26 @@ fn main() -> ExitCode {
         Command::Package(c) => admin::package(&cli.conn, c).map(|()| ExitCode::SUCCESS),
         Command::Dp(c) => admin::dp(&cli.conn, c).map(|()| ExitCode::SUCCESS),
         Command::Group(c) => admin::group(&cli.conn, c).map(|()| ExitCode::SUCCESS),
-        Command::Status { package, watch } => {
+        Command::Status {
+            package,
+            messages: true,
+            dp,
+            errors,
+            since,
+            last,
+            ..
+        } => cmd::status::messages(
+            &cli.conn,
+            &cmd::status::MessageFilter {
+                package,
+                dp,
+                errors,
+                since,
+                last,
+            },
+        )
+        .map(|()| ExitCode::SUCCESS),
+        Command::Status { package, watch, .. } => {
             cmd::status::run(&cli.conn, package.as_deref(), watch).map(|()| ExitCode::SUCCESS)
         }
         Command::Settings(c) => admin::settings(&cli.conn, c).map(|()| ExitCode::SUCCESS),

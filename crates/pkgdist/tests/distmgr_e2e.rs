@@ -131,7 +131,10 @@ fn dp_down_retries_count_down_then_installs_or_fails() {
     assert_eq!(r["RetriesRemaining"], 0);
     let msg = r["LastMessage"].as_str().unwrap();
     assert!(
-        msg.contains("attempt 2") && msg.contains("cannot reach the DP") && msg.contains("No retries left"),
+        msg.contains("attempt 2")
+            && msg.contains("cannot reach the DP")
+            && msg.contains("No retries left")
+            && msg.contains(&format!("`pkgdist package distribute {pkg2} dp1`")),
         "{msg}"
     );
     let error = site

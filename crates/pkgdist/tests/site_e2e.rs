@@ -345,6 +345,35 @@ fn the_cli_reads_as_administrators_expect() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(out.stderr.is_empty(), "{}", String::from_utf8_lossy(&out.stderr));
 
+    // package set changes what it is given, and says when nothing was.
+    let (ok, v, err) = cli(
+        &site,
+        TOKEN,
+        &["package", "set", "PS100001", "--name", "Renamed", "--priority", "1"],
+    );
+    assert!(ok, "{err}");
+    assert_eq!(
+        (v["Name"].as_str(), v["Priority"].as_i64()),
+        (Some("Renamed"), Some(1)),
+        "{v}"
+    );
+    let (ok, _, err) = cli(&site, TOKEN, &["package", "set", "PS100001"]);
+    assert!(!ok && err.contains("nothing to change"), "{err}");
+
+    // The status-message history, filtered by the site.
+    assert!(cli(&site, TOKEN, &["dp", "add", "--name", "dp1"]).0);
+    assert!(cli(&site, TOKEN, &["package", "distribute", "PS100001", "dp1"]).0);
+    let history = text(&["status", "--messages", "PS100001", "--dp", "dp1"]);
+    let mut lines = history.lines();
+    assert!(lines.next().unwrap().starts_with("TIME"), "{history}");
+    assert!(lines.next().unwrap().contains("2357"), "{history}");
+    let (ok, v, _) = cli(&site, TOKEN, &["status", "--messages", "--dp", "dp1", "--last", "1"]);
+    assert!(ok && v.as_array().unwrap().len() == 1, "{v}");
+    assert!(text(&["status", "--messages", "--errors"]).contains("no status message matches"));
+    assert!(text(&["status", "--messages", "--since", "2099-01-01T00:00:00Z"]).contains("no status message matches"));
+    let (ok, _, err) = cli(&site, TOKEN, &["status", "--messages", "--since", "yesterday"]);
+    assert!(!ok && err.contains("--since"), "{err}");
+
     // Tokens by name: revoked once, then there is no live one of that name.
     assert!(cli(&site, TOKEN, &["token", "create", "--name", "ci-bot"]).0);
     let (ok, v, err) = cli(&site, TOKEN, &["token", "revoke", "ci-bot"]);

@@ -18,14 +18,17 @@ pub(crate) async fn row_action(state: &AppState, pkg: &str, nal: &str, action: A
         package: pkg.to_owned(),
         nal: nal.to_owned(),
     })?;
+    let dp = pkgdist_core::classes::nal_server(nal).unwrap_or(nal);
     let why = if action == Action::Verify {
-        "validation requested: the DP will re-hash the content"
+        "validation requested: the DP will re-hash the content".to_owned()
     } else {
-        "distribution cancelled by an administrator; use RefreshNow or ReDistributePackage to try again"
+        format!(
+            "distribution cancelled by an administrator; to try again: `pkgdist package distribute {pkg} {dp}` (RefreshNow), or ReDistributePackage on its group"
+        )
     };
     let next = dpstate::on_action(row.dp_state(), row.installed_version > 0, action)
         .map_err(|refused| OpError::refused(&format!("{pkg} on {nal}"), Refusal::RowState(refused)))?;
-    if !set_state_if(state, &[(pkg.to_owned(), nal.to_owned(), row.job_seq)], next, why).await? {
+    if !set_state_if(state, &[(pkg.to_owned(), nal.to_owned(), row.job_seq)], next, &why).await? {
         return Err(OpError::Conflict {
             object: format!("{pkg} on {nal}"),
             what: Raced::Row,

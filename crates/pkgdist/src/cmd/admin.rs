@@ -81,6 +81,24 @@ pub enum PackageCmd {
         #[arg(long)]
         priority: Option<u32>,
     },
+    /// Change a package's properties (only those given).
+    Set {
+        package: String,
+        #[arg(long)]
+        name: Option<String>,
+        /// Source folder on the site server (absolute path); `package refresh` reads it.
+        #[arg(long)]
+        source: Option<String>,
+        #[arg(long)]
+        description: Option<String>,
+        /// 1 high, 2 normal, 3 low.
+        #[arg(long)]
+        priority: Option<u32>,
+        /// When the site re-reads the source by itself: an interval string (`pkgdist schedule
+        /// encode`); "" for never.
+        #[arg(long)]
+        refresh_schedule: Option<String>,
+    },
     /// Every package, of every class.
     List,
     /// One package's properties.
@@ -433,6 +451,50 @@ pub fn package(conn: &Conn, cmd: PackageCmd) -> Result<()> {
                         ]);
                     }
                     t.print()
+                })
+            }
+            PackageCmd::Set {
+                package,
+                name,
+                source,
+                description,
+                priority,
+                refresh_schedule,
+            } => {
+                let mut body = Map::new();
+                if let Some(n) = name {
+                    body.insert("Name".into(), json!(n));
+                }
+                if let Some(src) = source {
+                    let abs = std::path::absolute(&src).with_context(|| format!("resolving {src}"))?;
+                    body.insert("PkgSourcePath".into(), json!(abs.display().to_string()));
+                }
+                if let Some(d) = description {
+                    body.insert("Description".into(), json!(d));
+                }
+                if let Some(p) = priority {
+                    body.insert("Priority".into(), json!(p));
+                }
+                if let Some(r) = refresh_schedule {
+                    body.insert("RefreshSchedule".into(), json!(r));
+                }
+                if body.is_empty() {
+                    bail!("nothing to change: give --name, --source, --description, --priority or --refresh-schedule");
+                }
+                let class = package_class_of(&c, &package).await?;
+                let o = Value::Object(
+                    c.update(class, &key(&[("PackageID", &package)]), &Value::Object(body))
+                        .await?,
+                );
+                emit(conn, &o, |o| {
+                    output::line(format!(
+                        "{}  {}  Priority {}  RefreshSchedule {:?}  source {:?}",
+                        s(o, "PackageID"),
+                        s(o, "Name"),
+                        o["Priority"],
+                        s(o, "RefreshSchedule"),
+                        s(o, "PkgSourcePath")
+                    ))
                 })
             }
             PackageCmd::Show { package } => {

@@ -47,6 +47,82 @@ pub fn run(conn: &Conn, package: Option<&str>, watch: bool) -> Result<()> {
     })
 }
 
+/// Which status messages `status --messages` shows.
+#[derive(Debug)]
+pub struct MessageFilter {
+    pub package: Option<String>,
+    /// A DP's name.
+    pub dp: Option<String>,
+    pub errors: bool,
+    /// An ISO time; messages at or after it.
+    pub since: Option<String>,
+    pub last: u32,
+}
+
+/// `pkgdist status --messages`: the status-message history, newest first, filtered and paged
+/// by the site (`SMS_DistributionDPStatus`), never read whole.
+pub fn messages(conn: &Conn, f: &MessageFilter) -> Result<()> {
+    let mut clauses = Vec::new();
+    if let Some(p) = &f.package {
+        clauses.push(format!("PackageID eq {}", quote(p)));
+    }
+    if let Some(d) = &f.dp {
+        clauses.push(format!("Name eq {}", quote(d)));
+    }
+    if f.errors {
+        clauses.push("MessageState eq 3".to_owned());
+    }
+    if let Some(t) = &f.since {
+        let t: jiff::Timestamp = t
+            .parse()
+            .map_err(|e| anyhow::anyhow!("--since {t:?}: give a time such as 2026-12-04T08:00:00Z ({e})"))?;
+        clauses.push(format!("LastUpdateDate ge {}", t.strftime("%Y-%m-%dT%H:%M:%SZ")));
+    }
+    let filter = clauses.join(" and ");
+    let top = f.last.to_string();
+    let mut query = vec![("$orderby", "ID desc"), ("$top", top.as_str())];
+    if !filter.is_empty() {
+        query.push(("$filter", &filter));
+    }
+    runtime()?.block_on(async {
+        let c = conn.client()?;
+        let rows = c.list("SMS_DistributionDPStatus", &query).await?;
+        if conn.json {
+            return output::json(&rows);
+        }
+        let mut t = output::Table::new(&[
+            ("TIME", false),
+            ("PACKAGE", false),
+            ("DP", false),
+            ("ID", true),
+            ("STATE", false),
+            ("MESSAGE", false),
+        ]);
+        let text =
+            |o: &serde_json::Map<String, Value>, k: &str| o.get(k).and_then(Value::as_str).unwrap_or("").to_owned();
+        for o in &rows {
+            let state = match o.get("MessageState").and_then(Value::as_i64) {
+                Some(1) => "success",
+                Some(2) => "in progress",
+                Some(3) => "error",
+                _ => "?",
+            };
+            t.row(vec![
+                text(o, "LastUpdateDate"),
+                text(o, "PackageID"),
+                text(o, "Name"),
+                o.get("MessageID").map(Value::to_string).unwrap_or_default(),
+                state.to_owned(),
+                text(o, "Description"),
+            ]);
+        }
+        if t.is_empty() {
+            return output::line("no status message matches");
+        }
+        t.print()
+    })
+}
+
 /// How the site begins the message of a row that waits for someone to act (a DP that never
 /// enrolled, a package with no content).
 const WAITING: &str = "waiting: ";
