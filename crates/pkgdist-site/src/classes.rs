@@ -169,7 +169,13 @@ fn packages(package_type: Option<u32>) -> View {
             int("PackageSize", "p.package_size"),
             int("PkgFlags", "p.pkg_flags"),
             int("Priority", "p.priority"),
-            int("ActionInProgress", "p.action_in_progress"),
+            // The last action (1 update after a refresh) only while DPs are still getting it:
+            // 0 once every row has settled (the kept counts, migration 0008: one row).
+            int(
+                "ActionInProgress",
+                "CASE WHEN EXISTS (SELECT 1 FROM package_state_counts c WHERE c.package_id = p.package_id
+                    AND c.in_progress + c.retrying > 0) THEN p.action_in_progress ELSE 0 END",
+            ),
             text("SourceSite", "p.source_site").upper(),
             text("RefreshSchedule", "p.refresh_schedule"),
             int("PackageType", "p.package_type"),

@@ -605,6 +605,12 @@ fn removing_and_deleting_a_package_take_it_off_its_dps() {
     site.cli(&["group", "add-dp", "Branch", "dp1", "dp2"]);
     site.cli(&["group", "add-package", "Branch", &pkg]);
     site.wait_installed(&pkg, 2, 1);
+    // A refresh is an action in progress only until both DPs have the new version.
+    fs::write(src.join("added.txt"), b"version 2").unwrap();
+    site.cli(&["package", "refresh", &pkg]);
+    site.wait_installed(&pkg, 2, 2);
+    let p = site.get(&format!("SMS_Package('{pkg}')"));
+    assert_eq!(p["ActionInProgress"], 0, "{p:#}");
     let (file, _) = files(&src).into_iter().next().unwrap();
     let path = format!("{pkg}/{file}");
     assert_eq!(dps[0].download(&path).0, 200);
