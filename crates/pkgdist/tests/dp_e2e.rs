@@ -399,8 +399,15 @@ fn one_dp_bad_input_and_downloads_during_refreshes() {
         failed.then_some(()).ok_or_else(|| format!("{rows:#?}"))
     });
 
-    // A DP removed at the site is shut out of the site's node routes.
-    site.cli(&["dp", "remove", "dp1"]);
+    // A DP removed at the site drops its content first, then is shut out of the site's node
+    // routes.
+    let out = site.cli(&["dp", "remove", "dp1"]);
+    assert!(out.contains("dp1 removed"), "{out}");
+    assert_eq!(
+        dp.download(&format!("{pkg}/app.msi")).0,
+        404,
+        "dp1 kept serving after dp remove"
+    );
     let cred: serde_json::Value = serde_json::from_slice(&fs::read(dp.dir.join("node.json")).unwrap()).unwrap();
     let (st, _) = http(
         reqwest::Method::GET,

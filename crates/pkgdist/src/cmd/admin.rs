@@ -146,8 +146,14 @@ pub enum DpAdminCmd {
     },
     /// Every registered DP.
     List,
-    /// Unregister a DP (name or NAL path).
-    Remove { dp: String },
+    /// Unregister a DP (name or NAL path). First it drops the content it holds (each package
+    /// REMOVAL_PENDING until done; the DP must be running), unless --keep-content.
+    Remove {
+        dp: String,
+        /// Unregister it at once and leave its content where it is.
+        #[arg(long)]
+        keep_content: bool,
+    },
     /// Change a DP's settings.
     Set {
         dp: String,
@@ -280,6 +286,55 @@ pub enum TokenCmd {
         #[arg(value_name = "NAME|TOKENID")]
         which: String,
     },
+}
+
+/// `dp remove` without --keep-content: takes every package off the DP and waits until the DP
+/// has dropped them all, saying how many are left. A removal that fails for good stops it,
+/// saying what to do; so does Ctrl-C (the removals stay queued, the DP registered).
+async fn drop_content(c: &Client, conn: &Conn, dp: &str, nal: &str, site: &str) -> Result<()> {
+    const CLASS: &str = "SMS_PackageStatusDistPointsSummarizer";
+    let filter = format!("ServerNALPath eq {}", quote(nal));
+    let rows = c
+        .list(CLASS, &[("$filter", &filter), ("$select", "PackageID,State")])
+        .await?;
+    for r in &rows {
+        let state = r.get("State").and_then(Value::as_i64);
+        // Already on the way out (4, 5): nothing to queue.
+        if matches!(state, Some(4 | 5)) {
+            continue;
+        }
+        let pkg = r.get("PackageID").and_then(Value::as_str).unwrap_or_default();
+        let k = key(&[("PackageID", pkg), ("ServerNALPath", nal), ("SiteCode", site)]);
+        c.delete("SMS_DistributionPoint", &k).await?;
+    }
+    let mut last = usize::MAX;
+    loop {
+        let left = c
+            .list(
+                CLASS,
+                &[("$filter", &filter), ("$select", "PackageID,State,LastMessage")],
+            )
+            .await?;
+        if left.is_empty() {
+            return Ok(());
+        }
+        if let Some(failed) = left.iter().find(|r| r.get("State").and_then(Value::as_i64) == Some(6)) {
+            let pkg = failed.get("PackageID").and_then(Value::as_str).unwrap_or_default();
+            let why = failed.get("LastMessage").and_then(Value::as_str).unwrap_or_default();
+            bail!(
+                "{dp} could not drop {pkg} ({why}); {} package(s) left on it. Start the DP and run `pkgdist dp remove {dp}` again, or `pkgdist dp remove {dp} --keep-content` to leave its content",
+                left.len()
+            );
+        }
+        if left.len() != last && !conn.json {
+            output::line(format!(
+                "{dp}: dropping its content, {} package(s) left (the DP must be running; Ctrl-C leaves them queued)",
+                left.len()
+            ))?;
+            last = left.len();
+        }
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    }
 }
 
 /// A token's ID from its ID or its name (among tokens not revoked); a name several live
@@ -610,8 +665,11 @@ pub fn dp(conn: &Conn, cmd: DpCmd) -> Result<()> {
                     t.print()
                 })
             }
-            DpAdminCmd::Remove { dp } => {
-                let (nal, _) = resolve_dp(&c, &dp).await?;
+            DpAdminCmd::Remove { dp, keep_content } => {
+                let (nal, site) = resolve_dp(&c, &dp).await?;
+                if !keep_content {
+                    drop_content(&c, conn, &dp, &nal, &site).await?;
+                }
                 c.delete("SMS_DistributionPointInfo", &key(&[("NALPath", &nal)])).await?;
                 emit(conn, &json!({"ReturnValue": 0}), |_| output::line(format!("{dp} removed")))
             }
