@@ -143,6 +143,12 @@ impl Client {
         }
     }
 
+    /// A GET of one of the site's own routes outside the WMI route (`/console/api/…`).
+    pub async fn get_path(&self, path: &str) -> Result<Value> {
+        let url = self.base.join(path).map_err(|_| ClientError::Url(path.to_owned()))?;
+        self.send(self.http.get(url)).await
+    }
+
     /// Lists a class, with OData options such as `("$filter", "Name eq 'x'")`.
     pub async fn list(&self, class: &str, query: &[(&str, &str)]) -> Result<Vec<Map<String, Value>>> {
         let v = self.send(self.http.get(self.url(class, None)?).query(query)).await?;

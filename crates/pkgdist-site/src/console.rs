@@ -2,7 +2,7 @@
 //! fetched from anywhere else, at build or run time) and two JSON routes of its own. Everything
 //! else it shows it reads through the AdminService route, with the token the administrator
 //! signs in with, so it can do exactly what that token can: a read-only token sees no actions
-//! and could not use them anyway. Three JSON routes are its own (below); they only read.
+//! and could not use them anyway. Four JSON routes are its own (below); they only read.
 //!
 //! ```text
 //! GET /console, /console/        the page (index.html)
@@ -10,9 +10,11 @@
 //! GET /console/api/session       who the token is: {Role, TokenName, SiteCode, SiteName}
 //! GET /console/api/summary       counts over the whole site (pkgdist_db::Summary)
 //! GET /console/api/attention     the rows to look at first, as SMS_PackageStatusDistPointsSummarizer
+//! GET /console/api/snapshots     snapshots running now and how far each has got (also what
+//!                                `pkgdist package create/refresh` draws its progress bar from)
 //! ```
 //!
-//! The static files need no token (they hold no data); the three routes do. Every console file is
+//! The static files need no token (they hold no data); the four routes do. Every console file is
 //! served with a policy that forbids framing and inline scripts (`Content-Security-Policy`), so
 //! text from the API can never run as script even if the page mis-escaped it.
 
@@ -40,6 +42,10 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route("/console/api/session", get(session))
         .route("/console/api/summary", get(summary))
         .route("/console/api/attention", get(attention))
+        .route(
+            "/console/api/snapshots",
+            get(|State(state): State<AppState>| async move { axum::Json(json!({ "value": state.snapshots.list() })) }),
+        )
         .route_layer(middleware::from_fn_with_state(state, authenticate));
     Router::new()
         .route("/", get(|| async { Redirect::to("/console/") }))

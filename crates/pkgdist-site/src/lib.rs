@@ -23,6 +23,7 @@ pub mod metrics;
 mod node;
 pub mod openapi;
 mod ops;
+pub mod progress;
 pub mod scheduler;
 mod state;
 pub mod upstream;

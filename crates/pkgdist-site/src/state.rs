@@ -62,6 +62,8 @@ pub struct Inner {
     pub private: Vec<std::path::PathBuf>,
     /// What `/metrics` serves.
     pub metrics: crate::metrics::SiteMetrics,
+    /// Snapshots running now, and how far each has got.
+    pub snapshots: crate::progress::Snapshots,
 }
 
 /// This site's place in the hierarchy.
@@ -140,6 +142,7 @@ impl AppState {
             source_roots,
             private,
             metrics: crate::metrics::SiteMetrics::new(),
+            snapshots: crate::progress::Snapshots::default(),
         }))
     }
 

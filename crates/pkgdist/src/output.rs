@@ -225,3 +225,21 @@ mod table_tests {
         assert!(text.contains("a\\x1bb  1"), "{text}");
     }
 }
+
+/// A bar of bytes with rate and time left, on stderr when it is a terminal (and `enabled`);
+/// hidden otherwise, so scripts and logs get none of it.
+pub fn progress_bar(enabled: bool) -> indicatif::ProgressBar {
+    use std::io::IsTerminal;
+    let target = if enabled && std::io::stderr().is_terminal() {
+        indicatif::ProgressDrawTarget::stderr()
+    } else {
+        indicatif::ProgressDrawTarget::hidden()
+    };
+    let bar = indicatif::ProgressBar::with_draw_target(None, target);
+    if let Ok(style) =
+        indicatif::ProgressStyle::with_template("{bar:40} {bytes}/{total_bytes} {binary_bytes_per_sec} eta {eta}")
+    {
+        bar.set_style(style);
+    }
+    bar
+}

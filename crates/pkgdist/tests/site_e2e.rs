@@ -408,3 +408,56 @@ fn the_cli_reads_as_administrators_expect() {
         "{err}"
     );
 }
+
+/// `package create` of a large folder shows how far the site has read it (issue 20): the site
+/// lists the snapshot while it runs, with the total and what is done, for the CLI's progress
+/// bar; and forgets it once it ends.
+#[test]
+fn a_running_snapshot_reports_its_progress() {
+    let dir = TempDir::new().unwrap();
+    let site = start_site(dir.path());
+    let src = dir.path().join("big");
+    let size: u64 = 384 << 20;
+    pkgdist_testkit::generate::write_image(&src.join("install.wim"), 9, size).unwrap();
+    let url = site.url();
+    let create = std::thread::spawn({
+        let src = src.clone();
+        move || {
+            pkgdist()
+                .args(["--site", &url, "--token", TOKEN, "package", "create", "--name", "Big"])
+                .arg("--source")
+                .arg(&src)
+                .output()
+                .unwrap()
+        }
+    });
+    let mut seen = None;
+    while !create.is_finished() {
+        let (status, v) = call(
+            reqwest::Method::GET,
+            format!("{}/console/api/snapshots", site.url()),
+            None,
+        );
+        assert_eq!(status, 200, "{v}");
+        if let Some(s) = v["value"]
+            .as_array()
+            .and_then(|a| a.first())
+            .filter(|s| s["TotalBytes"] == size)
+        {
+            seen = Some(s.clone());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let out = create.join().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let s = seen.expect("the snapshot was never listed while it ran");
+    assert_eq!(s["PackageID"], "PS100001", "{s}");
+    assert!(s["DoneBytes"].as_u64().unwrap() <= size, "{s}");
+    assert_eq!(s["Files"], 1, "{s}");
+    let (_, v) = call(
+        reqwest::Method::GET,
+        format!("{}/console/api/snapshots", site.url()),
+        None,
+    );
+    assert_eq!(v["value"], json!([]), "a finished snapshot is forgotten");
+}

@@ -169,6 +169,9 @@ async fn snapshot(
     let src = source.to_owned();
     let roots = state.source_roots.clone();
     let private = state.private.clone();
+    // Seen by `pkgdist package create/refresh` (a progress bar) until the snapshot ends.
+    let running = state.snapshots.begin(&target.package.to_string());
+    let progress = running.progress.clone();
     let out = tokio::task::spawn_blocking(move || {
         lib.snapshot(
             Path::new(&src),
@@ -177,6 +180,7 @@ async fn snapshot(
                 previous,
                 allowed_roots: roots.as_deref(),
                 private: &private,
+                progress: Some(&*progress),
                 ..Default::default()
             },
         )

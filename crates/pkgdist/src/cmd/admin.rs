@@ -288,6 +288,58 @@ pub enum TokenCmd {
     },
 }
 
+/// Runs `work` (a package create or refresh, which read the source before they answer) while
+/// drawing the site's progress of that snapshot: bytes read of the total, rate and time left
+/// (`/console/api/snapshots`, asked twice a second). `package` is the one refreshed; for a
+/// create, the first snapshot to appear after it started. Nothing is drawn when stderr is not
+/// a terminal or with --json.
+async fn with_snapshot_progress<T>(
+    c: &Client,
+    conn: &Conn,
+    package: Option<&str>,
+    work: impl std::future::Future<Output = pkgdist_proto::client::Result<T>>,
+) -> Result<T> {
+    let running = |v: &Value| -> Vec<Value> { v["value"].as_array().cloned().unwrap_or_default() };
+    let before: Vec<String> = match package {
+        Some(_) => Vec::new(),
+        None => c
+            .get_path("/console/api/snapshots")
+            .await
+            .map(|v| {
+                running(&v)
+                    .iter()
+                    .filter_map(|s| s["PackageID"].as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default(),
+    };
+    let bar = output::progress_bar(!conn.json);
+    let work = std::pin::pin!(work);
+    let mut work = work;
+    let out = loop {
+        tokio::select! {
+            r = &mut work => break r,
+            () = tokio::time::sleep(std::time::Duration::from_millis(500)) => {}
+        }
+        let Ok(v) = c.get_path("/console/api/snapshots").await else {
+            continue; // an older site, or a blip: no bar, the work goes on
+        };
+        let ours = running(&v)
+            .into_iter()
+            .find(|s| match (package, s["PackageID"].as_str()) {
+                (Some(p), Some(id)) => id.eq_ignore_ascii_case(p),
+                (None, Some(id)) => !before.iter().any(|b| b == id),
+                _ => false,
+            });
+        if let Some(s) = ours {
+            bar.set_length(s["TotalBytes"].as_u64().unwrap_or(0));
+            bar.set_position(s["DoneBytes"].as_u64().unwrap_or(0));
+        }
+    };
+    bar.finish_and_clear();
+    Ok(out?)
+}
+
 /// `dp remove` without --keep-content: takes every package off the DP and waits until the DP
 /// has dropped them all, saying how many are left. A removal that fails for good stops it,
 /// saying what to do; so does Ctrl-C (the removals stay queued, the DP registered).
@@ -478,7 +530,8 @@ pub fn package(conn: &Conn, cmd: PackageCmd) -> Result<()> {
                 if let Some(p) = priority {
                     body["Priority"] = json!(p);
                 }
-                let o = Value::Object(c.create(class.package_class().class_name(), &body).await?);
+                let create = c.create(class.package_class().class_name(), &body);
+                let o = Value::Object(with_snapshot_progress(&c, conn, None, create).await?);
                 emit(conn, &o, |o| {
                     output::line(format!(
                         "{}  {}  SourceVersion {}",
@@ -558,15 +611,10 @@ pub fn package(conn: &Conn, cmd: PackageCmd) -> Result<()> {
             }
             PackageCmd::Refresh { package } => {
                 let class = package_class_of(&c, &package).await?;
-                let r = Value::Object(
-                    c.call(
-                        class,
-                        Some(&key(&[("PackageID", &package)])),
-                        "RefreshPkgSource",
-                        &json!({}),
-                    )
-                    .await?,
-                );
+                let k = key(&[("PackageID", &package)]);
+                let no_args = json!({});
+                let call = c.call(class, Some(&k), "RefreshPkgSource", &no_args);
+                let r = Value::Object(with_snapshot_progress(&c, conn, Some(&package), call).await?);
                 emit(conn, &r, |r| {
                     output::line(format!("{package} refreshed: SourceVersion {}", r["SourceVersion"]))
                 })

@@ -1,13 +1,12 @@
 //! `pkgdist content …`: the content engine on a local library folder, without a site.
 
-use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::ProgressBar;
 use pkgdist_content::{Library, Progress, SnapshotOptions};
 use pkgdist_core::{ContentId, PackageId};
 use serde::Serialize;
@@ -108,18 +107,7 @@ struct Bar(ProgressBar);
 
 impl Bar {
     fn new(enabled: bool) -> Self {
-        let target = if enabled && std::io::stderr().is_terminal() {
-            ProgressDrawTarget::stderr()
-        } else {
-            ProgressDrawTarget::hidden()
-        };
-        let bar = ProgressBar::with_draw_target(None, target);
-        if let Ok(style) =
-            ProgressStyle::with_template("{bar:40} {bytes}/{total_bytes} {binary_bytes_per_sec} eta {eta}")
-        {
-            bar.set_style(style);
-        }
-        Self(bar)
+        Self(crate::output::progress_bar(enabled))
     }
 }
 
