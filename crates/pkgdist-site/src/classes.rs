@@ -448,13 +448,17 @@ fn dp_status_info() -> View {
             ),
             // Both over the index on (nal_path, id) (migration 0009): a count of the DP's
             // messages (at most the site's pruning cap in all), and one lookup for the latest.
+            // The latest is ordered by both index columns: ordered by id alone, PostgreSQL
+            // walked the primary key backwards looking for the DP (every message, for a DP
+            // with none: 10 s for 1,000 DPs, bench/scale at 10,000,000 rows).
             int(
                 "MessageCount",
                 "(SELECT COUNT(*) FROM status_messages s WHERE s.nal_path = d.nal_path)",
             ),
             text(
                 "LastStatusTime",
-                "(SELECT s.time FROM status_messages s WHERE s.nal_path = d.nal_path ORDER BY s.id DESC LIMIT 1)",
+                "(SELECT s.time FROM status_messages s WHERE s.nal_path = d.nal_path
+                    ORDER BY s.nal_path DESC, s.id DESC LIMIT 1)",
             )
             .nullable(),
             boolean(
