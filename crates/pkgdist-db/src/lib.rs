@@ -1051,8 +1051,10 @@ impl Db {
     /// of this site's earlier runs, which cannot be following anything any more.
     pub async fn release_stale_leases(&self, prefix: &str, current: &str) -> Result<u64> {
         let r = sqlx::query(
+            // `lease_until IS NOT NULL` (a lease always has both) reads the few leased rows
+            // through the lease index instead of the whole table (1.3 s at 10,000,000 rows).
             "UPDATE package_dps SET lease_owner = NULL, lease_until = NULL
-             WHERE lease_owner <> $2 AND substr(lease_owner, 1, length($1)) = $1",
+             WHERE lease_until IS NOT NULL AND lease_owner <> $2 AND substr(lease_owner, 1, length($1)) = $1",
         )
         .bind(prefix.to_owned())
         .bind(current.to_owned())
