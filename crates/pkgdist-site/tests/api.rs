@@ -2288,6 +2288,18 @@ async fn root_summarizer_and_dp_status_info_follow_the_rows() {
         "{r}"
     );
     assert_eq!(info(dp1.clone()).await["NumberErrors"], json!(1));
+    // The DP's latest status message: its count and time, as its messages say.
+    let newest = s
+        .list(&format!(
+            "SMS_DistributionDPStatus?$filter=NalPath%20eq%20'{}'&$orderby=ID%20desc",
+            dp1.replace('\\', "%5C").replace('"', "%22")
+        ))
+        .await;
+    let d = info(dp1.clone()).await;
+    assert_eq!(d["MessageCount"], json!(newest.len()), "{d}");
+    assert!(newest.len() >= 2, "{newest:?}");
+    assert_eq!(d["LastStatusTime"], newest[0]["LastUpdateDate"], "{d}");
+    assert_eq!(info(dp2.clone()).await["MessageCount"], json!(1));
     // Filters and $count run on the kept counts.
     let failing = s.list("SMS_PackageStatusRootSummarizer?$filter=Failed%20gt%200").await;
     assert_eq!(failing.len(), 1);
