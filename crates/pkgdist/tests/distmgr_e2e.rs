@@ -62,7 +62,10 @@ fn dp_job(dp: &Dp, pkg: &str) -> Option<Value> {
         let Ok(v) = serde_json::from_slice::<Value>(&bytes) else {
             continue;
         };
-        let t = ent.metadata().and_then(|m| m.modified()).unwrap();
+        // The DP replaces job files by renaming: one read above may be gone by now.
+        let Ok(t) = ent.metadata().and_then(|m| m.modified()) else {
+            continue;
+        };
         if newest.as_ref().is_none_or(|(n, _)| t > *n) {
             newest = Some((t, v));
         }
