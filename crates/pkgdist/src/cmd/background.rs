@@ -24,6 +24,8 @@ use crate::output;
 
 const PID_FILE: &str = "up.pid";
 const LOG_FILE: &str = "up.log";
+/// A log larger than this when `--detach` starts is moved to `up.log.1` (replacing it).
+const LOG_KEEP_BYTES: u64 = 16 << 20;
 /// How long `--detach` waits for everything to listen (a first start creates the database).
 const START_WITHIN: Duration = Duration::from_secs(120);
 /// How long `down` waits for `up` to stop after asking it to.
@@ -122,6 +124,11 @@ pub fn detach(d: Detach<'_>) -> Result<()> {
         .map_or_else(|| d.data.join("up-ready.json"), Path::to_path_buf);
     let _ = std::fs::remove_file(&ready);
     let log_path = d.data.join(LOG_FILE);
+    // One earlier log is kept beside it once it grows large, so it never grows without bound.
+    if std::fs::metadata(&log_path).is_ok_and(|m| m.len() > LOG_KEEP_BYTES) {
+        let old = d.data.join(format!("{LOG_FILE}.1"));
+        std::fs::rename(&log_path, &old).with_context(|| format!("moving {} aside", log_path.display()))?;
+    }
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
