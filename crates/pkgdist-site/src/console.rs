@@ -1,8 +1,8 @@
 //! The web console at `/console`: three static files compiled into the binary (nothing is
-//! fetched from anywhere else, at build or run time) and four read-only JSON routes of its own (below). Everything
-//! else it shows it reads through the AdminService route, with the token the administrator
-//! signs in with, so it can do exactly what that token can: a read-only token sees no actions
-//! and could not use them anyway.
+//! fetched from anywhere else, at build or run time) and four read-only JSON routes of its own
+//! (below). Everything else it shows it reads through the AdminService route, with the token
+//! the administrator signs in with, so it can do exactly what that token can: a read-only token
+//! sees no actions and could not use them anyway.
 //!
 //! ```text
 //! GET /console, /console/        the page (index.html)
