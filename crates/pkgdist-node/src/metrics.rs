@@ -181,7 +181,7 @@ impl Metrics {
         );
         registry.register(
             "chunks_rejected",
-            "Chunks received from other nodes that failed verification and were not stored",
+            "Answers of chunks from other nodes refused because a chunk in them failed verification (nothing of such an answer is stored)",
             fetch.rejected.clone(),
         );
         let library = LibrarySize::default();

@@ -35,11 +35,14 @@ const STOP_WITHIN: Duration = Duration::from_secs(60);
 /// (A lock, not a liveness test of the number written: after a crash that number may belong
 /// to another process by now, and a lock dies with its holder.)
 fn running(data: &Path) -> Option<Pid> {
-    let file = std::fs::File::open(data.join(PID_FILE)).ok()?;
+    use std::io::Read;
+    let mut file = std::fs::File::open(data.join(PID_FILE)).ok()?;
     match rustix::fs::flock(&file, FlockOperation::NonBlockingLockShared) {
         Ok(()) => None, // nobody holds it; ours goes with `file`
         Err(_) => {
-            let text = std::fs::read_to_string(data.join(PID_FILE)).ok()?;
+            // The number from the file whose lock was tested, not the path again.
+            let mut text = String::new();
+            file.read_to_string(&mut text).ok()?;
             Pid::from_raw(text.trim().parse().ok()?)
         }
     }
