@@ -574,6 +574,9 @@ impl Db {
     /// Enrollment: binds `credential_hash` to the DP whose one-time token hashes to
     /// `token_hash`, consuming the token, and records where the DP is. A DP already holding
     /// `credential_hash` (a retried enrollment) gets its row back with the URL updated.
+    /// Takes a DP's enrollment: the DP whose token hashes to `token_hash` (or that enrolled
+    /// with `credential_hash` before: a retry) gets the credential and URL given, and its
+    /// token is spent. A certificate issued to it before is forgotten (see [`Db::set_dp_cert`]).
     pub async fn enroll_dp(&self, token_hash: &str, credential_hash: &str, url: &str) -> Result<Option<DpRow>> {
         let mut tx = self.begin().await?;
         let found: Option<DpRow> = sqlx::query_as(
@@ -587,19 +590,33 @@ impl Db {
             return Ok(None);
         };
         sqlx::query(
-            "UPDATE distribution_points SET enrollment_token_hash = NULL, credential_hash = $2, url = $3
+            "UPDATE distribution_points SET enrollment_token_hash = NULL, credential_hash = $2, url = $3,
+                 cert_sha256 = $4
              WHERE nal_path = $1",
         )
         .bind(d.nal_path.clone())
         .bind(credential_hash.to_owned())
         .bind(url.to_owned())
+        .bind(None::<String>)
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
         d.enrollment_token_hash = None;
+        d.cert_sha256 = None;
         d.credential_hash = Some(credential_hash.to_owned());
         d.url = Some(url.to_owned());
         Ok(Some(d))
+    }
+
+    /// Records the fingerprint of the certificate issued to DP `nal_path`: from now on its
+    /// requests must present that certificate.
+    pub async fn set_dp_cert(&self, nal_path: &str, cert_sha256: &str) -> Result<()> {
+        sqlx::query("UPDATE distribution_points SET cert_sha256 = $2 WHERE nal_path = $1")
+            .bind(nal_path.to_owned())
+            .bind(cert_sha256.to_owned())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
     }
 
     pub async fn dp_by_credential(&self, credential_hash: &str) -> Result<Option<DpRow>> {

@@ -43,6 +43,9 @@ pub struct DpRow {
     pub priority: i64,
     pub enrollment_token_hash: Option<String>,
     pub credential_hash: Option<String>,
+    /// SHA-256 of the certificate issued at enrollment over TLS: requests must present it.
+    #[sqlx(default)]
+    pub cert_sha256: Option<String>,
     pub created_at: String,
     /// 1: after a validation finds damage, the DP repairs it from its sources; 0: it only
     /// reports it.
@@ -92,6 +95,7 @@ impl DpRow {
             priority: 200,
             enrollment_token_hash: None,
             credential_hash: None,
+            cert_sha256: None,
             created_at,
             repair_damaged: 1,
             validation_schedule: String::new(),

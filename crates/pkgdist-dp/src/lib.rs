@@ -83,6 +83,9 @@ pub struct RunOptions {
     pub batch_bytes: Option<u64>,
     /// What one client, and all of them, may hold of the DP's connections.
     pub limits: pkgdist_node::listen::Limits,
+    /// Serve plain HTTP off loopback: beside TLS for clients (a DP enrolled over https), or
+    /// alone (one enrolled over http).
+    pub allow_plain_http: bool,
 }
 
 /// A DP ready to serve: enrolled, listening, jobs resumed.
@@ -94,6 +97,7 @@ pub struct Dp {
     listener: TcpListener,
     app: Router,
     limits: pkgdist_node::listen::Limits,
+    transport: pkgdist_node::listen::Transport,
 }
 
 impl Dp {
@@ -119,8 +123,9 @@ impl Dp {
                     );
                 }
                 let hello = id.clone();
+                let http = id.site_client(&opts.data)?;
                 let to = url.clone();
-                tokio::spawn(async move { say_hello(hello, to).await });
+                tokio::spawn(async move { say_hello(hello, http, to).await });
                 id
             }
             existing => {
@@ -151,9 +156,19 @@ impl Dp {
             identity.advertise_url = Some(given.trim_end_matches('/').to_owned());
             identity.save(&opts.data)?;
         }
+        let tls = if identity.tls {
+            Some(identity::Tls::load(&opts.data)?)
+        } else {
+            None
+        };
+        let transport = transport(tls.as_ref(), addr, opts.allow_plain_http)?;
         let library = Arc::new(Library::create_local(&opts.data.join("library"))?);
         let metrics = metrics::DpMetrics::new();
-        let mut fetcher = Fetcher::new()
+        let base = match &tls {
+            Some(t) => Fetcher::with_client(t.client()?),
+            None => Fetcher::new(),
+        };
+        let mut fetcher = base
             .with_bearer_for(&identity.site_url, &identity.credential)
             .with_metrics(metrics.node.fetch());
         if let Some(b) = opts.batch_bytes {
@@ -178,14 +193,41 @@ impl Dp {
             listener,
             app,
             limits: opts.limits,
+            transport,
         })
     }
 
     /// Serves until `shutdown` resolves.
     pub async fn serve(self, shutdown: impl std::future::Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
         tracing::info!(addr = %self.addr, dp = %self.identity.name, "distribution point listening");
-        pkgdist_node::listen::serve(self.listener, self.app, self.limits, shutdown).await
+        pkgdist_node::listen::serve_with(self.listener, self.app, self.limits, self.transport, shutdown).await
     }
+}
+
+/// How the DP's listener at `addr` speaks: TLS with its certificate (plain HTTP beside it on
+/// loopback, or where allowed, for clients), or plain HTTP only for a DP enrolled over http —
+/// which off loopback needs `allow_plain`, since its site's token would cross the network
+/// readable.
+fn transport(
+    tls: Option<&identity::Tls>,
+    addr: SocketAddr,
+    allow_plain: bool,
+) -> Result<pkgdist_node::listen::Transport, DpError> {
+    if allow_plain && !addr.ip().is_loopback() {
+        tracing::warn!(%addr, "plain HTTP is allowed off loopback (--allow-plain-http)");
+    }
+    let Some(tls) = tls else {
+        if !allow_plain && !addr.ip().is_loopback() {
+            return Err(DpError::Config(format!(
+                "this DP enrolled over plain HTTP and would serve it on {addr}, off loopback, where the site's token crosses the network readable: enroll it with the site's https:// URL (remove and add it at the site, new --data folder), or pass --allow-plain-http"
+            )));
+        }
+        return Ok(pkgdist_node::listen::Transport::plain());
+    };
+    let ca = pkgdist_node::tls::certs(&tls.ca_pem, "CA certificate").map_err(|e| DpError::State(e.to_string()))?;
+    let config =
+        pkgdist_node::tls::server_config(&tls.identity, &ca).map_err(|e| DpError::State(e.to_string()))?;
+    Ok(pkgdist_node::listen::Transport::tls(config, addr, allow_plain))
 }
 
 /// The URL the DP tells the site: `--advertise-url`, or the one an earlier start was given, or
@@ -202,16 +244,23 @@ fn advertised_url(opts: &RunOptions, addr: SocketAddr, known: Option<&Identity>)
                 addr.port()
             )));
         }
-        (None, None) => format!("http://{addr}"),
+        (None, None) => {
+            // A DP of a site reached over https serves https too.
+            let https = known.map_or_else(
+                || opts.site.as_deref().is_some_and(|s| s.starts_with("https://")),
+                Identity::site_is_https,
+            );
+            format!("{}://{addr}", if https { "https" } else { "http" })
+        }
     };
     Ok(url.trim_end_matches('/').to_owned())
 }
 
 /// Tells the site where this DP is, retrying while the site is unreachable.
-async fn say_hello(id: Identity, url: String) {
+async fn say_hello(id: Identity, http: reqwest::Client, url: String) {
     let mut delay = std::time::Duration::from_millis(500);
     loop {
-        match id.hello(&url).await {
+        match id.hello(&http, &url).await {
             Ok(()) => return,
             Err(e) => {
                 tracing::warn!(error = %e, "cannot tell the site where this DP is; trying again");
@@ -226,6 +275,9 @@ async fn say_hello(id: Identity, url: String) {
 struct JobState {
     jobs: Jobs,
     site_token_hash: String,
+    /// For a DP enrolled over https: job requests must come with a certificate naming this
+    /// site (the listener has checked it is signed by the site's CA).
+    site_certificate: Option<pkgdist_node::tls::Role>,
 }
 
 fn router(library: Arc<Library>, jobs: Jobs, identity: Identity, metrics: metrics::DpMetrics) -> Router {
@@ -236,6 +288,9 @@ fn router(library: Arc<Library>, jobs: Jobs, identity: Identity, metrics: metric
     let node_metrics = metrics.node.clone();
     let state = JobState {
         jobs,
+        site_certificate: identity
+            .tls
+            .then(|| pkgdist_node::tls::Role::Site(identity.site_code.clone())),
         site_token_hash: identity.site_token_hash.unwrap_or_default(),
     };
     let job_routes = Router::new()
@@ -276,6 +331,22 @@ async fn scrape(jobs: Jobs, library: Arc<Library>, metrics: metrics::DpMetrics) 
 }
 
 async fn authenticate_site(State(state): State<JobState>, req: Request, next: Next) -> Response {
+    if let Some(site) = &state.site_certificate {
+        let presented = req
+            .extensions()
+            .get::<pkgdist_node::listen::TlsConnection>()
+            .and_then(|t| t.peer.as_ref());
+        if !presented.is_some_and(|c| pkgdist_node::tls::Role::of(c).contains(site)) {
+            tracing::warn!(
+                certificate = presented.is_some(),
+                "refused a job request without this DP's site's certificate"
+            );
+            return plain(
+                StatusCode::UNAUTHORIZED,
+                "job routes are for this DP's site only, over https with the site's certificate",
+            );
+        }
+    }
     match bearer(req.headers()) {
         Some(t) if !state.site_token_hash.is_empty() && identity::hash(t) == state.site_token_hash => {
             next.run(req).await

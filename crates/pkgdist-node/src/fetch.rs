@@ -148,7 +148,13 @@ const MAX_MANIFEST: u64 = 1 << 30;
 impl Fetcher {
     /// A fetcher for anonymous sources (DPs serve content to anyone).
     pub fn new() -> Self {
-        let http = reqwest::Client::builder()
+        Self::with_client(reqwest::Client::builder())
+    }
+
+    /// A fetcher whose client starts from `builder` (a DP enrolled over https: trusting its
+    /// site's CA and presenting its certificate).
+    pub fn with_client(builder: reqwest::ClientBuilder) -> Self {
+        let http = builder
             .pool_idle_timeout(pkgdist_proto::POOL_IDLE)
             .connect_timeout(std::time::Duration::from_secs(10))
             .read_timeout(std::time::Duration::from_secs(60))

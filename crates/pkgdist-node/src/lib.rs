@@ -7,7 +7,8 @@
 //! - [`download`]: `pkgdist fetch`, the same into a plain folder, reusing what is there;
 //! - [`pace`]: rate limits, applied where the bytes leave;
 //! - [`listen`]: the accept loop both daemons serve with: what one client may hold of them;
-//! - [`metrics`]: what every node counts, and its Prometheus `/metrics` answer.
+//! - [`metrics`]: what every node counts, and its Prometheus `/metrics` answer;
+//! - [`tls`]: the site's CA, the certificates it issues, and TLS for listeners and clients.
 
 pub mod download;
 pub mod fetch;
@@ -16,4 +17,5 @@ pub mod metrics;
 pub mod pace;
 pub mod serve;
 pub mod source;
+pub mod tls;
 pub mod util;

@@ -136,6 +136,64 @@ pub async fn serve(
     limits: Limits,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    serve_with(listener, app, limits, Transport::plain(), shutdown).await
+}
+
+/// How a listener speaks: plain HTTP only, or TLS with plain HTTP beside it where that is
+/// allowed (the first byte a client sends tells which: a TLS handshake starts with 0x16).
+#[derive(Clone, Default)]
+pub struct Transport {
+    tls: Option<Arc<rustls::ServerConfig>>,
+    plain: bool,
+}
+
+impl std::fmt::Debug for Transport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Transport")
+            .field("tls", &self.tls.is_some())
+            .field("plain", &self.plain)
+            .finish()
+    }
+}
+
+impl Transport {
+    /// Plain HTTP only (a daemon without TLS, and tests).
+    pub fn plain() -> Self {
+        Self { tls: None, plain: true }
+    }
+
+    /// TLS with `config`; plain HTTP too if the listener is on a loopback address (no one
+    /// else can listen in there) or `allow_plain` says so. A connection speaking plain HTTP
+    /// where it is not allowed is answered 400 naming `https://` and closed.
+    pub fn tls(config: Arc<rustls::ServerConfig>, addr: SocketAddr, allow_plain: bool) -> Self {
+        Self {
+            tls: Some(config),
+            plain: allow_plain || addr.ip().is_loopback(),
+        }
+    }
+
+    /// Whether plain HTTP is served.
+    pub fn serves_plain(&self) -> bool {
+        self.plain
+    }
+}
+
+/// What a request came over on a TLS connection: handlers find it among the request's
+/// extensions (absent on plain HTTP), with the client's certificate if it gave one (already
+/// verified against the listener's client roots).
+#[derive(Debug, Clone)]
+pub struct TlsConnection {
+    pub peer: Option<rustls::pki_types::CertificateDer<'static>>,
+}
+
+/// [`serve`], speaking as `transport` says.
+pub async fn serve_with(
+    listener: TcpListener,
+    app: Router,
+    limits: Limits,
+    transport: Transport,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
     let open = Open::default();
     let turning_away = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -161,8 +219,8 @@ pub async fn serve(
         }
         match open.take(peer.ip(), &limits) {
             Ok(held) => {
-                let (app, stop) = (app.clone(), stop_rx.clone());
-                connections.spawn(connection(tcp, peer, app, limits, stop, held));
+                let (app, stop, transport) = (app.clone(), stop_rx.clone(), transport.clone());
+                connections.spawn(connection(tcp, peer, app, limits, transport, stop, held));
             }
             Err(why) => {
                 use std::sync::atomic::Ordering;
@@ -193,25 +251,96 @@ pub async fn serve(
     Ok(())
 }
 
-/// One connection: HTTP/1.1 with the header deadline, over a socket whose writes may not
-/// stall, until it ends or the daemon stops.
+/// One connection: TLS or plain as the transport and the client's first byte say, then
+/// [`http`]. The client has `header_read` to start, and as long again for its handshake.
 async fn connection(
     tcp: TcpStream,
     peer: SocketAddr,
     app: Router,
     limits: Limits,
-    mut stop: tokio::sync::watch::Receiver<bool>,
+    transport: Transport,
+    stop: tokio::sync::watch::Receiver<bool>,
     _held: Held,
 ) {
+    let Some(config) = transport.tls.clone() else {
+        let io = StallGuard::new(tcp, limits.write_stall);
+        return http(io, peer, app, limits, None, stop).await;
+    };
+    let mut first = [0u8; 1];
+    match tokio::time::timeout(limits.header_read, tcp.peek(&mut first)).await {
+        Ok(Ok(1)) if first[0] == TLS_HANDSHAKE => {
+            let acceptor = tokio_rustls::TlsAcceptor::from(config);
+            let io = StallGuard::new(tcp, limits.write_stall);
+            match tokio::time::timeout(limits.header_read, acceptor.accept(io)).await {
+                Ok(Ok(tls)) => {
+                    let peer_cert = tls
+                        .get_ref()
+                        .1
+                        .peer_certificates()
+                        .and_then(|c| c.first())
+                        .map(|c| c.clone().into_owned());
+                    let info = TlsConnection { peer: peer_cert };
+                    http(tls, peer, app, limits, Some(info), stop).await;
+                }
+                // A client with a certificate of another CA, a scanner, a timeout: routine.
+                Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
+                Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+            }
+        }
+        Ok(Ok(1)) if transport.plain => {
+            let io = StallGuard::new(tcp, limits.write_stall);
+            http(io, peer, app, limits, None, stop).await;
+        }
+        Ok(Ok(1)) => refuse_plain(tcp).await,
+        // Closed, failed, or silent for the whole header deadline.
+        _ => {}
+    }
+}
+
+/// The first byte of a TLS handshake record.
+const TLS_HANDSHAKE: u8 = 0x16;
+
+/// Answers a plain-HTTP request on a listener that takes only HTTPS, and closes.
+async fn refuse_plain(mut tcp: TcpStream) {
+    let body = "400: this address takes HTTPS only: use an https:// URL (plain HTTP is served on loopback addresses, or where allow-plain-http is set)\n";
+    let answer = format!(
+        "HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let answer_then_drain = async {
+        tcp.write_all(answer.as_bytes()).await?;
+        tcp.shutdown().await?;
+        let mut sink = [0u8; 4096];
+        while tcp.read(&mut sink).await? > 0 {}
+        Ok::<_, std::io::Error>(())
+    };
+    let _ = tokio::time::timeout(TURN_AWAY_WITHIN, answer_then_drain).await;
+}
+
+/// HTTP/1.1 with the header deadline over `io` (a socket whose writes may not stall, or TLS
+/// over one), until the connection ends or the daemon stops.
+async fn http<IO>(
+    io: IO,
+    peer: SocketAddr,
+    app: Router,
+    limits: Limits,
+    tls: Option<TlsConnection>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) where
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     use tower::ServiceExt as _;
     let body_stall = limits.write_stall;
     let service = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
         // A request body that sends nothing for the stall deadline fails its request.
         let mut req = req.map(|b| tower_http::timeout::TimeoutBody::new(body_stall, b));
         req.extensions_mut().insert(ConnectInfo(peer));
+        if let Some(info) = &tls {
+            req.extensions_mut().insert(info.clone());
+        }
         app.clone().oneshot(req)
     });
-    let io = hyper_util::rt::TokioIo::new(StallGuard::new(tcp, limits.write_stall));
+    let io = hyper_util::rt::TokioIo::new(io);
     let conn = hyper::server::conn::http1::Builder::new()
         .timer(hyper_util::rt::TokioTimer::new())
         .header_read_timeout(limits.header_read)

@@ -77,8 +77,18 @@ pub struct Client {
 
 impl Client {
     pub fn new(base: &str, token: &str) -> Result<Self> {
+        Self::trusting(base, token, None)
+    }
+
+    /// A client of the site at `base` that trusts only the CA `ca_pem` (the site's own, from
+    /// its `tls/ca.pem`) for https; `None`: the system's trusted CAs.
+    pub fn trusting(base: &str, token: &str, ca_pem: Option<&str>) -> Result<Self> {
         let base = site_url(base)?;
-        let http = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder();
+        if let Some(pem) = ca_pem {
+            builder = builder.tls_certs_only([reqwest::Certificate::from_pem(pem.as_bytes()).map_err(ClientError::Setup)?]);
+        }
+        let http = builder
             .pool_idle_timeout(crate::POOL_IDLE)
             .build()
             .map_err(ClientError::Setup)?;

@@ -22,6 +22,9 @@ use serde::{Deserialize, Serialize};
 pub const ENROLL_PATH: &str = "/node/v1/enroll";
 /// DP → site, on every start: where the DP can be reached now.
 pub const HELLO_PATH: &str = "/node/v1/hello";
+/// The site's CA certificate (PEM), for anyone: a new node checks it against the pin its
+/// enrollment token carries before trusting it.
+pub const CA_PATH: &str = "/node/v1/ca";
 /// site → DP: `POST` a job, `GET …/{id}` its status, `DELETE …/{id}` cancels it.
 pub const JOBS_PATH: &str = "/node/v1/jobs";
 /// Any content node: `GET …/{ContentID}` is the manifest of a version (canonical bytes).
@@ -48,8 +51,12 @@ pub struct EnrollRequest {
     pub enrollment_token: String,
     /// The credential the DP will present from now on (made by the DP, random).
     pub credential: String,
-    /// Where the site reaches the DP, e.g. `http://10.0.0.5:8471`.
+    /// Where the site reaches the DP, e.g. `https://10.0.0.5:8471`.
     pub url: String,
+    /// A certificate request (PEM) for the key the DP made, when it enrolls over TLS: the
+    /// site answers with a certificate for it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub csr: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -59,6 +66,9 @@ pub struct EnrollResponse {
     pub site_code: String,
     /// What the site will present to the DP.
     pub site_token: String,
+    /// The DP's certificate (PEM chain, leaf first), when it sent a request for one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub certificate: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -31,6 +31,25 @@ pub struct SiteConfig {
     pub allowed_source_roots: Option<Vec<PathBuf>>,
     #[serde(default)]
     pub distribution: Distribution,
+    #[serde(default)]
+    pub tls: TlsSettings,
+}
+
+/// `[tls]`: the site's listener speaks TLS with a certificate from the site's own CA
+/// (`DIR/tls/ca.pem`), always; these settings say for which names, and whether plain HTTP
+/// is served beside it off loopback.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct TlsSettings {
+    /// Host names and IP addresses the site's certificate is for, beyond `localhost`,
+    /// `127.0.0.1`, `::1`, the machine's host name and the listen address: the names DPs,
+    /// child sites and administrators use in the site's URL.
+    #[serde(default)]
+    pub names: Vec<String>,
+    /// Serve plain HTTP too on a listener that is not on a loopback address (tokens then
+    /// cross the network readable). Off by default; a warning at every start when on.
+    #[serde(default)]
+    pub allow_plain_http: bool,
 }
 
 /// `[distribution]`: how the site sends content to its DPs (ConfigMgr's Software Distribution
@@ -222,6 +241,7 @@ impl SiteConfig {
             max_body_bytes: default_max_body(),
             allowed_source_roots: Some(source_roots),
             distribution: Distribution::default(),
+            tls: TlsSettings::default(),
         };
         cfg.validate()?;
         std::fs::create_dir_all(dir).map_err(|e| SiteError::io(dir, e))?;
@@ -303,6 +323,16 @@ lease-secs = {lease}
 # Jobs one pull DP runs at once (ConfigMgr's "PullDP Number Of Active Jobs"; raising it is
 # not recommended). Pull DPs fetch from their source DPs, so the limits above do not apply.
 pull-dp-max-jobs = {pull}
+
+# TLS: the site serves HTTPS with a certificate from its own CA (tls/ca.pem in this folder;
+# DPs and child sites pin it through their enrollment tokens, and get certificates from it).
+[tls]
+# Names the certificate is for, beyond localhost, 127.0.0.1, ::1, this machine's host name
+# and the listen address: every name DPs and administrators put in the site's URL.
+names = []
+# Plain HTTP is served on loopback listeners only. true: also on this listener, whatever its
+# address (tokens then cross the network readable).
+allow-plain-http = false
 "#,
             code = self.site_code,
             name = self.site_name,

@@ -84,7 +84,16 @@ pub async fn run(state: AppState, owner: Owner) {
         Err(e) => tracing::error!(error = %e, "cannot end an earlier run's leases; they will expire"),
     }
     let busy: Arc<Mutex<HashSet<(String, String)>>> = Arc::default();
-    let http = reqwest::Client::builder()
+    // Over https, the site verifies its DPs against its CA and presents its own certificate.
+    let builder = match state.tls().map(crate::tls::SiteTls::client) {
+        Some(Ok(b)) => b,
+        Some(Err(e)) => {
+            tracing::error!(error = %e, "cannot set up TLS to DPs; DPs on https:// cannot be reached");
+            reqwest::Client::builder()
+        }
+        None => reqwest::Client::builder(),
+    };
+    let http = builder
         .pool_idle_timeout(pkgdist_proto::POOL_IDLE)
         .timeout(Duration::from_secs(30))
         .build()

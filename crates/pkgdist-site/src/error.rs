@@ -18,6 +18,8 @@ pub enum SiteError {
     Db(#[from] pkgdist_db::DbError),
     #[error(transparent)]
     Content(#[from] pkgdist_content::ContentError),
+    #[error("TLS: {0}")]
+    Tls(#[from] pkgdist_node::tls::TlsError),
 }
 
 impl SiteError {

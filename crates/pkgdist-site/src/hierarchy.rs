@@ -127,7 +127,7 @@ pub async fn create_site(state: &AppState, new: &NewSite) -> Result<(SiteRow, St
     };
     state.db.insert_site(&row).await?;
     tracing::info!(site = %code, "child site registered");
-    Ok((row, token))
+    Ok((row, state.enrollment_token(token)))
 }
 
 /// Child site `code` (not this site, not one further below), or why not.

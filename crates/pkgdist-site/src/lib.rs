@@ -26,6 +26,7 @@ mod ops;
 pub mod progress;
 pub mod scheduler;
 mod state;
+pub mod tls;
 pub mod upstream;
 
 use std::net::SocketAddr;
@@ -96,6 +97,7 @@ pub async fn open_with_private(
         .parse()
         .map_err(|e: pkgdist_core::IdError| SiteError::Config(e.to_string()))?;
     let node_key = node_key(&db, dir).await?;
+    let tls = tls::SiteTls::open(dir, &cfg.site_code, &cfg.listen, &cfg.tls)?;
     let overrides = distribution_overrides(&db).await?;
     let distribution = cfg.distribution.with(&overrides);
     distribution
@@ -112,6 +114,7 @@ pub async fn open_with_private(
             node_key,
             source_roots: cfg.allowed_source_roots.clone(),
             private,
+            tls: Some(Arc::new(tls)),
         },
     ))
 }
@@ -217,6 +220,7 @@ pub async fn serve_within(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let counted = state.metrics.node.clone();
+    let state_tls = state.tls_shared();
     let app = router(state.clone())
         .merge(node::router(state.clone()))
         .merge(link::router(state))
@@ -224,9 +228,14 @@ pub async fn serve_within(
             counted,
             pkgdist_node::metrics::layer,
         ));
+    // TLS where the site has its certificate; plain HTTP on loopback (or where allowed).
+    let transport = match (state_tls, listener.local_addr()) {
+        (Some(t), Ok(addr)) => t.transport(addr),
+        _ => pkgdist_node::listen::Transport::plain(),
+    };
     // The peer's address reaches handlers (HTTP Basic is taken from loopback only), and no
     // client holds a connection past the limits.
-    pkgdist_node::listen::serve(listener, app, limits, shutdown).await
+    pkgdist_node::listen::serve_with(listener, app, limits, transport, shutdown).await
 }
 
 /// The site's background work — the distribution manager and the refresh scheduler — running

@@ -234,7 +234,7 @@ async fn enroll(State(state): State<AppState>, body: JsonBody<EnrollRequest>) ->
         )
     };
     // The token must be the one of the site the child says it is.
-    let token_hash = auth::hash(&req.enrollment_token);
+    let token_hash = auth::hash(&pkgdist_node::tls::EnrollmentToken::parse(&req.enrollment_token).secret);
     match state.db.site(&req.site_code).await? {
         Some(s)
             if s.site_code == s.via_site

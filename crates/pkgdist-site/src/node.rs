@@ -5,14 +5,17 @@
 use axum::extract::{Request, State};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
+use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use pkgdist_core::availability::Availability;
 use pkgdist_core::errors::ErrorKind;
 use pkgdist_db::DpRow;
 use pkgdist_proto::node::{
-    CHUNKS_PATH, ENROLL_PATH, EnrollRequest, EnrollResponse, HELLO_PATH, HelloRequest, JOB_HEADER,
+    CA_PATH, CHUNKS_PATH, ENROLL_PATH, EnrollRequest, EnrollResponse, HELLO_PATH, HelloRequest, JOB_HEADER,
 };
+
+use pkgdist_node::listen::TlsConnection;
+use pkgdist_node::tls::{EnrollmentToken, Role};
 
 use crate::auth;
 use crate::body::{ENROLL_BODY_MAX, JsonBody};
@@ -20,12 +23,23 @@ use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
 
 pub fn router(state: AppState) -> Router {
+    let ca_pem = state.tls().map(|t| t.ca.cert_pem().to_owned());
     let authed = Router::new()
         .route(HELLO_PATH, post(hello))
         .with_state(state.clone())
         .merge(pkgdist_node::source::router(state.library.clone()))
         .route_layer(middleware::from_fn_with_state(state.clone(), authenticate_dp));
     Router::new()
+        // The CA certificate is public: a new node checks it against its token's pin.
+        .route(
+            CA_PATH,
+            get(move || async move {
+                match ca_pem {
+                    Some(pem) => ([(axum::http::header::CONTENT_TYPE, "application/x-pem-file")], pem).into_response(),
+                    None => ApiError::new(ErrorKind::UnknownInstance, "this site has no CA: it does not speak TLS").into_response(),
+                }
+            }),
+        )
         // Enrollment takes no token: a small body only.
         .route(
             ENROLL_PATH,
@@ -45,6 +59,9 @@ async fn authenticate_dp(State(state): State<AppState>, mut req: Request, next: 
     };
     match state.db.dp_by_credential(&auth::hash(token)).await {
         Ok(Some(dp)) => {
+            if let Some(refused) = wrong_certificate(&dp, &req) {
+                return refused;
+            }
             if req.uri().path() == CHUNKS_PATH
                 && let Some(closed) = closed_to_job(&state, &dp, req.headers()).await
             {
@@ -63,6 +80,31 @@ async fn authenticate_dp(State(state): State<AppState>, mut req: Request, next: 
         .into_response(),
         Err(e) => ApiError::from(e).into_response(),
     }
+}
+
+/// A 401 when DP `dp` was issued a certificate and the request does not come with it: a
+/// stolen credential alone is not enough, and a removed DP's certificate matches no row.
+fn wrong_certificate(dp: &DpRow, req: &Request) -> Option<Response> {
+    let want = dp.cert_sha256.as_deref()?;
+    let presented = req
+        .extensions()
+        .get::<TlsConnection>()
+        .and_then(|t| t.peer.as_ref())
+        .map(|c| pkgdist_node::tls::fingerprint(c));
+    if presented.as_deref() == Some(want) {
+        return None;
+    }
+    tracing::warn!(dp = %dp.name, presented = presented.as_deref().unwrap_or("none"), "refused a DP request without the DP's certificate");
+    Some(
+        ApiError::new(
+            ErrorKind::Unauthenticated,
+            format!(
+                "DP {} was issued a certificate when it enrolled and must present it, over https",
+                dp.name
+            ),
+        )
+        .into_response(),
+    )
 }
 
 /// A 503 with `Retry-After` when the DP's availability schedule does not allow the priority of
@@ -103,7 +145,11 @@ async fn closed_to_job(state: &AppState, dp: &DpRow, headers: &axum::http::Heade
 /// The longest a DP is told to wait before asking again: schedules change.
 const MAX_CLOSED_WAIT: u64 = 10;
 
-async fn enroll(State(state): State<AppState>, body: JsonBody<EnrollRequest>) -> ApiResult<Json<EnrollResponse>> {
+async fn enroll(
+    State(state): State<AppState>,
+    tls: Option<Extension<TlsConnection>>,
+    body: JsonBody<EnrollRequest>,
+) -> ApiResult<Json<EnrollResponse>> {
     let req = body.0;
     check_url(&req.url)?;
     if req.credential.len() < 32 {
@@ -115,7 +161,11 @@ async fn enroll(State(state): State<AppState>, body: JsonBody<EnrollRequest>) ->
     let cred_hash = auth::hash(&req.credential);
     let Some(dp) = state
         .db
-        .enroll_dp(&auth::hash(&req.enrollment_token), &cred_hash, &req.url)
+        .enroll_dp(
+            &auth::hash(&EnrollmentToken::parse(&req.enrollment_token).secret),
+            &cred_hash,
+            &req.url,
+        )
         .await?
     else {
         tracing::warn!(url = %req.url, "refused a DP's enrollment: the token is unknown or already used");
@@ -124,13 +174,38 @@ async fn enroll(State(state): State<AppState>, body: JsonBody<EnrollRequest>) ->
             "the enrollment token is unknown or already used: run `pkgdist dp add` (or remove and add the DP again) for a new one",
         ));
     };
-    tracing::info!(dp = %dp.name, url = %req.url, "distribution point enrolled");
+    let certificate = match (&req.csr, state.tls()) {
+        (Some(csr), Some(site)) if tls.is_some() => {
+            let chain = site
+                .ca
+                .sign_request(csr, &url_host(&req.url), &Role::Dp(dp.name.clone()))
+                .map_err(|e| ApiError::new(ErrorKind::InvalidValue, format!("csr: {e}")))?;
+            let leaf = pkgdist_node::tls::certs(&chain, "certificate")
+                .ok()
+                .and_then(|c| c.into_iter().next())
+                .ok_or_else(|| ApiError::internal("the certificate just issued cannot be read"))?;
+            state
+                .db
+                .set_dp_cert(&dp.nal_path, &pkgdist_node::tls::fingerprint(&leaf))
+                .await?;
+            Some(chain)
+        }
+        (Some(_), _) => {
+            return Err(ApiError::new(
+                ErrorKind::InvalidValue,
+                "a certificate is issued only to a DP enrolling over https: use the site's https:// URL",
+            ));
+        }
+        (None, _) => None,
+    };
+    tracing::info!(dp = %dp.name, url = %req.url, tls = certificate.is_some(), "distribution point enrolled");
     state.work.notify_one();
     Ok(Json(EnrollResponse {
         site_token: state.site_token(&cred_hash),
         name: dp.name,
         nal_path: dp.nal_path,
         site_code: dp.site_code,
+        certificate,
     }))
 }
 
@@ -152,6 +227,15 @@ async fn hello(
     }
     state.work.notify_one();
     Ok(Json(serde_json::json!({"ok": true})))
+}
+
+/// The host of a node's URL, as its certificate names it.
+pub(crate) fn url_host(url: &str) -> Vec<String> {
+    reqwest::Url::parse(url)
+        .ok()
+        .and_then(|u| u.host_str().map(|h| h.trim_start_matches('[').trim_end_matches(']').to_owned()))
+        .into_iter()
+        .collect()
 }
 
 fn check_url(url: &str) -> ApiResult<()> {

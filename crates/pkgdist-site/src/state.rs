@@ -60,6 +60,7 @@ pub struct Inner {
     pub source_roots: Option<Vec<std::path::PathBuf>>,
     /// Folders no source may be, be inside or hold (see [`Setup::private`]).
     pub private: Vec<std::path::PathBuf>,
+    tls: Option<Arc<crate::tls::SiteTls>>,
     /// What `/metrics` serves.
     pub metrics: crate::metrics::SiteMetrics,
     /// Snapshots running now, and how far each has got.
@@ -96,6 +97,8 @@ pub struct Setup {
     /// Folders no source may be, be inside or hold: the site's data folder (and in `pkgdist
     /// up`, the folder of the site and its DPs).
     pub private: Vec<std::path::PathBuf>,
+    /// The site's CA and certificate; `None` in tests of the API alone.
+    pub tls: Option<Arc<crate::tls::SiteTls>>,
 }
 
 impl AppState {
@@ -111,6 +114,7 @@ impl AppState {
                 node_key: [0; 32],
                 source_roots: None,
                 private: Vec::new(),
+                tls: None,
             },
         )
     }
@@ -124,6 +128,7 @@ impl AppState {
             node_key,
             source_roots,
             private,
+            tls,
         } = setup;
         Self(Arc::new(Inner {
             db,
@@ -141,6 +146,7 @@ impl AppState {
             auth_failures: crate::auth::Failures::default(),
             source_roots,
             private,
+            tls,
             metrics: crate::metrics::SiteMetrics::new(),
             snapshots: crate::progress::Snapshots::default(),
         }))
@@ -202,6 +208,25 @@ impl Inner {
 
     pub fn set_dist(&self, d: Distribution) {
         *self.distribution.write().unwrap_or_else(|e| e.into_inner()) = d;
+    }
+
+    /// The site's CA and certificate, if it speaks TLS.
+    pub fn tls(&self) -> Option<&crate::tls::SiteTls> {
+        self.tls.as_deref()
+    }
+
+    /// [`Self::tls`], shared.
+    pub fn tls_shared(&self) -> Option<Arc<crate::tls::SiteTls>> {
+        self.tls.clone()
+    }
+
+    /// The enrollment token to hand out for a new `secret`: pinned to the site's CA when it
+    /// has one.
+    pub fn enrollment_token(&self, secret: String) -> String {
+        match self.tls() {
+            Some(t) => t.token(secret),
+            None => secret,
+        }
     }
 
     /// What the site presents to the DP whose credential hashes to `credential_hash`: derived,

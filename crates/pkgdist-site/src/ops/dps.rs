@@ -87,7 +87,7 @@ pub async fn create(state: &AppState, name: &str, settings: &DpSettings) -> Resu
     let sources = pull_sources(state, &mut d, &settings.pull).await?;
     state.db.insert_dp(&d, &sources).await?;
     tracing::info!(dp = %d.name, "distribution point registered");
-    Ok((d, token))
+    Ok((d, state.enrollment_token(token)))
 }
 
 /// Changes DP `nal`'s settings, in one transaction with its pull sources.

@@ -22,6 +22,10 @@ pub struct Conn {
     /// A file holding the token (e.g. the site's bootstrap-token).
     #[arg(long, global = true, env = "PKGDIST_TOKEN_FILE")]
     pub token_file: Option<std::path::PathBuf>,
+    /// The site's CA certificate (its data folder's tls/ca.pem), to verify an https:// site
+    /// and DPs against. Default: the tls/ca.pem beside --token-file, if there is one.
+    #[arg(long, global = true, env = "PKGDIST_CA")]
+    pub ca: Option<std::path::PathBuf>,
     /// Machine-readable output.
     #[arg(long, global = true)]
     pub json: bool,
@@ -37,7 +41,30 @@ impl Conn {
                 .to_owned(),
             (None, None) => bail!("no token: give --token (or PKGDIST_TOKEN) or --token-file (or PKGDIST_TOKEN_FILE)"),
         };
-        Ok(Client::new(&self.site, &token)?)
+        Ok(Client::trusting(&self.site, &token, self.ca_pem()?.as_deref())?)
+    }
+
+    /// The site's CA certificate: --ca (or PKGDIST_CA), else `tls/ca.pem` in the folder of the
+    /// token file (a local administrator using the site's bootstrap-token), else none.
+    pub(crate) fn ca_pem(&self) -> Result<Option<String>> {
+        let path = match (&self.ca, &self.token_file) {
+            (Some(ca), _) => ca.clone(),
+            (None, Some(token)) => {
+                let beside = token
+                    .parent()
+                    .unwrap_or(std::path::Path::new("."))
+                    .join(pkgdist_node::tls::DIR)
+                    .join(pkgdist_node::tls::CA_FILE);
+                if !beside.exists() {
+                    return Ok(None);
+                }
+                beside
+            }
+            (None, None) => return Ok(None),
+        };
+        std::fs::read_to_string(&path)
+            .map(Some)
+            .with_context(|| format!("reading the site's CA certificate {}", path.display()))
     }
 }
 

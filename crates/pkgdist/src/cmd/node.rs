@@ -52,6 +52,11 @@ pub struct DpRunArgs {
     /// client that sends nothing) before its connection is reset.
     #[arg(long, default_value_t = pkgdist_node::listen::Limits::WRITE_STALL_SECS)]
     pub stall_timeout_secs: u64,
+    /// Serve plain HTTP off loopback too: to clients beside HTTPS (a DP enrolled with the
+    /// site's https:// URL), or alone (a DP enrolled over http). Off by default: tokens and
+    /// content would cross the network readable.
+    #[arg(long)]
+    pub allow_plain_http: bool,
 }
 
 impl DpRunArgs {
@@ -92,6 +97,7 @@ pub fn dp_run(conn: &Conn, a: DpRunArgs) -> Result<()> {
             advertise_url: a.advertise_url,
             ready_file: a.ready_file,
             batch_bytes: a.batch_bytes,
+            allow_plain_http: a.allow_plain_http,
         },
         pkgdist_site::shutdown_signal(),
     ))?;
@@ -115,7 +121,12 @@ pub fn fetch(conn: &Conn, a: FetchArgs) -> Result<()> {
     } else {
         Which::Latest(a.package.parse().context("PACKAGE")?)
     };
-    let stats = runtime()?.block_on(pkgdist_node::download::download(&Fetcher::new(), &a.dp, which, &a.dest))?;
+    // An https:// DP is verified against the site's CA when one is known (--ca).
+    let fetcher = match conn.ca_pem()? {
+        Some(ca) => Fetcher::with_client(pkgdist_node::tls::client_builder(&ca, None)?),
+        None => Fetcher::new(),
+    };
+    let stats = runtime()?.block_on(pkgdist_node::download::download(&fetcher, &a.dp, which, &a.dest))?;
     let content = stats.content.map(|c| c.to_string()).unwrap_or_default();
     if conn.json {
         return output::json(&json!({
@@ -281,6 +292,7 @@ async fn up_async(a: UpArgs) -> Result<()> {
             ready_file: None,
             batch_bytes: None,
             limits: share,
+            allow_plain_http: false,
         })
         .await?;
         dp_addrs.push(dp.addr.to_string());

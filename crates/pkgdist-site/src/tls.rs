@@ -1,0 +1,79 @@
+//! The site's TLS: its CA, the certificate it serves and presents to its DPs, and the
+//! certificates it issues to DPs that enroll (`pkgdist_node::tls` has the PKI's rules).
+//!
+//! The site's own certificate is issued afresh at every start, in memory only, for the names
+//! in force then (`[tls] names`, the listen address, the host name): DPs and clients trust the
+//! CA, not a certificate, so nothing else needs to change when the names do.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+
+use pkgdist_node::tls::{Ca, Identity, Role};
+
+use crate::config::TlsSettings;
+use crate::error::SiteError;
+
+/// What the site needs to speak TLS and to issue certificates.
+#[derive(Debug)]
+pub struct SiteTls {
+    pub ca: Ca,
+    /// What the site serves and presents to its DPs (role `Site`).
+    pub identity: Identity,
+    pub server: Arc<rustls::ServerConfig>,
+    pub allow_plain_http: bool,
+}
+
+impl SiteTls {
+    /// Opens the CA in `DIR/tls` (made on first start) and issues the site's certificate for
+    /// `listen`'s address and `settings.names`.
+    pub fn open(dir: &Path, site_code: &str, listen: &str, settings: &TlsSettings) -> Result<Self, SiteError> {
+        let ca = Ca::open_or_create(&dir.join(pkgdist_node::tls::DIR), &format!("pkgdist site CA {site_code}"))?;
+        let mut names: Vec<String> = ["localhost", "127.0.0.1", "::1"].map(str::to_owned).to_vec();
+        if let Ok(host) = std::fs::read_to_string("/proc/sys/kernel/hostname") {
+            names.push(host.trim().to_owned());
+        }
+        if let Ok(addr) = listen.parse::<SocketAddr>()
+            && !addr.ip().is_unspecified()
+        {
+            names.push(addr.ip().to_string());
+        }
+        names.extend(settings.names.iter().cloned());
+        names.retain(|n| !n.is_empty());
+        names.sort();
+        names.dedup();
+        let identity = ca.issue_own(&names, &Role::Site(site_code.to_owned()))?;
+        let server = pkgdist_node::tls::server_config(&identity, std::slice::from_ref(ca.cert_der()))?;
+        Ok(Self {
+            ca,
+            identity,
+            server,
+            allow_plain_http: settings.allow_plain_http,
+        })
+    }
+
+    /// How the listener bound at `addr` speaks: TLS always, plain HTTP on loopback or where
+    /// allowed (with a warning off loopback).
+    pub fn transport(&self, addr: SocketAddr) -> pkgdist_node::listen::Transport {
+        let t = pkgdist_node::listen::Transport::tls(self.server.clone(), addr, self.allow_plain_http);
+        if self.allow_plain_http && !addr.ip().is_loopback() {
+            tracing::warn!(%addr, "plain HTTP is allowed off loopback ([tls] allow-plain-http): tokens cross the network readable");
+        }
+        t
+    }
+
+    /// An HTTP client that trusts the site's CA only and presents the site's certificate:
+    /// what the site talks to its DPs with.
+    pub fn client(&self) -> Result<reqwest::ClientBuilder, SiteError> {
+        Ok(pkgdist_node::tls::client_builder(self.ca.cert_pem(), Some(&self.identity))?)
+    }
+
+    /// The enrollment token to hand out for `secret`: pinned to this site's CA.
+    pub fn token(&self, secret: String) -> String {
+        pkgdist_node::tls::EnrollmentToken {
+            secret,
+            pin: Some(self.ca.pin()),
+        }
+        .to_string()
+    }
+}
