@@ -121,6 +121,17 @@ impl Db {
     /// A child's enrollment: binds `credential_hash` to the child registered with the token
     /// hashing to `token_hash`, consuming the token. Retried with the same credential, it
     /// answers again.
+    /// Records the fingerprint of the certificate issued to child site `code`: from now on
+    /// its requests must present that certificate.
+    pub async fn set_site_cert(&self, code: &str, cert_sha256: &str) -> Result<()> {
+        sqlx::query("UPDATE sites SET cert_sha256 = $2 WHERE site_code = $1")
+            .bind(code.to_owned())
+            .bind(cert_sha256.to_owned())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
     pub async fn enroll_site(&self, token_hash: &str, credential_hash: &str, url: &str) -> Result<Option<SiteRow>> {
         let mut tx = self.begin().await?;
         let found: Option<SiteRow> = sqlx::query_as(
@@ -136,7 +147,7 @@ impl Db {
         // The token is checked again as it is consumed: of two enrollments racing with the
         // same token, one wins.
         let r = sqlx::query(
-            "UPDATE sites SET enrollment_token_hash = NULL, credential_hash = $2, url = $3
+            "UPDATE sites SET enrollment_token_hash = NULL, credential_hash = $2, url = $3, cert_sha256 = NULL
              WHERE site_code = $1 AND (enrollment_token_hash = $4 OR credential_hash = $2)",
         )
         .bind(s.site_code.clone())

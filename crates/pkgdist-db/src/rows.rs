@@ -231,6 +231,9 @@ pub struct SiteRow {
     pub url: Option<String>,
     pub enrollment_token_hash: Option<String>,
     pub credential_hash: Option<String>,
+    /// SHA-256 of the certificate issued at enrollment over TLS: requests must present it.
+    #[sqlx(default)]
+    pub cert_sha256: Option<String>,
     /// The most this site sends the child per second; 0 unlimited.
     pub rate_bytes_per_sec: i64,
     /// How far the child has applied this site's intents.

@@ -120,6 +120,7 @@ pub async fn create_site(state: &AppState, new: &NewSite) -> Result<(SiteRow, St
         url: None,
         enrollment_token_hash: Some(auth::hash(&token)),
         credential_hash: None,
+        cert_sha256: None,
         rate_bytes_per_sec: rate(new.rate_bytes_per_sec)?.unwrap_or(0),
         applied_seq: 0,
         last_report_at: None,

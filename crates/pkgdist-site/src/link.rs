@@ -53,12 +53,18 @@ pub struct EnrollRequest {
     pub site_code: String,
     /// Where the child's API is, for display (the parent never calls it).
     pub url: String,
+    /// A certificate request (PEM) for the key the child made, when it enrolls over TLS.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub csr: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct EnrollResponse {
     pub parent_code: String,
     pub parent_name: String,
+    /// The child's certificate (PEM chain, leaf first), when it sent a request for one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub certificate: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -199,6 +205,17 @@ async fn authenticate_site(State(state): State<AppState>, mut req: Request, next
     };
     match state.db.site_by_credential(&auth::hash(token)).await {
         Ok(Some(site)) => {
+            if let Err(presented) = crate::tls::presents(&req, site.cert_sha256.as_deref()) {
+                tracing::warn!(site = %site.site_code, presented = presented.as_deref().unwrap_or("none"), "refused a child site's request without its certificate");
+                return ApiError::new(
+                    ErrorKind::Unauthenticated,
+                    format!(
+                        "child site {} was issued a certificate when it enrolled and must present it, over https",
+                        site.site_code
+                    ),
+                )
+                .into_response();
+            }
             if let Some(pacer) = state.site_pacer(&site) {
                 req.extensions_mut().insert(pacer);
             }
@@ -214,8 +231,18 @@ async fn authenticate_site(State(state): State<AppState>, mut req: Request, next
     }
 }
 
-async fn enroll(State(state): State<AppState>, body: JsonBody<EnrollRequest>) -> ApiResult<Json<EnrollResponse>> {
+async fn enroll(
+    State(state): State<AppState>,
+    tls: Option<Extension<pkgdist_node::listen::TlsConnection>>,
+    body: JsonBody<EnrollRequest>,
+) -> ApiResult<Json<EnrollResponse>> {
     let req = body.0;
+    if req.csr.is_some() && (tls.is_none() || state.tls().is_none()) {
+        return Err(ApiError::new(
+            ErrorKind::InvalidValue,
+            "a certificate is issued only to a child site enrolling over https: use the parent's https:// URL",
+        ));
+    }
     if req.credential.len() < 32 {
         return Err(ApiError::new(
             ErrorKind::InvalidValue,
@@ -248,10 +275,21 @@ async fn enroll(State(state): State<AppState>, body: JsonBody<EnrollRequest>) ->
         .enroll_site(&token_hash, &auth::hash(&req.credential), &req.url)
         .await?
         .ok_or_else(|| refused("the token is already used"))?;
-    tracing::info!(site = %site.site_code, url = %req.url, "child site enrolled");
+    let certificate = match &req.csr {
+        Some(csr) => {
+            let role = pkgdist_node::tls::Role::ChildSite(site.site_code.clone());
+            let (chain, fingerprint) =
+                crate::tls::issue_for_enrollment(state.tls(), tls.is_some(), csr, &req.url, &role)?;
+            state.db.set_site_cert(&site.site_code, &fingerprint).await?;
+            Some(chain)
+        }
+        None => None,
+    };
+    tracing::info!(site = %site.site_code, url = %req.url, tls = certificate.is_some(), "child site enrolled");
     Ok(Json(EnrollResponse {
         parent_code: state.site_code.to_string(),
         parent_name: state.site_name.clone(),
+        certificate,
     }))
 }
 

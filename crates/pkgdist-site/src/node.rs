@@ -85,15 +85,7 @@ async fn authenticate_dp(State(state): State<AppState>, mut req: Request, next: 
 /// A 401 when DP `dp` was issued a certificate and the request does not come with it: a
 /// stolen credential alone is not enough, and a removed DP's certificate matches no row.
 fn wrong_certificate(dp: &DpRow, req: &Request) -> Option<Response> {
-    let want = dp.cert_sha256.as_deref()?;
-    let presented = req
-        .extensions()
-        .get::<TlsConnection>()
-        .and_then(|t| t.peer.as_ref())
-        .map(|c| pkgdist_node::tls::fingerprint(c));
-    if presented.as_deref() == Some(want) {
-        return None;
-    }
+    let presented = crate::tls::presents(req, dp.cert_sha256.as_deref()).err()?;
     tracing::warn!(dp = %dp.name, presented = presented.as_deref().unwrap_or("none"), "refused a DP request without the DP's certificate");
     Some(
         ApiError::new(
@@ -158,6 +150,12 @@ async fn enroll(
             "the DP credential must be at least 32 characters",
         ));
     }
+    if req.csr.is_some() && (tls.is_none() || state.tls().is_none()) {
+        return Err(ApiError::new(
+            ErrorKind::InvalidValue,
+            "a certificate is issued only to a DP enrolling over https: use the site's https:// URL",
+        ));
+    }
     let cred_hash = auth::hash(&req.credential);
     let Some(dp) = state
         .db
@@ -174,29 +172,19 @@ async fn enroll(
             "the enrollment token is unknown or already used: run `pkgdist dp add` (or remove and add the DP again) for a new one",
         ));
     };
-    let certificate = match (&req.csr, state.tls()) {
-        (Some(csr), Some(site)) if tls.is_some() => {
-            let chain = site
-                .ca
-                .sign_request(csr, &url_host(&req.url), &Role::Dp(dp.name.clone()))
-                .map_err(|e| ApiError::new(ErrorKind::InvalidValue, format!("csr: {e}")))?;
-            let leaf = pkgdist_node::tls::certs(&chain, "certificate")
-                .ok()
-                .and_then(|c| c.into_iter().next())
-                .ok_or_else(|| ApiError::internal("the certificate just issued cannot be read"))?;
-            state
-                .db
-                .set_dp_cert(&dp.nal_path, &pkgdist_node::tls::fingerprint(&leaf))
-                .await?;
+    let certificate = match &req.csr {
+        Some(csr) => {
+            let (chain, fingerprint) = crate::tls::issue_for_enrollment(
+                state.tls(),
+                tls.is_some(),
+                csr,
+                &req.url,
+                &Role::Dp(dp.name.clone()),
+            )?;
+            state.db.set_dp_cert(&dp.nal_path, &fingerprint).await?;
             Some(chain)
         }
-        (Some(_), _) => {
-            return Err(ApiError::new(
-                ErrorKind::InvalidValue,
-                "a certificate is issued only to a DP enrolling over https: use the site's https:// URL",
-            ));
-        }
-        (None, _) => None,
+        None => None,
     };
     tracing::info!(dp = %dp.name, url = %req.url, tls = certificate.is_some(), "distribution point enrolled");
     state.work.notify_one();
@@ -227,15 +215,6 @@ async fn hello(
     }
     state.work.notify_one();
     Ok(Json(serde_json::json!({"ok": true})))
-}
-
-/// The host of a node's URL, as its certificate names it.
-pub(crate) fn url_host(url: &str) -> Vec<String> {
-    reqwest::Url::parse(url)
-        .ok()
-        .and_then(|u| u.host_str().map(|h| h.trim_start_matches('[').trim_end_matches(']').to_owned()))
-        .into_iter()
-        .collect()
 }
 
 fn check_url(url: &str) -> ApiResult<()> {

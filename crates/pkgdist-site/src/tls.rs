@@ -77,3 +77,54 @@ impl SiteTls {
         .to_string()
     }
 }
+
+/// Whether `req` comes with the node certificate whose fingerprint the site recorded
+/// (`want`); a node that was issued none (it enrolled over http) needs none.
+pub fn presents(req: &axum::extract::Request, want: Option<&str>) -> Result<(), Option<String>> {
+    let Some(want) = want else {
+        return Ok(());
+    };
+    let presented = req
+        .extensions()
+        .get::<pkgdist_node::listen::TlsConnection>()
+        .and_then(|t| t.peer.as_ref())
+        .map(|c| pkgdist_node::tls::fingerprint(c));
+    if presented.as_deref() == Some(want) {
+        Ok(())
+    } else {
+        Err(presented)
+    }
+}
+
+/// The certificate for a node enrolling with `csr` (PEM) from `url`, as `role`, and its
+/// fingerprint for the site to record: only over TLS (`over_tls`), where the site has a CA.
+pub fn issue_for_enrollment(
+    site: Option<&SiteTls>,
+    over_tls: bool,
+    csr: &str,
+    url: &str,
+    role: &Role,
+) -> Result<(String, String), crate::error::ApiError> {
+    use crate::error::ApiError;
+    use pkgdist_core::errors::ErrorKind;
+    let Some(site) = site.filter(|_| over_tls) else {
+        return Err(ApiError::new(
+            ErrorKind::InvalidValue,
+            "a certificate is issued only to a node enrolling over https: use the site's https:// URL",
+        ));
+    };
+    let host: Vec<String> = reqwest::Url::parse(url)
+        .ok()
+        .and_then(|u| u.host_str().map(|h| h.trim_start_matches('[').trim_end_matches(']').to_owned()))
+        .into_iter()
+        .collect();
+    let chain = site
+        .ca
+        .sign_request(csr, &host, role)
+        .map_err(|e| ApiError::new(ErrorKind::InvalidValue, format!("csr: {e}")))?;
+    let leaf = pkgdist_node::tls::certs(&chain, "certificate")
+        .ok()
+        .and_then(|c| c.into_iter().next())
+        .ok_or_else(|| ApiError::internal("the certificate just issued cannot be read"))?;
+    Ok((chain, pkgdist_node::tls::fingerprint(&leaf)))
+}

@@ -35,7 +35,19 @@ pub struct ParentLink {
     pub credential: String,
     /// Set once the parent accepted the enrollment.
     pub parent_code: Option<String>,
+    /// Enrolled over https: `tls/parent-ca.pem` is the parent's CA (checked against the
+    /// token's pin) and `tls/parent.pem` the certificate it issued this site.
+    #[serde(default)]
+    pub tls: bool,
+    /// The parent's CA and this site's certificate, read at start when `tls`.
+    #[serde(skip)]
+    material: Option<(String, pkgdist_node::tls::Identity)>,
 }
+
+/// The name of the files of the certificate the parent issued, in the `tls` folder.
+const PARENT_CERT: &str = "parent";
+/// The parent's CA, in the `tls` folder.
+const PARENT_CA: &str = "parent-ca.pem";
 
 const FILE: &str = "parent.json";
 /// The settings key of the newest intent applied, per parent (a site that joins another
@@ -102,7 +114,7 @@ impl ParentLink {
                     dir.join(FILE).display()
                 )));
             }
-            return Ok(known);
+            return Ok(Some(k.clone().load_tls(dir)?));
         }
         let Some(token) = token else {
             return Err(SiteError::Config(
@@ -118,13 +130,23 @@ impl ParentLink {
                     url,
                     credential: format!("pkgsite_{}", hex(&bytes)),
                     parent_code: None,
+                    tls: false,
+                    material: None,
                 }
             }
         };
         link.save(dir)?;
+        // Over https, the parent is checked against the CA the token pins, and asked for a
+        // certificate for a key made here.
+        let (builder, csr) = if link.url.starts_with("https://") {
+            let (ca_pem, csr) = link.prepare_tls(dir, token).await?;
+            (pkgdist_node::tls::client_builder(&ca_pem, None)?, Some(csr))
+        } else {
+            (reqwest::Client::builder(), None)
+        };
         // The parent may not be up yet, or busy: network errors and 5xx are retried for a
         // while; a refusal (4xx) is final.
-        let http = reqwest::Client::builder()
+        let http = builder
             .pool_idle_timeout(pkgdist_proto::POOL_IDLE)
             .timeout(Duration::from_secs(30))
             .build()
@@ -139,6 +161,7 @@ impl ParentLink {
                     credential: link.credential.clone(),
                     site_code: site_code.to_owned(),
                     url: own_url.to_owned(),
+                    csr: csr.clone(),
                 })
                 .send()
                 .await;
@@ -169,10 +192,73 @@ impl ParentLink {
             .json()
             .await
             .map_err(|e| SiteError::Config(format!("cannot read the parent's enrollment answer: {e}")))?;
+        if csr.is_some() {
+            let chain = answer.certificate.ok_or_else(|| {
+                SiteError::Config("the parent enrolled this site but sent no certificate for it".into())
+            })?;
+            let path = dir.join(pkgdist_node::tls::DIR).join(format!("{PARENT_CERT}.pem"));
+            pkgdist_node::util::write_file(&path, chain.as_bytes(), true).map_err(|e| SiteError::io(&path, e))?;
+            link.tls = true;
+        }
         link.parent_code = Some(answer.parent_code.clone());
         link.save(dir)?;
         tracing::info!(parent = %answer.parent_code, url = %link.url, "joined the parent site");
-        Ok(Some(link))
+        Ok(Some(link.load_tls(dir)?))
+    }
+
+    /// Fetches the parent's CA, checked against the pin of `token`, keeps it with a new key,
+    /// and answers the CA and a certificate request for the key.
+    async fn prepare_tls(&self, dir: &Path, token: &str) -> Result<(String, String), SiteError> {
+        let pin = pkgdist_node::tls::EnrollmentToken::parse(token).pin.ok_or_else(|| {
+            SiteError::Config(
+                "the enrollment token carries no CA pin, so the parent at an https:// URL cannot be checked: make a new one with `pkgdist site add` at the parent".into(),
+            )
+        })?;
+        let ca_pem = pkgdist_node::tls::fetch_pinned_ca(&self.url, pkgdist_proto::node::CA_PATH, &pin).await?;
+        let (key, csr) = pkgdist_node::tls::key_and_request("pkgdist child site")?;
+        let tls_dir = dir.join(pkgdist_node::tls::DIR);
+        pkgdist_node::util::private_dir(&tls_dir).map_err(|e| SiteError::io(&tls_dir, e))?;
+        for (name, text) in [
+            (PARENT_CA.to_owned(), ca_pem.clone()),
+            (format!("{PARENT_CERT}-key.pem"), key.serialize_pem()),
+        ] {
+            let path = tls_dir.join(name);
+            pkgdist_node::util::write_file(&path, text.as_bytes(), true).map_err(|e| SiteError::io(&path, e))?;
+        }
+        Ok((ca_pem, csr))
+    }
+
+    /// Reads the parent's CA and this site's certificate, for a link enrolled over https.
+    fn load_tls(mut self, dir: &Path) -> Result<Self, SiteError> {
+        if !self.tls {
+            return Ok(self);
+        }
+        let tls_dir = dir.join(pkgdist_node::tls::DIR);
+        let ca_path = tls_dir.join(PARENT_CA);
+        let ca = std::fs::read_to_string(&ca_path).map_err(|e| SiteError::io(&ca_path, e))?;
+        let identity = pkgdist_node::tls::Identity::load(&tls_dir, PARENT_CERT)?.ok_or_else(|| {
+            SiteError::Config(format!(
+                "{} lacks the certificate the parent issued: restore it from a backup, or enroll again",
+                tls_dir.display()
+            ))
+        })?;
+        self.material = Some((ca, identity));
+        Ok(self)
+    }
+
+    /// A client for the parent: over https, trusting only the parent's CA and presenting the
+    /// certificate it issued this site.
+    fn client(&self) -> reqwest::ClientBuilder {
+        match &self.material {
+            Some((ca, identity)) => match pkgdist_node::tls::client_builder(ca, Some(identity)) {
+                Ok(b) => b,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot set up TLS to the parent; the link will fail");
+                    reqwest::Client::builder()
+                }
+            },
+            None => reqwest::Client::builder(),
+        }
     }
 
     /// Where the parent's content is, for a fetcher.
@@ -232,7 +318,8 @@ pub async fn run(state: AppState, link: ParentLink, own_url: String) {
         parent: link.parent_code.clone(),
         depth: 1,
     });
-    let http = reqwest::Client::builder()
+    let http = link
+        .client()
         .pool_idle_timeout(pkgdist_proto::POOL_IDLE)
         .connect_timeout(Duration::from_secs(10))
         .timeout(Duration::from_secs(120))
@@ -595,7 +682,7 @@ async fn build_report(state: &AppState, own_url: &str, base: Option<i64>) -> Res
 /// owned above that a DP here or below is targeted with, from the parent.
 pub async fn replicate(state: AppState, link: ParentLink) {
     let base = link.content_base();
-    let fetcher = Fetcher::new()
+    let fetcher = Fetcher::with_client(link.client())
         .with_bearer_for(&base, &link.credential)
         .with_metrics(state.metrics.node.fetch());
     // Versions that failed, and when to try them again.
