@@ -22,6 +22,8 @@ pub struct Site {
     pub daemon: Daemon,
     /// More `site run` arguments (a parent and its token).
     pub extra: Vec<String>,
+    /// Reached over https (its URL, the CLI, the DPs it starts), trusting its CA.
+    pub https: bool,
 }
 
 impl Site {
@@ -56,7 +58,29 @@ impl Site {
             dir: dir.to_owned(),
             daemon,
             extra,
+            https: false,
         }
+    }
+
+    /// [`Site::start_coded`], reached over https from then on.
+    pub fn start_https(dir: &Path, code: &str, extra: &[&str]) -> Self {
+        let mut site = Self::start_coded(dir, code, "", extra);
+        site.https = true;
+        site
+    }
+
+    /// The site's CA certificate file.
+    pub fn ca(&self) -> PathBuf {
+        self.dir.join("site/tls/ca.pem")
+    }
+
+    /// An HTTP client that trusts this site's CA.
+    pub fn client(&self) -> reqwest::Client {
+        let pem = fs::read(self.ca()).unwrap();
+        reqwest::Client::builder()
+            .tls_certs_only([reqwest::Certificate::from_pem(&pem).unwrap()])
+            .build()
+            .unwrap()
     }
 
     /// Registers a child site here and starts it in `dir`; returns the running child.
@@ -88,12 +112,20 @@ impl Site {
     }
 
     pub fn url(&self) -> String {
-        self.daemon.url()
+        if self.https {
+            format!("https://{}", self.daemon.addr)
+        } else {
+            self.daemon.url()
+        }
     }
 
     /// Runs the admin CLI against this site; panics with its output when it fails.
     pub fn cli(&self, args: &[&str]) -> String {
-        let out = pkgdist()
+        let mut cmd = pkgdist();
+        if self.https {
+            cmd.arg("--ca").arg(self.ca());
+        }
+        let out = cmd
             .args(["--site", &self.url(), "--token", TOKEN])
             .args(args)
             .output()
@@ -119,11 +151,12 @@ impl Site {
 
     /// GET on the WMI route, as JSON.
     pub fn get(&self, path: &str) -> Value {
-        let (status, v) = http(
-            reqwest::Method::GET,
-            &format!("{}/AdminService/wmi/{path}", self.url()),
-            Some(TOKEN),
-        );
+        let url = format!("{}/AdminService/wmi/{path}", self.url());
+        let (status, v) = if self.https {
+            http_with(&self.client(), reqwest::Method::GET, &url, Some(TOKEN))
+        } else {
+            http(reqwest::Method::GET, &url, Some(TOKEN))
+        };
         assert_eq!(status, 200, "{path}: {v}");
         // An instance comes as a collection of one, as on the real route.
         pkgdist_testkit::wmi::entity(path, v)
@@ -222,8 +255,13 @@ impl Dp {
 }
 
 pub fn http(method: reqwest::Method, url: &str, token: Option<&str>) -> (u16, Value) {
+    http_with(&reqwest::Client::new(), method, url, token)
+}
+
+/// [`http`] with `client`.
+pub fn http_with(client: &reqwest::Client, method: reqwest::Method, url: &str, token: Option<&str>) -> (u16, Value) {
     runtime().block_on(async {
-        let mut r = reqwest::Client::new().request(method, url);
+        let mut r = client.request(method, url);
         if let Some(t) = token {
             r = r.bearer_auth(t);
         }

@@ -1,0 +1,319 @@
+//! TLS end to end (issue 15): a site, its DPs and a child site over mutually authenticated
+//! TLS on 127.0.0.1, real processes; what each side refuses; plain HTTP off loopback.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::fs;
+use std::path::Path;
+use std::time::Duration;
+
+use common::{Dp, Site, TOKEN, pkgdist, wait};
+use pkgdist_node::tls::{Ca, Role};
+use serde_json::{Value, json};
+use tempfile::TempDir;
+
+fn source(dir: &Path) {
+    fs::create_dir_all(dir.join("sub")).unwrap();
+    fs::write(dir.join("setup.exe"), vec![7u8; 300_000]).unwrap();
+    fs::write(dir.join("sub/readme.txt"), b"over TLS\n").unwrap();
+}
+
+fn token(site: &Site, dp: &str) -> String {
+    site.cli_json(&["dp", "add", "--name", dp])["enrollment_token"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+/// The DP's TLS files and its credential, as it keeps them.
+struct DpKeys {
+    identity: reqwest::Identity,
+    credential: String,
+}
+
+fn dp_keys(dp: &Dp) -> DpKeys {
+    let tls = dp.dir.join("tls");
+    let pem = format!(
+        "{}\n{}",
+        fs::read_to_string(tls.join("dp-key.pem")).unwrap(),
+        fs::read_to_string(tls.join("dp.pem")).unwrap()
+    );
+    let node: Value = serde_json::from_slice(&fs::read(dp.dir.join("node.json")).unwrap()).unwrap();
+    DpKeys {
+        identity: reqwest::Identity::from_pem(pem.as_bytes()).unwrap(),
+        credential: node["credential"].as_str().unwrap().to_owned(),
+    }
+}
+
+/// POST `body` to `url` with `client`: the status and text, or the connection's error.
+fn post(client: &reqwest::Client, url: &str, bearer: &str, body: &Value) -> Result<(u16, String), String> {
+    common::runtime().block_on(async {
+        let r = client
+            .post(url)
+            .bearer_auth(bearer)
+            .json(body)
+            .send()
+            .await
+            .map_err(|e| format!("{e:?}"))?;
+        let status = r.status().as_u16();
+        Ok((status, r.text().await.unwrap_or_default()))
+    })
+}
+
+fn client(ca: &Path, identity: Option<reqwest::Identity>) -> reqwest::Client {
+    let pem = fs::read(ca).unwrap();
+    let mut b = reqwest::Client::builder().tls_certs_only([reqwest::Certificate::from_pem(&pem).unwrap()]);
+    if let Some(id) = identity {
+        b = b.identity(id);
+    }
+    b.build().unwrap()
+}
+
+/// A site, two DPs and a child site, all over https with certificates from the site's CA: the
+/// content goes out and a client downloads it over https, verifying the DP against the CA.
+/// Then what is refused: a DP credential without the DP's certificate, a certificate of
+/// another CA, a certificate of the right CA that does not name the site, a removed DP's
+/// certificate.
+#[test]
+fn site_dps_and_child_over_mutual_tls() {
+    let dir = TempDir::new().unwrap();
+    let site = Site::start_https(&dir.path().join("top"), "TP1", &[]);
+    assert!(site.url().starts_with("https://"));
+    let dp1 = Dp::start(&site, "dp1", Some(&token(&site, "dp1")), &[]);
+    let dp2 = Dp::start(&site, "dp2", Some(&token(&site, "dp2")), &[]);
+    // Each DP advertises https, and holds the CA and a certificate from it, privately.
+    let dps = site.get("SMS_DistributionPointInfo")["value"].as_array().unwrap().clone();
+    assert_eq!(dps.len(), 2);
+    for d in &dps {
+        assert!(d["Url"].as_str().unwrap().starts_with("https://127.0.0.1:"), "{d}");
+    }
+    for dp in [&dp1, &dp2] {
+        use std::os::unix::fs::PermissionsExt as _;
+        for f in ["ca.pem", "dp.pem", "dp-key.pem"] {
+            let mode = fs::metadata(dp.dir.join("tls").join(f)).unwrap().permissions().mode();
+            assert_eq!(mode & 0o077, 0, "{}/tls/{f} is {mode:o}", dp.name);
+        }
+        let chain = fs::read_to_string(dp.dir.join("tls/dp.pem")).unwrap();
+        let leaf = &pkgdist_node::tls::certs(&chain, "chain").unwrap()[0];
+        assert_eq!(Role::of(leaf), vec![Role::Dp(dp.name.clone())]);
+    }
+
+    let src = dir.path().join("src");
+    source(&src);
+    let pkg = site.cli_json(&["package", "create", "--name", "TLS", "--source", src.to_str().unwrap()])["PackageID"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    site.cli(&["package", "distribute", &pkg, "dp1", "dp2"]);
+    site.wait_installed(&pkg, 2, 1);
+
+    // A client downloads over https and checks the DP against the site's CA.
+    let https_dp = format!("https://{}", dp1.daemon.addr);
+    let out = dir.path().join("out");
+    let o = pkgdist()
+        .arg("--ca")
+        .arg(site.ca())
+        .args(["fetch", &pkg, "--dp", &https_dp])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(fs::read(out.join("sub/readme.txt")).unwrap(), b"over TLS\n");
+    // Without the CA, the DP's certificate is not trusted.
+    let o = pkgdist()
+        .args(["fetch", &pkg, "--dp", &https_dp])
+        .arg(dir.path().join("out2"))
+        .output()
+        .unwrap();
+    assert!(!o.status.success(), "a DP checked against nothing was trusted");
+
+    // The site takes DP requests only with the DP's certificate.
+    let hello = format!("{}/node/v1/hello", site.url());
+    let body = json!({"url": format!("https://{}", dp1.daemon.addr)});
+    let keys = dp_keys(&dp1);
+    let (status, text) = post(&client(&site.ca(), None), &hello, &keys.credential, &body).unwrap();
+    assert_eq!(status, 401, "a DP credential without its certificate: {text}");
+    assert!(text.contains("certificate"), "{text}");
+    let (status, text) = post(&client(&site.ca(), Some(keys.identity)), &hello, &keys.credential, &body).unwrap();
+    assert_eq!(status, 200, "{text}");
+    // dp2's certificate with dp1's credential: refused too.
+    let (status, _) = post(
+        &client(&site.ca(), Some(dp_keys(&dp2).identity)),
+        &hello,
+        &keys.credential,
+        &body,
+    )
+    .unwrap();
+    assert_eq!(status, 401, "another DP's certificate");
+
+    // The DP takes jobs only from its site's certificate: one of another CA fails the
+    // handshake, one of the right CA naming a DP is refused.
+    let jobs = format!("https://{}/node/v1/jobs", dp1.daemon.addr);
+    let job = json!({"id": "x"});
+    let stranger_dir = TempDir::new().unwrap();
+    let stranger = Ca::open_or_create(stranger_dir.path(), "another CA").unwrap();
+    let forged = stranger
+        .issue_own(&["127.0.0.1".into()], &Role::Site("TP1".into()))
+        .unwrap();
+    let forged_id = reqwest::Identity::from_pem(format!("{}\n{}", forged.key_pem, forged.chain_pem).as_bytes()).unwrap();
+    let refused = post(&client(&site.ca(), Some(forged_id)), &jobs, "whatever", &job);
+    match refused {
+        Err(_) => {}
+        Ok((status, text)) => assert!(status == 401 || status == 400, "another CA's certificate: {status} {text}"),
+    }
+    let real_ca = Ca::open_or_create(&site.dir.join("site/tls"), "unused").unwrap();
+    let as_dp = real_ca.issue_own(&["127.0.0.1".into()], &Role::Dp("dp9".into())).unwrap();
+    let as_dp = reqwest::Identity::from_pem(format!("{}\n{}", as_dp.key_pem, as_dp.chain_pem).as_bytes()).unwrap();
+    let (status, text) = post(&client(&site.ca(), Some(as_dp)), &jobs, "whatever", &job).unwrap();
+    assert_eq!(status, 401, "a DP's certificate on the job route: {text}");
+    assert!(text.contains("site's certificate"), "{text}");
+
+    // Removing dp2 makes its certificate useless at once.
+    let keys2 = dp_keys(&dp2);
+    site.cli(&["dp", "remove", "dp2", "--keep-content"]);
+    let (status, _) = post(&client(&site.ca(), Some(keys2.identity)), &hello, &keys2.credential, &body).unwrap();
+    assert_eq!(status, 401, "a removed DP's certificate and credential");
+
+    // A child site joins over https (pinning the parent's CA) and reports up with its
+    // certificate.
+    let child = site.add_child(&dir.path().join("child"), "CH1");
+    let _cdp = child.add_dp("child-dp");
+    wait(Duration::from_secs(60), "the child's DP seen at the top", || {
+        let names: Vec<String> = site.get("SMS_DistributionPointInfo")["value"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d["Name"].as_str().unwrap_or_default().to_owned())
+            .collect();
+        names.contains(&"child-dp".to_owned()).then_some(()).ok_or(format!("{names:?}"))
+    });
+    let link: Value = serde_json::from_slice(&fs::read(child.dir.join("site/parent.json")).unwrap()).unwrap();
+    assert_eq!(link["tls"], true, "{link}");
+    let chain = fs::read_to_string(child.dir.join("site/tls/parent.pem")).unwrap();
+    let leaf = &pkgdist_node::tls::certs(&chain, "chain").unwrap()[0];
+    assert_eq!(Role::of(leaf), vec![Role::ChildSite("CH1".into())]);
+    // The child's credential without its certificate is refused by the parent.
+    let (status, text) = post(
+        &client(&site.ca(), None),
+        &format!("{}/link/v1/report", site.url()),
+        link["credential"].as_str().unwrap(),
+        &json!({}),
+    )
+    .unwrap();
+    assert_eq!(status, 401, "{text}");
+}
+
+/// A DP whose token pins another CA refuses to enroll, saying why; so does one whose token
+/// has no pin, for an https:// site.
+#[test]
+fn a_token_pinning_another_ca_is_refused() {
+    let dir = TempDir::new().unwrap();
+    let site = Site::start_https(dir.path(), "PN1", &[]);
+    let good = token(&site, "dp1");
+    let (secret, _pin) = good.rsplit_once('.').unwrap();
+    for (given, says) in [
+        (format!("{secret}.{}", "ab".repeat(32)), "pins"),
+        (secret.to_owned(), "no CA pin"),
+    ] {
+        let o = pkgdist()
+            .args(["dp", "run", "--listen", "127.0.0.1:0", "--site", &site.url()])
+            .arg("--data")
+            .arg(dir.path().join("dp1"))
+            .args(["--enrollment-token", &given])
+            .output()
+            .unwrap();
+        assert!(!o.status.success());
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(err.contains(says), "{err}");
+    }
+    // The token was not spent: the right one still enrolls.
+    let dp = Dp::start(&site, "dp1", Some(&good), &[]);
+    assert!(dp.dir.join("tls/dp.pem").exists());
+}
+
+/// Off loopback, plain HTTP is refused unless allowed: the site answers it 400 naming
+/// https, and a DP enrolled over http will not start there without --allow-plain-http.
+#[test]
+fn plain_http_off_loopback_is_refused_unless_allowed() {
+    let dir = TempDir::new().unwrap();
+    let data = dir.path().join("site");
+    fs::create_dir_all(&data).unwrap();
+    let start = |allow: bool| {
+        let toml = if allow {
+            "site-code = \"PL1\"\n[tls]\nallow-plain-http = true\n"
+        } else {
+            "site-code = \"PL1\"\n"
+        };
+        fs::write(data.join("site.toml"), toml).unwrap();
+        let mut cmd = pkgdist();
+        cmd.args(["site", "run", "--listen", "0.0.0.0:0", "--data"])
+            .arg(&data)
+            .arg("--ready-file")
+            .arg(dir.path().join("ready.json"))
+            .env("PKGDIST_BOOTSTRAP_TOKEN", TOKEN);
+        pkgdist_testkit::process::Daemon::start(cmd, &dir.path().join("ready.json"), &dir.path().join("site.log"))
+            .unwrap()
+    };
+    let mut daemon = start(false);
+    let port = daemon.addr.rsplit_once(':').unwrap().1.to_owned();
+    let (status, body) = common::http(
+        reqwest::Method::GET,
+        &format!("http://127.0.0.1:{port}/AdminService/wmi/SMS_Site"),
+        Some(TOKEN),
+    );
+    assert_eq!(status, 400, "{body}");
+    assert!(body.to_string().contains("https://"), "{body}");
+    let ca = data.join("tls/ca.pem");
+    let (status, body) = common::http_with(
+        &client(&ca, None),
+        reqwest::Method::GET,
+        &format!("https://127.0.0.1:{port}/AdminService/wmi/SMS_Site"),
+        Some(TOKEN),
+    );
+    assert_eq!(status, 200, "{body}");
+    daemon.stop();
+    let mut daemon = start(true);
+    let port = daemon.addr.rsplit_once(':').unwrap().1.to_owned();
+    let (status, body) = common::http(
+        reqwest::Method::GET,
+        &format!("http://127.0.0.1:{port}/AdminService/wmi/SMS_Site"),
+        Some(TOKEN),
+    );
+    assert_eq!(status, 200, "allowed: {body}");
+    assert!(fs::read_to_string(dir.path().join("site.log")).unwrap().contains("allow-plain-http"));
+
+    // A DP enrolled over http, listening on every address.
+    let site_url = format!("http://127.0.0.1:{port}");
+    let out = pkgdist()
+        .args(["--site", &site_url, "--token", TOKEN, "--json", "dp", "add", "--name", "dpp"])
+        .output()
+        .unwrap();
+    let t = serde_json::from_slice::<Value>(&out.stdout).unwrap()["enrollment_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let dp_run = |extra: &[&str]| {
+        let mut c = pkgdist();
+        c.args(["dp", "run", "--listen", "0.0.0.0:0", "--site", &site_url])
+            .args(["--advertise-url", "http://dp.branch.example:8471", "--data"])
+            .arg(dir.path().join("dpp"))
+            .args(["--enrollment-token", &t, "--ready-file"])
+            .arg(dir.path().join("dpp.json"))
+            .args(extra);
+        c
+    };
+    let o = dp_run(&[]).output().unwrap();
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("--allow-plain-http"), "{err}");
+    let mut dp = pkgdist_testkit::process::Daemon::start(
+        dp_run(&["--allow-plain-http"]),
+        &dir.path().join("dpp.json"),
+        &dir.path().join("dpp.log"),
+    )
+    .unwrap();
+    dp.stop();
+    daemon.stop();
+}
