@@ -9,11 +9,13 @@
 //! package, adding packages to a group with all its members) are single transactions here,
 //! so a caller can never leave half of one behind.
 
+mod audit;
 mod hierarchy;
 mod rows;
 mod summary;
 pub mod view;
 
+pub use audit::NewAudit;
 pub use hierarchy::IntentRow;
 pub use rows::*;
 use sqlx::any::{AnyPoolOptions, install_default_drivers};

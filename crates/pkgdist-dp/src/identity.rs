@@ -63,7 +63,8 @@ impl Tls {
 
     /// A client that trusts only the site's CA and presents the DP's certificate.
     pub fn client(&self) -> Result<reqwest::ClientBuilder, DpError> {
-        pkgdist_node::tls::client_builder(&self.ca_pem, Some(&self.identity)).map_err(|e| DpError::Config(e.to_string()))
+        pkgdist_node::tls::client_builder(&self.ca_pem, Some(&self.identity))
+            .map_err(|e| DpError::Config(e.to_string()))
     }
 }
 
@@ -132,13 +133,16 @@ impl Identity {
             let ca_pem = pkgdist_node::tls::fetch_pinned_ca(&self.site_url, CA_PATH, pin)
                 .await
                 .map_err(|e| DpError::Site(e.to_string()))?;
-            let (key, csr) = pkgdist_node::tls::key_and_request("pkgdist DP")
-                .map_err(|e| DpError::Config(e.to_string()))?;
+            let (key, csr) =
+                pkgdist_node::tls::key_and_request("pkgdist DP").map_err(|e| DpError::Config(e.to_string()))?;
             let tls_dir = dir.join(pkgdist_node::tls::DIR);
             pkgdist_node::util::private_dir(&tls_dir).map_err(|e| DpError::io(&tls_dir, e))?;
             write_private(&tls_dir.join(pkgdist_node::tls::CA_FILE), ca_pem.as_bytes())?;
             // The key is kept now; the certificate joins it once the site answers.
-            write_private(&tls_dir.join(format!("{CERT_NAME}-key.pem")), key.serialize_pem().as_bytes())?;
+            write_private(
+                &tls_dir.join(format!("{CERT_NAME}-key.pem")),
+                key.serialize_pem().as_bytes(),
+            )?;
             let http = pkgdist_node::tls::client_builder(&ca_pem, None)
                 .and_then(|b| b.build().map_err(pkgdist_node::tls::TlsError::Client))
                 .map_err(|e| DpError::Config(e.to_string()))?;
@@ -171,9 +175,9 @@ impl Identity {
             .await
             .map_err(|e| DpError::Site(format!("cannot read the site's enrollment answer: {e}")))?;
         if csr.is_some() {
-            let chain = answer.certificate.ok_or_else(|| {
-                DpError::Site("the site enrolled this DP but sent no certificate for it".into())
-            })?;
+            let chain = answer
+                .certificate
+                .ok_or_else(|| DpError::Site("the site enrolled this DP but sent no certificate for it".into()))?;
             let tls_dir = dir.join(pkgdist_node::tls::DIR);
             write_private(&tls_dir.join(format!("{CERT_NAME}.pem")), chain.as_bytes())?;
             self.tls = true;
@@ -193,7 +197,9 @@ impl Identity {
         } else {
             reqwest::Client::builder()
         };
-        builder.build().map_err(|e| DpError::Config(format!("cannot set up a client: {e}")))
+        builder
+            .build()
+            .map_err(|e| DpError::Config(format!("cannot set up a client: {e}")))
     }
 
     /// Tells the site where the DP is now.

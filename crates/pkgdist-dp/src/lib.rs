@@ -225,8 +225,7 @@ fn transport(
         return Ok(pkgdist_node::listen::Transport::plain());
     };
     let ca = pkgdist_node::tls::certs(&tls.ca_pem, "CA certificate").map_err(|e| DpError::State(e.to_string()))?;
-    let config =
-        pkgdist_node::tls::server_config(&tls.identity, &ca).map_err(|e| DpError::State(e.to_string()))?;
+    let config = pkgdist_node::tls::server_config(&tls.identity, &ca).map_err(|e| DpError::State(e.to_string()))?;
     Ok(pkgdist_node::listen::Transport::tls(config, addr, allow_plain))
 }
 

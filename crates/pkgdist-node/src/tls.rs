@@ -39,7 +39,11 @@ pub enum TlsError {
     #[error("I/O error on {path}: {source}")]
     Io { path: String, source: std::io::Error },
     #[error("{path} holds no usable {what}: {detail}")]
-    Pem { path: String, what: &'static str, detail: String },
+    Pem {
+        path: String,
+        what: &'static str,
+        detail: String,
+    },
     #[error("cannot make or sign a certificate: {0}")]
     Cert(#[from] rcgen::Error),
     #[error("TLS settings refused: {0}")]
@@ -150,7 +154,9 @@ pub struct Identity {
 
 impl std::fmt::Debug for Identity {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Identity").field("key_pem", &"<secret>").finish_non_exhaustive()
+        f.debug_struct("Identity")
+            .field("key_pem", &"<secret>")
+            .finish_non_exhaustive()
     }
 }
 
@@ -186,7 +192,8 @@ impl Identity {
 
     /// The identity for a reqwest client to present.
     pub fn for_client(&self) -> Result<reqwest::Identity, TlsError> {
-        reqwest::Identity::from_pem(format!("{}\n{}", self.key_pem, self.chain_pem).as_bytes()).map_err(TlsError::Client)
+        reqwest::Identity::from_pem(format!("{}\n{}", self.key_pem, self.chain_pem).as_bytes())
+            .map_err(TlsError::Client)
     }
 }
 
@@ -220,8 +227,7 @@ impl Ca {
         private_folder(dir)?;
         let (cert_path, key_path) = (dir.join(CA_FILE), dir.join(CA_KEY_FILE));
         if let (Some(cert_pem), Some(key_pem)) = (read_optional(&cert_path)?, read_optional(&key_path)?) {
-            let key = KeyPair::from_pem(&key_pem)
-                .map_err(|e| pem_at(&key_path, "CA key", e.to_string()))?;
+            let key = KeyPair::from_pem(&key_pem).map_err(|e| pem_at(&key_path, "CA key", e.to_string()))?;
             let issuer = Issuer::from_ca_cert_pem(&cert_pem, key)
                 .map_err(|e| pem_at(&cert_path, "CA certificate", e.to_string()))?;
             let cert_der = certs(&cert_pem, "CA certificate")?
@@ -500,7 +506,10 @@ mod tests {
         assert_eq!(fingerprint(&certs[1]), ca.pin());
         assert_eq!(Role::of(&certs[0]), vec![Role::Dp("dp1".into())]);
         use std::os::unix::fs::PermissionsExt as _;
-        let mode = std::fs::metadata(dir.path().join(CA_KEY_FILE)).unwrap().permissions().mode();
+        let mode = std::fs::metadata(dir.path().join(CA_KEY_FILE))
+            .unwrap()
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o777, 0o600);
     }
 
@@ -517,7 +526,11 @@ mod tests {
 
     #[test]
     fn roles_round_trip_and_strangers_are_none() {
-        for r in [Role::Site("P01".into()), Role::Dp("dp-1.example".into()), Role::ChildSite("C01".into())] {
+        for r in [
+            Role::Site("P01".into()),
+            Role::Dp("dp-1.example".into()),
+            Role::ChildSite("C01".into()),
+        ] {
             assert_eq!(Role::parse(&r.uri()), Some(r));
         }
         assert_eq!(Role::parse("urn:other:site:P01"), None);

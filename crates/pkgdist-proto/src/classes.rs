@@ -431,6 +431,40 @@ pub struct DistributionDpStatus {
     pub bytes_transferred: i64,
 }
 
+/// `SMS_StatusMessage`: an audit message.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct StatusMessage {
+    #[serde(rename = "RecordID")]
+    pub record_id: i64,
+    #[serde(rename = "Component")]
+    pub component: String,
+    #[serde(rename = "MachineName")]
+    pub machine_name: String,
+    #[serde(rename = "MessageID")]
+    pub message_id: i64,
+    #[serde(rename = "MessageType")]
+    pub message_type: i64,
+    #[serde(rename = "Severity")]
+    pub severity: i64,
+    #[serde(rename = "SiteCode")]
+    pub site_code: String,
+    #[serde(rename = "Time")]
+    pub time: String,
+    #[serde(rename = "TokenID")]
+    pub token_id: String,
+    #[serde(rename = "TokenName")]
+    pub token_name: String,
+    #[serde(rename = "HttpMethod")]
+    pub http_method: String,
+    #[serde(rename = "Target")]
+    pub target: String,
+    #[serde(rename = "HttpStatus")]
+    pub http_status: i64,
+    #[serde(rename = "Description")]
+    pub description: String,
+}
+
 /// `SMS_Site`.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(default)]
@@ -557,6 +591,7 @@ pub fn property_names() -> Vec<(&'static str, Vec<String>)> {
             names::<DpGroupDistributionStatusDetails>(&[]),
         ),
         ("SMS_DistributionDPStatus", names::<DistributionDpStatus>(&[])),
+        ("SMS_StatusMessage", names::<StatusMessage>(&[])),
         ("SMS_Site", names::<Site>(&["EnrollmentToken"])),
         ("PKGDIST_SiteContent", names::<SiteContent>(&[])),
         ("PKGDIST_DistributionSettings", names::<DistributionSettings>(&[])),

@@ -86,7 +86,8 @@ impl Client {
         let base = site_url(base)?;
         let mut builder = reqwest::Client::builder();
         if let Some(pem) = ca_pem {
-            builder = builder.tls_certs_only([reqwest::Certificate::from_pem(pem.as_bytes()).map_err(ClientError::Setup)?]);
+            builder =
+                builder.tls_certs_only([reqwest::Certificate::from_pem(pem.as_bytes()).map_err(ClientError::Setup)?]);
         }
         let http = builder
             .pool_idle_timeout(crate::POOL_IDLE)

@@ -126,6 +126,7 @@ pub fn adapter(class: ClassId) -> Adapter {
         | ClassId::ObjectContentInfo
         | ClassId::GroupStatusDetails
         | ClassId::DpStatus
+        | ClassId::Audit
         | ClassId::SiteContent => READ_ONLY,
     }
 }

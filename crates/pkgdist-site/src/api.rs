@@ -41,6 +41,7 @@ use pkgdist_proto::{ListResponse, Role};
 use serde_json::{Map, Value, json};
 
 use crate::adapters;
+use crate::audit;
 use crate::auth;
 use crate::classes::{self, Object};
 use crate::error::{ApiError, ApiResult};
@@ -326,14 +327,26 @@ async fn check_token(State(state): State<AppState>, req: Request, next: Next) ->
         )
         .into_response();
     }
-    let changes = !matches!(*req.method(), Method::GET | Method::HEAD);
+    let method = req.method().clone();
+    let target = req.uri().path().strip_prefix(WMI_PREFIX).map(str::to_owned);
+    let action = target.as_deref().and_then(|t| audit::Action::of(&method, t));
     let resp = next.run(req).await;
-    if changes && resp.status().is_success() {
+    if let (Some(action), Some(target)) = (action, target)
+        && resp.status().is_success()
+    {
+        let who = audit::Who {
+            token_id: row.id,
+            token_name: row.name,
+        };
+        audit::record(&state, &who, action, &method, &target, resp.status().as_u16()).await;
         // Whatever changed may be work for the distribution manager.
         state.work.notify_one();
     }
     resp
 }
+
+/// Where the WMI route's paths start; what follows is audited as the change's target.
+const WMI_PREFIX: &str = "/AdminService/wmi/";
 
 /// What a path names.
 #[derive(Debug, PartialEq)]

@@ -54,6 +54,7 @@ pub enum ClassId {
     ObjectContentInfo,
     GroupStatusDetails,
     DpStatus,
+    Audit,
     ScheduleMethods,
     Identification,
     Site,
@@ -63,7 +64,7 @@ pub enum ClassId {
 }
 
 impl ClassId {
-    const NAMED: [(&'static str, ClassId); 19] = [
+    const NAMED: [(&'static str, ClassId); 20] = [
         ("SMS_PackageBaseclass", ClassId::PackageBase),
         ("SMS_DistributionPointInfo", ClassId::DistributionPointInfo),
         ("SMS_DistributionPoint", ClassId::DistributionPoint),
@@ -77,6 +78,7 @@ impl ClassId {
         ("SMS_ObjectContentInfo", ClassId::ObjectContentInfo),
         ("SMS_DPGroupDistributionStatusDetails", ClassId::GroupStatusDetails),
         ("SMS_DistributionDPStatus", ClassId::DpStatus),
+        ("SMS_StatusMessage", ClassId::Audit),
         ("SMS_ScheduleMethods", ClassId::ScheduleMethods),
         ("SMS_Identification", ClassId::Identification),
         ("SMS_Site", ClassId::Site),
@@ -602,6 +604,33 @@ fn site_content() -> View {
     }
 }
 
+/// `SMS_StatusMessage`: the audit messages (`crate::audit`).
+fn audit_messages() -> View {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    let host = host.trim().replace('\'', "''");
+    View {
+        from: "audit_messages a".into(),
+        base: None,
+        columns: vec![
+            int("RecordID", "a.id"),
+            text("Component", "'SMS Provider'"),
+            text("MachineName", format!("'{host}'")),
+            int("MessageID", "a.message_id"),
+            int("MessageType", "768"),
+            int("Severity", "1073741824"),
+            text("SiteCode", "a.site_code").upper(),
+            text("Time", "a.time"),
+            text("TokenID", "a.token_id"),
+            text("TokenName", "a.token_name"),
+            text("HttpMethod", "a.http_method"),
+            text("Target", "a.target"),
+            int("HttpStatus", "a.status"),
+            text("Description", "a.description"),
+        ],
+        order: vec!["RecordID"],
+    }
+}
+
 fn tokens() -> View {
     View {
         from: "tokens t".into(),
@@ -636,6 +665,7 @@ fn reader(retry_count: u32, class: ClassId) -> Reader {
         ClassId::ObjectContentInfo => sql(object_content_info()),
         ClassId::GroupStatusDetails => sql(group_status_details()),
         ClassId::DpStatus => sql(dp_status()),
+        ClassId::Audit => sql(audit_messages()),
         ClassId::SiteContent => sql(site_content()),
         ClassId::AdminToken => sql(tokens()),
         ClassId::Site | ClassId::Settings | ClassId::ScheduleMethods | ClassId::Identification => Reader::Memory,

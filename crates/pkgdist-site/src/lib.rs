@@ -8,6 +8,7 @@
 
 mod adapters;
 mod api;
+pub mod audit;
 pub mod auth;
 mod body;
 mod classes;

@@ -36,7 +36,8 @@ pub fn router(state: AppState) -> Router {
             get(move || async move {
                 match ca_pem {
                     Some(pem) => ([(axum::http::header::CONTENT_TYPE, "application/x-pem-file")], pem).into_response(),
-                    None => ApiError::new(ErrorKind::UnknownInstance, "this site has no CA: it does not speak TLS").into_response(),
+                    None => ApiError::new(ErrorKind::UnknownInstance, "this site has no CA: it does not speak TLS")
+                        .into_response(),
                 }
             }),
         )

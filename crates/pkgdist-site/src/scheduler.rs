@@ -25,6 +25,8 @@ pub const TICK: Duration = Duration::from_secs(30);
 const STATUS_RETENTION: jiff::SignedDuration = jiff::SignedDuration::from_hours(30 * 24);
 /// …and never more than this many, so a busy site's database stays bounded.
 const STATUS_MAX: i64 = 100_000;
+/// How long audit messages are kept: ConfigMgr's default for audit messages (180 days).
+const AUDIT_RETENTION: jiff::SignedDuration = jiff::SignedDuration::from_hours(180 * 24);
 
 /// What a tick did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -45,6 +47,11 @@ pub async fn tick(state: &AppState, now: Timestamp, zone: &TimeZone) -> TickRepo
         if let Err(e) = state.db.prune_statuses(&cutoff, STATUS_MAX).await {
             tracing::warn!(error = %e, "scheduler: cannot prune old status messages");
         }
+    }
+    if let Ok(cutoff) = now.checked_sub(AUDIT_RETENTION)
+        && let Err(e) = state.db.prune_audit(&crate::stamp(cutoff)).await
+    {
+        tracing::warn!(error = %e, "scheduler: cannot prune old audit messages");
     }
     let packages = match state.db.scheduled_packages().await {
         Ok(p) => p,

@@ -28,7 +28,10 @@ impl SiteTls {
     /// Opens the CA in `DIR/tls` (made on first start) and issues the site's certificate for
     /// `listen`'s address and `settings.names`.
     pub fn open(dir: &Path, site_code: &str, listen: &str, settings: &TlsSettings) -> Result<Self, SiteError> {
-        let ca = Ca::open_or_create(&dir.join(pkgdist_node::tls::DIR), &format!("pkgdist site CA {site_code}"))?;
+        let ca = Ca::open_or_create(
+            &dir.join(pkgdist_node::tls::DIR),
+            &format!("pkgdist site CA {site_code}"),
+        )?;
         let mut names: Vec<String> = ["localhost", "127.0.0.1", "::1"].map(str::to_owned).to_vec();
         if let Ok(host) = std::fs::read_to_string("/proc/sys/kernel/hostname") {
             names.push(host.trim().to_owned());
@@ -65,7 +68,10 @@ impl SiteTls {
     /// An HTTP client that trusts the site's CA only and presents the site's certificate:
     /// what the site talks to its DPs with.
     pub fn client(&self) -> Result<reqwest::ClientBuilder, SiteError> {
-        Ok(pkgdist_node::tls::client_builder(self.ca.cert_pem(), Some(&self.identity))?)
+        Ok(pkgdist_node::tls::client_builder(
+            self.ca.cert_pem(),
+            Some(&self.identity),
+        )?)
     }
 
     /// The enrollment token to hand out for `secret`: pinned to this site's CA.
@@ -115,7 +121,10 @@ pub fn issue_for_enrollment(
     };
     let host: Vec<String> = reqwest::Url::parse(url)
         .ok()
-        .and_then(|u| u.host_str().map(|h| h.trim_start_matches('[').trim_end_matches(']').to_owned()))
+        .and_then(|u| {
+            u.host_str()
+                .map(|h| h.trim_start_matches('[').trim_end_matches(']').to_owned())
+        })
         .into_iter()
         .collect();
     let chain = site

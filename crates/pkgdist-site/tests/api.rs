@@ -956,6 +956,7 @@ async fn every_class_reads_into_its_struct() {
             "SMS_PackageStatusDistPointsSummarizer" => strict::<PackageStatusDistPointsSummarizer>(class, rows),
             "SMS_PackageStatusDetailSummarizer" => strict::<PackageStatusDetailSummarizer>(class, rows),
             "SMS_DistributionDPStatus" => strict::<DistributionDpStatus>(class, rows),
+            "SMS_StatusMessage" => strict::<StatusMessage>(class, rows),
             "SMS_PackageStatusRootSummarizer" => strict::<PackageStatusRootSummarizer>(class, rows),
             "SMS_DPStatusInfo" => strict::<DpStatusInfo>(class, rows),
             "SMS_ObjectContentInfo" => strict::<ObjectContentInfo>(class, rows),
@@ -1000,6 +1001,7 @@ async fn node_key_lives_in_a_private_file() {
             node_key: [0xab; 32],
             source_roots: None,
             private: Vec::new(),
+            tls: None,
         },
     )
     .site_token("credential-hash");
@@ -2634,4 +2636,121 @@ async fn waiting_rows_say_why() {
         .list("SMS_PackageStatusDistPointsSummarizer?$filter=startswith(LastMessage,'waiting:')")
         .await;
     assert_eq!(waiting.len(), 1);
+}
+
+/// Every change made through the API is an audit message naming the token that made it
+/// (issue 15): created, modified (a method call too) and deleted, by which token; reads,
+/// static methods and refused changes are not recorded.
+#[tokio::test]
+async fn changes_are_audited_with_the_token_that_made_them() {
+    let s = start().await;
+    let (_, t) = s
+        .post(
+            "PKGDIST_AdminToken",
+            json!({"Name": "packager", "Role": "FullAdministrator"}),
+        )
+        .await;
+    let (packager, packager_id) = (
+        t["Token"].as_str().unwrap().to_owned(),
+        t["TokenID"].as_str().unwrap().to_owned(),
+    );
+    let (_, t) = s
+        .post(
+            "PKGDIST_AdminToken",
+            json!({"Name": "viewer", "Role": "ReadOnlyAnalyst"}),
+        )
+        .await;
+    let viewer = t["Token"].as_str().unwrap().to_owned();
+    let before = s.list("SMS_StatusMessage").await.len();
+    assert_eq!(before, 2, "the two token creations, by the bootstrap token");
+
+    let src = s.source("audited");
+    let (st, p) = s
+        .req(
+            reqwest::Method::POST,
+            "SMS_Package",
+            Some(json!({"Name": "audited", "PkgSourcePath": src.to_str().unwrap()})),
+            Some(&packager),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{p}");
+    let id = p["PackageID"].as_str().unwrap().to_owned();
+    let path = format!("SMS_Package{}", key(&id));
+    let (st, _) = s
+        .req(
+            reqwest::Method::PATCH,
+            &path,
+            Some(json!({"Description": "x"})),
+            Some(&packager),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK);
+    let (st, _) = s
+        .req(
+            reqwest::Method::POST,
+            &format!("{path}/AdminService.RefreshPkgSource"),
+            Some(json!({})),
+            Some(&packager),
+        )
+        .await;
+    assert!(st.is_success(), "{st}");
+    // Not recorded: a read, a static method, a refused change.
+    s.req(reqwest::Method::GET, &path, None, Some(&packager)).await;
+    s.req(
+        reqwest::Method::POST,
+        "SMS_ScheduleMethods.WriteToString",
+        Some(json!({"TokenData": []})),
+        Some(&packager),
+    )
+    .await;
+    let (st, _) = s.req(reqwest::Method::DELETE, &path, None, Some(&viewer)).await;
+    assert_eq!(st, StatusCode::FORBIDDEN);
+    let (st, _) = s.req(reqwest::Method::DELETE, &path, None, Some(&packager)).await;
+    assert!(st.is_success(), "{st}");
+
+    let all = s.list("SMS_StatusMessage").await;
+    let mine: Vec<&Value> = all.iter().skip(before).collect();
+    let summary: Vec<(i64, String, String)> = mine
+        .iter()
+        .map(|m| {
+            (
+                m["MessageID"].as_i64().unwrap(),
+                m["HttpMethod"].as_str().unwrap().to_owned(),
+                m["Target"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        vec![
+            (30000, "POST".into(), "SMS_Package".into()),
+            (30001, "PATCH".into(), format!("SMS_Package('{id}')")),
+            (
+                30001,
+                "POST".into(),
+                format!("SMS_Package('{id}')/AdminService.RefreshPkgSource")
+            ),
+            (30002, "DELETE".into(), format!("SMS_Package('{id}')")),
+        ],
+        "{all:#?}"
+    );
+    for m in &mine {
+        assert_eq!(m["TokenName"], "packager");
+        assert_eq!(m["TokenID"], packager_id.as_str());
+        assert_eq!(m["MessageType"], 768);
+        assert_eq!(m["Component"], "SMS Provider");
+        assert_eq!(m["SiteCode"], "PS1");
+        let d = m["Description"].as_str().unwrap();
+        assert!(d.contains("\"packager\"") && d.contains(&packager_id), "{d}");
+    }
+    // Queryable like any class: by token, newest first.
+    let (st, v) = s
+        .get("SMS_StatusMessage?$filter=TokenName%20eq%20'packager'%20and%20MessageID%20eq%2030002&$orderby=RecordID%20desc")
+        .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    assert_eq!(v["value"].as_array().unwrap().len(), 1, "{v}");
+    // Retention: messages older than the cutoff go.
+    let gone = s.state.db.prune_audit("9999-01-01T00:00:00Z").await.unwrap();
+    assert_eq!(gone, all.len() as u64);
+    assert!(s.list("SMS_StatusMessage").await.is_empty());
 }

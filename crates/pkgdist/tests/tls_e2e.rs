@@ -84,7 +84,10 @@ fn site_dps_and_child_over_mutual_tls() {
     let dp1 = Dp::start(&site, "dp1", Some(&token(&site, "dp1")), &[]);
     let dp2 = Dp::start(&site, "dp2", Some(&token(&site, "dp2")), &[]);
     // Each DP advertises https, and holds the CA and a certificate from it, privately.
-    let dps = site.get("SMS_DistributionPointInfo")["value"].as_array().unwrap().clone();
+    let dps = site.get("SMS_DistributionPointInfo")["value"]
+        .as_array()
+        .unwrap()
+        .clone();
     assert_eq!(dps.len(), 2);
     for d in &dps {
         assert!(d["Url"].as_str().unwrap().starts_with("https://127.0.0.1:"), "{d}");
@@ -136,7 +139,13 @@ fn site_dps_and_child_over_mutual_tls() {
     let (status, text) = post(&client(&site.ca(), None), &hello, &keys.credential, &body).unwrap();
     assert_eq!(status, 401, "a DP credential without its certificate: {text}");
     assert!(text.contains("certificate"), "{text}");
-    let (status, text) = post(&client(&site.ca(), Some(keys.identity)), &hello, &keys.credential, &body).unwrap();
+    let (status, text) = post(
+        &client(&site.ca(), Some(keys.identity)),
+        &hello,
+        &keys.credential,
+        &body,
+    )
+    .unwrap();
     assert_eq!(status, 200, "{text}");
     // dp2's certificate with dp1's credential: refused too.
     let (status, _) = post(
@@ -157,14 +166,20 @@ fn site_dps_and_child_over_mutual_tls() {
     let forged = stranger
         .issue_own(&["127.0.0.1".into()], &Role::Site("TP1".into()))
         .unwrap();
-    let forged_id = reqwest::Identity::from_pem(format!("{}\n{}", forged.key_pem, forged.chain_pem).as_bytes()).unwrap();
+    let forged_id =
+        reqwest::Identity::from_pem(format!("{}\n{}", forged.key_pem, forged.chain_pem).as_bytes()).unwrap();
     let refused = post(&client(&site.ca(), Some(forged_id)), &jobs, "whatever", &job);
     match refused {
         Err(_) => {}
-        Ok((status, text)) => assert!(status == 401 || status == 400, "another CA's certificate: {status} {text}"),
+        Ok((status, text)) => assert!(
+            status == 401 || status == 400,
+            "another CA's certificate: {status} {text}"
+        ),
     }
     let real_ca = Ca::open_or_create(&site.dir.join("site/tls"), "unused").unwrap();
-    let as_dp = real_ca.issue_own(&["127.0.0.1".into()], &Role::Dp("dp9".into())).unwrap();
+    let as_dp = real_ca
+        .issue_own(&["127.0.0.1".into()], &Role::Dp("dp9".into()))
+        .unwrap();
     let as_dp = reqwest::Identity::from_pem(format!("{}\n{}", as_dp.key_pem, as_dp.chain_pem).as_bytes()).unwrap();
     let (status, text) = post(&client(&site.ca(), Some(as_dp)), &jobs, "whatever", &job).unwrap();
     assert_eq!(status, 401, "a DP's certificate on the job route: {text}");
@@ -173,7 +188,13 @@ fn site_dps_and_child_over_mutual_tls() {
     // Removing dp2 makes its certificate useless at once.
     let keys2 = dp_keys(&dp2);
     site.cli(&["dp", "remove", "dp2", "--keep-content"]);
-    let (status, _) = post(&client(&site.ca(), Some(keys2.identity)), &hello, &keys2.credential, &body).unwrap();
+    let (status, _) = post(
+        &client(&site.ca(), Some(keys2.identity)),
+        &hello,
+        &keys2.credential,
+        &body,
+    )
+    .unwrap();
     assert_eq!(status, 401, "a removed DP's certificate and credential");
 
     // A child site joins over https (pinning the parent's CA) and reports up with its
@@ -187,7 +208,10 @@ fn site_dps_and_child_over_mutual_tls() {
             .iter()
             .map(|d| d["Name"].as_str().unwrap_or_default().to_owned())
             .collect();
-        names.contains(&"child-dp".to_owned()).then_some(()).ok_or(format!("{names:?}"))
+        names
+            .contains(&"child-dp".to_owned())
+            .then_some(())
+            .ok_or(format!("{names:?}"))
     });
     let link: Value = serde_json::from_slice(&fs::read(child.dir.join("site/parent.json")).unwrap()).unwrap();
     assert_eq!(link["tls"], true, "{link}");
@@ -282,12 +306,18 @@ fn plain_http_off_loopback_is_refused_unless_allowed() {
         Some(TOKEN),
     );
     assert_eq!(status, 200, "allowed: {body}");
-    assert!(fs::read_to_string(dir.path().join("site.log")).unwrap().contains("allow-plain-http"));
+    assert!(
+        fs::read_to_string(dir.path().join("site.log"))
+            .unwrap()
+            .contains("allow-plain-http")
+    );
 
     // A DP enrolled over http, listening on every address.
     let site_url = format!("http://127.0.0.1:{port}");
     let out = pkgdist()
-        .args(["--site", &site_url, "--token", TOKEN, "--json", "dp", "add", "--name", "dpp"])
+        .args([
+            "--site", &site_url, "--token", TOKEN, "--json", "dp", "add", "--name", "dpp",
+        ])
         .output()
         .unwrap();
     let t = serde_json::from_slice::<Value>(&out.stdout).unwrap()["enrollment_token"]
