@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use common::{Dp, Site, assert_serves, files, get_bytes, http, pkgdist, tree_size, wait};
+use common::{Dp, Site, assert_private, assert_serves, files, get_bytes, http, pkgdist, tree_size, wait};
 use pkgdist_testkit::generate::{Rng, write_image, write_tree};
 use tempfile::TempDir;
 
@@ -150,32 +150,6 @@ fn group_of_two_dps_distribute_refresh_redistribute_remove() {
     assert_eq!(dp1.download(&format!("{pkg}/sources/install.wim")).0, 404);
     assert_serves(&dp1, &pkg2, &src2);
     assert_serves(&dp2, &pkg, &src);
-}
-
-/// Asserts that no one but the owner can read or enter anything under `root` (files the test
-/// itself wrote, named in `ours`, aside).
-fn assert_private(root: &Path, ours: &[&str]) {
-    use std::os::unix::fs::PermissionsExt as _;
-    let mode = |p: &Path| fs::symlink_metadata(p).unwrap().permissions().mode() & 0o777;
-    assert_eq!(mode(root), 0o700, "{}", root.display());
-    let mut stack = vec![root.to_path_buf()];
-    let mut files = 0;
-    while let Some(dir) = stack.pop() {
-        for e in fs::read_dir(&dir).unwrap().flatten() {
-            let p = e.path();
-            if ours.iter().any(|o| p.file_name().is_some_and(|n| n == *o)) {
-                continue;
-            }
-            let m = mode(&p);
-            assert_eq!(m & 0o077, 0, "{} is {m:o}", p.display());
-            if e.file_type().unwrap().is_dir() {
-                stack.push(p);
-            } else {
-                files += 1;
-            }
-        }
-    }
-    assert!(files > 0, "nothing under {}", root.display());
 }
 
 /// A DP killed in the middle of a large transfer resumes after a restart: the job completes

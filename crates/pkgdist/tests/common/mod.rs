@@ -336,3 +336,29 @@ pub fn assert_serves(dp: &Dp, package: &str, src: &Path) {
         assert!(got == bytes, "{}: {package}/{rel} differs from the source", dp.name);
     }
 }
+
+/// Asserts that no one but the owner can read or enter anything under `root` (files the test
+/// itself wrote, named in `ours`, aside).
+pub fn assert_private(root: &Path, ours: &[&str]) {
+    use std::os::unix::fs::PermissionsExt as _;
+    let mode = |p: &Path| fs::symlink_metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(root), 0o700, "{}", root.display());
+    let mut stack = vec![root.to_path_buf()];
+    let mut files = 0;
+    while let Some(dir) = stack.pop() {
+        for e in fs::read_dir(&dir).unwrap().flatten() {
+            let p = e.path();
+            if ours.iter().any(|o| p.file_name().is_some_and(|n| n == *o)) {
+                continue;
+            }
+            let m = mode(&p);
+            assert_eq!(m & 0o077, 0, "{} is {m:o}", p.display());
+            if e.file_type().unwrap().is_dir() {
+                stack.push(p);
+            } else {
+                files += 1;
+            }
+        }
+    }
+    assert!(files > 0, "nothing under {}", root.display());
+}
