@@ -118,24 +118,22 @@ impl Db {
             .await?)
     }
 
-    /// A child's enrollment: binds `credential_hash` to the child registered with the token
-    /// hashing to `token_hash`, consuming the token. Retried with the same credential, it
-    /// answers again.
-    /// Records the fingerprint of the certificate issued to child site `code`: from now on
-    /// its requests must present that certificate.
-    pub async fn set_site_cert(&self, code: &str, cert_sha256: &str) -> Result<()> {
-        sqlx::query("UPDATE sites SET cert_sha256 = $2 WHERE site_code = $1")
-            .bind(code.to_owned())
-            .bind(cert_sha256.to_owned())
-            .execute(&self.pool)
-            .await?;
-        Ok(())
-    }
-
-    pub async fn enroll_site(&self, token_hash: &str, credential_hash: &str, url: &str) -> Result<Option<SiteRow>> {
+    /// A child's enrollment: binds `credential_hash` and the fingerprint of the certificate
+    /// issued to it (`None`: enrolled over http) to the child registered with the token hashing
+    /// to `token_hash`, consuming the token. Retried with the same credential, it answers
+    /// again, unless the child was issued a certificate: then whoever holds only the credential
+    /// could drop the certificate requirement, and the child is registered again instead.
+    pub async fn enroll_site(
+        &self,
+        token_hash: &str,
+        credential_hash: &str,
+        url: &str,
+        cert_sha256: Option<&str>,
+    ) -> Result<Option<SiteRow>> {
         let mut tx = self.begin().await?;
         let found: Option<SiteRow> = sqlx::query_as(
-            "SELECT * FROM sites WHERE site_code = via_site AND (enrollment_token_hash = $1 OR credential_hash = $2)",
+            "SELECT * FROM sites WHERE site_code = via_site
+               AND (enrollment_token_hash = $1 OR (credential_hash = $2 AND cert_sha256 IS NULL))",
         )
         .bind(token_hash.to_owned())
         .bind(credential_hash.to_owned())
@@ -144,16 +142,18 @@ impl Db {
         let Some(mut s) = found else {
             return Ok(None);
         };
-        // The token is checked again as it is consumed: of two enrollments racing with the
-        // same token, one wins.
+        // The rule is checked again as the token is consumed: of two enrollments racing with
+        // the same token, one wins.
         let r = sqlx::query(
-            "UPDATE sites SET enrollment_token_hash = NULL, credential_hash = $2, url = $3, cert_sha256 = NULL
-             WHERE site_code = $1 AND (enrollment_token_hash = $4 OR credential_hash = $2)",
+            "UPDATE sites SET enrollment_token_hash = NULL, credential_hash = $2, url = $3, cert_sha256 = $5
+             WHERE site_code = $1
+               AND (enrollment_token_hash = $4 OR (credential_hash = $2 AND cert_sha256 IS NULL))",
         )
         .bind(s.site_code.clone())
         .bind(credential_hash.to_owned())
         .bind(url.to_owned())
         .bind(token_hash.to_owned())
+        .bind(cert_sha256.map(str::to_owned))
         .execute(&mut *tx)
         .await?;
         if r.rows_affected() != 1 {
@@ -163,6 +163,7 @@ impl Db {
         s.enrollment_token_hash = None;
         s.credential_hash = Some(credential_hash.to_owned());
         s.url = Some(url.to_owned());
+        s.cert_sha256 = cert_sha256.map(str::to_owned);
         Ok(Some(s))
     }
 

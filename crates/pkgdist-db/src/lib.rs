@@ -573,52 +573,48 @@ impl Db {
         Ok(r.rows_affected() == 1)
     }
 
-    /// Enrollment: binds `credential_hash` to the DP whose one-time token hashes to
-    /// `token_hash`, consuming the token, and records where the DP is. A DP already holding
-    /// `credential_hash` (a retried enrollment) gets its row back with the URL updated.
-    /// Takes a DP's enrollment: the DP whose token hashes to `token_hash` (or that enrolled
-    /// with `credential_hash` before: a retry) gets the credential and URL given, and its
-    /// token is spent. A certificate issued to it before is forgotten (see [`Db::set_dp_cert`]).
-    pub async fn enroll_dp(&self, token_hash: &str, credential_hash: &str, url: &str) -> Result<Option<DpRow>> {
-        let mut tx = self.begin().await?;
-        let found: Option<DpRow> = sqlx::query_as(
-            "SELECT * FROM distribution_points WHERE enrollment_token_hash = $1 OR credential_hash = $2",
+    /// The DP an enrollment is for: the one whose one-time token hashes to `token_hash`, or
+    /// the one that offered `credential_hash` before and was issued no certificate (a retry of
+    /// an enrollment that did not finish). A DP with a certificate cannot enroll again by its
+    /// credential alone: whoever holds only the credential would drop the certificate
+    /// requirement and move the DP; it is removed and added again instead.
+    pub async fn dp_for_enrollment(&self, token_hash: &str, credential_hash: &str) -> Result<Option<DpRow>> {
+        Ok(sqlx::query_as(
+            "SELECT * FROM distribution_points
+             WHERE enrollment_token_hash = $1 OR (credential_hash = $2 AND cert_sha256 IS NULL)",
         )
         .bind(token_hash.to_owned())
         .bind(credential_hash.to_owned())
-        .fetch_optional(&mut *tx)
-        .await?;
-        let Some(mut d) = found else {
-            return Ok(None);
-        };
-        sqlx::query(
-            "UPDATE distribution_points SET enrollment_token_hash = NULL, credential_hash = $2, url = $3,
-                 cert_sha256 = $4
-             WHERE nal_path = $1",
-        )
-        .bind(d.nal_path.clone())
-        .bind(credential_hash.to_owned())
-        .bind(url.to_owned())
-        .bind(None::<String>)
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        d.enrollment_token_hash = None;
-        d.cert_sha256 = None;
-        d.credential_hash = Some(credential_hash.to_owned());
-        d.url = Some(url.to_owned());
-        Ok(Some(d))
+        .fetch_optional(&self.pool)
+        .await?)
     }
 
-    /// Records the fingerprint of the certificate issued to DP `nal_path`: from now on its
-    /// requests must present that certificate.
-    pub async fn set_dp_cert(&self, nal_path: &str, cert_sha256: &str) -> Result<()> {
-        sqlx::query("UPDATE distribution_points SET cert_sha256 = $2 WHERE nal_path = $1")
-            .bind(nal_path.to_owned())
-            .bind(cert_sha256.to_owned())
-            .execute(&self.pool)
-            .await?;
-        Ok(())
+    /// Takes the enrollment of DP `nal_path` (found by [`Db::dp_for_enrollment`]), checking its
+    /// rule again as the token is spent, so of two enrollments racing one wins: the DP gets
+    /// the credential, URL and certificate fingerprint (`None`: enrolled over http). Answers
+    /// `false` if the rule no longer holds.
+    pub async fn enroll_dp(
+        &self,
+        nal_path: &str,
+        token_hash: &str,
+        credential_hash: &str,
+        url: &str,
+        cert_sha256: Option<&str>,
+    ) -> Result<bool> {
+        let r = sqlx::query(
+            "UPDATE distribution_points SET enrollment_token_hash = NULL, credential_hash = $3, url = $4,
+                 cert_sha256 = $5
+             WHERE nal_path = $1
+               AND (enrollment_token_hash = $2 OR (credential_hash = $3 AND cert_sha256 IS NULL))",
+        )
+        .bind(nal_path.to_owned())
+        .bind(token_hash.to_owned())
+        .bind(credential_hash.to_owned())
+        .bind(url.to_owned())
+        .bind(cert_sha256.map(str::to_owned))
+        .execute(&self.pool)
+        .await?;
+        Ok(r.rows_affected() == 1)
     }
 
     pub async fn dp_by_credential(&self, credential_hash: &str) -> Result<Option<DpRow>> {

@@ -400,9 +400,31 @@ async fn hierarchy(db: &Db) {
     db.insert_site(&child).await.unwrap();
     assert!(matches!(db.insert_site(&child).await, Err(DbError::Conflict(_))));
     // Enrollment: the token once; the same credential again.
-    assert!(db.enroll_site("tok", "cred", "http://c").await.unwrap().is_some());
-    assert!(db.enroll_site("tok", "other", "http://c").await.unwrap().is_none());
-    assert!(db.enroll_site("x", "cred", "http://c").await.unwrap().is_some());
+    assert!(db.enroll_site("tok", "cred", "http://c", None).await.unwrap().is_some());
+    assert!(
+        db.enroll_site("tok", "other", "http://c", None)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(db.enroll_site("x", "cred", "http://c", None).await.unwrap().is_some());
+    // Once issued a certificate, the credential alone no longer enrolls it again.
+    let certified = db
+        .enroll_site("x", "cred", "https://c", Some("fp"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(certified.cert_sha256.as_deref(), Some("fp"));
+    assert!(db.enroll_site("x", "cred", "http://c", None).await.unwrap().is_none());
+    assert_eq!(
+        db.site_by_credential("cred")
+            .await
+            .unwrap()
+            .unwrap()
+            .cert_sha256
+            .as_deref(),
+        Some("fp")
+    );
     assert_eq!(db.site_by_credential("cred").await.unwrap().unwrap().site_code, "PR1");
 
     let mut p = package("PS100009");

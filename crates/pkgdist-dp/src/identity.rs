@@ -61,9 +61,11 @@ impl Tls {
         Ok(Self { ca_pem, identity })
     }
 
-    /// A client that trusts only the site's CA and presents the DP's certificate.
-    pub fn client(&self) -> Result<reqwest::ClientBuilder, DpError> {
-        pkgdist_node::tls::client_builder(&self.ca_pem, Some(&self.identity))
+    /// A client that trusts only the site's CA, takes only the site of `site_code` or a DP
+    /// (its sources), and presents the DP's certificate.
+    pub fn client(&self, site_code: &str) -> Result<reqwest::ClientBuilder, DpError> {
+        let expect = pkgdist_node::tls::Expect::SiteOrDp(site_code.to_owned());
+        pkgdist_node::tls::client_builder(&self.ca_pem, Some(&self.identity), expect)
             .map_err(|e| DpError::Config(e.to_string()))
     }
 }
@@ -143,7 +145,8 @@ impl Identity {
                 &tls_dir.join(format!("{CERT_NAME}-key.pem")),
                 key.serialize_pem().as_bytes(),
             )?;
-            let http = pkgdist_node::tls::client_builder(&ca_pem, None)
+            // The site's code is learnt from its answer: any site of the pinned CA until then.
+            let http = pkgdist_node::tls::client_builder(&ca_pem, None, pkgdist_node::tls::Expect::Site(None))
                 .and_then(|b| b.build().map_err(pkgdist_node::tls::TlsError::Client))
                 .map_err(|e| DpError::Config(e.to_string()))?;
             (http, Some(csr))
@@ -193,7 +196,7 @@ impl Identity {
     /// and presenting the DP's certificate.
     pub fn site_client(&self, dir: &Path) -> Result<reqwest::Client, DpError> {
         let builder = if self.tls {
-            Tls::load(dir)?.client()?
+            Tls::load(dir)?.client(&self.site_code)?
         } else {
             reqwest::Client::builder()
         };

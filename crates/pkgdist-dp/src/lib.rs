@@ -111,6 +111,10 @@ impl Dp {
         let addr = listener.local_addr().map_err(|e| DpError::Config(e.to_string()))?;
         let loaded = Identity::load(&opts.data)?;
         let url = advertised_url(&opts, addr, loaded.as_ref())?;
+        // Checked before enrolling: a DP that may not serve here spends no token.
+        if !site_is_https(&opts, loaded.as_ref()) && !opts.allow_plain_http && !addr.ip().is_loopback() {
+            return Err(plain_refused(addr));
+        }
         let identity = match loaded {
             Some(id) if id.enrolled() => {
                 if let Some(site) = &opts.site
@@ -165,7 +169,7 @@ impl Dp {
         let library = Arc::new(Library::create_local(&opts.data.join("library"))?);
         let metrics = metrics::DpMetrics::new();
         let base = match &tls {
-            Some(t) => Fetcher::with_client(t.client()?),
+            Some(t) => Fetcher::with_client(t.client(&identity.site_code)?),
             None => Fetcher::new(),
         };
         let mut fetcher = base
@@ -204,6 +208,20 @@ impl Dp {
     }
 }
 
+/// Whether the DP reaches (or will enroll with) its site over https.
+fn site_is_https(opts: &RunOptions, known: Option<&Identity>) -> bool {
+    known.map_or_else(
+        || opts.site.as_deref().is_some_and(|s| s.starts_with("https://")),
+        Identity::site_is_https,
+    )
+}
+
+fn plain_refused(addr: SocketAddr) -> DpError {
+    DpError::Config(format!(
+        "this DP talks to its site over plain HTTP and would serve it on {addr}, off loopback, where the site's token crosses the network readable: enroll it with the site's https:// URL (remove and add it at the site, new --data folder), or pass --allow-plain-http"
+    ))
+}
+
 /// How the DP's listener at `addr` speaks: TLS with its certificate (plain HTTP beside it on
 /// loopback, or where allowed, for clients), or plain HTTP only for a DP enrolled over http —
 /// which off loopback needs `allow_plain`, since its site's token would cross the network
@@ -218,9 +236,7 @@ fn transport(
     }
     let Some(tls) = tls else {
         if !allow_plain && !addr.ip().is_loopback() {
-            return Err(DpError::Config(format!(
-                "this DP enrolled over plain HTTP and would serve it on {addr}, off loopback, where the site's token crosses the network readable: enroll it with the site's https:// URL (remove and add it at the site, new --data folder), or pass --allow-plain-http"
-            )));
+            return Err(plain_refused(addr));
         }
         return Ok(pkgdist_node::listen::Transport::plain());
     };
@@ -239,17 +255,14 @@ fn advertised_url(opts: &RunOptions, addr: SocketAddr, known: Option<&Identity>)
         (None, Some(kept)) => kept,
         (None, None) if addr.ip().is_unspecified() => {
             return Err(DpError::Config(format!(
-                "listening on {addr} (every address), the DP cannot tell the site where to reach it: give --advertise-url http://HOST:{} (it is kept for later starts)",
+                "listening on {addr} (every address), the DP cannot tell the site where to reach it: give --advertise-url https://HOST:{} (http:// for a DP of a site reached over http; it is kept for later starts)",
                 addr.port()
             )));
         }
         (None, None) => {
             // A DP of a site reached over https serves https too.
-            let https = known.map_or_else(
-                || opts.site.as_deref().is_some_and(|s| s.starts_with("https://")),
-                Identity::site_is_https,
-            );
-            format!("{}://{addr}", if https { "https" } else { "http" })
+            let scheme = if site_is_https(opts, known) { "https" } else { "http" };
+            format!("{scheme}://{addr}")
         }
     };
     Ok(url.trim_end_matches('/').to_owned())

@@ -5,13 +5,16 @@
 //! The PKI (docs/security.md tells operators the same):
 //! - **A CA per site**, made on the site's first start: `DIR/tls/ca.pem`, its key
 //!   `DIR/tls/ca-key.pem` (0600, never in the database). It signs the site's own certificate
-//!   (`site.pem`, for serving and for presenting to DPs) and one certificate for each DP and
-//!   child site that enrolls, for a key the node made itself (it sends a certificate request;
+//!   (issued at every start and kept in memory, for serving and for presenting to DPs) and
+//!   one certificate for each DP and child site that enrolls, for a key the node made itself (it sends a certificate request;
 //!   its private key never leaves it).
 //! - **Roles in the certificate**: every certificate names its holder in a URI SAN
 //!   ([`Role`]): `urn:pkgdist:site:P01`, `urn:pkgdist:dp:NAME`, `urn:pkgdist:child:C01`. A DP
 //!   takes job requests only from a certificate naming its own site (a DP's certificate is
 //!   signed by the same CA, so the chain alone would not tell them apart).
+//! - **Clients check the role too** ([`Expect`]): the CLI takes only a site's certificate, a
+//!   DP only its own site's (or, from a source, a DP's), so a node the CA certified cannot pass
+//!   for the site even with a certificate for the site's host name.
 //! - **Revocation without lists**: the site records the SHA-256 fingerprint of the certificate
 //!   it issued at each enrollment, and accepts a node's requests only with that certificate.
 //!   Removing the DP or child site deletes the record: its certificate is useless at once.
@@ -48,7 +51,7 @@ pub enum TlsError {
     Cert(#[from] rcgen::Error),
     #[error("TLS settings refused: {0}")]
     Rustls(#[from] rustls::Error),
-    #[error("cannot set up client certificate checks: {0}")]
+    #[error("cannot set up certificate checks: {0}")]
     Verifier(#[from] rustls::server::VerifierBuilderError),
     #[error("cannot set up an HTTPS client: {0}")]
     Client(#[source] reqwest::Error),
@@ -337,14 +340,121 @@ pub fn server_config(
     Ok(Arc::new(config))
 }
 
-/// A client that trusts only `ca_pem` (the site's CA) and presents `identity` if given.
-pub fn client_builder(ca_pem: &str, identity: Option<&Identity>) -> Result<reqwest::ClientBuilder, TlsError> {
-    let ca = reqwest::Certificate::from_pem(ca_pem.as_bytes()).map_err(TlsError::Client)?;
-    let mut b = reqwest::Client::builder().tls_certs_only([ca]);
-    if let Some(id) = identity {
-        b = b.identity(id.for_client()?);
+/// Whom a client expects at the other end: the roles the server's certificate may name. The
+/// CA alone would let any node it certified (a DP whose URL names the site's host, say) pass
+/// for the site.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Expect {
+    /// A site: the one of this code, or any (before its code is known: the CLI, enrollment).
+    Site(Option<String>),
+    /// Any DP.
+    Dp,
+    /// The site of this code, or any DP: a DP's sources (its site and other DPs).
+    SiteOrDp(String),
+}
+
+impl Expect {
+    fn admits(&self, roles: &[Role]) -> bool {
+        roles.iter().any(|r| match (self, r) {
+            (Expect::Site(None), Role::Site(_)) | (Expect::Dp | Expect::SiteOrDp(_), Role::Dp(_)) => true,
+            (Expect::Site(Some(want)) | Expect::SiteOrDp(want), Role::Site(code)) => code == want,
+            _ => false,
+        })
     }
-    Ok(b)
+}
+
+impl std::fmt::Display for Expect {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Expect::Site(None) => f.write_str("a pkgdist site"),
+            Expect::Site(Some(code)) => write!(f, "site {code}"),
+            Expect::Dp => f.write_str("a distribution point"),
+            Expect::SiteOrDp(code) => write!(f, "site {code} or one of its distribution points"),
+        }
+    }
+}
+
+/// The CA's checks (chain, names, validity), then the role the client expects.
+#[derive(Debug)]
+struct RoleVerifier {
+    inner: Arc<rustls::client::WebPkiServerVerifier>,
+    expect: Expect,
+}
+
+impl rustls::client::danger::ServerCertVerifier for RoleVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &rustls::pki_types::ServerName<'_>,
+        ocsp_response: &[u8],
+        now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        let verified = self
+            .inner
+            .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)?;
+        if self.expect.admits(&Role::of(end_entity)) {
+            Ok(verified)
+        } else {
+            Err(rustls::Error::General(format!(
+                "the server's certificate is from the right CA but is not one of {}",
+                self.expect
+            )))
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
+}
+
+/// A client that trusts only `ca_pem` (the site's CA), takes only a server whose certificate
+/// names a role `expect` admits, and presents `identity` if given.
+pub fn client_builder(
+    ca_pem: &str,
+    identity: Option<&Identity>,
+    expect: Expect,
+) -> Result<reqwest::ClientBuilder, TlsError> {
+    let provider = provider();
+    let mut roots = rustls::RootCertStore::empty();
+    for c in certs(ca_pem, "CA certificate")? {
+        roots.add(c)?;
+    }
+    let inner =
+        rustls::client::WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone()).build()?;
+    let verifier = Arc::new(RoleVerifier { inner, expect });
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .dangerous()
+        .with_custom_certificate_verifier(verifier);
+    let mut config = match identity {
+        Some(id) => {
+            let key = PrivateKeyDer::from_pem_slice(id.key_pem.as_bytes())
+                .map_err(|e| pem_error("private key", e.to_string()))?;
+            builder.with_client_auth_cert(certs(&id.chain_pem, "certificate")?, key)?
+        }
+        None => builder.with_no_client_auth(),
+    };
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(reqwest::Client::builder().tls_backend_preconfigured(config))
 }
 
 /// The CA certificate the site at `base` serves on `path`, if its fingerprint is `pin`.
@@ -365,10 +475,16 @@ pub async fn fetch_pinned_ca(base: &str, path: &str, pin: &str) -> Result<String
     if !resp.status().is_success() {
         return Err(failed(format!("HTTP {}", resp.status().as_u16())));
     }
-    let pem = resp.text().await.map_err(|e| failed(e.to_string()))?;
-    if pem.len() > 64 << 10 {
-        return Err(failed("the answer is too large to be a certificate".into()));
+    // Read at most 64 KiB: a certificate is far smaller, and the server is not trusted yet.
+    let mut resp = resp;
+    let mut body = Vec::new();
+    while let Some(chunk) = resp.chunk().await.map_err(|e| failed(e.to_string()))? {
+        body.extend_from_slice(&chunk);
+        if body.len() > 64 << 10 {
+            return Err(failed("the answer is too large to be a certificate".into()));
+        }
     }
+    let pem = String::from_utf8(body).map_err(|_| failed("the answer is not PEM text".into()))?;
     let der = certs(&pem, "CA certificate")?
         .into_iter()
         .next()
@@ -459,7 +575,7 @@ fn name(common_name: &str) -> DistinguishedName {
     dn
 }
 
-/// From an hour ago (clocks differ a little) for `years`.
+/// From a day ago (clocks differ, and time zones) for `years`.
 fn validity(params: &mut CertificateParams, years: i16) {
     let now = jiff::Timestamp::now().to_zoned(jiff::tz::TimeZone::UTC);
     let start = now.saturating_sub(jiff::SignedDuration::from_hours(25));
@@ -535,5 +651,26 @@ mod tests {
         }
         assert_eq!(Role::parse("urn:other:site:P01"), None);
         assert!(Role::of(b"not a certificate").is_empty());
+    }
+}
+
+#[cfg(test)]
+mod expect_tests {
+    use super::*;
+
+    #[test]
+    fn clients_take_only_the_role_they_expect() {
+        let site = |c: &str| vec![Role::Site(c.into())];
+        let dp = vec![Role::Dp("dp1".into())];
+        let child = vec![Role::ChildSite("C01".into())];
+        assert!(Expect::Site(None).admits(&site("P01")));
+        assert!(!Expect::Site(None).admits(&dp), "a DP passing for a site");
+        assert!(!Expect::Site(None).admits(&child), "a child passing for its parent");
+        assert!(Expect::Site(Some("P01".into())).admits(&site("P01")));
+        assert!(!Expect::Site(Some("P01".into())).admits(&site("P02")));
+        assert!(Expect::SiteOrDp("P01".into()).admits(&dp));
+        assert!(!Expect::SiteOrDp("P01".into()).admits(&site("P02")));
+        assert!(Expect::Dp.admits(&dp) && !Expect::Dp.admits(&site("P01")));
+        assert!(!Expect::Dp.admits(&[]), "a certificate naming no role");
     }
 }

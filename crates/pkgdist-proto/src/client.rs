@@ -13,6 +13,13 @@ pub enum ClientError {
         root_cause(cause)
     )]
     Connect { url: String, cause: reqwest::Error },
+    /// An https:// site could not be reached by a client given no CA to check it against
+    /// (the site's own CA is not among the system's).
+    #[error(
+        "cannot reach the site at {url} ({}): is it running? Over https the site is checked against its CA: give --ca FILE (PKGDIST_CA), the tls/ca.pem of the site's data folder",
+        root_cause(cause)
+    )]
+    ConnectUntrusted { url: String, cause: reqwest::Error },
     /// The site answered, but its answer could not be read whole.
     #[error("the answer of the site at {url} could not be read ({})", root_cause(cause))]
     Read { url: String, cause: reqwest::Error },
@@ -44,10 +51,14 @@ fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
 /// (`127.0.0.1:8470`, `site.example.org:8470`).
 pub fn site_url(given: &str) -> Result<reqwest::Url> {
     let given = given.trim();
+    // Without a scheme: http on this machine (the quick start's loopback site), https
+    // anywhere else, so a token is never sent in clear to another host by default.
     let full = if given.contains("://") {
         given.to_owned()
     } else {
-        format!("http://{given}")
+        let host = given.split('/').next().unwrap_or_default();
+        let local = host.starts_with("127.") || host.starts_with("localhost") || host.starts_with("[::1]");
+        format!("{}://{given}", if local { "http" } else { "https" })
     };
     let url = reqwest::Url::parse(&full).map_err(|_| ClientError::Url(given.to_owned()))?;
     if url.cannot_be_a_base() || !matches!(url.scheme(), "http" | "https") {
@@ -73,22 +84,19 @@ pub struct Client {
     http: reqwest::Client,
     base: reqwest::Url,
     token: String,
+    /// A CA was given to check the site against.
+    has_ca: bool,
 }
 
 impl Client {
     pub fn new(base: &str, token: &str) -> Result<Self> {
-        Self::trusting(base, token, None)
+        Self::with_builder(base, token, reqwest::Client::builder(), false)
     }
 
-    /// A client of the site at `base` that trusts only the CA `ca_pem` (the site's own, from
-    /// its `tls/ca.pem`) for https; `None`: the system's trusted CAs.
-    pub fn trusting(base: &str, token: &str, ca_pem: Option<&str>) -> Result<Self> {
+    /// A client of the site at `base` whose HTTP client starts from `builder` (one that checks
+    /// the site against its CA: `has_ca`).
+    pub fn with_builder(base: &str, token: &str, builder: reqwest::ClientBuilder, has_ca: bool) -> Result<Self> {
         let base = site_url(base)?;
-        let mut builder = reqwest::Client::builder();
-        if let Some(pem) = ca_pem {
-            builder =
-                builder.tls_certs_only([reqwest::Certificate::from_pem(pem.as_bytes()).map_err(ClientError::Setup)?]);
-        }
         let http = builder
             .pool_idle_timeout(crate::POOL_IDLE)
             .build()
@@ -97,6 +105,7 @@ impl Client {
             http,
             base,
             token: token.to_owned(),
+            has_ca,
         })
     }
 
@@ -116,14 +125,14 @@ impl Client {
     }
 
     async fn send(&self, req: reqwest::RequestBuilder) -> Result<Value> {
-        let resp = req
-            .bearer_auth(&self.token)
-            .send()
-            .await
-            .map_err(|e| ClientError::Connect {
-                url: self.base.to_string(),
-                cause: e,
-            })?;
+        let resp = req.bearer_auth(&self.token).send().await.map_err(|e| {
+            let url = self.base.to_string();
+            if self.base.scheme() == "https" && !self.has_ca {
+                ClientError::ConnectUntrusted { url, cause: e }
+            } else {
+                ClientError::Connect { url, cause: e }
+            }
+        })?;
         let status = resp.status().as_u16();
         let text = resp.text().await.map_err(|e| ClientError::Read {
             url: self.base.to_string(),
@@ -238,5 +247,20 @@ impl Client {
             None => self.url(&format!("{class}.{method}"), None)?,
         };
         Self::object(self.send(self.http.post(url).json(params)).await?, 200)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_url_without_a_scheme_is_http_here_and_https_elsewhere() {
+        let scheme = |s: &str| super::site_url(s).map(|u| u.scheme().to_owned()).ok();
+        assert_eq!(scheme("127.0.0.1:8470").as_deref(), Some("http"));
+        assert_eq!(scheme("localhost:8470").as_deref(), Some("http"));
+        assert_eq!(scheme("[::1]:8470").as_deref(), Some("http"));
+        assert_eq!(scheme("site.corp.example:8470").as_deref(), Some("https"));
+        assert_eq!(scheme("10.0.0.5:8470").as_deref(), Some("https"));
+        assert_eq!(scheme("http://site.corp.example").as_deref(), Some("http"));
+        assert_eq!(scheme("ftp://x"), None);
     }
 }

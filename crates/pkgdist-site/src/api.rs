@@ -169,8 +169,8 @@ fn wmi_path(path: Result<Path<String>, PathRejection>) -> ApiResult<String> {
 /// The token a request presents: `Authorization: Bearer <token>`, or HTTP Basic with the
 /// token as the password (what PowerShell's `Invoke-RestMethod -Credential` sends; the user
 /// name is not used). Basic sends the token as it is on every request, so it is taken only
-/// from a client on this machine (loopback) until the site speaks TLS.
-fn presented_token(headers: &HeaderMap, peer: Option<SocketAddr>) -> ApiResult<String> {
+/// over TLS or from a client on this machine (loopback): never in clear across a network.
+fn presented_token(headers: &HeaderMap, peer: Option<SocketAddr>, over_tls: bool) -> ApiResult<String> {
     if let Some(t) = pkgdist_node::util::bearer(headers) {
         return Ok(t.to_owned());
     }
@@ -186,10 +186,10 @@ fn presented_token(headers: &HeaderMap, peer: Option<SocketAddr>) -> ApiResult<S
             "no credentials: send Authorization: Bearer <token> (or HTTP Basic with the token as the password)",
         ));
     };
-    if !peer.is_some_and(|p| p.ip().to_canonical().is_loopback()) {
+    if !over_tls && !peer.is_some_and(|p| p.ip().to_canonical().is_loopback()) {
         return Err(ApiError::new(
             ErrorKind::Unauthenticated,
-            "HTTP Basic is taken only from this machine (loopback) while the site does not speak TLS: send Authorization: Bearer <token>",
+            "HTTP Basic is taken only over https (or from this machine): use the site's https:// URL, or send Authorization: Bearer <token>",
         ));
     }
     if from_page(headers) {
@@ -288,7 +288,8 @@ async fn check_token(State(state): State<AppState>, req: Request, next: Next) ->
         .extensions()
         .get::<axum::extract::ConnectInfo<SocketAddr>>()
         .map(|c| c.0);
-    let token = match presented_token(req.headers(), peer) {
+    let over_tls = req.extensions().get::<pkgdist_node::listen::TlsConnection>().is_some();
+    let token = match presented_token(req.headers(), peer, over_tls) {
         Ok(t) => t,
         // No credentials at all is a client's first try (PowerShell's -Credential asks for
         // the challenge first), not a guess: answered at once, not counted.
@@ -1100,39 +1101,47 @@ mod tests {
     use super::*;
 
     #[test]
-    fn basic_credentials_only_from_loopback() {
+    fn basic_credentials_only_over_tls_or_from_loopback() {
         use base64::Engine as _;
         let mut h = HeaderMap::new();
         let basic = base64::engine::general_purpose::STANDARD.encode("admin:pkgd_x");
         h.insert(header::AUTHORIZATION, format!("Basic {basic}").parse().unwrap());
         let local: SocketAddr = "127.0.0.1:5000".parse().unwrap();
         let remote: SocketAddr = "192.0.2.7:5000".parse().unwrap();
-        assert_eq!(presented_token(&h, Some(local)).unwrap(), "pkgd_x");
-        let refused = presented_token(&h, Some(remote)).unwrap_err();
+        assert_eq!(presented_token(&h, Some(local), false).unwrap(), "pkgd_x");
+        let refused = presented_token(&h, Some(remote), false).unwrap_err();
         assert_eq!(refused.kind, ErrorKind::Unauthenticated);
-        assert!(refused.message.contains("loopback"), "{}", refused.message);
-        assert!(presented_token(&h, None).is_err(), "no peer known: not loopback");
+        assert!(refused.message.contains("https"), "{}", refused.message);
+        assert_eq!(
+            presented_token(&h, Some(remote), true).unwrap(),
+            "pkgd_x",
+            "over TLS from anywhere"
+        );
+        assert!(presented_token(&h, None, false).is_err(), "no peer known: not loopback");
         let mapped: SocketAddr = "[::ffff:127.0.0.1]:5000".parse().unwrap();
         assert_eq!(
-            presented_token(&h, Some(mapped)).unwrap(),
+            presented_token(&h, Some(mapped), false).unwrap(),
             "pkgd_x",
             "IPv4 loopback on a dual-stack listener"
         );
         // Not from a page a browser was made to send, even on this machine.
         let mut page = h.clone();
         page.insert(header::ORIGIN, "https://evil.example".parse().unwrap());
-        assert!(presented_token(&page, Some(local)).is_err());
+        assert!(presented_token(&page, Some(local), false).is_err());
         let mut page = h.clone();
         page.insert("sec-fetch-site", "cross-site".parse().unwrap());
-        assert!(presented_token(&page, Some(local)).is_err());
+        assert!(presented_token(&page, Some(local), false).is_err());
         page.insert("sec-fetch-site", "none".parse().unwrap());
-        assert!(presented_token(&page, Some(local)).is_ok(), "typed in the address bar");
+        assert!(
+            presented_token(&page, Some(local), false).is_ok(),
+            "typed in the address bar"
+        );
         // A bearer token is taken from anywhere (TLS is the listener's business).
         h.insert(header::AUTHORIZATION, "Bearer pkgd_y".parse().unwrap());
-        assert_eq!(presented_token(&h, Some(remote)).unwrap(), "pkgd_y");
+        assert_eq!(presented_token(&h, Some(remote), false).unwrap(), "pkgd_y");
         let empty = base64::engine::general_purpose::STANDARD.encode("admin:");
         h.insert(header::AUTHORIZATION, format!("Basic {empty}").parse().unwrap());
-        assert!(presented_token(&h, Some(local)).is_err());
+        assert!(presented_token(&h, Some(local), false).is_err());
     }
 
     #[test]

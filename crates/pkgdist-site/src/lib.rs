@@ -99,6 +99,7 @@ pub async fn open_with_private(
         .map_err(|e: pkgdist_core::IdError| SiteError::Config(e.to_string()))?;
     let node_key = node_key(&db, dir).await?;
     let tls = tls::SiteTls::open(dir, &cfg.site_code, &cfg.listen, &cfg.tls)?;
+    check_ca(&db, &tls).await?;
     let overrides = distribution_overrides(&db).await?;
     let distribution = cfg.distribution.with(&overrides);
     distribution
@@ -201,6 +202,23 @@ async fn node_key(db: &Db, dir: &Path) -> Result<[u8; 32], SiteError> {
     Ok(key)
 }
 
+/// The settings key of the CA's fingerprint: what this database's DPs and child sites pin.
+const CA_ID: &str = "ca_sha256";
+
+/// Keeps the CA's fingerprint in the database, so a site process whose `tls/` folder is
+/// missing (and made a new CA) or another site's refuses to start, as with the node key:
+/// every DP and child site would refuse it.
+async fn check_ca(db: &Db, tls: &tls::SiteTls) -> Result<(), SiteError> {
+    let pin = tls.ca.pin();
+    match db.setting(CA_ID).await? {
+        Some(known) if known != pin => Err(SiteError::Config(format!(
+            "tls/ca.pem is not the CA this database's DPs and child sites trust (fingerprint {known}): restore tls/ca.pem and tls/ca-key.pem from a backup or from another site process on this database"
+        ))),
+        Some(_) => Ok(()),
+        None => Ok(db.set_setting(CA_ID, &pin).await?),
+    }
+}
+
 /// Serves the API and the node protocol on `listener` until `shutdown` resolves. The work
 /// behind them runs apart: see [`Workers`].
 pub async fn serve(
@@ -275,12 +293,16 @@ impl Drop for Workers {
 /// The daemon: configuration, state, listener, ready-file, serve until SIGINT or SIGTERM.
 pub async fn run(opts: RunOptions) -> Result<(), SiteError> {
     pkgdist_node::util::private_dir(&opts.data).map_err(|e| SiteError::io(&opts.data, e))?;
-    let (cfg, created) = SiteConfig::load_or_init(&opts.data, opts.site_code.as_deref())?;
+    let (mut cfg, created) = SiteConfig::load_or_init(&opts.data, opts.site_code.as_deref())?;
     if created {
         tracing::info!(path = %opts.data.join("site.toml").display(), "wrote a new site.toml with the defaults");
     }
+    // The listen address given wins, for the certificate's names too.
+    if let Some(listen) = &opts.listen {
+        cfg.listen.clone_from(listen);
+    }
     let state = open(&opts.data, &cfg).await?;
-    let listen = opts.listen.unwrap_or_else(|| cfg.listen.clone());
+    let listen = cfg.listen.clone();
     let listener = TcpListener::bind(&listen)
         .await
         .map_err(|e| SiteError::Config(format!("cannot listen on {listen}: {e}")))?;

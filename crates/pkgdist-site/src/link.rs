@@ -237,10 +237,16 @@ async fn enroll(
     body: JsonBody<EnrollRequest>,
 ) -> ApiResult<Json<EnrollResponse>> {
     let req = body.0;
-    if req.csr.is_some() && (tls.is_none() || state.tls().is_none()) {
+    // Over https a child asks for a certificate; over http it asks for none.
+    let over_tls = tls.is_some() && state.tls().is_some();
+    if req.csr.is_some() != over_tls {
         return Err(ApiError::new(
             ErrorKind::InvalidValue,
-            "a certificate is issued only to a child site enrolling over https: use the parent's https:// URL",
+            if over_tls {
+                "a child site enrolling over https must send a certificate request (csr): update the child"
+            } else {
+                "a certificate is issued only to a child site enrolling over https: use the parent's https:// URL"
+            },
         ));
     }
     if req.credential.len() < 32 {
@@ -270,21 +276,31 @@ async fn enroll(
         Some(s) if s.site_code == s.via_site => return Err(refused("the token is not this site code's")),
         _ => return Err(refused("no child site of this code is registered here")),
     }
-    let site = state
-        .db
-        .enroll_site(&token_hash, &auth::hash(&req.credential), &req.url)
-        .await?
-        .ok_or_else(|| refused("the token is already used"))?;
-    let certificate = match &req.csr {
+    // Signed before anything is recorded: a request that cannot be signed spends no token.
+    let issued = match &req.csr {
         Some(csr) => {
-            let role = pkgdist_node::tls::Role::ChildSite(site.site_code.clone());
-            let (chain, fingerprint) =
-                crate::tls::issue_for_enrollment(state.tls(), tls.is_some(), csr, &req.url, &role)?;
-            state.db.set_site_cert(&site.site_code, &fingerprint).await?;
-            Some(chain)
+            let role = pkgdist_node::tls::Role::ChildSite(req.site_code.clone());
+            Some(crate::tls::issue_for_enrollment(
+                state.tls(),
+                over_tls,
+                csr,
+                &req.url,
+                &role,
+            )?)
         }
         None => None,
     };
+    let site = state
+        .db
+        .enroll_site(
+            &token_hash,
+            &auth::hash(&req.credential),
+            &req.url,
+            issued.as_ref().map(|(_, fp)| fp.as_str()),
+        )
+        .await?
+        .ok_or_else(|| refused("the token is already used, or the child was issued a certificate"))?;
+    let certificate = issued.map(|(chain, _)| chain);
     tracing::info!(site = %site.site_code, url = %req.url, tls = certificate.is_some(), "child site enrolled");
     Ok(Json(EnrollResponse {
         parent_code: state.site_code.to_string(),

@@ -151,42 +151,64 @@ async fn enroll(
             "the DP credential must be at least 32 characters",
         ));
     }
-    if req.csr.is_some() && (tls.is_none() || state.tls().is_none()) {
-        return Err(ApiError::new(
-            ErrorKind::InvalidValue,
-            "a certificate is issued only to a DP enrolling over https: use the site's https:// URL",
-        ));
+    // Over https a DP asks for a certificate, and is reached over https; over http it asks
+    // for none (none could be checked).
+    let over_tls = tls.is_some() && state.tls().is_some();
+    match (&req.csr, over_tls) {
+        (Some(_), false) => {
+            return Err(ApiError::new(
+                ErrorKind::InvalidValue,
+                "a certificate is issued only to a DP enrolling over https: use the site's https:// URL",
+            ));
+        }
+        (None, true) => {
+            return Err(ApiError::new(
+                ErrorKind::InvalidValue,
+                "a DP enrolling over https must send a certificate request (csr): update the DP",
+            ));
+        }
+        (Some(_), true) if !req.url.starts_with("https://") => {
+            return Err(ApiError::new(
+                ErrorKind::InvalidValue,
+                format!("a DP enrolling over https is reached over https, not at {}", req.url),
+            ));
+        }
+        _ => {}
     }
     let cred_hash = auth::hash(&req.credential);
-    let Some(dp) = state
-        .db
-        .enroll_dp(
-            &auth::hash(&EnrollmentToken::parse(&req.enrollment_token).secret),
-            &cred_hash,
-            &req.url,
-        )
-        .await?
-    else {
+    let token_hash = auth::hash(&EnrollmentToken::parse(&req.enrollment_token).secret);
+    let refused = || {
         tracing::warn!(url = %req.url, "refused a DP's enrollment: the token is unknown or already used");
-        return Err(ApiError::new(
+        ApiError::new(
             ErrorKind::Unauthenticated,
             "the enrollment token is unknown or already used: run `pkgdist dp add` (or remove and add the DP again) for a new one",
-        ));
+        )
     };
-    let certificate = match &req.csr {
-        Some(csr) => {
-            let (chain, fingerprint) = crate::tls::issue_for_enrollment(
-                state.tls(),
-                tls.is_some(),
-                csr,
-                &req.url,
-                &Role::Dp(dp.name.clone()),
-            )?;
-            state.db.set_dp_cert(&dp.nal_path, &fingerprint).await?;
-            Some(chain)
-        }
+    let dp = state
+        .db
+        .dp_for_enrollment(&token_hash, &cred_hash)
+        .await?
+        .ok_or_else(refused)?;
+    // Signed before anything is recorded: a request that cannot be signed spends no token.
+    let issued = match &req.csr {
+        Some(csr) => Some(crate::tls::issue_for_enrollment(
+            state.tls(),
+            over_tls,
+            csr,
+            &req.url,
+            &Role::Dp(dp.name.clone()),
+        )?),
         None => None,
     };
+    let fingerprint = issued.as_ref().map(|(_, fp)| fp.as_str());
+    if !state
+        .db
+        .enroll_dp(&dp.nal_path, &token_hash, &cred_hash, &req.url, fingerprint)
+        .await?
+    {
+        return Err(refused());
+    }
+    let certificate = issued.map(|(chain, _)| chain);
     tracing::info!(dp = %dp.name, url = %req.url, tls = certificate.is_some(), "distribution point enrolled");
     state.work.notify_one();
     Ok(Json(EnrollResponse {
@@ -204,6 +226,15 @@ async fn hello(
     body: JsonBody<HelloRequest>,
 ) -> ApiResult<impl IntoResponse> {
     check_url(&body.url)?;
+    if dp.cert_sha256.is_some() && !body.url.starts_with("https://") {
+        return Err(ApiError::new(
+            ErrorKind::InvalidValue,
+            format!(
+                "DP {} enrolled over https and is reached over https, not at {}",
+                dp.name, body.url
+            ),
+        ));
+    }
     if dp.url.as_deref() != Some(body.url.as_str()) {
         state.db.set_dp_url(&dp.nal_path, &body.url).await?;
         tracing::info!(dp = %dp.name, url = %body.url, "distribution point moved");

@@ -47,12 +47,17 @@ impl SiteTls {
         names.dedup();
         let identity = ca.issue_own(&names, &Role::Site(site_code.to_owned()))?;
         let server = pkgdist_node::tls::server_config(&identity, std::slice::from_ref(ca.cert_der()))?;
-        Ok(Self {
+        let tls = Self {
             ca,
             identity,
             server,
             allow_plain_http: settings.allow_plain_http,
-        })
+        };
+        // Set up once here, so what the distribution manager needs cannot fail later.
+        tls.client()?
+            .build()
+            .map_err(|e| SiteError::Config(format!("cannot set up TLS to DPs: {e}")))?;
+        Ok(tls)
     }
 
     /// How the listener bound at `addr` speaks: TLS always, plain HTTP on loopback or where
@@ -65,12 +70,13 @@ impl SiteTls {
         t
     }
 
-    /// An HTTP client that trusts the site's CA only and presents the site's certificate:
-    /// what the site talks to its DPs with.
+    /// An HTTP client that trusts the site's CA only, takes only DPs, and presents the
+    /// site's certificate: what the site talks to its DPs with.
     pub fn client(&self) -> Result<reqwest::ClientBuilder, SiteError> {
         Ok(pkgdist_node::tls::client_builder(
             self.ca.cert_pem(),
             Some(&self.identity),
+            pkgdist_node::tls::Expect::Dp,
         )?)
     }
 

@@ -140,7 +140,8 @@ impl ParentLink {
         // certificate for a key made here.
         let (builder, csr) = if link.url.starts_with("https://") {
             let (ca_pem, csr) = link.prepare_tls(dir, token).await?;
-            (pkgdist_node::tls::client_builder(&ca_pem, None)?, Some(csr))
+            let expect = pkgdist_node::tls::Expect::Site(None);
+            (pkgdist_node::tls::client_builder(&ca_pem, None, expect)?, Some(csr))
         } else {
             (reqwest::Client::builder(), None)
         };
@@ -242,6 +243,11 @@ impl ParentLink {
                 tls_dir.display()
             ))
         })?;
+        // Set up once here, so a damaged file stops the start rather than every round.
+        let expect = pkgdist_node::tls::Expect::Site(self.parent_code.clone());
+        pkgdist_node::tls::client_builder(&ca, Some(&identity), expect)?
+            .build()
+            .map_err(|e| SiteError::Config(format!("cannot set up TLS to the parent: {e}")))?;
         self.material = Some((ca, identity));
         Ok(self)
     }
@@ -250,7 +256,11 @@ impl ParentLink {
     /// certificate it issued this site.
     fn client(&self) -> reqwest::ClientBuilder {
         match &self.material {
-            Some((ca, identity)) => match pkgdist_node::tls::client_builder(ca, Some(identity)) {
+            Some((ca, identity)) => match pkgdist_node::tls::client_builder(
+                ca,
+                Some(identity),
+                pkgdist_node::tls::Expect::Site(self.parent_code.clone()),
+            ) {
                 Ok(b) => b,
                 Err(e) => {
                     tracing::error!(error = %e, "cannot set up TLS to the parent; the link will fail");

@@ -2754,3 +2754,20 @@ async fn changes_are_audited_with_the_token_that_made_them() {
     assert_eq!(gone, all.len() as u64);
     assert!(s.list("SMS_StatusMessage").await.is_empty());
 }
+
+/// The site's CA is kept like its node key: a site whose tls folder went missing (and would
+/// make a new CA every DP and child site refuses) does not start, and says what to restore.
+#[tokio::test]
+async fn a_missing_ca_stops_the_site() {
+    let dir = TempDir::new().unwrap();
+    let (cfg, _) = pkgdist_site::SiteConfig::load_or_init(dir.path(), Some("PS1")).unwrap();
+    let first = pkgdist_site::open(dir.path(), &cfg).await.unwrap();
+    let pin = first.tls().unwrap().ca.pin();
+    drop(first);
+    let again = pkgdist_site::open(dir.path(), &cfg).await.unwrap();
+    assert_eq!(again.tls().unwrap().ca.pin(), pin, "the same CA after a restart");
+    drop(again);
+    std::fs::remove_dir_all(dir.path().join("tls")).unwrap();
+    let e = pkgdist_site::open(dir.path(), &cfg).await.unwrap_err().to_string();
+    assert!(e.contains("tls/ca.pem") && e.contains(&pin), "{e}");
+}

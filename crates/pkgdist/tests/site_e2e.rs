@@ -383,7 +383,7 @@ fn the_cli_reads_as_administrators_expect() {
     assert!(!ok && err.contains("no live token"), "{err}");
     assert!(text(&["token", "list"]).lines().next().unwrap().starts_with("NAME"));
 
-    // A URL without a scheme is taken as http://.
+    // A URL without a scheme is taken as http:// on this machine (https:// elsewhere).
     let bare = site.url().trim_start_matches("http://").to_owned();
     let out = pkgdist()
         .args(["--site", &bare, "--token", TOKEN, "package", "list"])

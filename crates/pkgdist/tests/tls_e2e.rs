@@ -196,6 +196,44 @@ fn site_dps_and_child_over_mutual_tls() {
     assert_eq!(status, 401, "a DP's certificate on the job route: {text}");
     assert!(text.contains("site's certificate"), "{text}");
 
+    // A DP's certificate is from the right CA and for the right host, but it is no site's:
+    // the CLI does not take a DP for the site.
+    let o = pkgdist()
+        .arg("--ca")
+        .arg(site.ca())
+        .args([
+            "--site",
+            &format!("https://{}", dp1.daemon.addr),
+            "--token",
+            TOKEN,
+            "package",
+            "list",
+        ])
+        .output()
+        .unwrap();
+    assert!(!o.status.success(), "the CLI took a DP for the site");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("not one of a pkgdist site"), "{err}");
+
+    // A certified DP cannot enroll again with its credential alone (that would drop the
+    // certificate requirement and move it), even over https with a certificate request.
+    let (_key, csr) = pkgdist_node::tls::key_and_request("thief").unwrap();
+    let (status, text) = post(
+        &client(&site.ca(), None),
+        &format!("{}/node/v1/enroll", site.url()),
+        "unused",
+        &json!({
+            "enrollment_token": "pkgd_not_a_token",
+            "credential": keys.credential,
+            "url": "https://203.0.113.9:8471",
+            "csr": csr,
+        }),
+    )
+    .unwrap();
+    assert_eq!(status, 401, "{text}");
+    let still = site.get("SMS_DistributionPointInfo?$filter=Name%20eq%20'dp1'")["value"][0]["Url"].clone();
+    assert_eq!(still, format!("https://{}", dp1.daemon.addr), "the DP was not moved");
+
     // Removing dp2 makes its certificate useless at once.
     let keys2 = dp_keys(&dp2);
     site.cli(&["dp", "remove", "dp2", "--keep-content"]);

@@ -41,7 +41,7 @@ impl Conn {
                 .to_owned(),
             (None, None) => bail!("no token: give --token (or PKGDIST_TOKEN) or --token-file (or PKGDIST_TOKEN_FILE)"),
         };
-        Ok(Client::trusting(&self.site, &token, self.ca_pem()?.as_deref())?)
+        site_client(&self.site, &token, self.ca_pem()?.as_deref())
     }
 
     /// The site's CA certificate: --ca (or PKGDIST_CA), else `tls/ca.pem` in the folder of the
@@ -66,6 +66,18 @@ impl Conn {
             .map(Some)
             .with_context(|| format!("reading the site's CA certificate {}", path.display()))
     }
+}
+
+/// A client of the site at `url`: with `ca_pem`, one that trusts only that CA and takes only
+/// a site's certificate (not a DP's of the same CA).
+pub(crate) fn site_client(url: &str, token: &str, ca_pem: Option<&str>) -> Result<Client> {
+    Ok(match ca_pem {
+        Some(ca) => {
+            let builder = pkgdist_node::tls::client_builder(ca, None, pkgdist_node::tls::Expect::Site(None))?;
+            Client::with_builder(url, token, builder, true)?
+        }
+        None => Client::new(url, token)?,
+    })
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]

@@ -123,7 +123,11 @@ pub fn fetch(conn: &Conn, a: FetchArgs) -> Result<()> {
     };
     // An https:// DP is verified against the site's CA when one is known (--ca).
     let fetcher = match conn.ca_pem()? {
-        Some(ca) => Fetcher::with_client(pkgdist_node::tls::client_builder(&ca, None)?),
+        Some(ca) => Fetcher::with_client(pkgdist_node::tls::client_builder(
+            &ca,
+            None,
+            pkgdist_node::tls::Expect::Dp,
+        )?),
         None => Fetcher::new(),
     };
     let stats = runtime()?.block_on(pkgdist_node::download::download(&fetcher, &a.dp, which, &a.dest))?;
@@ -232,7 +236,13 @@ async fn up_async(a: UpArgs) -> Result<()> {
     let site_addr = listener.local_addr()?;
     // Port 0 asked for: every DP takes a free port too (the site's port + i may be taken).
     let any_port = a.listen.rsplit(':').next() == Some("0");
-    let site_url = format!("http://{site_addr}");
+    // On loopback the DPs of the process reach the site over http, as the quick start does;
+    // elsewhere over https (the site serves no plain HTTP off loopback), pinning its CA.
+    let site_url = if site_addr.ip().is_loopback() {
+        format!("http://{site_addr}")
+    } else {
+        format!("https://127.0.0.1:{}", site_addr.port())
+    };
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let stopped = move || {
         let mut rx = stop_rx.clone();
@@ -260,7 +270,12 @@ async fn up_async(a: UpArgs) -> Result<()> {
             .trim()
             .to_owned(),
     };
-    let client = Client::new(&site_url, &token)?;
+    let client = if site_url.starts_with("https://") {
+        let ca = std::fs::read_to_string(site_dir.join("tls/ca.pem")).context("reading the site's CA")?;
+        crate::cmd::admin::site_client(&site_url, &token, Some(&ca))?
+    } else {
+        Client::new(&site_url, &token)?
+    };
     let mut dp_addrs = Vec::new();
     for i in 1..=a.dps {
         let dir = a.data.join(format!("dp{i}"));
