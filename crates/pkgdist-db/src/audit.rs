@@ -9,6 +9,8 @@ use crate::{Db, Result};
 pub struct NewAudit {
     pub time: String,
     pub site_code: String,
+    /// The host of the site process that recorded it.
+    pub machine_name: String,
     /// ConfigMgr's audit message IDs: 30000 created, 30001 modified (a method call included),
     /// 30002 deleted.
     pub message_id: i64,
@@ -27,12 +29,13 @@ impl Db {
     /// Records an audit message; answers its ID.
     pub async fn add_audit(&self, m: &NewAudit) -> Result<i64> {
         Ok(sqlx::query_scalar(
-            "INSERT INTO audit_messages (time, site_code, message_id, token_id, token_name, http_method,
-                target, status, description)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id",
+            "INSERT INTO audit_messages (time, site_code, machine_name, message_id, token_id, token_name,
+                http_method, target, status, description)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING id",
         )
         .bind(m.time.clone())
         .bind(m.site_code.clone())
+        .bind(m.machine_name.clone())
         .bind(m.message_id)
         .bind(m.token_id.clone())
         .bind(m.token_name.clone())

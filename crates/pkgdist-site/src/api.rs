@@ -329,12 +329,10 @@ async fn check_token(State(state): State<AppState>, req: Request, next: Next) ->
         .into_response();
     }
     let method = req.method().clone();
-    let target = req.uri().path().strip_prefix(WMI_PREFIX).map(str::to_owned);
-    let action = target.as_deref().and_then(|t| audit::Action::of(&method, t));
+    let target = req.uri().path().strip_prefix(WMI_PREFIX).map(audit::percent_decoded);
     let resp = next.run(req).await;
-    if let (Some(action), Some(target)) = (action, target)
-        && resp.status().is_success()
-    {
+    let action = target.as_deref().and_then(|t| audited(&method, t, resp.status()));
+    if let (Some(action), Some(target)) = (action, target) {
         let who = audit::Who {
             token_id: row.id,
             token_name: row.name,
@@ -348,6 +346,35 @@ async fn check_token(State(state): State<AppState>, req: Request, next: Next) ->
 
 /// Where the WMI route's paths start; what follows is audited as the change's target.
 const WMI_PREFIX: &str = "/AdminService/wmi/";
+
+/// What a request with `method` on the WMI path `target`, answered `status`, changed, for the
+/// audit; `None` if it failed or changed nothing (a read, a count, a method the catalog marks
+/// `changes_nothing`).
+fn audited(method: &Method, target: &str, status: StatusCode) -> Option<audit::Action> {
+    if !status.is_success() || matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS) {
+        return None;
+    }
+    let changes = |class: &str, m: &str| {
+        let m = m.strip_prefix("AdminService.").unwrap_or(m);
+        catalog::class(class)
+            .and_then(|c| c.methods.iter().find(|d| d.name.eq_ignore_ascii_case(m)))
+            .is_none_or(|d| !d.changes_nothing)
+    };
+    match parse_target(target).ok()? {
+        // A POST to a class creates (201), or updates the instance its key names (200).
+        Target::Class(_) if *method == Method::POST => Some(if status == StatusCode::CREATED {
+            audit::Action::Created
+        } else {
+            audit::Action::Modified
+        }),
+        Target::Class(_) | Target::Count(_) => None,
+        Target::Instance(..) if *method == Method::DELETE => Some(audit::Action::Deleted),
+        Target::Instance(..) => Some(audit::Action::Modified),
+        Target::InstanceMethod(class, _, m) | Target::StaticMethod(class, m) | Target::StaticCall(class, m, _) => {
+            changes(&class, &m).then_some(audit::Action::Modified)
+        }
+    }
+}
 
 /// What a path names.
 #[derive(Debug, PartialEq)]
@@ -1142,6 +1169,41 @@ mod tests {
         let empty = base64::engine::general_purpose::STANDARD.encode("admin:");
         h.insert(header::AUTHORIZATION, format!("Basic {empty}").parse().unwrap());
         assert!(presented_token(&h, Some(local), false).is_err());
+    }
+
+    #[test]
+    fn audited_changes_follow_the_target_and_the_catalog() {
+        use audit::Action::*;
+        let ok = StatusCode::OK;
+        let a = |m: Method, t: &str, s: StatusCode| audited(&m, t, s);
+        assert_eq!(a(Method::GET, "SMS_Package", ok), None);
+        assert_eq!(a(Method::POST, "SMS_Package", StatusCode::CREATED), Some(Created));
+        assert_eq!(a(Method::POST, "SMS_Package", ok), Some(Modified), "an update by POST");
+        assert_eq!(a(Method::POST, "SMS_Package", StatusCode::BAD_REQUEST), None);
+        assert_eq!(a(Method::PATCH, "SMS_Package('P0100001')", ok), Some(Modified));
+        assert_eq!(a(Method::DELETE, "SMS_Package('P0100001')", ok), Some(Deleted));
+        assert_eq!(
+            a(
+                Method::POST,
+                "SMS_Package('P0100001')/AdminService.RefreshPkgSource",
+                ok
+            ),
+            Some(Modified)
+        );
+        assert_eq!(a(Method::POST, "SMS_ScheduleMethods.ReadFromString", ok), None);
+        assert_eq!(
+            a(Method::POST, "SMS_ScheduleMethods/AdminService.WriteToString", ok),
+            None
+        );
+        assert_eq!(a(Method::POST, "SMS_Identification.GetSiteID", ok), None);
+        assert_eq!(
+            a(Method::POST, "SMS_DistributionPoint.CancelDistribution", ok),
+            Some(Modified)
+        );
+        assert_eq!(
+            a(Method::POST, "SMS_DistributionPoint/AdminService.VerifyPackage", ok),
+            Some(Modified)
+        );
     }
 
     #[test]

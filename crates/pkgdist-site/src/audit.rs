@@ -2,9 +2,10 @@
 //! token (name and ID) that made it, as ConfigMgr's SMS Provider records audit messages
 //! (MessageType 768) for what administrators do. They are read as `SMS_StatusMessage`.
 //!
-//! Recorded by the authentication layer once a changing request (not GET or HEAD) has
-//! succeeded, so no route can forget; a refused or failed request changed nothing and is
-//! logged instead. The message is written after the change: a site that dies in between has
+//! Recorded by the authentication layer once a changing request has succeeded, so no route
+//! can forget: what changes is told by the request's target and the catalog (a method marked
+//! `changes_nothing` is not recorded, whatever the HTTP method). A refused or failed request
+//! changed nothing and is logged instead. The message is written after the change: a site that dies in between has
 //! made the change without its audit message (the log has the request).
 
 use axum::http::Method;
@@ -29,23 +30,6 @@ impl Action {
             Action::Created => 30000,
             Action::Modified => 30001,
             Action::Deleted => 30002,
-        }
-    }
-
-    /// What a request with `method` on the WMI path `target` does; `None` if it changes
-    /// nothing. Static methods (`Class.Method`: converting schedules, the site's ID) change
-    /// nothing, whatever the HTTP method.
-    pub fn of(method: &Method, target: &str) -> Option<Self> {
-        let head = target.split(['(', '/']).next().unwrap_or_default();
-        if head.contains('.') {
-            return None;
-        }
-        match *method {
-            Method::GET | Method::HEAD | Method::OPTIONS => None,
-            Method::DELETE => Some(Action::Deleted),
-            // A POST to a class (no key, no method) creates; anything else changes.
-            Method::POST if !target.contains(['(', '.', '/']) => Some(Action::Created),
-            _ => Some(Action::Modified),
         }
     }
 }
@@ -73,6 +57,7 @@ pub async fn record(state: &AppState, who: &Who, action: Action, method: &Method
     let m = NewAudit {
         time: crate::now(),
         site_code: state.site_code.to_string(),
+        machine_name: host_name().to_owned(),
         message_id: action.message_id(),
         token_id: who.token_id.clone(),
         token_name: who.token_name.clone(),
@@ -89,9 +74,19 @@ pub async fn record(state: &AppState, who: &Who, action: Action, method: &Method
     }
 }
 
+/// This machine's host name, read once.
+fn host_name() -> &'static str {
+    static NAME: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    NAME.get_or_init(|| {
+        std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_owned())
+            .unwrap_or_default()
+    })
+}
+
 /// A path as its client meant it (`%27` as `'`); bytes that do not decode to UTF-8 are
 /// replaced.
-fn percent_decoded(path: &str) -> String {
+pub(crate) fn percent_decoded(path: &str) -> String {
     let bytes = path.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
@@ -118,31 +113,6 @@ fn percent_decoded(path: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn actions_follow_method_and_path() {
-        assert_eq!(Action::of(&Method::GET, "SMS_Package"), None);
-        assert_eq!(Action::of(&Method::POST, "SMS_Package"), Some(Action::Created));
-        assert_eq!(
-            Action::of(&Method::POST, "SMS_Package('P0100001')"),
-            Some(Action::Modified)
-        );
-        assert_eq!(
-            Action::of(&Method::POST, "SMS_Package('P0100001')/AdminService.RefreshPkgSource"),
-            Some(Action::Modified)
-        );
-        assert_eq!(Action::of(&Method::POST, "SMS_ScheduleMethods.ReadFromString"), None);
-        assert_eq!(Action::of(&Method::POST, "SMS_Identification.GetSiteID()"), None);
-        assert_eq!(
-            Action::of(&Method::PUT, "SMS_Package('P0100001')"),
-            Some(Action::Modified)
-        );
-        assert_eq!(
-            Action::of(&Method::DELETE, "SMS_Package('P0100001')"),
-            Some(Action::Deleted)
-        );
-        assert_eq!(Action::Created.message_id(), 30000);
-    }
 
     #[test]
     fn targets_are_kept_as_meant() {

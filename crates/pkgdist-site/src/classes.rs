@@ -606,15 +606,13 @@ fn site_content() -> View {
 
 /// `SMS_StatusMessage`: the audit messages (`crate::audit`).
 fn audit_messages() -> View {
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
-    let host = host.trim().replace('\'', "''");
     View {
         from: "audit_messages a".into(),
         base: None,
         columns: vec![
             int("RecordID", "a.id"),
             text("Component", "'SMS Provider'"),
-            text("MachineName", format!("'{host}'")),
+            text("MachineName", "a.machine_name"),
             int("MessageID", "a.message_id"),
             int("MessageType", "768"),
             int("Severity", "1073741824"),

@@ -2739,6 +2739,7 @@ async fn changes_are_audited_with_the_token_that_made_them() {
         assert_eq!(m["TokenID"], packager_id.as_str());
         assert_eq!(m["MessageType"], 768);
         assert_eq!(m["Component"], "SMS Provider");
+        assert!(!m["MachineName"].as_str().unwrap().is_empty(), "{m}");
         assert_eq!(m["SiteCode"], "PS1");
         let d = m["Description"].as_str().unwrap();
         assert!(d.contains("\"packager\"") && d.contains(&packager_id), "{d}");

@@ -12,6 +12,7 @@ CREATE TABLE audit_messages (
     id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     time TEXT NOT NULL,
     site_code TEXT NOT NULL,
+    machine_name TEXT NOT NULL,
     message_id BIGINT NOT NULL,
     token_id TEXT NOT NULL,
     token_name TEXT NOT NULL,

@@ -12,6 +12,7 @@ CREATE TABLE audit_messages (
     id INTEGER PRIMARY KEY AUTOINCREMENT, -- ids are never reused
     time TEXT NOT NULL,
     site_code TEXT NOT NULL,
+    machine_name TEXT NOT NULL,
     message_id INTEGER NOT NULL,
     token_id TEXT NOT NULL,
     token_name TEXT NOT NULL,
