@@ -223,6 +223,30 @@ impl std::fmt::Debug for Ca {
 }
 
 impl Ca {
+    /// The CA an operator gives (an intermediate of the company's PKI, say): its certificate
+    /// (first in `cert_path`, which may go on with the chain above it) and its key. Nothing is
+    /// made or written.
+    pub fn open_given(cert_path: &Path, key_path: &Path) -> Result<Self, TlsError> {
+        let read = |p: &Path| std::fs::read_to_string(p).map_err(|e| TlsError::io(p, e));
+        let (cert_pem, key_pem) = (read(cert_path)?, read(key_path)?);
+        Self::from_pem(cert_pem, &key_pem, cert_path, key_path)
+    }
+
+    fn from_pem(cert_pem: String, key_pem: &str, cert_path: &Path, key_path: &Path) -> Result<Self, TlsError> {
+        let key = KeyPair::from_pem(key_pem).map_err(|e| pem_at(key_path, "CA key", e.to_string()))?;
+        let issuer =
+            Issuer::from_ca_cert_pem(&cert_pem, key).map_err(|e| pem_at(cert_path, "CA certificate", e.to_string()))?;
+        let cert_der = certs(&cert_pem, "CA certificate")?
+            .into_iter()
+            .next()
+            .ok_or_else(|| pem_at(cert_path, "CA certificate", "no certificate".into()))?;
+        Ok(Self {
+            cert_pem,
+            cert_der,
+            issuer,
+        })
+    }
+
     /// Opens the CA in `dir` (a daemon's `tls` folder), making it on first use. The key is
     /// written before the certificate, so a crash in between leaves no certificate without
     /// its key (a new pair is made at the next start).
@@ -230,18 +254,7 @@ impl Ca {
         private_folder(dir)?;
         let (cert_path, key_path) = (dir.join(CA_FILE), dir.join(CA_KEY_FILE));
         if let (Some(cert_pem), Some(key_pem)) = (read_optional(&cert_path)?, read_optional(&key_path)?) {
-            let key = KeyPair::from_pem(&key_pem).map_err(|e| pem_at(&key_path, "CA key", e.to_string()))?;
-            let issuer = Issuer::from_ca_cert_pem(&cert_pem, key)
-                .map_err(|e| pem_at(&cert_path, "CA certificate", e.to_string()))?;
-            let cert_der = certs(&cert_pem, "CA certificate")?
-                .into_iter()
-                .next()
-                .ok_or_else(|| pem_at(&cert_path, "CA certificate", "no certificate".into()))?;
-            return Ok(Self {
-                cert_pem,
-                cert_der,
-                issuer,
-            });
+            return Self::from_pem(cert_pem, &key_pem, &cert_path, &key_path);
         }
         let key = KeyPair::generate()?;
         let mut params = CertificateParams::default();
@@ -261,7 +274,7 @@ impl Ca {
         })
     }
 
-    /// The CA certificate, PEM.
+    /// The CA certificate, PEM (and the chain above it, for a CA an operator gave).
     pub fn cert_pem(&self) -> &str {
         &self.cert_pem
     }

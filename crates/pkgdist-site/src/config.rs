@@ -50,6 +50,13 @@ pub struct TlsSettings {
     /// cross the network readable). Off by default; a warning at every start when on.
     #[serde(default)]
     pub allow_plain_http: bool,
+    /// The CA to use instead of the one the site makes (an intermediate of the company's
+    /// PKI, say): its certificate, first in the file with the chain above it after, and its
+    /// key. Both or neither.
+    #[serde(default)]
+    pub ca_cert: Option<PathBuf>,
+    #[serde(default)]
+    pub ca_key: Option<PathBuf>,
 }
 
 /// `[distribution]`: how the site sends content to its DPs (ConfigMgr's Software Distribution
@@ -333,6 +340,10 @@ names = []
 # Plain HTTP is served on loopback listeners only. true: also on this listener, whatever its
 # address (tokens then cross the network readable).
 allow-plain-http = false
+# Your own CA instead of the one the site makes (an intermediate of your PKI): its
+# certificate (then the chain above it) and its key, PEM. Set before DPs enroll: they pin it.
+# ca-cert = "/etc/pkgdist/ca.pem"
+# ca-key = "/etc/pkgdist/ca-key.pem"
 "#,
             code = self.site_code,
             name = self.site_name,

@@ -212,7 +212,7 @@ async fn check_ca(db: &Db, tls: &tls::SiteTls) -> Result<(), SiteError> {
     let pin = tls.ca.pin();
     match db.setting(CA_ID).await? {
         Some(known) if known != pin => Err(SiteError::Config(format!(
-            "tls/ca.pem is not the CA this database's DPs and child sites trust (fingerprint {known}): restore tls/ca.pem and tls/ca-key.pem from a backup or from another site process on this database"
+            "the site's CA (tls/ca.pem, or [tls] ca-cert) is not the one this database's DPs and child sites trust (fingerprint {known}): restore tls/ca.pem and tls/ca-key.pem from a backup or from another site process on this database, or point ca-cert at that CA (a new CA means enrolling every DP and child site again)"
         ))),
         Some(_) => Ok(()),
         None => Ok(db.set_setting(CA_ID, &pin).await?),

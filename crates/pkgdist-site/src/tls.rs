@@ -28,10 +28,17 @@ impl SiteTls {
     /// Opens the CA in `DIR/tls` (made on first start) and issues the site's certificate for
     /// `listen`'s address and `settings.names`.
     pub fn open(dir: &Path, site_code: &str, listen: &str, settings: &TlsSettings) -> Result<Self, SiteError> {
-        let ca = Ca::open_or_create(
-            &dir.join(pkgdist_node::tls::DIR),
-            &format!("pkgdist site CA {site_code}"),
-        )?;
+        let ca = match (&settings.ca_cert, &settings.ca_key) {
+            (Some(cert), Some(key)) => Ca::open_given(cert, key)?,
+            (None, None) => {
+                Ca::open_or_create(&dir.join(pkgdist_node::tls::DIR), &format!("pkgdist site CA {site_code}"))?
+            }
+            _ => {
+                return Err(SiteError::Config(
+                    "[tls] ca-cert and ca-key go together: give both, or neither for the site's own CA".into(),
+                ));
+            }
+        };
         let mut names: Vec<String> = ["localhost", "127.0.0.1", "::1"].map(str::to_owned).to_vec();
         if let Ok(host) = std::fs::read_to_string("/proc/sys/kernel/hostname") {
             names.push(host.trim().to_owned());

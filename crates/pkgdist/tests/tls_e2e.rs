@@ -278,6 +278,44 @@ fn site_dps_and_child_over_mutual_tls() {
     assert_eq!(status, 401, "{text}");
 }
 
+/// An operator's own CA (an intermediate of the company's PKI) instead of the one the site
+/// makes: the site makes none, its certificate and the DPs' come from the given CA, and
+/// tokens pin it.
+#[test]
+fn an_operators_ca_instead_of_the_sites_own() {
+    let dir = TempDir::new().unwrap();
+    let corp = dir.path().join("corp");
+    let ca = Ca::open_or_create(&corp, "Corp issuing CA").unwrap();
+    let data = dir.path().join("site");
+    fs::create_dir_all(&data).unwrap();
+    fs::write(
+        data.join("site.toml"),
+        format!(
+            "site-code = \"OP1\"\n[distribution]\npoll-ms = 100\n[tls]\nca-cert = {:?}\nca-key = {:?}\n",
+            corp.join("ca.pem"),
+            corp.join("ca-key.pem")
+        ),
+    )
+    .unwrap();
+    let mut site = Site::start_https(dir.path(), "OP1", &[]);
+    site.ca_file = Some(corp.join("ca.pem"));
+    assert!(!data.join("tls/ca.pem").exists(), "the site made a CA of its own");
+    let t = token(&site, "dp1");
+    assert_eq!(t.rsplit_once('.').unwrap().1, ca.pin(), "the token pins the operator's CA");
+    let dp = Dp::start(&site, "dp1", Some(&t), &[]);
+    let chain = fs::read_to_string(dp.dir.join("tls/dp.pem")).unwrap();
+    let certs = pkgdist_node::tls::certs(&chain, "chain").unwrap();
+    assert_eq!(pkgdist_node::tls::fingerprint(&certs[1]), ca.pin(), "issued by the operator's CA");
+    // A client trusting only the operator's CA reaches the site.
+    let (status, body) = common::http_with(
+        &client(&corp.join("ca.pem"), None),
+        reqwest::Method::GET,
+        &format!("{}/AdminService/wmi/SMS_Site", site.url()),
+        Some(TOKEN),
+    );
+    assert_eq!(status, 200, "{body}");
+}
+
 /// A DP whose token pins another CA refuses to enroll, saying why; so does one whose token
 /// has no pin, for an https:// site.
 #[test]

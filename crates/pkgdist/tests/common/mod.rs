@@ -24,6 +24,8 @@ pub struct Site {
     pub extra: Vec<String>,
     /// Reached over https (its URL, the CLI, the DPs it starts), trusting its CA.
     pub https: bool,
+    /// The CA file to trust, if not the one the site made (`[tls] ca-cert`).
+    pub ca_file: Option<PathBuf>,
 }
 
 impl Site {
@@ -59,6 +61,7 @@ impl Site {
             daemon,
             extra,
             https: false,
+            ca_file: None,
         }
     }
 
@@ -71,7 +74,7 @@ impl Site {
 
     /// The site's CA certificate file.
     pub fn ca(&self) -> PathBuf {
-        self.dir.join("site/tls/ca.pem")
+        self.ca_file.clone().unwrap_or_else(|| self.dir.join("site/tls/ca.pem"))
     }
 
     /// An HTTP client that trusts this site's CA.
