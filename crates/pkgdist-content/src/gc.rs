@@ -57,6 +57,17 @@ impl Library {
             live_manifests.insert(id.to_hex());
             live_chunks.extend(m.unique_chunks().into_iter().map(|c| c.id));
         }
+        // Prestaged versions not yet recorded are kept too, with their chunks.
+        for (c, id) in self
+            .prestaged()
+            .map_err(|e| ContentError::GcUnsafe(format!("the prestaged holds are unreadable ({e})")))?
+        {
+            let m = self
+                .load_manifest(&id)
+                .map_err(|e| ContentError::GcUnsafe(format!("prestaged {c}: {e}")))?;
+            live_manifests.insert(id.to_hex());
+            live_chunks.extend(m.unique_chunks().into_iter().map(|c| c.id));
+        }
         report.versions_kept = versions.len() as u64;
         let live_refs: HashSet<String> = versions.iter().map(ToString::to_string).collect();
 

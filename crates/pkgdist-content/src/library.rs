@@ -30,6 +30,14 @@ struct RefRecord {
     manifest: Digest,
 }
 
+/// Refs holding prestaged versions are named `prestaged.<content ID>` (not a content ID, so
+/// [`Library::versions`] does not list them).
+const PRESTAGED: &str = "prestaged.";
+
+fn prestaged_ref(content: ContentId) -> String {
+    format!("{PRESTAGED}{content}")
+}
+
 #[derive(Debug)]
 pub struct Library {
     pub(crate) store: Arc<dyn Store>,
@@ -325,7 +333,59 @@ impl Library {
             };
         }
         tracing::info!(%content, manifest = %id, "recorded content version");
+        // Recorded: a prestaged hold of it has done its work.
+        let name = prestaged_ref(content);
+        if self.store.contains(Kind::Ref, &name)? {
+            self.store.delete(Kind::Ref, &name)?;
+        }
         Ok(id)
+    }
+
+    /// Holds a prestaged version's manifest (canonical `bytes`, whose chunks the caller has
+    /// stored) without recording the version: garbage collection keeps it and its chunks
+    /// until the version is recorded ([`Library::commit`] drops the hold) or
+    /// [`Library::release_prestaged`] drops it.
+    pub fn hold_prestaged(&self, content: ContentId, bytes: &[u8]) -> Result<Digest> {
+        let id = Digest::of(bytes);
+        let _w = self.writer();
+        if !self.store.contains(Kind::Manifest, &id.to_hex())? {
+            self.store
+                .put(Kind::Manifest, &id.to_hex(), Packer::new().pack(bytes))?;
+        }
+        self.store.flush()?;
+        let rec = serde_json::to_vec(&RefRecord { manifest: id }).map_err(|e| ContentError::io("ref", e.into()))?;
+        self.store.put(Kind::Ref, &prestaged_ref(content), &rec)?;
+        self.store.flush()?;
+        Ok(id)
+    }
+
+    /// The manifests held for prestaged versions not yet recorded, by content ID.
+    pub fn prestaged(&self) -> Result<Vec<(ContentId, Digest)>> {
+        let mut held = Vec::new();
+        for name in self.store.list(Kind::Ref)? {
+            let Some(content) = name.strip_prefix(PRESTAGED).and_then(|c| c.parse::<ContentId>().ok()) else {
+                continue;
+            };
+            if let Some(bytes) = self.store.get(Kind::Ref, &name)? {
+                let rec: RefRecord = serde_json::from_slice(&bytes).map_err(|e| ContentError::Damaged {
+                    what: format!("the hold of prestaged {content}"),
+                    reason: e.to_string(),
+                })?;
+                held.push((content, rec.manifest));
+            }
+        }
+        Ok(held)
+    }
+
+    /// Drops the hold of a prestaged version; answers whether there was one.
+    pub fn release_prestaged(&self, content: ContentId) -> Result<bool> {
+        let _w = self.writer();
+        let name = prestaged_ref(content);
+        let held = self.store.contains(Kind::Ref, &name)?;
+        if held {
+            self.store.delete(Kind::Ref, &name)?;
+        }
+        Ok(held)
     }
 
     /// Forgets a version. Its chunks stay until garbage collection finds no other version

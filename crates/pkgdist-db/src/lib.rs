@@ -463,8 +463,9 @@ impl Db {
         sqlx::query(
             "INSERT INTO distribution_points (nal_path, name, site_code, url, description, is_pull, priority,
                 enrollment_token_hash, credential_hash, created_at, repair_damaged, validation_schedule,
-                rate_mode, rate_bytes_per_sec, pulse_block_kb, pulse_delay_secs, hourly_percent, availability, via_site)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)",
+                rate_mode, rate_bytes_per_sec, pulse_block_kb, pulse_delay_secs, hourly_percent, availability, via_site,
+                prestaging)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)",
         )
         .bind(d.nal_path.clone())
         .bind(d.name.clone())
@@ -485,6 +486,7 @@ impl Db {
         .bind(d.hourly_percent.clone())
         .bind(d.availability.clone())
         .bind(d.via_site.clone())
+        .bind(d.prestaging)
         .execute(&mut *tx)
         .await
         .map_err(conflict(format!("distribution point name {:?}", d.name)))?;
@@ -534,7 +536,8 @@ impl Db {
         let r = sqlx::query(
             "UPDATE distribution_points SET description = $2, is_pull = $3, priority = $4, repair_damaged = $5,
                 validation_schedule = $6, validation_checked_at = COALESCE($7, validation_checked_at), rate_mode = $8, rate_bytes_per_sec = $9,
-                pulse_block_kb = $10, pulse_delay_secs = $11, hourly_percent = $12, availability = $13
+                pulse_block_kb = $10, pulse_delay_secs = $11, hourly_percent = $12, availability = $13,
+                prestaging = $14
              WHERE nal_path = $1",
         )
         .bind(d.nal_path.clone())
@@ -550,6 +553,7 @@ impl Db {
         .bind(d.pulse_delay_secs)
         .bind(d.hourly_percent.clone())
         .bind(d.availability.clone())
+        .bind(d.prestaging)
         .execute(&mut *tx)
         .await?;
         if r.rows_affected() != 1 {
@@ -624,6 +628,27 @@ impl Db {
                 .fetch_optional(&self.pool)
                 .await?,
         )
+    }
+
+    /// Records that DP `nal_path` imported `version` of `package` from a prestaged file (the
+    /// site checked it is its own): its row may go ahead once this reaches its target, and is
+    /// due now. Answers whether the DP has a row for the package.
+    pub async fn set_prestaged(&self, package_id: &str, nal_path: &str, version: i64, now: &str) -> Result<bool> {
+        let r = sqlx::query(
+            "UPDATE package_dps SET prestaged_version = $3,
+                next_attempt_at = CASE WHEN state IN (1, 2) THEN $4 ELSE next_attempt_at END
+             WHERE package_id = $1 AND nal_path = $2 AND prestaged_version < $3",
+        )
+        .bind(package_id.to_owned())
+        .bind(nal_path.to_owned())
+        .bind(version)
+        .bind(now.to_owned())
+        .execute(&self.pool)
+        .await?;
+        if r.rows_affected() == 1 {
+            return Ok(true);
+        }
+        Ok(self.package_dp(package_id, nal_path).await?.is_some())
     }
 
     /// Brings the retries of a DP that has just come back forward to `now`: its rows waiting
@@ -955,7 +980,9 @@ impl Db {
                 CASE WHEN d.is_pull = 0 OR EXISTS (
                     SELECT 1 FROM pull_sources s JOIN package_dps h ON h.nal_path = s.source_nal AND h.package_id = r.package_id
                     WHERE s.nal_path = r.nal_path AND h.state = 0 AND h.installed_version >= r.target_version)
-                THEN 1 ELSE 0 END AS source_ready
+                THEN 1 ELSE 0 END AS source_ready,
+                CASE WHEN d.prestaging = 1 AND (p.pkg_flags & 16777216) <> 0 AND r.state IN (1, 2)
+                    AND r.prestaged_version < r.target_version THEN 1 ELSE 0 END AS awaits_prestage
              FROM package_dps r{}
                 JOIN distribution_points d ON d.nal_path = r.nal_path
                 JOIN packages p ON p.package_id = r.package_id

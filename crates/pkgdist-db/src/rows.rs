@@ -50,6 +50,10 @@ pub struct DpRow {
     /// 1: after a validation finds damage, the DP repairs it from its sources; 0: it only
     /// reports it.
     pub repair_damaged: i64,
+    /// 1: the DP takes packages flagged DO_NOT_DOWNLOAD from prestaged files only
+    /// (`PreStagingAllowed`).
+    #[sqlx(default)]
+    pub prestaging: i64,
     /// An interval string (several schedule tokens), `''` for none.
     pub validation_schedule: String,
     /// Occurrences of `validation_schedule` up to this time have been handled.
@@ -98,6 +102,7 @@ impl DpRow {
             cert_sha256: None,
             created_at,
             repair_damaged: 1,
+            prestaging: 0,
             validation_schedule: String::new(),
             validation_checked_at: None,
             throughput_kbps: None,
@@ -354,6 +359,9 @@ pub struct WorkItem {
     /// 1 when the row's DP is a standard DP, or a pull DP one of whose sources holds the
     /// package INSTALLED at the row's target version or later.
     pub source_ready: i64,
+    /// 1 when the row waits for prestaged content: its DP is enabled for it, the package is
+    /// flagged DO_NOT_DOWNLOAD, and the DP has not imported the target version yet.
+    pub awaits_prestage: i64,
 }
 
 impl WorkItem {
@@ -365,6 +373,11 @@ impl WorkItem {
     /// A pull DP's row may start: one of its sources holds the version.
     pub fn source_ready(&self) -> bool {
         self.source_ready != 0
+    }
+
+    /// The row waits for its DP to import the target version from a prestaged file.
+    pub fn awaits_prestage(&self) -> bool {
+        self.awaits_prestage != 0
     }
 }
 

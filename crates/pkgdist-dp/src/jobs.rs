@@ -434,8 +434,19 @@ impl Jobs {
         } else {
             s.job.sources.clone()
         };
+        // A prestaged manifest of the hash the site trusts is used as it is: nothing crosses
+        // the WAN for a version imported from a prestaged file (`pkgdist dp prestage`).
+        let prestaged = match expect {
+            Some(id) if held.is_none() => self
+                .blocking(move |l| Ok(l.prestaged()?.into_iter().any(|(c, m)| c == content && m == id)))
+                .await?
+                .then_some(id),
+            _ => None,
+        };
         let manifest = if held.is_some() {
             self.blocking(move |l| l.manifest(content)).await?
+        } else if let Some(id) = prestaged {
+            self.blocking(move |l| l.load_manifest(&id)).await?
         } else {
             self.fetcher
                 .manifest_from_any(&sources, Which::Version(content), expect)

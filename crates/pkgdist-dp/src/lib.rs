@@ -11,6 +11,7 @@
 pub mod identity;
 pub mod jobs;
 pub mod metrics;
+pub mod prestage;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

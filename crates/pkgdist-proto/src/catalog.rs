@@ -333,6 +333,11 @@ pub const CLASSES: &[ClassDef] = &[
                 "pkgdist extension: returned once, by the create call only.",
             ),
             rw(
+                "PreStagingAllowed",
+                Ty::Boolean,
+                "The DP is enabled for prestaged content: a package flagged DO_NOT_DOWNLOAD (PkgFlags 0x01000000, \"manually copy the content\") reaches it only from a prestaged file imported on it (`pkgdist dp prestage`), never over the network; other packages are sent as usual.",
+            ),
+            rw(
                 "RepairDamagedContent",
                 Ty::Boolean,
                 "pkgdist extension: when a validation finds damaged or missing files, the DP fetches them again from its sources and verifies the version whole (true, the default), or only reports them (false, ConfigMgr's behaviour: the state stays INSTALL_FAILED until ReDistributePackage).",

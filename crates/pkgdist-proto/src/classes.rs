@@ -95,6 +95,8 @@ pub struct DistributionPointInfo {
     pub enrolled: bool,
     #[serde(rename = "EnrollmentToken", default, skip_serializing_if = "Option::is_none")]
     pub enrollment_token: Option<String>,
+    #[serde(rename = "PreStagingAllowed")]
+    pub pre_staging_allowed: bool,
     #[serde(rename = "RepairDamagedContent")]
     pub repair_damaged_content: bool,
     #[serde(rename = "ValidationSchedule")]

@@ -71,6 +71,17 @@ pub struct EnrollResponse {
     pub certificate: Option<String>,
 }
 
+/// A DP tells its site it imported a version from a prestaged file (`pkgdist dp prestage`).
+pub const PRESTAGED_PATH: &str = "/node/v1/prestaged";
+
+/// What a DP imported from a prestaged file: the site checks the manifest hash is its own.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PrestagedNotice {
+    /// A content ID, e.g. `PS100001.3`.
+    pub content: String,
+    pub manifest_hash: Digest,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HelloRequest {
     pub url: String,

@@ -463,6 +463,7 @@ fn dp_settings(body: &Body) -> DpSettings {
         description: owned(body, "Description"),
         priority: int(body, "Priority"),
         repair_damaged: flag(body, "RepairDamagedContent"),
+        prestaging: flag(body, "PreStagingAllowed"),
         rate_bytes_per_sec: uint(body, "RateLimitBytesPerSecond"),
         rate_mode: int(body, "RateLimitMode"),
         pulse_block_kb: int(body, "PulseBlockSizeKB"),

@@ -205,6 +205,7 @@ fn distribution_points() -> View {
             ),
             text("Url", "d.url").nullable(),
             boolean("Enrolled", "CASE WHEN d.credential_hash IS NULL THEN 0 ELSE 1 END"),
+            boolean("PreStagingAllowed", "d.prestaging"),
             boolean("RepairDamagedContent", "d.repair_damaged"),
             text("ValidationSchedule", "d.validation_schedule"),
             int("RateLimitMode", "d.rate_mode"),

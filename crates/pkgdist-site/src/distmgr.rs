@@ -152,6 +152,10 @@ async fn dispatch(
         if lock(busy).contains(&(item.row.package_id.clone(), item.row.nal_path.clone())) {
             continue; // this process is still winding down the row's previous job
         }
+        if item.awaits_prestage() {
+            awaits_prestage(state, &item.row).await;
+            continue;
+        }
         if item.pulls() {
             // Pull DPs fetch from their sources: outside the site's limits and schedules, up
             // to their own job limit, once a source holds the version.
@@ -220,6 +224,24 @@ async fn held_back(
             "waiting for {dp}'s availability window: never open to {level}-priority content; change the DP's AvailabilitySchedule or the package's Priority"
         ),
     };
+    if row.last_message != message
+        && let Err(e) = state
+            .db
+            .set_row_message(&row.package_id, &row.nal_path, row.job_seq, &message)
+            .await
+    {
+        tracing::warn!(error = %e, "cannot record why a row waits");
+    }
+}
+
+/// A row that waits for prestaged content says so, and what to do (written once).
+async fn awaits_prestage(state: &AppState, row: &PackageDpRow) {
+    let dp = pkgdist_core::classes::nal_server(&row.nal_path).unwrap_or(&row.nal_path);
+    let content = format!("{}.{}", row.package_id, row.target_version);
+    let message = format!(
+        "waiting: {dp} takes {} from prestaged content only (PreStagingAllowed, and the package is flagged DO_NOT_DOWNLOAD): `pkgdist content prestage {content} FILE` here, then `pkgdist dp prestage FILE` on the DP; or `pkgdist dp set {dp} --prestaged off`",
+        row.package_id
+    );
     if row.last_message != message
         && let Err(e) = state
             .db

@@ -12,6 +12,7 @@ use pkgdist_core::errors::ErrorKind;
 use pkgdist_db::DpRow;
 use pkgdist_proto::node::{
     CA_PATH, CHUNKS_PATH, ENROLL_PATH, EnrollRequest, EnrollResponse, HELLO_PATH, HelloRequest, JOB_HEADER,
+    PRESTAGED_PATH, PrestagedNotice,
 };
 
 use pkgdist_node::listen::TlsConnection;
@@ -26,6 +27,7 @@ pub fn router(state: AppState) -> Router {
     let ca_pem = state.tls().map(|t| t.ca.cert_pem().to_owned());
     let authed = Router::new()
         .route(HELLO_PATH, post(hello))
+        .route(PRESTAGED_PATH, post(prestaged))
         .with_state(state.clone())
         .merge(pkgdist_node::source::router(state.library.clone()))
         .route_layer(middleware::from_fn_with_state(state.clone(), authenticate_dp));
@@ -247,6 +249,55 @@ async fn hello(
     }
     state.work.notify_one();
     Ok(Json(serde_json::json!({"ok": true})))
+}
+
+/// A DP imported a version from a prestaged file: if it is the site's own (same manifest
+/// hash), the DP's row may go ahead (its install then fetches nothing); otherwise the DP is
+/// told why not, and the row keeps waiting.
+async fn prestaged(
+    State(state): State<AppState>,
+    Extension(dp): Extension<DpRow>,
+    body: JsonBody<PrestagedNotice>,
+) -> ApiResult<impl IntoResponse> {
+    let content: pkgdist_core::ContentId = body
+        .content
+        .parse()
+        .map_err(|e: pkgdist_core::IdError| ApiError::new(ErrorKind::InvalidValue, format!("content: {e}")))?;
+    let lib = state.library.clone();
+    let ours = tokio::task::spawn_blocking(move || lib.manifest_id(content))
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(ApiError::internal)?;
+    if ours != Some(body.manifest_hash) {
+        tracing::warn!(dp = %dp.name, %content, "a DP imported prestaged content that is not the site's");
+        return Err(ApiError::new(
+            ErrorKind::InvalidValue,
+            match ours {
+                Some(_) => format!(
+                    "the prestaged {content} is not this site's {content} (another manifest): make the file again with `pkgdist content prestage {content} FILE` on this site's library"
+                ),
+                None => format!("{content} is not in this site's content library"),
+            },
+        ));
+    }
+    let package = content.package.to_string();
+    let version = i64::from(content.version);
+    if !state
+        .db
+        .set_prestaged(&package, &dp.nal_path, version, &crate::now())
+        .await?
+    {
+        return Err(ApiError::new(
+            ErrorKind::InvalidValue,
+            format!(
+                "{package} is not distributed to {}: distribute it first (`pkgdist package distribute {package} {}`)",
+                dp.name, dp.name
+            ),
+        ));
+    }
+    tracing::info!(dp = %dp.name, %content, "prestaged content imported on a DP");
+    state.work.notify_one();
+    Ok(Json(serde_json::json!({"accepted": true})))
 }
 
 fn check_url(url: &str) -> ApiResult<()> {

@@ -30,9 +30,10 @@ impl SiteTls {
     pub fn open(dir: &Path, site_code: &str, listen: &str, settings: &TlsSettings) -> Result<Self, SiteError> {
         let ca = match (&settings.ca_cert, &settings.ca_key) {
             (Some(cert), Some(key)) => Ca::open_given(cert, key)?,
-            (None, None) => {
-                Ca::open_or_create(&dir.join(pkgdist_node::tls::DIR), &format!("pkgdist site CA {site_code}"))?
-            }
+            (None, None) => Ca::open_or_create(
+                &dir.join(pkgdist_node::tls::DIR),
+                &format!("pkgdist site CA {site_code}"),
+            )?,
             _ => {
                 return Err(SiteError::Config(
                     "[tls] ca-cert and ca-key go together: give both, or neither for the site's own CA".into(),

@@ -658,3 +658,115 @@ fn removing_and_deleting_a_package_take_it_off_its_dps() {
             .ok_or(format!("{v:#}"))
     });
 }
+
+/// Prestaged content (issue 20), as ConfigMgr's: a DP enabled for it takes a package flagged
+/// DO_NOT_DOWNLOAD only from a prestaged file imported on it. The row waits, saying what to do;
+/// a file of other content under the same ID is refused by the site and serves nothing; the
+/// genuine file, imported offline, makes the DP INSTALLED with nothing fetched.
+#[test]
+fn prestaged_content_reaches_a_dp_without_the_network() {
+    let dir = TempDir::new().unwrap();
+    let site = Site::start(dir.path());
+    let dp = site.add_dp("dp1");
+    let src = dir.path().join("src");
+    make_tree(&src, 2);
+    let pkg = create_package(&site, "Prestaged", &src);
+    site.cli(&["dp", "set", "dp1", "--prestaged", "on"]);
+    let patched = common::runtime().block_on(async {
+        reqwest::Client::new()
+            .patch(format!("{}/AdminService/wmi/SMS_Package('{pkg}')", site.url()))
+            .bearer_auth(common::TOKEN)
+            .json(&serde_json::json!({"PkgFlags": 16_777_216}))
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    });
+    assert_eq!(patched, 200);
+    site.cli(&["package", "distribute", &pkg, "dp1"]);
+    let waiting = |site: &Site| {
+        wait(Duration::from_secs(20), "the row waiting for prestaged content", || {
+            let rows = site.dp_rows(&pkg);
+            let msg = rows[0]["LastMessage"].as_str().unwrap_or_default().to_owned();
+            (rows[0]["State"] != 0 && msg.contains("dp prestage"))
+                .then_some(())
+                .ok_or(format!("{rows:#?}"))
+        });
+    };
+    waiting(&site);
+    let first = files(&src).into_iter().next().unwrap().0;
+    assert_eq!(
+        dp.download(&format!("{pkg}/{first}")).0,
+        404,
+        "nothing sent over the network"
+    );
+
+    // Other content under the same ID (made in another library): the DP imports it, but the
+    // site refuses it, and the DP serves nothing.
+    let other_src = dir.path().join("other-src");
+    fs::create_dir_all(&other_src).unwrap();
+    fs::write(other_src.join("setup.exe"), b"not what the site holds").unwrap();
+    let other_lib = dir.path().join("other-lib");
+    let o = pkgdist()
+        .args(["content", "snapshot"])
+        .arg(&other_src)
+        .arg("--library")
+        .arg(&other_lib)
+        .args(["--package-id", &pkg])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let forged = dir.path().join("forged.pkgx");
+    let o = pkgdist()
+        .args(["content", "prestage", "--library"])
+        .arg(&other_lib)
+        .arg(&pkg)
+        .arg(&forged)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = pkgdist()
+        .args(["dp", "prestage"])
+        .arg(&forged)
+        .arg("--data")
+        .arg(&dp.dir)
+        .output()
+        .unwrap();
+    assert!(!o.status.success(), "the site took another site's content");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("not this site's"), "{err}");
+    std::thread::sleep(Duration::from_millis(500));
+    waiting(&site);
+    assert_eq!(dp.download(&format!("{pkg}/setup.exe")).0, 404);
+
+    // The genuine file, from the site's library.
+    let file = dir.path().join("genuine.pkgx");
+    let o = pkgdist()
+        .args(["--json", "content", "prestage", "--library"])
+        .arg(site.dir.join("site/library"))
+        .arg(&pkg)
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let written: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(written["Content"], format!("{pkg}.1"));
+    let o = pkgdist()
+        .args(["dp", "prestage"])
+        .arg(&file)
+        .arg("--data")
+        .arg(&dp.dir)
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    site.wait_installed(&pkg, 1, 1);
+    assert_serves(&dp, &pkg, &src);
+    let done = site.last_success(&pkg, "dp1");
+    assert_eq!(done["BytesTransferred"], 0, "nothing fetched: {done}");
+}

@@ -301,11 +301,19 @@ fn an_operators_ca_instead_of_the_sites_own() {
     site.ca_file = Some(corp.join("ca.pem"));
     assert!(!data.join("tls/ca.pem").exists(), "the site made a CA of its own");
     let t = token(&site, "dp1");
-    assert_eq!(t.rsplit_once('.').unwrap().1, ca.pin(), "the token pins the operator's CA");
+    assert_eq!(
+        t.rsplit_once('.').unwrap().1,
+        ca.pin(),
+        "the token pins the operator's CA"
+    );
     let dp = Dp::start(&site, "dp1", Some(&t), &[]);
     let chain = fs::read_to_string(dp.dir.join("tls/dp.pem")).unwrap();
     let certs = pkgdist_node::tls::certs(&chain, "chain").unwrap();
-    assert_eq!(pkgdist_node::tls::fingerprint(&certs[1]), ca.pin(), "issued by the operator's CA");
+    assert_eq!(
+        pkgdist_node::tls::fingerprint(&certs[1]),
+        ca.pin(),
+        "issued by the operator's CA"
+    );
     // A client trusting only the operator's CA reaches the site.
     let (status, body) = common::http_with(
         &client(&corp.join("ca.pem"), None),

@@ -21,6 +21,7 @@ pub struct DpSettings {
     pub description: Option<String>,
     pub priority: Option<i64>,
     pub repair_damaged: Option<bool>,
+    pub prestaging: Option<bool>,
     pub rate_bytes_per_sec: Option<u64>,
     pub rate_mode: Option<i64>,
     pub pulse_block_kb: Option<i64>,
@@ -157,6 +158,9 @@ fn apply(d: &mut DpRow, s: &DpSettings) -> Result<(), OpError> {
     }
     if let Some(v) = s.repair_damaged {
         d.repair_damaged = i64::from(v);
+    }
+    if let Some(v) = s.prestaging {
+        d.prestaging = i64::from(v);
     }
     if let Some(v) = s.rate_bytes_per_sec {
         let Ok(rate @ (0 | 1024..)) = i64::try_from(v) else {

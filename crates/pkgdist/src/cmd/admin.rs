@@ -166,6 +166,15 @@ pub enum PackageCmd {
 pub enum DpCmd {
     /// Run a distribution point daemon (enrolls with the site on its first start).
     Run(crate::cmd::node::DpRunArgs),
+    /// Import a prestaged content file (from `pkgdist content prestage`) on this DP, offline,
+    /// and tell its site; the DP's row then goes ahead without fetching over the network.
+    Prestage {
+        /// The prestaged content file.
+        file: std::path::PathBuf,
+        /// The DP's data folder.
+        #[arg(long)]
+        data: std::path::PathBuf,
+    },
     #[command(flatten)]
     Admin(DpAdminCmd),
 }
@@ -225,6 +234,10 @@ pub enum DpAdminCmd {
         /// Make it a standard DP again (it fetches from its site).
         #[arg(long)]
         no_pull: bool,
+        /// Enabled for prestaged content (PreStagingAllowed): packages flagged DO_NOT_DOWNLOAD
+        /// reach it only from prestaged files (`pkgdist dp prestage`).
+        #[arg(long, value_parser = ["on", "off"])]
+        prestaged: Option<String>,
     },
     /// Re-hash a package's content on a DP now (VerifyPackage).
     Verify { package: String, dp: String },
@@ -705,9 +718,40 @@ pub fn package(conn: &Conn, cmd: PackageCmd) -> Result<()> {
     })
 }
 
+/// `dp prestage`: the import, then the site told (the import stands if it cannot be).
+fn dp_prestage(conn: &Conn, file: &std::path::Path, data: &std::path::Path) -> Result<()> {
+    let got = pkgdist_dp::prestage::import(data, file)
+        .with_context(|| format!("importing {} into the DP at {}", file.display(), data.display()))?;
+    let told = runtime()?.block_on(pkgdist_dp::prestage::tell_site(data, &got));
+    let v = json!({
+        "Content": got.content.to_string(),
+        "ManifestHash": got.manifest_hash.to_hex(),
+        "Chunks": got.chunks,
+        "StoredBytes": got.stored_bytes,
+        "SiteTold": told.is_ok(),
+    });
+    emit(conn, &v, |_| {
+        output::line(format!(
+            "imported {}: {} chunks ({}), manifest {}",
+            got.content,
+            got.chunks,
+            output::bytes(got.stored_bytes),
+            got.manifest_hash.to_hex()
+        ))
+    })?;
+    told.context(
+        "the content is imported, but the site was not told; run the same command again once it is reachable",
+    )?;
+    if !conn.json {
+        output::line("the site was told: the DP installs it without fetching")?;
+    }
+    Ok(())
+}
+
 pub fn dp(conn: &Conn, cmd: DpCmd) -> Result<()> {
     let cmd = match cmd {
         DpCmd::Run(a) => return crate::cmd::node::dp_run(conn, a),
+        DpCmd::Prestage { file, data } => return dp_prestage(conn, &file, &data),
         DpCmd::Admin(c) => c,
     };
     runtime()?.block_on(async {
@@ -770,9 +814,13 @@ pub fn dp(conn: &Conn, cmd: DpCmd) -> Result<()> {
                 availability,
                 pull_from,
                 no_pull,
+                prestaged,
             } => {
                 let (nal, _) = resolve_dp(&c, &dp).await?;
                 let mut body = Map::new();
+                if let Some(p) = prestaged {
+                    body.insert("PreStagingAllowed".into(), json!(p == "on"));
+                }
                 if let Some(list) = pull_from {
                     let (nals, ranks) = pull_sources(&c, &list).await?;
                     body.insert("IsPullDP".into(), json!(true));

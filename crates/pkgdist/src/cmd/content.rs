@@ -28,6 +28,19 @@ pub enum ContentCommand {
     Gc(LibraryArgs),
     /// List the recorded versions.
     List(LibraryArgs),
+    /// Write a version (manifest and every chunk) to one prestaged content file, for a DP
+    /// enabled for prestaged content to import with `pkgdist dp prestage FILE`.
+    Prestage(PrestageArgs),
+}
+
+#[derive(Args)]
+pub struct PrestageArgs {
+    #[command(flatten)]
+    lib: LibraryArgs,
+    /// A content ID (PS100001.3), or a package ID for its latest version.
+    content: String,
+    /// The file to write (it must not exist).
+    file: PathBuf,
 }
 
 #[derive(Args)]
@@ -94,6 +107,10 @@ pub fn run(cmd: ContentCommand, json: bool) -> Result<ExitCode> {
         ContentCommand::List(mut a) => {
             a.json = json;
             list(a)
+        }
+        ContentCommand::Prestage(mut a) => {
+            a.lib.json = json;
+            prestage(a)
         }
     }
 }
@@ -251,6 +268,58 @@ fn export(a: ExportArgs) -> Result<ExitCode> {
             stats.directories,
             stats.symlinks,
             a.dest.display()
+        ))?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn prestage(a: PrestageArgs) -> Result<ExitCode> {
+    let lib = open(&a.lib)?;
+    let content: ContentId = match a.content.parse() {
+        Ok(c) => c,
+        Err(_) => {
+            let package: PackageId = a
+                .content
+                .parse()
+                .context("CONTENT: a content ID (PS100001.3) or a package ID")?;
+            lib.latest(package)?
+                .with_context(|| format!("{package} has no version in the library at {}", a.lib.library.display()))?
+        }
+    };
+    let out = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&a.file)
+        .with_context(|| format!("creating {} (it must not exist)", a.file.display()))?;
+    let mut out = std::io::BufWriter::with_capacity(1 << 20, out);
+    let written = match pkgdist_content::prestage::write(&lib, content, &mut out) {
+        Ok(w) => w,
+        Err(e) => {
+            drop(out);
+            let _ = std::fs::remove_file(&a.file);
+            return Err(e).with_context(|| format!("writing {content} to {}", a.file.display()));
+        }
+    };
+    out.into_inner()
+        .map_err(|e| e.into_error())
+        .and_then(|f| f.sync_all())
+        .with_context(|| format!("writing {}", a.file.display()))?;
+    if a.lib.json {
+        output::json(&serde_json::json!({
+            "Content": written.content.to_string(),
+            "ManifestHash": written.manifest_hash.to_hex(),
+            "Chunks": written.chunks,
+            "StoredBytes": written.stored_bytes,
+            "File": a.file.display().to_string(),
+        }))?;
+    } else {
+        output::line(format!(
+            "wrote {} to {}: {} chunks ({}), manifest {}",
+            written.content,
+            a.file.display(),
+            written.chunks,
+            output::bytes(written.stored_bytes),
+            written.manifest_hash.to_hex()
         ))?;
     }
     Ok(ExitCode::SUCCESS)
