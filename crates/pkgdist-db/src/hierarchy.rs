@@ -268,6 +268,9 @@ impl Db {
                 continue;
             }
             if s.site_code == child {
+                if s.default_name {
+                    continue; // the name given here stands
+                }
                 sqlx::query("UPDATE sites SET site_name = $2 WHERE site_code = $1")
                     .bind(child.to_owned())
                     .bind(s.site_name.clone())
@@ -308,10 +311,10 @@ impl Db {
         for d in &report.dps {
             seen_dps.insert(d.nal_path.clone());
             let r = sqlx::query(
-                "INSERT INTO distribution_points (nal_path, name, site_code, description, is_pull, created_at, via_site)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7)
+                "INSERT INTO distribution_points (nal_path, name, site_code, description, is_pull, created_at, via_site, url)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
                  ON CONFLICT (nal_path) DO UPDATE SET name = excluded.name, site_code = excluded.site_code,
-                    description = excluded.description, is_pull = excluded.is_pull
+                    description = excluded.description, is_pull = excluded.is_pull, url = excluded.url
                  WHERE distribution_points.via_site = $7",
             )
             .bind(d.nal_path.clone())
@@ -321,6 +324,7 @@ impl Db {
             .bind(d.is_pull)
             .bind(time.to_owned())
             .bind(child.to_owned())
+            .bind(d.url.clone())
             .execute(&mut *tx)
             .await
             .map_err(conflict(format!(
@@ -343,6 +347,24 @@ impl Db {
                 .bind(nal)
                 .execute(&mut *tx)
                 .await?;
+        }
+        // Their pull sources, as reported (shown here; the child's site acts on them), among
+        // the DPs this report holds.
+        sqlx::query(
+            "DELETE FROM pull_sources WHERE nal_path IN (SELECT nal_path FROM distribution_points WHERE via_site = $1)",
+        )
+        .bind(child.to_owned())
+        .execute(&mut *tx)
+        .await?;
+        for d in &report.dps {
+            for (source, rank) in d.sources.iter().filter(|(s, _)| seen_dps.contains(s)) {
+                sqlx::query("INSERT INTO pull_sources (nal_path, source_nal, rank) VALUES ($1, $2, $3)")
+                    .bind(d.nal_path.clone())
+                    .bind(source.clone())
+                    .bind(*rank)
+                    .execute(&mut *tx)
+                    .await?;
+            }
         }
         // Their rows: each reported one written (looking up only its package's version)…
         let mut versions: HashMap<String, Option<i64>> = HashMap::new();

@@ -297,6 +297,12 @@ pub struct ReportedDp {
     pub site_code: String,
     pub description: String,
     pub is_pull: i64,
+    /// Where its site reaches it: set once it enrolled there (the top shows it enrolled).
+    #[serde(default)]
+    pub url: Option<String>,
+    /// A pull DP's sources (NAL path, rank), lowest rank first.
+    #[serde(default)]
+    pub sources: Vec<(String, i64)>,
 }
 
 /// A site below this one as its parent's child reports it.
@@ -306,6 +312,10 @@ pub struct ReportedSite {
     pub site_name: String,
     pub parent_code: String,
     pub url: Option<String>,
+    /// The reporting site's own name is only the default (site.toml sets none): the name its
+    /// parent gave it (`pkgdist site add --name`) stands.
+    #[serde(default)]
+    pub default_name: bool,
 }
 
 /// A row removed below this site, as its site reports it.

@@ -204,7 +204,12 @@ fn distribution_points() -> View {
                 "(SELECT COUNT(*) FROM dp_group_members m WHERE m.nal_path = d.nal_path)",
             ),
             text("Url", "d.url").nullable(),
-            boolean("Enrolled", "CASE WHEN d.credential_hash IS NULL THEN 0 ELSE 1 END"),
+            // A DP below enrolled with its own site, which reported where it is.
+            boolean(
+                "Enrolled",
+                "CASE WHEN (d.via_site IS NULL AND d.credential_hash IS NOT NULL)
+                    OR (d.via_site IS NOT NULL AND d.url IS NOT NULL) THEN 1 ELSE 0 END",
+            ),
             boolean("PreStagingAllowed", "d.prestaging"),
             boolean("RepairDamagedContent", "d.repair_damaged"),
             text("ValidationSchedule", "d.validation_schedule"),

@@ -192,8 +192,11 @@ fn default_lease_secs() -> u64 {
     60
 }
 
+/// The name of a site whose site.toml gives none.
+pub const DEFAULT_SITE_NAME: &str = "pkgdist site";
+
 fn default_name() -> String {
-    "pkgdist site".into()
+    DEFAULT_SITE_NAME.into()
 }
 
 fn default_listen() -> String {

@@ -637,23 +637,31 @@ async fn build_report(state: &AppState, own_url: &str, base: Option<i64>) -> Res
         site_name: state.site_name.clone(),
         parent_code: state.position().parent.unwrap_or_default(),
         url: Some(own_url.to_owned()),
+        default_name: state.site_name == crate::config::DEFAULT_SITE_NAME,
     }];
     sites.extend(db.sites().await?.into_iter().map(|s| ReportedSite {
         site_code: s.site_code,
         site_name: s.site_name,
         parent_code: s.parent_code,
         url: s.url,
+        default_name: false,
     }));
+    let mut sources: HashMap<String, Vec<(String, i64)>> = HashMap::new();
+    for s in db.pull_sources().await? {
+        sources.entry(s.nal_path).or_default().push((s.source_nal, s.rank));
+    }
     let dps = db
         .dps()
         .await?
         .into_iter()
         .map(|d| ReportedDp {
+            sources: sources.remove(&d.nal_path).unwrap_or_default(),
             nal_path: d.nal_path,
             name: d.name,
             site_code: d.site_code,
             description: d.description,
             is_pull: d.is_pull,
+            url: d.url,
         })
         .collect();
     let rows = rows

@@ -108,6 +108,14 @@ fn three_levels_distribute_refresh_and_report_up() {
     let dir = TempDir::new().unwrap();
     let cas = Site::start_coded(&dir.path().join("cas"), "CAS", "", &[]);
     let pr1 = cas.add_child(&dir.path().join("pr1"), "PR1");
+    // PR2's site.toml names it nothing: the name CAS gave it (`site add --name`) stands.
+    let pr2_data = dir.path().join("pr2/site");
+    std::fs::create_dir_all(&pr2_data).unwrap();
+    std::fs::write(
+        pr2_data.join("site.toml"),
+        "site-code = \"PR2\"\n[distribution]\nretry-count = 100\nretry-delay-secs = 1\npoll-ms = 100\nlease-secs = 5\n",
+    )
+    .unwrap();
     let pr2 = cas.add_child(&dir.path().join("pr2"), "PR2");
     let se1 = pr1.add_child(&dir.path().join("se1"), "SE1");
 
@@ -124,10 +132,25 @@ fn three_levels_distribute_refresh_and_report_up() {
         let sites = cas.get("SMS_Site")["value"].as_array().unwrap().clone();
         let dps = names(&cas, "SMS_DistributionPointInfo", "Name");
         let want = ["dp-p1", "dp-p2", "dp-q1", "dp-s1", "dp-s2"];
-        (sites.len() == 4 && dps == want)
+        // Each enrolled with its own site, which says so up the hierarchy.
+        let info = cas.get("SMS_DistributionPointInfo")["value"]
+            .as_array()
+            .unwrap()
+            .clone();
+        let enrolled = info.iter().all(|d| d["Enrolled"] == true);
+        (sites.len() == 4 && dps == want && enrolled)
             .then_some(())
-            .ok_or(format!("{sites:#?} {dps:?}"))
+            .ok_or(format!("{sites:#?} {info:#?}"))
     });
+    // The top sees the pull DPs below with their sources, through one and two links.
+    let info =
+        |name: &str| cas.get(&format!("SMS_DistributionPointInfo?$filter=Name%20eq%20'{name}'"))["value"][0].clone();
+    for (pull, source) in [("dp-p2", "dp-p1"), ("dp-s2", "dp-s1")] {
+        let d = info(pull);
+        assert_eq!(d["IsPullDP"], true, "{d}");
+        assert_eq!(d["SourceDistributionPoints"], json!([info(source)["NALPath"]]), "{d}");
+        assert_eq!(d["SourceDPRanks"], json!([1]), "{d}");
+    }
     let sites = cas.get("SMS_Site")["value"].as_array().unwrap().clone();
     let by = |code: &str| sites.iter().find(|s| s["SiteCode"] == code).unwrap().clone();
     assert_eq!(by("CAS")["Type"], 4, "{sites:#?}");
@@ -136,6 +159,12 @@ fn three_levels_distribute_refresh_and_report_up() {
     assert_eq!(by("SE1")["Type"], 1);
     assert_eq!(by("SE1")["ReportingSiteCode"], "PR1");
     assert_eq!(by("PR2")["ReportingSiteCode"], "CAS");
+    assert_eq!(
+        by("PR2")["SiteName"],
+        "PR2 site",
+        "the name given at CAS, not the default"
+    );
+    assert_eq!(by("SE1")["SiteName"], "SE1 site");
     let out = se1.cli(&["site", "list"]);
     assert!(out.contains("SE1") && out.contains("secondary"), "{out}");
 
@@ -194,6 +223,13 @@ fn three_levels_distribute_refresh_and_report_up() {
 
     cas.cli(&["package", "distribute", &pkg, "dp-p1", "dp-p2", "dp-s1", "dp-s2"]);
     cas.wait_installed(&pkg, 4, 1);
+    // `pkgdist status` at the top: one line per package and site, with a site column.
+    let out = cas.cli(&["status"]);
+    assert!(out.lines().next().unwrap().contains("SITE"), "{out}");
+    let lines: Vec<&str> = out.lines().filter(|l| l.starts_with(&pkg)).collect();
+    for code in ["PR1", "SE1"] {
+        assert!(lines.iter().any(|l| l.contains(&format!(" {code} "))), "{code}: {out}");
+    }
     for dp in [&p1, &p2, &s1, &s2] {
         assert_serves(dp, &pkg, &src);
     }

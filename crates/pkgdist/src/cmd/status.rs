@@ -183,8 +183,10 @@ async fn view(c: &Client, package: Option<&str>) -> Result<View> {
         None => {
             let summary: Vec<PackageStatusDetailSummarizer> =
                 c.list_as("SMS_PackageStatusDetailSummarizer", &[]).await?;
+            // One line per package and site: a package's DPs below are counted at their site.
             let mut t = output::Table::new(&[
                 ("PACKAGE", false),
+                ("SITE", false),
                 ("VERSION", true),
                 ("TARGETED", true),
                 ("INSTALLED", true),
@@ -195,6 +197,7 @@ async fn view(c: &Client, package: Option<&str>) -> Result<View> {
             for p in &summary {
                 t.row(vec![
                     p.package_id.clone(),
+                    p.site_code.clone(),
                     p.source_version.to_string(),
                     p.targeted.to_string(),
                     p.installed.to_string(),
