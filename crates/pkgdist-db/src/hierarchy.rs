@@ -348,6 +348,47 @@ impl Db {
                 .execute(&mut *tx)
                 .await?;
         }
+        // Status messages of the subtree after the mark, about its own DPs only: numbered
+        // here as they arrive, the mark moved to the newest, so a report sent again adds none.
+        let mark: i64 = sqlx::query_scalar("SELECT status_seq FROM sites WHERE site_code = $1")
+            .bind(child.to_owned())
+            .fetch_optional(&mut *tx)
+            .await?
+            .unwrap_or(0);
+        let mut newest = mark;
+        for m in report
+            .statuses
+            .iter()
+            .filter(|m| m.id > mark && seen_dps.contains(&m.nal_path))
+        {
+            sqlx::query(
+                "INSERT INTO status_messages (package_id, nal_path, site_code, message_id, message_state, severity,
+                    description, bytes_transferred, time)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            )
+            .bind(m.package_id.clone())
+            .bind(m.nal_path.clone())
+            .bind(m.site_code.clone())
+            .bind(m.message_id)
+            .bind(m.message_state)
+            .bind(m.severity)
+            .bind(m.description.clone())
+            .bind(m.bytes_transferred)
+            .bind(m.time.clone())
+            .execute(&mut *tx)
+            .await?;
+            newest = newest.max(m.id);
+        }
+        if let Some(last) = report.statuses.iter().map(|m| m.id).max().filter(|l| *l > newest) {
+            newest = last; // messages about DPs not reported: skipped, not asked for again
+        }
+        if newest != mark {
+            sqlx::query("UPDATE sites SET status_seq = $2 WHERE site_code = $1")
+                .bind(child.to_owned())
+                .bind(newest)
+                .execute(&mut *tx)
+                .await?;
+        }
         // Their pull sources, as reported (shown here; the child's site acts on them), among
         // the DPs this report holds.
         sqlx::query(
@@ -620,6 +661,18 @@ impl Db {
     pub async fn pull_sources(&self) -> Result<Vec<PullSourceRow>> {
         Ok(
             sqlx::query_as("SELECT * FROM pull_sources ORDER BY nal_path, rank, source_nal")
+                .fetch_all(&self.pool)
+                .await?,
+        )
+    }
+
+    /// Status messages after `after` (by ID), oldest first, at most `limit`: what a report
+    /// takes up to the parent.
+    pub async fn statuses_after(&self, after: i64, limit: i64) -> Result<Vec<crate::StatusRow>> {
+        Ok(
+            sqlx::query_as("SELECT * FROM status_messages WHERE id > $1 ORDER BY id LIMIT $2")
+                .bind(after)
+                .bind(limit)
                 .fetch_all(&self.pool)
                 .await?,
         )

@@ -239,6 +239,9 @@ pub struct SiteRow {
     /// SHA-256 of the certificate issued at enrollment over TLS: requests must present it.
     #[sqlx(default)]
     pub cert_sha256: Option<String>,
+    /// The child's status message IDs taken up to (a report carries the ones after).
+    #[sqlx(default)]
+    pub status_seq: i64,
     /// The most this site sends the child per second; 0 unlimited.
     pub rate_bytes_per_sec: i64,
     /// How far the child has applied this site's intents.
@@ -343,6 +346,10 @@ pub struct Report {
     pub rows: Vec<ReportedRow>,
     #[serde(default)]
     pub removed: Vec<ReportedRemoval>,
+    /// Status messages of the child's subtree after the parent's mark (`SyncResponse`), oldest
+    /// first, a bounded batch per report.
+    #[serde(default)]
+    pub statuses: Vec<StatusRow>,
 }
 
 /// What became of a report.
@@ -412,7 +419,7 @@ pub struct Progress {
     pub total: i64,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow, serde::Serialize, serde::Deserialize)]
 pub struct StatusRow {
     pub id: i64,
     pub package_id: String,

@@ -121,6 +121,7 @@ pub async fn create_site(state: &AppState, new: &NewSite) -> Result<(SiteRow, St
         enrollment_token_hash: Some(auth::hash(&token)),
         credential_hash: None,
         cert_sha256: None,
+        status_seq: 0,
         rate_bytes_per_sec: rate(new.rate_bytes_per_sec)?.unwrap_or(0),
         applied_seq: 0,
         last_report_at: None,

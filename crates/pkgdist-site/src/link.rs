@@ -88,6 +88,10 @@ pub struct SyncResponse {
     pub packages_epoch: i64,
     pub packages: Option<Vec<PackageMeta>>,
     pub intents: Vec<IntentMsg>,
+    /// The child's status message IDs this site has taken up to: the child's report carries
+    /// the ones after. `None` from a parent that takes none.
+    #[serde(default)]
+    pub status_seq: Option<i64>,
 }
 
 /// The parent's answer to a report.
@@ -353,6 +357,7 @@ async fn sync(
         packages_epoch,
         packages,
         intents,
+        status_seq: Some(child.status_seq),
     }))
 }
 

@@ -58,6 +58,8 @@ fn applied_key(state: &AppState) -> String {
 /// A report goes up when it changed, and at least this often (the parent shows when it last
 /// heard from the child).
 const REPORT_EVERY: Duration = Duration::from_secs(15);
+/// Status messages one report carries up at most (the rest go with the next rounds).
+const STATUS_BATCH: i64 = 5000;
 /// How long a first start keeps trying to reach the parent to enroll.
 const ENROLL_PATIENCE: Duration = Duration::from_secs(120);
 /// The longest wait between attempts when the parent cannot be reached.
@@ -416,12 +418,16 @@ async fn round(
     }
     apply_intents(state, &sync.intents).await?;
 
-    let report = build_report(state, own_url, progress.acked).await?;
+    let mut report = build_report(state, own_url, progress.acked).await?;
+    if let Some(mark) = sync.status_seq {
+        report.statuses = state.db.statuses_after(mark, STATUS_BATCH).await?;
+    }
     let whole = blake3::hash(&serde_json::to_vec(&(report.applied_seq, &report.sites, &report.dps))?);
     // Nothing changed since the last report the parent took: say so only now and then.
     let quiet = report.base.is_some()
         && report.rows.is_empty()
         && report.removed.is_empty()
+        && report.statuses.is_empty()
         && progress
             .last_report
             .is_some_and(|(h, at)| h == whole && at.elapsed() < REPORT_EVERY);
@@ -691,6 +697,7 @@ async fn build_report(state: &AppState, own_url: &str, base: Option<i64>) -> Res
         dps,
         rows,
         removed,
+        statuses: Vec::new(),
     })
 }
 

@@ -223,6 +223,25 @@ fn three_levels_distribute_refresh_and_report_up() {
 
     cas.cli(&["package", "distribute", &pkg, "dp-p1", "dp-p2", "dp-s1", "dp-s2"]);
     cas.wait_installed(&pkg, 4, 1);
+    // Status messages go up: the top has each DP's "installed" message, once, as its own
+    // site recorded it.
+    let installed = |site: &Site, dp: &str| {
+        site.statuses(&pkg)
+            .into_iter()
+            .filter(|m| m["Name"] == dp && m["MessageID"] == 2330 && m["MessageState"] == 1)
+            .count()
+    };
+    wait(Duration::from_secs(30), "the installed messages at the top", || {
+        let all = ["dp-p1", "dp-p2", "dp-s1", "dp-s2"].map(|d| installed(&cas, d));
+        (all.iter().all(|n| *n >= 1)).then_some(()).ok_or(format!("{all:?}"))
+    });
+    assert_eq!(installed(&cas, "dp-s1"), installed(&se1, "dp-s1"), "no message twice");
+    let up = cas.last_success(&pkg, "dp-s1");
+    assert_eq!(up["SiteCode"], "SE1", "{up}");
+    assert_eq!(
+        up["BytesTransferred"],
+        se1.last_success(&pkg, "dp-s1")["BytesTransferred"]
+    );
     // `pkgdist status` at the top: one line per package and site, with a site column.
     let out = cas.cli(&["status"]);
     assert!(out.lines().next().unwrap().contains("SITE"), "{out}");

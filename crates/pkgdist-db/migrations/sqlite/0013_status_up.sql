@@ -1,0 +1,3 @@
+-- Status messages go up the hierarchy (issue 20): how far this site has taken each child's
+-- status messages (the child's message IDs). A report carries the messages after it.
+ALTER TABLE sites ADD COLUMN status_seq INTEGER NOT NULL DEFAULT 0;
