@@ -229,12 +229,31 @@ impl fmt::Display for Operand {
     }
 }
 
+/// Printed with the parentheses the grammar needs and no more (`or` and `and` group to the
+/// left, `and` binds tighter, `not` tightest), so a parsed filter printed parses back to the
+/// same tree, and nests no deeper than it was given: a long `a or b or c …` chain printed with
+/// a pair per operator would exceed the nesting limit (found by fuzzing).
 impl fmt::Display for Filter {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fn part(f: &mut fmt::Formatter<'_>, x: &Filter, paren: bool) -> fmt::Result {
+            if paren { write!(f, "({x})") } else { write!(f, "{x}") }
+        }
+        let or = |x: &Filter| matches!(x, Filter::Or(..));
+        let binary = |x: &Filter| matches!(x, Filter::Or(..) | Filter::And(..));
         match self {
-            Filter::Or(a, b) => write!(f, "({a} or {b})"),
-            Filter::And(a, b) => write!(f, "({a} and {b})"),
-            Filter::Not(a) => write!(f, "not ({a})"),
+            Filter::Or(a, b) => {
+                write!(f, "{a} or ")?;
+                part(f, b, or(b))
+            }
+            Filter::And(a, b) => {
+                part(f, a, or(a))?;
+                f.write_str(" and ")?;
+                part(f, b, binary(b))
+            }
+            Filter::Not(a) => {
+                f.write_str("not ")?;
+                part(f, a, binary(a))
+            }
             Filter::Cmp(a, op, b) => write!(f, "{a} {} {b}", op.name()),
             Filter::Is(o) => write!(f, "{o}"),
         }

@@ -192,3 +192,24 @@ fn errors_say_what_and_where() {
     assert!(Query::parse(None, None, Some("Name sideways"), None, None, &known).is_err());
     assert!(Query::parse(None, Some("Bogus"), None, None, None, &known).is_err());
 }
+
+/// Found by fuzzing (fuzz/fuzz_targets/odata.rs): a long `or` chain parsed, but printed with a
+/// pair of parentheses per operator it nested past the limit and did not parse back.
+#[test]
+fn printed_filters_parse_back_however_long_the_chain() {
+    let known = |_: &str| true;
+    let chain = vec!["Z"; 70].join(" or ");
+    let f = Filter::parse(&chain, &known).unwrap();
+    assert_eq!(Filter::parse(&f.to_string(), &known).unwrap(), f);
+    for s in [
+        "a or (b or c)",
+        "(a or b) and c",
+        "a and (b and c)",
+        "not (a or b) and c",
+        "not not a",
+        "a eq 1 or b ne 'x' and not c",
+    ] {
+        let f = Filter::parse(s, &known).unwrap();
+        assert_eq!(Filter::parse(&f.to_string(), &known).unwrap(), f, "{s} printed as {f}");
+    }
+}
