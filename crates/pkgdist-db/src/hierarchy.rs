@@ -656,6 +656,75 @@ impl Db {
         Ok(had.map(|h| h.0))
     }
 
+    /// Takes a package owned by a site below this one as its child reports it: inserted, or
+    /// its metadata and version replaced when they changed (the owner's rows come in reports,
+    /// so no version is recorded here). Refused if the ID is owned by another site here.
+    /// Answers whether anything changed.
+    pub async fn upsert_package_from_below(&self, p: &PackageRow) -> Result<bool> {
+        let mut tx = self.begin().await?;
+        let had: Option<PackageRow> = sqlx::query_as("SELECT * FROM packages WHERE package_id = $1")
+            .bind(p.package_id.clone())
+            .fetch_optional(&mut *tx)
+            .await?;
+        let changed = match had {
+            None => {
+                crate::insert_package_in(&mut tx, p).await?;
+                true
+            }
+            Some(h) if h.source_site != p.source_site => {
+                return Err(DbError::Conflict(format!(
+                    "package ID {} (owned by site {} here, by {} below)",
+                    p.package_id, h.source_site, p.source_site
+                )));
+            }
+            Some(h) => {
+                let same = (
+                    h.package_type,
+                    &h.name,
+                    &h.version,
+                    &h.manufacturer,
+                    &h.language,
+                    &h.description,
+                ) == (
+                    p.package_type,
+                    &p.name,
+                    &p.version,
+                    &p.manufacturer,
+                    &p.language,
+                    &p.description,
+                ) && (h.pkg_flags, h.priority, h.source_version, h.package_size)
+                    == (p.pkg_flags, p.priority, p.source_version, p.package_size)
+                    && (&h.source_date, &h.manifest_hash) == (&p.source_date, &p.manifest_hash);
+                if !same {
+                    sqlx::query(
+                        "UPDATE packages SET package_type = $2, name = $3, version = $4, manufacturer = $5,
+                            language = $6, description = $7, pkg_flags = $8, priority = $9, source_version = $10,
+                            package_size = $11, source_date = $12, manifest_hash = $13
+                         WHERE package_id = $1",
+                    )
+                    .bind(p.package_id.clone())
+                    .bind(p.package_type)
+                    .bind(p.name.clone())
+                    .bind(p.version.clone())
+                    .bind(p.manufacturer.clone())
+                    .bind(p.language.clone())
+                    .bind(p.description.clone())
+                    .bind(p.pkg_flags)
+                    .bind(p.priority)
+                    .bind(p.source_version)
+                    .bind(p.package_size)
+                    .bind(p.source_date.clone())
+                    .bind(p.manifest_hash.clone())
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                !same
+            }
+        };
+        tx.commit().await?;
+        Ok(changed)
+    }
+
     // ---- pull DPs ----
 
     pub async fn pull_sources(&self) -> Result<Vec<PullSourceRow>> {

@@ -268,6 +268,16 @@ impl Db {
             .await?)
     }
 
+    /// Packages not being deleted, owned by `owners`: what a child reports up (its own and
+    /// those of the sites below it).
+    pub async fn live_packages_of(&self, owners: &[String]) -> Result<Vec<PackageRow>> {
+        let mut all: Vec<PackageRow> = sqlx::query_as("SELECT * FROM packages WHERE deleting = 0 ORDER BY package_id")
+            .fetch_all(&self.pool)
+            .await?;
+        all.retain(|p| owners.contains(&p.source_site));
+        Ok(all)
+    }
+
     /// Deletes a package with its DP assignments, group links and status messages.
     pub async fn delete_package(&self, id: &str) -> Result<bool> {
         let mut tx = self.begin().await?;
@@ -423,11 +433,12 @@ impl Db {
         Ok(true)
     }
 
-    /// Packages owned by another site than `own`, with a version, that some row here (not
-    /// being removed) targets: what a child site must replicate. Highest priority first.
+    /// Packages owned by a site above (not `own`, not one below), with a version, that some
+    /// row here (not being removed) targets: what a child site must replicate. Highest priority first.
     pub async fn replication_candidates(&self, own: &str) -> Result<Vec<PackageRow>> {
         Ok(sqlx::query_as(
             "SELECT p.* FROM packages p WHERE p.source_site <> $1 AND p.source_version > 0
+                AND p.source_site NOT IN (SELECT site_code FROM sites)
                 AND EXISTS (SELECT 1 FROM package_dps r WHERE r.package_id = p.package_id AND r.state NOT IN (4, 5, 6))
              ORDER BY p.priority, p.package_id",
         )

@@ -433,6 +433,7 @@ async fn hierarchy(db: &Db) {
     db.insert_package(&p).await.unwrap();
     let nal = "nal-far".to_owned();
     let report = |applied: i64, rows: Vec<ReportedRow>| Report {
+        statuses: vec![],
         applied_seq: applied,
         seq: 0,
         base: None,
@@ -442,6 +443,7 @@ async fn hierarchy(db: &Db) {
             site_name: "SE1".into(),
             parent_code: "PR1".into(),
             url: None,
+            default_name: false,
         }],
         dps: vec![ReportedDp {
             nal_path: nal.clone(),
@@ -449,6 +451,8 @@ async fn hierarchy(db: &Db) {
             site_code: "SE1".into(),
             description: String::new(),
             is_pull: 0,
+            url: None,
+            sources: Vec::new(),
         }],
         rows,
     };
@@ -530,6 +534,7 @@ async fn hierarchy(db: &Db) {
         site_name: "impostor".into(),
         parent_code: "PR1".into(),
         url: None,
+        default_name: false,
     });
     db.apply_report("PR1", Some("PS1"), &t(9), &bad).await.unwrap();
     assert!(db.site("PS1").await.unwrap().is_none());
@@ -635,6 +640,7 @@ async fn change_feed(db: &Db) {
     db.insert_site(&child).await.unwrap();
     let nal = "nal-seven".to_owned();
     let report = |base: Option<i64>, seq: i64, rows: Vec<ReportedRow>, removed: Vec<ReportedRemoval>| Report {
+        statuses: vec![],
         applied_seq: 0,
         seq,
         base,
@@ -645,6 +651,8 @@ async fn change_feed(db: &Db) {
             site_code: "PR7".into(),
             description: String::new(),
             is_pull: 0,
+            url: None,
+            sources: Vec::new(),
         }],
         rows,
         removed,

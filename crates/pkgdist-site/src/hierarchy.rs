@@ -186,3 +186,56 @@ pub async fn delete_site(state: &AppState, code: &str) -> Result<(), OpError> {
     tracing::info!(site = %code, "child site deleted, with everything known through it");
     Ok(())
 }
+
+/// Site `code` and every site below it, as this site knows them (a site's `via_site` is the
+/// child it is reached through).
+pub(crate) async fn subtree(state: &AppState, code: &str) -> ApiResult<std::collections::HashSet<String>> {
+    let mut below: std::collections::HashSet<String> = state
+        .db
+        .sites()
+        .await?
+        .into_iter()
+        .filter(|s| s.via_site == code)
+        .map(|s| s.site_code)
+        .collect();
+    below.insert(code.to_owned());
+    Ok(below)
+}
+
+/// Takes the packages owned in child `child`'s subtree, as it reports them when they change:
+/// new ones inserted, changed ones updated (read-only here: only the owner changes them), and
+/// those no longer listed forgotten. A package claiming an owner outside the subtree, or an ID
+/// another site owns here, is refused (logged) and the rest taken.
+pub(crate) async fn packages_from_below(
+    state: &AppState,
+    child: &str,
+    packages: &[crate::link::PackageMeta],
+) -> ApiResult<()> {
+    let below = subtree(state, child).await?;
+    let mut changed = false;
+    for meta in packages {
+        if !below.contains(&meta.source_site) {
+            tracing::warn!(child, package = %meta.package_id, owner = %meta.source_site, "a child reported a package owned outside its subtree; ignored");
+            continue;
+        }
+        match state.db.upsert_package_from_below(&meta.row()).await {
+            Ok(c) => changed |= c,
+            Err(pkgdist_db::DbError::Conflict(what)) => {
+                tracing::error!(child, package = %meta.package_id, %what, "package from below refused: its ID is already used here");
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    let listed: std::collections::HashSet<&str> = packages.iter().map(|m| m.package_id.as_str()).collect();
+    for p in state.db.packages().await? {
+        if below.contains(&p.source_site) && !listed.contains(p.package_id.as_str()) {
+            tracing::info!(package = %p.package_id, owner = %p.source_site, "package deleted below: forgetting it here");
+            crate::ops::packages::forget(state, &p.package_id).await?;
+            changed = true;
+        }
+    }
+    if changed {
+        state.work.notify_one();
+    }
+    Ok(())
+}

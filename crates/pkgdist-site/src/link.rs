@@ -94,6 +94,17 @@ pub struct SyncResponse {
     pub status_seq: Option<i64>,
 }
 
+/// A report as a child sends it: its subtree's sites, DPs, rows and status messages
+/// (`Report`), and the packages owned in its subtree when they changed (ConfigMgr replicates
+/// package definitions to the whole hierarchy).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ReportBody {
+    #[serde(flatten)]
+    pub report: Report,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub packages: Option<Vec<PackageMeta>>,
+}
+
 /// The parent's answer to a report.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize)]
 pub struct ReportResponse {
@@ -337,6 +348,7 @@ async fn sync(
     // The version before the list: a change landing in between is listed now and makes the
     // next poll list again, never the other way round.
     let packages_epoch = state.db.package_epoch().await?;
+    let below = crate::hierarchy::subtree(&state, &child.site_code).await?;
     let packages = if q.packages == Some(packages_epoch) {
         None
     } else {
@@ -346,7 +358,8 @@ async fn sync(
                 .packages()
                 .await?
                 .iter()
-                .filter(|p| p.source_site != child.site_code)
+                // Not the child's own, nor those of sites below it: they came from there.
+                .filter(|p| p.source_site != child.site_code && !below.contains(&p.source_site))
                 .map(PackageMeta::of)
                 .collect(),
         )
@@ -364,8 +377,14 @@ async fn sync(
 async fn report(
     State(state): State<AppState>,
     Extension(child): Extension<SiteRow>,
-    body: JsonBody<Report>,
+    body: JsonBody<ReportBody>,
 ) -> ApiResult<Json<ReportResponse>> {
+    let ReportBody { report, packages } = body.0;
+    // Packages first: the rows of this report may be of a package new here.
+    if let Some(packages) = &packages {
+        crate::hierarchy::packages_from_below(&state, &child.site_code, packages).await?;
+    }
+    let body = JsonBody(report);
     let applied = state
         .db
         .apply_report(&child.site_code, Some(state.site_code.as_str()), &crate::now(), &body.0)

@@ -373,6 +373,9 @@ struct Progress {
     packages_at: Option<Instant>,
     /// What the last report sent whole (intents applied, sites, DPs), and when.
     last_report: Option<(blake3::Hash, Instant)>,
+    /// The packages owned in this subtree the parent took last (their hash), and the local
+    /// package version they were read at: read again only when that moves.
+    packages_up: Option<(blake3::Hash, i64)>,
 }
 
 async fn round(
@@ -422,17 +425,27 @@ async fn round(
     if let Some(mark) = sync.status_seq {
         report.statuses = state.db.statuses_after(mark, STATUS_BATCH).await?;
     }
+    let packages_up = packages_to_report(state, progress).await?;
+    if let Some((None, hash, epoch)) = &packages_up {
+        // Read again but unchanged: nothing to send, and nothing to read until it moves.
+        progress.packages_up = Some((*hash, *epoch));
+    }
+    let seq = report.seq;
     let whole = blake3::hash(&serde_json::to_vec(&(report.applied_seq, &report.sites, &report.dps))?);
     // Nothing changed since the last report the parent took: say so only now and then.
     let quiet = report.base.is_some()
         && report.rows.is_empty()
         && report.removed.is_empty()
         && report.statuses.is_empty()
+        && packages_up.as_ref().is_none_or(|(list, ..)| list.is_none())
         && progress
             .last_report
             .is_some_and(|(h, at)| h == whole && at.elapsed() < REPORT_EVERY);
     if !quiet {
-        let body = serde_json::to_vec(&report)?;
+        let body = serde_json::to_vec(&link::ReportBody {
+            report,
+            packages: packages_up.as_ref().and_then(|(list, ..)| list.clone()),
+        })?;
         let resp = http
             .post(format!("{}{}", link.url, link::REPORT_PATH))
             .bearer_auth(&link.credential)
@@ -451,11 +464,17 @@ async fn round(
         if !answer.accepted {
             // The parent's copy is not where this site thought (a restored parent, an answer
             // lost): the rows go whole next round.
-            tracing::info!(base = ?report.base, parent_has = answer.report_seq, "the parent asks for this site's rows whole");
+            tracing::info!(
+                parent_has = answer.report_seq,
+                "the parent asks for this site's rows whole"
+            );
             progress.acked = None;
             return Ok(());
         }
-        progress.acked = Some(report.seq);
+        progress.acked = Some(seq);
+        if let Some((_, hash, epoch)) = packages_up {
+            progress.packages_up = Some((hash, epoch));
+        }
         progress.last_report = Some((whole, Instant::now()));
     }
     Ok(())
@@ -506,8 +525,10 @@ async fn apply_packages(state: &AppState, packages: &[PackageMeta]) -> Result<bo
         }
     }
     let listed: std::collections::HashSet<&str> = packages.iter().map(|m| m.package_id.as_str()).collect();
+    // Packages of sites below came from there, not from the parent's list.
+    let below: HashSet<String> = state.db.sites().await?.into_iter().map(|s| s.site_code).collect();
     for p in state.db.packages().await? {
-        if p.source_site != own && !listed.contains(p.package_id.as_str()) {
+        if p.source_site != own && !below.contains(&p.source_site) && !listed.contains(p.package_id.as_str()) {
             tracing::info!(package = %p.package_id, owner = %p.source_site, "package deleted above: deleting it here");
             packages::forget(state, &p.package_id)
                 .await
@@ -523,6 +544,32 @@ async fn apply_packages(state: &AppState, packages: &[PackageMeta]) -> Result<bo
         state.work.notify_one();
     }
     Ok(all_taken)
+}
+
+/// The packages owned here and below, when the parent should be sent them: when they changed
+/// since the parent took them, or with a whole report. Read only when the local package
+/// version moved (or for a whole report), so a quiet link reads no package list.
+async fn packages_to_report(
+    state: &AppState,
+    progress: &Progress,
+) -> Result<Option<(Option<Vec<PackageMeta>>, blake3::Hash, i64)>, LinkError> {
+    let epoch = state.db.package_epoch().await?;
+    let whole = progress.acked.is_none();
+    if !whole && progress.packages_up.is_some_and(|(_, e)| e == epoch) {
+        return Ok(None);
+    }
+    let mut owners: Vec<String> = state.db.sites().await?.into_iter().map(|s| s.site_code).collect();
+    owners.push(state.site_code.to_string());
+    let list: Vec<PackageMeta> = state
+        .db
+        .live_packages_of(&owners)
+        .await?
+        .iter()
+        .map(PackageMeta::of)
+        .collect();
+    let hash = blake3::hash(&serde_json::to_vec(&list)?);
+    let send = whole || progress.packages_up.is_none_or(|(h, _)| h != hash);
+    Ok(Some((send.then_some(list), hash, epoch)))
 }
 
 /// Applies the parent's intents in order, with this site's own methods (which pass them on

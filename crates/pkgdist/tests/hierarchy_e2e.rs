@@ -344,6 +344,87 @@ fn three_levels_distribute_refresh_and_report_up() {
     assert_eq!(at_se1.len(), 1, "gone at the DP's own site too: {at_se1:#?}");
     let (status, _) = s1.download(&format!("{pkg}/"));
     assert_eq!(status, 404, "dp-s1 released the content");
+
+    // A package created below (at SE1) goes up: the top sees it, owned by SE1 and read-only
+    // there, and can target it at the DPs of SE1's subtree, not elsewhere; deleted at SE1, it
+    // goes at the top too.
+    let src2 = dir.path().join("src2");
+    source(&src2, 11);
+    let p2 = se1.cli_json(&[
+        "package",
+        "create",
+        "--name",
+        "made below",
+        "--source",
+        src2.to_str().unwrap(),
+    ])["PackageID"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    wait(Duration::from_secs(30), "the package made below, at the top", || {
+        let list = names(&cas, "SMS_Package", "PackageID");
+        list.contains(&p2).then_some(()).ok_or(format!("{list:?}"))
+    });
+    let seen = cas.get(&format!("SMS_Package('{p2}')"));
+    assert_eq!(seen["SourceSite"], "SE1", "{seen}");
+    assert_eq!(seen["SourceVersion"], 1, "{seen}");
+    assert!(
+        !names(&pr2, "SMS_Package", "PackageID").contains(&p2),
+        "a sibling's package"
+    );
+    let refresh = common::runtime().block_on(async {
+        reqwest::Client::new()
+            .post(format!(
+                "{}/AdminService/wmi/SMS_Package('{p2}')/AdminService.RefreshPkgSource",
+                cas.url()
+            ))
+            .bearer_auth(TOKEN)
+            .json(&json!({}))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    });
+    assert!(refresh.contains("belongs to site SE1"), "{refresh}");
+    let out = common::pkgdist()
+        .args([
+            "--site",
+            &cas.url(),
+            "--token",
+            TOKEN,
+            "package",
+            "distribute",
+            &p2,
+            "dp-p1",
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "a DP outside the owner's subtree");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("SE1"), "{err}");
+    cas.cli(&["package", "distribute", &p2, "dp-s1"]);
+    cas.wait_installed(&p2, 1, 1);
+    assert_serves(&s1, &p2, &src2);
+    assert!(
+        site_content(&pr1, &p2).is_empty(),
+        "content goes down from its owner, never up"
+    );
+    se1.cli(&["package", "remove", &p2, "dp-s1"]);
+    wait(Duration::from_secs(30), "the removal below", || {
+        let rows = se1.dp_rows(&p2);
+        rows.is_empty().then_some(()).ok_or(format!("{rows:#?}"))
+    });
+    se1.cli(&["package", "delete", &p2]);
+    wait(
+        Duration::from_secs(30),
+        "the package deleted below, gone at the top",
+        || {
+            let list = names(&cas, "SMS_Package", "PackageID");
+            (!list.contains(&p2)).then_some(()).ok_or(format!("{list:?}"))
+        },
+    );
 }
 
 /// A primary killed with SIGKILL while it replicates from the top over a throttled link, with
