@@ -348,7 +348,9 @@ async fn sync(
     // The version before the list: a change landing in between is listed now and makes the
     // next poll list again, never the other way round.
     let packages_epoch = state.db.package_epoch().await?;
-    let below = crate::hierarchy::subtree(&state, &child.site_code).await?;
+    // Packages owned below this site stay in the owner's subtree: their content goes down
+    // from the owner, never up, so no other child could be sent it.
+    let below: std::collections::HashSet<String> = state.db.sites().await?.into_iter().map(|s| s.site_code).collect();
     let packages = if q.packages == Some(packages_epoch) {
         None
     } else {
@@ -358,8 +360,8 @@ async fn sync(
                 .packages()
                 .await?
                 .iter()
-                // Not the child's own, nor those of sites below it: they came from there.
-                .filter(|p| p.source_site != child.site_code && !below.contains(&p.source_site))
+                // Owned here or above: not the child's own, nor any site's below.
+                .filter(|p| !below.contains(&p.source_site))
                 .map(PackageMeta::of)
                 .collect(),
         )

@@ -350,7 +350,7 @@ fn three_levels_distribute_refresh_and_report_up() {
     // goes at the top too.
     let src2 = dir.path().join("src2");
     source(&src2, 11);
-    let p2 = se1.cli_json(&[
+    let made_below = se1.cli_json(&[
         "package",
         "create",
         "--name",
@@ -363,19 +363,19 @@ fn three_levels_distribute_refresh_and_report_up() {
         .to_owned();
     wait(Duration::from_secs(30), "the package made below, at the top", || {
         let list = names(&cas, "SMS_Package", "PackageID");
-        list.contains(&p2).then_some(()).ok_or(format!("{list:?}"))
+        list.contains(&made_below).then_some(()).ok_or(format!("{list:?}"))
     });
-    let seen = cas.get(&format!("SMS_Package('{p2}')"));
+    let seen = cas.get(&format!("SMS_Package('{made_below}')"));
     assert_eq!(seen["SourceSite"], "SE1", "{seen}");
     assert_eq!(seen["SourceVersion"], 1, "{seen}");
     assert!(
-        !names(&pr2, "SMS_Package", "PackageID").contains(&p2),
+        !names(&pr2, "SMS_Package", "PackageID").contains(&made_below),
         "a sibling's package"
     );
     let refresh = common::runtime().block_on(async {
         reqwest::Client::new()
             .post(format!(
-                "{}/AdminService/wmi/SMS_Package('{p2}')/AdminService.RefreshPkgSource",
+                "{}/AdminService/wmi/SMS_Package('{made_below}')/AdminService.RefreshPkgSource",
                 cas.url()
             ))
             .bearer_auth(TOKEN)
@@ -396,7 +396,7 @@ fn three_levels_distribute_refresh_and_report_up() {
             TOKEN,
             "package",
             "distribute",
-            &p2,
+            &made_below,
             "dp-p1",
         ])
         .output()
@@ -404,27 +404,43 @@ fn three_levels_distribute_refresh_and_report_up() {
     assert!(!out.status.success(), "a DP outside the owner's subtree");
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("SE1"), "{err}");
-    cas.cli(&["package", "distribute", &p2, "dp-s1"]);
-    cas.wait_installed(&p2, 1, 1);
-    assert_serves(&s1, &p2, &src2);
+    cas.cli(&["package", "distribute", &made_below, "dp-s1"]);
+    cas.wait_installed(&made_below, 1, 1);
+    assert_serves(&s1, &made_below, &src2);
     assert!(
-        site_content(&pr1, &p2).is_empty(),
+        site_content(&pr1, &made_below).is_empty(),
         "content goes down from its owner, never up"
     );
-    se1.cli(&["package", "remove", &p2, "dp-s1"]);
+    se1.cli(&["package", "remove", &made_below, "dp-s1"]);
     wait(Duration::from_secs(30), "the removal below", || {
-        let rows = se1.dp_rows(&p2);
+        let rows = se1.dp_rows(&made_below);
         rows.is_empty().then_some(()).ok_or(format!("{rows:#?}"))
     });
-    se1.cli(&["package", "delete", &p2]);
+    se1.cli(&["package", "delete", &made_below]);
     wait(
         Duration::from_secs(30),
         "the package deleted below, gone at the top",
         || {
             let list = names(&cas, "SMS_Package", "PackageID");
-            (!list.contains(&p2)).then_some(()).ok_or(format!("{list:?}"))
+            (!list.contains(&made_below)).then_some(()).ok_or(format!("{list:?}"))
         },
     );
+
+    // Deleting at the top takes the content off every DP in the hierarchy first (the pull
+    // DPs below still hold it), then the package is gone everywhere.
+    cas.cli(&["package", "delete", &pkg]);
+    wait(Duration::from_secs(60), "the package deleted everywhere", || {
+        let left: Vec<bool> = [&cas, &pr1, &se1]
+            .iter()
+            .map(|site| names(site, "SMS_PackageBaseclass", "PackageID").contains(&pkg))
+            .collect();
+        let rows = cas.dp_rows(&pkg);
+        (left.iter().all(|has| !has) && rows.is_empty())
+            .then_some(())
+            .ok_or(format!("{left:?} {rows:#?}"))
+    });
+    assert_eq!(s2.download(&format!("{pkg}/")).0, 404, "dp-s2 dropped the content");
+    assert_eq!(p2.download(&format!("{pkg}/")).0, 404, "dp-p2 dropped the content");
 }
 
 /// A primary killed with SIGKILL while it replicates from the top over a throttled link, with
