@@ -128,13 +128,10 @@ impl Availability {
 
 /// ConfigMgr's "limited to specified maximum transfer rates by hour": 24 comma-separated
 /// percentages (0-100) of each hour spent sending, local midnight first.
-pub fn parse_hourly_percent(s: &str) -> Result<[u8; 24], String> {
+pub fn parse_hourly_percent(s: &str) -> Result<[u8; 24], HourlyPercentError> {
     let parts: Vec<&str> = s.split(',').map(str::trim).collect();
     if parts.len() != 24 {
-        return Err(format!(
-            "24 comma-separated percentages are needed (one per hour from local midnight), not {}",
-            parts.len()
-        ));
+        return Err(HourlyPercentError::Count(parts.len()));
     }
     let mut out = [0u8; 24];
     for (hour, (slot, p)) in out.iter_mut().zip(parts).enumerate() {
@@ -142,9 +139,21 @@ pub fn parse_hourly_percent(s: &str) -> Result<[u8; 24], String> {
             .parse::<u8>()
             .ok()
             .filter(|v| *v <= 100)
-            .ok_or_else(|| format!("hour {hour:02}:00 has {p:?}: a percentage is 0-100"))?;
+            .ok_or_else(|| HourlyPercentError::Percent {
+                hour,
+                found: p.to_owned(),
+            })?;
     }
     Ok(out)
+}
+
+/// Why a list of hourly percentages cannot be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HourlyPercentError {
+    #[error("24 comma-separated percentages are needed (one per hour from local midnight), not {0}")]
+    Count(usize),
+    #[error("hour {hour:02}:00 has {found:?}: a percentage is 0-100")]
+    Percent { hour: usize, found: String },
 }
 
 #[cfg(test)]

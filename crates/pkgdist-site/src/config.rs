@@ -136,8 +136,8 @@ impl Distribution {
     }
 
     /// ConfigMgr's ranges, and what pkgdist needs to work at all.
-    pub fn check(&self) -> Result<(), String> {
-        let bad = |what: &str, range: &str| Err(format!("{what} must be {range}"));
+    pub fn check(&self) -> Result<(), OutOfRange> {
+        let bad = |setting: &'static str, range: &'static str| Err(OutOfRange { setting, range });
         if !(1..=50).contains(&self.max_packages) {
             return bad("max-packages (MaximumPackageCount)", "1-50");
         }
@@ -162,6 +162,14 @@ impl Distribution {
         }
         Ok(())
     }
+}
+
+/// A distribution setting outside the range it may take.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("{setting} must be {range}")]
+pub struct OutOfRange {
+    pub setting: &'static str,
+    pub range: &'static str,
 }
 
 fn default_pull_jobs() -> usize {
