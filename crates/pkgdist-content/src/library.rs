@@ -333,10 +333,11 @@ impl Library {
             };
         }
         tracing::info!(%content, manifest = %id, "recorded content version");
-        // Recorded: a prestaged hold of it has done its work.
-        let name = prestaged_ref(content);
-        if self.store.contains(Kind::Ref, &name)? {
-            self.store.delete(Kind::Ref, &name)?;
+        // Recorded: a prestaged hold of it, or of an older version, has done its work.
+        for (held, _) in self.prestaged()? {
+            if held.package == content.package && held.version <= content.version {
+                self.store.delete(Kind::Ref, &prestaged_ref(held))?;
+            }
         }
         Ok(id)
     }

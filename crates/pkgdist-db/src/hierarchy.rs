@@ -78,6 +78,9 @@ pub struct IntentRow {
 /// The settings key of the change number up to which row removals were forgotten.
 const REMOVALS_FORGOTTEN: &str = "row_removals_forgotten";
 
+/// Status messages one report carries up at most; more are not taken.
+pub const STATUS_BATCH: usize = 5000;
+
 impl Db {
     // ---- sites ----
 
@@ -356,11 +359,20 @@ impl Db {
             .await?
             .unwrap_or(0);
         let mut newest = mark;
+        let dp_site: HashMap<&str, &str> = report
+            .dps
+            .iter()
+            .map(|d| (d.nal_path.as_str(), d.site_code.as_str()))
+            .collect();
         for m in report
             .statuses
             .iter()
             .filter(|m| m.id > mark && seen_dps.contains(&m.nal_path))
+            .take(STATUS_BATCH)
         {
+            // The DP's site as reported with it, and no time after now (pruned like any).
+            let site = dp_site.get(m.nal_path.as_str()).copied().unwrap_or(child);
+            let when = if m.time.as_str() > time { time } else { m.time.as_str() };
             sqlx::query(
                 "INSERT INTO status_messages (package_id, nal_path, site_code, message_id, message_state, severity,
                     description, bytes_transferred, time)
@@ -368,18 +380,20 @@ impl Db {
             )
             .bind(m.package_id.clone())
             .bind(m.nal_path.clone())
-            .bind(m.site_code.clone())
+            .bind(site.to_owned())
             .bind(m.message_id)
             .bind(m.message_state)
             .bind(m.severity)
-            .bind(m.description.clone())
+            .bind(m.description.chars().take(4096).collect::<String>())
             .bind(m.bytes_transferred)
-            .bind(m.time.clone())
+            .bind(when.to_owned())
             .execute(&mut *tx)
             .await?;
             newest = newest.max(m.id);
         }
-        if let Some(last) = report.statuses.iter().map(|m| m.id).max().filter(|l| *l > newest) {
+        if report.statuses.len() <= STATUS_BATCH
+            && let Some(last) = report.statuses.iter().map(|m| m.id).max().filter(|l| *l > newest)
+        {
             newest = last; // messages about DPs not reported: skipped, not asked for again
         }
         if newest != mark {
@@ -733,6 +747,16 @@ impl Db {
                 .fetch_all(&self.pool)
                 .await?,
         )
+    }
+
+    /// Whether some package here is owned by site `code` (a site above, when `code` is not one
+    /// of this site's).
+    pub async fn owns_packages(&self, code: &str) -> Result<bool> {
+        let found: Option<i64> = sqlx::query_scalar("SELECT 1 FROM packages WHERE source_site = $1 LIMIT 1")
+            .bind(code.to_owned())
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(found.is_some())
     }
 
     /// Status messages after `after` (by ID), oldest first, at most `limit`: what a report

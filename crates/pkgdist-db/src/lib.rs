@@ -16,7 +16,7 @@ mod summary;
 pub mod view;
 
 pub use audit::NewAudit;
-pub use hierarchy::IntentRow;
+pub use hierarchy::{IntentRow, STATUS_BATCH};
 pub use rows::*;
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::{Any, AnyPool, Transaction};
@@ -992,7 +992,7 @@ impl Db {
                     SELECT 1 FROM pull_sources s JOIN package_dps h ON h.nal_path = s.source_nal AND h.package_id = r.package_id
                     WHERE s.nal_path = r.nal_path AND h.state = 0 AND h.installed_version >= r.target_version)
                 THEN 1 ELSE 0 END AS source_ready,
-                CASE WHEN d.prestaging = 1 AND (p.pkg_flags & 16777216) <> 0 AND r.state IN (1, 2)
+                CASE WHEN d.prestaging = 1 AND (p.pkg_flags & 16777216) <> 0 AND r.state IN (1, 2, 7)
                     AND r.prestaged_version < r.target_version THEN 1 ELSE 0 END AS awaits_prestage
              FROM package_dps r{}
                 JOIN distribution_points d ON d.nal_path = r.nal_path

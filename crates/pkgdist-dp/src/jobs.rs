@@ -554,6 +554,10 @@ impl Jobs {
                     l.release(v)?;
                     n += 1;
                 }
+                // Prestaged content of the package not recorded yet goes too.
+                for (c, _) in l.prestaged()?.into_iter().filter(|(c, _)| c.package == pkg) {
+                    l.release_prestaged(c)?;
+                }
                 Ok((n, l.gc()?))
             })
             .await?;

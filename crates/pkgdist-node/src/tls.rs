@@ -510,7 +510,26 @@ pub async fn fetch_pinned_ca(base: &str, path: &str, pin: &str) -> Result<String
             pinned: pin.to_owned(),
         });
     }
-    Ok(pem)
+    // Only the certificate the pin names is trusted: whatever else the answer holds (a chain
+    // above an operator's CA, or certificates someone in the path added) is dropped.
+    first_pem_block(&pem)
+        .filter(|block| {
+            certs(block, "CA certificate")
+                .ok()
+                .and_then(|c| c.into_iter().next())
+                .as_ref()
+                == Some(&der)
+        })
+        .ok_or_else(|| failed("the pinned certificate cannot be read on its own".into()))
+}
+
+/// The first `CERTIFICATE` block of a PEM text, with its armour.
+fn first_pem_block(pem: &str) -> Option<String> {
+    const BEGIN: &str = "-----BEGIN CERTIFICATE-----";
+    const END: &str = "-----END CERTIFICATE-----";
+    let start = pem.find(BEGIN)?;
+    let end = pem[start..].find(END)? + start + END.len();
+    Some(format!("{}\n", &pem[start..end]))
 }
 
 /// An enrollment token: the one-time secret, and the fingerprint of the CA of the site that
@@ -640,6 +659,19 @@ mod tests {
             .permissions()
             .mode();
         assert_eq!(mode & 0o777, 0o600);
+    }
+
+    #[test]
+    fn only_the_pinned_certificate_is_kept_of_a_bundle() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = Ca::open_or_create(&dir.path().join("a"), "A").unwrap();
+        let other = Ca::open_or_create(&dir.path().join("b"), "B").unwrap();
+        let bundle = format!("{}{}", ca.cert_pem(), other.cert_pem());
+        let first = first_pem_block(&bundle).unwrap();
+        let kept = certs(&first, "first").unwrap();
+        assert_eq!(kept.len(), 1);
+        assert_eq!(fingerprint(&kept[0]), ca.pin());
+        assert_eq!(first_pem_block("no certificate"), None);
     }
 
     #[test]

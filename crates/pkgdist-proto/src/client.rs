@@ -56,8 +56,16 @@ pub fn site_url(given: &str) -> Result<reqwest::Url> {
     let full = if given.contains("://") {
         given.to_owned()
     } else {
-        let host = given.split('/').next().unwrap_or_default();
-        let local = host.starts_with("127.") || host.starts_with("localhost") || host.starts_with("[::1]");
+        let local = reqwest::Url::parse(&format!("http://{given}"))
+            .ok()
+            .and_then(|u| {
+                let host = u.host_str()?.trim_start_matches('[').trim_end_matches(']').to_owned();
+                Some(
+                    host.eq_ignore_ascii_case("localhost")
+                        || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback()),
+                )
+            })
+            .unwrap_or(false);
         format!("{}://{given}", if local { "http" } else { "https" })
     };
     let url = reqwest::Url::parse(&full).map_err(|_| ClientError::Url(given.to_owned()))?;
@@ -260,6 +268,9 @@ mod tests {
         assert_eq!(scheme("[::1]:8470").as_deref(), Some("http"));
         assert_eq!(scheme("site.corp.example:8470").as_deref(), Some("https"));
         assert_eq!(scheme("10.0.0.5:8470").as_deref(), Some("https"));
+        assert_eq!(scheme("localhost.evil.example:8470").as_deref(), Some("https"));
+        assert_eq!(scheme("127.example.net:8470").as_deref(), Some("https"));
+        assert_eq!(scheme("127.0.0.2:8470").as_deref(), Some("http"));
         assert_eq!(scheme("http://site.corp.example").as_deref(), Some("http"));
         assert_eq!(scheme("ftp://x"), None);
     }

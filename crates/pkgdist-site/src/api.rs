@@ -360,7 +360,11 @@ fn audited(method: &Method, target: &str, status: StatusCode) -> Option<audit::A
             .and_then(|c| c.methods.iter().find(|d| d.name.eq_ignore_ascii_case(m)))
             .is_none_or(|d| !d.changes_nothing)
     };
-    match parse_target(target).ok()? {
+    // A change answered success on a path that does not parse is still a change.
+    let Ok(parsed) = parse_target(target) else {
+        return Some(audit::Action::Modified);
+    };
+    match parsed {
         // A POST to a class creates (201), or updates the instance its key names (200).
         Target::Class(_) if *method == Method::POST => Some(if status == StatusCode::CREATED {
             audit::Action::Created

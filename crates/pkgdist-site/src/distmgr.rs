@@ -88,8 +88,9 @@ pub async fn run(state: AppState, owner: Owner) {
     let builder = match state.tls().map(crate::tls::SiteTls::client) {
         Some(Ok(b)) => b,
         Some(Err(e)) => {
+            // Checked at start (SiteTls::open): unreachable, and then failing closed.
             tracing::error!(error = %e, "cannot set up TLS to DPs; DPs on https:// cannot be reached");
-            reqwest::Client::builder()
+            reqwest::Client::builder().tls_certs_only([])
         }
         None => reqwest::Client::builder(),
     };
@@ -239,7 +240,7 @@ async fn awaits_prestage(state: &AppState, row: &PackageDpRow) {
     let dp = pkgdist_core::classes::nal_server(&row.nal_path).unwrap_or(&row.nal_path);
     let content = format!("{}.{}", row.package_id, row.target_version);
     let message = format!(
-        "waiting: {dp} takes {} from prestaged content only (PreStagingAllowed, and the package is flagged DO_NOT_DOWNLOAD): `pkgdist content prestage {content} FILE` here, then `pkgdist dp prestage FILE` on the DP; or `pkgdist dp set {dp} --prestaged off`",
+        "waiting: {dp} takes {} from prestaged content only (PreStagingAllowed, and the package is flagged DO_NOT_DOWNLOAD): `pkgdist content prestage --library SITE_DATA/library {content} FILE` here, then `pkgdist dp prestage FILE --data DP_DATA` on the DP; or `pkgdist dp set {dp} --prestaged off`",
         row.package_id
     );
     if row.last_message != message

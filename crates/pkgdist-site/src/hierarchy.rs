@@ -214,6 +214,16 @@ pub(crate) async fn packages_from_below(
     let below = subtree(state, child).await?;
     let mut changed = false;
     for meta in packages {
+        // A package ID names its owner: a child cannot claim one of another site's numbers.
+        let owner_of_id = meta
+            .package_id
+            .parse::<pkgdist_core::PackageId>()
+            .ok()
+            .map(|p| p.site());
+        if owner_of_id.is_none_or(|s| s.as_str() != meta.source_site) {
+            tracing::warn!(child, package = %meta.package_id, owner = %meta.source_site, "a child reported a package whose ID is not its owner's; ignored");
+            continue;
+        }
         if !below.contains(&meta.source_site) {
             tracing::warn!(child, package = %meta.package_id, owner = %meta.source_site, "a child reported a package owned outside its subtree; ignored");
             continue;

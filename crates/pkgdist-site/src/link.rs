@@ -287,7 +287,8 @@ async fn enroll(
         Some(s)
             if s.site_code == s.via_site
                 && (s.enrollment_token_hash.as_deref() == Some(token_hash.as_str())
-                    || s.credential_hash.as_deref() == Some(auth::hash(&req.credential).as_str())) => {}
+                    || (s.cert_sha256.is_none()
+                        && s.credential_hash.as_deref() == Some(auth::hash(&req.credential).as_str()))) => {}
         Some(s) if s.site_code == s.via_site => return Err(refused("the token is not this site code's")),
         _ => return Err(refused("no child site of this code is registered here")),
     }
@@ -381,7 +382,25 @@ async fn report(
     Extension(child): Extension<SiteRow>,
     body: JsonBody<ReportBody>,
 ) -> ApiResult<Json<ReportResponse>> {
-    let ReportBody { report, packages } = body.0;
+    let ReportBody { mut report, packages } = body.0;
+    // No site below may take the code of a site above (this site's parent, or the owner of a
+    // package that came from above): it would pass their packages for its own.
+    let known: std::collections::HashSet<String> = state.db.sites().await?.into_iter().map(|s| s.site_code).collect();
+    let parent = state.position().parent;
+    let mut above = Vec::new();
+    for s in report
+        .sites
+        .iter()
+        .filter(|s| !known.contains(&s.site_code) && s.site_code != child.site_code)
+    {
+        if parent.as_deref() == Some(s.site_code.as_str()) || state.db.owns_packages(&s.site_code).await? {
+            above.push(s.site_code.clone());
+        }
+    }
+    if !above.is_empty() {
+        tracing::warn!(child = %child.site_code, sites = ?above, "a child reported sites of codes above this site; ignored");
+        report.sites.retain(|s| !above.contains(&s.site_code));
+    }
     // Packages first: the rows of this report may be of a package new here.
     if let Some(packages) = &packages {
         crate::hierarchy::packages_from_below(&state, &child.site_code, packages).await?;

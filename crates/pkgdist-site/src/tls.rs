@@ -18,6 +18,8 @@ use crate::error::SiteError;
 #[derive(Debug)]
 pub struct SiteTls {
     pub ca: Ca,
+    /// The names the site's certificate is for.
+    pub names: Vec<String>,
     /// What the site serves and presents to its DPs (role `Site`).
     pub identity: Identity,
     pub server: Arc<rustls::ServerConfig>,
@@ -57,6 +59,7 @@ impl SiteTls {
         let server = pkgdist_node::tls::server_config(&identity, std::slice::from_ref(ca.cert_der()))?;
         let tls = Self {
             ca,
+            names,
             identity,
             server,
             allow_plain_http: settings.allow_plain_http,
@@ -141,6 +144,15 @@ pub fn issue_for_enrollment(
         })
         .into_iter()
         .collect();
+    // A node's certificate never names the site (on another machine than the node): with it,
+    // a node in the path could pass for the site to clients that check names only.
+    let loopback = |h: &str| h == "localhost" || h.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback());
+    if let Some(h) = host.iter().find(|h| site.names.contains(*h) && !loopback(h)) {
+        return Err(ApiError::new(
+            ErrorKind::InvalidValue,
+            format!("{h} is one of the site's own names: a node's URL must name the node's host"),
+        ));
+    }
     let chain = site
         .ca
         .sign_request(csr, &host, role)

@@ -59,7 +59,7 @@ fn applied_key(state: &AppState) -> String {
 /// heard from the child).
 const REPORT_EVERY: Duration = Duration::from_secs(15);
 /// Status messages one report carries up at most (the rest go with the next rounds).
-const STATUS_BATCH: i64 = 5000;
+const STATUS_BATCH: i64 = pkgdist_db::STATUS_BATCH as i64;
 /// How long a first start keeps trying to reach the parent to enroll.
 const ENROLL_PATIENCE: Duration = Duration::from_secs(120);
 /// The longest wait between attempts when the parent cannot be reached.
@@ -265,8 +265,10 @@ impl ParentLink {
             ) {
                 Ok(b) => b,
                 Err(e) => {
-                    tracing::error!(error = %e, "cannot set up TLS to the parent; the link will fail");
-                    reqwest::Client::builder()
+                    // Checked at start (load_tls): unreachable, and then failing closed, with
+                    // a client that trusts no one rather than one that trusts the system's CAs.
+                    tracing::error!(error = %e, "cannot set up TLS to the parent; the link fails");
+                    reqwest::Client::builder().tls_certs_only([])
                 }
             },
             None => reqwest::Client::builder(),

@@ -91,7 +91,9 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let daemon = matches!(
         cli.command,
-        Command::Site(cmd::site::SiteCmd::Run(_)) | Command::Up(_) | Command::Dp(admin::DpCmd::Run(_))
+        Command::Site(cmd::site::SiteCmd::Run(_))
+            | Command::Up(_)
+            | Command::Dp(admin::DpCmd::Run(_) | admin::DpCmd::Prestage { .. })
     );
     if daemon {
         // Everything a daemon creates (database, WAL, library chunks, job files) is its own:

@@ -736,6 +736,16 @@ fn prestaged_content_reaches_a_dp_without_the_network() {
     assert!(!o.status.success(), "the site took another site's content");
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("not this site's"), "{err}");
+    let held = |dp: &Dp| {
+        fs::read_dir(dp.dir.join("library/refs"))
+            .map(|d| {
+                d.flatten()
+                    .filter(|e| e.file_name().to_string_lossy().starts_with("prestaged."))
+                    .count()
+            })
+            .unwrap_or(0)
+    };
+    assert_eq!(held(&dp), 0, "a refused import is not held");
     std::thread::sleep(Duration::from_millis(500));
     waiting(&site);
     assert_eq!(dp.download(&format!("{pkg}/setup.exe")).0, 404);
@@ -769,4 +779,5 @@ fn prestaged_content_reaches_a_dp_without_the_network() {
     assert_serves(&dp, &pkg, &src);
     let done = site.last_success(&pkg, "dp1");
     assert_eq!(done["BytesTransferred"], 0, "nothing fetched: {done}");
+    assert_eq!(held(&dp), 0, "recorded: the hold is dropped");
 }

@@ -729,6 +729,7 @@ fn dp_prestage(conn: &Conn, file: &std::path::Path, data: &std::path::Path) -> R
         "Chunks": got.chunks,
         "StoredBytes": got.stored_bytes,
         "SiteTold": told.is_ok(),
+        "Taken": matches!(told, Ok(pkgdist_dp::prestage::Told::Taken)),
     });
     emit(conn, &v, |_| {
         output::line(format!(
@@ -739,9 +740,12 @@ fn dp_prestage(conn: &Conn, file: &std::path::Path, data: &std::path::Path) -> R
             got.manifest_hash.to_hex()
         ))
     })?;
-    told.context(
+    let answer = told.context(
         "the content is imported, but the site was not told; run the same command again once it is reachable",
     )?;
+    if let pkgdist_dp::prestage::Told::Refused(why) = answer {
+        anyhow::bail!("the site refused the prestaged content, and the import was dropped: {why}");
+    }
     if !conn.json {
         output::line("the site was told: the DP installs it without fetching")?;
     }

@@ -300,10 +300,10 @@ fn prestage(a: PrestageArgs) -> Result<ExitCode> {
             return Err(e).with_context(|| format!("writing {content} to {}", a.file.display()));
         }
     };
-    out.into_inner()
-        .map_err(|e| e.into_error())
-        .and_then(|f| f.sync_all())
-        .with_context(|| format!("writing {}", a.file.display()))?;
+    if let Err(e) = out.into_inner().map_err(|e| e.into_error()).and_then(|f| f.sync_all()) {
+        let _ = std::fs::remove_file(&a.file);
+        return Err(e).with_context(|| format!("writing {}", a.file.display()));
+    }
     if a.lib.json {
         output::json(&serde_json::json!({
             "Content": written.content.to_string(),
