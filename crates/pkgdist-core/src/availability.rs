@@ -180,9 +180,17 @@ mod tests {
         v[9] = "50";
         let p = parse_hourly_percent(&v.join(",")).unwrap();
         assert_eq!((p[0], p[9]), (100, 50));
-        assert!(parse_hourly_percent("100,50").unwrap_err().contains("not 2"));
+        assert_eq!(parse_hourly_percent("100,50"), Err(HourlyPercentError::Count(2)));
         v[3] = "101";
-        assert!(parse_hourly_percent(&v.join(",")).unwrap_err().contains("hour 03:00"));
+        let e = parse_hourly_percent(&v.join(",")).unwrap_err();
+        assert_eq!(
+            e,
+            HourlyPercentError::Percent {
+                hour: 3,
+                found: "101".into()
+            }
+        );
+        assert!(e.to_string().contains("hour 03:00"), "{e}");
     }
 
     #[test]
