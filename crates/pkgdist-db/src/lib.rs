@@ -1232,22 +1232,33 @@ impl Db {
         insert_status(&self.pool, m).await
     }
 
-    /// Deletes status messages older than `before`, and the oldest beyond the newest `keep`.
-    /// Returns how many went.
+    /// Deletes status messages older than `before`, and of each site's (this one's and every
+    /// site's below, whose messages come up) the oldest beyond its newest `keep`, so one busy
+    /// site cannot push the others' out. Returns how many went.
     pub async fn prune_statuses(&self, before: &str, keep: i64) -> Result<u64> {
         let mut tx = self.begin().await?;
         let old = sqlx::query("DELETE FROM status_messages WHERE time < $1")
             .bind(before.to_owned())
             .execute(&mut *tx)
             .await?;
-        let excess = sqlx::query(
-            "DELETE FROM status_messages WHERE id <= (SELECT id FROM status_messages ORDER BY id DESC LIMIT 1 OFFSET $1)",
-        )
-        .bind(keep)
-        .execute(&mut *tx)
-        .await?;
+        let mut gone = old.rows_affected();
+        let sites: Vec<String> =
+            sqlx::query_scalar("SELECT site_code FROM sites UNION SELECT value FROM settings WHERE key = 'site_code'")
+                .fetch_all(&mut *tx)
+                .await?;
+        for site in sites {
+            let excess = sqlx::query(
+                "DELETE FROM status_messages WHERE site_code = $1 AND id <= (
+                    SELECT id FROM status_messages WHERE site_code = $1 ORDER BY id DESC LIMIT 1 OFFSET $2)",
+            )
+            .bind(site)
+            .bind(keep)
+            .execute(&mut *tx)
+            .await?;
+            gone += excess.rows_affected();
+        }
         tx.commit().await?;
-        Ok(old.rows_affected() + excess.rows_affected())
+        Ok(gone)
     }
 
     pub async fn statuses(&self) -> Result<Vec<StatusRow>> {

@@ -307,9 +307,17 @@ async fn suite(db: Db) {
         1,
         "the message from t(5) is older than t(6)"
     );
+    // The count is per site: this site's (its code in the settings) and each site below.
+    assert_eq!(
+        db.prune_statuses(&t(0), 1).await.unwrap(),
+        0,
+        "messages of a site neither this one (PS2) nor below: only their age prunes them"
+    );
+    db.set_setting("site_code", "PS1").await.unwrap();
     assert_eq!(db.prune_statuses(&t(0), 1).await.unwrap(), 1);
     let left = db.statuses().await.unwrap();
     assert_eq!((left.len(), left[0].id), (1, i2));
+    db.set_setting("site_code", "PS2").await.unwrap();
 
     // Tokens: found by hash until revoked.
     let tok = TokenRow {

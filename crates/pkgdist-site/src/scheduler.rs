@@ -23,7 +23,8 @@ use crate::state::AppState;
 pub const TICK: Duration = Duration::from_secs(30);
 /// Status messages are kept this long (ConfigMgr's status message retention is of this order)…
 const STATUS_RETENTION: jiff::SignedDuration = jiff::SignedDuration::from_hours(30 * 24);
-/// …and never more than this many, so a busy site's database stays bounded.
+/// …and never more than this many per site (the top holds every site's), so a busy
+/// hierarchy's database stays bounded.
 const STATUS_MAX: i64 = 100_000;
 /// How long audit messages are kept: ConfigMgr's default for audit messages (180 days).
 const AUDIT_RETENTION: jiff::SignedDuration = jiff::SignedDuration::from_hours(180 * 24);
