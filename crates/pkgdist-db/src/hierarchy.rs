@@ -314,10 +314,15 @@ impl Db {
         for d in &report.dps {
             seen_dps.insert(d.nal_path.clone());
             let r = sqlx::query(
-                "INSERT INTO distribution_points (nal_path, name, site_code, description, is_pull, created_at, via_site, url)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+                "INSERT INTO distribution_points (nal_path, name, site_code, description, is_pull, created_at, via_site, url,
+                    priority, repair_damaged, prestaging, validation_schedule, availability, rate_mode, rate_bytes_per_sec)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
                  ON CONFLICT (nal_path) DO UPDATE SET name = excluded.name, site_code = excluded.site_code,
-                    description = excluded.description, is_pull = excluded.is_pull, url = excluded.url
+                    description = excluded.description, is_pull = excluded.is_pull, url = excluded.url,
+                    priority = excluded.priority, repair_damaged = excluded.repair_damaged,
+                    prestaging = excluded.prestaging, validation_schedule = excluded.validation_schedule,
+                    availability = excluded.availability, rate_mode = excluded.rate_mode,
+                    rate_bytes_per_sec = excluded.rate_bytes_per_sec
                  WHERE distribution_points.via_site = $7",
             )
             .bind(d.nal_path.clone())
@@ -328,6 +333,13 @@ impl Db {
             .bind(time.to_owned())
             .bind(child.to_owned())
             .bind(d.url.clone())
+            .bind(d.settings.priority)
+            .bind(d.settings.repair_damaged)
+            .bind(d.settings.prestaging)
+            .bind(d.settings.validation_schedule.clone())
+            .bind(d.settings.availability.clone())
+            .bind(d.settings.rate_mode)
+            .bind(d.settings.rate_bytes_per_sec)
             .execute(&mut *tx)
             .await
             .map_err(conflict(format!(

@@ -306,6 +306,21 @@ pub struct ReportedDp {
     /// A pull DP's sources (NAL path, rank), lowest rank first.
     #[serde(default)]
     pub sources: Vec<(String, i64)>,
+    /// Its settings, as its site holds them: shown above, acted on only by its own site.
+    #[serde(default)]
+    pub settings: ReportedDpSettings,
+}
+
+/// The settings of a DP below, as its site reports them (see [`ReportedDp`]).
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+pub struct ReportedDpSettings {
+    pub priority: i64,
+    pub repair_damaged: i64,
+    pub prestaging: i64,
+    pub validation_schedule: String,
+    pub availability: String,
+    pub rate_mode: i64,
+    pub rate_bytes_per_sec: i64,
 }
 
 /// A site below this one as its parent's child reports it.

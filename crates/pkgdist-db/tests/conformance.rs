@@ -461,6 +461,7 @@ async fn hierarchy(db: &Db) {
             is_pull: 0,
             url: None,
             sources: Vec::new(),
+            settings: Default::default(),
         }],
         rows,
     };
@@ -661,6 +662,7 @@ async fn change_feed(db: &Db) {
             is_pull: 0,
             url: None,
             sources: Vec::new(),
+            settings: Default::default(),
         }],
         rows,
         removed,

@@ -711,6 +711,15 @@ async fn build_report(state: &AppState, own_url: &str, base: Option<i64>) -> Res
         .into_iter()
         .map(|d| ReportedDp {
             sources: sources.remove(&d.nal_path).unwrap_or_default(),
+            settings: pkgdist_db::ReportedDpSettings {
+                priority: d.priority,
+                repair_damaged: d.repair_damaged,
+                prestaging: d.prestaging,
+                validation_schedule: d.validation_schedule.clone(),
+                availability: d.availability.clone(),
+                rate_mode: d.rate_mode,
+                rate_bytes_per_sec: d.rate_bytes_per_sec,
+            },
             nal_path: d.nal_path,
             name: d.name,
             site_code: d.site_code,

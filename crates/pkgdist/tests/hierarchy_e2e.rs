@@ -145,6 +145,15 @@ fn three_levels_distribute_refresh_and_report_up() {
     // The top sees the pull DPs below with their sources, through one and two links.
     let info =
         |name: &str| cas.get(&format!("SMS_DistributionPointInfo?$filter=Name%20eq%20'{name}'"))["value"][0].clone();
+    // …and their settings, as their own sites hold them.
+    se1.cli(&["dp", "set", "dp-s1", "--prestaged", "on", "--repair", "off"]);
+    wait(Duration::from_secs(30), "dp-s1's settings at the top", || {
+        let d = info("dp-s1");
+        (d["PreStagingAllowed"] == true && d["RepairDamagedContent"] == false)
+            .then_some(())
+            .ok_or(format!("{d}"))
+    });
+    se1.cli(&["dp", "set", "dp-s1", "--prestaged", "off", "--repair", "on"]);
     for (pull, source) in [("dp-p2", "dp-p1"), ("dp-s2", "dp-s1")] {
         let d = info(pull);
         assert_eq!(d["IsPullDP"], true, "{d}");
