@@ -992,8 +992,7 @@ impl Db {
                     SELECT 1 FROM pull_sources s JOIN package_dps h ON h.nal_path = s.source_nal AND h.package_id = r.package_id
                     WHERE s.nal_path = r.nal_path AND h.state = 0 AND h.installed_version >= r.target_version)
                 THEN 1 ELSE 0 END AS source_ready,
-                CASE WHEN d.prestaging = 1 AND (p.pkg_flags & 16777216) <> 0 AND r.state IN (1, 2, 7)
-                    AND r.prestaged_version < r.target_version THEN 1 ELSE 0 END AS awaits_prestage
+                CASE WHEN {AWAITS_PRESTAGE_SQL} THEN 1 ELSE 0 END AS awaits_prestage
              FROM package_dps r{}
                 JOIN distribution_points d ON d.nal_path = r.nal_path
                 JOIN packages p ON p.package_id = r.package_id

@@ -292,6 +292,13 @@ pub struct ReportedRow {
     pub progress_total: i64,
 }
 
+/// SQL (over `package_dps r`, `distribution_points d`, `packages p`): the row waits for its
+/// DP to import its target version from a prestaged file (its DP is enabled for prestaged
+/// content, the package is flagged DO_NOT_DOWNLOAD, PkgFlags 0x01000000; install states
+/// only). One text for the distribution manager's queue and the row's `WaitsFor`.
+pub const AWAITS_PRESTAGE_SQL: &str = "d.prestaging = 1 AND (p.pkg_flags & 16777216) <> 0 AND r.state IN (1, 2, 7)
+    AND r.prestaged_version < r.target_version";
+
 /// A DP below this site as its site reports it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ReportedDp {

@@ -597,6 +597,11 @@ pub const CLASSES: &[ClassDef] = &[
             ).or_null(),
             ro("LastMessage", Ty::String, "pkgdist extension: the last status text."),
             ro(
+                "WaitsFor",
+                Ty::String,
+                "pkgdist extension: what the row waits for someone to do, empty when nothing: Enrollment (its DP never enrolled), Content (the package has none yet), PrestagedContent (import it on the DP). LastMessage says it in words.",
+            ),
+            ro(
                 "RetriesRemaining",
                 Ty::UInt32,
                 "pkgdist extension: attempts left before the DP is marked failed.",

@@ -227,6 +227,8 @@ pub struct PackageStatusDistPointsSummarizer {
     pub attempts: i64,
     #[serde(rename = "NextRetry")]
     pub next_retry: Option<String>,
+    #[serde(rename = "WaitsFor")]
+    pub waits_for: String,
     #[serde(rename = "LastMessage")]
     pub last_message: String,
     #[serde(rename = "RetriesRemaining")]

@@ -332,6 +332,23 @@ fn waiting_message() -> String {
     )
 }
 
+/// What a row waits for someone to do (`WaitsFor`): typed, for clients to act on (`status
+/// --watch` ends when only such rows are left), where `LastMessage` says it in words.
+fn waits_for() -> String {
+    let pending = [DpState::InstallPending.code(), DpState::ContentUpdating.code()];
+    format!(
+        "CASE WHEN r.state IN ({p0}, {p1}) AND (d.credential_hash IS NULL OR d.url IS NULL)
+                AND d.site_code = (SELECT s.value FROM settings s WHERE s.key = 'site_code')
+              THEN 'Enrollment'
+              WHEN r.state IN ({p0}, {p1}) AND p.source_version = 0 THEN 'Content'
+              WHEN {prestage} THEN 'PrestagedContent'
+              ELSE '' END",
+        p0 = pending[0],
+        p1 = pending[1],
+        prestage = pkgdist_db::AWAITS_PRESTAGE_SQL,
+    )
+}
+
 fn dist_points_summarizer(retry_count: u32) -> View {
     View {
         from: format!("{PACKAGE_DPS} JOIN distribution_points d ON d.nal_path = r.nal_path"),
@@ -349,6 +366,7 @@ fn dist_points_summarizer(retry_count: u32) -> View {
             int("Attempts", "r.attempts"),
             text("NextRetry", "r.next_attempt_at").nullable(),
             text("LastMessage", waiting_message()),
+            text("WaitsFor", waits_for()),
             int(
                 "RetriesRemaining",
                 format!("CASE WHEN r.attempts < {retry_count} THEN {retry_count} - r.attempts ELSE 0 END"),

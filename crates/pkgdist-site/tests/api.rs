@@ -2612,12 +2612,14 @@ async fn waiting_rows_say_why() {
         assert_eq!(st, StatusCode::CREATED);
     }
     let s = &s;
-    let message = |pkg: String| {
+    let row = |pkg: String| {
         let path = format!("SMS_PackageStatusDistPointsSummarizer{}", dp_key(&pkg, &nal));
-        async move { s.get(&path).await.1["LastMessage"].as_str().unwrap().to_owned() }
+        async move { s.get(&path).await.1 }
     };
+    let message = |pkg: String| async move { row(pkg).await["LastMessage"].as_str().unwrap().to_owned() };
     let m = message(with_source.clone()).await;
     assert!(m.starts_with("waiting: dp1 has never enrolled"), "{m}");
+    assert_eq!(row(with_source.clone()).await["WaitsFor"], "Enrollment");
     // Enrolled: the one with content is queued as before; the empty one says it has none.
     let r = s
         .http
@@ -2627,13 +2629,15 @@ async fn waiting_rows_say_why() {
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
-    let m = message(with_source).await;
+    let m = message(with_source.clone()).await;
     assert!(!m.starts_with("waiting:"), "{m}");
-    let m = message(empty).await;
+    assert_eq!(row(with_source).await["WaitsFor"], "", "no longer waiting on anyone");
+    let m = message(empty.clone()).await;
     assert!(m.starts_with("waiting: the package has no content yet"), "{m}");
+    assert_eq!(row(empty).await["WaitsFor"], "Content");
     // Filterable, as every property: the rows that wait on someone.
     let waiting = s
-        .list("SMS_PackageStatusDistPointsSummarizer?$filter=startswith(LastMessage,'waiting:')")
+        .list("SMS_PackageStatusDistPointsSummarizer?$filter=WaitsFor%20ne%20''")
         .await;
     assert_eq!(waiting.len(), 1);
 }

@@ -123,10 +123,6 @@ pub fn messages(conn: &Conn, f: &MessageFilter) -> Result<()> {
     })
 }
 
-/// How the site begins the message of a row that waits for someone to act (a DP that never
-/// enrolled, a package with no content).
-const WAITING: &str = "waiting: ";
-
 struct View {
     text: String,
     json: Value,
@@ -236,7 +232,7 @@ async fn view(c: &Client, package: Option<&str>) -> Result<View> {
         let st = r.dp_state();
         // A row that waits for someone to act (its message says what) is not on its way:
         // `--watch` would wait for it for ever.
-        let stuck = r.last_message.starts_with(WAITING);
+        let stuck = !r.waits_for.is_empty();
         waiting += usize::from(busy(st) && stuck);
         in_progress |= busy(st) && !stuck;
         let percent = u64::try_from(r.percent_complete).unwrap_or(0).min(100);
