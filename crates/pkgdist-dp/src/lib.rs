@@ -116,6 +116,16 @@ impl Dp {
         if !site_is_https(&opts, loaded.as_ref()) && !opts.allow_plain_http && !addr.ip().is_loopback() {
             return Err(plain_refused(addr));
         }
+        let site_url = loaded
+            .as_ref()
+            .map(|id| id.site_url.clone())
+            .or_else(|| opts.site.clone());
+        if !opts.allow_plain_http && site_url.as_deref().is_some_and(pkgdist_proto::client::plain_to_remote) {
+            return Err(DpError::Config(format!(
+                "the site's URL {} is plain HTTP to another machine: the enrollment token and the DP's credential would cross the network readable; use the site's https:// URL, or pass --allow-plain-http",
+                site_url.unwrap_or_default()
+            )));
+        }
         let identity = match loaded {
             Some(id) if id.enrolled() => {
                 if let Some(site) = &opts.site

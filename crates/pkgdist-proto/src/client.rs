@@ -47,8 +47,23 @@ fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
     cause.to_string()
 }
 
-/// A site URL as an administrator may write it: `http://` is assumed when no scheme is given
-/// (`127.0.0.1:8470`, `site.example.org:8470`).
+/// Whether `url`'s host is this machine (`localhost` or a loopback address).
+pub fn is_loopback(url: &reqwest::Url) -> bool {
+    url.host_str().is_some_and(|h| {
+        let host = h.trim_start_matches('[').trim_end_matches(']');
+        host.eq_ignore_ascii_case("localhost") || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+    })
+}
+
+/// Whether a client would send secrets in clear: `url` is `http://` to another machine.
+/// Clients refuse it unless told (`--allow-plain-http`): the server's own refusal of plain
+/// HTTP comes only after the token has crossed the network.
+pub fn plain_to_remote(url: &str) -> bool {
+    reqwest::Url::parse(url.trim()).is_ok_and(|u| u.scheme() == "http" && !is_loopback(&u))
+}
+
+/// A site URL as an administrator may write it: without a scheme, `http://` on this machine
+/// (`127.0.0.1:8470`) and `https://` anywhere else (`site.example.org:8470`).
 pub fn site_url(given: &str) -> Result<reqwest::Url> {
     let given = given.trim();
     // Without a scheme: http on this machine (the quick start's loopback site), https
@@ -56,16 +71,7 @@ pub fn site_url(given: &str) -> Result<reqwest::Url> {
     let full = if given.contains("://") {
         given.to_owned()
     } else {
-        let local = reqwest::Url::parse(&format!("http://{given}"))
-            .ok()
-            .and_then(|u| {
-                let host = u.host_str()?.trim_start_matches('[').trim_end_matches(']').to_owned();
-                Some(
-                    host.eq_ignore_ascii_case("localhost")
-                        || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback()),
-                )
-            })
-            .unwrap_or(false);
+        let local = reqwest::Url::parse(&format!("http://{given}")).is_ok_and(|u| is_loopback(&u));
         format!("{}://{given}", if local { "http" } else { "https" })
     };
     let url = reqwest::Url::parse(&full).map_err(|_| ClientError::Url(given.to_owned()))?;
@@ -273,5 +279,10 @@ mod tests {
         assert_eq!(scheme("127.0.0.2:8470").as_deref(), Some("http"));
         assert_eq!(scheme("http://site.corp.example").as_deref(), Some("http"));
         assert_eq!(scheme("ftp://x"), None);
+        assert!(super::plain_to_remote("http://10.0.0.5:8470"));
+        assert!(super::plain_to_remote("http://localhost.evil.example"));
+        assert!(!super::plain_to_remote("http://127.0.0.1:8470"));
+        assert!(!super::plain_to_remote("http://[::1]:8470"));
+        assert!(!super::plain_to_remote("https://10.0.0.5:8470"));
     }
 }

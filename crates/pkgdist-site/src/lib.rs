@@ -297,6 +297,17 @@ pub async fn run(opts: RunOptions) -> Result<(), SiteError> {
     if created {
         tracing::info!(path = %opts.data.join("site.toml").display(), "wrote a new site.toml with the defaults");
     }
+    let parent_url = match &opts.parent {
+        Some(u) => Some(u.clone()),
+        None => upstream::ParentLink::load(&opts.data)?.map(|l| l.url),
+    };
+    if let Some(url) = parent_url.filter(|u| pkgdist_proto::client::plain_to_remote(u))
+        && !cfg.tls.allow_plain_http
+    {
+        return Err(SiteError::Config(format!(
+            "the parent's URL {url} is plain HTTP to another machine: the enrollment token and this site's credential would cross the network readable; use the parent's https:// URL, or set [tls] allow-plain-http = true"
+        )));
+    }
     // The listen address given wins, for the certificate's names too.
     if let Some(listen) = &opts.listen {
         cfg.listen.clone_from(listen);

@@ -441,6 +441,46 @@ fn plain_http_off_loopback_is_refused_unless_allowed() {
     .unwrap();
     dp.stop();
     daemon.stop();
+
+    // Clients refuse to send a secret in clear to another machine, before any connection
+    // (192.0.2.1 is a documentation address: nothing is sent there).
+    let remote = "http://192.0.2.1:8470";
+    let refused = |args: &[&str]| {
+        let o = pkgdist().args(args).output().unwrap();
+        assert!(!o.status.success(), "{args:?}");
+        let err = String::from_utf8_lossy(&o.stderr).into_owned();
+        assert!(err.contains("plain HTTP to another machine"), "{args:?}: {err}");
+        assert!(err.contains("allow-plain-http"), "{err}");
+    };
+    refused(&["--site", remote, "--token", TOKEN, "package", "list"]);
+    let dp_dir = dir.path().join("dp-remote");
+    let site_dir = dir.path().join("child-remote");
+    refused(&[
+        "dp",
+        "run",
+        "--listen",
+        "127.0.0.1:0",
+        "--site",
+        remote,
+        "--enrollment-token",
+        "t.x",
+        "--data",
+        dp_dir.to_str().unwrap(),
+    ]);
+    refused(&[
+        "site",
+        "run",
+        "--site-code",
+        "CR1",
+        "--listen",
+        "127.0.0.1:0",
+        "--parent",
+        remote,
+        "--enrollment-token",
+        "t.x",
+        "--data",
+        site_dir.to_str().unwrap(),
+    ]);
 }
 
 /// Whoever reads the site's database (a backup, a replica) holds nothing that a DP accepts as

@@ -26,6 +26,10 @@ pub struct Conn {
     /// and DPs against. Default: the tls/ca.pem beside --token-file, if there is one.
     #[arg(long, global = true, env = "PKGDIST_CA")]
     pub ca: Option<std::path::PathBuf>,
+    /// Send the token over plain HTTP to a site on another machine (an `http://` URL that is
+    /// not this machine's): refused by default, since it crosses the network readable.
+    #[arg(long, global = true, env = "PKGDIST_ALLOW_PLAIN_HTTP")]
+    pub allow_plain_http: bool,
     /// Machine-readable output.
     #[arg(long, global = true)]
     pub json: bool,
@@ -41,6 +45,12 @@ impl Conn {
                 .to_owned(),
             (None, None) => bail!("no token: give --token (or PKGDIST_TOKEN) or --token-file (or PKGDIST_TOKEN_FILE)"),
         };
+        if !self.allow_plain_http && pkgdist_proto::client::plain_to_remote(&self.site) {
+            bail!(
+                "{} is plain HTTP to another machine: the token would cross the network readable. Use the site's https:// URL (with --ca), or pass --allow-plain-http",
+                self.site
+            );
+        }
         site_client(&self.site, &token, self.ca_pem()?.as_deref())
     }
 
