@@ -364,6 +364,9 @@ pub enum Expect {
     Dp,
     /// The site of this code, or any DP: a DP's sources (its site and other DPs).
     SiteOrDp(String),
+    /// The one certificate of this SHA-256 (the one issued to a DP at its enrollment), and no
+    /// other node of the CA: what the site talks to each DP enrolled over https with.
+    Pinned(String),
 }
 
 impl Expect {
@@ -383,6 +386,7 @@ impl std::fmt::Display for Expect {
             Expect::Site(Some(code)) => write!(f, "site {code}"),
             Expect::Dp => f.write_str("a distribution point"),
             Expect::SiteOrDp(code) => write!(f, "site {code} or one of its distribution points"),
+            Expect::Pinned(fp) => write!(f, "the certificate {fp}"),
         }
     }
 }
@@ -406,7 +410,11 @@ impl rustls::client::danger::ServerCertVerifier for RoleVerifier {
         let verified = self
             .inner
             .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)?;
-        if self.expect.admits(&Role::of(end_entity)) {
+        let admitted = match &self.expect {
+            Expect::Pinned(fp) => fingerprint(end_entity).eq_ignore_ascii_case(fp),
+            expect => expect.admits(&Role::of(end_entity)),
+        };
+        if admitted {
             Ok(verified)
         } else {
             Err(rustls::Error::General(format!(

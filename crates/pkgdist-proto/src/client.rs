@@ -39,7 +39,7 @@ pub type Result<T, E = ClientError> = std::result::Result<T, E>;
 
 /// The innermost cause of an error: for a connection, what the system said ("Connection
 /// refused (os error 111)"), not the layers around it.
-fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
+pub fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
     let mut cause = e;
     while let Some(inner) = cause.source() {
         cause = inner;

@@ -94,11 +94,11 @@ pub async fn run(state: AppState, owner: Owner) {
         }
         None => reqwest::Client::builder(),
     };
-    let http = builder
-        .pool_idle_timeout(pkgdist_proto::POOL_IDLE)
-        .timeout(Duration::from_secs(30))
-        .build()
-        .unwrap_or_default();
+    let http = DpClients {
+        plain: finish(builder),
+        pinned: Arc::default(),
+        tls: state.tls_shared(),
+    };
     loop {
         match state.db.finish_unenrolled_removals().await {
             Ok(0) => {}
@@ -120,7 +120,7 @@ async fn dispatch(
     state: &AppState,
     owner: &Owner,
     busy: &Arc<Mutex<HashSet<(String, String)>>>,
-    http: &reqwest::Client,
+    http: &DpClients,
 ) -> Result<(), pkgdist_db::DbError> {
     let time = now();
     let due = state.db.due_work(&time).await?;
@@ -253,11 +253,59 @@ async fn awaits_prestage(state: &AppState, row: &PackageDpRow) {
     }
 }
 
+/// Timeouts of every client the site talks to its DPs with.
+fn finish(builder: reqwest::ClientBuilder) -> reqwest::Client {
+    builder
+        .pool_idle_timeout(pkgdist_proto::POOL_IDLE)
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap_or_default()
+}
+
+/// The HTTP clients the site talks to its DPs with: one for DPs enrolled over http, and one per
+/// certificate for DPs enrolled over https, taking only the certificate issued to that DP (its
+/// recorded fingerprint), so no other node of the CA, another DP included, can pass for it.
+#[derive(Clone)]
+struct DpClients {
+    plain: reqwest::Client,
+    /// By certificate fingerprint: one per DP enrolled over https (a client pools its
+    /// connections; a re-enrolled DP's old entry is dropped when the map outgrows the DPs).
+    pinned: Arc<Mutex<HashMap<String, reqwest::Client>>>,
+    tls: Option<Arc<crate::tls::SiteTls>>,
+}
+
+impl DpClients {
+    /// Bound on remembered pinned clients before the map is cleared (they are rebuilt on use).
+    const MAX_PINNED: usize = 100_000;
+
+    fn for_dp(&self, dp: &DpRow) -> reqwest::Client {
+        let (Some(fp), Some(tls)) = (&dp.cert_sha256, &self.tls) else {
+            return self.plain.clone();
+        };
+        let mut pinned = lock(&self.pinned);
+        if let Some(c) = pinned.get(fp) {
+            return c.clone();
+        }
+        let client = match tls.client_pinned(fp) {
+            Ok(b) => finish(b),
+            Err(e) => {
+                tracing::error!(error = %e, dp = %dp.name, "cannot set up TLS to the DP; it cannot be reached");
+                finish(reqwest::Client::builder().tls_certs_only([]))
+            }
+        };
+        if pinned.len() >= Self::MAX_PINNED {
+            pinned.clear();
+        }
+        pinned.insert(fp.clone(), client.clone());
+        client
+    }
+}
+
 /// Follows one claimed job in its own task.
 fn spawn_job(
     state: &AppState,
     busy: &Arc<Mutex<HashSet<(String, String)>>>,
-    http: &reqwest::Client,
+    http: &DpClients,
     row: PackageDpRow,
     lease: Lease,
     priority: i64,
@@ -355,7 +403,7 @@ fn job_id(row: &PackageDpRow) -> String {
 }
 
 /// One job, start to end.
-async fn work(state: &AppState, http: &reqwest::Client, row: PackageDpRow, lease: Lease) {
+async fn work(state: &AppState, clients: &DpClients, row: PackageDpRow, lease: Lease) {
     let give_back = || async {
         if let Err(e) = state.db.release(&lease).await {
             tracing::warn!(error = %e, "cannot give a lease back; it expires by itself");
@@ -385,10 +433,11 @@ async fn work(state: &AppState, http: &reqwest::Client, row: PackageDpRow, lease
         row.target_version
     };
     let started = Instant::now();
+    let http = clients.for_dp(&dp);
     let result = match build_job(state, &row, &dp, work, version).await {
         Ok(job) => {
             let node = NodeCall {
-                http,
+                http: &http,
                 url: url.trim_end_matches('/').to_owned(),
                 token: state.site_token(&cred),
             };
@@ -475,7 +524,9 @@ enum JobError {
     Db(#[from] pkgdist_db::DbError),
     #[error("a worker thread failed: {0}")]
     Task(#[from] tokio::task::JoinError),
-    #[error("cannot reach the DP at {url}: {source}")]
+    /// What the system or TLS said (a refused connection, a certificate that is not the DP's),
+    /// not reqwest's wrapping.
+    #[error("cannot reach the DP at {url}: {}", pkgdist_proto::client::root_cause(source))]
     Unreachable { url: String, source: reqwest::Error },
     #[error("the DP answered HTTP {status}: {text}")]
     Status { status: u16, text: String },

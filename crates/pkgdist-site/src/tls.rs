@@ -91,6 +91,16 @@ impl SiteTls {
         )?)
     }
 
+    /// [`SiteTls::client`] taking only the certificate whose SHA-256 is `fingerprint` (the one
+    /// issued to a DP): no other DP of the CA can pass for that DP.
+    pub fn client_pinned(&self, fingerprint: &str) -> Result<reqwest::ClientBuilder, SiteError> {
+        Ok(pkgdist_node::tls::client_builder(
+            self.ca.cert_pem(),
+            Some(&self.identity),
+            pkgdist_node::tls::Expect::Pinned(fingerprint.to_owned()),
+        )?)
+    }
+
     /// The enrollment token to hand out for `secret`: pinned to this site's CA.
     pub fn token(&self, secret: String) -> String {
         pkgdist_node::tls::EnrollmentToken {

@@ -541,3 +541,62 @@ fn nothing_in_the_database_authenticates_as_the_site() {
         "the site's real token passes authentication (the body is no job): {text}"
     );
 }
+
+/// The site takes each DP enrolled over https only with the certificate issued to it: a server
+/// at a DP's address presenting another DP's certificate (from the same CA, for the same host)
+/// is refused at the handshake, saying so, and nothing is sent to it.
+#[test]
+fn a_dp_cannot_pass_for_another_dp() {
+    let dir = TempDir::new().unwrap();
+    let site = Site::start_https(dir.path(), "PD1", &[]);
+    let dp1 = Dp::start(&site, "dp1", Some(&token(&site, "dp1")), &[]);
+    let mut dp2 = Dp::start(&site, "dp2", Some(&token(&site, "dp2")), &[]);
+    let src = dir.path().join("src");
+    source(&src);
+    let pkg = site.cli_json(&[
+        "package",
+        "create",
+        "--name",
+        "pinned",
+        "--source",
+        src.to_str().unwrap(),
+    ])["PackageID"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // dp2 goes; at its address, a server with dp1's certificate and key (what a DP in the
+    // path would present).
+    let addr = dp2.daemon.addr.clone();
+    dp2.daemon.stop();
+    let identity = pkgdist_node::tls::Identity::load(&dp1.dir.join("tls"), "dp")
+        .unwrap()
+        .unwrap();
+    let ca = pkgdist_node::tls::certs(&fs::read_to_string(site.ca()).unwrap(), "ca").unwrap();
+    let config = pkgdist_node::tls::server_config(&identity, &ca).unwrap();
+    // Its own threads: the server runs while this thread drives the site.
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    rt.spawn(async move {
+        let listener = tokio::net::TcpListener::bind(&addr).await.unwrap();
+        let local = listener.local_addr().unwrap();
+        let transport = pkgdist_node::listen::Transport::tls(config, local, false);
+        let limits = pkgdist_node::listen::Limits::for_open_files(1024);
+        let _ = pkgdist_node::listen::serve_with(listener, Default::default(), limits, transport, async {
+            let _ = stopped.await;
+        })
+        .await;
+    });
+    site.cli(&["package", "distribute", &pkg, "dp2"]);
+    wait(Duration::from_secs(30), "dp2's row refused on the certificate", || {
+        let rows = site.dp_rows(&pkg);
+        let msg = rows[0]["LastMessage"].as_str().unwrap_or_default().to_owned();
+        (rows[0]["State"] != 0 && msg.contains("certificate"))
+            .then_some(())
+            .ok_or(format!("{rows:#?}"))
+    });
+    let _ = stop.send(());
+}
