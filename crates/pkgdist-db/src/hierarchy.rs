@@ -385,22 +385,18 @@ impl Db {
             // The DP's site as reported with it, and no time after now (pruned like any).
             let site = dp_site.get(m.nal_path.as_str()).copied().unwrap_or(child);
             let when = if m.time.as_str() > time { time } else { m.time.as_str() };
-            sqlx::query(
-                "INSERT INTO status_messages (package_id, nal_path, site_code, message_id, message_state, severity,
-                    description, bytes_transferred, time)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-            )
-            .bind(m.package_id.clone())
-            .bind(m.nal_path.clone())
-            .bind(site.to_owned())
-            .bind(m.message_id)
-            .bind(m.message_state)
-            .bind(m.severity)
-            .bind(m.description.chars().take(4096).collect::<String>())
-            .bind(m.bytes_transferred)
-            .bind(when.to_owned())
-            .execute(&mut *tx)
-            .await?;
+            let kept = crate::NewStatus {
+                package_id: m.package_id.clone(),
+                nal_path: m.nal_path.clone(),
+                site_code: site.to_owned(),
+                message_id: m.message_id,
+                message_state: m.message_state,
+                severity: m.severity,
+                description: m.description.chars().take(4096).collect(),
+                bytes_transferred: m.bytes_transferred,
+                time: when.to_owned(),
+            };
+            crate::insert_status(&mut *tx, &kept).await?;
             newest = newest.max(m.id);
         }
         if report.statuses.len() <= STATUS_BATCH
@@ -762,7 +758,7 @@ impl Db {
     }
 
     /// Whether some package here is owned by site `code` (a site above, when `code` is not one
-    /// of this site's).
+    /// of this site's), through the owner index.
     pub async fn owns_packages(&self, code: &str) -> Result<bool> {
         let found: Option<i64> = sqlx::query_scalar("SELECT 1 FROM packages WHERE source_site = $1 LIMIT 1")
             .bind(code.to_owned())

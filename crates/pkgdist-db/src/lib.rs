@@ -268,13 +268,21 @@ impl Db {
             .await?)
     }
 
-    /// Packages not being deleted, owned by `owners`: what a child reports up (its own and
-    /// those of the sites below it).
-    pub async fn live_packages_of(&self, owners: &[String]) -> Result<Vec<PackageRow>> {
-        let mut all: Vec<PackageRow> = sqlx::query_as("SELECT * FROM packages WHERE deleting = 0 ORDER BY package_id")
-            .fetch_all(&self.pool)
-            .await?;
-        all.retain(|p| owners.contains(&p.source_site));
+    /// The packages owned by `owners` (through the owner index, migration 0013), those being
+    /// deleted too unless `live_only`: what a child reports up (its own and its subtree's,
+    /// live), and what a parent holds of a child's subtree.
+    pub async fn packages_owned_by(&self, owners: &[String], live_only: bool) -> Result<Vec<PackageRow>> {
+        let mut all = Vec::new();
+        for owner in owners {
+            let found: Vec<PackageRow> =
+                sqlx::query_as("SELECT * FROM packages WHERE source_site = $1 AND (deleting = 0 OR $2 = 0)")
+                    .bind(owner.clone())
+                    .bind(i64::from(live_only))
+                    .fetch_all(&self.pool)
+                    .await?;
+            all.extend(found);
+        }
+        all.sort_by(|a, b| a.package_id.cmp(&b.package_id));
         Ok(all)
     }
 

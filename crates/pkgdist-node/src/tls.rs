@@ -192,12 +192,6 @@ impl Identity {
             .next()
             .ok_or_else(|| pem_error("certificate", "no certificate"))
     }
-
-    /// The identity for a reqwest client to present.
-    pub fn for_client(&self) -> Result<reqwest::Identity, TlsError> {
-        reqwest::Identity::from_pem(format!("{}\n{}", self.key_pem, self.chain_pem).as_bytes())
-            .map_err(TlsError::Client)
-    }
 }
 
 /// A new key and a certificate request for it, to send to the CA (the key stays here).

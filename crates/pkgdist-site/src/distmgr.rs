@@ -225,10 +225,15 @@ async fn held_back(
             "waiting for {dp}'s availability window: never open to {level}-priority content; change the DP's AvailabilitySchedule or the package's Priority"
         ),
     };
+    say_why(state, row, &message).await;
+}
+
+/// Records why a row waits, once: only when the message changes.
+async fn say_why(state: &AppState, row: &PackageDpRow, message: &str) {
     if row.last_message != message
         && let Err(e) = state
             .db
-            .set_row_message(&row.package_id, &row.nal_path, row.job_seq, &message)
+            .set_row_message(&row.package_id, &row.nal_path, row.job_seq, message)
             .await
     {
         tracing::warn!(error = %e, "cannot record why a row waits");
@@ -243,14 +248,7 @@ async fn awaits_prestage(state: &AppState, row: &PackageDpRow) {
         "waiting: {dp} takes {} from prestaged content only (PreStagingAllowed, and the package is flagged DO_NOT_DOWNLOAD): `pkgdist content prestage --library SITE_DATA/library {content} FILE` here, then `pkgdist dp prestage FILE --data DP_DATA` on the DP; or `pkgdist dp set {dp} --prestaged off`",
         row.package_id
     );
-    if row.last_message != message
-        && let Err(e) = state
-            .db
-            .set_row_message(&row.package_id, &row.nal_path, row.job_seq, &message)
-            .await
-    {
-        tracing::warn!(error = %e, "cannot record why a row waits");
-    }
+    say_why(state, row, &message).await;
 }
 
 /// Timeouts of every client the site talks to its DPs with.

@@ -237,8 +237,9 @@ pub(crate) async fn packages_from_below(
         }
     }
     let listed: std::collections::HashSet<&str> = packages.iter().map(|m| m.package_id.as_str()).collect();
-    for p in state.db.packages().await? {
-        if below.contains(&p.source_site) && !listed.contains(p.package_id.as_str()) {
+    let owners: Vec<String> = below.iter().cloned().collect();
+    for p in state.db.packages_owned_by(&owners, false).await? {
+        if !listed.contains(p.package_id.as_str()) {
             tracing::info!(package = %p.package_id, owner = %p.source_site, "package deleted below: forgetting it here");
             crate::ops::packages::forget(state, &p.package_id).await?;
             changed = true;

@@ -564,7 +564,7 @@ async fn packages_to_report(
     owners.push(state.site_code.to_string());
     let list: Vec<PackageMeta> = state
         .db
-        .live_packages_of(&owners)
+        .packages_owned_by(&owners, true)
         .await?
         .iter()
         .map(PackageMeta::of)
