@@ -49,6 +49,17 @@ fn bad(what: &str, why: impl Into<String>) -> ContentError {
 
 /// Writes `content` from `lib` to `out`: its manifest and every distinct chunk, as stored.
 pub fn write(lib: &Library, content: ContentId, out: &mut impl Write) -> Result<Prestaged> {
+    write_only(lib, content, |_| true, out)
+}
+
+/// [`write`], with only the chunks `wanted` says yes to: for a receiver that holds the others
+/// (an import checks that every chunk the manifest needs is then present).
+pub fn write_only(
+    lib: &Library,
+    content: ContentId,
+    wanted: impl Fn(&Digest) -> bool,
+    out: &mut impl Write,
+) -> Result<Prestaged> {
     let manifest = lib.manifest(content)?;
     let bytes = manifest.encode();
     let io = |e: std::io::Error| ContentError::io("the prestaged content file", e);
@@ -61,7 +72,7 @@ pub fn write(lib: &Library, content: ContentId, out: &mut impl Write) -> Result<
     out.write_all(&len.to_be_bytes()).map_err(io)?;
     out.write_all(&bytes).map_err(io)?;
     let (mut chunks, mut stored_bytes) = (0u64, 0u64);
-    for c in manifest.unique_chunks() {
+    for c in manifest.unique_chunks().into_iter().filter(|c| wanted(&c.id)) {
         let stored = lib.chunk_envelope(&c.id)?.ok_or_else(|| ContentError::Missing {
             what: format!("chunk {} of {content}", c.id),
         })?;
@@ -117,6 +128,8 @@ pub fn import(lib: &Library, input: &mut impl Read) -> Result<Prestaged> {
     let wanted: std::collections::HashMap<Digest, ChunkRef> =
         manifest.unique_chunks().into_iter().map(|c| (c.id, c)).collect();
     let (mut chunks, mut stored_bytes) = (0u64, 0u64);
+    // Each chunk once: a stream that repeats one could otherwise go on for ever.
+    let mut seen = std::collections::HashSet::new();
     loop {
         let mut id = [0u8; 32];
         match input.read(&mut id[..1]) {
@@ -128,6 +141,9 @@ pub fn import(lib: &Library, input: &mut impl Read) -> Result<Prestaged> {
         let chunk = wanted
             .get(&id)
             .ok_or_else(|| bad("chunks", format!("chunk {id} is not one {content} needs")))?;
+        if !seen.insert(id) {
+            return Err(bad("chunks", format!("chunk {id} comes twice")));
+        }
         let len = u32::from_be_bytes(read_array(input, "chunk length")?) as usize;
         // A chunk as stored is at most a little larger than the chunk itself.
         if len > chunk_limit(chunk) {
@@ -221,5 +237,48 @@ mod tests {
         let e = import(&other, &mut stranger.as_slice()).unwrap_err().to_string();
         assert!(e.contains("not one"), "{e}");
         assert!(import(&other, &mut &b"not a prestage file at all"[..]).is_err());
+
+        // Only the chunks a receiver lacks: enough for one that holds the rest, not for one
+        // that does not; a chunk sent twice is refused.
+        let stored = |lib: &Library| {
+            manifest
+                .unique_chunks()
+                .into_iter()
+                .filter(|c| lib.has_chunk(&c.id).unwrap())
+                .count()
+        };
+        let half = library(&dir.path().join("half"));
+        let first = manifest.unique_chunks()[0].clone();
+        half.put_envelope(&first, &site.chunk_envelope(&first.id).unwrap().unwrap())
+            .unwrap();
+        half.flush().unwrap();
+        let mut rest = Vec::new();
+        let sent = write_only(&site, content, |id| !half.has_chunk(id).unwrap(), &mut rest).unwrap();
+        assert_eq!(sent.chunks as usize, manifest.unique_chunks().len() - 1);
+        assert!(rest.len() < file.len());
+        assert_eq!(
+            import(&half, &mut rest.as_slice()).unwrap().manifest_hash,
+            got.manifest_hash
+        );
+        assert_eq!(stored(&half), manifest.unique_chunks().len());
+        let e = import(&library(&dir.path().join("empty")), &mut rest.as_slice())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(&format!("lacks chunk {}", first.id)), "{e}");
+        let frame = rest[rest.len()
+            - (32
+                + 4
+                + site
+                    .chunk_envelope(&manifest.unique_chunks().last().unwrap().id)
+                    .unwrap()
+                    .unwrap()
+                    .len())..]
+            .to_vec();
+        let mut twice = file.clone();
+        twice.extend_from_slice(&frame);
+        let e = import(&library(&dir.path().join("twice")), &mut twice.as_slice())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("comes twice"), "{e}");
     }
 }

@@ -807,7 +807,7 @@ impl Db {
         Ok(())
     }
 
-    // ---- content replicated from the parent ----
+    // ---- content replicated from the parent, or come up from a child ----
 
     pub async fn site_content(&self) -> Result<Vec<SiteContentRow>> {
         Ok(
@@ -815,6 +815,38 @@ impl Db {
                 .fetch_all(&self.pool)
                 .await?,
         )
+    }
+
+    /// One version's row, if it has one.
+    pub async fn site_content_of(&self, package_id: &str, version: i64) -> Result<Option<SiteContentRow>> {
+        Ok(
+            sqlx::query_as("SELECT * FROM site_content WHERE package_id = $1 AND version = $2")
+                .bind(package_id.to_owned())
+                .bind(version)
+                .fetch_optional(&self.pool)
+                .await?,
+        )
+    }
+
+    /// Packages owned in the subtree of child site `via` whose current version a DP outside
+    /// that subtree is targeted with (here, or below another child), and which have not come up
+    /// from there yet (no finished `site_content` row): what this site asks `via` to send up.
+    /// Through the sites of the subtree and the owner index, so it costs what that subtree
+    /// owns, not the package table.
+    pub async fn wanted_from_below(&self, via: &str) -> Result<Vec<PackageRow>> {
+        Ok(sqlx::query_as(
+            "SELECT p.* FROM sites s JOIN packages p ON p.source_site = s.site_code
+              WHERE s.via_site = $1 AND p.source_version > 0 AND p.manifest_hash IS NOT NULL AND p.deleting = 0
+                AND EXISTS (SELECT 1 FROM package_dps r JOIN distribution_points d ON d.nal_path = r.nal_path
+                             WHERE r.package_id = p.package_id AND r.state NOT IN (4, 5, 6)
+                               AND (d.via_site IS NULL OR d.via_site <> $1))
+                AND NOT EXISTS (SELECT 1 FROM site_content c
+                             WHERE c.package_id = p.package_id AND c.version = p.source_version AND c.state = 0)
+              ORDER BY p.priority, p.package_id",
+        )
+        .bind(via.to_owned())
+        .fetch_all(&self.pool)
+        .await?)
     }
 
     pub async fn put_site_content(&self, c: &SiteContentRow) -> Result<()> {

@@ -561,6 +561,58 @@ async fn hierarchy(db: &Db) {
     db.set_pull_sources("nal-pull", &[]).await.unwrap();
     assert!(db.pull_sources().await.unwrap().is_empty());
 
+    // A package owned below (at SE1) is asked up from PR1 once a DP outside PR1's subtree is
+    // targeted with it, and no longer once its version came up.
+    let mut below = package("SE100001");
+    below.source_site = "SE1".into();
+    below.source_version = 2;
+    below.manifest_hash = Some("ab".repeat(32));
+    db.upsert_package_from_below(&below).await.unwrap();
+    let wanted = |via: &'static str| {
+        let db = db.clone();
+        async move {
+            db.wanted_from_below(via)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|p| p.package_id)
+                .collect::<Vec<_>>()
+        }
+    };
+    let mut tg = target("SE100001", "far");
+    tg.site_code = "SE1".into();
+    db.target(&[tg], &[]).await.unwrap();
+    assert!(
+        wanted("PR1").await.is_empty(),
+        "a DP of the owner's subtree gets it from there"
+    );
+    db.target(&[target("SE100001", "src")], &[]).await.unwrap();
+    assert_eq!(wanted("PR1").await, ["SE100001"], "a DP of this site needs it here");
+    assert!(
+        wanted("PR2").await.is_empty(),
+        "asked only of the child it is owned under"
+    );
+    let came_up = |version: i64, state: i64| pkgdist_db::SiteContentRow {
+        package_id: "SE100001".into(),
+        version,
+        state,
+        bytes_received: 0,
+        chunks_fetched: 0,
+        chunks_total: 0,
+        attempts: 0,
+        message: String::new(),
+        updated_at: t(9),
+    };
+    db.put_site_content(&came_up(1, 0)).await.unwrap();
+    db.put_site_content(&came_up(2, 1)).await.unwrap();
+    assert_eq!(
+        wanted("PR1").await,
+        ["SE100001"],
+        "an older version, or one on its way, is not it"
+    );
+    db.put_site_content(&came_up(2, 0)).await.unwrap();
+    assert!(wanted("PR1").await.is_empty(), "the current version is here");
+
     // Forgetting the child forgets everything below it.
     assert!(db.delete_site("PR1").await.unwrap());
     assert!(db.dp(&nal).await.unwrap().is_none());

@@ -315,7 +315,8 @@ fn package_on_dp() -> View {
 
 /// A waiting row's message, saying why it waits when nothing will move it until someone acts:
 /// a DP of this site that never enrolled (the distribution manager only sends to enrolled
-/// DPs), or a package with no content yet. Computed when read, so it is right the moment the
+/// DPs), or a package with no content yet; or while another site's content is on its way
+/// here (from the parent, or up from a child), how far it has got. Computed when read, so it is right the moment the
 /// cause goes away. (A DP outside its availability window is not said here: the window is
 /// read in the site's time zone, which SQL does not know.)
 fn waiting_message() -> String {
@@ -326,6 +327,13 @@ fn waiting_message() -> String {
               THEN 'waiting: ' || d.name || ' has never enrolled with the site; start it with the enrollment token from `pkgdist dp add`'
               WHEN r.state IN ({p0}, {p1}) AND p.source_version = 0
               THEN 'waiting: the package has no content yet; set its PkgSourcePath and refresh it'
+              WHEN r.state IN ({p0}, {p1}) AND d.via_site IS NULL
+                AND p.source_site <> (SELECT s.value FROM settings s WHERE s.key = 'site_code')
+                AND NOT EXISTS (SELECT 1 FROM site_content c WHERE c.package_id = r.package_id
+                                  AND c.version = r.target_version AND c.state = 0)
+              THEN 'waiting for the content to reach this site from site ' || p.source_site ||
+                COALESCE(': ' || (SELECT c.message FROM site_content c WHERE c.package_id = r.package_id
+                                    AND c.version = r.target_version), '')
               ELSE r.last_message END",
         p0 = pending[0],
         p1 = pending[1]

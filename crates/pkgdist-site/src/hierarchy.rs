@@ -204,7 +204,7 @@ pub(crate) async fn subtree(state: &AppState, code: &str) -> ApiResult<std::coll
 
 /// Takes the packages owned in child `child`'s subtree, as it reports them when they change:
 /// new ones inserted, changed ones updated (read-only here: only the owner changes them), and
-/// those no longer listed forgotten. A package claiming an owner outside the subtree, or an ID
+/// those no longer listed deleted (off the DPs here and elsewhere below first). A package claiming an owner outside the subtree, or an ID
 /// another site owns here, is refused (logged) and the rest taken.
 pub(crate) async fn packages_from_below(
     state: &AppState,
@@ -239,9 +239,10 @@ pub(crate) async fn packages_from_below(
     let listed: std::collections::HashSet<&str> = packages.iter().map(|m| m.package_id.as_str()).collect();
     let owners: Vec<String> = below.iter().cloned().collect();
     for p in state.db.packages_owned_by(&owners, false).await? {
-        if !listed.contains(p.package_id.as_str()) {
-            tracing::info!(package = %p.package_id, owner = %p.source_site, "package deleted below: forgetting it here");
-            crate::ops::packages::forget(state, &p.package_id).await?;
+        if !listed.contains(p.package_id.as_str())
+            && crate::ops::packages::deleted_at_owner(state, &p.package_id).await?
+        {
+            tracing::info!(package = %p.package_id, owner = %p.source_site, "package deleted below: deleting it here, off this site's DPs first");
             changed = true;
         }
     }

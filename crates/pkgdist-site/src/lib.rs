@@ -14,6 +14,7 @@ mod body;
 mod classes;
 pub mod config;
 mod console;
+pub mod content_up;
 pub mod distmgr;
 pub mod error;
 mod filter_types;
@@ -277,7 +278,9 @@ impl Workers {
     pub fn with_parent(mut self, state: &AppState, link: upstream::ParentLink, own_url: String) -> Self {
         self.0
             .push(tokio::spawn(upstream::run(state.clone(), link.clone(), own_url)));
-        self.0.push(tokio::spawn(upstream::replicate(state.clone(), link)));
+        self.0
+            .push(tokio::spawn(upstream::replicate(state.clone(), link.clone())));
+        self.0.push(tokio::spawn(content_up::push_up(state.clone(), link)));
         self
     }
 }

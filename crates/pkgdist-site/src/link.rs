@@ -7,8 +7,9 @@
 //! - [`ENROLL_PATH`]: the child trades the one-time token its parent's administrator got from
 //!   creating its `SMS_Site` for a standing credential (made by the child; the parent keeps
 //!   only its hash), as a DP does.
-//! - [`SYNC_PATH`]: package metadata (every package the parent knows, but only when it has
-//!   changed since the child last got it) and the administrators' intents on rows of DPs
+//! - [`SYNC_PATH`]: package metadata (every package the parent knows but those owned in the
+//!   child's subtree, only when it has changed since the child last got it), the versions the
+//!   parent wants sent up and the administrators' intents on rows of DPs
 //!   below the child, newer than the last the child applied.
 //! - [`REPORT_PATH`]: the child's view of its subtree: its sites and DPs, and its
 //!   package-on-DP rows, whole the first time and then only those changed and removed since
@@ -17,6 +18,8 @@
 //!   is answered `accepted: false`, unapplied, and the child sends its rows whole again.
 //!
 //! An idle link costs a few indexed reads a poll on each side, whatever the number of rows.
+//! - [`content_up::PLAN_PATH`], [`content_up::UPLOAD_PATH`]: versions owned in the child's
+//!   subtree that this site asked for (`SyncResponse::wanted`), sent up by the child.
 //! - [`CONTENT_PREFIX`] + the node source routes: manifests and chunks, from the parent's
 //!   library, paced at the child's `RateLimitBytesPerSecond`. Content crosses the link once:
 //!   the child keeps it in its own library and serves its DPs and children from there.
@@ -30,10 +33,10 @@ use pkgdist_core::errors::ErrorKind;
 use pkgdist_db::{Intent, PackageRow, Report, ReportApplied, SiteRow};
 use serde::{Deserialize, Serialize};
 
-use crate::auth;
 use crate::body::{ENROLL_BODY_MAX, JsonBody};
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
+use crate::{auth, content_up};
 
 pub const ENROLL_PATH: &str = "/link/v1/enroll";
 pub const SYNC_PATH: &str = "/link/v1/sync";
@@ -92,6 +95,38 @@ pub struct SyncResponse {
     /// the ones after. `None` from a parent that takes none.
     #[serde(default)]
     pub status_seq: Option<i64>,
+    /// Versions owned in the child's subtree that this site needs (a DP outside that
+    /// subtree is targeted with them): the child sends them up (`content_up`).
+    #[serde(default)]
+    pub wanted: Vec<WantedMsg>,
+}
+
+/// A version a parent asks its child to send up.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WantedMsg {
+    pub package_id: String,
+    pub version: i64,
+    pub manifest_hash: String,
+}
+
+impl WantedMsg {
+    /// A package's current version, if it has content.
+    pub fn of(p: &PackageRow) -> Option<Self> {
+        Some(Self {
+            package_id: p.package_id.clone(),
+            version: p.source_version,
+            manifest_hash: p.manifest_hash.clone()?,
+        })
+    }
+
+    /// The version and its manifest hash, if they parse.
+    pub fn parts(&self) -> Option<(pkgdist_core::ContentId, pkgdist_core::Digest)> {
+        let content = pkgdist_core::ContentId {
+            package: self.package_id.parse().ok()?,
+            version: u32::try_from(self.version).ok()?,
+        };
+        Some((content, self.manifest_hash.parse().ok()?))
+    }
 }
 
 /// A report as a child sends it: its subtree's sites, DPs, rows and status messages
@@ -197,6 +232,16 @@ pub fn router(state: AppState) -> Router {
     let authed = Router::new()
         .route(SYNC_PATH, get(sync))
         .route(REPORT_PATH, post(report).layer(DefaultBodyLimit::max(MAX_REPORT_BYTES)))
+        .route(
+            content_up::PLAN_PATH,
+            post(content_up::plan).layer(DefaultBodyLimit::max(content_up::MAX_MANIFEST_BYTES)),
+        )
+        // An upload is as large as the version: each chunk is checked as it comes, and none
+        // may come twice (`prestage::import`), so its length is bounded by the manifest.
+        .route(
+            content_up::UPLOAD_PATH,
+            post(content_up::upload).layer(DefaultBodyLimit::disable()),
+        )
         .with_state(state.clone())
         .nest(CONTENT_PREFIX, pkgdist_node::source::router(state.library.clone()))
         .route_layer(middleware::from_fn_with_state(state.clone(), authenticate_site));
@@ -349,9 +394,10 @@ async fn sync(
     // The version before the list: a change landing in between is listed now and makes the
     // next poll list again, never the other way round.
     let packages_epoch = state.db.package_epoch().await?;
-    // Packages owned below this site stay in the owner's subtree: their content goes down
-    // from the owner, never up, so no other child could be sent it.
-    let below: std::collections::HashSet<String> = state.db.sites().await?.into_iter().map(|s| s.site_code).collect();
+    // Every package but those owned in the child's own subtree (which it reports up): a
+    // package created anywhere is known everywhere, as in ConfigMgr, and its content comes
+    // up from its owner where a DP outside that subtree needs it (`content_up`).
+    let own_subtree = crate::hierarchy::subtree(&state, &child.site_code).await?;
     let packages = if q.packages == Some(packages_epoch) {
         None
     } else {
@@ -361,8 +407,7 @@ async fn sync(
                 .packages()
                 .await?
                 .iter()
-                // Owned here or above: not the child's own, nor any site's below.
-                .filter(|p| !below.contains(&p.source_site))
+                .filter(|p| !own_subtree.contains(&p.source_site))
                 .map(PackageMeta::of)
                 .collect(),
         )
@@ -374,6 +419,7 @@ async fn sync(
         packages,
         intents,
         status_seq: Some(child.status_seq),
+        wanted: content_up::wanted_of(&state, &child.site_code).await?,
     }))
 }
 

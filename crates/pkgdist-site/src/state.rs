@@ -51,6 +51,8 @@ pub struct Inner {
     refresh_locks: std::sync::Mutex<HashMap<String, Arc<Mutex<()>>>>,
     /// Wakes the replicator: a row below may need content from the parent.
     pub replicate: Notify,
+    /// What the parent last asked this site to send up (`content_up`).
+    pub wanted_above: crate::content_up::Wanted,
     /// Where this site sits in the hierarchy: its parent (if any) and how many levels below
     /// the top it is, as the parent last said.
     hierarchy: std::sync::RwLock<Position>,
@@ -142,6 +144,7 @@ impl AppState {
             pacers: std::sync::Mutex::new(HashMap::new()),
             refresh_locks: std::sync::Mutex::new(HashMap::new()),
             replicate: Notify::new(),
+            wanted_above: Default::default(),
             hierarchy: std::sync::RwLock::new(Position::default()),
             auth_failures: crate::auth::Failures::default(),
             source_roots,

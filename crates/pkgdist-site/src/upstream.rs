@@ -256,7 +256,7 @@ impl ParentLink {
 
     /// A client for the parent: over https, trusting only the parent's CA and presenting the
     /// certificate it issued this site.
-    fn client(&self) -> reqwest::ClientBuilder {
+    pub(crate) fn client(&self) -> reqwest::ClientBuilder {
         match &self.material {
             Some((ca, identity)) => match pkgdist_node::tls::client_builder(
                 ca,
@@ -284,7 +284,7 @@ impl ParentLink {
 /// Why a round of the link, or one version's replication, did not complete. The link logs
 /// it and tries again; nothing above decides on it.
 #[derive(Debug, thiserror::Error)]
-enum LinkError {
+pub(crate) enum LinkError {
     #[error("{step}: cannot reach the parent: {source}")]
     Unreachable { step: &'static str, source: reqwest::Error },
     #[error("{step}: the parent answered HTTP {status}: {message}")]
@@ -313,7 +313,7 @@ enum LinkError {
 }
 
 /// The parent's refusal of `step`, with its message.
-async fn refused(step: &'static str, resp: reqwest::Response) -> LinkError {
+pub(crate) async fn refused(step: &'static str, resp: reqwest::Response) -> LinkError {
     let status = resp.status().as_u16();
     LinkError::Refused {
         step,
@@ -422,6 +422,7 @@ async fn round(
         progress.packages_at = Some(Instant::now());
     }
     apply_intents(state, &sync.intents).await?;
+    state.wanted_above.set(sync.wanted);
 
     let mut report = build_report(state, own_url, progress.acked).await?;
     if let Some(mark) = sync.status_seq {
@@ -492,8 +493,8 @@ async fn applied_seq(state: &AppState) -> Result<i64, LinkError> {
 }
 
 /// Records packages owned above: new ones, and new versions (which retarget this site's rows
-/// of the package, as a refresh at the owner does there). Packages the parent no longer has
-/// are deleted here too.
+/// of the package, as a refresh at the owner does there). Packages the parent no longer lists
+/// are deleted here too, off this site's DPs first.
 async fn apply_packages(state: &AppState, packages: &[PackageMeta]) -> Result<bool, LinkError> {
     let own = state.site_code.to_string();
     let mut changed = false;
@@ -530,14 +531,17 @@ async fn apply_packages(state: &AppState, packages: &[PackageMeta]) -> Result<bo
     // Packages of sites below came from there, not from the parent's list.
     let below: HashSet<String> = state.db.sites().await?.into_iter().map(|s| s.site_code).collect();
     for p in state.db.packages().await? {
-        if p.source_site != own && !below.contains(&p.source_site) && !listed.contains(p.package_id.as_str()) {
-            tracing::info!(package = %p.package_id, owner = %p.source_site, "package deleted above: deleting it here");
-            packages::forget(state, &p.package_id)
+        if p.source_site != own
+            && !below.contains(&p.source_site)
+            && !listed.contains(p.package_id.as_str())
+            && packages::deleted_at_owner(state, &p.package_id)
                 .await
                 .map_err(|source| LinkError::Op {
                     object: p.package_id.clone(),
                     source,
-                })?;
+                })?
+        {
+            tracing::info!(package = %p.package_id, owner = %p.source_site, "package deleted at its owner: deleting it here, off this site's DPs first");
             changed = true;
         }
     }
@@ -828,24 +832,16 @@ async fn needed(state: &AppState) -> Result<Vec<(ContentId, Digest)>, LinkError>
     Ok(out)
 }
 
-/// Fetches one version from the parent: the manifest (checked against the hash the metadata
-/// carries), the chunks this library lacks, then commits it. What crossed the link is added
-/// to the version's `site_content` row, attempt after attempt.
-async fn fetch_version(
+/// The `site_content` row of `content`, or a new one (fetching, nothing received yet).
+pub(crate) async fn site_content_row(
     state: &AppState,
-    fetcher: &Fetcher,
-    base: &str,
     content: ContentId,
-    hash: Digest,
-) -> Result<(), LinkError> {
-    let package_id = content.package.to_string();
-    let version = i64::from(content.version);
-    let mut row = state
+) -> Result<SiteContentRow, pkgdist_db::DbError> {
+    let (package_id, version) = (content.package.to_string(), i64::from(content.version));
+    Ok(state
         .db
-        .site_content()
+        .site_content_of(&package_id, version)
         .await?
-        .into_iter()
-        .find(|r| r.package_id == package_id && r.version == version)
         .unwrap_or(SiteContentRow {
             package_id,
             version,
@@ -856,7 +852,36 @@ async fn fetch_version(
             attempts: 0,
             message: String::new(),
             updated_at: now(),
-        });
+        }))
+}
+
+/// Records a version that came from another site (whose chunks are all here) in the library;
+/// older versions of the package go, as on a DP (the one before stays for DPs still on it).
+pub(crate) fn record_version(
+    lib: &pkgdist_content::Library,
+    content: ContentId,
+    manifest: &pkgdist_core::Manifest,
+) -> Result<(), pkgdist_content::ContentError> {
+    lib.commit(content, manifest)?;
+    for v in lib.versions()? {
+        if v.package == content.package && v.version < content.version.saturating_sub(1) {
+            lib.release(v)?;
+        }
+    }
+    Ok(())
+}
+
+/// Fetches one version from the parent: the manifest (checked against the hash the metadata
+/// carries), the chunks this library lacks, then commits it. What crossed the link is added
+/// to the version's `site_content` row, attempt after attempt.
+async fn fetch_version(
+    state: &AppState,
+    fetcher: &Fetcher,
+    base: &str,
+    content: ContentId,
+    hash: Digest,
+) -> Result<(), LinkError> {
+    let mut row = site_content_row(state, content).await?;
     row.state = 1;
     row.message = "fetching from the parent site".into();
     row.updated_at = now();
@@ -884,17 +909,7 @@ async fn fetch_version(
         }
         let lib = state.library.clone();
         let m = manifest.clone();
-        tokio::task::spawn_blocking(move || -> Result<(), pkgdist_content::ContentError> {
-            lib.commit(content, &m)?;
-            // Older versions go, as on a DP (the one before stays for DPs still on it).
-            for v in lib.versions()? {
-                if v.package == content.package && v.version < content.version.saturating_sub(1) {
-                    lib.release(v)?;
-                }
-            }
-            Ok(())
-        })
-        .await??;
+        tokio::task::spawn_blocking(move || record_version(&lib, content, &m)).await??;
         Ok::<_, LinkError>(plan)
     }
     .await;

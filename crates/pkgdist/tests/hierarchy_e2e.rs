@@ -101,8 +101,9 @@ fn library_bytes(site: &Site) -> u64 {
 }
 
 /// A central site (CAS) with two primaries (PR1, PR2) and a secondary (SE1) under PR1. PR1 and
-/// SE1 each have a standard DP and a pull DP chained from it; PR2 has a DP that is never
-/// targeted. A package created at CAS is targeted from CAS at the four DPs of PR1 and SE1.
+/// SE1 each have a standard DP and a pull DP chained from it; PR2 has a DP. A package created
+/// at CAS is targeted from CAS at the four DPs of PR1 and SE1; one created at SE1 at DPs of
+/// SE1, PR1 and PR2.
 #[test]
 fn three_levels_distribute_refresh_and_report_up() {
     let dir = TempDir::new().unwrap();
@@ -125,7 +126,7 @@ fn three_levels_distribute_refresh_and_report_up() {
     let s1 = se1.add_dp("dp-s1");
     let t = register_pull(&se1, "dp-s2", "dp-s1");
     let s2 = Dp::start(&se1, "dp-s2", Some(&t), &[]);
-    let _q1 = pr2.add_dp("dp-q1");
+    let q1 = pr2.add_dp("dp-q1");
 
     // The top sees the whole tree and every DP in it.
     wait(Duration::from_secs(30), "the hierarchy reported to the top", || {
@@ -354,9 +355,10 @@ fn three_levels_distribute_refresh_and_report_up() {
     let (status, _) = s1.download(&format!("{pkg}/"));
     assert_eq!(status, 404, "dp-s1 released the content");
 
-    // A package created below (at SE1) goes up: the top sees it, owned by SE1 and read-only
-    // there, and can target it at the DPs of SE1's subtree, not elsewhere; deleted at SE1, it
-    // goes at the top too.
+    // A package created below (at SE1) is known everywhere, as in ConfigMgr: the top and the
+    // sibling PR2 see it, owned by SE1 and read-only. The top targets it at a DP of SE1, one of
+    // PR1 (above the owner) and one of PR2 (a sibling subtree): its content goes up from SE1 as
+    // far as needed (SE1 → PR1 → CAS) and down to PR2, crossing each link once.
     let src2 = dir.path().join("src2");
     source(&src2, 11);
     let made_below = se1.cli_json(&[
@@ -370,17 +372,21 @@ fn three_levels_distribute_refresh_and_report_up() {
         .as_str()
         .unwrap()
         .to_owned();
-    wait(Duration::from_secs(30), "the package made below, at the top", || {
-        let list = names(&cas, "SMS_Package", "PackageID");
-        list.contains(&made_below).then_some(()).ok_or(format!("{list:?}"))
-    });
+    wait(
+        Duration::from_secs(30),
+        "the package made below, at the top and at PR2",
+        || {
+            let top = names(&cas, "SMS_Package", "PackageID");
+            let sibling = names(&pr2, "SMS_Package", "PackageID");
+            (top.contains(&made_below) && sibling.contains(&made_below))
+                .then_some(())
+                .ok_or(format!("{top:?} {sibling:?}"))
+        },
+    );
     let seen = cas.get(&format!("SMS_Package('{made_below}')"));
     assert_eq!(seen["SourceSite"], "SE1", "{seen}");
     assert_eq!(seen["SourceVersion"], 1, "{seen}");
-    assert!(
-        !names(&pr2, "SMS_Package", "PackageID").contains(&made_below),
-        "a sibling's package"
-    );
+    assert_eq!(pr2.get(&format!("SMS_Package('{made_below}')"))["SourceSite"], "SE1");
     let refresh = common::runtime().block_on(async {
         reqwest::Client::new()
             .post(format!(
@@ -397,29 +403,28 @@ fn three_levels_distribute_refresh_and_report_up() {
             .unwrap()
     });
     assert!(refresh.contains("belongs to site SE1"), "{refresh}");
-    let out = common::pkgdist()
-        .args([
-            "--site",
-            &cas.url(),
-            "--token",
-            TOKEN,
-            "package",
-            "distribute",
-            &made_below,
-            "dp-p1",
-        ])
-        .output()
-        .unwrap();
-    assert!(!out.status.success(), "a DP outside the owner's subtree");
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("SE1"), "{err}");
-    cas.cli(&["package", "distribute", &made_below, "dp-s1"]);
-    cas.wait_installed(&made_below, 1, 1);
-    assert_serves(&s1, &made_below, &src2);
-    assert!(
-        site_content(&pr1, &made_below).is_empty(),
-        "content goes down from its owner, never up"
-    );
+    cas.cli(&["package", "distribute", &made_below, "dp-s1", "dp-p1", "dp-q1"]);
+    cas.wait_installed(&made_below, 3, 1);
+    for dp in [&s1, &p1, &q1] {
+        assert_serves(dp, &made_below, &src2);
+    }
+    // It came up once to PR1 and to CAS, and went down once to PR2.
+    for (site, name) in [(&pr1, "PR1"), (&cas, "CAS"), (&pr2, "PR2")] {
+        let got = site_content(site, &made_below);
+        assert!(
+            got.len() == 1 && got[0].0 == 1 && got[0].2 > 0,
+            "{name} holds {made_below}.1: {got:?}"
+        );
+    }
+    let came_up = cas.get("PKGDIST_SiteContent")["value"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["PackageID"] == made_below.as_str())
+        .unwrap()["Message"]
+        .clone();
+    assert!(came_up.to_string().contains("came up from child site PR1"), "{came_up}");
+    // Deleted at its owner, it comes off every DP in the hierarchy, then goes everywhere.
     se1.cli(&["package", "remove", &made_below, "dp-s1"]);
     wait(Duration::from_secs(30), "the removal below", || {
         let rows = se1.dp_rows(&made_below);
@@ -427,13 +432,22 @@ fn three_levels_distribute_refresh_and_report_up() {
     });
     se1.cli(&["package", "delete", &made_below]);
     wait(
-        Duration::from_secs(30),
-        "the package deleted below, gone at the top",
+        Duration::from_secs(60),
+        "the package deleted below, off every DP and gone everywhere",
         || {
-            let list = names(&cas, "SMS_Package", "PackageID");
-            (!list.contains(&made_below)).then_some(()).ok_or(format!("{list:?}"))
+            let left: Vec<bool> = [&cas, &pr1, &pr2, &se1]
+                .iter()
+                .map(|site| names(site, "SMS_PackageBaseclass", "PackageID").contains(&made_below))
+                .collect();
+            let rows = cas.dp_rows(&made_below);
+            (left.iter().all(|has| !has) && rows.is_empty())
+                .then_some(())
+                .ok_or(format!("{left:?} {rows:#?}"))
         },
     );
+    for dp in [&s1, &p1, &q1] {
+        assert_eq!(dp.download(&format!("{made_below}/")).0, 404, "{} dropped it", dp.name);
+    }
 
     // Deleting at the top takes the content off every DP in the hierarchy first (the pull
     // DPs below still hold it), then the package is gone everywhere.

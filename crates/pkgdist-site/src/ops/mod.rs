@@ -107,8 +107,6 @@ pub enum Refusal {
     },
     /// Revoking the last live FullAdministrator token.
     LastAdministrator,
-    /// A package owned by a site below, on a DP outside that site's subtree.
-    ContentBelow { owner: String, dp: String, site: String },
     /// A refresh of a package without a source folder.
     NoSource,
     /// The package is at the highest SourceVersion.
@@ -199,9 +197,6 @@ fn refusal_text(object: &str, reason: &Refusal) -> String {
         Refusal::BelowChild { via, parent, verb } => {
             format!("site {object} is below child {via}; it can only be {verb} at its parent, {parent}")
         }
-        Refusal::ContentBelow { owner, dp, site } => format!(
-            "package {object} belongs to site {owner}, below this one: its content reaches only DPs of {owner} and the sites below it, and DP {dp} is of site {site}"
-        ),
         Refusal::LastAdministrator => "this is the last live FullAdministrator token: revoking it would lock every administrator out. Create another first".into(),
         Refusal::NoSource => format!(
             "package {object} has no source folder to refresh; set PkgSourcePath (and PkgSourceFlag 2) first"

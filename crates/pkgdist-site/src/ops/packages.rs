@@ -485,6 +485,23 @@ pub async fn delete(state: &AppState, id: &str) -> Result<(), OpError> {
     }
     let p = package(state, id).await?;
     check_owned(state, &p, "deleted")?;
+    begin_delete(state, id).await
+}
+
+/// A package deleted at its owner, elsewhere in the hierarchy (the site link saw it go): it
+/// goes here as a delete does, its content off this site's DPs first. Answers whether a
+/// delete began (not for a package already being deleted, or gone).
+pub(crate) async fn deleted_at_owner(state: &AppState, id: &str) -> Result<bool, OpError> {
+    if state.db.package_deleting(id).await? != Some(false) {
+        return Ok(false);
+    }
+    begin_delete(state, id).await?;
+    Ok(true)
+}
+
+/// Deletes package `id`, whoever owns it: at once if no DP has it, else once every DP it is
+/// on has dropped its content (`finish_deletes`), hidden from lists meanwhile.
+async fn begin_delete(state: &AppState, id: &str) -> Result<(), OpError> {
     // Not while its source is being refreshed (a new version would retarget its rows).
     let lock = state.refresh_lock(id);
     let _one_at_a_time = lock.lock().await;

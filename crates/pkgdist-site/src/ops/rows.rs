@@ -82,48 +82,8 @@ pub(crate) async fn retarget(
     redistribute: bool,
     why: &str,
 ) -> Result<(), OpError> {
-    reachable(state, pairs).await?;
     let (targets, msgs) = plan(pairs, redistribute, &now(), why);
     state.db.target(&targets, &msgs).await?;
-    Ok(())
-}
-
-/// Refuses a package owned by a site below this one on a DP outside the owner's subtree: its
-/// content goes down from its owner, never up, so no other DP could get it.
-async fn reachable(state: &AppState, pairs: &[(&PackageRow, &DpRow)]) -> Result<(), OpError> {
-    let own = state.site_code.as_str();
-    if pairs.iter().all(|(p, _)| p.source_site == own) {
-        return Ok(());
-    }
-    let parents: std::collections::HashMap<String, String> = state
-        .db
-        .sites()
-        .await?
-        .into_iter()
-        .map(|s| (s.site_code, s.parent_code))
-        .collect();
-    for (p, d) in pairs {
-        if !parents.contains_key(&p.source_site) {
-            continue; // owned here or above: its content comes down to every site
-        }
-        // Up from the DP's site: the owner must be on the way.
-        let mut site = Some(d.site_code.as_str());
-        let mut hops = 0;
-        while let Some(s) = site.filter(|s| *s != p.source_site && hops < 64) {
-            site = parents.get(s).map(String::as_str);
-            hops += 1;
-        }
-        if site != Some(p.source_site.as_str()) {
-            return Err(OpError::refused(
-                &p.package_id,
-                Refusal::ContentBelow {
-                    owner: p.source_site.clone(),
-                    dp: d.name.clone(),
-                    site: d.site_code.clone(),
-                },
-            ));
-        }
-    }
     Ok(())
 }
 
