@@ -248,7 +248,7 @@ mod tests {
                 .count()
         };
         let half = library(&dir.path().join("half"));
-        let first = manifest.unique_chunks()[0].clone();
+        let first = manifest.unique_chunks()[0];
         half.put_envelope(&first, &site.chunk_envelope(&first.id).unwrap().unwrap())
             .unwrap();
         half.flush().unwrap();

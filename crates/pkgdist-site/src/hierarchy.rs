@@ -202,16 +202,21 @@ pub(crate) async fn subtree(state: &AppState, code: &str) -> ApiResult<std::coll
     Ok(below)
 }
 
-/// Takes the packages owned in child `child`'s subtree, as it reports them when they change:
+/// Takes the packages owned in child `child`'s subtree (the sites it reports, `reported_sites`,
+/// are in it), as it reports them when they change:
 /// new ones inserted, changed ones updated (read-only here: only the owner changes them), and
 /// those no longer listed deleted (off the DPs here and elsewhere below first). A package claiming an owner outside the subtree, or an ID
 /// another site owns here, is refused (logged) and the rest taken.
 pub(crate) async fn packages_from_below(
     state: &AppState,
     child: &str,
+    reported_sites: &[&str],
     packages: &[crate::link::PackageMeta],
 ) -> ApiResult<()> {
-    let below = subtree(state, child).await?;
+    // The subtree as known here, and as this report tells it (it is applied after the
+    // packages, and may be the first to name the owner).
+    let mut below = subtree(state, child).await?;
+    below.extend(reported_sites.iter().map(|s| (*s).to_owned()));
     let mut changed = false;
     for meta in packages {
         // A package ID names its owner: a child cannot claim one of another site's numbers.

@@ -449,7 +449,8 @@ async fn report(
     }
     // Packages first: the rows of this report may be of a package new here.
     if let Some(packages) = &packages {
-        crate::hierarchy::packages_from_below(&state, &child.site_code, packages).await?;
+        let reported: Vec<&str> = report.sites.iter().map(|s| s.site_code.as_str()).collect();
+        crate::hierarchy::packages_from_below(&state, &child.site_code, &reported, packages).await?;
     }
     let body = JsonBody(report);
     let applied = state

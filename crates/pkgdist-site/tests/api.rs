@@ -2776,3 +2776,218 @@ async fn a_missing_ca_stops_the_site() {
     let e = pkgdist_site::open(dir.path(), &cfg).await.unwrap_err().to_string();
     assert!(e.contains("tls/ca.pem") && e.contains(&pin), "{e}");
 }
+
+/// Content going up (`content_up`): the parent asks a child only for versions owned in its
+/// subtree that a DP outside it needs; a plan or an upload of anything else, or a stream that
+/// is damaged or short, is refused and records nothing; a good one is recorded and asked no
+/// more. A sibling is told of the package (definitions go everywhere) and asked for nothing.
+#[tokio::test]
+async fn uploads_from_a_child_are_checked() {
+    use pkgdist_content::{Library, prestage, snapshot::SnapshotOptions};
+    let s = start().await;
+    let link = |path: &str| format!("{}{path}", s.url);
+    let mut creds = Vec::new();
+    for code in ["PR1", "PR2"] {
+        let (st, child) = s.post("SMS_Site", json!({"SiteCode": code})).await;
+        assert_eq!(st, StatusCode::CREATED, "{child}");
+        let cred = format!("{code}-").repeat(10);
+        let r = s
+            .http
+            .post(link("/link/v1/enroll"))
+            .json(&json!({
+                "enrollment_token": child["EnrollmentToken"], "credential": cred,
+                "site_code": code, "url": "http://127.0.0.1:1"
+            }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        creds.push(cred);
+    }
+    let (pr1, pr2) = (creds[0].clone(), creds[1].clone());
+
+    // SE1, below PR1, made SE100001.1: its library is the child's.
+    let src = s.source("made below");
+    let lib = Library::create_local(&s.dir.path().join("child-library")).unwrap();
+    let content: pkgdist_core::ContentId = "SE100001.1".parse().unwrap();
+    lib.snapshot(&src, content, &SnapshotOptions::default()).unwrap();
+    let hash = lib.manifest_id(content).unwrap().unwrap();
+    let manifest = lib.manifest(content).unwrap();
+    let meta = pkgdist_site::link::PackageMeta {
+        package_id: "SE100001".into(),
+        package_type: 0,
+        name: "made below".into(),
+        version: String::new(),
+        manufacturer: String::new(),
+        language: String::new(),
+        description: String::new(),
+        source_version: 1,
+        source_date: None,
+        package_size: 1,
+        pkg_flags: 0,
+        priority: 2,
+        source_site: "SE1".into(),
+        manifest_hash: Some(hash.to_hex()),
+        created_at: "2026-12-05T00:00:00Z".into(),
+    };
+    let report = json!({
+        "applied_seq": 0,
+        "sites": [
+            {"site_code": "PR1", "site_name": "PR1", "parent_code": "PS1", "url": null},
+            {"site_code": "SE1", "site_name": "SE1", "parent_code": "PR1", "url": null}
+        ],
+        "dps": [], "rows": [], "packages": [meta]
+    });
+    let r = s
+        .http
+        .post(link("/link/v1/report"))
+        .bearer_auth(&pr1)
+        .json(&report)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    let sync = |cred: &str| {
+        let req = s.http.get(link("/link/v1/sync?since=0")).bearer_auth(cred);
+        async move { req.send().await.unwrap().json::<Value>().await.unwrap() }
+    };
+    assert_eq!(
+        sync(&pr1).await["wanted"],
+        json!([]),
+        "no DP outside SE1's subtree has it yet"
+    );
+    let at_pr2 = sync(&pr2).await;
+    assert!(
+        at_pr2["packages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["package_id"] == "SE100001"),
+        "a sibling is told of it: {at_pr2}"
+    );
+    assert!(
+        !sync(&pr1).await["packages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["package_id"] == "SE100001"),
+        "not the child it came from"
+    );
+
+    // A DP of this site is targeted with it: PR1 is asked for it, PR2 is not.
+    let nal = s.dp("dp1").await;
+    let (st, body) = s
+        .post(
+            "SMS_Package('SE100001')/AdminService.AddDistributionPoints",
+            json!({"SiteCode": ["PS1"], "NALPath": [nal]}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{body}");
+    let wanted = sync(&pr1).await["wanted"].clone();
+    assert_eq!(
+        wanted,
+        json!([{"package_id": "SE100001", "version": 1, "manifest_hash": hash.to_hex()}])
+    );
+    assert_eq!(sync(&pr2).await["wanted"], json!([]));
+
+    let post = |path: &str, cred: &str, c: &str, body: Vec<u8>| {
+        let req = s
+            .http
+            .post(link(path))
+            .query(&[("content", c)])
+            .bearer_auth(cred)
+            .body(body);
+        async move {
+            let r = req.send().await.unwrap();
+            let st = r.status();
+            let text = r.text().await.unwrap();
+            (st, serde_json::from_str::<Value>(&text).unwrap_or(Value::String(text)))
+        }
+    };
+    let bytes = manifest.encode();
+    const PLAN: &str = "/link/v1/upload/plan";
+    const UPLOAD: &str = "/link/v1/upload";
+    assert_error(&post(PLAN, &pr2, "SE100001.1", bytes.clone()).await, 403, "Forbidden");
+    assert_error(
+        &post(PLAN, &pr1, "SE100001.2", bytes.clone()).await,
+        409,
+        "InvalidState",
+    );
+    assert_error(&post(PLAN, &pr1, "not an id", bytes.clone()).await, 400, "InvalidValue");
+    assert_error(
+        &post(PLAN, &pr1, "SE100001.1", b"another".to_vec()).await,
+        400,
+        "InvalidValue",
+    );
+    assert_eq!(
+        s.http
+            .post(link(PLAN))
+            .query(&[("content", "SE100001.1")])
+            .body(bytes.clone())
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        401,
+        "a child site's credential is needed"
+    );
+    let (st, plan) = post(PLAN, &pr1, "SE100001.1", bytes.clone()).await;
+    assert_eq!(st, StatusCode::OK, "{plan}");
+    assert_eq!(plan["held"], false);
+    let all: Vec<String> = manifest.unique_chunks().iter().map(|c| c.id.to_hex()).collect();
+    assert_eq!(plan["missing"], json!(all));
+
+    let recorded = || {
+        let lib = s.state.library.clone();
+        async move {
+            tokio::task::spawn_blocking(move || lib.manifest_id(content).unwrap())
+                .await
+                .unwrap()
+        }
+    };
+    let mut stream = Vec::new();
+    prestage::write(&lib, content, &mut stream).unwrap();
+    // Damaged, short of a chunk, or another version's: refused, nothing recorded.
+    let mut damaged = stream.clone();
+    let last = damaged.len() - 1;
+    damaged[last] ^= 0x55;
+    assert_error(&post(UPLOAD, &pr1, "SE100001.1", damaged).await, 400, "InvalidValue");
+    // (The damaged stream's sound chunks were kept, as a resumed transfer's are: the one it
+    // damaged, its last, is what this site still lacks.)
+    let damaged_chunk = manifest.unique_chunks().last().unwrap().id;
+    let mut short = Vec::new();
+    prestage::write_only(&lib, content, |id| *id != damaged_chunk, &mut short).unwrap();
+    let e = post(UPLOAD, &pr1, "SE100001.1", short).await;
+    assert_error(&e, 400, "InvalidValue");
+    assert!(e.1.to_string().contains("lacks chunk"), "{}", e.1);
+    assert_error(
+        &post(UPLOAD, &pr2, "SE100001.1", stream.clone()).await,
+        403,
+        "Forbidden",
+    );
+    assert_eq!(recorded().await, None);
+    let row = s.list("PKGDIST_SiteContent").await;
+    assert!(
+        row[0]["Message"]
+            .as_str()
+            .unwrap()
+            .contains("the upload from child site PR1 failed"),
+        "{row:#?}"
+    );
+
+    let (st, done) = post(UPLOAD, &pr1, "SE100001.1", stream).await;
+    assert_eq!(st, StatusCode::OK, "{done}");
+    assert_eq!(done["chunks"], all.len());
+    assert_eq!(recorded().await, Some(hash));
+    let row = s.list("PKGDIST_SiteContent").await;
+    assert_eq!((row.len(), row[0]["State"].clone()), (1, json!(0)), "{row:#?}");
+    assert!(
+        row[0]["Message"]
+            .as_str()
+            .unwrap()
+            .contains("came up from child site PR1")
+    );
+    assert_eq!(sync(&pr1).await["wanted"], json!([]), "asked no more");
+    let (_, plan) = post(PLAN, &pr1, "SE100001.1", bytes).await;
+    assert_eq!(plan["held"], true);
+}
