@@ -96,6 +96,28 @@ pub fn write_only(
 /// no version is recorded (see the module documentation). Fails, keeping nothing it had not
 /// checked, on a file that is not one, is cut short, or lacks a chunk.
 pub fn import(lib: &Library, input: &mut impl Read) -> Result<Prestaged> {
+    import_checked(lib, input, None, envelope::MAX_LEN)
+}
+
+/// [`import`] of one expected version: the stream must be `content` under manifest `hash`
+/// (a manifest of at most `max_manifest` bytes), checked before any chunk is read, so a
+/// stream of anything else stores nothing.
+pub fn import_expected(
+    lib: &Library,
+    input: &mut impl Read,
+    content: ContentId,
+    hash: Digest,
+    max_manifest: usize,
+) -> Result<Prestaged> {
+    import_checked(lib, input, Some((content, hash)), max_manifest)
+}
+
+fn import_checked(
+    lib: &Library,
+    input: &mut impl Read,
+    expect: Option<(ContentId, Digest)>,
+    max_manifest: usize,
+) -> Result<Prestaged> {
     let mut magic = [0u8; MAGIC.len()];
     read_exact(input, &mut magic, "header")?;
     if magic != MAGIC {
@@ -111,8 +133,11 @@ pub fn import(lib: &Library, input: &mut impl Read) -> Result<Prestaged> {
         .ok()
         .and_then(|s| s.parse().ok())
         .ok_or_else(|| bad("content ID", "it is not a content ID such as PS100001.3"))?;
+    if expect.is_some_and(|(c, _)| c != content) {
+        return Err(bad("content ID", format!("it is {content}, not the version expected")));
+    }
     let len = u32::from_be_bytes(read_array(input, "manifest length")?) as usize;
-    if len > envelope::MAX_LEN {
+    if len > envelope::MAX_LEN.min(max_manifest) {
         return Err(bad("manifest", "it is larger than any manifest may be"));
     }
     let mut bytes = Vec::new();
@@ -123,8 +148,14 @@ pub fn import(lib: &Library, input: &mut impl Read) -> Result<Prestaged> {
     if bytes.len() != len {
         return Err(bad("manifest", "the file ends inside it"));
     }
-    let manifest = Manifest::decode(&bytes)?;
     let manifest_hash = Digest::of(&bytes);
+    if expect.is_some_and(|(_, h)| h != manifest_hash) {
+        return Err(bad(
+            "manifest",
+            format!("it is not the manifest of {content} expected (its hash differs)"),
+        ));
+    }
+    let manifest = Manifest::decode(&bytes)?;
     let wanted: std::collections::HashMap<Digest, ChunkRef> =
         manifest.unique_chunks().into_iter().map(|c| (c.id, c)).collect();
     let (mut chunks, mut stored_bytes) = (0u64, 0u64);

@@ -332,7 +332,7 @@ fn waiting_message() -> String {
                 AND NOT EXISTS (SELECT 1 FROM site_content c WHERE c.package_id = r.package_id
                                   AND c.version = r.target_version AND c.state = 0)
               THEN 'waiting for the content to reach this site from site ' || p.source_site ||
-                COALESCE(': ' || (SELECT c.message FROM site_content c WHERE c.package_id = r.package_id
+                COALESCE(': ' || (SELECT NULLIF(c.message, '') FROM site_content c WHERE c.package_id = r.package_id
                                     AND c.version = r.target_version), '')
               ELSE r.last_message END",
         p0 = pending[0],

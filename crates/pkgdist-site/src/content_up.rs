@@ -81,8 +81,49 @@ pub struct UploadDone {
 
 // ---- the parent's side ----
 
+/// What [`wanted_of`] last answered for each child, and what it was computed at: the package
+/// and row change numbers and [`WantedCache::moved`]'s count. A sync poll that finds them as
+/// they were answers from here, so an idle link costs two indexed reads a poll, whatever the
+/// number of packages owned below.
+#[derive(Debug, Default)]
+pub struct WantedCache {
+    by_child: Mutex<HashMap<String, WantedAt>>,
+    /// Moves with what the change numbers do not see: a version recorded here, and a new
+    /// list from the parent.
+    generation: std::sync::atomic::AtomicU64,
+}
+
+/// A list of [`WantedCache`] and the (package, row, generation) numbers it was computed at.
+type WantedAt = ((i64, i64, u64), Vec<WantedMsg>);
+
+impl WantedCache {
+    pub(crate) fn moved(&self) {
+        self.generation.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 /// What this site asks child `child` to send up (step 1 of the module documentation).
 pub(crate) async fn wanted_of(state: &AppState, child: &str) -> ApiResult<Vec<WantedMsg>> {
+    let key = (
+        state.db.package_epoch().await?,
+        state.db.change_seq().await?,
+        state.wanted_cache.generation.load(std::sync::atomic::Ordering::Relaxed),
+    );
+    if let Some((at, list)) = lock(&state.wanted_cache.by_child).get(child)
+        && *at == key
+    {
+        return Ok(list.clone());
+    }
+    let list = compute_wanted(state, child).await?;
+    lock(&state.wanted_cache.by_child).insert(child.to_owned(), (key, list.clone()));
+    Ok(list)
+}
+
+async fn compute_wanted(state: &AppState, child: &str) -> ApiResult<Vec<WantedMsg>> {
     let mut out: Vec<WantedMsg> = state
         .db
         .wanted_from_below(child)
@@ -162,6 +203,51 @@ async fn expected(state: &AppState, child: &SiteRow, query: &UploadQuery) -> Api
     }
 }
 
+/// Refuses a version this site does not ask `child` for (now): it could only fill the disk.
+async fn wanted(state: &AppState, child: &SiteRow, content: ContentId) -> ApiResult<()> {
+    let id = content.package.to_string();
+    let listed = wanted_of(state, &child.site_code)
+        .await?
+        .iter()
+        .any(|w| w.package_id == id && w.version == i64::from(content.version));
+    if listed {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            ErrorKind::InvalidState,
+            format!(
+                "this site does not ask for {content}: no DP outside the owner's subtree needs it here, or it is here already"
+            ),
+        ))
+    }
+}
+
+/// `site_content.state`: the version is in the library; on its way; the last try failed.
+const SITE_CONTENT_DONE: i64 = 0;
+const SITE_CONTENT_MOVING: i64 = 1;
+const SITE_CONTENT_FAILED: i64 = 2;
+
+/// Records in `content`'s `site_content` row that it is here. (A plan that finds it held
+/// repairs a row that a failed duplicate left failed, so that it is asked for no more.)
+async fn record_here(
+    state: &AppState,
+    content: ContentId,
+    message: String,
+    sent: Option<&prestage::Prestaged>,
+) -> ApiResult<()> {
+    let mut row = crate::upstream::site_content_row(state, content).await?;
+    row.state = SITE_CONTENT_DONE;
+    if let Some(got) = sent {
+        row.bytes_received += i64::try_from(got.stored_bytes).unwrap_or(i64::MAX);
+        row.chunks_fetched += i64::try_from(got.chunks).unwrap_or(i64::MAX);
+    }
+    row.message = message;
+    row.updated_at = now();
+    state.db.put_site_content(&row).await?;
+    state.wanted_cache.moved();
+    Ok(())
+}
+
 /// `POST PLAN_PATH?content=…`, the manifest as its body: the chunks this site lacks.
 pub(crate) async fn plan(
     State(state): State<AppState>,
@@ -170,28 +256,37 @@ pub(crate) async fn plan(
     body: axum::body::Bytes,
 ) -> ApiResult<Json<UploadPlan>> {
     let (content, hash) = expected(&state, &child, &query).await?;
-    if Digest::of(&body) != hash {
-        return Err(ApiError::new(
-            ErrorKind::InvalidValue,
-            format!("this is not the manifest of {content} this site knows (its hash differs)"),
-        ));
-    }
     if holds(&state, content, hash).await {
+        let here = format!("{content} is here (come up from child site {})", child.site_code);
+        record_here(&state, content, here, None).await?;
         return Ok(Json(UploadPlan {
             held: true,
             missing: Vec::new(),
         }));
     }
+    wanted(&state, &child, content).await?;
     let lib = state.library.clone();
-    let missing = tokio::task::spawn_blocking(move || -> Result<Vec<String>, ContentError> {
+    let missing = tokio::task::spawn_blocking(move || -> Result<Option<Vec<String>>, ContentError> {
+        // Hashed off the async workers: a manifest may be hundreds of megabytes.
+        if Digest::of(&body) != hash {
+            return Ok(None);
+        }
         let manifest = Manifest::decode(&body)?;
-        Ok(lib.missing_chunks(&manifest)?.iter().map(|c| c.id.to_hex()).collect())
+        Ok(Some(
+            lib.missing_chunks(&manifest)?.iter().map(|c| c.id.to_hex()).collect(),
+        ))
     })
     .await
     .map_err(ApiError::internal)?
-    .map_err(|e| content_error(content, e))?;
+    .map_err(|e| content_error(content, e))?
+    .ok_or_else(|| {
+        ApiError::new(
+            ErrorKind::InvalidValue,
+            format!("this is not the manifest of {content} this site knows (its hash differs)"),
+        )
+    })?;
     let mut row = crate::upstream::site_content_row(&state, content).await?;
-    row.state = 1;
+    row.state = SITE_CONTENT_MOVING;
     row.message = format!(
         "coming up from child site {}: {} chunks to send",
         child.site_code,
@@ -202,6 +297,13 @@ pub(crate) async fn plan(
     Ok(Json(UploadPlan { held: false, missing }))
 }
 
+/// Uploads at once, over every child: each holds a blocking thread while its stream comes,
+/// so a child that sends slowly holds one of these, never the pool serving everyone else.
+const UPLOADS_AT_ONCE: usize = 2;
+static UPLOADS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(UPLOADS_AT_ONCE);
+/// How long an upload waits for a slot before the child is told to try again.
+const UPLOAD_QUEUE: Duration = Duration::from_secs(30);
+
 /// `POST UPLOAD_PATH?content=…`, the chunks this site lacks as a prestaged-file stream:
 /// imported, checked and recorded (step 3 of the module documentation).
 pub(crate) async fn upload(
@@ -211,64 +313,98 @@ pub(crate) async fn upload(
     body: Body,
 ) -> ApiResult<Json<UploadDone>> {
     let (content, hash) = expected(&state, &child, &query).await?;
+    wanted(&state, &child, content).await?;
+    let _slot = tokio::time::timeout(UPLOAD_QUEUE, UPLOADS.acquire())
+        .await
+        .ok()
+        .and_then(Result::ok)
+        .ok_or_else(|| {
+            ApiError::new(
+                ErrorKind::Conflict,
+                "other uploads are running: try again shortly (the child site does, by itself)",
+            )
+        })?;
     let stream = body.into_data_stream().map(|r| r.map_err(std::io::Error::other));
     let mut reader = tokio_util::io::SyncIoBridge::new(tokio_util::io::StreamReader::new(stream));
     let lib = state.library.clone();
-    let imported = tokio::task::spawn_blocking(move || -> Result<prestage::Prestaged, ContentError> {
-        let got = prestage::import(&lib, &mut reader)?;
-        if got.content != content || got.manifest_hash != hash {
-            lib.release_prestaged(got.content)?;
-            return Err(ContentError::Damaged {
-                what: format!("the upload of {content}"),
-                reason: format!("it holds {} under another manifest than this site knows", got.content),
-            });
-        }
-        let manifest = lib.load_manifest(&hash)?;
-        crate::upstream::record_version(&lib, content, &manifest)?;
-        Ok(got)
+    let imported = tokio::task::spawn_blocking(move || {
+        prestage::import_expected(&lib, &mut reader, content, hash, MAX_MANIFEST_BYTES)
     })
     .await
     .map_err(ApiError::internal)?;
-    let mut row = crate::upstream::site_content_row(&state, content).await?;
-    row.updated_at = now();
-    let answer = match imported {
+    let recorded = match imported {
+        Ok(got) => record_upload(&state, &child, content, hash, &got).await.map(|()| got),
+        Err(e) => Err(content_error(content, e)),
+    };
+    match recorded {
         Ok(got) => {
-            row.state = 0;
-            row.bytes_received += i64::try_from(got.stored_bytes).unwrap_or(i64::MAX);
-            row.chunks_fetched += i64::try_from(got.chunks).unwrap_or(i64::MAX);
-            row.message = format!(
-                "{content} came up from child site {}: {} chunks ({} bytes) sent, the rest already here",
-                child.site_code, got.chunks, got.stored_bytes
-            );
             tracing::info!(child = %child.site_code, %content, chunks = got.chunks, bytes = got.stored_bytes, "a version came up from a child site");
+            // DPs here, children pulling it, and this site's parent may be waiting for it.
+            state.work.notify_one();
+            state.replicate.notify_one();
+            state.wanted_above.wake.notify_one();
             Ok(Json(UploadDone {
                 chunks: got.chunks,
                 stored_bytes: got.stored_bytes,
             }))
         }
         Err(e) => {
-            row.state = 2;
-            row.attempts += 1;
-            row.message = format!("{content}: the upload from child site {} failed: {e}", child.site_code);
-            tracing::warn!(child = %child.site_code, %content, error = %e, "an upload from a child site failed");
-            Err(content_error(content, e))
+            tracing::warn!(child = %child.site_code, %content, error = %e.message, "an upload from a child site failed");
+            // A hold the import made is let go: nothing of a failed upload stays recorded.
+            let lib = state.library.clone();
+            let _ = tokio::task::spawn_blocking(move || lib.release_prestaged(content)).await;
+            let mut row = crate::upstream::site_content_row(&state, content).await?;
+            // A duplicate that failed does not undo a version already here.
+            if row.state != SITE_CONTENT_DONE {
+                row.state = SITE_CONTENT_FAILED;
+                row.attempts += 1;
+                row.message = format!(
+                    "{content}: the upload from child site {} failed: {}",
+                    child.site_code, e.message
+                );
+                row.updated_at = now();
+                state.db.put_site_content(&row).await?;
+            }
+            Err(e)
         }
-    };
-    state.db.put_site_content(&row).await?;
-    if answer.is_ok() {
-        // DPs here, children pulling it, and this site's parent may be waiting for it.
-        state.work.notify_one();
-        state.replicate.notify_one();
-        state.wanted_above.wake.notify_one();
     }
-    answer
+}
+
+/// Records an imported version if it is still the package's current one (not refreshed at
+/// its owner, nor deleted, meanwhile): under the refresh lock, as a refresh records one.
+async fn record_upload(
+    state: &AppState,
+    child: &SiteRow,
+    content: ContentId,
+    hash: Digest,
+    got: &prestage::Prestaged,
+) -> ApiResult<()> {
+    let lock = state.refresh_lock(&content.package.to_string());
+    let _one_at_a_time = lock.lock().await;
+    let query = UploadQuery {
+        content: content.to_string(),
+    };
+    expected(state, child, &query).await?;
+    let lib = state.library.clone();
+    tokio::task::spawn_blocking(move || -> Result<(), ContentError> {
+        let manifest = lib.load_manifest(&hash)?;
+        crate::upstream::record_version(&lib, content, &manifest)
+    })
+    .await
+    .map_err(ApiError::internal)?
+    .map_err(ApiError::internal)?;
+    let message = format!(
+        "{content} came up from child site {}: {} chunks ({} bytes) sent, the rest already here",
+        child.site_code, got.chunks, got.stored_bytes
+    );
+    record_here(state, content, message, Some(got)).await
 }
 
 /// A content error in what a child sent is the child's to fix; one in this site's library
 /// is this site's.
 fn content_error(content: ContentId, e: ContentError) -> ApiError {
     match e {
-        ContentError::Damaged { .. } | ContentError::Missing { .. } => {
+        ContentError::Damaged { .. } | ContentError::Manifest(_) => {
             ApiError::new(ErrorKind::InvalidValue, format!("{content}: {e}"))
         }
         other => ApiError::internal(other),
@@ -285,31 +421,27 @@ pub struct Wanted {
 }
 
 impl Wanted {
-    /// Takes the parent's list (each sync answer carries it whole).
-    pub(crate) fn set(&self, list: Vec<WantedMsg>) {
-        let mut held = self.list.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        if *held != list {
-            if !list.is_empty() {
-                tracing::info!(versions = ?list.iter().map(|w| format!("{}.{}", w.package_id, w.version)).collect::<Vec<_>>(), "the parent site asks for content owned here or below");
-            }
-            *held = list;
-            self.wake.notify_one();
+    /// Takes the parent's list (each sync answer carries it whole); answers whether it changed.
+    pub(crate) fn set(&self, list: Vec<WantedMsg>) -> bool {
+        let mut held = lock(&self.list);
+        if *held == list {
+            return false;
         }
+        if !list.is_empty() {
+            tracing::info!(versions = ?list.iter().map(|w| format!("{}.{}", w.package_id, w.version)).collect::<Vec<_>>(), "the parent site asks for content owned here or below");
+        }
+        *held = list;
+        self.wake.notify_one();
+        true
     }
 
     pub(crate) fn list(&self) -> Vec<WantedMsg> {
-        self.list
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone()
+        lock(&self.list).clone()
     }
 
     /// Sent: off the list until the parent asks again.
     fn sent(&self, w: &WantedMsg) {
-        self.list
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .retain(|x| x != w);
+        lock(&self.list).retain(|x| x != w);
     }
 }
 
@@ -321,15 +453,24 @@ const UPLOAD_BACKOFF: Duration = Duration::from_secs(30);
 pub async fn push_up(state: AppState, link: ParentLink) {
     // No overall timeout: a large version takes what it takes; a stalled one is cut by the
     // read timeout.
-    let http = link
+    let http = match link
         .client()
         .connect_timeout(Duration::from_secs(10))
         .read_timeout(Duration::from_secs(300))
         .build()
-        .unwrap_or_default();
+    {
+        Ok(c) => c,
+        Err(e) => {
+            // Never a client without this site's certificate: nothing goes up.
+            tracing::error!(error = %e, "cannot set up a client for the parent; content owned here will not go up");
+            return;
+        }
+    };
     let mut later: HashMap<ContentId, (Instant, Duration)> = HashMap::new();
     loop {
-        for w in state.wanted_above.list() {
+        let list = state.wanted_above.list();
+        later.retain(|c, _| list.iter().any(|w| w.parts().is_some_and(|(x, _)| x == *c)));
+        for w in list {
             let Some((content, hash)) = w.parts() else { continue };
             if later.get(&content).is_some_and(|(at, _)| Instant::now() < *at) || !holds(&state, content, hash).await {
                 continue; // not yet; or owned below, and asked of the child there
@@ -407,13 +548,14 @@ async fn send(
         .body(body)
         .send()
         .await;
-    // The writer ends either way: done, or its channel closed with the request.
+    // The writer ends either way: done, or its channel closed with the request. Its failure
+    // (this site's library) is the one to report, not the parent's view of a short stream.
     let written = writer.await?;
     let resp = sent.map_err(|source| LinkError::Unreachable { step: "upload", source })?;
+    written?;
     if !resp.status().is_success() {
         return Err(refused("upload", resp).await);
     }
-    written?;
     resp.json()
         .await
         .map_err(|source| LinkError::Answer { step: "upload", source })

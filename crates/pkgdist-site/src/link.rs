@@ -449,7 +449,21 @@ async fn report(
     }
     // Packages first: the rows of this report may be of a package new here.
     if let Some(packages) = &packages {
-        let reported: Vec<&str> = report.sites.iter().map(|s| s.site_code.as_str()).collect();
+        // Only codes new here, or already reached through this child: a child naming a site
+        // of another subtree must not get to speak for that site's packages.
+        let via: std::collections::HashMap<String, String> = state
+            .db
+            .sites()
+            .await?
+            .into_iter()
+            .map(|s| (s.site_code, s.via_site))
+            .collect();
+        let reported: Vec<&str> = report
+            .sites
+            .iter()
+            .map(|s| s.site_code.as_str())
+            .filter(|code| via.get(*code).is_none_or(|v| *v == child.site_code))
+            .collect();
         crate::hierarchy::packages_from_below(&state, &child.site_code, &reported, packages).await?;
     }
     let body = JsonBody(report);

@@ -53,6 +53,8 @@ pub struct Inner {
     pub replicate: Notify,
     /// What the parent last asked this site to send up (`content_up`).
     pub wanted_above: crate::content_up::Wanted,
+    /// What this site last asked each child to send up (`content_up::wanted_of`).
+    pub wanted_cache: crate::content_up::WantedCache,
     /// Where this site sits in the hierarchy: its parent (if any) and how many levels below
     /// the top it is, as the parent last said.
     hierarchy: std::sync::RwLock<Position>,
@@ -145,6 +147,7 @@ impl AppState {
             refresh_locks: std::sync::Mutex::new(HashMap::new()),
             replicate: Notify::new(),
             wanted_above: Default::default(),
+            wanted_cache: Default::default(),
             hierarchy: std::sync::RwLock::new(Position::default()),
             auth_failures: crate::auth::Failures::default(),
             source_roots,

@@ -422,7 +422,9 @@ async fn round(
         progress.packages_at = Some(Instant::now());
     }
     apply_intents(state, &sync.intents).await?;
-    state.wanted_above.set(sync.wanted);
+    if state.wanted_above.set(sync.wanted) {
+        state.wanted_cache.moved();
+    }
 
     let mut report = build_report(state, own_url, progress.acked).await?;
     if let Some(mark) = sync.status_seq {

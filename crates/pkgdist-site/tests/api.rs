@@ -2975,7 +2975,60 @@ async fn uploads_from_a_child_are_checked() {
         "{row:#?}"
     );
 
-    let (st, done) = post(UPLOAD, &pr1, "SE100001.1", stream).await;
+    // A stream of another manifest under this version's name stores nothing of it.
+    let other_src = s.dir.path().join("other");
+    std::fs::create_dir_all(&other_src).unwrap();
+    std::fs::write(
+        other_src.join("x.bin"),
+        pkgdist_testkit::generate::Rng::new(9).bytes(50_000),
+    )
+    .unwrap();
+    let other_lib = Library::create_local(&s.dir.path().join("other-library")).unwrap();
+    other_lib
+        .snapshot(&other_src, content, &SnapshotOptions::default())
+        .unwrap();
+    let mut other = Vec::new();
+    prestage::write(&other_lib, content, &mut other).unwrap();
+    let e = post(UPLOAD, &pr1, "SE100001.1", other).await;
+    assert_error(&e, 400, "InvalidValue");
+    assert!(
+        e.1.to_string().contains("not the manifest of SE100001.1 expected"),
+        "{}",
+        e.1
+    );
+    let foreign = other_lib.manifest(content).unwrap().unique_chunks()[0].id;
+    assert!(
+        !s.state.library.has_chunk(&foreign).unwrap(),
+        "nothing of it was stored"
+    );
+    // A child reporting a site of another subtree does not get to speak for its packages.
+    let mut hijack = meta.clone();
+    hijack.name = "hijacked".into();
+    hijack.source_version = 9;
+    let r = s
+        .http
+        .post(link("/link/v1/report"))
+        .bearer_auth(&pr2)
+        .json(&json!({
+            "applied_seq": 0,
+            "sites": [
+                {"site_code": "PR2", "site_name": "PR2", "parent_code": "PS1", "url": null},
+                {"site_code": "SE1", "site_name": "SE1", "parent_code": "PR2", "url": null}
+            ],
+            "dps": [], "rows": [], "packages": [hijack]
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{}", r.text().await.unwrap());
+    let (_, p) = s.get("SMS_Package('SE100001')").await;
+    assert_eq!(
+        (p["Name"].clone(), p["SourceVersion"].clone()),
+        (json!("made below"), json!(1)),
+        "{p}"
+    );
+
+    let (st, done) = post(UPLOAD, &pr1, "SE100001.1", stream.clone()).await;
     assert_eq!(st, StatusCode::OK, "{done}");
     assert_eq!(done["chunks"], all.len());
     assert_eq!(recorded().await, Some(hash));
@@ -2990,4 +3043,7 @@ async fn uploads_from_a_child_are_checked() {
     assert_eq!(sync(&pr1).await["wanted"], json!([]), "asked no more");
     let (_, plan) = post(PLAN, &pr1, "SE100001.1", bytes).await;
     assert_eq!(plan["held"], true);
+    // Here, it is asked no more: another upload is refused and the version stays recorded.
+    assert_error(&post(UPLOAD, &pr1, "SE100001.1", stream).await, 409, "InvalidState");
+    assert_eq!(s.list("PKGDIST_SiteContent").await[0]["State"], 0);
 }

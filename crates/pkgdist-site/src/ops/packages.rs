@@ -495,8 +495,12 @@ pub(crate) async fn deleted_at_owner(state: &AppState, id: &str) -> Result<bool,
     if state.db.package_deleting(id).await? != Some(false) {
         return Ok(false);
     }
-    begin_delete(state, id).await?;
-    Ok(true)
+    match begin_delete(state, id).await {
+        Ok(()) => Ok(true),
+        // Another delete (or the link's previous round) won the race: nothing left to do.
+        Err(OpError::NotFound { .. }) => Ok(false),
+        Err(e) => Err(e),
+    }
 }
 
 /// Deletes package `id`, whoever owns it: at once if no DP has it, else once every DP it is
