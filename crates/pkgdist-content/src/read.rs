@@ -184,6 +184,12 @@ impl Library {
                     stats.files += 1;
                     stats.bytes += f.size;
                 }
+                _ => {
+                    return Err(ContentError::io(
+                        path.display(),
+                        io::Error::other("this kind of entry is not restored yet"),
+                    ));
+                }
             }
         }
         // Folders last and deepest first: a read-only folder must be filled before it is

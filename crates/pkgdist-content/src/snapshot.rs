@@ -432,12 +432,7 @@ impl Reader<'_, '_> {
                     EntryKind::File(data)
                 }
             };
-            entries.push(Entry {
-                path: s.path.clone(),
-                mode: s.mode,
-                mtime: s.mtime,
-                kind,
-            });
+            entries.push(Entry::new(s.path.clone(), s.mode, s.mtime, kind));
         }
         Ok(entries)
     }
@@ -525,6 +520,7 @@ impl Reader<'_, '_> {
             size,
             hash: Digest::from(file_hash.finalize()),
             chunks,
+            holes: Vec::new(),
         })
     }
 }

@@ -30,9 +30,16 @@ fn a_library_of_manifest_format_1_is_read_verified_and_exported() {
     let lib = Library::open_local(&dir.path().join("lib")).unwrap();
     let content: ContentId = "PS100001.1".parse().unwrap();
     let id = lib.manifest_id(content).unwrap().unwrap();
-    assert_eq!(id.to_hex(), "1d06d4e9413797f73965912403a170e532cf35f4df9869b7ff4e2f531fdf0902");
+    assert_eq!(
+        id.to_hex(),
+        "1d06d4e9413797f73965912403a170e532cf35f4df9869b7ff4e2f531fdf0902"
+    );
     let manifest = lib.manifest(content).unwrap();
-    assert_eq!(manifest.id(), id, "re-encoded, a format-1 manifest keeps its bytes and its name");
+    assert_eq!(
+        manifest.id(),
+        id,
+        "re-encoded, a format-1 manifest keeps its bytes and its name"
+    );
     assert!(lib.verify(Some(content)).unwrap().is_clean());
 
     let out = dir.path().join("out");
@@ -41,8 +48,14 @@ fn a_library_of_manifest_format_1_is_read_verified_and_exported() {
     assert_eq!(std::fs::read(out.join("setup.bin")).unwrap(), setup);
     assert_eq!(std::fs::read(out.join("sub/readme.txt")).unwrap(), b"hello v1\n");
     assert!(std::fs::read(out.join("empty")).unwrap().is_empty());
-    assert_eq!(std::fs::read_link(out.join("link")).unwrap(), Path::new("sub/readme.txt"));
+    assert_eq!(
+        std::fs::read_link(out.join("link")).unwrap(),
+        Path::new("sub/readme.txt")
+    );
     let meta = std::fs::metadata(out.join("setup.bin")).unwrap();
     assert_eq!((meta.mtime(), meta.mtime_nsec()), (1_704_164_645, 123_456_789));
-    assert_eq!(std::fs::metadata(out.join("sub")).unwrap().permissions().mode() & 0o7777, 0o750);
+    assert_eq!(
+        std::fs::metadata(out.join("sub")).unwrap().permissions().mode() & 0o7777,
+        0o750
+    );
 }

@@ -16,4 +16,6 @@ pub mod schedule;
 
 pub use digest::Digest;
 pub use id::{ContentId, IdError, PackageId, SiteCode};
-pub use manifest::{ChunkParams, ChunkRef, Entry, EntryKind, FileData, Manifest, ManifestError, RelPath, Timestamp};
+pub use manifest::{
+    ChunkParams, ChunkRef, Entry, EntryKind, FileData, Format, Hole, Manifest, ManifestError, RelPath, Timestamp, Xattr,
+};

@@ -6,26 +6,45 @@
 //! node that holds a trusted manifest hash can accept a manifest (and then every chunk) from any
 //! source.
 //!
-//! # Encoding (version 1)
+//! # Encoding
 //!
-//! All integers are little-endian.
+//! All integers are little-endian. Two formats; a manifest is encoded in the one it was made
+//! in, so a manifest keeps its bytes (and its name) for ever. New snapshots are format 2.
 //!
 //! ```text
-//! magic        8 bytes  "PKGDMAN1"
+//! magic        8 bytes  "PKGDMAN1" or "PKGDMAN2"
 //! chunker      1 byte algorithm (1 = FastCDC v2020), 1 byte normalization level,
 //!              u32 min, u32 avg, u32 max
 //! entry count  u32
 //! entries      path (u16 length + UTF-8 bytes), kind (u8), mode (u32),
-//!              mtime (i64 seconds + u32 nanoseconds), then by kind:
-//!                directory  nothing
-//!                file       u64 size, 32-byte BLAKE3, u32 chunk count, (32-byte id, u32 length)*
-//!                symlink    u16 length + UTF-8 target
+//!              mtime (i64 seconds + u32 nanoseconds),
+//!              format 2 only: uid (u32), gid (u32), u16 xattr count,
+//!                (u8 name length + name, u32 value length + value)* sorted by name,
+//!              then by kind:
+//!                0 directory     nothing
+//!                1 file          u64 size, 32-byte BLAKE3, u32 chunk count, (32-byte id, u32 length)*,
+//!                                format 2 only: u32 hole count, (u64 offset, u64 length)*
+//!                2 symlink       u16 length + UTF-8 target
+//!                format 2 only:
+//!                3 hard link     u16 length + path of an earlier file entry
+//!                4 char device   u32 major, u32 minor
+//!                5 block device  u32 major, u32 minor
+//!                6 fifo          nothing
 //! ```
+//!
+//! Format 1 holds folders, files and symlinks whose target stays inside the package. Format 2
+//! holds what an OS tree needs restored to work: a symlink's target verbatim (absolute ones
+//! too: serving resolves them from the package root, as in a chroot), hard links, device
+//! nodes, fifos, the numeric owner and group, every extended attribute (file capabilities
+//! `security.capability`, POSIX ACLs `system.posix_acl_*`, `user.*`, `trusted.*`), and the
+//! holes of sparse files (their chunks still cover the zeros, which store as one chunk;
+//! a restore leaves the holes unwritten). Sockets are not content: a snapshot skips them.
 //!
 //! Decoding is strict: entries must be in strictly increasing byte order of path, every entry's
 //! parent must be a directory entry listed before it, chunk lengths must add up to the file size
-//! and stay within the recorded maximum, and nothing may follow the last entry. Anything else is
-//! refused with the reason, so that `encode(decode(b)) == b` for every accepted `b`.
+//! and stay within the recorded maximum, a hard link must name an earlier file, attributes and
+//! holes must be sorted and within bounds, and nothing may follow the last entry. Anything else
+//! is refused with the reason, so that `encode(decode(b)) == b` for every accepted `b`.
 
 use std::collections::HashSet;
 use std::fmt;
@@ -34,7 +53,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::digest::Digest;
 
-const MAGIC: &[u8; 8] = b"PKGDMAN1";
+mod codec;
+
+/// Longest extended attribute name (XATTR_NAME_MAX) and value (XATTR_SIZE_MAX), in bytes.
+pub const MAX_XATTR_NAME: usize = 255;
+pub const MAX_XATTR_VALUE: usize = 65536;
 /// Longest path accepted in a manifest, in bytes. Linux's PATH_MAX; Windows clients need less.
 pub const MAX_PATH_LEN: usize = 4096;
 /// Longest single path component, in bytes (NAME_MAX on Linux file systems).
@@ -219,7 +242,18 @@ pub struct FileData {
     pub size: u64,
     /// BLAKE3 of the whole file; also the file's HTTP ETag.
     pub hash: Digest,
+    /// The chunks of the whole file, holes (as zeros) included.
     pub chunks: Vec<ChunkRef>,
+    /// The holes of a sparse file, in order: ranges a restore leaves unwritten (format 2).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub holes: Vec<Hole>,
+}
+
+/// A range of a sparse file that holds no data (reads as zeros).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hole {
+    pub offset: u64,
+    pub len: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -227,11 +261,35 @@ pub struct FileData {
 pub enum EntryKind {
     Directory,
     File(FileData),
-    /// A link whose target stays inside the package (checked when the manifest is built and
-    /// again when it is decoded).
+    /// A symbolic link. Its target is recorded as the link holds it and never followed while
+    /// snapshotting; format 1 only took targets inside the package.
     Symlink {
         target: String,
     },
+    /// Another name of an earlier file entry (same content, owner, mode and attributes).
+    #[serde(rename = "hardlink")]
+    HardLink {
+        target: RelPath,
+    },
+    #[serde(rename = "chardevice")]
+    CharDevice {
+        major: u32,
+        minor: u32,
+    },
+    #[serde(rename = "blockdevice")]
+    BlockDevice {
+        major: u32,
+        minor: u32,
+    },
+    Fifo,
+}
+
+/// An extended attribute: its full name (`user.comment`, `security.capability`,
+/// `system.posix_acl_access`) and its value as the file system holds it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Xattr {
+    pub name: String,
+    pub value: Vec<u8>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -240,11 +298,32 @@ pub struct Entry {
     /// Permission bits (`st_mode & 0o7777`).
     pub mode: u32,
     pub mtime: Timestamp,
+    /// The numeric owner and group (format 2; 0 in a format-1 manifest, which has none).
+    #[serde(default)]
+    pub uid: u32,
+    #[serde(default)]
+    pub gid: u32,
+    /// Extended attributes, sorted by name, each once (format 2).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub xattrs: Vec<Xattr>,
     #[serde(flatten)]
     pub kind: EntryKind,
 }
 
 impl Entry {
+    /// An entry owned by uid and gid 0, with no extended attributes.
+    pub fn new(path: RelPath, mode: u32, mtime: Timestamp, kind: EntryKind) -> Self {
+        Self {
+            path,
+            mode,
+            mtime,
+            uid: 0,
+            gid: 0,
+            xattrs: Vec::new(),
+            kind,
+        }
+    }
+
     pub fn file(&self) -> Option<&FileData> {
         match &self.kind {
             EntryKind::File(f) => Some(f),
@@ -253,20 +332,43 @@ impl Entry {
     }
 }
 
+/// The encoding a manifest is in (see the module documentation).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum Format {
+    /// `PKGDMAN1`: folders, files and in-package symlinks.
+    V1,
+    /// `PKGDMAN2`: every kind, owners, attributes and holes.
+    V2,
+}
+
 /// One package version's content. Construct it with [`Manifest::new`], which sorts and checks.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Manifest {
     chunker: ChunkParams,
     entries: Vec<Entry>,
+    format: Format,
 }
 
 impl Manifest {
-    /// Sorts `entries` by path and checks every invariant the encoding promises.
-    pub fn new(chunker: ChunkParams, mut entries: Vec<Entry>) -> Result<Self, ManifestError> {
+    /// Sorts `entries` by path and checks every invariant the encoding promises (format 2).
+    pub fn new(chunker: ChunkParams, entries: Vec<Entry>) -> Result<Self, ManifestError> {
+        Self::with_format(Format::V2, chunker, entries)
+    }
+
+    /// [`Manifest::new`] in a given format; format 1 refuses what it cannot hold.
+    pub fn with_format(format: Format, chunker: ChunkParams, mut entries: Vec<Entry>) -> Result<Self, ManifestError> {
         entries.sort_by(|a, b| a.path.as_str().as_bytes().cmp(b.path.as_str().as_bytes()));
-        let m = Self { chunker, entries };
+        let m = Self {
+            chunker,
+            entries,
+            format,
+        };
         m.check()?;
         Ok(m)
+    }
+
+    pub fn format(&self) -> Format {
+        self.format
     }
 
     pub fn chunker(&self) -> ChunkParams {
@@ -283,6 +385,15 @@ impl Manifest {
             .binary_search_by(|e| e.path.as_str().as_bytes().cmp(path.as_bytes()))
             .ok()
             .map(|i| &self.entries[i])
+    }
+
+    /// The file an entry's content is: its own, or a hard link's target's.
+    pub fn content_of<'a>(&'a self, e: &'a Entry) -> Option<&'a FileData> {
+        match &e.kind {
+            EntryKind::File(f) => Some(f),
+            EntryKind::HardLink { target } => self.entry(target.as_str()).and_then(Entry::file),
+            _ => None,
+        }
     }
 
     /// The direct children of a directory (`""` for the root), in path order.
@@ -326,6 +437,7 @@ impl Manifest {
             .map(|e| e.path.as_str())
             .collect();
         let mut dirs: HashSet<&str> = HashSet::new();
+        let mut files: HashSet<&str> = HashSet::new();
         let mut prev: Option<&str> = None;
         for e in &self.entries {
             let p = e.path.as_str();
@@ -338,18 +450,20 @@ impl Manifest {
             {
                 return Err(ManifestError::MissingParent { path: p.to_owned() });
             }
-            let bad = |reason: String| {
-                Err(ManifestError::Entry {
-                    path: p.to_owned(),
-                    reason,
-                })
+            let bad = |reason: String| ManifestError::Entry {
+                path: p.to_owned(),
+                reason,
             };
             if e.mode > 0o7777 {
-                return bad(format!("mode {:o} has bits beyond 0o7777", e.mode));
+                return Err(bad(format!("mode {:o} has bits beyond 0o7777", e.mode)));
             }
             if e.mtime.nanos >= 1_000_000_000 {
-                return bad("mtime nanoseconds out of range".into());
+                return Err(bad("mtime nanoseconds out of range".into()));
             }
+            if self.format == Format::V1 && (e.uid != 0 || e.gid != 0 || !e.xattrs.is_empty()) {
+                return Err(bad("format 1 records no owner and no extended attributes".into()));
+            }
+            check_xattrs(&e.xattrs).map_err(|r| bad(r.into()))?;
             match &e.kind {
                 EntryKind::Directory => {
                     dirs.insert(p);
@@ -358,126 +472,96 @@ impl Manifest {
                     let mut sum: u64 = 0;
                     for c in &f.chunks {
                         if c.len == 0 || c.len > self.chunker.max_size {
-                            return bad(format!(
+                            return Err(bad(format!(
                                 "chunk {} has length {} (1 to {})",
                                 c.id, c.len, self.chunker.max_size
-                            ));
+                            )));
                         }
                         sum += u64::from(c.len);
                     }
                     if sum != f.size {
-                        return bad(format!("chunk lengths add up to {sum}, file size is {}", f.size));
+                        return Err(bad(format!("chunk lengths add up to {sum}, file size is {}", f.size)));
+                    }
+                    if self.format == Format::V1 && !f.holes.is_empty() {
+                        return Err(bad("format 1 records no holes".into()));
+                    }
+                    check_holes(&f.holes, f.size).map_err(|r| bad(r.into()))?;
+                    files.insert(p);
+                }
+                EntryKind::Symlink { target } => {
+                    if target.is_empty() || target.len() > MAX_PATH_LEN || target.contains('\0') {
+                        return Err(bad("symlink target is empty, too long or holds a NUL".into()));
+                    }
+                    if self.format == Format::V1 {
+                        check_symlink_target(&e.path, target)
+                            .and_then(|()| check_no_link_traversal(&e.path, target, &symlinks))
+                            .map_err(|reason| bad(reason.into()))?;
                     }
                 }
-                EntryKind::Symlink { target } => check_symlink_target(&e.path, target)
-                    .and_then(|()| check_no_link_traversal(&e.path, target, &symlinks))
-                    .map_err(|reason| ManifestError::Entry {
-                        path: p.to_owned(),
-                        reason: reason.into(),
-                    })?,
+                _ if self.format == Format::V1 => {
+                    return Err(bad("format 1 holds only folders, files and symlinks".into()));
+                }
+                EntryKind::HardLink { target } => {
+                    if !files.contains(target.as_str()) {
+                        return Err(bad(format!(
+                            "hard link to {target:?}, which is not an earlier file entry"
+                        )));
+                    }
+                }
+                EntryKind::CharDevice { .. } | EntryKind::BlockDevice { .. } | EntryKind::Fifo => {}
             }
         }
         Ok(())
     }
 
-    /// The canonical byte string.
+    /// The canonical byte string, in the manifest's format.
     pub fn encode(&self) -> Vec<u8> {
-        let chunk_count: usize = self.files().map(|(_, f)| f.chunks.len()).sum();
-        let mut out = Vec::with_capacity(32 + self.entries.len() * 64 + chunk_count * 36);
-        out.extend_from_slice(MAGIC);
-        out.push(ChunkParams::ALGORITHM_FASTCDC_2020);
-        out.push(self.chunker.normalization);
-        for v in [self.chunker.min_size, self.chunker.avg_size, self.chunker.max_size] {
-            out.extend_from_slice(&v.to_le_bytes());
-        }
-        put_u32(&mut out, self.entries.len());
-        for e in &self.entries {
-            put_str(&mut out, e.path.as_str());
-            out.push(match e.kind {
-                EntryKind::Directory => 0,
-                EntryKind::File(_) => 1,
-                EntryKind::Symlink { .. } => 2,
-            });
-            out.extend_from_slice(&e.mode.to_le_bytes());
-            out.extend_from_slice(&e.mtime.secs.to_le_bytes());
-            out.extend_from_slice(&e.mtime.nanos.to_le_bytes());
-            match &e.kind {
-                EntryKind::Directory => {}
-                EntryKind::File(f) => {
-                    out.extend_from_slice(&f.size.to_le_bytes());
-                    out.extend_from_slice(f.hash.as_bytes());
-                    put_u32(&mut out, f.chunks.len());
-                    for c in &f.chunks {
-                        out.extend_from_slice(c.id.as_bytes());
-                        out.extend_from_slice(&c.len.to_le_bytes());
-                    }
-                }
-                EntryKind::Symlink { target } => put_str(&mut out, target),
-            }
-        }
-        out
+        codec::encode(self)
     }
 
-    /// Parses and checks a canonical byte string. Never panics and never allocates more than a
-    /// small multiple of `bytes.len()`, whatever the input.
+    /// Parses and checks a canonical byte string of either format. Never panics and never
+    /// allocates more than a small multiple of `bytes.len()`, whatever the input.
     pub fn decode(bytes: &[u8]) -> Result<Self, ManifestError> {
-        let mut r = Reader { buf: bytes };
-        if r.take(8)? != MAGIC {
-            return Err(ManifestError::Magic);
-        }
-        if r.u8()? != ChunkParams::ALGORITHM_FASTCDC_2020 {
-            return Err(ManifestError::Malformed("unknown chunking algorithm"));
-        }
-        let chunker = ChunkParams {
-            normalization: r.u8()?,
-            min_size: r.u32()?,
-            avg_size: r.u32()?,
-            max_size: r.u32()?,
-        };
-        chunker.validate()?;
-        let count = r.u32()? as usize;
-        // Smallest entry: 2 (path len) + 1 (path) + 1 + 4 + 12 bytes.
-        let mut entries = Vec::with_capacity(count.min(r.buf.len() / 20));
-        for _ in 0..count {
-            let path = RelPath::new(r.string()?)?;
-            let kind_tag = r.u8()?;
-            let mode = r.u32()?;
-            let mtime = Timestamp {
-                secs: r.i64()?,
-                nanos: r.u32()?,
-            };
-            let kind = match kind_tag {
-                0 => EntryKind::Directory,
-                1 => {
-                    let size = r.u64()?;
-                    let hash = Digest(r.array()?);
-                    let n = r.u32()? as usize;
-                    let mut chunks = Vec::with_capacity(n.min(r.buf.len() / 36));
-                    for _ in 0..n {
-                        chunks.push(ChunkRef {
-                            id: Digest(r.array()?),
-                            len: r.u32()?,
-                        });
-                    }
-                    EntryKind::File(FileData { size, hash, chunks })
-                }
-                2 => EntryKind::Symlink { target: r.string()? },
-                _ => return Err(ManifestError::Malformed("unknown entry kind")),
-            };
-            entries.push(Entry {
-                path,
-                mode,
-                mtime,
-                kind,
-            });
-        }
-        if !r.buf.is_empty() {
-            return Err(ManifestError::Malformed("trailing bytes after the last entry"));
-        }
-        let m = Self { chunker, entries };
+        let m = codec::decode(bytes)?;
         m.check()?;
         Ok(m)
     }
+}
+
+/// Extended attributes: sorted by name, each once, names of 1 to 255 bytes without NUL,
+/// values of at most 64 KiB.
+fn check_xattrs(xattrs: &[Xattr]) -> Result<(), &'static str> {
+    for (i, x) in xattrs.iter().enumerate() {
+        if x.name.is_empty() || x.name.len() > MAX_XATTR_NAME || x.name.contains('\0') {
+            return Err("an extended attribute name is empty, longer than 255 bytes or holds a NUL");
+        }
+        if x.value.len() > MAX_XATTR_VALUE {
+            return Err("an extended attribute value is larger than 64 KiB");
+        }
+        if i > 0 && xattrs[i - 1].name.as_bytes() >= x.name.as_bytes() {
+            return Err("extended attributes are not sorted by name, each once");
+        }
+    }
+    if xattrs.len() > usize::from(u16::MAX) {
+        return Err("more than 65,535 extended attributes");
+    }
+    Ok(())
+}
+
+/// Holes: in order, not touching, not empty, inside the file.
+fn check_holes(holes: &[Hole], size: u64) -> Result<(), &'static str> {
+    let mut end = 0u64;
+    for (i, h) in holes.iter().enumerate() {
+        let stop = h.offset.checked_add(h.len).ok_or("a hole ends beyond any file size")?;
+        if h.len == 0 || stop > size {
+            return Err("a hole is empty or ends beyond the file's size");
+        }
+        if i > 0 && h.offset <= end {
+            return Err("holes overlap, touch or are out of order");
+        }
+        end = stop;
+    }
+    Ok(())
 }
 
 /// A symlink target is accepted when it is relative and, resolved lexically from the link's own
@@ -526,55 +610,6 @@ fn check_no_link_traversal(link: &RelPath, target: &str, symlinks: &HashSet<&str
         }
     }
     Ok(())
-}
-
-fn put_u32(out: &mut Vec<u8>, n: usize) {
-    // Counts are bounded by construction (entries and chunks of a real tree); saturate rather
-    // than wrap if someone builds an absurd manifest in memory, so decode refuses it.
-    out.extend_from_slice(&u32::try_from(n).unwrap_or(u32::MAX).to_le_bytes());
-}
-
-fn put_str(out: &mut Vec<u8>, s: &str) {
-    let len = u16::try_from(s.len()).unwrap_or(u16::MAX);
-    out.extend_from_slice(&len.to_le_bytes());
-    out.extend_from_slice(&s.as_bytes()[..usize::from(len)]);
-}
-
-struct Reader<'a> {
-    buf: &'a [u8],
-}
-
-impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize) -> Result<&'a [u8], ManifestError> {
-        if self.buf.len() < n {
-            return Err(ManifestError::Malformed("unexpected end of data"));
-        }
-        let (head, rest) = self.buf.split_at(n);
-        self.buf = rest;
-        Ok(head)
-    }
-    fn array<const N: usize>(&mut self) -> Result<[u8; N], ManifestError> {
-        let mut a = [0u8; N];
-        a.copy_from_slice(self.take(N)?);
-        Ok(a)
-    }
-    fn u8(&mut self) -> Result<u8, ManifestError> {
-        Ok(self.array::<1>()?[0])
-    }
-    fn u32(&mut self) -> Result<u32, ManifestError> {
-        Ok(u32::from_le_bytes(self.array()?))
-    }
-    fn u64(&mut self) -> Result<u64, ManifestError> {
-        Ok(u64::from_le_bytes(self.array()?))
-    }
-    fn i64(&mut self) -> Result<i64, ManifestError> {
-        Ok(i64::from_le_bytes(self.array()?))
-    }
-    fn string(&mut self) -> Result<String, ManifestError> {
-        let len = u16::from_le_bytes(self.array()?);
-        let bytes = self.take(usize::from(len))?;
-        String::from_utf8(bytes.to_vec()).map_err(|_| ManifestError::Malformed("a string is not UTF-8"))
-    }
 }
 
 #[cfg(test)]

@@ -31,6 +31,9 @@ pub struct DownloadStats {
     /// Bytes written from chunks fetched from the DP (uncompressed), and what crossed the wire.
     pub bytes_fetched: u64,
     pub wire_bytes: u64,
+    /// Device nodes and fifos of the package, which a fetch does not make (`content export`
+    /// as root does).
+    pub specials_skipped: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -118,6 +121,7 @@ impl Writer {
 
     fn write_all(&mut self, m: &Manifest, unchanged: &HashSet<String>, tmp: &Path) -> Result<()> {
         let mut ready = Vec::new();
+        let mut links = Vec::new();
         for e in m.entries() {
             let path = self.dest.join(e.path.as_str());
             match &e.kind {
@@ -133,6 +137,10 @@ impl Writer {
                         }
                         std::os::unix::fs::symlink(target, &path).map_err(io(&path))?;
                     }
+                }
+                EntryKind::HardLink { .. } => links.push(e),
+                EntryKind::CharDevice { .. } | EntryKind::BlockDevice { .. } | EntryKind::Fifo => {
+                    self.stats.specials_skipped += 1;
                 }
                 EntryKind::File(f) => {
                     self.stats.files += 1;
@@ -155,6 +163,29 @@ impl Writer {
                 return Err(DownloadError::InTheWay(path));
             }
             fs::rename(&part, &path).map_err(io(&path))?;
+            self.stats.files_written += 1;
+        }
+        // Hard links last: their files are in place. A name that is already the file stays.
+        for e in links {
+            let EntryKind::HardLink { target } = &e.kind else {
+                continue;
+            };
+            let (path, to) = (self.dest.join(e.path.as_str()), self.dest.join(target.as_str()));
+            if let Some(parent) = path.parent() {
+                self.make_dirs(parent)?;
+            }
+            let same = |a: &fs::Metadata, b: &fs::Metadata| {
+                use std::os::unix::fs::MetadataExt;
+                (a.dev(), a.ino()) == (b.dev(), b.ino())
+            };
+            match (fs::symlink_metadata(&path), fs::symlink_metadata(&to)) {
+                (Ok(a), Ok(b)) if same(&a, &b) => continue,
+                (Ok(a), _) if a.is_dir() => return Err(DownloadError::InTheWay(path)),
+                (Ok(_), _) => fs::remove_file(&path).map_err(io(&path))?,
+                _ => {}
+            }
+            fs::hard_link(&to, &path).map_err(io(&path))?;
+            self.stats.files += 1;
             self.stats.files_written += 1;
         }
         Ok(())

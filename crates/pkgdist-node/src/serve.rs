@@ -151,50 +151,50 @@ async fn manifest(content: &Content, which: &str) -> Result<(ContentId, Arc<Mani
 }
 
 /// The entry `path` names, following symlinks inside the manifest wherever they are on the way
-/// (`dlink/f` through a link to a folder), 16 hops at most; `None` for a path that leads
-/// nowhere or out of the package.
+/// (`dlink/f` through a link to a folder), 16 hops at most: a relative target from the link's
+/// folder, an absolute one from the package root (as in a chroot: an OS tree's
+/// `/etc/alternatives/…`). A hard link is its file. `None` for a path that leads nowhere, out
+/// of the package, or round in a loop.
 fn resolve<'m>(m: &'m Manifest, path: &str) -> Option<&'m Entry> {
     let mut todo: std::collections::VecDeque<String> = path.split('/').map(str::to_owned).collect();
     let mut done: Vec<String> = Vec::new();
     let mut hops = 0;
+    // Once an absolute link was followed, the package root is `/`: `..` there stays there.
+    let mut rooted = false;
     while let Some(part) = todo.pop_front() {
-        let here = if done.is_empty() {
-            part.clone()
-        } else {
-            format!("{}/{part}", done.join("/"))
-        };
-        let e = m.entry(&here)?;
+        match part.as_str() {
+            "" | "." => continue,
+            ".." => {
+                if done.pop().is_none() && !rooted {
+                    return None; // out of the package
+                }
+                continue;
+            }
+            _ => done.push(part),
+        }
+        let e = m.entry(&done.join("/"))?;
         match &e.kind {
             EntryKind::Symlink { target } => {
                 hops += 1;
                 if hops > 16 {
-                    return None;
+                    return None; // a loop, or a chain too long to be one
                 }
-                // The target, from the link's folder, then what is left of the path.
+                // The target, from the link's folder (the root for an absolute one), then what
+                // is left of the path.
+                done.pop();
+                if target.starts_with('/') {
+                    done.clear();
+                    rooted = true;
+                }
                 for c in target.split('/').rev() {
                     todo.push_front(c.to_owned());
                 }
-                let mut from = done.clone();
-                let mut rest = Vec::new();
-                while let Some(c) = todo.pop_front() {
-                    match c.as_str() {
-                        "" | "." => {}
-                        ".." => {
-                            from.pop()?;
-                        }
-                        _ => {
-                            rest.push(c);
-                            break;
-                        }
-                    }
-                }
-                rest.extend(todo.drain(..));
-                done = from;
-                todo = rest.into();
             }
-            EntryKind::Directory => done.push(part),
+            EntryKind::Directory => {}
             EntryKind::File(_) if todo.is_empty() => return Some(e),
-            EntryKind::File(_) => return None,
+            EntryKind::HardLink { target } if todo.is_empty() => return m.entry(target.as_str()),
+            // Devices and fifos are never served; nothing is below a file.
+            _ => return None,
         }
     }
     m.entry(&done.join("/"))
@@ -364,6 +364,10 @@ async fn serve(
                 .unwrap_or_else(|_| plain(StatusCode::INTERNAL_SERVER_ERROR, "response"))
         }
         EntryKind::Symlink { .. } => plain(StatusCode::NOT_FOUND, "the link leads nowhere inside the package"),
+        EntryKind::HardLink { .. } => plain(StatusCode::NOT_FOUND, "the hard link's file is missing"),
+        EntryKind::CharDevice { .. } | EntryKind::BlockDevice { .. } | EntryKind::Fifo => {
+            plain(StatusCode::NOT_FOUND, "devices and fifos are not served")
+        }
     }
 }
 
@@ -548,7 +552,11 @@ fn listing(m: &Manifest, cid: ContentId, dir: &str, headers: &HeaderMap) -> Resp
                 let (kind, size) = match &e.kind {
                     EntryKind::Directory => ("directory", 0),
                     EntryKind::File(f) => ("file", f.size),
+                    EntryKind::HardLink { .. } => ("file", m.content_of(e).map_or(0, |f| f.size)),
                     EntryKind::Symlink { .. } => ("symlink", 0),
+                    EntryKind::CharDevice { .. } => ("chardevice", 0),
+                    EntryKind::BlockDevice { .. } => ("blockdevice", 0),
+                    EntryKind::Fifo => ("fifo", 0),
                 };
                 json!({"name": e.path.file_name(), "kind": kind, "size": size})
             })

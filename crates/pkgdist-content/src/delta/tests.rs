@@ -31,16 +31,17 @@ fn manifest_of(files: &[(&str, &[u8])]) -> (Manifest, HashMap<Digest, Vec<u8>>) 
                 len: c.len() as u32,
             });
         }
-        entries.push(Entry {
-            path: RelPath::new(*path).unwrap(),
-            mode: 0o644,
-            mtime: Timestamp::default(),
-            kind: EntryKind::File(FileData {
+        entries.push(Entry::new(
+            RelPath::new(*path).unwrap(),
+            0o644,
+            Timestamp::default(),
+            EntryKind::File(FileData {
                 size: data.len() as u64,
                 hash: Digest::of(data),
                 chunks,
+                holes: Vec::new(),
             }),
-        });
+        ));
     }
     (Manifest::new(SMALL, entries).unwrap(), bytes)
 }

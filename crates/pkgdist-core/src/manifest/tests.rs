@@ -18,16 +18,57 @@ fn file_data(max: u32) -> impl Strategy<Value = FileData> {
             size: chunks.iter().map(|c| u64::from(c.len)).sum(),
             hash,
             chunks,
+            holes: Vec::new(),
         }
     })
 }
 
-/// A random valid manifest: a tree of directories, files and in-package symlinks.
-fn manifest() -> impl Strategy<Value = Manifest> {
+/// Holes inside a file of `size`: from sorted cut points, every other span.
+fn with_holes(mut f: FileData, cuts: Vec<u64>) -> FileData {
+    if f.size < 2 {
+        return f;
+    }
+    let mut cuts: Vec<u64> = cuts.into_iter().map(|c| c % f.size).collect();
+    cuts.sort_unstable();
+    cuts.dedup();
+    let mut holes = Vec::new();
+    for w in cuts.chunks(2) {
+        if let [a, b] = w
+            && b > a
+            && holes.last().is_none_or(|h: &Hole| h.offset + h.len < *a)
+        {
+            holes.push(Hole { offset: *a, len: b - a });
+        }
+    }
+    f.holes = holes;
+    f
+}
+
+fn xattrs() -> impl Strategy<Value = Vec<Xattr>> {
+    prop::collection::btree_map(
+        "(user|security|trusted|system)\\.[a-z_]{1,8}",
+        prop::collection::vec(any::<u8>(), 0..24),
+        0..4,
+    )
+    .prop_map(|m| m.into_iter().map(|(name, value)| Xattr { name, value }).collect())
+}
+
+/// A random valid manifest of `format`: a tree of directories and files, symlinks, and in
+/// format 2 hard links, devices, fifos, owners, attributes and holes.
+fn manifest_of(format: Format) -> impl Strategy<Value = Manifest> {
+    let v2 = format == Format::V2;
     let leaf = prop_oneof![
-        3 => file_data(ChunkParams::DEFAULT.max_size).prop_map(EntryKind::File),
+        3 => (file_data(ChunkParams::DEFAULT.max_size), prop::collection::vec(any::<u64>(), 0..6))
+            .prop_map(move |(f, cuts)| EntryKind::File(if v2 { with_holes(f, cuts) } else { f })),
         1 => Just(EntryKind::Directory),
         1 => Just(EntryKind::Symlink { target: "x".into() }),
+        1 => Just(EntryKind::HardLink { target: RelPath::new("x").unwrap() }),
+        1 => (any::<u32>(), any::<u32>(), any::<bool>()).prop_map(|(major, minor, block)| if block {
+            EntryKind::BlockDevice { major, minor }
+        } else {
+            EntryKind::CharDevice { major, minor }
+        }),
+        1 => Just(EntryKind::Fifo),
     ];
     let node = (
         prop::collection::vec(name(), 1..4),
@@ -35,12 +76,13 @@ fn manifest() -> impl Strategy<Value = Manifest> {
         0u32..0o7777,
         any::<i64>(),
         0u32..1_000_000_000,
+        (any::<u32>(), any::<u32>(), xattrs(), "/?[a-z/.]{1,12}"),
     );
-    prop::collection::vec(node, 0..24).prop_map(|nodes| {
+    prop::collection::vec(node, 0..24).prop_map(move |nodes| {
         let mut entries: Vec<Entry> = Vec::new();
         let mut seen = HashSet::new();
         let mut dirs = HashSet::new();
-        for (comps, kind, mode, secs, nanos) in nodes {
+        for (comps, kind, mode, secs, nanos, (uid, gid, xattrs, target)) in nodes {
             // Create every parent as a directory first; skip paths that clash with a non-directory.
             let mut prefix = String::new();
             let mut ok = true;
@@ -55,37 +97,52 @@ fn manifest() -> impl Strategy<Value = Manifest> {
                 }
                 if seen.insert(prefix.clone()) {
                     dirs.insert(prefix.clone());
-                    entries.push(Entry {
-                        path: RelPath::new(prefix.clone()).unwrap(),
-                        mode: 0o755,
-                        mtime: Timestamp::default(),
-                        kind: EntryKind::Directory,
-                    });
+                    entries.push(Entry::new(
+                        RelPath::new(prefix.clone()).unwrap(),
+                        0o755,
+                        Timestamp::default(),
+                        EntryKind::Directory,
+                    ));
                 }
             }
             let path = comps.join("/");
             if !ok || !seen.insert(path.clone()) {
                 continue;
             }
-            if matches!(kind, EntryKind::Directory) {
-                dirs.insert(path.clone());
-            }
             let kind = match kind {
-                // A link to its own name stays inside the package at any depth.
+                // Format 1: a link to its own name stays inside the package at any depth;
+                // format 2 takes any target, absolute ones too.
+                EntryKind::Symlink { .. } if v2 => EntryKind::Symlink { target },
                 EntryKind::Symlink { .. } => EntryKind::Symlink {
                     target: comps[comps.len() - 1].clone(),
                 },
+                // A hard link names a file sorted before it, if there is one.
+                EntryKind::HardLink { .. } => match entries
+                    .iter()
+                    .rev()
+                    .find(|e| e.file().is_some() && e.path.as_str().as_bytes() < path.as_bytes())
+                {
+                    Some(f) if v2 => EntryKind::HardLink { target: f.path.clone() },
+                    _ => continue,
+                },
+                EntryKind::CharDevice { .. } | EntryKind::BlockDevice { .. } | EntryKind::Fifo if !v2 => continue,
                 k => k,
             };
-            entries.push(Entry {
-                path: RelPath::new(path).unwrap(),
-                mode,
-                mtime: Timestamp { secs, nanos },
-                kind,
-            });
+            if matches!(kind, EntryKind::Directory) {
+                dirs.insert(path.clone());
+            }
+            let mut e = Entry::new(RelPath::new(path).unwrap(), mode, Timestamp { secs, nanos }, kind);
+            if v2 {
+                (e.uid, e.gid, e.xattrs) = (uid, gid, xattrs);
+            }
+            entries.push(e);
         }
-        Manifest::new(ChunkParams::DEFAULT, entries).unwrap()
+        Manifest::with_format(format, ChunkParams::DEFAULT, entries).unwrap()
     })
+}
+
+fn manifest() -> impl Strategy<Value = Manifest> {
+    prop_oneof![manifest_of(Format::V1), manifest_of(Format::V2)]
 }
 
 proptest! {
@@ -122,10 +179,12 @@ proptest! {
 
     #[test]
     fn arbitrary_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..512)) {
-        let mut with_magic = MAGIC.to_vec();
-        with_magic.extend_from_slice(&bytes);
         let _ = Manifest::decode(&bytes);
-        let _ = Manifest::decode(&with_magic);
+        for magic in [b"PKGDMAN1", b"PKGDMAN2"] {
+            let mut with_magic = magic.to_vec();
+            with_magic.extend_from_slice(&bytes);
+            let _ = Manifest::decode(&with_magic);
+        }
     }
 }
 
@@ -137,25 +196,26 @@ fn file(path: &str, chunks: &[u32]) -> Entry {
             len,
         })
         .collect();
-    Entry {
-        path: RelPath::new(path).unwrap(),
-        mode: 0o644,
-        mtime: Timestamp::default(),
-        kind: EntryKind::File(FileData {
+    Entry::new(
+        RelPath::new(path).unwrap(),
+        0o644,
+        Timestamp::default(),
+        EntryKind::File(FileData {
             size: chunks.iter().map(|c| u64::from(c.len)).sum(),
             hash: Digest::of(b""),
             chunks,
+            holes: Vec::new(),
         }),
-    }
+    )
 }
 
 fn dir(path: &str) -> Entry {
-    Entry {
-        path: RelPath::new(path).unwrap(),
-        mode: 0o755,
-        mtime: Timestamp::default(),
-        kind: EntryKind::Directory,
-    }
+    Entry::new(
+        RelPath::new(path).unwrap(),
+        0o755,
+        Timestamp::default(),
+        EntryKind::Directory,
+    )
 }
 
 #[test]
@@ -238,19 +298,20 @@ fn chunk_params_ranges() {
 }
 
 fn link(path: &str, target: &str) -> Entry {
-    Entry {
-        path: RelPath::new(path).unwrap(),
-        mode: 0o777,
-        mtime: Timestamp::default(),
-        kind: EntryKind::Symlink { target: target.into() },
-    }
+    Entry::new(
+        RelPath::new(path).unwrap(),
+        0o777,
+        Timestamp::default(),
+        EntryKind::Symlink { target: target.into() },
+    )
 }
 
 /// `d/up -> ..` and `esc -> d/up/../victim` each look inside lexically, but the second
 /// resolves through the first to outside the package.
 #[test]
-fn symlink_chains_cannot_escape() {
-    let err = Manifest::new(
+fn symlink_chains_cannot_escape_in_format_1() {
+    let err = Manifest::with_format(
+        Format::V1,
         ChunkParams::DEFAULT,
         vec![dir("d"), link("d/up", ".."), link("esc", "d/up/../victim")],
     )
@@ -268,4 +329,76 @@ fn symlink_chains_cannot_escape() {
         ],
     )
     .unwrap();
+}
+
+/// Format 2 keeps what an OS tree holds; format 1 refuses it rather than drop it.
+#[test]
+fn format_2_holds_os_trees_and_format_1_refuses_them() {
+    let mut f = file("bin", &[100, 50]);
+    f.uid = 1000;
+    f.xattrs = vec![Xattr {
+        name: "security.capability".into(),
+        value: vec![1, 2, 3],
+    }];
+    let entries = vec![
+        dir("dev"),
+        Entry::new(
+            RelPath::new("dev/null").unwrap(),
+            0o666,
+            Timestamp::default(),
+            EntryKind::CharDevice { major: 1, minor: 3 },
+        ),
+        f,
+        Entry::new(
+            RelPath::new("bin2").unwrap(),
+            0o755,
+            Timestamp::default(),
+            EntryKind::HardLink {
+                target: RelPath::new("bin").unwrap(),
+            },
+        ),
+        link("etc-link", "/etc/alternatives/x"),
+        Entry::new(
+            RelPath::new("pipe").unwrap(),
+            0o600,
+            Timestamp::default(),
+            EntryKind::Fifo,
+        ),
+    ];
+    let m = Manifest::new(ChunkParams::DEFAULT, entries.clone()).unwrap();
+    assert_eq!(m.format(), Format::V2);
+    assert_eq!(&m.encode()[..8], b"PKGDMAN2");
+    assert_eq!(Manifest::decode(&m.encode()).unwrap(), m);
+    assert_eq!(m.content_of(m.entry("bin2").unwrap()).unwrap().size, 150);
+    assert!(Manifest::with_format(Format::V1, ChunkParams::DEFAULT, entries).is_err());
+    // A hard link to nothing, or to a later entry; unsorted attributes; a hole past the end.
+    let to = |t: &str| {
+        Entry::new(
+            RelPath::new("a").unwrap(),
+            0,
+            Timestamp::default(),
+            EntryKind::HardLink {
+                target: RelPath::new(t).unwrap(),
+            },
+        )
+    };
+    assert!(Manifest::new(ChunkParams::DEFAULT, vec![to("zz"), file("zz", &[1])]).is_err());
+    assert!(Manifest::new(ChunkParams::DEFAULT, vec![to("nothing")]).is_err());
+    let mut x = file("x", &[10]);
+    x.xattrs = vec![
+        Xattr {
+            name: "user.b".into(),
+            value: vec![],
+        },
+        Xattr {
+            name: "user.a".into(),
+            value: vec![],
+        },
+    ];
+    assert!(Manifest::new(ChunkParams::DEFAULT, vec![x]).is_err());
+    let mut h = file("h", &[10]);
+    if let EntryKind::File(d) = &mut h.kind {
+        d.holes = vec![Hole { offset: 5, len: 6 }];
+    }
+    assert!(Manifest::new(ChunkParams::DEFAULT, vec![h]).is_err());
 }
