@@ -16,6 +16,7 @@ pub mod gc;
 pub mod library;
 pub mod prestage;
 pub mod read;
+pub mod restore;
 pub mod snapshot;
 pub mod store;
 pub mod verify;

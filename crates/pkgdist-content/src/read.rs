@@ -3,22 +3,16 @@
 //! error, never as wrong data.
 
 use std::fs::{self, File};
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, UNIX_EPOCH};
 
-use pkgdist_core::{ChunkRef, ContentId, Digest, EntryKind, FileData, Manifest, Timestamp};
-use serde::Serialize;
+use pkgdist_core::{ChunkRef, ContentId, FileData, Manifest};
 
 use crate::error::{ContentError, Result};
 use crate::library::{Library, read_chunk};
 use crate::store::Store;
-
-/// Exported files keep their permission bits but never setuid, setgid or sticky: an export is
-/// often run as root, and a package should not be able to plant a setuid binary that way.
-const EXPORT_MODE_MASK: u32 = 0o777;
 
 /// Reads a byte range of one file, one verified chunk at a time (memory: one chunk).
 #[derive(Debug)]
@@ -83,13 +77,8 @@ impl Read for FileReader {
     }
 }
 
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct ExportStats {
-    pub files: u64,
-    pub directories: u64,
-    pub symlinks: u64,
-    pub bytes: u64,
-}
+/// What an export wrote, and what it could not as the user it ran as.
+pub type ExportStats = crate::restore::Restored;
 
 impl Library {
     /// A reader over `range` (start inclusive, end exclusive) of the file at `path`.
@@ -106,7 +95,7 @@ impl Library {
         Ok(self.reader_for(file, range))
     }
 
-    fn reader_for(&self, file: &FileData, range: std::ops::Range<u64>) -> FileReader {
+    pub(crate) fn reader_for(&self, file: &FileData, range: std::ops::Range<u64>) -> FileReader {
         let mut starts = Vec::with_capacity(file.chunks.len());
         let mut off = 0;
         for c in &file.chunks {
@@ -163,85 +152,26 @@ impl Library {
     }
 
     fn export_into(&self, manifest: &Manifest, root: &Path) -> Result<ExportStats> {
-        let mut stats = ExportStats::default();
-        for e in manifest.entries() {
-            let path = root.join(e.path.as_str());
-            let io_err = |err| ContentError::io(path.display(), err);
-            match &e.kind {
-                EntryKind::Directory => {
-                    fs::create_dir(&path).map_err(io_err)?;
-                    stats.directories += 1;
-                }
-                EntryKind::Symlink { target } => {
-                    std::os::unix::fs::symlink(target, &path).map_err(io_err)?;
-                    stats.symlinks += 1;
-                }
-                EntryKind::File(f) => {
-                    let file = self.write_file(f, &path, e.path.as_str())?;
-                    file.set_permissions(fs::Permissions::from_mode(e.mode & EXPORT_MODE_MASK))
-                        .map_err(io_err)?;
-                    file.set_modified(system_time(e.mtime)).map_err(io_err)?;
-                    stats.files += 1;
-                    stats.bytes += f.size;
-                }
-                _ => {
-                    return Err(ContentError::io(
-                        path.display(),
-                        io::Error::other("this kind of entry is not restored yet"),
-                    ));
-                }
-            }
-        }
-        // Folders last and deepest first: a read-only folder must be filled before it is
-        // locked, and filling a folder moves its mtime.
-        for e in manifest.entries().iter().rev() {
-            if let EntryKind::Directory = e.kind {
-                let path = root.join(e.path.as_str());
-                let file = File::open(&path).map_err(|err| ContentError::io(path.display(), err))?;
-                file.set_modified(system_time(e.mtime))
-                    .map_err(|err| ContentError::io(path.display(), err))?;
-                fs::set_permissions(&path, fs::Permissions::from_mode(e.mode & EXPORT_MODE_MASK))
-                    .map_err(|err| ContentError::io(path.display(), err))?;
-            }
-        }
-        Ok(stats)
+        let fd = rustix::fs::open(
+            root,
+            rustix::fs::OFlags::RDONLY
+                | rustix::fs::OFlags::DIRECTORY
+                | rustix::fs::OFlags::NOFOLLOW
+                | rustix::fs::OFlags::CLOEXEC,
+            rustix::fs::Mode::empty(),
+        )
+        .map_err(|e| ContentError::io(root.display(), e.into()))?;
+        crate::restore::write_tree(self, manifest, &fd, root)
     }
+}
 
-    /// Writes one file and returns its open handle. `create_new` never follows or reuses an
-    /// existing name (a link planted earlier, or a case-insensitive clash).
-    fn write_file(&self, f: &FileData, path: &Path, rel: &str) -> Result<File> {
-        let mut out = File::options()
-            .write(true)
-            .create_new(true)
-            .open(path)
-            .map_err(|e| ContentError::io(path.display(), e))?;
-        let mut reader = self.reader_for(f, 0..f.size);
-        let mut hasher = blake3::Hasher::new();
-        let mut buf = vec![0u8; 1 << 20];
-        loop {
-            let n = match reader.read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => n,
-                // A damaged chunk arrives as an io::Error wrapping our ContentError.
-                Err(e) => {
-                    return Err(match e.into_inner().map(|b| b.downcast::<ContentError>()) {
-                        Some(Ok(ce)) => *ce,
-                        Some(Err(other)) => ContentError::io(rel, io::Error::other(other)),
-                        None => ContentError::io(rel, io::Error::other("read failed")),
-                    });
-                }
-            };
-            hasher.update(&buf[..n]);
-            out.write_all(&buf[..n])
-                .map_err(|e| ContentError::io(path.display(), e))?;
-        }
-        if Digest::from(hasher.finalize()) != f.hash {
-            return Err(ContentError::Damaged {
-                what: format!("file {rel}"),
-                reason: "its bytes do not match the file hash in the manifest".into(),
-            });
-        }
-        Ok(out)
+/// A read of library data that failed: the damage it found (a `ContentError` the reader
+/// wraps in its `io::Error`), or the I/O error itself.
+pub(crate) fn read_error(rel: &str, e: io::Error) -> ContentError {
+    match e.into_inner().map(|b| b.downcast::<ContentError>()) {
+        Some(Ok(ce)) => *ce,
+        Some(Err(other)) => ContentError::io(rel, io::Error::other(other)),
+        None => ContentError::io(rel, io::Error::other("read failed")),
     }
 }
 
@@ -253,16 +183,6 @@ fn file_data<'m>(manifest: &'m Manifest, path: &str) -> Result<&'m FileData> {
             content: format!("manifest {}", manifest.id()),
             path: path.to_owned(),
         })
-}
-
-fn system_time(t: Timestamp) -> std::time::SystemTime {
-    let secs = Duration::from_secs(t.secs.unsigned_abs());
-    let base = if t.secs >= 0 {
-        UNIX_EPOCH + secs
-    } else {
-        UNIX_EPOCH - secs
-    };
-    base + Duration::from_nanos(u64::from(t.nanos))
 }
 
 /// Best effort before removing a failed export: read-only folders would block the removal.

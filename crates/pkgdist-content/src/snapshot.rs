@@ -78,6 +78,12 @@ pub struct SnapshotStats {
     pub files: u64,
     pub directories: u64,
     pub symlinks: u64,
+    /// Further names of files already recorded.
+    pub hard_links: u64,
+    /// Device nodes and fifos.
+    pub specials: u64,
+    /// Sockets in the source, left out (a socket is a running program's, not content).
+    pub sockets_skipped: u64,
     /// Total size of all files.
     pub bytes: u64,
     /// Files whose chunk list was reused by the quick check, without reading them.
@@ -174,18 +180,28 @@ impl Library {
         let chunker = Chunker::new(self.params)?;
         let source = SourceDir::open(source)?;
         source.check_place(opts.allowed_roots, opts.private)?;
-        let scanned = source.scan()?;
+        let scan = source.scan()?;
+        let scanned = scan.entries;
 
         let previous = match opts.previous {
             Some(prev) if !opts.checksum => self.quick_check_base(prev)?,
             _ => None,
         };
-        let mut stats = SnapshotStats::default();
-        let total: u64 = scanned
-            .iter()
-            .map(|s| if let Found::File(seen) = &s.what { seen.size } else { 0 })
-            .sum();
-        let nfiles = scanned.iter().filter(|s| matches!(s.what, Found::File(_))).count() as u64;
+        let mut stats = SnapshotStats {
+            sockets_skipped: scan.sockets.len() as u64,
+            ..SnapshotStats::default()
+        };
+        // Each inode once: a file's other names are hard links, not read again.
+        let mut inodes = HashSet::new();
+        let (mut total, mut nfiles) = (0u64, 0u64);
+        for s in &scanned {
+            if let Found::File(seen) = &s.what
+                && inodes.insert((seen.dev, seen.ino))
+            {
+                total += seen.size;
+                nfiles += 1;
+            }
+        }
         if let Some(p) = opts.progress {
             p.start(total, nfiles);
         }
@@ -388,11 +404,32 @@ impl Reader<'_, '_> {
         stamps: &mut BTreeMap<String, Stamp>,
     ) -> Result<Vec<Entry>> {
         let mut entries = Vec::with_capacity(scanned.len());
+        // The first name (in path order) of each inode with several: the others link to it.
+        let mut first_names: std::collections::HashMap<(u64, u64), &pkgdist_core::RelPath> =
+            std::collections::HashMap::new();
         for s in scanned {
             if self.shared.abort.load(Ordering::Relaxed) {
                 break;
             }
             let kind = match &s.what {
+                Found::File(seen) if seen.nlink > 1 && first_names.contains_key(&(seen.dev, seen.ino)) => {
+                    stats.hard_links += 1;
+                    let target = first_names[&(seen.dev, seen.ino)].clone();
+                    EntryKind::HardLink { target }
+                }
+                Found::Device { block, major, minor } => {
+                    stats.specials += 1;
+                    let (major, minor) = (*major, *minor);
+                    if *block {
+                        EntryKind::BlockDevice { major, minor }
+                    } else {
+                        EntryKind::CharDevice { major, minor }
+                    }
+                }
+                Found::Fifo => {
+                    stats.specials += 1;
+                    EntryKind::Fifo
+                }
                 Found::Dir => {
                     stats.directories += 1;
                     EntryKind::Directory
@@ -402,6 +439,9 @@ impl Reader<'_, '_> {
                     EntryKind::Symlink { target: target.clone() }
                 }
                 Found::File(seen) => {
+                    if seen.nlink > 1 {
+                        first_names.insert((seen.dev, seen.ino), &s.path);
+                    }
                     let stamp = &Stamp::from(*seen);
                     stats.files += 1;
                     stats.bytes += stamp.size;
@@ -432,7 +472,9 @@ impl Reader<'_, '_> {
                     EntryKind::File(data)
                 }
             };
-            entries.push(Entry::new(s.path.clone(), s.mode, s.mtime, kind));
+            let mut e = Entry::new(s.path.clone(), s.mode, s.mtime, kind);
+            (e.uid, e.gid, e.xattrs) = (s.uid, s.gid, s.xattrs.clone());
+            entries.push(e);
         }
         Ok(entries)
     }
@@ -465,6 +507,8 @@ impl Reader<'_, '_> {
 
     fn read_file(&mut self, s: &Scanned, seen: &Seen) -> Result<FileData> {
         let f = self.source.open_file(s, seen)?;
+        let holes =
+            holes_of(&f, seen).map_err(|e| ContentError::source(&s.abs, format!("cannot map its holes ({e})")))?;
         let mut stream = self.chunker.stream(&f, READ_BUFFER);
         let mut file_hash = blake3::Hasher::new();
         let mut chunks = Vec::new();
@@ -520,9 +564,44 @@ impl Reader<'_, '_> {
             size,
             hash: Digest::from(file_hash.finalize()),
             chunks,
-            holes: Vec::new(),
+            holes,
         })
     }
+}
+
+/// The holes of a file with fewer blocks than its size needs (`SEEK_DATA`/`SEEK_HOLE`); none
+/// for a dense file, or where the file system cannot say. Leaves the file at its start.
+fn holes_of(f: &fs::File, seen: &Seen) -> std::io::Result<Vec<pkgdist_core::Hole>> {
+    use rustix::fs::SeekFrom;
+    let mut holes = Vec::new();
+    if seen.blocks.saturating_mul(512) >= seen.size {
+        return Ok(holes);
+    }
+    let mut at = 0u64;
+    while at < seen.size {
+        let data = match rustix::fs::seek(f, SeekFrom::Data(at)) {
+            Ok(d) => d.min(seen.size),
+            // No data from here on: the rest is a hole.
+            Err(rustix::io::Errno::NXIO) => seen.size,
+            Err(rustix::io::Errno::INVAL | rustix::io::Errno::OPNOTSUPP) => {
+                holes.clear();
+                break;
+            }
+            Err(e) => return Err(e.into()),
+        };
+        if data > at {
+            holes.push(pkgdist_core::Hole {
+                offset: at,
+                len: data - at,
+            });
+        }
+        if data >= seen.size {
+            break;
+        }
+        at = rustix::fs::seek(f, SeekFrom::Hole(data))?.min(seen.size);
+    }
+    rustix::fs::seek(f, SeekFrom::Start(0))?;
+    Ok(holes)
 }
 
 /// Whether the file changed so close to when it was read that a further write could leave

@@ -24,8 +24,7 @@ use std::fs::File;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
-use pkgdist_core::manifest::check_symlink_target;
-use pkgdist_core::{RelPath, Timestamp};
+use pkgdist_core::{RelPath, Timestamp, Xattr};
 use rustix::fs::{AtFlags, FileType, Mode, OFlags, ResolveFlags};
 
 use crate::error::{ContentError, Result};
@@ -41,6 +40,10 @@ pub(crate) struct Seen {
     pub ctime: Timestamp,
     pub ino: u64,
     pub dev: u64,
+    /// Links to the inode: above 1, the snapshot records the other names as hard links.
+    pub nlink: u64,
+    /// 512-byte blocks allocated: fewer than the size needs, the file may have holes.
+    pub blocks: u64,
 }
 
 /// One thing found by the walk.
@@ -51,6 +54,10 @@ pub(crate) struct Scanned {
     pub abs: PathBuf,
     pub mode: u32,
     pub mtime: Timestamp,
+    pub uid: u32,
+    pub gid: u32,
+    /// Every extended attribute this process can read, sorted by name.
+    pub xattrs: Vec<Xattr>,
     pub what: Found,
 }
 
@@ -58,7 +65,22 @@ pub(crate) struct Scanned {
 pub(crate) enum Found {
     Dir,
     File(Seen),
+    /// The link's target as it holds it: never followed.
     Symlink(String),
+    Device {
+        block: bool,
+        major: u32,
+        minor: u32,
+    },
+    Fifo,
+}
+
+/// What a walk found: everything a manifest holds, and the sockets it left out (a socket is
+/// a running program's, not content).
+#[derive(Debug, Default)]
+pub(crate) struct Scan {
+    pub entries: Vec<Scanned>,
+    pub sockets: Vec<PathBuf>,
 }
 
 /// The source folder, open.
@@ -83,6 +105,8 @@ impl Seen {
             ctime: timestamp(st.st_ctime, st.st_ctime_nsec),
             ino: st.st_ino,
             dev: st.st_dev,
+            nlink: st.st_nlink,
+            blocks: u64::try_from(st.st_blocks).unwrap_or(0),
         }
     }
 }
@@ -122,14 +146,15 @@ impl SourceDir {
     }
 
     /// Everything in the folder, sorted by path bytes; refuses what a manifest cannot hold.
-    pub(crate) fn scan(&self) -> Result<Vec<Scanned>> {
-        let mut out = Vec::new();
+    pub(crate) fn scan(&self) -> Result<Scan> {
+        let mut out = Scan::default();
         self.walk(&self.fd, "", 0, &mut out)?;
-        out.sort_by(|a, b| a.path.as_str().as_bytes().cmp(b.path.as_str().as_bytes()));
+        out.entries
+            .sort_by(|a, b| a.path.as_str().as_bytes().cmp(b.path.as_str().as_bytes()));
         Ok(out)
     }
 
-    fn walk(&self, dir: &OwnedFd, prefix: &str, depth: usize, out: &mut Vec<Scanned>) -> Result<()> {
+    fn walk(&self, dir: &OwnedFd, prefix: &str, depth: usize, out: &mut Scan) -> Result<()> {
         let here = self.path.join(prefix);
         if depth > MAX_DEPTH {
             return Err(ContentError::source(
@@ -165,7 +190,15 @@ impl SourceDir {
             let st = rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW).map_err(|e| unreadable(&abs, e))?;
             let mode = st.st_mode & 0o7777;
             let mtime = timestamp(st.st_mtime, st.st_mtime_nsec);
-            let what = match FileType::from_raw_mode(st.st_mode) {
+            let (uid, gid) = (st.st_uid, st.st_gid);
+            let file_type = FileType::from_raw_mode(st.st_mode);
+            if file_type == FileType::Socket {
+                tracing::warn!(path = %abs.display(), "a socket in the source is not content: left out");
+                out.sockets.push(abs);
+                continue;
+            }
+            let xattrs = read_xattrs(dir, name, &abs)?;
+            let what = match file_type {
                 FileType::Directory => {
                     let sub = rustix::fs::openat(
                         dir,
@@ -175,11 +208,14 @@ impl SourceDir {
                     )
                     .map_err(|e| changed(&abs, e))?;
                     same_object(&sub, &st, &abs)?;
-                    out.push(Scanned {
+                    out.entries.push(Scanned {
                         path,
                         abs,
                         mode,
                         mtime,
+                        uid,
+                        gid,
+                        xattrs,
                         what: Found::Dir,
                     });
                     self.walk(&sub, &rel, depth + 1, out)?;
@@ -190,25 +226,29 @@ impl SourceDir {
                     let target = rustix::fs::readlinkat(dir, name, Vec::new())
                         .map_err(|e| ContentError::source(&abs, format!("cannot read the link ({e})")))?;
                     let Ok(target) = target.into_string() else {
-                        return Err(ContentError::source(&abs, "the link target is not valid UTF-8"));
+                        return Err(ContentError::source(
+                            &abs,
+                            "the link target is not valid UTF-8; point the link at a UTF-8 name",
+                        ));
                     };
-                    check_symlink_target(&path, &target).map_err(|r| {
-                        ContentError::source(&abs, format!("{r}; replace the link with the file itself or remove it"))
-                    })?;
                     Found::Symlink(target)
                 }
-                _ => {
-                    return Err(ContentError::source(
-                        &abs,
-                        "is a special file (device, socket or pipe); only files, folders and links can be packaged",
-                    ));
-                }
+                FileType::CharacterDevice | FileType::BlockDevice => Found::Device {
+                    block: file_type == FileType::BlockDevice,
+                    major: rustix::fs::major(st.st_rdev),
+                    minor: rustix::fs::minor(st.st_rdev),
+                },
+                FileType::Fifo => Found::Fifo,
+                _ => return Err(ContentError::source(&abs, "is of a kind no manifest can hold")),
             };
-            out.push(Scanned {
+            out.entries.push(Scanned {
                 path,
                 abs,
                 mode,
                 mtime,
+                uid,
+                gid,
+                xattrs,
                 what,
             });
         }
@@ -304,6 +344,39 @@ pub fn check_place(real: &Path, roots: Option<&[PathBuf]>, private: &[PathBuf]) 
             roots: roots.to_vec(),
         })
     }
+}
+
+/// The extended attributes of `name` in `dir`, the entry itself (a link's own, never its
+/// target's), sorted by name: through `/proc/self/fd`, so the folder is the one held open.
+/// A file system without them, or without `/proc`, gives none.
+fn read_xattrs(dir: &OwnedFd, name: &str, abs: &Path) -> Result<Vec<Xattr>> {
+    let at = format!("/proc/self/fd/{}/{name}", dir.as_raw_fd());
+    let mut list = vec![0u8; pkgdist_core::manifest::MAX_XATTR_VALUE];
+    let n = match rustix::fs::llistxattr(at.as_str(), &mut list[..]) {
+        Ok(n) => n,
+        Err(rustix::io::Errno::NOTSUP | rustix::io::Errno::NOENT) => return Ok(Vec::new()),
+        Err(e) => return Err(unreadable(abs, e)),
+    };
+    let mut out = Vec::new();
+    let mut value = vec![0u8; pkgdist_core::manifest::MAX_XATTR_VALUE];
+    for raw in list[..n].split(|b| *b == 0).filter(|r| !r.is_empty()) {
+        let Ok(attr) = std::str::from_utf8(raw) else {
+            return Err(ContentError::source(abs, "an extended attribute's name is not UTF-8"));
+        };
+        match rustix::fs::lgetxattr(at.as_str(), attr, &mut value[..]) {
+            Ok(len) => out.push(Xattr {
+                name: attr.to_owned(),
+                value: value[..len].to_vec(),
+            }),
+            // Listed but not readable by this process (another namespace's rules), or gone.
+            Err(rustix::io::Errno::NODATA | rustix::io::Errno::PERM | rustix::io::Errno::ACCESS) => {
+                tracing::warn!(path = %abs.display(), attr, "an extended attribute cannot be read: left out");
+            }
+            Err(e) => return Err(unreadable(abs, e)),
+        }
+    }
+    out.sort_by(|a, b| a.name.as_bytes().cmp(b.name.as_bytes()));
+    Ok(out)
 }
 
 /// What was opened is what was listed.

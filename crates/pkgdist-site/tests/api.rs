@@ -413,9 +413,15 @@ async fn bad_input_is_refused_and_changes_nothing() {
     assert_eq!(raw.status(), 413);
     assert_eq!(raw.json::<Value>().await.unwrap()["error"]["code"], "BodyTooLarge");
 
-    // A source that breaks the snapshot (a link out of the package) records nothing.
+    // A source that breaks the snapshot (a name that is not UTF-8) records nothing.
     let src = s.source("evil");
-    std::os::unix::fs::symlink("/etc/passwd", src.join("sub/passwd")).unwrap();
+    std::fs::write(
+        src.join(<std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(
+            b"sub/bad\xff",
+        )),
+        b"x",
+    )
+    .unwrap();
     assert_error(
         &s.post(
             "SMS_Package",
