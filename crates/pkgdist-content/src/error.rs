@@ -58,6 +58,11 @@ pub enum ContentError {
     #[error("destination {0} exists and is not an empty folder; choose a new or empty folder")]
     DestinationNotEmpty(PathBuf),
 
+    #[error(
+        "{0} is in the way: the package has a folder there and the destination has something else (perhaps a link, never followed). Move it and try again"
+    )]
+    InTheWay(PathBuf),
+
     #[error("{0} is not a pkgdist content library (it has no refs/ folder); check the --library path")]
     NotALibrary(PathBuf),
 

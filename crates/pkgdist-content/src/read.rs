@@ -152,16 +152,7 @@ impl Library {
     }
 
     fn export_into(&self, manifest: &Manifest, root: &Path) -> Result<ExportStats> {
-        let fd = rustix::fs::open(
-            root,
-            rustix::fs::OFlags::RDONLY
-                | rustix::fs::OFlags::DIRECTORY
-                | rustix::fs::OFlags::NOFOLLOW
-                | rustix::fs::OFlags::CLOEXEC,
-            rustix::fs::Mode::empty(),
-        )
-        .map_err(|e| ContentError::io(root.display(), e.into()))?;
-        crate::restore::write_tree(self, manifest, &fd, root)
+        crate::restore::write_tree(self, manifest, root)
     }
 }
 

@@ -1,12 +1,15 @@
 //! Writing a version's tree into a folder as the manifest describes it: every kind of entry,
 //! modes, owners, extended attributes (file capabilities, ACLs), hard links, holes and
 //! nanosecond mtimes — as root, all of it; as another user, what it may, and a count of what
-//! it could not (`Skipped`).
+//! it could not (`Skipped`). `content export` writes a new tree with it ([`write_tree`]);
+//! `pkgdist fetch` brings an existing one up to date with the same [`Tree`].
 //!
 //! Nothing is ever written through a symlink: the folder is held by descriptor, every entry is
 //! made relative to its parent's descriptor, and every folder on the way is opened with
-//! `O_NOFOLLOW | O_DIRECTORY`. A name is always made new (`O_EXCL`, `mkdirat`, `symlinkat`,
-//! `mknodat`, `linkat` fail on an existing name), so nothing planted earlier is reused.
+//! `O_NOFOLLOW | O_DIRECTORY` (a link where the package has a folder is [`ContentError::InTheWay`],
+//! never followed). Names are made new (`O_EXCL`, `mkdirat`, `symlinkat`, `mknodat`,
+//! `linkat` fail on an existing name); an entry of the wrong kind in an existing tree is
+//! removed first (`unlinkat`, which removes the link itself, not its target).
 //!
 //! Order matters for fidelity: a file's data first, then its owner (a `chown` clears setuid
 //! bits and file capabilities), then its mode, then its extended attributes (an ACL sets
@@ -16,7 +19,7 @@
 
 use std::io::{self, Read};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use pkgdist_core::{Entry, EntryKind, FileData, Hole, Manifest, Timestamp, Xattr};
 use rustix::fs::{AtFlags, FileType, Mode, OFlags, Timespec, Timestamps, XattrFlags};
@@ -56,39 +59,62 @@ pub struct Restored {
     pub skipped: Skipped,
 }
 
-/// Writes every entry of `manifest` under `root` (an empty folder the caller made, held by
-/// descriptor), reading file data from `lib` and checking each file against its hash.
-pub(crate) fn write_tree(lib: &Library, manifest: &Manifest, root: &OwnedFd, root_path: &Path) -> Result<Restored> {
-    let mut w = Writer {
-        lib,
-        root,
-        root_path,
-        privileged: rustix::process::geteuid().is_root(),
-        parent: None,
-        done: Restored::default(),
-    };
+/// Writes every entry of `manifest` under `root` (an empty folder the caller made), reading
+/// file data from `lib` and checking each file against its hash.
+pub(crate) fn write_tree(lib: &Library, manifest: &Manifest, root: &Path) -> Result<Restored> {
+    let mut tree = Tree::open(root)?;
     for e in manifest.entries() {
-        w.entry(e)?;
-    }
-    for e in manifest.entries().iter().rev() {
-        if matches!(e.kind, EntryKind::Directory) {
-            let fd = w.open_dir(e.path.as_str())?;
-            w.finish(e, Target::Fd(&fd))?;
+        match &e.kind {
+            EntryKind::File(f) => {
+                let rel = e.path.as_str();
+                let (dir, name) = tree.parent_of(rel)?;
+                let fd = create_file(dir, name).map_err(|err| fail(root, rel, err))?;
+                write_data(lib, &fd, f, rel).map_err(|err| match err {
+                    WriteError::Io(io) => fail(root, rel, io),
+                    WriteError::Content(c) => c,
+                })?;
+                tree.finish_fd(e, &fd)?;
+                tree.done.files += 1;
+                tree.done.bytes += f.size;
+            }
+            _ => {
+                tree.make(e)?;
+                if !matches!(e.kind, EntryKind::Directory) {
+                    tree.finish(e)?;
+                }
+            }
         }
     }
-    Ok(w.done)
+    tree.finish_dirs(manifest)?;
+    Ok(tree.done)
 }
 
-struct Writer<'a> {
-    lib: &'a Library,
-    root: &'a OwnedFd,
-    root_path: &'a Path,
+/// A file made new in `dir`, private until its mode is set.
+pub fn create_file(dir: &OwnedFd, name: &str) -> rustix::io::Result<OwnedFd> {
+    rustix::fs::openat(
+        dir,
+        name,
+        OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::from_raw_mode(0o600),
+    )
+}
+
+/// An I/O failure on `rel` under the folder at `root`.
+fn fail(root: &Path, rel: &str, e: impl Into<io::Error>) -> ContentError {
+    ContentError::io(root.join(rel).display(), e.into())
+}
+
+/// A folder a manifest's tree is written into, held by descriptor.
+#[derive(Debug)]
+pub struct Tree {
+    root: OwnedFd,
+    root_path: PathBuf,
     /// Whether this process may set any owner and make devices.
     privileged: bool,
     /// The folder the last entry was made in, still open: entries come in path order, so
     /// most share it.
     parent: Option<(String, OwnedFd)>,
-    done: Restored,
+    pub done: Restored,
 }
 
 /// Where an entry's metadata is set: its open descriptor, or its name in an open folder
@@ -98,33 +124,60 @@ enum Target<'f> {
     At(&'f OwnedFd, &'f str),
 }
 
-/// An I/O failure on `rel` under the folder at `root`.
-fn fail(root: &Path, rel: &str, e: impl Into<io::Error>) -> ContentError {
-    ContentError::io(root.join(rel).display(), e.into())
-}
-
-impl Writer<'_> {
-    fn err(&self, rel: &str, e: impl Into<io::Error>) -> ContentError {
-        fail(self.root_path, rel, e)
+impl Tree {
+    /// Holds the folder at `root` (following its own path, as the caller gave it).
+    pub fn open(root: &Path) -> Result<Self> {
+        let fd = rustix::fs::open(
+            root,
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| ContentError::io(root.display(), e.into()))?;
+        Ok(Self {
+            root: fd,
+            root_path: root.to_owned(),
+            privileged: rustix::process::geteuid().is_root(),
+            parent: None,
+            done: Restored::default(),
+        })
     }
 
-    /// Opens folder `rel` (`""`: the root) component by component, through no symlink.
-    fn open_dir(&self, rel: &str) -> Result<OwnedFd> {
-        let mut fd = rustix::io::dup(self.root).map_err(|e| self.err(rel, e))?;
+    pub fn root(&self) -> &OwnedFd {
+        &self.root
+    }
+
+    fn err(&self, rel: &str, e: impl Into<io::Error>) -> ContentError {
+        fail(&self.root_path, rel, e)
+    }
+
+    /// Opens folder `rel` (`""`: the root) component by component, through no symlink,
+    /// making the ones that are missing (0700 until finished).
+    pub fn open_dir(&self, rel: &str) -> Result<OwnedFd> {
+        let mut fd = rustix::io::dup(&self.root).map_err(|e| self.err(rel, e))?;
+        let mut at = String::new();
         for part in rel.split('/').filter(|p| !p.is_empty()) {
-            fd = rustix::fs::openat(
-                &fd,
-                part,
-                OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-                Mode::empty(),
-            )
-            .map_err(|e| self.err(rel, e))?;
+            if !at.is_empty() {
+                at.push('/');
+            }
+            at.push_str(part);
+            let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+            let next = match rustix::fs::openat(&fd, part, flags, Mode::empty()) {
+                Err(Errno::NOENT) => {
+                    rustix::fs::mkdirat(&fd, part, Mode::from_raw_mode(0o700)).map_err(|e| self.err(&at, e))?;
+                    rustix::fs::openat(&fd, part, flags, Mode::empty())
+                }
+                other => other,
+            };
+            fd = next.map_err(|e| match e {
+                Errno::NOTDIR | Errno::LOOP => ContentError::InTheWay(self.root_path.join(&at)),
+                e => self.err(&at, e),
+            })?;
         }
         Ok(fd)
     }
 
     /// The open parent folder of `rel`, and `rel`'s last component.
-    fn parent_of<'p>(&mut self, rel: &'p str) -> Result<(&OwnedFd, &'p str)> {
+    pub fn parent_of<'p>(&mut self, rel: &'p str) -> Result<(&OwnedFd, &'p str)> {
         let (dir, name) = rel.rsplit_once('/').unwrap_or(("", rel));
         if self.parent.as_ref().is_none_or(|(d, _)| d != dir) {
             let fd = self.open_dir(dir)?;
@@ -136,91 +189,124 @@ impl Writer<'_> {
         }
     }
 
-    fn entry(&mut self, e: &Entry) -> Result<()> {
+    /// Makes an entry that is not a regular file: a folder, link, hard link, device or fifo.
+    /// One already there and the same is kept; anything else of that name goes first.
+    pub fn make(&mut self, e: &Entry) -> Result<()> {
         let rel = e.path.as_str();
+        let root = self.root_path.clone();
         let privileged = self.privileged;
-        let root = self.root_path;
-        match &e.kind {
-            EntryKind::Directory => {
-                let (dir, name) = self.parent_of(rel)?;
-                rustix::fs::mkdirat(dir, name, Mode::from_raw_mode(0o700)).map_err(|err| fail(root, rel, err))?;
-                self.done.directories += 1;
+        if matches!(e.kind, EntryKind::Directory) {
+            self.open_dir(rel)?;
+            self.done.directories += 1;
+            return Ok(());
+        }
+        if let EntryKind::HardLink { target } = &e.kind {
+            // Another name of a file made earlier (`Manifest` checks it is one).
+            let t = target.as_str();
+            let (tdir, tname) = t.rsplit_once('/').unwrap_or(("", t));
+            let from = self.open_dir(tdir)?;
+            let want =
+                rustix::fs::statat(&from, tname, AtFlags::SYMLINK_NOFOLLOW).map_err(|err| fail(&root, t, err))?;
+            let (dir, name) = self.parent_of(rel)?;
+            match rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW) {
+                Ok(st) if (st.st_dev, st.st_ino) == (want.st_dev, want.st_ino) => {}
+                found => {
+                    if found.is_ok() {
+                        remove(dir, name).map_err(|err| fail(&root, rel, err))?;
+                    }
+                    rustix::fs::linkat(&from, tname, dir, name, AtFlags::empty())
+                        .map_err(|err| fail(&root, rel, err))?;
+                }
             }
-            EntryKind::File(f) => {
+            self.done.hard_links += 1;
+            return Ok(());
+        }
+        if matches!(e.kind, EntryKind::CharDevice { .. } | EntryKind::BlockDevice { .. }) && !privileged {
+            self.done.skipped.devices += 1;
+            return Ok(());
+        }
+        let (dir, name) = self.parent_of(rel)?;
+        let existing = rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW).ok();
+        let same = match (&e.kind, &existing) {
+            (EntryKind::Symlink { target }, Some(st)) if FileType::from_raw_mode(st.st_mode) == FileType::Symlink => {
+                rustix::fs::readlinkat(dir, name, Vec::new()).is_ok_and(|t| t.as_bytes() == target.as_bytes())
+            }
+            (EntryKind::CharDevice { major, minor }, Some(st)) => {
+                FileType::from_raw_mode(st.st_mode) == FileType::CharacterDevice
+                    && st.st_rdev == rustix::fs::makedev(*major, *minor)
+            }
+            (EntryKind::BlockDevice { major, minor }, Some(st)) => {
+                FileType::from_raw_mode(st.st_mode) == FileType::BlockDevice
+                    && st.st_rdev == rustix::fs::makedev(*major, *minor)
+            }
+            (EntryKind::Fifo, Some(st)) => FileType::from_raw_mode(st.st_mode) == FileType::Fifo,
+            _ => false,
+        };
+        if !same {
+            if existing.is_some() {
+                remove(dir, name).map_err(|err| fail(&root, rel, err))?;
+            }
+            let made = match &e.kind {
+                EntryKind::Symlink { target } => rustix::fs::symlinkat(target.as_str(), dir, name),
+                EntryKind::CharDevice { major, minor } => node(dir, name, FileType::CharacterDevice, *major, *minor),
+                EntryKind::BlockDevice { major, minor } => node(dir, name, FileType::BlockDevice, *major, *minor),
+                _ => node(dir, name, FileType::Fifo, 0, 0),
+            };
+            made.map_err(|err| fail(&root, rel, err))?;
+        }
+        match e.kind {
+            EntryKind::Symlink { .. } => self.done.symlinks += 1,
+            _ => self.done.specials += 1,
+        }
+        Ok(())
+    }
+
+    /// Owner, mode, attributes and mtime of an entry that is not a folder (folders:
+    /// [`Tree::finish_dirs`]), found again by name, through no link.
+    pub fn finish(&mut self, e: &Entry) -> Result<()> {
+        let rel = e.path.as_str();
+        match &e.kind {
+            // A hard link is its file's other name: the file has them.
+            EntryKind::HardLink { .. } | EntryKind::Directory => Ok(()),
+            EntryKind::CharDevice { .. } | EntryKind::BlockDevice { .. } if !self.privileged => Ok(()),
+            EntryKind::File(_) => {
                 let (dir, name) = self.parent_of(rel)?;
                 let fd = rustix::fs::openat(
                     dir,
                     name,
-                    OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-                    Mode::from_raw_mode(0o600),
+                    OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC,
+                    Mode::empty(),
                 )
-                .map_err(|err| fail(root, rel, err))?;
-                self.write_data(&fd, f, rel)?;
-                self.finish(e, Target::Fd(&fd))?;
-                self.done.files += 1;
-                self.done.bytes += f.size;
+                .map_err(|err| fail(&self.root_path, rel, err))?;
+                self.finish_fd(e, &fd)
             }
-            EntryKind::Symlink { target } => {
-                let (dir, name) = self.parent_of(rel)?;
-                rustix::fs::symlinkat(target.as_str(), dir, name).map_err(|err| fail(root, rel, err))?;
-                self.finish_at(e, rel)?;
-                self.done.symlinks += 1;
+            _ => {
+                let (dir, name) = rel.rsplit_once('/').unwrap_or(("", rel));
+                let fd = self.open_dir(dir)?;
+                self.apply(e, Target::At(&fd, name))
             }
-            EntryKind::HardLink { target } => {
-                // Another name of a file made earlier (`Manifest` checks it is one).
-                let t = target.as_str();
-                let (tdir, tname) = t.rsplit_once('/').unwrap_or(("", t));
-                let from = self.open_dir(tdir)?;
-                let (dir, name) = self.parent_of(rel)?;
-                rustix::fs::linkat(&from, tname, dir, name, AtFlags::empty()).map_err(|err| fail(root, rel, err))?;
-                self.done.hard_links += 1;
-            }
-            EntryKind::CharDevice { major, minor } | EntryKind::BlockDevice { major, minor } => {
-                if !privileged {
-                    self.done.skipped.devices += 1;
-                    return Ok(());
-                }
-                let kind = if matches!(e.kind, EntryKind::BlockDevice { .. }) {
-                    FileType::BlockDevice
-                } else {
-                    FileType::CharacterDevice
-                };
-                let (dir, name) = self.parent_of(rel)?;
-                rustix::fs::mknodat(
-                    dir,
-                    name,
-                    kind,
-                    Mode::from_raw_mode(0o600),
-                    rustix::fs::makedev(*major, *minor),
-                )
-                .map_err(|err| fail(root, rel, err))?;
-                self.finish_at(e, rel)?;
-                self.done.specials += 1;
-            }
-            EntryKind::Fifo => {
-                let (dir, name) = self.parent_of(rel)?;
-                rustix::fs::mknodat(dir, name, FileType::Fifo, Mode::from_raw_mode(0o600), 0)
-                    .map_err(|err| fail(root, rel, err))?;
-                self.finish_at(e, rel)?;
-                self.done.specials += 1;
+        }
+    }
+
+    /// [`Tree::finish`] of a file held open.
+    pub fn finish_fd(&mut self, e: &Entry, fd: &OwnedFd) -> Result<()> {
+        self.apply(e, Target::Fd(fd))
+    }
+
+    /// Every folder's owner, mode, attributes and mtime, deepest first.
+    pub fn finish_dirs(&mut self, manifest: &Manifest) -> Result<()> {
+        for e in manifest.entries().iter().rev() {
+            if matches!(e.kind, EntryKind::Directory) {
+                let fd = self.open_dir(e.path.as_str())?;
+                self.apply(e, Target::Fd(&fd))?;
             }
         }
         Ok(())
     }
 
-    /// [`Writer::finish`] of an entry made by name in its parent folder.
-    fn finish_at(&mut self, e: &Entry, rel: &str) -> Result<()> {
-        let (dir, name) = rel.rsplit_once('/').unwrap_or(("", rel));
-        let fd = match &self.parent {
-            Some((d, fd)) if d == dir => rustix::io::dup(fd).map_err(|err| self.err(rel, err))?,
-            _ => self.open_dir(dir)?,
-        };
-        self.finish(e, Target::At(&fd, name))
-    }
-
     /// Owner, mode, extended attributes and mtime, in that order (see the module
     /// documentation).
-    fn finish(&mut self, e: &Entry, at: Target<'_>) -> Result<()> {
+    fn apply(&mut self, e: &Entry, at: Target<'_>) -> Result<()> {
         let rel = e.path.as_str();
         let is_link = matches!(e.kind, EntryKind::Symlink { .. });
         // Owner: root sets any; another user only its own groups, and cannot give a file away.
@@ -239,9 +325,9 @@ impl Writer<'_> {
                 Err(err) => return Err(self.err(rel, err)),
             }
         }
-        // Mode: a link has none of its own.
+        // Mode: a link has none of its own. Setuid and setgid bits only as root.
         if !is_link {
-            let mask = if self.privileged { 0o7777 } else { 0o777 };
+            let mask = if self.privileged { 0o7777 } else { 0o1777 };
             let mode = Mode::from_raw_mode(e.mode & mask);
             match at {
                 Target::Fd(fd) => rustix::fs::fchmod(fd, mode),
@@ -268,42 +354,63 @@ impl Writer<'_> {
         }
         .map_err(|err| self.err(rel, err))
     }
+}
 
-    /// Writes a file's data, verified against its hash, leaving its holes unwritten (a range
-    /// the manifest calls a hole is skipped only if it really is zeros: the data wins).
-    fn write_data(&self, fd: &OwnedFd, f: &FileData, rel: &str) -> Result<()> {
-        let mut reader = self.lib.reader_for(f, 0..f.size);
-        let mut hasher = blake3::Hasher::new();
-        let mut buf = vec![0u8; 1 << 20];
-        let mut at = 0u64;
-        loop {
-            let n = match reader.read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => n,
-                Err(e) => return Err(crate::read::read_error(rel, e)),
-            };
-            let block = &buf[..n];
-            hasher.update(block);
-            for (start, end) in data_ranges(&f.holes, at, block) {
-                write_all_at(fd, &block[start..end], at + start as u64).map_err(|err| self.err(rel, err))?;
-            }
-            at += n as u64;
+/// Removes `name` from `dir`, whatever it is but a folder (a link itself, never its target).
+fn remove(dir: &OwnedFd, name: &str) -> rustix::io::Result<()> {
+    rustix::fs::unlinkat(dir, name, AtFlags::empty())
+}
+
+fn node(dir: &OwnedFd, name: &str, kind: FileType, major: u32, minor: u32) -> rustix::io::Result<()> {
+    rustix::fs::mknodat(
+        dir,
+        name,
+        kind,
+        Mode::from_raw_mode(0o600),
+        rustix::fs::makedev(major, minor),
+    )
+}
+
+/// Why a file's data could not be written.
+enum WriteError {
+    Io(io::Error),
+    Content(ContentError),
+}
+
+/// Writes a file's data, verified against its hash, leaving its holes unwritten (a range
+/// the manifest calls a hole is skipped only if it really is zeros: the data wins).
+fn write_data(lib: &Library, fd: &OwnedFd, f: &FileData, rel: &str) -> std::result::Result<(), WriteError> {
+    let mut reader = lib.reader_for(f, 0..f.size);
+    let mut hasher = blake3::Hasher::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut at = 0u64;
+    loop {
+        let n = match reader.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) => return Err(WriteError::Content(crate::read::read_error(rel, e))),
+        };
+        let block = &buf[..n];
+        hasher.update(block);
+        for (start, end) in data_ranges(&f.holes, at, block) {
+            write_all_at(fd, &block[start..end], at + start as u64).map_err(WriteError::Io)?;
         }
-        // The length, holes at the end included.
-        rustix::fs::ftruncate(fd, f.size).map_err(|err| self.err(rel, err))?;
-        if pkgdist_core::Digest::from(hasher.finalize()) != f.hash {
-            return Err(ContentError::Damaged {
-                what: format!("file {rel}"),
-                reason: "its bytes do not match the file hash in the manifest".into(),
-            });
-        }
-        Ok(())
+        at += n as u64;
     }
+    // The length, holes at the end included.
+    rustix::fs::ftruncate(fd, f.size).map_err(|e| WriteError::Io(e.into()))?;
+    if pkgdist_core::Digest::from(hasher.finalize()) != f.hash {
+        return Err(WriteError::Content(ContentError::Damaged {
+            what: format!("file {rel}"),
+            reason: "its bytes do not match the file hash in the manifest".into(),
+        }));
+    }
+    Ok(())
 }
 
 /// The ranges of `block` (at file offset `at`) to write: all of it but the parts inside a
 /// hole that are zeros.
-fn data_ranges(holes: &[Hole], at: u64, block: &[u8]) -> Vec<(usize, usize)> {
+pub fn data_ranges(holes: &[Hole], at: u64, block: &[u8]) -> Vec<(usize, usize)> {
     let end = at + block.len() as u64;
     let mut out = Vec::new();
     let mut from = 0usize;
@@ -326,7 +433,8 @@ fn data_ranges(holes: &[Hole], at: u64, block: &[u8]) -> Vec<(usize, usize)> {
     out
 }
 
-fn write_all_at(fd: &OwnedFd, mut buf: &[u8], mut at: u64) -> io::Result<()> {
+/// Writes all of `buf` at offset `at`.
+pub fn write_all_at(fd: &OwnedFd, mut buf: &[u8], mut at: u64) -> io::Result<()> {
     while !buf.is_empty() {
         let n = rustix::io::pwrite(fd, buf, at)?;
         if n == 0 {
@@ -354,5 +462,25 @@ fn timespec(t: Timestamp) -> Timespec {
     Timespec {
         tv_sec: t.secs,
         tv_nsec: i64::from(t.nanos),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn holes_of_zeros_are_skipped_and_data_wins() {
+        let holes = [Hole { offset: 10, len: 10 }, Hole { offset: 30, len: 100 }];
+        let mut block = vec![1u8; 40];
+        block[10..20].fill(0);
+        block[30..40].fill(0);
+        assert_eq!(data_ranges(&holes, 0, &block), [(0, 10), (20, 30)]);
+        // A "hole" that holds data is written.
+        block[12] = 9;
+        assert_eq!(data_ranges(&holes, 0, &block), [(0, 30)]);
+        // A block inside a hole, all zeros: nothing to write.
+        assert!(data_ranges(&holes, 50, &[0u8; 20]).is_empty());
+        assert_eq!(data_ranges(&[], 0, &[5u8; 3]), [(0, 3)]);
     }
 }

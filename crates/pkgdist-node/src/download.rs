@@ -5,17 +5,23 @@
 //! Files are written into a private folder inside DEST (`.pkgdist-tmp-…`, made fresh for the
 //! run; each file created new), checked against the manifest's file hash, and renamed into place
 //! only once every file is ready: an interrupted fetch leaves the old files as they were.
-//! Nothing is written outside DEST: a symlink or a file standing where the manifest has a folder
-//! is an error, never followed.
+//! Then links, hard links, devices and fifos are made, and every entry gets its owner, mode,
+//! extended attributes and mtime (`pkgdist_content::restore::Tree`, as `content export` does:
+//! as root all of it, as another user what it may, counted in `skipped`). Holes of sparse files
+//! stay unwritten. Nothing is written outside DEST, nor through a symlink: DEST is held by
+//! descriptor, every folder on the way is opened with `O_NOFOLLOW`, and a link or a file
+//! standing where the manifest has a folder is an error, never followed.
 
 use std::collections::{HashMap, HashSet};
 use std::fs::{self, File};
-use std::io::{Read, Seek, SeekFrom, Write};
-use std::os::unix::fs::PermissionsExt;
+use std::io::{Read, Seek, SeekFrom};
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 
+use pkgdist_content::ContentError;
 use pkgdist_content::chunker::Chunker;
-use pkgdist_core::{ChunkRef, ContentId, Digest, EntryKind, FileData, Manifest};
+use pkgdist_content::restore::{self, Skipped, Tree};
+use pkgdist_core::{ChunkRef, ContentId, Digest, Entry, EntryKind, FileData, Manifest};
 
 use crate::fetch::{FetchError, Fetcher, Which};
 
@@ -31,9 +37,10 @@ pub struct DownloadStats {
     /// Bytes written from chunks fetched from the DP (uncompressed), and what crossed the wire.
     pub bytes_fetched: u64,
     pub wire_bytes: u64,
-    /// Device nodes and fifos of the package, which a fetch does not make (`content export`
-    /// as root does).
-    pub specials_skipped: u64,
+    /// Links, hard links, device nodes and fifos made or found right.
+    pub specials: u64,
+    /// What this user could not restore (owners, devices, attributes: root can).
+    pub skipped: Skipped,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -48,6 +55,8 @@ pub enum DownloadError {
     },
     #[error("{0} is in the way: the package has a folder there, DEST has something else. Move it and fetch again")]
     InTheWay(PathBuf),
+    #[error(transparent)]
+    Restore(ContentError),
     #[error("{path} came out with hash {actual}, not the manifest's {expected}")]
     Mismatch {
         path: PathBuf,
@@ -61,6 +70,15 @@ pub enum DownloadError {
 }
 
 type Result<T, E = DownloadError> = std::result::Result<T, E>;
+
+impl From<ContentError> for DownloadError {
+    fn from(e: ContentError) -> Self {
+        match e {
+            ContentError::InTheWay(p) => DownloadError::InTheWay(p),
+            other => DownloadError::Restore(other),
+        }
+    }
+}
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> DownloadError + '_ {
     move |source| DownloadError::Io {
@@ -109,102 +127,71 @@ impl Writer {
     fn run(&mut self, m: &Manifest) -> Result<()> {
         fs::create_dir_all(&self.dest).map_err(io(&self.dest))?;
         let unchanged = self.index(m)?;
+        let mut tree = Tree::open(&self.dest)?;
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.subsec_nanos());
-        let tmp = self.dest.join(format!("{TMP_PREFIX}{}-{nanos}", std::process::id()));
-        fs::create_dir(&tmp).map_err(io(&tmp))?;
-        let result = self.write_all(m, &unchanged, &tmp);
+        let name = format!("{TMP_PREFIX}{}-{nanos}", std::process::id());
+        let tmp = self.dest.join(&name);
+        rustix::fs::mkdirat(tree.root(), name.as_str(), rustix::fs::Mode::from_raw_mode(0o700))
+            .map_err(|e| io(&tmp)(e.into()))?;
+        let result = tree
+            .open_dir(&name)
+            .map_err(DownloadError::from)
+            .and_then(|tmp_fd| self.write_all(m, &unchanged, &mut tree, &tmp_fd));
         let _ = fs::remove_dir_all(&tmp);
+        self.stats.specials = tree.done.symlinks + tree.done.specials;
+        self.stats.skipped = tree.done.skipped;
         result
     }
 
-    fn write_all(&mut self, m: &Manifest, unchanged: &HashSet<String>, tmp: &Path) -> Result<()> {
-        let mut ready = Vec::new();
-        let mut links = Vec::new();
+    fn write_all(&mut self, m: &Manifest, unchanged: &HashSet<String>, tree: &mut Tree, tmp: &OwnedFd) -> Result<()> {
+        let mut ready: Vec<(String, &Entry)> = Vec::new();
+        let mut later = Vec::new();
         for e in m.entries() {
-            let path = self.dest.join(e.path.as_str());
             match &e.kind {
-                EntryKind::Directory => self.make_dirs(&path)?,
-                EntryKind::Symlink { target } => {
-                    if let Some(parent) = path.parent() {
-                        self.make_dirs(parent)?;
-                    }
-                    let current = fs::read_link(&path).ok();
-                    if current.as_deref() != Some(Path::new(target)) {
-                        if current.is_some() {
-                            fs::remove_file(&path).map_err(io(&path))?;
-                        }
-                        std::os::unix::fs::symlink(target, &path).map_err(io(&path))?;
-                    }
-                }
-                EntryKind::HardLink { .. } => links.push(e),
-                EntryKind::CharDevice { .. } | EntryKind::BlockDevice { .. } | EntryKind::Fifo => {
-                    self.stats.specials_skipped += 1;
-                }
+                EntryKind::Directory => tree.make(e)?,
                 EntryKind::File(f) => {
                     self.stats.files += 1;
                     if unchanged.contains(e.path.as_str()) {
                         self.stats.files_unchanged += 1;
                         continue;
                     }
-                    if let Some(parent) = path.parent() {
-                        self.make_dirs(parent)?;
-                    }
-                    let part = tmp.join(ready.len().to_string());
-                    self.write_file(&part, f, e.mode)?;
-                    ready.push((part, path));
+                    let part = ready.len().to_string();
+                    let fd = restore::create_file(tmp, &part)
+                        .map_err(|err| io(&self.dest.join(e.path.as_str()))(err.into()))?;
+                    self.write_file(&fd, f, e.path.as_str())?;
+                    ready.push((part, e));
                 }
+                _ => later.push(e),
             }
         }
         // Every file is whole and verified: now, and only now, they replace the old ones.
-        for (part, path) in ready {
-            if fs::symlink_metadata(&path).is_ok_and(|md| md.is_dir()) {
+        for (part, e) in &ready {
+            let rel = e.path.as_str();
+            let path = self.dest.join(rel);
+            let (dir, name) = tree.parent_of(rel)?;
+            if rustix::fs::statat(dir, name, rustix::fs::AtFlags::SYMLINK_NOFOLLOW)
+                .is_ok_and(|st| rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::Directory)
+            {
                 return Err(DownloadError::InTheWay(path));
             }
-            fs::rename(&part, &path).map_err(io(&path))?;
+            rustix::fs::renameat(tmp, part.as_str(), dir, name).map_err(|err| io(&path)(err.into()))?;
             self.stats.files_written += 1;
         }
-        // Hard links last: their files are in place. A name that is already the file stays.
-        for e in links {
-            let EntryKind::HardLink { target } = &e.kind else {
-                continue;
-            };
-            let (path, to) = (self.dest.join(e.path.as_str()), self.dest.join(target.as_str()));
-            if let Some(parent) = path.parent() {
-                self.make_dirs(parent)?;
-            }
-            let same = |a: &fs::Metadata, b: &fs::Metadata| {
-                use std::os::unix::fs::MetadataExt;
-                (a.dev(), a.ino()) == (b.dev(), b.ino())
-            };
-            match (fs::symlink_metadata(&path), fs::symlink_metadata(&to)) {
-                (Ok(a), Ok(b)) if same(&a, &b) => continue,
-                (Ok(a), _) if a.is_dir() => return Err(DownloadError::InTheWay(path)),
-                (Ok(_), _) => fs::remove_file(&path).map_err(io(&path))?,
-                _ => {}
-            }
-            fs::hard_link(&to, &path).map_err(io(&path))?;
-            self.stats.files += 1;
-            self.stats.files_written += 1;
-        }
-        Ok(())
-    }
-
-    /// Creates `dir` and its parents inside DEST, refusing to pass through anything that is not
-    /// a real folder (a symlink could lead outside DEST).
-    fn make_dirs(&self, dir: &Path) -> Result<()> {
-        let rel = dir.strip_prefix(&self.dest).unwrap_or(Path::new(""));
-        let mut at = self.dest.clone();
-        for part in rel.components() {
-            at.push(part);
-            match fs::symlink_metadata(&at) {
-                Ok(md) if md.is_dir() => {}
-                Ok(_) => return Err(DownloadError::InTheWay(at)),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => fs::create_dir(&at).map_err(io(&at))?,
-                Err(e) => return Err(io(&at)(e)),
+        // Links, hard links (their files are in place), devices and fifos.
+        for e in later {
+            tree.make(e)?;
+            if matches!(e.kind, EntryKind::HardLink { .. }) {
+                self.stats.files += 1;
             }
         }
+        // Owners, modes, attributes and mtimes: every entry, unchanged files too (their
+        // metadata may have drifted), folders last.
+        for e in m.entries() {
+            tree.finish(e)?;
+        }
+        tree.finish_dirs(m)?;
         Ok(())
     }
 
@@ -258,13 +245,13 @@ impl Writer {
         Ok(unchanged)
     }
 
-    fn write_file(&mut self, part: &Path, f: &FileData, mode: u32) -> Result<()> {
-        let mut out = fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(part)
-            .map_err(io(part))?;
+    /// Writes a file's data into `out` (new, in the run's private folder), verified against
+    /// its hash; holes of zeros stay unwritten.
+    fn write_file(&mut self, out: &OwnedFd, f: &FileData, rel: &str) -> Result<()> {
+        let part = self.dest.join(rel);
+        let part = part.as_path();
         let mut whole = blake3::Hasher::new();
+        let mut at = 0u64;
         for window in crate::fetch::batches(&f.chunks, self.fetcher.batch_bytes()) {
             let mut data: HashMap<Digest, Vec<u8>> = HashMap::new();
             let mut remote = Vec::new();
@@ -299,21 +286,22 @@ impl Writer {
                     self.stats.bytes_reused += bytes.len() as u64;
                 }
                 whole.update(bytes);
-                out.write_all(bytes).map_err(io(part))?;
+                for (start, end) in restore::data_ranges(&f.holes, at, bytes) {
+                    restore::write_all_at(out, &bytes[start..end], at + start as u64).map_err(io(part))?;
+                }
+                at += bytes.len() as u64;
             }
         }
+        rustix::fs::ftruncate(out, f.size).map_err(|e| io(part)(e.into()))?;
         let actual = Digest::from(whole.finalize());
         if actual != f.hash {
-            let _ = fs::remove_file(part);
             return Err(DownloadError::Mismatch {
                 path: part.to_owned(),
                 expected: f.hash,
                 actual,
             });
         }
-        out.set_permissions(fs::Permissions::from_mode(mode & 0o777))
-            .map_err(io(part))?;
-        out.sync_all().map_err(io(part))?;
+        rustix::fs::fsync(out).map_err(|e| io(part)(e.into()))?;
         Ok(())
     }
 

@@ -3,6 +3,7 @@
 
 pub mod damage;
 pub mod generate;
+pub mod os_tree;
 pub mod postgres;
 pub mod process;
 pub mod webdriver;

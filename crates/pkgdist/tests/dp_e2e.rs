@@ -781,3 +781,82 @@ fn prestaged_content_reaches_a_dp_without_the_network() {
     assert_eq!(done["BytesTransferred"], 0, "nothing fetched: {done}");
     assert_eq!(held(&dp), 0, "recorded: the hold is dropped");
 }
+
+/// An OS tree with every kind of entry (`pkgdist_testkit::os_tree`) goes through a site and a
+/// DP and comes back with `pkgdist fetch` as it was: `rsync -aHAXS --numeric-ids --dry-run
+/// --itemize-changes` lists nothing, and the 1 GiB image stays sparse. The DP resolves an
+/// absolute link from the package root, serves a hard link as its file and never a fifo. A
+/// second fetch rewrites nothing; one into a folder where a link stands for a folder of the
+/// package fails without following it.
+#[test]
+fn an_os_tree_reaches_a_client_as_it_was() {
+    use pkgdist_testkit::os_tree;
+    use std::os::unix::fs::MetadataExt;
+    let dir = TempDir::new().unwrap();
+    let site = Site::start(&dir.path().join("site"));
+    let dp = site.add_dp("dp1");
+    let src = dir.path().join("os");
+    os_tree::build(&src).unwrap();
+    let pkg = create_package(&site, "Debian root", &src);
+    site.cli(&["package", "distribute", &pkg, "dp1"]);
+    site.wait_installed(&pkg, 1, 1);
+
+    // Served: a chain through an absolute link, resolved inside the package; a hard link.
+    let (st, body) = dp.download(&format!("{pkg}/chain"));
+    assert_eq!((st, body.as_slice()), (200, &b"#!/bin/sh\necho tool\n"[..]));
+    assert_eq!(dp.download(&format!("{pkg}/usr/bin/sh")).1, vec![7u8; 100_000]);
+    assert_eq!(
+        dp.download(&format!("{pkg}/dev/initctl")).0,
+        404,
+        "a fifo is never served"
+    );
+
+    let fetch = |dest: &Path| -> serde_json::Value {
+        let out = pkgdist()
+            .args(["--json", "fetch", &pkg, "--dp", &dp.url()])
+            .arg(dest)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let dest = dir.path().join("restored");
+    let first = fetch(&dest);
+    if os_tree::root() {
+        assert_eq!(
+            first["skipped"],
+            serde_json::json!({"owners": 0, "devices": 0, "xattrs": 0}),
+            "{first}"
+        );
+    }
+    let diff = os_tree::rsync_differences(&src, &dest).unwrap();
+    assert!(diff.trim().is_empty(), "rsync would change:\n{diff}");
+    let blocks = fs::metadata(dest.join("disk.img")).unwrap().blocks() * 512;
+    assert!(blocks < 8 << 20, "disk.img takes {blocks} bytes on disk");
+    let again = fetch(&dest);
+    assert_eq!(again["files_written"], 0, "{again}");
+    assert!(os_tree::rsync_differences(&src, &dest).unwrap().trim().is_empty());
+
+    // A link planted where the package has a folder is never followed.
+    let planted = dir.path().join("planted");
+    let outside = dir.path().join("outside");
+    fs::create_dir_all(&planted).unwrap();
+    fs::create_dir_all(&outside).unwrap();
+    std::os::unix::fs::symlink(&outside, planted.join("usr")).unwrap();
+    let out = pkgdist()
+        .args(["fetch", &pkg, "--dp", &dp.url()])
+        .arg(&planted)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("in the way"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        fs::read_dir(&outside).unwrap().count(),
+        0,
+        "nothing written through the link"
+    );
+}

@@ -205,6 +205,12 @@ fn snapshot(a: SnapshotArgs) -> Result<ExitCode> {
                 ""
             },
         ))?;
+        if s.hard_links + s.specials + s.sockets_skipped > 0 {
+            output::line(format!(
+                "{} hard links, {} devices and fifos; {} sockets left out (a socket is not content)",
+                s.hard_links, s.specials, s.sockets_skipped
+            ))?;
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -261,14 +267,19 @@ fn export(a: ExportArgs) -> Result<ExitCode> {
         output::json(&stats)?;
     } else {
         output::line(format!(
-            "exported {}: {} files ({}), {} folders, {} links to {}",
+            "exported {}: {} files ({}), {} folders, {} links, {} hard links, {} devices and fifos to {}",
             a.content_id,
             stats.files,
             output::bytes(stats.bytes),
             stats.directories,
             stats.symlinks,
+            stats.hard_links,
+            stats.specials,
             a.dest.display()
         ))?;
+        if let Some(note) = not_restored(&stats.skipped) {
+            output::line(note)?;
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -377,4 +388,23 @@ fn list(a: LibraryArgs) -> Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// What a restore could not do as this user, in a line; `None` when it did everything.
+pub(crate) fn not_restored(s: &pkgdist_content::restore::Skipped) -> Option<String> {
+    let parts: Vec<String> = [
+        (s.owners, "owners"),
+        (s.devices, "device nodes"),
+        (s.xattrs, "extended attributes"),
+    ]
+    .into_iter()
+    .filter(|(n, _)| *n > 0)
+    .map(|(n, what)| format!("{n} {what}"))
+    .collect();
+    (!parts.is_empty()).then(|| {
+        format!(
+            "not restored as this user: {}; run as root to restore them",
+            parts.join(", ")
+        )
+    })
 }

@@ -141,7 +141,12 @@ pub fn fetch(conn: &Conn, a: FetchArgs) -> Result<()> {
             "bytes_reused": stats.bytes_reused,
             "bytes_fetched": stats.bytes_fetched,
             "wire_bytes": stats.wire_bytes,
+            "specials": stats.specials,
+            "skipped": stats.skipped,
         }));
+    }
+    if let Some(note) = super::content::not_restored(&stats.skipped) {
+        output::line(note)?;
     }
     output::line(format!(
         "{content}: {} files ({} unchanged, {} written), {} reused from {}, {} fetched ({} on the wire), every byte verified",
