@@ -14,6 +14,7 @@ pub mod envelope;
 pub mod error;
 pub mod gc;
 pub mod library;
+pub mod manifest_delta;
 pub mod prestage;
 pub mod read;
 pub mod restore;

@@ -448,10 +448,16 @@ impl Jobs {
         } else if let Some(id) = prestaged {
             self.blocking(move |l| l.load_manifest(&id)).await?
         } else {
-            self.fetcher
-                .manifest_from_any(&sources, Which::Version(content), expect)
-                .await?
-                .manifest
+            // Sent against the version held here, if any: a few kilobytes for a small refresh.
+            let held = self
+                .blocking(move |l| fetch::ManifestBase::latest_in(l, content))
+                .await?;
+            let fetched = self
+                .fetcher
+                .manifest_from_any(&sources, Which::Version(content), expect, held.as_ref())
+                .await?;
+            s.bytes_received += fetched.wire_bytes;
+            fetched.manifest
         };
         let manifest = Arc::new(manifest);
         let plan = fetch::plan(self.library.clone(), content, manifest.clone(), s.job.repair).await?;

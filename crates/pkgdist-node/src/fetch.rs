@@ -10,7 +10,8 @@ use pkgdist_content::envelope::Packer;
 use pkgdist_content::{ContentError, Library};
 use pkgdist_core::{ChunkRef, ContentId, Digest, Manifest, PackageId};
 use pkgdist_proto::node::{
-    CHUNKS_PATH, CONTENT_ID_HEADER, ChunkRequest, LATEST_PATH, MANIFESTS_PATH, MAX_CHUNKS_PER_REQUEST, frames,
+    CHUNKS_PATH, CONTENT_ID_HEADER, ChunkRequest, LATEST_PATH, MANIFEST_ACCEPT_HEADER, MANIFEST_ENCODING_HEADER,
+    MANIFESTS_PATH, MAX_CHUNKS_PER_REQUEST, frames,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -73,6 +74,30 @@ pub struct Fetched {
     pub content: ContentId,
     pub manifest: Manifest,
     pub hash: Digest,
+    /// What the manifest took on the wire (compressed, perhaps against a base).
+    pub wire_bytes: u64,
+}
+
+/// A version the receiver holds, offered as the base a manifest is sent against
+/// (`pkgdist_content::manifest_delta`).
+#[derive(Debug, Clone)]
+pub struct ManifestBase {
+    pub content: ContentId,
+    /// Its manifest's canonical bytes.
+    pub bytes: Vec<u8>,
+}
+
+impl ManifestBase {
+    /// The latest version of `content`'s package that `lib` holds, if it is another version.
+    pub fn latest_in(lib: &pkgdist_content::Library, content: ContentId) -> pkgdist_content::Result<Option<Self>> {
+        match lib.latest(content.package)? {
+            Some(c) if c != content => Ok(Some(Self {
+                content: c,
+                bytes: lib.manifest(c)?.encode(),
+            })),
+            _ => Ok(None),
+        }
+    }
 }
 
 /// Delta bases a receiver offers: for a chunk it lacks, chunks it holds that resemble it.
@@ -236,11 +261,34 @@ impl Fetcher {
 
     /// A manifest from `source`. With `expect`, it must hash to that value.
     pub async fn manifest(&self, source: &str, which: Which, expect: Option<Digest>) -> Result<Fetched> {
-        let url = match which {
+        self.manifest_against(source, which, expect, None).await
+    }
+
+    /// [`Fetcher::manifest`], offering `held` as the base it may be sent against.
+    pub async fn manifest_against(
+        &self,
+        source: &str,
+        which: Which,
+        expect: Option<Digest>,
+        held: Option<&ManifestBase>,
+    ) -> Result<Fetched> {
+        let mut url = match which {
             Which::Version(c) => format!("{}{MANIFESTS_PATH}/{c}", base(source)),
             Which::Latest(p) => format!("{}{LATEST_PATH}/{p}", base(source)),
         };
-        let resp = self.send(&url, self.http.get(&url)).await?;
+        if let Some(b) = held {
+            url = format!("{url}?base={}", b.content);
+        }
+        let get = self
+            .http
+            .get(&url)
+            .header(MANIFEST_ACCEPT_HEADER, pkgdist_content::manifest_delta::ZSTD);
+        let resp = self.send(&url, get).await?;
+        let encoding = resp
+            .headers()
+            .get(MANIFEST_ENCODING_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
         let content = match which {
             Which::Version(c) => c,
             Which::Latest(_) => resp
@@ -250,8 +298,30 @@ impl Fetcher {
                 .and_then(|v| v.parse().ok())
                 .ok_or_else(|| FetchError::bad(&url, "no content ID header"))?,
         };
-        let bytes = read_capped(&url, resp, MAX_MANIFEST).await?;
-        self.metrics.received.inc_by(bytes.len() as u64);
+        let body = read_capped(&url, resp, MAX_MANIFEST).await?;
+        let wire_bytes = body.len() as u64;
+        self.metrics.received.inc_by(wire_bytes);
+        let cap = usize::try_from(MAX_MANIFEST).unwrap_or(usize::MAX);
+        let bytes = match encoding.as_deref().map(|e| e.split_once("; base=").unwrap_or((e, ""))) {
+            None => body,
+            Some((e, "")) if e == pkgdist_content::manifest_delta::ZSTD => {
+                pkgdist_content::manifest_delta::decode(&body, None, cap)
+                    .map_err(|e| FetchError::bad(&url, format!("manifest: {e}")))?
+            }
+            Some((e, b))
+                if e == pkgdist_content::manifest_delta::ZSTD && held.is_some_and(|h| h.content.to_string() == b) =>
+            {
+                let base = held.map(|h| h.bytes.as_slice());
+                pkgdist_content::manifest_delta::decode(&body, base, cap)
+                    .map_err(|e| FetchError::bad(&url, format!("manifest: {e}")))?
+            }
+            Some(_) => {
+                return Err(FetchError::bad(
+                    &url,
+                    format!("a manifest encoded as {encoding:?}, which this node did not ask for"),
+                ));
+            }
+        };
         let hash = Digest::of(&bytes);
         if let Some(expected) = expect
             && expected != hash
@@ -267,6 +337,7 @@ impl Fetcher {
             content,
             manifest,
             hash,
+            wire_bytes,
         })
     }
 
@@ -352,10 +423,16 @@ impl Fetcher {
     }
 
     /// [`Fetcher::manifest`] from the first of `sources` that has it.
-    pub async fn manifest_from_any(&self, sources: &[String], which: Which, expect: Option<Digest>) -> Result<Fetched> {
+    pub async fn manifest_from_any(
+        &self,
+        sources: &[String],
+        which: Which,
+        expect: Option<Digest>,
+        held: Option<&ManifestBase>,
+    ) -> Result<Fetched> {
         let mut last = FetchError::NoSource;
         for s in sources {
-            match self.manifest(s, which, expect).await {
+            match self.manifest_against(s, which, expect, held).await {
                 Ok(r) => return Ok(r),
                 Err(e) => {
                     tracing::warn!(source = %s, error = %e, "source failed; trying the next");

@@ -2,7 +2,9 @@
 //! `pkgdist_proto::node`).
 //!
 //! ```text
-//! GET  /node/v1/manifests/<ContentID>   a version's manifest, canonical bytes
+//! GET  /node/v1/manifests/<ContentID>   a version's manifest, canonical bytes; zstd for a
+//!      [?base=<ContentID>]             receiver that takes it, against the base it holds
+//!                                       (`pkgdist_content::manifest_delta`)
 //! GET  /node/v1/latest/<PackageID>      the latest version's manifest (header x-pkgdist-content-id)
 //! POST /node/v1/chunks                  {"ids": [...]} → chunk frames, in request order
 //! ```
@@ -19,16 +21,16 @@
 use std::sync::Arc;
 
 use axum::body::{Body, Bytes};
-use axum::extract::{Path, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use pkgdist_content::{ContentError, Library};
 use pkgdist_core::{ContentId, PackageId};
 use pkgdist_proto::node::{
-    CHUNKS_PATH, CONTENT_ID_HEADER, ChunkRequest, LATEST_PATH, MANIFESTS_PATH, MAX_BASES_PER_CHUNK,
-    MAX_CHUNKS_PER_REQUEST, frames,
+    CHUNKS_PATH, CONTENT_ID_HEADER, ChunkRequest, LATEST_PATH, MANIFEST_ACCEPT_HEADER, MANIFEST_ENCODING_HEADER,
+    MANIFESTS_PATH, MAX_BASES_PER_CHUNK, MAX_CHUNKS_PER_REQUEST, frames,
 };
 
 use crate::pace::Pacer;
@@ -43,28 +45,67 @@ pub fn router(library: Arc<Library>) -> Router {
         .with_state(library)
 }
 
-async fn manifest(State(lib): State<Arc<Library>>, Path(content): Path<String>) -> Response {
+/// The version a receiver holds, to send a manifest against (`?base=PS100001.2`).
+#[derive(Debug, Default, serde::Deserialize)]
+struct ManifestQuery {
+    base: Option<String>,
+}
+
+/// How a receiver asked for a manifest: compressed or not, and against which base.
+#[derive(Debug, Clone, Copy)]
+struct Wants {
+    zstd: bool,
+    base: Option<ContentId>,
+}
+
+impl Wants {
+    fn of(headers: &HeaderMap, q: &ManifestQuery) -> Self {
+        let zstd = headers
+            .get(MANIFEST_ACCEPT_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.split(',').any(|e| e.trim() == pkgdist_content::manifest_delta::ZSTD));
+        Self {
+            zstd,
+            base: q.base.as_deref().and_then(|b| b.parse().ok()),
+        }
+    }
+}
+
+async fn manifest(
+    State(lib): State<Arc<Library>>,
+    Path(content): Path<String>,
+    Query(q): Query<ManifestQuery>,
+    headers: HeaderMap,
+) -> Response {
     let Ok(cid) = content.parse::<ContentId>() else {
         return plain(
             StatusCode::BAD_REQUEST,
             format!("{content:?} is not a content ID (PS100001.3)"),
         );
     };
-    manifest_response(lib, Some(cid), cid.package).await
+    manifest_response(lib, Some(cid), cid.package, Wants::of(&headers, &q)).await
 }
 
-async fn latest(State(lib): State<Arc<Library>>, Path(package): Path<String>) -> Response {
+async fn latest(
+    State(lib): State<Arc<Library>>,
+    Path(package): Path<String>,
+    Query(q): Query<ManifestQuery>,
+    headers: HeaderMap,
+) -> Response {
     let Ok(pid) = package.parse::<PackageId>() else {
         return plain(
             StatusCode::BAD_REQUEST,
             format!("{package:?} is not a PackageID (PS100001)"),
         );
     };
-    manifest_response(lib, None, pid).await
+    manifest_response(lib, None, pid, Wants::of(&headers, &q)).await
 }
 
-async fn manifest_response(lib: Arc<Library>, cid: Option<ContentId>, pid: PackageId) -> Response {
-    let found = tokio::task::spawn_blocking(move || -> Result<Option<(ContentId, Vec<u8>)>, ContentError> {
+/// A manifest as served: its version, body and encoding (`None`: canonical bytes).
+type Served = (ContentId, Vec<u8>, Option<String>);
+
+async fn manifest_response(lib: Arc<Library>, cid: Option<ContentId>, pid: PackageId, wants: Wants) -> Response {
+    let found = tokio::task::spawn_blocking(move || -> Result<Option<Served>, ContentError> {
         let cid = match cid {
             Some(c) => c,
             None => match lib.latest(pid)? {
@@ -75,14 +116,33 @@ async fn manifest_response(lib: Arc<Library>, cid: Option<ContentId>, pid: Packa
         if lib.manifest_id(cid)?.is_none() {
             return Ok(None);
         }
-        Ok(Some((cid, lib.manifest(cid)?.encode())))
+        let bytes = lib.manifest(cid)?.encode();
+        if !wants.zstd {
+            return Ok(Some((cid, bytes, None)));
+        }
+        // A base of the same package held here; any other is ignored (sent without one).
+        let base = match wants.base {
+            Some(b) if b.package == cid.package && b != cid && lib.manifest_id(b)?.is_some() => {
+                Some((b, lib.manifest(b)?.encode()))
+            }
+            _ => None,
+        };
+        let body = pkgdist_content::manifest_delta::encode(&bytes, base.as_ref().map(|(_, b)| b.as_slice()))?;
+        let encoding = match base {
+            Some((b, _)) => format!("{}; base={b}", pkgdist_content::manifest_delta::ZSTD),
+            None => pkgdist_content::manifest_delta::ZSTD.to_owned(),
+        };
+        Ok(Some((cid, body, Some(encoding))))
     })
     .await;
     match found {
-        Ok(Ok(Some((cid, bytes)))) => {
+        Ok(Ok(Some((cid, bytes, encoding)))) => {
             let mut r = ([(header::CONTENT_TYPE, "application/octet-stream")], bytes).into_response();
             if let Ok(v) = HeaderValue::from_str(&cid.to_string()) {
                 r.headers_mut().insert(CONTENT_ID_HEADER, v);
+            }
+            if let Some(v) = encoding.and_then(|e| HeaderValue::from_str(&e).ok()) {
+                r.headers_mut().insert(MANIFEST_ENCODING_HEADER, v);
             }
             r
         }

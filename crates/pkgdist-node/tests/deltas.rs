@@ -251,3 +251,79 @@ async fn a_damaged_base_fails_the_batch_and_is_not_offered_again() {
     dp.commit(v2, &manifest).unwrap();
     assert_same(&dp, v2, &src, dir.path());
 }
+
+/// A manifest travels compressed, and against the version the receiver holds when it names
+/// one: a refresh of a few files in a 3,000-file package moves a few kilobytes of manifest,
+/// checked against the hash it must have. A node that does not ask gets the canonical bytes
+/// (older nodes); a base the source lacks, or another package's, is ignored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn manifests_travel_as_deltas_against_the_version_held() {
+    let dir = TempDir::new().unwrap();
+    let src = dir.path().join("src");
+    std::fs::create_dir_all(src.join("tree")).unwrap();
+    for i in 0..3000u64 {
+        std::fs::write(src.join(format!("tree/file-{i:05}.txt")), format!("file {i}")).unwrap();
+    }
+    let (_, lib) = library(&dir.path().join("site"));
+    let (v1, v2): (ContentId, ContentId) = ("PS100001.1".parse().unwrap(), "PS100001.2".parse().unwrap());
+    lib.snapshot(&src, v1, &SnapshotOptions::default()).unwrap();
+    for i in [7u64, 1500, 2999] {
+        std::fs::write(src.join(format!("tree/file-{i:05}.txt")), "changed").unwrap();
+    }
+    lib.snapshot(&src, v2, &SnapshotOptions::default()).unwrap();
+    let url = serve(lib.clone()).await;
+    let canonical = lib.manifest(v2).unwrap().encode();
+    let hash = lib.manifest_id(v2).unwrap();
+
+    let fetcher = Fetcher::new();
+    let held = fetch::ManifestBase {
+        content: v1,
+        bytes: lib.manifest(v1).unwrap().encode(),
+    };
+    let delta = fetcher
+        .manifest_against(&url, Which::Version(v2), hash, Some(&held))
+        .await
+        .unwrap();
+    assert_eq!(delta.manifest.encode(), canonical);
+    assert!(
+        delta.wire_bytes * 50 < canonical.len() as u64,
+        "{} bytes on the wire for a manifest of {}",
+        delta.wire_bytes,
+        canonical.len()
+    );
+    let whole = fetcher.manifest(&url, Which::Version(v2), hash).await.unwrap();
+    assert!(whole.wire_bytes < canonical.len() as u64 && whole.wire_bytes > delta.wire_bytes);
+    eprintln!(
+        "manifest of 3,000 files: {} bytes, {} compressed, {} against the version held",
+        canonical.len(),
+        whole.wire_bytes,
+        delta.wire_bytes
+    );
+    // A base the source does not hold: sent without one.
+    let unknown = fetch::ManifestBase {
+        content: "PS100001.9".parse().unwrap(),
+        bytes: Vec::new(),
+    };
+    let got = fetcher
+        .manifest_against(&url, Which::Version(v2), hash, Some(&unknown))
+        .await
+        .unwrap();
+    assert_eq!(got.wire_bytes, whole.wire_bytes);
+    // A receiver holding other bytes under the base's name rebuilds nothing it accepts.
+    let lying = fetch::ManifestBase {
+        content: v1,
+        bytes: vec![0u8; held.bytes.len()],
+    };
+    assert!(
+        fetcher
+            .manifest_against(&url, Which::Version(v2), hash, Some(&lying))
+            .await
+            .is_err()
+    );
+    // An older node, which does not ask for zstd, gets the canonical bytes.
+    let raw = reqwest::get(format!("{url}/node/v1/manifests/{v2}?base={v1}"))
+        .await
+        .unwrap();
+    assert!(raw.headers().get("x-pkgdist-manifest-encoding").is_none());
+    assert_eq!(raw.bytes().await.unwrap().to_vec(), canonical);
+}

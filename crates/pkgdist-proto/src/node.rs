@@ -42,6 +42,16 @@ pub const JOB_HEADER: &str = "x-pkgdist-job";
 /// Response header of the manifest routes: the content ID served.
 pub const CONTENT_ID_HEADER: &str = "x-pkgdist-content-id";
 
+/// Request header of the manifest routes: the encodings the receiver takes (`zstd`). Without
+/// it a manifest is sent as its canonical bytes, as to nodes from before manifests were
+/// compressed.
+pub const MANIFEST_ACCEPT_HEADER: &str = "x-pkgdist-manifest-accept";
+
+/// Response header of the manifest routes: how the body is encoded, `zstd`, or
+/// `zstd; base=<ContentID>` when compressed against the manifest of that version (which the
+/// receiver named in the `base` query parameter, and holds). Absent: canonical bytes.
+pub const MANIFEST_ENCODING_HEADER: &str = "x-pkgdist-manifest-encoding";
+
 /// The most chunks one [`ChunkRequest`] may name.
 pub const MAX_CHUNKS_PER_REQUEST: usize = 1024;
 

@@ -891,7 +891,13 @@ async fn fetch_version(
 
     let mut bytes = 0u64;
     let result = async {
-        let fetched = fetcher.manifest(base, Which::Version(content), Some(hash)).await?;
+        let lib = state.library.clone();
+        let held = tokio::task::spawn_blocking(move || fetch::ManifestBase::latest_in(&lib, content)).await??;
+        let fetched = fetcher
+            .manifest_against(base, Which::Version(content), Some(hash), held.as_ref())
+            .await?;
+        bytes += fetched.wire_bytes;
+        row.bytes_received += i64::try_from(fetched.wire_bytes).unwrap_or(i64::MAX);
         let manifest = Arc::new(fetched.manifest);
         let plan = fetch::plan(state.library.clone(), content, manifest.clone(), false).await?;
         let sources = [base.to_owned()];

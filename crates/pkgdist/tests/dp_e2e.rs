@@ -123,10 +123,10 @@ fn group_of_two_dps_distribute_refresh_redistribute_remove() {
     let pkg2 = create_package(&site, "Image copy", &src2);
     site.cli(&["package", "distribute", &pkg2, "dp1"]);
     site.wait_installed(&pkg2, 1, 1);
-    assert_eq!(
-        site.last_success(&pkg2, "dp1")["BytesTransferred"],
-        0,
-        "every chunk of the copy was already on dp1"
+    let moved = site.last_success(&pkg2, "dp1")["BytesTransferred"].as_u64().unwrap();
+    assert!(
+        moved > 0 && moved < 16 << 10,
+        "every chunk of the copy was already on dp1: only its (compressed) manifest moved, {moved} bytes"
     );
 
     // Remove the first package from dp1: gone there, the second stays whole.
