@@ -59,7 +59,7 @@ pub enum ContentError {
     DestinationNotEmpty(PathBuf),
 
     #[error(
-        "{0} is in the way: the package has a folder there and the destination has something else (perhaps a link, never followed). Move it and try again"
+        "{0} is in the way: the destination has something of another kind where the package has a folder or file (a link there is never followed). Move it and try again"
     )]
     InTheWay(PathBuf),
 

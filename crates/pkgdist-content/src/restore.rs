@@ -62,7 +62,7 @@ pub struct Restored {
 /// Writes every entry of `manifest` under `root` (an empty folder the caller made), reading
 /// file data from `lib` and checking each file against its hash.
 pub(crate) fn write_tree(lib: &Library, manifest: &Manifest, root: &Path) -> Result<Restored> {
-    let mut tree = Tree::open(root)?;
+    let mut tree = Tree::open(root)?.for_manifest(manifest);
     for e in manifest.entries() {
         match &e.kind {
             EntryKind::File(f) => {
@@ -111,6 +111,8 @@ pub struct Tree {
     root_path: PathBuf,
     /// Whether this process may set any owner and make devices.
     privileged: bool,
+    /// Whether entries carry their owner (format 2); format 1 recorded none, so none is set.
+    owners: bool,
     /// The folder the last entry was made in, still open: entries come in path order, so
     /// most share it.
     parent: Option<(String, OwnedFd)>,
@@ -137,6 +139,7 @@ impl Tree {
             root: fd,
             root_path: root.to_owned(),
             privileged: rustix::process::geteuid().is_root(),
+            owners: true,
             parent: None,
             done: Restored::default(),
         })
@@ -144,6 +147,12 @@ impl Tree {
 
     pub fn root(&self) -> &OwnedFd {
         &self.root
+    }
+
+    /// Sets owners only if `manifest` records them (format 2).
+    pub fn for_manifest(mut self, manifest: &Manifest) -> Self {
+        self.owners = manifest.format() == pkgdist_core::Format::V2;
+        self
     }
 
     fn err(&self, rel: &str, e: impl Into<io::Error>) -> ContentError {
@@ -310,7 +319,7 @@ impl Tree {
         let rel = e.path.as_str();
         let is_link = matches!(e.kind, EntryKind::Symlink { .. });
         // Owner: root sets any; another user only its own groups, and cannot give a file away.
-        if e.uid != u32::MAX && e.gid != u32::MAX {
+        if self.owners && e.uid != u32::MAX && e.gid != u32::MAX {
             let (uid, gid) = (
                 Some(rustix::fs::Uid::from_raw(e.uid)),
                 Some(rustix::fs::Gid::from_raw(e.gid)),
@@ -331,7 +340,7 @@ impl Tree {
             let mode = Mode::from_raw_mode(e.mode & mask);
             match at {
                 Target::Fd(fd) => rustix::fs::fchmod(fd, mode),
-                Target::At(dir, name) => rustix::fs::chmodat(dir, name, mode, AtFlags::empty()),
+                Target::At(dir, name) => chmod_itself(dir, name, mode),
             }
             .map_err(|err| self.err(rel, err))?;
         }
@@ -354,6 +363,23 @@ impl Tree {
         }
         .map_err(|err| self.err(rel, err))
     }
+}
+
+/// `chmod` of the entry `name` itself, never a link's target: `chmodat` has no no-follow flag
+/// on Linux, so the entry is held by an `O_PATH | O_NOFOLLOW` descriptor and changed through
+/// `/proc/self/fd` (a link found there is refused, not followed).
+fn chmod_itself(dir: &OwnedFd, name: &str, mode: Mode) -> rustix::io::Result<()> {
+    let fd = rustix::fs::openat(
+        dir,
+        name,
+        OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?;
+    if FileType::from_raw_mode(rustix::fs::fstat(&fd)?.st_mode) == FileType::Symlink {
+        return Err(Errno::LOOP);
+    }
+    let path = format!("/proc/self/fd/{}", fd.as_raw_fd());
+    rustix::fs::chmodat(rustix::fs::CWD, path.as_str(), mode, AtFlags::empty())
 }
 
 /// Removes `name` from `dir`, whatever it is but a folder (a link itself, never its target).

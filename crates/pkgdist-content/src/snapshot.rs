@@ -1,8 +1,9 @@
 //! Snapshotting a source folder into the library as a new content version.
 //!
-//! The walk is deterministic and refuses, with the offending path, anything that cannot be
-//! represented faithfully: a non-UTF-8 name, an unreadable file, a special file, a symlink that
-//! points outside the source. Reading is a two-stage pipeline: this thread reads, chunks and
+//! The walk is deterministic and records every kind of entry an OS tree holds (manifest format
+//! 2: links verbatim, hard links, devices, fifos, owners, extended attributes, holes); it
+//! refuses, with the offending path, what a manifest cannot hold: a name or link target that
+//! is not UTF-8, an unreadable file. Sockets are left out, counted. Reading is a two-stage pipeline: this thread reads, chunks and
 //! hashes (about 1 GB/s on one core); writer threads compress and stage the chunks the library
 //! does not have yet. A bounded channel keeps memory flat whatever the package size.
 //!

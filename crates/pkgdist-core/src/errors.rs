@@ -318,7 +318,7 @@ impl ErrorKind {
                 "Create the folder or correct PkgSourcePath.",
             ),
             ErrorKind::SourceUnreadable => (
-                "The source cannot be snapshotted: unreadable, a non-UTF-8 name, a special file, a link leaving the folder, a file changing while read.",
+                "The source cannot be snapshotted: unreadable, a name or link target that is not UTF-8, a file changing while read.",
                 "Fix what the message names and call again; nothing was recorded.",
             ),
             ErrorKind::NoSource => (

@@ -53,7 +53,9 @@ pub enum DownloadError {
         #[source]
         source: std::io::Error,
     },
-    #[error("{0} is in the way: the package has a folder there, DEST has something else. Move it and fetch again")]
+    #[error(
+        "{0} is in the way: DEST has something of another kind where the package has a folder or file (a link there is never followed). Move it and fetch again"
+    )]
     InTheWay(PathBuf),
     #[error(transparent)]
     Restore(ContentError),
@@ -127,7 +129,7 @@ impl Writer {
     fn run(&mut self, m: &Manifest) -> Result<()> {
         fs::create_dir_all(&self.dest).map_err(io(&self.dest))?;
         let unchanged = self.index(m)?;
-        let mut tree = Tree::open(&self.dest)?;
+        let mut tree = Tree::open(&self.dest)?.for_manifest(m);
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.subsec_nanos());

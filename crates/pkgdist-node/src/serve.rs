@@ -608,6 +608,72 @@ fn listing(m: &Manifest, cid: ContentId, dir: &str, headers: &HeaderMap) -> Resp
 #[cfg(test)]
 mod tests {
     use super::*;
+    use pkgdist_core::{ChunkParams, FileData, Timestamp};
+
+    fn entry(path: &str, kind: EntryKind) -> Entry {
+        Entry::new(RelPath::new(path).unwrap(), 0o755, Timestamp::default(), kind)
+    }
+
+    /// Links resolve inside the package: relative ones from their folder, absolute ones from
+    /// the package root as in a chroot (where `/..` is `/`); a relative one that climbs out,
+    /// a loop, a device or fifo, or a path below a file leads nowhere; a hard link is its file.
+    #[test]
+    fn links_resolve_inside_the_package_as_in_a_chroot() {
+        let file = |path: &str| {
+            entry(
+                path,
+                EntryKind::File(FileData {
+                    size: 0,
+                    hash: pkgdist_core::Digest::of(b""),
+                    chunks: Vec::new(),
+                    holes: Vec::new(),
+                }),
+            )
+        };
+        let link = |path: &str, target: &str| entry(path, EntryKind::Symlink { target: target.into() });
+        let m = Manifest::new(
+            ChunkParams::DEFAULT,
+            vec![
+                entry("etc", EntryKind::Directory),
+                entry("etc/alternatives", EntryKind::Directory),
+                link("etc/alternatives/editor", "/usr/bin/vi"),
+                link("etc/up", "../../../usr/bin/vi"),
+                link("etc/rooted", "/../../usr/bin/vi"),
+                entry("usr", EntryKind::Directory),
+                entry("usr/bin", EntryKind::Directory),
+                file("usr/bin/vi"),
+                entry(
+                    "usr/bin/view",
+                    EntryKind::HardLink {
+                        target: RelPath::new("usr/bin/vi").unwrap(),
+                    },
+                ),
+                link("bin", "usr/bin"),
+                link("loop-a", "loop-b"),
+                link("loop-b", "loop-a"),
+                entry("dev", EntryKind::Directory),
+                entry("dev/null", EntryKind::CharDevice { major: 1, minor: 3 }),
+                entry("dev/initctl", EntryKind::Fifo),
+                link("dev/stdin", "/proc/self/fd/0"),
+            ],
+        )
+        .unwrap();
+        let path = |p: &str| resolve(&m, p).map(|e| e.path.as_str().to_owned());
+        assert_eq!(path("etc/alternatives/editor").as_deref(), Some("usr/bin/vi"));
+        assert_eq!(
+            path("bin/vi").as_deref(),
+            Some("usr/bin/vi"),
+            "through a link to a folder"
+        );
+        assert_eq!(path("etc/rooted").as_deref(), Some("usr/bin/vi"), "/.. is /");
+        assert_eq!(path("usr/bin/view").as_deref(), Some("usr/bin/vi"));
+        assert_eq!(path("etc/up"), None, "a relative link out of the package");
+        assert_eq!(path("loop-a"), None, "a loop");
+        assert_eq!(path("dev/null"), None);
+        assert_eq!(path("dev/initctl"), None);
+        assert_eq!(path("dev/stdin"), None, "a target the package does not hold");
+        assert_eq!(path("usr/bin/vi/x"), None);
+    }
 
     /// A block read ahead and not wanted within the hold is let go and read again when wanted,
     /// from where it was: the client gets every byte once, in order. And a client that then
