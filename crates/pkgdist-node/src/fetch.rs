@@ -10,8 +10,8 @@ use pkgdist_content::envelope::Packer;
 use pkgdist_content::{ContentError, Library};
 use pkgdist_core::{ChunkRef, ContentId, Digest, Manifest, PackageId};
 use pkgdist_proto::node::{
-    CHUNKS_PATH, CONTENT_ID_HEADER, ChunkRequest, LATEST_PATH, MANIFEST_ACCEPT_HEADER, MANIFEST_ENCODING_HEADER,
-    MANIFESTS_PATH, MAX_CHUNKS_PER_REQUEST, frames,
+    CHUNKS_PATH, CONTENT_ID_HEADER, ChunkRequest, FRAMES_ACCEPT_HEADER, FRAMES_ENCODING_HEADER, LATEST_PATH,
+    MANIFEST_ACCEPT_HEADER, MANIFEST_ENCODING_HEADER, MANIFESTS_PATH, MAX_CHUNKS_PER_REQUEST, ZSTD_GROUPS, frames,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -350,15 +350,24 @@ impl Fetcher {
             ids: refs.iter().map(|c| c.id).collect(),
             bases: bases.request(refs),
         };
-        let mut post = self.http.post(&url).json(&req);
+        let mut post = self
+            .http
+            .post(&url)
+            .header(FRAMES_ACCEPT_HEADER, ZSTD_GROUPS)
+            .json(&req);
         if let Some(job) = &self.job {
             post = post.header(pkgdist_proto::node::JOB_HEADER, job);
         }
         let resp = self.send(&url, post).await?;
         // Frames and envelope headers add well under 64 bytes per chunk; compression only
         // shrinks an envelope (a chunk that does not compress is stored raw).
-        let cap = refs.iter().map(|c| u64::from(c.len) + 64).sum();
-        let body = read_capped(&url, resp, cap).await?;
+        let cap: u64 = refs.iter().map(|c| u64::from(c.len) + 64).sum();
+        let grouped = resp
+            .headers()
+            .get(FRAMES_ENCODING_HEADER)
+            .is_some_and(|v| v.as_bytes() == ZSTD_GROUPS.as_bytes());
+        // Groups add a 9-byte header each, and a group sent as it is is no longer than its frames.
+        let body = read_capped(&url, resp, cap + 4096 + 16 * refs.len() as u64).await?;
         let wire = body.len() as u64;
         self.metrics.received.inc_by(wire);
         let rejected = self.metrics.rejected.clone();
@@ -367,6 +376,12 @@ impl Fetcher {
         let bases = bases.clone();
         tokio::task::spawn_blocking(move || -> Result<Vec<Vec<u8>>> {
             let mut packer = Packer::new();
+            let body = if grouped {
+                crate::groups::open(&body, usize::try_from(cap).unwrap_or(usize::MAX))
+                    .map_err(|why| FetchError::bad(&url2, why))?
+            } else {
+                body
+            };
             let parsed = frames::parse(&body).map_err(|e| FetchError::bad(&url2, e.to_string()))?;
             if parsed.len() != refs.len() {
                 return Err(FetchError::bad(
@@ -382,11 +397,16 @@ impl Fetcher {
                 let env = match env {
                     frames::Payload::Absent => return Err(FetchError::Absent { url: url2.clone(), id }),
                     frames::Payload::Stored(env) => {
-                        pkgdist_content::library::check_chunk(env, want).map_err(|why| {
+                        let data = pkgdist_content::library::check_chunk(env, want).map_err(|why| {
                             rejected.inc();
                             FetchError::bad(&url2, format!("chunk {id}: {why}"))
                         })?;
-                        env.to_vec()
+                        if grouped && !pkgdist_content::envelope::is_compressed(env) {
+                            // Sent raw in a compressed group: kept as it would have come.
+                            packer.pack(&data).to_vec()
+                        } else {
+                            env.to_vec()
+                        }
                     }
                     frames::Payload::Delta(delta) => bases.rebuild(want, delta, &mut packer).map_err(|why| {
                         rejected.inc();

@@ -12,6 +12,7 @@
 
 pub mod download;
 pub mod fetch;
+pub mod groups;
 pub mod listen;
 pub mod metrics;
 pub mod pace;

@@ -29,8 +29,9 @@ use axum::{Extension, Json, Router};
 use pkgdist_content::{ContentError, Library};
 use pkgdist_core::{ContentId, PackageId};
 use pkgdist_proto::node::{
-    CHUNKS_PATH, CONTENT_ID_HEADER, ChunkRequest, LATEST_PATH, MANIFEST_ACCEPT_HEADER, MANIFEST_ENCODING_HEADER,
-    MANIFESTS_PATH, MAX_BASES_PER_CHUNK, MAX_CHUNKS_PER_REQUEST, frames,
+    CHUNKS_PATH, CONTENT_ID_HEADER, ChunkRequest, FRAMES_ACCEPT_HEADER, FRAMES_ENCODING_HEADER, LATEST_PATH,
+    MANIFEST_ACCEPT_HEADER, MANIFEST_ENCODING_HEADER, MANIFESTS_PATH, MAX_BASES_PER_CHUNK, MAX_CHUNKS_PER_REQUEST,
+    ZSTD_GROUPS, frames,
 };
 
 use crate::pace::Pacer;
@@ -163,14 +164,17 @@ async fn manifest_response(lib: Arc<Library>, cid: Option<ContentId>, pid: Packa
 const SEND_GROUP: usize = 1 << 20;
 
 /// The frames of `req`'s chunks from index `at`, until the group holds `send_group` bytes or
-/// every chunk is in; answers the group and the index to go on from.
+/// every chunk is in; answers the group and the index to go on from. `grouped`: the receiver
+/// takes compressed groups (`crate::groups`): small chunks go in raw, and the group is sealed.
 fn build_group(
     lib: &Library,
     req: &ChunkRequest,
     at: usize,
     send_group: usize,
+    grouped: bool,
 ) -> Result<(Vec<u8>, usize), std::io::Error> {
     let mut group = Vec::with_capacity(send_group + 300 * 1024);
+    let mut small_bytes = 0;
     let mut i = at;
     while i < req.ids.len() && group.len() < send_group {
         let id = &req.ids[i];
@@ -179,6 +183,16 @@ fn build_group(
             Ok(None) => frames::push(&mut group, id, frames::Payload::Absent),
             Ok(Some(stored)) => match pkgdist_content::delta::for_sending(lib, &stored, bases) {
                 Some(d) => frames::push(&mut group, id, frames::Payload::Delta(&d)),
+                None if grouped
+                    && pkgdist_content::envelope::is_compressed(&stored)
+                    && pkgdist_content::envelope::declared_len(&stored).is_some_and(|n| n <= crate::groups::SMALL) =>
+                {
+                    let raw = pkgdist_content::envelope::unpack(&stored)
+                        .map(|data| pkgdist_content::envelope::raw(&data))
+                        .map_err(|e| std::io::Error::other(format!("chunk {id}: {e}")))?;
+                    small_bytes += raw.len();
+                    frames::push(&mut group, id, frames::Payload::Stored(&raw));
+                }
                 None => frames::push(&mut group, id, frames::Payload::Stored(&stored)),
             },
             Err(e) => {
@@ -188,15 +202,23 @@ fn build_group(
         }
         i += 1;
     }
+    if grouped {
+        group = crate::groups::seal(&group, small_bytes);
+    }
     Ok((group, i))
 }
 
 async fn chunks(
     State(lib): State<Arc<Library>>,
     pacer: Option<Extension<Arc<Pacer>>>,
+    headers: HeaderMap,
     body: Result<Json<ChunkRequest>, axum::extract::rejection::JsonRejection>,
 ) -> Response {
     let pacer = pacer.map(|Extension(p)| p);
+    let grouped = headers
+        .get(FRAMES_ACCEPT_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|e| e.trim() == ZSTD_GROUPS));
     let req = match body {
         Ok(Json(r)) => r,
         Err(e) => return plain(StatusCode::BAD_REQUEST, format!("expected {{\"ids\": [...]}}: {e}")),
@@ -228,7 +250,7 @@ async fn chunks(
         let mut at = 0;
         while at < req.ids.len() {
             let (lib, req2) = (Arc::clone(&lib), Arc::clone(&req));
-            let built = tokio::task::spawn_blocking(move || build_group(&lib, &req2, at, send_group)).await;
+            let built = tokio::task::spawn_blocking(move || build_group(&lib, &req2, at, send_group, grouped)).await;
             let (group, next) = match built {
                 Ok(Ok(g)) => g,
                 Ok(Err(e)) => {
@@ -272,9 +294,14 @@ async fn chunks(
         });
         rx = paced_rx;
     }
-    (
+    let mut r = (
         [(header::CONTENT_TYPE, "application/octet-stream")],
         Body::from_stream(tokio_stream::wrappers::ReceiverStream::new(rx)),
     )
-        .into_response()
+        .into_response();
+    if grouped {
+        r.headers_mut()
+            .insert(FRAMES_ENCODING_HEADER, HeaderValue::from_static(ZSTD_GROUPS));
+    }
+    r
 }

@@ -39,6 +39,17 @@ pub const CHUNKS_PATH: &str = "/node/v1/chunks";
 /// source closed to it answers 503 with `Retry-After`, and the receiver waits and asks again.
 pub const JOB_HEADER: &str = "x-pkgdist-job";
 
+/// Request header of chunk requests: the receiver takes the frames in groups, each compressed
+/// when that pays (`zstd-groups`, see `pkgdist_node::groups`). Without it frames come as
+/// they are, as to nodes from before.
+pub const FRAMES_ACCEPT_HEADER: &str = "x-pkgdist-frames-accept";
+
+/// Response header of chunk requests: `zstd-groups` when the body is in groups.
+pub const FRAMES_ENCODING_HEADER: &str = "x-pkgdist-frames-encoding";
+
+/// The one grouped encoding.
+pub const ZSTD_GROUPS: &str = "zstd-groups";
+
 /// Response header of the manifest routes: the content ID served.
 pub const CONTENT_ID_HEADER: &str = "x-pkgdist-content-id";
 
