@@ -402,7 +402,7 @@ impl Fetcher {
                             FetchError::bad(&url2, format!("chunk {id}: {why}"))
                         })?;
                         if grouped && !pkgdist_content::envelope::is_compressed(env) {
-                            // Sent raw in a compressed group: kept as it would have come.
+                            // Sent raw in a compressed group: stored as it would have come.
                             packer.pack(&data).to_vec()
                         } else {
                             env.to_vec()

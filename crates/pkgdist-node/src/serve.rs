@@ -153,9 +153,8 @@ async fn manifest(content: &Content, which: &str) -> Result<(ContentId, Arc<Mani
 /// The entry `path` names, following symlinks inside the manifest wherever they are on the way
 /// (`dlink/f` through a link to a folder), 16 hops at most: a relative target from the link's
 /// folder, an absolute one from the package root (as in a chroot: an OS tree's
-/// `/etc/alternatives/…`). A hard link is its file. `None` for a path that leads nowhere, out
-/// of the package, or round in a loop.
-fn resolve<'m>(m: &'m Manifest, path: &str) -> Option<&'m Entry> {
+/// `/etc/alternatives/…`). A hard link is its file. Otherwise, why it leads to nothing served.
+fn resolve<'m>(m: &'m Manifest, path: &str) -> Result<&'m Entry, Unresolved> {
     let mut todo: std::collections::VecDeque<String> = path.split('/').map(str::to_owned).collect();
     let mut done: Vec<String> = Vec::new();
     let mut hops = 0;
@@ -166,18 +165,18 @@ fn resolve<'m>(m: &'m Manifest, path: &str) -> Option<&'m Entry> {
             "" | "." => continue,
             ".." => {
                 if done.pop().is_none() && !rooted {
-                    return None; // out of the package
+                    return Err(Unresolved::OutOfPackage);
                 }
                 continue;
             }
             _ => done.push(part),
         }
-        let e = m.entry(&done.join("/"))?;
+        let e = m.entry(&done.join("/")).ok_or(Unresolved::Missing)?;
         match &e.kind {
             EntryKind::Symlink { target } => {
                 hops += 1;
-                if hops > 16 {
-                    return None; // a loop, or a chain too long to be one
+                if hops > MAX_HOPS {
+                    return Err(Unresolved::Loop);
                 }
                 // The target, from the link's folder (the root for an absolute one), then what
                 // is left of the path.
@@ -191,13 +190,42 @@ fn resolve<'m>(m: &'m Manifest, path: &str) -> Option<&'m Entry> {
                 }
             }
             EntryKind::Directory => {}
-            EntryKind::File(_) if todo.is_empty() => return Some(e),
-            EntryKind::HardLink { target } if todo.is_empty() => return m.entry(target.as_str()),
-            // Devices and fifos are never served; nothing is below a file.
-            _ => return None,
+            EntryKind::File(_) if todo.is_empty() => return Ok(e),
+            EntryKind::HardLink { target } if todo.is_empty() => {
+                return m.entry(target.as_str()).ok_or(Unresolved::Missing);
+            }
+            EntryKind::CharDevice { .. } | EntryKind::BlockDevice { .. } | EntryKind::Fifo => {
+                return Err(Unresolved::NotServed);
+            }
+            // Nothing is below a file.
+            _ => return Err(Unresolved::Missing),
         }
     }
-    m.entry(&done.join("/"))
+    m.entry(&done.join("/")).ok_or(Unresolved::Missing)
+}
+
+/// Links followed for one path at most: past that it is a loop, or a chain too long to be
+/// anything else.
+const MAX_HOPS: usize = 16;
+
+/// Why a path leads to nothing served (the 404's reason).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Unresolved {
+    Missing,
+    OutOfPackage,
+    Loop,
+    NotServed,
+}
+
+impl Unresolved {
+    fn reason(self) -> &'static str {
+        match self {
+            Unresolved::Missing => "no such file or folder in the package",
+            Unresolved::OutOfPackage => "a link on the way leads out of the package",
+            Unresolved::Loop => "the links on the way loop (more than 16 followed)",
+            Unresolved::NotServed => "devices and fifos are not served",
+        }
+    }
 }
 
 async fn root(
@@ -294,8 +322,9 @@ async fn serve(
         }
         return listing(&m, cid, "", headers);
     }
-    let Some(entry) = resolve(&m, trimmed) else {
-        return plain(StatusCode::NOT_FOUND, format!("{cid} has no {trimmed:?}"));
+    let entry = match resolve(&m, trimmed) {
+        Ok(e) => e,
+        Err(why) => return plain(StatusCode::NOT_FOUND, format!("{cid}: {trimmed:?}: {}", why.reason())),
     };
     match &entry.kind {
         EntryKind::Directory if folder_without_slash => with_slash(uri),
@@ -659,20 +688,25 @@ mod tests {
         )
         .unwrap();
         let path = |p: &str| resolve(&m, p).map(|e| e.path.as_str().to_owned());
-        assert_eq!(path("etc/alternatives/editor").as_deref(), Some("usr/bin/vi"));
+        let vi = Ok("usr/bin/vi".to_owned());
+        assert_eq!(path("etc/alternatives/editor"), vi);
+        assert_eq!(path("bin/vi"), vi, "through a link to a folder");
+        assert_eq!(path("etc/rooted"), vi, "/.. is /");
+        assert_eq!(path("usr/bin/view"), vi);
         assert_eq!(
-            path("bin/vi").as_deref(),
-            Some("usr/bin/vi"),
-            "through a link to a folder"
+            path("etc/up"),
+            Err(Unresolved::OutOfPackage),
+            "a relative link out of the package"
         );
-        assert_eq!(path("etc/rooted").as_deref(), Some("usr/bin/vi"), "/.. is /");
-        assert_eq!(path("usr/bin/view").as_deref(), Some("usr/bin/vi"));
-        assert_eq!(path("etc/up"), None, "a relative link out of the package");
-        assert_eq!(path("loop-a"), None, "a loop");
-        assert_eq!(path("dev/null"), None);
-        assert_eq!(path("dev/initctl"), None);
-        assert_eq!(path("dev/stdin"), None, "a target the package does not hold");
-        assert_eq!(path("usr/bin/vi/x"), None);
+        assert_eq!(path("loop-a"), Err(Unresolved::Loop));
+        assert_eq!(path("dev/null"), Err(Unresolved::NotServed));
+        assert_eq!(path("dev/initctl"), Err(Unresolved::NotServed));
+        assert_eq!(
+            path("dev/stdin"),
+            Err(Unresolved::Missing),
+            "a target the package does not hold"
+        );
+        assert_eq!(path("usr/bin/vi/x"), Err(Unresolved::Missing));
     }
 
     /// A block read ahead and not wanted within the hold is let go and read again when wanted,

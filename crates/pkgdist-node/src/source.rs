@@ -165,7 +165,8 @@ const SEND_GROUP: usize = 1 << 20;
 
 /// The frames of `req`'s chunks from index `at`, until the group holds `send_group` bytes or
 /// every chunk is in; answers the group and the index to go on from. `grouped`: the receiver
-/// takes compressed groups (`crate::groups`): small chunks go in raw, and the group is sealed.
+/// takes compressed groups (`crate::groups`): chunks stored compressed go in raw, and the
+/// group is sealed.
 fn build_group(
     lib: &Library,
     req: &ChunkRequest,
@@ -174,7 +175,7 @@ fn build_group(
     grouped: bool,
 ) -> Result<(Vec<u8>, usize), std::io::Error> {
     let mut group = Vec::with_capacity(send_group + 300 * 1024);
-    let mut small_bytes = 0;
+    let mut compressible = 0;
     let mut i = at;
     while i < req.ids.len() && group.len() < send_group {
         let id = &req.ids[i];
@@ -183,14 +184,11 @@ fn build_group(
             Ok(None) => frames::push(&mut group, id, frames::Payload::Absent),
             Ok(Some(stored)) => match pkgdist_content::delta::for_sending(lib, &stored, bases) {
                 Some(d) => frames::push(&mut group, id, frames::Payload::Delta(&d)),
-                None if grouped
-                    && pkgdist_content::envelope::is_compressed(&stored)
-                    && pkgdist_content::envelope::declared_len(&stored).is_some_and(|n| n <= crate::groups::SMALL) =>
-                {
+                None if grouped && pkgdist_content::envelope::is_compressed(&stored) => {
                     let raw = pkgdist_content::envelope::unpack(&stored)
                         .map(|data| pkgdist_content::envelope::raw(&data))
                         .map_err(|e| std::io::Error::other(format!("chunk {id}: {e}")))?;
-                    small_bytes += raw.len();
+                    compressible += raw.len();
                     frames::push(&mut group, id, frames::Payload::Stored(&raw));
                 }
                 None => frames::push(&mut group, id, frames::Payload::Stored(&stored)),
@@ -203,7 +201,7 @@ fn build_group(
         i += 1;
     }
     if grouped {
-        group = crate::groups::seal(&group, small_bytes);
+        group = crate::groups::seal(&group, compressible);
     }
     Ok((group, i))
 }

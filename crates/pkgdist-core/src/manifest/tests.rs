@@ -402,3 +402,39 @@ fn format_2_holds_os_trees_and_format_1_refuses_them() {
     }
     assert!(Manifest::new(ChunkParams::DEFAULT, vec![h]).is_err());
 }
+
+/// A manifest from a malicious source cannot have a restore write through a link of its own:
+/// `a -> /etc` then `a/passwd` is refused when decoded (an entry's parent must be a folder
+/// entry), so no fetch or export ever sees it.
+#[test]
+fn a_link_cannot_stand_for_a_folder_of_the_manifest() {
+    let evil = Manifest {
+        chunker: ChunkParams::DEFAULT,
+        entries: vec![link("a", "/etc"), file("a/passwd", &[10])],
+        format: Format::V2,
+    };
+    let bytes = evil.encode();
+    assert_eq!(
+        Manifest::decode(&bytes).unwrap_err(),
+        ManifestError::MissingParent {
+            path: "a/passwd".into()
+        }
+    );
+    // Nor a hard link to a name below a link.
+    let evil = Manifest {
+        chunker: ChunkParams::DEFAULT,
+        entries: vec![
+            link("a", "/etc"),
+            Entry::new(
+                RelPath::new("b").unwrap(),
+                0o644,
+                Timestamp::default(),
+                EntryKind::HardLink {
+                    target: RelPath::new("a/shadow").unwrap(),
+                },
+            ),
+        ],
+        format: Format::V2,
+    };
+    assert!(Manifest::decode(&evil.encode()).is_err());
+}
