@@ -108,9 +108,8 @@ impl Packer {
     }
 }
 
-/// The uncompressed length an envelope's header claims, if it has a header.
 /// A chunk's envelope holding its bytes as they are: what a sender puts in a compressed group
-/// of frames, where compressing across small chunks does better than each alone.
+/// of frames, where compressing across chunks does better than each alone.
 pub fn raw(data: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(HEADER + data.len());
     out.push(RAW);
@@ -124,6 +123,7 @@ pub fn is_compressed(stored: &[u8]) -> bool {
     stored.first() == Some(&ZSTD)
 }
 
+/// The uncompressed length an envelope's header claims, if it has a header.
 pub fn declared_len(stored: &[u8]) -> Option<usize> {
     let h = stored.get(..HEADER)?;
     Some(u32::from_le_bytes([h[1], h[2], h[3], h[4]]) as usize)

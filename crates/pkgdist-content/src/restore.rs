@@ -181,8 +181,50 @@ impl Tree {
                 Errno::NOTDIR | Errno::LOOP => ContentError::InTheWay(self.root_path.join(&at)),
                 e => self.err(&at, e),
             })?;
+            self.lock_down(&fd, &at)?;
         }
         Ok(fd)
+    }
+
+    /// As root, a folder found in the destination owned by someone else, or writable by
+    /// others, becomes root's and 0700 until it is finished (`finish_dirs` gives it the
+    /// manifest's owner and mode): nobody can move or swap what is inside it while root
+    /// writes there and sets owners and modes.
+    fn lock_down(&self, fd: &OwnedFd, rel: &str) -> Result<()> {
+        if !self.privileged {
+            return Ok(());
+        }
+        let st = rustix::fs::fstat(fd).map_err(|e| self.err(rel, e))?;
+        if st.st_uid != 0 || st.st_mode & 0o077 != 0 {
+            rustix::fs::fchown(fd, Some(rustix::fs::Uid::ROOT), Some(rustix::fs::Gid::ROOT))
+                .map_err(|e| self.err(rel, e))?;
+            rustix::fs::fchmod(fd, Mode::from_raw_mode(0o700)).map_err(|e| self.err(rel, e))?;
+        }
+        Ok(())
+    }
+
+    /// An existing regular file that may be kept as it is: opened through no link and without
+    /// blocking, it is a regular file with as many names as the manifest gives it (`names`:
+    /// itself and its hard links), and as root already of the recorded owner, so nobody else
+    /// holds it open for writing or reaches it from outside the tree. `None`: write it afresh.
+    pub fn keepable(&mut self, e: &Entry, names: u64) -> Result<Option<OwnedFd>> {
+        let rel = e.path.as_str();
+        let (privileged, owners) = (self.privileged, self.owners);
+        let (dir, name) = self.parent_of(rel)?;
+        let Ok(fd) = rustix::fs::openat(
+            dir,
+            name,
+            OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::NOCTTY | OFlags::CLOEXEC,
+            Mode::empty(),
+        ) else {
+            return Ok(None);
+        };
+        let Ok(st) = rustix::fs::fstat(&fd) else {
+            return Ok(None);
+        };
+        let regular = FileType::from_raw_mode(st.st_mode) == FileType::RegularFile;
+        let owned = !privileged || !owners || (st.st_uid, st.st_gid) == (e.uid, e.gid);
+        Ok((regular && st.st_nlink == names && owned).then_some(fd))
     }
 
     /// The open parent folder of `rel`, and `rel`'s last component.
@@ -334,9 +376,11 @@ impl Tree {
                 Err(err) => return Err(self.err(rel, err)),
             }
         }
-        // Mode: a link has none of its own. Setuid and setgid bits only as root.
+        // Mode: a link has none of its own. Setuid and setgid bits only as root, and only
+        // with the owner they were recorded with.
         if !is_link {
-            let mask = if self.privileged { 0o7777 } else { 0o1777 };
+            let owned = self.owners && e.uid != u32::MAX && e.gid != u32::MAX;
+            let mask = if self.privileged && owned { 0o7777 } else { 0o1777 };
             let mode = Mode::from_raw_mode(e.mode & mask);
             match at {
                 Target::Fd(fd) => rustix::fs::fchmod(fd, mode),
@@ -347,9 +391,11 @@ impl Tree {
         for x in &e.xattrs {
             match set_xattr(&at, x) {
                 Ok(()) => {}
-                Err(Errno::PERM | Errno::ACCESS | Errno::NOTSUP) if !self.privileged || is_link => {
+                // Not allowed to this user, on a link, or not supported by the file system.
+                Err(Errno::PERM | Errno::ACCESS) if !self.privileged || is_link => {
                     self.done.skipped.xattrs += 1;
                 }
+                Err(Errno::NOTSUP) => self.done.skipped.xattrs += 1,
                 Err(err) => return Err(self.err(&format!("{rel} (attribute {})", x.name), err)),
             }
         }
@@ -440,7 +486,9 @@ pub fn data_ranges(holes: &[Hole], at: u64, block: &[u8]) -> Vec<(usize, usize)>
     let end = at + block.len() as u64;
     let mut out = Vec::new();
     let mut from = 0usize;
-    for h in holes.iter().filter(|h| h.offset < end && h.offset + h.len > at) {
+    // Holes are sorted and apart: start at the first that ends after `at`, stop past `end`.
+    let first = holes.partition_point(|h| h.offset + h.len <= at);
+    for h in holes[first..].iter().take_while(|h| h.offset < end) {
         let hs = usize::try_from(h.offset.saturating_sub(at))
             .unwrap_or(usize::MAX)
             .min(block.len());

@@ -599,7 +599,14 @@ fn holes_of(f: &fs::File, seen: &Seen) -> std::io::Result<Vec<pkgdist_core::Hole
         if data >= seen.size {
             break;
         }
-        at = rustix::fs::seek(f, SeekFrom::Hole(data))?.min(seen.size);
+        let next = rustix::fs::seek(f, SeekFrom::Hole(data))?.min(seen.size);
+        if next <= at {
+            // No progress (a file system that answers oddly, or holes punched meanwhile):
+            // the file is read whole either way; its holes are not recorded.
+            holes.clear();
+            break;
+        }
+        at = next;
     }
     rustix::fs::seek(f, SeekFrom::Start(0))?;
     Ok(holes)

@@ -150,19 +150,34 @@ impl Writer {
     fn write_all(&mut self, m: &Manifest, unchanged: &HashSet<String>, tree: &mut Tree, tmp: &OwnedFd) -> Result<()> {
         let mut ready: Vec<(String, &Entry)> = Vec::new();
         let mut later = Vec::new();
+        // Each file's names: itself and the hard links to it.
+        let mut names: HashMap<&str, u64> = HashMap::new();
+        for e in m.entries() {
+            if let EntryKind::HardLink { target } = &e.kind {
+                *names.entry(target.as_str()).or_insert(1) += 1;
+            }
+        }
         for e in m.entries() {
             match &e.kind {
                 EntryKind::Directory => tree.make(e)?,
                 EntryKind::File(f) => {
                     self.stats.files += 1;
-                    if unchanged.contains(e.path.as_str()) {
+                    let rel = e.path.as_str();
+                    // Kept only if it is still the very file checked, reachable from nowhere
+                    // else; its metadata is set on that descriptor.
+                    if unchanged.contains(rel)
+                        && let Some(fd) = tree.keepable(e, names.get(rel).copied().unwrap_or(1))?
+                    {
+                        tree.finish_fd(e, &fd)?;
                         self.stats.files_unchanged += 1;
                         continue;
                     }
                     let part = ready.len().to_string();
-                    let fd = restore::create_file(tmp, &part)
-                        .map_err(|err| io(&self.dest.join(e.path.as_str()))(err.into()))?;
-                    self.write_file(&fd, f, e.path.as_str())?;
+                    let fd = restore::create_file(tmp, &part).map_err(|err| io(&self.dest.join(rel))(err.into()))?;
+                    self.write_file(&fd, f, rel)?;
+                    // Owner, mode, attributes and mtime before it has its name: renamed,
+                    // it keeps them, and nobody could reach it in between.
+                    tree.finish_fd(e, &fd)?;
                     ready.push((part, e));
                 }
                 _ => later.push(e),
@@ -188,9 +203,9 @@ impl Writer {
                 self.stats.files += 1;
             }
         }
-        // Owners, modes, attributes and mtimes: every entry, unchanged files too (their
-        // metadata may have drifted), folders last.
-        for e in m.entries() {
+        // Owners, modes, attributes and mtimes of links, devices and fifos (files have theirs),
+        // folders last.
+        for e in m.entries().iter().filter(|e| !matches!(e.kind, EntryKind::File(_))) {
             tree.finish(e)?;
         }
         tree.finish_dirs(m)?;
@@ -219,7 +234,17 @@ impl Writer {
                 if !ft.is_file() {
                     continue;
                 }
-                let Ok(file) = File::open(&path) else { continue };
+                // Through no link, without blocking on a fifo swapped in, a regular file only.
+                let flags = rustix::fs::OFlags::RDONLY
+                    | rustix::fs::OFlags::NOFOLLOW
+                    | rustix::fs::OFlags::NONBLOCK
+                    | rustix::fs::OFlags::CLOEXEC;
+                let Ok(file) = rustix::fs::open(&path, flags, rustix::fs::Mode::empty()).map(File::from) else {
+                    continue;
+                };
+                if !file.metadata().is_ok_and(|md| md.is_file()) {
+                    continue;
+                }
                 let mut whole = blake3::Hasher::new();
                 let (mut stream, mut offset) = (chunker.stream(file, 1 << 20), 0u64);
                 while let Ok(Some(chunk)) = stream.next_chunk() {
@@ -310,7 +335,14 @@ impl Writer {
     /// A chunk from a file in DEST, re-hashed: a file that changed since indexing is not trusted.
     fn read_local(&self, c: &ChunkRef) -> Option<Vec<u8>> {
         let (path, offset, len) = self.local.get(&c.id)?;
-        let mut f = File::open(path).ok()?;
+        let flags = rustix::fs::OFlags::RDONLY
+            | rustix::fs::OFlags::NOFOLLOW
+            | rustix::fs::OFlags::NONBLOCK
+            | rustix::fs::OFlags::CLOEXEC;
+        let mut f = File::from(rustix::fs::open(path, flags, rustix::fs::Mode::empty()).ok()?);
+        if !f.metadata().is_ok_and(|md| md.is_file()) {
+            return None;
+        }
         f.seek(SeekFrom::Start(*offset)).ok()?;
         let mut buf = vec![0; *len as usize];
         f.read_exact(&mut buf).ok()?;

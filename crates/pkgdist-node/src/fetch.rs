@@ -167,8 +167,10 @@ pub struct Fetcher {
 /// The longest a source closed to a job is left alone before it is asked again.
 const MAX_PAUSE_SECS: u64 = 10;
 
-/// The largest manifest accepted from a source (the library's own limit for any object).
-const MAX_MANIFEST: u64 = 1 << 30;
+/// The largest manifest accepted from a source: a site takes none larger from a child
+/// (`content_up::MAX_MANIFEST_BYTES`), about two million files. A compressed manifest is
+/// rebuilt to this size at most.
+const MAX_MANIFEST: u64 = 256 << 20;
 
 impl Fetcher {
     /// A fetcher for anonymous sources (DPs serve content to anyone).
@@ -378,7 +380,7 @@ impl Fetcher {
             let mut packer = Packer::new();
             let body = if grouped {
                 crate::groups::open(&body, usize::try_from(cap).unwrap_or(usize::MAX))
-                    .map_err(|why| FetchError::bad(&url2, why))?
+                    .map_err(|e| FetchError::bad(&url2, e.to_string()))?
             } else {
                 body
             };

@@ -38,27 +38,35 @@ pub fn seal(frames: &[u8], compressible: usize) -> Vec<u8> {
     out
 }
 
+/// Why a grouped body was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("chunk frame groups: {0}")]
+pub struct GroupError(&'static str);
+
 /// The frames of a grouped body, at most `cap` bytes of them.
-pub fn open(mut body: &[u8], cap: usize) -> Result<Vec<u8>, &'static str> {
+pub fn open(mut body: &[u8], cap: usize) -> Result<Vec<u8>, GroupError> {
     let mut out = Vec::new();
     while !body.is_empty() {
-        let h = body.get(..HEADER).ok_or("a group header is cut short")?;
+        let h = body.get(..HEADER).ok_or(GroupError("a group header is cut short"))?;
         let wire = u32::from_be_bytes([h[1], h[2], h[3], h[4]]) as usize;
         let raw = u32::from_be_bytes([h[5], h[6], h[7], h[8]]) as usize;
-        let bytes = body.get(HEADER..HEADER + wire).ok_or("a group is cut short")?;
+        let bytes = body
+            .get(HEADER..HEADER + wire)
+            .ok_or(GroupError("a group is cut short"))?;
         if out.len() + raw > cap {
-            return Err("the groups hold more than the chunks asked for");
+            return Err(GroupError("the groups hold more than the chunks asked for"));
         }
         match h[0] {
             0 if wire == raw => out.extend_from_slice(bytes),
             1 => {
-                let frames = zstd::bulk::decompress(bytes, raw).map_err(|_| "a group does not decompress")?;
+                let frames =
+                    zstd::bulk::decompress(bytes, raw).map_err(|_| GroupError("a group does not decompress"))?;
                 if frames.len() != raw {
-                    return Err("a group's length does not match its header");
+                    return Err(GroupError("a group's length does not match its header"));
                 }
                 out.extend_from_slice(&frames);
             }
-            _ => return Err("a group of an unknown kind"),
+            _ => return Err(GroupError("a group of an unknown kind")),
         }
         body = &body[HEADER + wire..];
     }

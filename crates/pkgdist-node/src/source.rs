@@ -102,10 +102,20 @@ async fn latest(
     manifest_response(lib, None, pid, Wants::of(&headers, &q)).await
 }
 
+/// Compressions at once, over every request (manifests for receivers that take them, chunk
+/// groups): a DP's routes need no credential, so what anyone can make a node compress stays
+/// bounded to this many blocking threads; the rest wait their turn.
+static COMPRESSING: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
+
 /// A manifest as served: its version, body and encoding (`None`: canonical bytes).
 type Served = (ContentId, Vec<u8>, Option<String>);
 
 async fn manifest_response(lib: Arc<Library>, cid: Option<ContentId>, pid: PackageId, wants: Wants) -> Response {
+    let _turn = if wants.zstd {
+        COMPRESSING.acquire().await.ok()
+    } else {
+        None
+    };
     let found = tokio::task::spawn_blocking(move || -> Result<Option<Served>, ContentError> {
         let cid = match cid {
             Some(c) => c,
@@ -248,6 +258,11 @@ async fn chunks(
         let mut at = 0;
         while at < req.ids.len() {
             let (lib, req2) = (Arc::clone(&lib), Arc::clone(&req));
+            let _turn = if grouped {
+                COMPRESSING.acquire().await.ok()
+            } else {
+                None
+            };
             let built = tokio::task::spawn_blocking(move || build_group(&lib, &req2, at, send_group, grouped)).await;
             let (group, next) = match built {
                 Ok(Ok(g)) => g,

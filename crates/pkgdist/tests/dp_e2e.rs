@@ -836,6 +836,27 @@ fn an_os_tree_reaches_a_client_as_it_was() {
     let again = fetch(&dest);
     assert_eq!(again["files_written"], 0, "{again}");
     assert!(os_tree::rsync_differences(&src, &dest).unwrap().trim().is_empty());
+    // A file of the right content that is also reachable from outside DEST (a hard link
+    // planted there) is not kept: the outside name never gets the setuid mode or root's
+    // owner; the package's file is written afresh.
+    let outside_tool = dir.path().join("outside-tool");
+    fs::copy(src.join("usr/bin/tool"), &outside_tool).unwrap();
+    fs::set_permissions(&outside_tool, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+    fs::remove_file(dest.join("usr/bin/tool")).unwrap();
+    fs::hard_link(&outside_tool, dest.join("usr/bin/tool")).unwrap();
+    let third = fetch(&dest);
+    assert_eq!(third["files_written"], 1, "{third}");
+    assert_eq!(
+        fs::metadata(&outside_tool).unwrap().mode() & 0o7777,
+        0o644,
+        "the outside name is untouched"
+    );
+    assert_eq!(fs::metadata(dest.join("usr/bin/tool")).unwrap().mode() & 0o7777, 0o4755);
+    assert_ne!(
+        fs::metadata(&outside_tool).unwrap().ino(),
+        fs::metadata(dest.join("usr/bin/tool")).unwrap().ino()
+    );
+    assert!(os_tree::rsync_differences(&src, &dest).unwrap().trim().is_empty());
 
     // A link planted where the package has a folder is never followed.
     let planted = dir.path().join("planted");

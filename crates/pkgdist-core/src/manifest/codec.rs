@@ -99,10 +99,18 @@ pub(super) fn decode(bytes: &[u8]) -> Result<Manifest, ManifestError> {
     };
     chunker.validate()?;
     let count = r.u32()? as usize;
-    // Smallest entry: 2 (path len) + 1 (path) + 1 + 4 + 12 bytes.
-    let mut entries = Vec::with_capacity(count.min(r.buf.len() / 20));
+    // Smallest entry: 2 (path len) + 1 (path) + 1 + 4 + 12 bytes (and 10 more in format 2).
+    let mut entries: Vec<Entry> = Vec::with_capacity(count.min(r.buf.len() / 20));
     for _ in 0..count {
         let path = RelPath::new(r.string()?)?;
+        // Order checked as entries come, not after: a body repeating one entry (which
+        // compresses to nothing) is refused at its second, before it costs memory.
+        if entries
+            .last()
+            .is_some_and(|prev| prev.path.as_str().as_bytes() >= path.as_str().as_bytes())
+        {
+            return Err(ManifestError::Order(path.to_string()));
+        }
         let tag = r.u8()?;
         let mode = r.u32()?;
         let mtime = Timestamp {
