@@ -303,7 +303,15 @@ impl Tree {
                 EntryKind::BlockDevice { major, minor } => node(dir, name, FileType::BlockDevice, *major, *minor),
                 _ => node(dir, name, FileType::Fifo, 0, 0),
             };
-            made.map_err(|err| fail(&root, rel, err))?;
+            match made {
+                Ok(()) => {}
+                // Root without CAP_MKNOD (a container): counted, as for another user.
+                Err(Errno::PERM) if matches!(e.kind, EntryKind::CharDevice { .. } | EntryKind::BlockDevice { .. }) => {
+                    self.done.skipped.devices += 1;
+                    return Ok(());
+                }
+                Err(err) => return Err(fail(&root, rel, err)),
+            }
         }
         match e.kind {
             EntryKind::Symlink { .. } => self.done.symlinks += 1,
@@ -319,7 +327,12 @@ impl Tree {
         match &e.kind {
             // A hard link is its file's other name: the file has them.
             EntryKind::HardLink { .. } | EntryKind::Directory => Ok(()),
-            EntryKind::CharDevice { .. } | EntryKind::BlockDevice { .. } if !self.privileged => Ok(()),
+            // A device not made (counted in `skipped`): nothing to finish.
+            EntryKind::CharDevice { .. } | EntryKind::BlockDevice { .. }
+                if !self.privileged || !self.exists(rel)? =>
+            {
+                Ok(())
+            }
             EntryKind::File(_) => {
                 let (dir, name) = self.parent_of(rel)?;
                 let fd = rustix::fs::openat(
@@ -336,6 +349,17 @@ impl Tree {
                 let fd = self.open_dir(dir)?;
                 self.apply(e, Target::At(&fd, name))
             }
+        }
+    }
+
+    /// Whether `rel` exists (as itself: a link is not followed).
+    fn exists(&self, rel: &str) -> Result<bool> {
+        let (dir, name) = rel.rsplit_once('/').unwrap_or(("", rel));
+        let fd = self.open_dir(dir)?;
+        match rustix::fs::statat(&fd, name, AtFlags::SYMLINK_NOFOLLOW) {
+            Ok(_) => Ok(true),
+            Err(Errno::NOENT) => Ok(false),
+            Err(e) => Err(self.err(rel, e)),
         }
     }
 
@@ -372,7 +396,9 @@ impl Tree {
             };
             match owned {
                 Ok(()) => {}
-                Err(Errno::PERM) if !self.privileged => self.done.skipped.owners += 1,
+                // Not this user's to give; or, as root, an id outside this user namespace
+                // (EINVAL) or a container without CAP_CHOWN.
+                Err(Errno::PERM | Errno::INVAL) => self.done.skipped.owners += 1,
                 Err(err) => return Err(self.err(rel, err)),
             }
         }

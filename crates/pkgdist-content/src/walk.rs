@@ -351,10 +351,18 @@ pub fn check_place(real: &Path, roots: Option<&[PathBuf]>, private: &[PathBuf]) 
 /// A file system without them, or without `/proc`, gives none.
 fn read_xattrs(dir: &OwnedFd, name: &str, abs: &Path) -> Result<Vec<Xattr>> {
     let at = format!("/proc/self/fd/{}/{name}", dir.as_raw_fd());
-    let mut list = vec![0u8; pkgdist_core::manifest::MAX_XATTR_VALUE];
+    // The size first: most entries have none, and cost one call and no buffer.
+    let size = match rustix::fs::llistxattr_query(at.as_str()) {
+        Ok(0) | Err(rustix::io::Errno::NOTSUP | rustix::io::Errno::NOENT) => return Ok(Vec::new()),
+        Ok(n) => n,
+        Err(e) => return Err(unreadable(abs, e)),
+    };
+    let mut list = vec![0u8; size.min(pkgdist_core::manifest::MAX_XATTR_VALUE)];
     let n = match rustix::fs::llistxattr(at.as_str(), &mut list[..]) {
         Ok(n) => n,
         Err(rustix::io::Errno::NOTSUP | rustix::io::Errno::NOENT) => return Ok(Vec::new()),
+        // Grew between the two calls: read it again next snapshot, as it is changing.
+        Err(rustix::io::Errno::RANGE) => return Err(changed(abs, rustix::io::Errno::RANGE)),
         Err(e) => return Err(unreadable(abs, e)),
     };
     let mut out = Vec::new();
