@@ -304,16 +304,16 @@ impl Fetcher {
         let wire_bytes = body.len() as u64;
         self.metrics.received.inc_by(wire_bytes);
         let cap = usize::try_from(MAX_MANIFEST).unwrap_or(usize::MAX);
+        // Compressed alone (no base named) or against the version this node offered.
+        let base = |named: &str| match named {
+            "" => Some(None),
+            b => held
+                .filter(|h| h.content.to_string() == b)
+                .map(|h| Some(h.bytes.as_slice())),
+        };
         let bytes = match encoding.as_deref().map(|e| e.split_once("; base=").unwrap_or((e, ""))) {
             None => body,
-            Some((e, "")) if e == pkgdist_content::manifest_delta::ZSTD => {
-                pkgdist_content::manifest_delta::decode(&body, None, cap)
-                    .map_err(|e| FetchError::bad(&url, format!("manifest: {e}")))?
-            }
-            Some((e, b))
-                if e == pkgdist_content::manifest_delta::ZSTD && held.is_some_and(|h| h.content.to_string() == b) =>
-            {
-                let base = held.map(|h| h.bytes.as_slice());
+            Some((e, named)) if let (true, Some(base)) = (e == pkgdist_content::manifest_delta::ZSTD, base(named)) => {
                 pkgdist_content::manifest_delta::decode(&body, base, cap)
                     .map_err(|e| FetchError::bad(&url, format!("manifest: {e}")))?
             }

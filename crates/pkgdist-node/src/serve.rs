@@ -392,11 +392,8 @@ async fn serve(
             base.body(stream(reader))
                 .unwrap_or_else(|_| plain(StatusCode::INTERNAL_SERVER_ERROR, "response"))
         }
-        EntryKind::Symlink { .. } => plain(StatusCode::NOT_FOUND, "the link leads nowhere inside the package"),
-        EntryKind::HardLink { .. } => plain(StatusCode::NOT_FOUND, "the hard link's file is missing"),
-        EntryKind::CharDevice { .. } | EntryKind::BlockDevice { .. } | EntryKind::Fifo => {
-            plain(StatusCode::NOT_FOUND, "devices and fifos are not served")
-        }
+        // `resolve` answers only folders and files (a hard link as its file).
+        _ => plain(StatusCode::NOT_FOUND, Unresolved::Missing.reason()),
     }
 }
 

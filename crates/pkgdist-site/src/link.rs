@@ -397,10 +397,11 @@ async fn sync(
     // Every package but those owned in the child's own subtree (which it reports up): a
     // package created anywhere is known everywhere, as in ConfigMgr, and its content comes
     // up from its owner where a DP outside that subtree needs it (`content_up`).
-    let own_subtree = crate::hierarchy::subtree(&state, &child.site_code).await?;
     let packages = if q.packages == Some(packages_epoch) {
         None
     } else {
+        // Read only when the list goes: a quiet poll reads no site list.
+        let own_subtree = crate::hierarchy::subtree(&state, &child.site_code).await?;
         Some(
             state
                 .db
