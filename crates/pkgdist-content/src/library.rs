@@ -49,6 +49,8 @@ pub struct Library {
     /// Writers hold it shared; garbage collection holds it exclusively. Across processes the
     /// store's own lock does the same.
     gc_guard: RwLock<()>,
+    /// Bumped after every change to the recorded versions ([`Library::versions_changed`]).
+    versions_changed: std::sync::atomic::AtomicU64,
 }
 
 impl Library {
@@ -59,6 +61,7 @@ impl Library {
             flush_bytes: 256 << 20,
             racy_margin: std::time::Duration::from_secs(2),
             gc_guard: RwLock::new(()),
+            versions_changed: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
@@ -224,6 +227,20 @@ impl Library {
 
     // ---- versions ----
 
+    /// A number that changes whenever this `Library` records or forgets a version: a reader
+    /// that remembers what [`Library::latest`] or [`Library::manifest_id`] answered (a DP
+    /// serving thousands of requests a second) may keep its answer while this stays the same.
+    /// Read it *before* asking, so a change while asking shows as a change. Versions recorded
+    /// by another process through the same folder are not seen; on a DP only its own jobs
+    /// record versions.
+    pub fn versions_changed(&self) -> u64 {
+        self.versions_changed.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    fn bump_versions(&self) {
+        self.versions_changed.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+    }
+
     /// Every recorded content ID, sorted.
     pub fn versions(&self) -> Result<Vec<ContentId>> {
         let mut v: Vec<ContentId> = self
@@ -332,6 +349,7 @@ impl Library {
                 _ => Err(ContentError::VersionExists(content)),
             };
         }
+        self.bump_versions();
         tracing::info!(%content, manifest = %id, "recorded content version");
         // Recorded: a prestaged hold of it, or of an older version, has done its work.
         for (held, _) in self.prestaged()? {
@@ -395,6 +413,7 @@ impl Library {
         let _w = self.writer();
         let existed = self.store.contains(Kind::Ref, &content.to_string())?;
         self.store.delete(Kind::Ref, &content.to_string())?;
+        self.bump_versions();
         self.store.delete(Kind::Stamps, &content.to_string())?;
         self.store.flush()?;
         Ok(existed)

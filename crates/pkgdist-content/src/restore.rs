@@ -469,6 +469,16 @@ fn node(dir: &OwnedFd, name: &str, kind: FileType, major: u32, minor: u32) -> ru
     )
 }
 
+/// Writes a file's data into `fd` (a new, empty regular file), verified against the file's
+/// hash as it goes, holes left unwritten: what a DP's cache of served files is filled with.
+/// The file may hold bytes when this fails; the caller removes it.
+pub fn write_verified(lib: &Library, fd: &OwnedFd, f: &FileData) -> Result<()> {
+    write_data(lib, fd, f, "(served copy)").map_err(|e| match e {
+        WriteError::Io(e) => ContentError::io("a served copy", e),
+        WriteError::Content(e) => e,
+    })
+}
+
 /// Why a file's data could not be written.
 enum WriteError {
     Io(io::Error),

@@ -25,6 +25,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use pkgdist_content::Library;
 use pkgdist_node::fetch::Fetcher;
+use pkgdist_node::served::ServedFiles;
 use pkgdist_node::util::{bearer, plain};
 use pkgdist_proto::node::{JOBS_PATH, Job};
 use tokio::net::TcpListener;
@@ -87,6 +88,9 @@ pub struct RunOptions {
     /// Serve plain HTTP off loopback: beside TLS for clients (a DP enrolled over https), or
     /// alone (one enrolled over http).
     pub allow_plain_http: bool,
+    /// Bytes of verified copies of served files to keep (`pkgdist_node::served`); `None` for
+    /// the default (a quarter of the data folder's filesystem), 0 for none.
+    pub served_cache_bytes: Option<u64>,
 }
 
 /// A DP ready to serve: enrolled, listening, jobs resumed.
@@ -200,7 +204,13 @@ impl Dp {
         if resumed > 0 {
             tracing::info!(resumed, "resumed interrupted jobs");
         }
-        let app = router(library, jobs, identity.clone(), metrics);
+        let served_dir = opts.data.join("served");
+        let budget = opts
+            .served_cache_bytes
+            .unwrap_or_else(|| ServedFiles::default_budget(&opts.data));
+        let served =
+            Arc::new(ServedFiles::open(&served_dir, library.clone(), budget).map_err(|e| DpError::io(&served_dir, e))?);
+        let app = router(library, served, jobs, identity.clone(), metrics);
         Ok(Self {
             addr,
             url,
@@ -249,11 +259,11 @@ fn transport(
         if !allow_plain && !addr.ip().is_loopback() {
             return Err(plain_refused(addr));
         }
-        return Ok(pkgdist_node::listen::Transport::plain());
+        return Ok(pkgdist_node::listen::Transport::plain().direct());
     };
     let ca = pkgdist_node::tls::certs(&tls.ca_pem, "CA certificate").map_err(|e| DpError::State(e.to_string()))?;
     let config = pkgdist_node::tls::server_config(&tls.identity, &ca).map_err(|e| DpError::State(e.to_string()))?;
-    Ok(pkgdist_node::listen::Transport::tls(config, addr, allow_plain))
+    Ok(pkgdist_node::listen::Transport::tls(config, addr, allow_plain).direct())
 }
 
 /// The URL the DP tells the site: `--advertise-url`, or the one an earlier start was given, or
@@ -303,7 +313,13 @@ struct JobState {
     site_certificate: Option<pkgdist_node::tls::Role>,
 }
 
-fn router(library: Arc<Library>, jobs: Jobs, identity: Identity, metrics: metrics::DpMetrics) -> Router {
+fn router(
+    library: Arc<Library>,
+    served: Arc<ServedFiles>,
+    jobs: Jobs,
+    identity: Identity,
+    metrics: metrics::DpMetrics,
+) -> Router {
     let scrape = {
         let (jobs, library, metrics) = (jobs.clone(), library.clone(), metrics.clone());
         move || scrape(jobs.clone(), library.clone(), metrics.clone())
@@ -323,9 +339,9 @@ fn router(library: Arc<Library>, jobs: Jobs, identity: Identity, metrics: metric
         .with_state(state);
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
-        .merge(pkgdist_node::serve::router(pkgdist_node::serve::Content::new(
-            library.clone(),
-        )))
+        .merge(pkgdist_node::serve::router(
+            pkgdist_node::serve::Content::new(library.clone()).with_served(served),
+        ))
         .merge(pkgdist_node::source::router(library))
         .merge(job_routes)
         .route("/metrics", get(scrape))

@@ -136,7 +136,7 @@ pub async fn serve(
     limits: Limits,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    serve_with(listener, app, limits, Transport::plain(), shutdown).await
+    serve_with(listener, app, limits, Transport::plain().direct(), shutdown).await
 }
 
 /// How a listener speaks: plain HTTP only, or TLS with plain HTTP beside it where that is
@@ -145,6 +145,7 @@ pub async fn serve(
 pub struct Transport {
     tls: Option<Arc<rustls::ServerConfig>>,
     plain: bool,
+    direct: bool,
 }
 
 impl std::fmt::Debug for Transport {
@@ -152,6 +153,7 @@ impl std::fmt::Debug for Transport {
         f.debug_struct("Transport")
             .field("tls", &self.tls.is_some())
             .field("plain", &self.plain)
+            .field("direct", &self.direct)
             .finish()
     }
 }
@@ -159,7 +161,11 @@ impl std::fmt::Debug for Transport {
 impl Transport {
     /// Plain HTTP only (a daemon without TLS, and tests).
     pub fn plain() -> Self {
-        Self { tls: None, plain: true }
+        Self {
+            tls: None,
+            plain: true,
+            direct: false,
+        }
     }
 
     /// TLS with `config`; plain HTTP too if the listener is on a loopback address (no one
@@ -169,7 +175,16 @@ impl Transport {
         Self {
             tls: Some(config),
             plain: allow_plain || addr.ip().is_loopback(),
+            direct: false,
         }
+    }
+
+    /// GET and HEAD on plain connections answered by pkgdist's own HTTP/1.1 loop, which can
+    /// send a file with `sendfile` ([`crate::direct`]); other requests stay hyper's. A DP
+    /// turns it on for its downloads.
+    pub fn direct(mut self) -> Self {
+        self.direct = true;
+        self
     }
 
     /// Whether plain HTTP is served.
@@ -263,8 +278,7 @@ async fn connection(
     _held: Held,
 ) {
     let Some(config) = transport.tls.clone() else {
-        let io = StallGuard::new(tcp, limits.write_stall);
-        return http(io, peer, app, limits, None, stop).await;
+        return plain(tcp, peer, app, limits, &transport, stop).await;
     };
     let mut first = [0u8; 1];
     match tokio::time::timeout(limits.header_read, tcp.peek(&mut first)).await {
@@ -287,14 +301,27 @@ async fn connection(
                 Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
             }
         }
-        Ok(Ok(1)) if transport.plain => {
-            let io = StallGuard::new(tcp, limits.write_stall);
-            http(io, peer, app, limits, None, stop).await;
-        }
+        Ok(Ok(1)) if transport.plain => plain(tcp, peer, app, limits, &transport, stop).await,
         Ok(Ok(1)) => refuse_plain(tcp).await,
         // Closed, failed, or silent for the whole header deadline.
         _ => {}
     }
+}
+
+/// A plain HTTP connection: GETs answered directly where the transport says so, else hyper.
+async fn plain(
+    tcp: TcpStream,
+    peer: SocketAddr,
+    app: Router,
+    limits: Limits,
+    transport: &Transport,
+    stop: tokio::sync::watch::Receiver<bool>,
+) {
+    if transport.direct {
+        return crate::direct::connection(tcp, peer, app, limits, stop).await;
+    }
+    let io = StallGuard::new(tcp, limits.write_stall);
+    http(io, peer, app, limits, None, stop).await;
 }
 
 /// The first byte of a TLS handshake record.
@@ -319,7 +346,7 @@ async fn refuse_plain(mut tcp: TcpStream) {
 
 /// HTTP/1.1 with the header deadline over `io` (a socket whose writes may not stall, or TLS
 /// over one), until the connection ends or the daemon stops.
-async fn http<IO>(
+pub(crate) async fn http<IO>(
     io: IO,
     peer: SocketAddr,
     app: Router,
@@ -477,7 +504,7 @@ impl Drop for Held {
 
 /// A socket whose writes fail once they have made no progress for `stall`: the deadline is
 /// armed when a write (or flush) cannot proceed, and cleared by any progress.
-struct StallGuard {
+pub(crate) struct StallGuard {
     io: TcpStream,
     stall: Duration,
     deadline: Option<Pin<Box<tokio::time::Sleep>>>,
@@ -486,7 +513,7 @@ struct StallGuard {
 }
 
 impl StallGuard {
-    fn new(io: TcpStream, stall: Duration) -> Self {
+    pub(crate) fn new(io: TcpStream, stall: Duration) -> Self {
         Self {
             io,
             stall,

@@ -246,7 +246,7 @@ pub async fn layer(axum::extract::State(metrics): axum::extract::State<Metrics>,
         .get::<MatchedPath>()
         .map_or_else(|| "other".to_owned(), |m| route_label(m.as_str()));
     let method = method_label(req.method());
-    let resp = next.run(req).await;
+    let mut resp = next.run(req).await;
     metrics
         .0
         .requests
@@ -257,6 +257,10 @@ pub async fn layer(axum::extract::State(metrics): axum::extract::State<Metrics>,
         })
         .inc();
     let counter = metrics.0.sent.get_or_create(&RouteLabels { route }).clone();
+    // A file the kernel sends has no frames to count: it counts as it goes.
+    if let Some(send) = resp.extensions_mut().get_mut::<crate::direct::SendFile>() {
+        send.sent = Some(counter.clone());
+    }
     resp.map(|body| Body::new(Counted { inner: body, counter }))
 }
 

@@ -9,12 +9,18 @@
 //! Files are served with `ETag` (the file's BLAKE3, strong), `Last-Modified`, single `Range`
 //! requests (`bytes=a-b`, `a-`, `-n`; several ranges get the whole file), `If-None-Match`,
 //! `If-Range` and `HEAD`. A directory (or the package root) lists its entries: HTML for
-//! browsers and mirroring tools, JSON when asked with `Accept: application/json`. Every byte is
-//! verified against its chunk hash before it is sent; damage ends the response early rather
-//! than sending wrong bytes.
+//! browsers and mirroring tools, JSON when asked with `Accept: application/json`.
+//!
+//! No byte that does not match the manifest is sent. A file is sent from its verified copy
+//! ([`crate::served`]) when the DP has one (by the kernel, [`crate::direct::SendFile`], on
+//! plain connections); otherwise from the library's chunks, each verified against its hash
+//! before a byte of it is sent (damage ends the response early rather than sending wrong
+//! bytes), and a copy is asked for.
 //!
 //! A request resolves the version once, from one manifest, so a refresh landing meanwhile never
-//! mixes versions within a response. Paths are checked as manifest paths: `..`, empty or `.`
+//! mixes versions within a response. Which version a package's latest is, and its manifest,
+//! are remembered until the library records or forgets a version, so a request reads nothing
+//! from disk before the file itself. Paths are checked as manifest paths: `..`, empty or `.`
 //! components (also percent-encoded) are refused before anything is looked up.
 
 use std::sync::Arc;
@@ -29,6 +35,8 @@ use pkgdist_content::Library;
 use pkgdist_core::{ContentId, Digest, Entry, EntryKind, Manifest, PackageId, RelPath};
 use serde_json::json;
 
+use crate::direct::SendFile;
+use crate::served::{Copied, ServedFiles};
 use crate::util::plain;
 
 /// What the download routes read from.
@@ -36,6 +44,8 @@ use crate::util::plain;
 pub struct Content {
     library: Arc<Library>,
     manifests: Arc<ManifestCache>,
+    versions: Arc<VersionCache>,
+    served: Option<Arc<ServedFiles>>,
 }
 
 impl Content {
@@ -43,7 +53,48 @@ impl Content {
         Content {
             library,
             manifests: Arc::new(ManifestCache::default()),
+            versions: Arc::new(VersionCache::default()),
+            served: None,
         }
+    }
+
+    /// Serves files from verified copies in `served` where it has them (and fills it).
+    pub fn with_served(mut self, served: Arc<ServedFiles>) -> Content {
+        self.served = Some(served);
+        self
+    }
+}
+
+/// What each package name or content ID a request named stood for (the content ID and its
+/// manifest's hash, or nothing), valid while the library's versions have not changed
+/// ([`Library::versions_changed`]). Answering `latest` from disk lists every version the DP
+/// holds: with 2,000 packages, a folder of 2,000 names read per request.
+#[derive(Debug, Default)]
+struct VersionCache {
+    known: std::sync::Mutex<(u64, std::collections::HashMap<String, Option<(ContentId, Digest)>>)>,
+}
+
+impl VersionCache {
+    /// Names remembered at most (a client asking for made-up names cannot grow it further).
+    const CAPACITY: usize = 16_384;
+
+    fn get(&self, which: &str, generation: u64) -> Option<Option<(ContentId, Digest)>> {
+        let known = self.known.lock().unwrap_or_else(|p| p.into_inner());
+        if known.0 != generation {
+            return None;
+        }
+        known.1.get(which).copied()
+    }
+
+    fn put(&self, which: String, generation: u64, found: Option<(ContentId, Digest)>) {
+        let mut known = self.known.lock().unwrap_or_else(|p| p.into_inner());
+        if known.0 != generation {
+            *known = (generation, std::collections::HashMap::new());
+        }
+        if known.1.len() >= Self::CAPACITY {
+            known.1.clear();
+        }
+        known.1.insert(which, found);
     }
 }
 
@@ -103,26 +154,28 @@ fn not_the_share() -> Response {
 
 /// The manifest a request reads: a named version, or the package's latest.
 async fn manifest(content: &Content, which: &str) -> Result<(ContentId, Arc<Manifest>), Response> {
-    let lib = content.library.clone();
-    let cache = content.manifests.clone();
     // Package IDs in any case, as Windows clients may write them.
     let which = which.to_ascii_uppercase();
+    let generation = content.library.versions_changed();
+    let known = content.versions.get(&which, generation);
+    if let Some(Some((cid, id))) = known
+        && let Some(m) = content.manifests.get(&id)
+    {
+        return Ok((cid, m));
+    }
+    let lib = content.library.clone();
+    let cache = content.manifests.clone();
+    let versions = content.versions.clone();
     let found = tokio::task::spawn_blocking(move || -> Result<Option<(ContentId, Arc<Manifest>)>, String> {
-        let cid = if which.contains('.') {
-            match which.parse::<ContentId>() {
-                Ok(c) => c,
-                Err(_) => return Ok(None),
-            }
-        } else {
-            let Ok(pkg) = which.parse::<PackageId>() else {
-                return Ok(None);
-            };
-            match lib.latest(pkg).map_err(|e| e.to_string())? {
-                Some(c) => c,
-                None => return Ok(None),
+        let named = match known {
+            Some(named) => named,
+            None => {
+                let named = version_named(&lib, &which).map_err(|e| e.to_string())?;
+                versions.put(which, generation, named);
+                named
             }
         };
-        let Some(id) = lib.manifest_id(cid).map_err(|e| e.to_string())? else {
+        let Some((cid, id)) = named else {
             return Ok(None);
         };
         if let Some(m) = cache.get(&id) {
@@ -148,6 +201,26 @@ async fn manifest(content: &Content, which: &str) -> Result<(ContentId, Arc<Mani
             ))
         }
     }
+}
+
+/// The version `which` (a package ID, upper case, or a content ID) names, and its manifest's
+/// hash.
+fn version_named(lib: &Library, which: &str) -> pkgdist_content::Result<Option<(ContentId, Digest)>> {
+    let cid = if which.contains('.') {
+        match which.parse::<ContentId>() {
+            Ok(c) => c,
+            Err(_) => return Ok(None),
+        }
+    } else {
+        let Ok(pkg) = which.parse::<PackageId>() else {
+            return Ok(None);
+        };
+        match lib.latest(pkg)? {
+            Some(c) => c,
+            None => return Ok(None),
+        }
+    };
+    Ok(lib.manifest_id(cid)?.map(|id| (cid, id)))
 }
 
 /// The entry `path` names, following symlinks inside the manifest wherever they are on the way
@@ -331,7 +404,7 @@ async fn serve(
         EntryKind::Directory => listing(&m, cid, entry.path.as_str(), headers),
         EntryKind::File(f) => {
             let etag = format!("\"{}\"", f.hash);
-            let modified = http_date(entry.mtime.secs);
+            let modified = crate::util::http_date(entry.mtime.secs);
             let mut base = Response::builder()
                 .header(header::ETAG, &etag)
                 .header(header::LAST_MODIFIED, &modified)
@@ -385,10 +458,31 @@ async fn serve(
                     .body(Body::empty())
                     .unwrap_or_else(|_| plain(StatusCode::INTERNAL_SERVER_ERROR, "response"));
             }
+            if let Some(copy) = content.served.as_ref().and_then(|s| s.get(f)) {
+                // The body for hyper (TLS), the extension for the direct loop (plain).
+                let body = stream(CopyReader {
+                    copy: copy.clone(),
+                    pos: start,
+                    end,
+                });
+                let send = SendFile {
+                    copy,
+                    start,
+                    len: end - start,
+                    sent: None,
+                };
+                return base
+                    .extension(send)
+                    .body(body)
+                    .unwrap_or_else(|_| plain(StatusCode::INTERNAL_SERVER_ERROR, "response"));
+            }
             let reader = match content.library.read_file(&m, entry.path.as_str(), start..end) {
                 Ok(r) => r,
                 Err(e) => return plain(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
             };
+            if let Some(served) = &content.served {
+                served.want(f);
+            }
             base.body(stream(reader))
                 .unwrap_or_else(|_| plain(StatusCode::INTERNAL_SERVER_ERROR, "response"))
         }
@@ -422,7 +516,7 @@ const HOLD_AHEAD: std::time::Duration = std::time::Duration::from_secs(1);
 /// connection's buffer, never a thread, and after [`HOLD_AHEAD`] no block of ours either. A
 /// client that stops for good is let go by its connection's write deadline
 /// (`listen::Limits::write_stall`), which drops the body and so ends the producer.
-fn stream(reader: pkgdist_content::FileReader) -> Body {
+fn stream<R: Blocks>(reader: R) -> Body {
     let (want_tx, want_rx) = tokio::sync::mpsc::channel::<()>(1);
     let (data_tx, data_rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(1);
     tokio::spawn(produce(reader, want_rx, data_tx));
@@ -436,8 +530,8 @@ fn stream(reader: pkgdist_content::FileReader) -> Body {
 
 /// The producer of [`stream`]: hands over each block when it is wanted, reading one ahead
 /// while the client keeps up. Ends when the body is dropped (`want` closes).
-async fn produce(
-    reader: pkgdist_content::FileReader,
+async fn produce<R: Blocks>(
+    reader: R,
     mut want: tokio::sync::mpsc::Receiver<()>,
     data: tokio::sync::mpsc::Sender<Result<Bytes, std::io::Error>>,
 ) {
@@ -501,9 +595,7 @@ async fn produce(
 /// Reads the reader's next block (empty at the end) on a blocking thread, within the limit of
 /// reads at once; answers the reader with it. `None` if the read panicked (the reader is
 /// lost with it).
-async fn read_block(
-    mut reader: pkgdist_content::FileReader,
-) -> Option<(pkgdist_content::FileReader, Result<Bytes, std::io::Error>)> {
+async fn read_block<R: Blocks>(mut reader: R) -> Option<(R, Result<Bytes, std::io::Error>)> {
     if reader.remaining() == 0 {
         // The end needs no thread.
         return Some((reader, Ok(Bytes::new())));
@@ -525,6 +617,75 @@ async fn read_block(
     })
     .await
     .ok()
+}
+
+/// What [`stream`] reads a file from: the library's chunks, or a verified copy.
+trait Blocks: std::io::Read + Send + 'static {
+    fn remaining(&self) -> u64;
+    fn position(&self) -> u64;
+    /// Goes back to `pos` (a position it was at) and lets go of what it holds.
+    fn rewind_and_release(&mut self, pos: u64);
+}
+
+impl Blocks for pkgdist_content::FileReader {
+    fn remaining(&self) -> u64 {
+        pkgdist_content::FileReader::remaining(self)
+    }
+
+    fn position(&self) -> u64 {
+        pkgdist_content::FileReader::position(self)
+    }
+
+    fn rewind_and_release(&mut self, pos: u64) {
+        pkgdist_content::FileReader::rewind_and_release(self, pos);
+    }
+}
+
+/// A range of a verified copy, read with `pread`. A failed or short read drops the copy.
+struct CopyReader {
+    copy: Copied,
+    pos: u64,
+    end: u64,
+}
+
+impl std::io::Read for CopyReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let want = usize::try_from(self.end - self.pos)
+            .unwrap_or(usize::MAX)
+            .min(buf.len());
+        if want == 0 {
+            return Ok(0);
+        }
+        match std::os::unix::fs::FileExt::read_at(&*self.copy.file, &mut buf[..want], self.pos) {
+            Ok(0) => {
+                let e = std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "the copy ended short");
+                self.copy.failed(&e);
+                Err(e)
+            }
+            Ok(n) => {
+                self.pos += n as u64;
+                Ok(n)
+            }
+            Err(e) => {
+                self.copy.failed(&e);
+                Err(e)
+            }
+        }
+    }
+}
+
+impl Blocks for CopyReader {
+    fn remaining(&self) -> u64 {
+        self.end - self.pos
+    }
+
+    fn position(&self) -> u64 {
+        self.pos
+    }
+
+    fn rewind_and_release(&mut self, pos: u64) {
+        self.pos = pos.min(self.end);
+    }
 }
 
 enum Range {
@@ -560,13 +721,6 @@ fn parse_range(header: &str, size: u64) -> Range {
         Some((start, end, empty_suffix)) if empty_suffix || start >= size || start >= end => Range::Unsatisfiable,
         Some((start, end, _)) => Range::Bytes(start, end),
     }
-}
-
-fn http_date(secs: i64) -> String {
-    jiff::Timestamp::from_second(secs).map_or_else(
-        |_| String::new(),
-        |t| t.strftime("%a, %d %b %Y %H:%M:%S GMT").to_string(),
-    )
 }
 
 fn listing(m: &Manifest, cid: ContentId, dir: &str, headers: &HeaderMap) -> Response {

@@ -50,6 +50,14 @@ pub fn private_dir(path: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
+/// `secs` since the epoch as an HTTP date (`Sun, 06 Nov 1994 08:49:37 GMT`).
+pub fn http_date(secs: i64) -> String {
+    jiff::Timestamp::from_second(secs).map_or_else(
+        |_| String::new(),
+        |t| t.strftime("%a, %d %b %Y %H:%M:%S GMT").to_string(),
+    )
+}
+
 /// Writes a file so that it is either absent or complete (temp file, fsync, rename, fsync of
 /// the folder, so the new name survives a power loss too). With `private` it is created 0600,
 /// so a secret is never readable by others, not even for a moment; otherwise it is 0644 (a

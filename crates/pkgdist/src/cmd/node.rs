@@ -57,6 +57,11 @@ pub struct DpRunArgs {
     /// content would cross the network readable.
     #[arg(long)]
     pub allow_plain_http: bool,
+    /// Bytes of verified plain copies of served files the DP may keep (in DATA/served), so
+    /// that the kernel sends them; 0 serves every request from the chunks. Default: a quarter
+    /// of the data folder's filesystem.
+    #[arg(long)]
+    pub served_cache_bytes: Option<u64>,
 }
 
 impl DpRunArgs {
@@ -98,6 +103,7 @@ pub fn dp_run(conn: &Conn, a: DpRunArgs) -> Result<()> {
             ready_file: a.ready_file,
             batch_bytes: a.batch_bytes,
             allow_plain_http: a.allow_plain_http,
+            served_cache_bytes: a.served_cache_bytes,
         },
         pkgdist_site::shutdown_signal(),
     ))?;
@@ -313,6 +319,7 @@ async fn up_async(a: UpArgs) -> Result<()> {
             batch_bytes: None,
             limits: share,
             allow_plain_http: false,
+            served_cache_bytes: None,
         })
         .await?;
         dp_addrs.push(dp.addr.to_string());

@@ -1,0 +1,526 @@
+//! GET and HEAD over plain HTTP answered by pkgdist's own HTTP/1.1 loop, so that a served
+//! file goes from the page cache to the socket with `sendfile`, as nginx sends it.
+//!
+//! hyper writes only bodies of bytes it is handed: every byte of a download would be copied
+//! into the process and out again. On a connection of a listener with direct answers
+//! ([`crate::listen::Transport::direct`]), this loop reads each request's head itself and
+//! passes the request to the same `Router` (its middleware included: tracing, panics caught,
+//! metrics). A response that carries a [`SendFile`] extension has its body sent from the file
+//! by the kernel; any other body is written as hyper would write it (`Content-Length` when
+//! known, chunked otherwise).
+//!
+//! Only requests without a body are answered here. The first request with one (a POST, a
+//! GET with `Content-Length` or `Transfer-Encoding`, `Expect`, an upgrade) hands the
+//! connection to hyper for the rest of its life, the bytes read so far replayed first: this
+//! loop never has to read a request body. TLS connections are hyper's throughout (the kernel
+//! cannot encrypt what `sendfile` sends without kTLS).
+//!
+//! The connection bounds are the listener's: a client has `header_read` to send a request's
+//! head (a kept-alive connection too, from its last answer on), heads above 64 KiB are
+//! refused (431), and a write or `sendfile` that makes no progress for `write_stall` resets the
+//! connection. A body that fails (damaged content) resets it too, so the client sees a short
+//! response rather than a complete wrong one. A slow client costs a socket and what the
+//! kernel buffers for it: no thread and no buffer of ours.
+//!
+//! `sendfile` may wait on the disk for a page not in the cache, holding a worker thread for
+//! that read (as nginx's workers are held without `aio threads`); the next stretch of the file
+//! is advised to the kernel ahead (`POSIX_FADV_WILLNEED`) so that sequential sends rarely do.
+
+use std::fmt::Write as _;
+use std::fs::File;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::ConnectInfo;
+use axum::http::{HeaderName, HeaderValue, Method, Request, Response, StatusCode, Version, header};
+use http_body::Body as _;
+use prometheus_client::metrics::counter::Counter;
+use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+
+use crate::listen::Limits;
+use crate::served::Copied;
+
+/// A response extension: send `len` bytes of `file` from `start` as the body, with the
+/// kernel's `sendfile`, instead of the response's own body. The body must hold the same
+/// bytes (a TLS connection, answered by hyper, sends it instead).
+#[derive(Debug, Clone)]
+pub struct SendFile {
+    pub copy: Copied,
+    pub start: u64,
+    pub len: u64,
+    /// Counts the bytes as they are sent (the metrics layer sets it: it counts other bodies
+    /// by their frames, which a file sent by the kernel has none of).
+    pub sent: Option<Counter>,
+}
+
+/// The most a request's head may take (hyper's buffer limit on the other path).
+const MAX_HEAD: usize = 64 << 10;
+/// Headers a request may have.
+const MAX_HEADERS: usize = 100;
+/// Bytes one `sendfile` call is asked for; the next stretch is advised ahead.
+const STRETCH: u64 = 2 << 20;
+/// Bodies whose length is known and at most this are written with their head in one write.
+const SMALL_BODY: u64 = 16 << 10;
+
+/// Serves one plain connection until it ends, the daemon stops, or a request with a body
+/// hands it to hyper.
+pub(crate) async fn connection(
+    mut tcp: TcpStream,
+    peer: SocketAddr,
+    app: Router,
+    limits: Limits,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    use tower::ServiceExt as _;
+    let mut buf: Vec<u8> = Vec::with_capacity(4096);
+    loop {
+        let stopping = *stop.borrow();
+        if stopping {
+            return;
+        }
+        // The head, within the header deadline (from now: a kept-alive connection's idle
+        // time counts), unless the daemon stops meanwhile.
+        let waited = {
+            let stopped = async {
+                let _ = stop.wait_for(|s| *s).await.map(|_| ());
+            };
+            tokio::select! {
+                r = tokio::time::timeout(limits.header_read, read_head(&mut tcp, &mut buf)) => Some(r),
+                () = stopped => None,
+            }
+        };
+        let Some(waited) = waited else {
+            return;
+        };
+        let head = match waited {
+            Ok(Ok(head)) => head,
+            Ok(Err(HeadError::Closed)) | Err(_) => return,
+            Ok(Err(HeadError::Io(e))) => {
+                tracing::debug!(%peer, error = %e, "connection ended");
+                return;
+            }
+            Ok(Err(HeadError::TooLarge)) => {
+                return refuse(
+                    &mut tcp,
+                    StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                    "the request's headers take more than 64 KiB",
+                    limits.write_stall,
+                )
+                .await;
+            }
+            Ok(Err(HeadError::Malformed(why))) => {
+                return refuse(&mut tcp, StatusCode::BAD_REQUEST, why, limits.write_stall).await;
+            }
+        };
+        let (req, used, keep_alive) = match head {
+            Head::Ours { req, used, keep_alive } => (req, used, keep_alive),
+            Head::Hyper => {
+                // The rest of the connection is hyper's, starting with this request.
+                let io = Rewind {
+                    pending: buf,
+                    at: 0,
+                    io: crate::listen::StallGuard::new(tcp, limits.write_stall),
+                };
+                return crate::listen::http(io, peer, app, limits, None, stop).await;
+            }
+        };
+        buf.drain(..used);
+        let head_only = req.method() == Method::HEAD;
+        let version = req.version();
+        let mut req = req;
+        req.extensions_mut().insert(ConnectInfo(peer));
+        let Ok(resp) = app.clone().oneshot(req).await;
+        match answer(&mut tcp, resp, head_only, version, keep_alive, limits.write_stall).await {
+            Ok(true) => {}
+            Ok(false) => return,
+            Err(e) => {
+                tracing::debug!(%peer, error = %e, "connection reset");
+                // Unsent bytes are not left queued in the kernel, and a body cut short
+                // shows as cut short.
+                let _ = tcp.set_zero_linger();
+                return;
+            }
+        }
+    }
+}
+
+enum Head {
+    /// A request without a body: answered here. `used` bytes of the buffer were its head.
+    Ours {
+        req: Request<Body>,
+        used: usize,
+        keep_alive: bool,
+    },
+    /// A request this loop does not answer: the connection goes to hyper.
+    Hyper,
+}
+
+#[derive(Debug)]
+enum HeadError {
+    Closed,
+    Io(std::io::Error),
+    TooLarge,
+    Malformed(&'static str),
+}
+
+/// Reads until `buf` holds a whole request head, and parses it.
+async fn read_head(tcp: &mut TcpStream, buf: &mut Vec<u8>) -> Result<Head, HeadError> {
+    loop {
+        if !buf.is_empty() {
+            match parse(buf)? {
+                Some(head) => return Ok(head),
+                None if buf.len() >= MAX_HEAD => return Err(HeadError::TooLarge),
+                None => {}
+            }
+        }
+        buf.reserve(4096);
+        match tcp.read_buf(buf).await {
+            Ok(0) => return Err(HeadError::Closed),
+            Ok(_) => {}
+            Err(e) => return Err(HeadError::Io(e)),
+        }
+    }
+}
+
+/// A whole head in `buf` as a request, `None` if more is to come.
+fn parse(buf: &[u8]) -> Result<Option<Head>, HeadError> {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut parsed = httparse::Request::new(&mut headers);
+    let used = match parsed.parse(buf) {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(httparse::Error::TooManyHeaders) => return Err(HeadError::TooLarge),
+        Err(_) => return Err(HeadError::Malformed("not an HTTP/1.1 request")),
+    };
+    let (Some(method), Some(path), Some(minor)) = (parsed.method, parsed.path, parsed.version) else {
+        return Err(HeadError::Malformed("not an HTTP/1.1 request"));
+    };
+    if method != "GET" && method != "HEAD" {
+        return Ok(Some(Head::Hyper));
+    }
+    let version = if minor == 0 { Version::HTTP_10 } else { Version::HTTP_11 };
+    let mut keep_alive = minor == 1;
+    let mut builder = Request::builder().method(method).uri(path).version(version);
+    for h in parsed.headers.iter() {
+        let name = HeaderName::from_bytes(h.name.as_bytes())
+            .map_err(|_| HeadError::Malformed("a header name is not valid"))?;
+        if name == header::CONTENT_LENGTH && h.value.iter().any(|b| *b != b'0' && !b.is_ascii_whitespace())
+            || name == header::TRANSFER_ENCODING
+            || name == header::EXPECT
+            || name == header::UPGRADE
+        {
+            // A body to read, or a protocol change: hyper's to answer.
+            return Ok(Some(Head::Hyper));
+        }
+        if name == header::CONNECTION {
+            for token in h.value.split(|b| *b == b',') {
+                let token = token.trim_ascii();
+                if token.eq_ignore_ascii_case(b"close") {
+                    keep_alive = false;
+                } else if token.eq_ignore_ascii_case(b"keep-alive") {
+                    keep_alive = true;
+                } else if token.eq_ignore_ascii_case(b"upgrade") {
+                    return Ok(Some(Head::Hyper));
+                }
+            }
+        }
+        let value =
+            HeaderValue::from_bytes(h.value).map_err(|_| HeadError::Malformed("a header value is not valid"))?;
+        builder = builder.header(name, value);
+    }
+    let req = builder
+        .body(Body::empty())
+        .map_err(|_| HeadError::Malformed("the request line is not valid"))?;
+    Ok(Some(Head::Ours { req, used, keep_alive }))
+}
+
+/// Writes a response; answers whether the connection may be kept.
+async fn answer(
+    tcp: &mut TcpStream,
+    resp: Response<Body>,
+    head_only: bool,
+    version: Version,
+    keep_alive: bool,
+    stall: Duration,
+) -> std::io::Result<bool> {
+    let (mut parts, mut body) = resp.into_parts();
+    let file = parts.extensions.remove::<SendFile>();
+    let status = parts.status;
+    let bodiless = head_only
+        || status.is_informational()
+        || status == StatusCode::NO_CONTENT
+        || status == StatusCode::NOT_MODIFIED;
+    let close_asked = parts
+        .headers
+        .get(header::CONNECTION)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"close"));
+    parts.headers.remove(header::CONNECTION);
+    parts.headers.remove(header::TRANSFER_ENCODING);
+    let mut keep = keep_alive && !close_asked;
+    // How the body is framed.
+    let mut small = None;
+    let mut chunked = false;
+    if !bodiless && file.is_none() && !parts.headers.contains_key(header::CONTENT_LENGTH) {
+        match body.size_hint().exact() {
+            Some(n) if n <= SMALL_BODY => {
+                let bytes = collect(&mut body).await?;
+                parts
+                    .headers
+                    .insert(header::CONTENT_LENGTH, HeaderValue::from(bytes.len()));
+                small = Some(bytes);
+            }
+            Some(n) => {
+                parts.headers.insert(header::CONTENT_LENGTH, HeaderValue::from(n));
+            }
+            None if version == Version::HTTP_11 => {
+                parts
+                    .headers
+                    .insert(header::TRANSFER_ENCODING, HeaderValue::from_static("chunked"));
+                chunked = true;
+            }
+            // HTTP/1.0 has no chunks: the end of the body is the end of the connection.
+            None => keep = false,
+        }
+    } else if !bodiless && file.is_none() && body.size_hint().exact().is_some_and(|n| n <= SMALL_BODY) {
+        small = Some(collect(&mut body).await?);
+    }
+    let mut head = String::with_capacity(256);
+    let _ = write!(
+        head,
+        "HTTP/1.1 {} {}\r\n",
+        status.as_u16(),
+        status.canonical_reason().unwrap_or("")
+    );
+    for (name, value) in &parts.headers {
+        head.push_str(name.as_str());
+        head.push_str(": ");
+        head.push_str(&String::from_utf8_lossy(value.as_bytes()));
+        head.push_str("\r\n");
+    }
+    let _ = write!(head, "date: {}\r\n", date());
+    if !keep {
+        head.push_str("connection: close\r\n");
+    } else if version == Version::HTTP_10 {
+        head.push_str("connection: keep-alive\r\n");
+    }
+    head.push_str("\r\n");
+    let mut out = head.into_bytes();
+    if bodiless {
+        write_all(tcp, &out, stall).await?;
+        return Ok(keep);
+    }
+    if let Some(bytes) = small {
+        out.extend_from_slice(&bytes);
+        write_all(tcp, &out, stall).await?;
+        return Ok(keep);
+    }
+    write_all(tcp, &out, stall).await?;
+    if let Some(file) = file {
+        drop(body);
+        send_file(tcp, &file, stall).await?;
+        return Ok(keep);
+    }
+    while let Some(frame) = std::future::poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await {
+        let frame = frame.map_err(std::io::Error::other)?;
+        let Ok(data) = frame.into_data() else {
+            continue; // trailers: not sent
+        };
+        if data.is_empty() {
+            continue;
+        }
+        if chunked {
+            let mut framed = format!("{:x}\r\n", data.len()).into_bytes();
+            framed.extend_from_slice(&data);
+            framed.extend_from_slice(b"\r\n");
+            write_all(tcp, &framed, stall).await?;
+        } else {
+            write_all(tcp, &data, stall).await?;
+        }
+    }
+    if chunked {
+        write_all(tcp, b"0\r\n\r\n", stall).await?;
+    }
+    Ok(keep)
+}
+
+/// A short body whole.
+async fn collect(body: &mut Body) -> std::io::Result<Vec<u8>> {
+    let mut out = Vec::new();
+    while let Some(frame) = std::future::poll_fn(|cx| Pin::new(&mut *body).poll_frame(cx)).await {
+        if let Ok(data) = frame.map_err(std::io::Error::other)?.into_data() {
+            out.extend_from_slice(&data);
+        }
+    }
+    Ok(out)
+}
+
+/// Writes all of `bytes`; fails when a write makes no progress for `stall`.
+async fn write_all(tcp: &mut TcpStream, mut bytes: &[u8], stall: Duration) -> std::io::Result<()> {
+    use tokio::io::AsyncWriteExt as _;
+    while !bytes.is_empty() {
+        match tokio::time::timeout(stall, tcp.write(bytes)).await {
+            Ok(Ok(0)) => return Err(std::io::ErrorKind::WriteZero.into()),
+            Ok(Ok(n)) => bytes = &bytes[n..],
+            Ok(Err(e)) => return Err(e),
+            Err(_) => {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    "the client took nothing",
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Sends the file's range with `sendfile`, waiting on the socket (never on a thread) while
+/// the client is not taking it; fails when it makes no progress for `stall`.
+async fn send_file(tcp: &mut TcpStream, send: &SendFile, stall: Duration) -> std::io::Result<()> {
+    let file: &File = &send.copy.file;
+    let mut at = send.start;
+    let end = send.start + send.len;
+    let mut advised = at;
+    while at < end {
+        if advised < end && advised < at + STRETCH {
+            // The stretch after the one being sent: read ahead by the kernel meanwhile.
+            let from = advised.max(at + STRETCH.min(end - at));
+            let len = STRETCH.min(end.saturating_sub(from));
+            if len > 0 && send.len > STRETCH {
+                let _ = rustix::fs::fadvise(file, from, std::num::NonZeroU64::new(len), rustix::fs::Advice::WillNeed);
+            }
+            advised = from + len;
+        }
+        let want = usize::try_from((end - at).min(STRETCH)).unwrap_or(usize::MAX);
+        let sent = tokio::time::timeout(
+            stall,
+            tcp.async_io(tokio::io::Interest::WRITABLE, || {
+                rustix::fs::sendfile(tcp_fd(tcp), file, Some(&mut at), want).map_err(std::io::Error::from)
+            }),
+        )
+        .await;
+        match sent {
+            Ok(Ok(0)) => {
+                let e = std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "the copy ended short");
+                send.copy.failed(&e);
+                return Err(e);
+            }
+            Ok(Ok(n)) => {
+                if let Some(c) = &send.sent {
+                    c.inc_by(n as u64);
+                }
+            }
+            Ok(Err(e)) if is_socket_error(&e) => return Err(e),
+            Ok(Err(e)) => {
+                send.copy.failed(&e);
+                return Err(e);
+            }
+            Err(_) => {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    "the client took nothing",
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The socket's descriptor, borrowed for a system call.
+fn tcp_fd(tcp: &TcpStream) -> std::os::fd::BorrowedFd<'_> {
+    use std::os::fd::AsFd as _;
+    tcp.as_fd()
+}
+
+/// Whether a `sendfile` error is the client's (the connection) rather than the file's.
+fn is_socket_error(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind::*;
+    matches!(
+        e.kind(),
+        BrokenPipe | ConnectionReset | ConnectionAborted | NotConnected | TimedOut
+    )
+}
+
+/// Answers a request this loop cannot take, and closes.
+async fn refuse(tcp: &mut TcpStream, status: StatusCode, why: &str, stall: Duration) {
+    let body = format!("{}: {why}\n", status.as_u16());
+    let answer = format!(
+        "HTTP/1.1 {} {}\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        status.as_u16(),
+        status.canonical_reason().unwrap_or(""),
+        body.len()
+    );
+    let _ = write_all(tcp, answer.as_bytes(), stall).await;
+}
+
+/// Now as an HTTP date, formatted at most once a second per thread.
+fn date() -> String {
+    thread_local! {
+        static CACHED: std::cell::RefCell<(u64, String)> = const { std::cell::RefCell::new((u64::MAX, String::new())) };
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    CACHED.with(|c| {
+        let mut c = c.borrow_mut();
+        if c.0 != now {
+            *c = (now, crate::util::http_date(i64::try_from(now).unwrap_or(0)));
+        }
+        c.1.clone()
+    })
+}
+
+/// A connection handed to hyper with the bytes this loop read and did not answer replayed
+/// first.
+struct Rewind<IO> {
+    pending: Vec<u8>,
+    at: usize,
+    io: IO,
+}
+
+impl<IO: AsyncRead + Unpin> AsyncRead for Rewind<IO> {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+        if self.at < self.pending.len() {
+            let n = (self.pending.len() - self.at).min(buf.remaining());
+            let at = self.at;
+            buf.put_slice(&self.pending[at..at + n]);
+            self.at += n;
+            if self.at == self.pending.len() {
+                self.pending = Vec::new();
+                self.at = 0;
+            }
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut self.io).poll_read(cx, buf)
+    }
+}
+
+impl<IO: AsyncWrite + Unpin> AsyncWrite for Rewind<IO> {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+}

@@ -1,0 +1,372 @@
+//! Verified copies of served files, so the kernel can send them (`sendfile`).
+//!
+//! A DP's library stores chunks, many compressed; serving a file from them means reading,
+//! decompressing and hashing every byte on every request, four times nginx's cost. This cache
+//! keeps a plain copy of the files clients ask for, one per distinct file content (named by
+//! the file's BLAKE3, so a file in many packages or versions is one copy, as in ConfigMgr's
+//! file library), and serves them from the page cache.
+//!
+//! Invariants:
+//! - **Only verified bytes.** A copy is written from the library's chunks, each checked
+//!   against its hash, and the whole checked against the file's hash, in a temporary file; it
+//!   is renamed to its name only then. Its identity (device, inode, size, modification and
+//!   change times) is recorded in memory at that moment. A copy is served only while the file
+//!   under its name has exactly that identity: any write to it, a rename over it or a
+//!   truncation changes its change time (which no user can set), and the copy is dropped and
+//!   written again. A read that fails drops it too. Validation re-hashes the copies of the
+//!   versions it checks ([`ServedFiles::check`]).
+//! - **Nothing trusted across restarts.** The record lives in memory; the folder is emptied
+//!   when the DP starts, and copies are written again as clients ask.
+//! - **Bounded.** At most [`ServedFiles::budget`] bytes of copies (least recently used go
+//!   first), never a copy that would leave the filesystem with less than [`KEEP_FREE`]
+//!   free, at most [`WRITERS`] copies written at once and [`QUEUED`] waiting; a file asked
+//!   for meanwhile is served from the chunks as before.
+
+use std::collections::{HashMap, HashSet};
+use std::fs::File;
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use pkgdist_content::Library;
+use pkgdist_core::{Digest, FileData};
+use rustix::fs::{Mode, OFlags};
+
+/// Copies written at once.
+pub const WRITERS: usize = 2;
+/// Copies waiting to be written; past that a file is not queued (it is asked for again).
+pub const QUEUED: usize = 1024;
+/// Free space a copy must leave on the filesystem: 5% of its size, at most 4 GiB.
+pub const KEEP_FREE: &str = "5% of the filesystem, at most 4 GiB";
+
+/// The folder of copies, the record of which are verified, and the queue of copies to write.
+#[derive(Debug)]
+pub struct ServedFiles {
+    dir: OwnedFd,
+    path: PathBuf,
+    library: Arc<Library>,
+    budget: u64,
+    state: Mutex<State>,
+    writers: tokio::sync::Semaphore,
+    clock: AtomicU64,
+    /// Temporary names, unique in this process (the folder is this process's alone).
+    temp: AtomicU64,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    copies: HashMap<Digest, Copy>,
+    /// Bytes the copies take on disk.
+    bytes: u64,
+    /// Asked for and not written yet.
+    queued: HashSet<Digest>,
+}
+
+/// A copy written and verified, as it was when written.
+#[derive(Debug)]
+struct Copy {
+    identity: Identity,
+    disk: u64,
+    used: AtomicU64,
+}
+
+/// What identifies a file's content without reading it: any change to the bytes under the
+/// name changes one of these (the change time cannot be set by any user).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Identity {
+    dev: u64,
+    ino: u64,
+    size: i64,
+    mtime: (i64, u64),
+    ctime: (i64, u64),
+}
+
+impl Identity {
+    fn of(st: &rustix::fs::Stat) -> Self {
+        Self {
+            dev: st.st_dev,
+            ino: st.st_ino,
+            size: st.st_size,
+            mtime: (st.st_mtime, st.st_mtime_nsec),
+            ctime: (st.st_ctime, st.st_ctime_nsec),
+        }
+    }
+}
+
+/// What a served copy hands a response: the open copy and whom to tell if reading it fails.
+#[derive(Debug, Clone)]
+pub struct Copied {
+    pub file: Arc<File>,
+    served: Arc<ServedFiles>,
+    hash: Digest,
+}
+
+impl Copied {
+    /// Reading the copy failed (an I/O error, or it ended short): it is dropped and written
+    /// again from the chunks when next asked for.
+    pub fn failed(&self, why: &dyn std::fmt::Display) {
+        tracing::warn!(file = %self.hash, error = %why, "a served copy could not be read; dropping it");
+        self.served.drop_copy(&self.hash);
+    }
+}
+
+impl ServedFiles {
+    /// The cache in `dir` (made 0700 if needed, and emptied: nothing in it is trusted from an
+    /// earlier run), holding at most `budget` bytes of copies.
+    pub fn open(dir: &Path, library: Arc<Library>, budget: u64) -> std::io::Result<Self> {
+        crate::util::private_dir(dir)?;
+        for entry in std::fs::read_dir(dir)? {
+            let entry = entry?;
+            let path = entry.path();
+            if entry.file_type()?.is_dir() {
+                std::fs::remove_dir_all(&path)?;
+            } else {
+                std::fs::remove_file(&path)?;
+            }
+        }
+        let fd = rustix::fs::open(
+            dir,
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        )?;
+        Ok(Self {
+            dir: fd,
+            path: dir.to_owned(),
+            library,
+            budget,
+            state: Mutex::default(),
+            writers: tokio::sync::Semaphore::new(WRITERS),
+            clock: AtomicU64::new(0),
+            temp: AtomicU64::new(0),
+        })
+    }
+
+    /// The default budget for a cache on the filesystem of `dir`: a quarter of its size.
+    pub fn default_budget(dir: &Path) -> u64 {
+        rustix::fs::statvfs(dir).map_or(0, |s| s.f_blocks.saturating_mul(s.f_frsize) / 4)
+    }
+
+    /// The most the copies may take.
+    pub fn budget(&self) -> u64 {
+        self.budget
+    }
+
+    /// Bytes the copies take on disk now, and how many there are.
+    pub fn usage(&self) -> (u64, usize) {
+        let state = self.lock();
+        (state.bytes, state.copies.len())
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The verified copy of `f`, open, if there is one and it is still exactly as written.
+    /// Costs an open and an `fstat`; never reads the file.
+    pub fn get(self: &Arc<Self>, f: &FileData) -> Option<Copied> {
+        let recorded = {
+            let state = self.lock();
+            let copy = state.copies.get(&f.hash)?;
+            copy.used
+                .store(self.clock.fetch_add(1, Ordering::Relaxed), Ordering::Relaxed);
+            copy.identity
+        };
+        let opened = rustix::fs::openat(
+            &self.dir,
+            f.hash.to_hex(),
+            OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NOCTTY,
+            Mode::empty(),
+        )
+        .and_then(|fd| rustix::fs::fstat(&fd).map(|st| (fd, st)));
+        match opened {
+            Ok((fd, st)) if Identity::of(&st) == recorded && u64::try_from(st.st_size).ok() == Some(f.size) => {
+                Some(Copied {
+                    file: Arc::new(File::from(fd)),
+                    served: Arc::clone(self),
+                    hash: f.hash,
+                })
+            }
+            Ok(_) => {
+                tracing::warn!(file = %f.hash, "a served copy changed since it was written; dropping it");
+                self.drop_copy(&f.hash);
+                None
+            }
+            Err(e) => {
+                tracing::warn!(file = %f.hash, error = %e, "a served copy is gone; dropping it");
+                self.drop_copy(&f.hash);
+                None
+            }
+        }
+    }
+
+    /// Asks for a copy of `f` to be written (verified) in the background, unless one exists,
+    /// is queued, or would not fit. Returns at once.
+    pub fn want(self: &Arc<Self>, f: &FileData) {
+        if f.size > self.budget {
+            return;
+        }
+        {
+            let mut state = self.lock();
+            if state.copies.contains_key(&f.hash) || state.queued.len() >= QUEUED || !state.queued.insert(f.hash) {
+                return;
+            }
+        }
+        let (me, f) = (Arc::clone(self), f.clone());
+        tokio::spawn(async move {
+            let Ok(_turn) = me.writers.acquire().await else {
+                return;
+            };
+            let writer = Arc::clone(&me);
+            let hash = f.hash;
+            let written = tokio::task::spawn_blocking(move || writer.write_copy(&f)).await;
+            me.lock().queued.remove(&hash);
+            match written {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    tracing::warn!(file = %hash, error = %e, "cannot write a served copy; serving from the chunks")
+                }
+                Err(e) => tracing::warn!(file = %hash, error = %e, "writing a served copy stopped"),
+            }
+        });
+    }
+
+    /// Writes, verifies and records a copy of `f` (blocking).
+    fn write_copy(&self, f: &FileData) -> Result<(), CopyError> {
+        self.make_room(f.size)?;
+        let temp = format!("tmp.{}.{}", f.hash.to_hex(), self.temp.fetch_add(1, Ordering::Relaxed));
+        let fd = rustix::fs::openat(
+            &self.dir,
+            temp.as_str(),
+            OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::from_raw_mode(0o600),
+        )
+        .map_err(|e| CopyError::Io(e.into()))?;
+        let written = pkgdist_content::restore::write_verified(&self.library, &fd, f)
+            .map_err(CopyError::Content)
+            .and_then(|()| {
+                rustix::fs::renameat(&self.dir, temp.as_str(), &self.dir, f.hash.to_hex())
+                    .map_err(|e| CopyError::Io(e.into()))
+            })
+            // After the rename, which changes the change time on some filesystems.
+            .and_then(|()| rustix::fs::fstat(&fd).map_err(|e| CopyError::Io(e.into())));
+        let st = match written {
+            Ok(st) => st,
+            Err(e) => {
+                let _ = rustix::fs::unlinkat(&self.dir, temp.as_str(), rustix::fs::AtFlags::empty());
+                return Err(e);
+            }
+        };
+        let disk = u64::try_from(st.st_blocks).unwrap_or(0).saturating_mul(512);
+        let mut state = self.lock();
+        let used = self.clock.fetch_add(1, Ordering::Relaxed);
+        let copy = Copy {
+            identity: Identity::of(&st),
+            disk,
+            used: AtomicU64::new(used),
+        };
+        if let Some(old) = state.copies.insert(f.hash, copy) {
+            state.bytes = state.bytes.saturating_sub(old.disk);
+        }
+        state.bytes += disk;
+        tracing::debug!(file = %f.hash, bytes = f.size, "wrote a served copy");
+        Ok(())
+    }
+
+    /// Drops the least recently used copies until `size` more fits the budget; refuses if the
+    /// filesystem would be left with too little free space.
+    fn make_room(&self, size: u64) -> Result<(), CopyError> {
+        let gone: Vec<Digest> = {
+            let mut state = self.lock();
+            if state.bytes + size <= self.budget {
+                Vec::new()
+            } else {
+                // Down to nine tenths of the budget at once, so the scan is not per copy.
+                let target = (self.budget / 10 * 9).saturating_sub(size);
+                let mut by_use: Vec<(u64, Digest, u64)> = state
+                    .copies
+                    .iter()
+                    .map(|(h, c)| (c.used.load(Ordering::Relaxed), *h, c.disk))
+                    .collect();
+                by_use.sort_unstable_by_key(|(used, _, _)| *used);
+                let mut gone = Vec::new();
+                for (_, hash, disk) in by_use {
+                    if state.bytes <= target {
+                        break;
+                    }
+                    state.copies.remove(&hash);
+                    state.bytes = state.bytes.saturating_sub(disk);
+                    gone.push(hash);
+                }
+                gone
+            }
+        };
+        for hash in &gone {
+            let _ = rustix::fs::unlinkat(&self.dir, hash.to_hex(), rustix::fs::AtFlags::empty());
+        }
+        let vfs = rustix::fs::fstatvfs(&self.dir).map_err(|e| CopyError::Io(e.into()))?;
+        let keep = (vfs.f_blocks.saturating_mul(vfs.f_frsize) / 20).min(4 << 30);
+        let free = vfs.f_bavail.saturating_mul(vfs.f_frsize);
+        if free < size.saturating_add(keep) {
+            return Err(CopyError::NoRoom { free, size });
+        }
+        Ok(())
+    }
+
+    /// Forgets a copy and removes it: it is written again when next asked for.
+    fn drop_copy(&self, hash: &Digest) {
+        let mut state = self.lock();
+        if let Some(old) = state.copies.remove(hash) {
+            state.bytes = state.bytes.saturating_sub(old.disk);
+            let _ = rustix::fs::unlinkat(&self.dir, hash.to_hex(), rustix::fs::AtFlags::empty());
+        }
+    }
+
+    /// Re-reads the copies of `files` and drops those whose bytes no longer match their hash
+    /// (damage the identity cannot show: a disk that flips a bit). Blocking; returns how many
+    /// were dropped.
+    pub fn check<'a>(&self, files: impl IntoIterator<Item = &'a FileData>) -> usize {
+        let mut dropped = 0;
+        for f in files {
+            if !self.lock().copies.contains_key(&f.hash) {
+                continue;
+            }
+            let sound = rustix::fs::openat(
+                &self.dir,
+                f.hash.to_hex(),
+                OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                Mode::empty(),
+            )
+            .map_err(std::io::Error::from)
+            .and_then(|fd| {
+                let mut hasher = blake3::Hasher::new();
+                hasher.update_reader(File::from(fd))?;
+                Ok(Digest::from(hasher.finalize()) == f.hash)
+            });
+            if !matches!(sound, Ok(true)) {
+                tracing::warn!(file = %f.hash, "a served copy is damaged; dropping it");
+                self.drop_copy(&f.hash);
+                dropped += 1;
+            }
+        }
+        dropped
+    }
+
+    /// The folder of copies.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+/// Why a copy was not written (the file is served from the chunks meanwhile).
+#[derive(Debug, thiserror::Error)]
+enum CopyError {
+    #[error("{0}")]
+    Io(std::io::Error),
+    #[error(transparent)]
+    Content(pkgdist_content::ContentError),
+    #[error(
+        "only {free} bytes free on the filesystem of served copies, too little for {size} more and the margin ({KEEP_FREE})"
+    )]
+    NoRoom { free: u64, size: u64 },
+}
