@@ -41,6 +41,8 @@ pub struct Jobs {
     /// the site learns that the job ended rather than reading "running" from its file for
     /// ever. (After a restart the job runs again, as its file says.)
     unsaved: Arc<Mutex<HashMap<String, JobStatus>>>,
+    /// The verified copies clients are sent: a validation re-reads those of its version.
+    served: Option<Arc<pkgdist_node::served::ServedFiles>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -90,7 +92,15 @@ impl Jobs {
             files: Arc::default(),
             metrics,
             unsaved: Arc::default(),
+            served: None,
         })
+    }
+
+    /// Validations re-read the copies in `served` of the files they check, and drop damaged
+    /// ones (damage their recorded identity cannot show, such as a bit flipped on disk).
+    pub fn with_served(mut self, served: Arc<pkgdist_node::served::ServedFiles>) -> Self {
+        self.served = Some(served);
+        self
     }
 
     fn path(&self, id: &str) -> PathBuf {
@@ -542,12 +552,25 @@ impl Jobs {
         damaged.sort();
         damaged.dedup();
         s.damaged = damaged;
-        let message = format!(
+        let mut message = format!(
             "{content}: {} chunks ({} bytes) re-hashed, {} damaged file(s)",
             report.chunks_checked,
             report.bytes_checked,
             s.damaged.len()
         );
+        if let Some(served) = self.served.clone() {
+            // The chunks are what a copy is written from again: a damaged copy is not damage
+            // to the version, only a copy to write anew.
+            let dropped = self
+                .blocking(move |l| {
+                    let m = l.manifest(content)?;
+                    Ok(served.check(m.entries().iter().filter_map(|e| e.file())))
+                })
+                .await?;
+            if dropped > 0 {
+                message.push_str(&format!(", {dropped} damaged served copy(ies) dropped"));
+            }
+        }
         Ok((message, true))
     }
 

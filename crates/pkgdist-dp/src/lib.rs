@@ -193,23 +193,24 @@ impl Dp {
         if let Some(b) = opts.batch_bytes {
             fetcher = fetcher.with_batch_bytes(b);
         }
-        let jobs = Jobs::open(
-            opts.data.join("jobs"),
-            library.clone(),
-            fetcher,
-            identity.site_url.clone(),
-            metrics.jobs.clone(),
-        )?;
-        let resumed = jobs.resume()?;
-        if resumed > 0 {
-            tracing::info!(resumed, "resumed interrupted jobs");
-        }
         let served_dir = opts.data.join("served");
         let budget = opts
             .served_cache_bytes
             .unwrap_or_else(|| ServedFiles::default_budget(&opts.data));
         let served =
             Arc::new(ServedFiles::open(&served_dir, library.clone(), budget).map_err(|e| DpError::io(&served_dir, e))?);
+        let jobs = Jobs::open(
+            opts.data.join("jobs"),
+            library.clone(),
+            fetcher,
+            identity.site_url.clone(),
+            metrics.jobs.clone(),
+        )?
+        .with_served(served.clone());
+        let resumed = jobs.resume()?;
+        if resumed > 0 {
+            tracing::info!(resumed, "resumed interrupted jobs");
+        }
         let app = router(library, served, jobs, identity.clone(), metrics);
         Ok(Self {
             addr,

@@ -65,7 +65,7 @@ const MAX_HEADERS: usize = 100;
 /// Bytes one `sendfile` call is asked for; the next stretch is advised ahead.
 const STRETCH: u64 = 2 << 20;
 /// Bodies whose length is known and at most this are written with their head in one write.
-const SMALL_BODY: u64 = 16 << 10;
+const SMALL_BODY: u64 = 64 << 10;
 
 /// Serves one plain connection until it ends, the daemon stops, or a request with a body
 /// hands it to hyper.
@@ -268,11 +268,10 @@ async fn answer(
     if !bodiless && file.is_none() && !parts.headers.contains_key(header::CONTENT_LENGTH) {
         match body.size_hint().exact() {
             Some(n) if n <= SMALL_BODY => {
-                let bytes = collect(&mut body).await?;
-                parts
-                    .headers
-                    .insert(header::CONTENT_LENGTH, HeaderValue::from(bytes.len()));
-                small = Some(bytes);
+                let frames = collect(&mut body).await?;
+                let len: usize = frames.iter().map(|f| f.len()).sum();
+                parts.headers.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+                small = Some(frames);
             }
             Some(n) => {
                 parts.headers.insert(header::CONTENT_LENGTH, HeaderValue::from(n));
@@ -309,22 +308,27 @@ async fn answer(
         head.push_str("connection: keep-alive\r\n");
     }
     head.push_str("\r\n");
-    let mut out = head.into_bytes();
+    let out = head.into_bytes();
     if bodiless {
         write_all(tcp, &out, stall).await?;
         return Ok(keep);
     }
-    if let Some(bytes) = small {
-        out.extend_from_slice(&bytes);
-        write_all(tcp, &out, stall).await?;
+    if let Some(frames) = small {
+        let mut all: Vec<&[u8]> = Vec::with_capacity(1 + frames.len());
+        all.push(&out);
+        all.extend(frames.iter().map(|f| f.as_ref()));
+        write_parts(tcp, &all, stall).await?;
         return Ok(keep);
     }
-    write_all(tcp, &out, stall).await?;
     if let Some(file) = file {
         drop(body);
+        // The head waits in the kernel for the file's first bytes (one packet, one wake-up
+        // of the client, for a small file).
+        send_all(tcp, &out, rustix::net::SendFlags::MORE, stall).await?;
         send_file(tcp, &file, stall).await?;
         return Ok(keep);
     }
+    write_all(tcp, &out, stall).await?;
     while let Some(frame) = std::future::poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await {
         let frame = frame.map_err(std::io::Error::other)?;
         let Ok(data) = frame.into_data() else {
@@ -348,34 +352,80 @@ async fn answer(
     Ok(keep)
 }
 
-/// A short body whole.
-async fn collect(body: &mut Body) -> std::io::Result<Vec<u8>> {
+/// A short body whole, as its frames (not copied).
+async fn collect(body: &mut Body) -> std::io::Result<Vec<axum::body::Bytes>> {
     let mut out = Vec::new();
     while let Some(frame) = std::future::poll_fn(|cx| Pin::new(&mut *body).poll_frame(cx)).await {
         if let Ok(data) = frame.map_err(std::io::Error::other)?.into_data() {
-            out.extend_from_slice(&data);
+            out.push(data);
         }
     }
     Ok(out)
 }
 
-/// Writes all of `bytes`; fails when a write makes no progress for `stall`.
-async fn write_all(tcp: &mut TcpStream, mut bytes: &[u8], stall: Duration) -> std::io::Result<()> {
-    use tokio::io::AsyncWriteExt as _;
-    while !bytes.is_empty() {
-        match tokio::time::timeout(stall, tcp.write(bytes)).await {
-            Ok(Ok(0)) => return Err(std::io::ErrorKind::WriteZero.into()),
-            Ok(Ok(n)) => bytes = &bytes[n..],
-            Ok(Err(e)) => return Err(e),
-            Err(_) => {
-                return Err(std::io::Error::new(
-                    std::io::ErrorKind::TimedOut,
-                    "the client took nothing",
-                ));
+/// Writes `parts` one after the other in as few system calls as the socket allows (a head
+/// and a short body in one packet); fails when a write makes no progress for `stall`.
+async fn write_parts(tcp: &mut TcpStream, parts: &[&[u8]], stall: Duration) -> std::io::Result<()> {
+    let total: usize = parts.iter().map(|p| p.len()).sum();
+    let mut done = 0;
+    while done < total {
+        let mut skip = done;
+        let mut left = Vec::with_capacity(parts.len());
+        for p in parts {
+            if skip >= p.len() {
+                skip -= p.len();
+                continue;
             }
+            left.push(std::io::IoSlice::new(&p[skip..]));
+            skip = 0;
+        }
+        match tcp.try_write_vectored(&left) {
+            Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+            Ok(n) => done += n,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => writable(tcp, stall).await?,
+            Err(e) => return Err(e),
         }
     }
     Ok(())
+}
+
+/// Writes all of `bytes`; fails when a write makes no progress for `stall`.
+async fn write_all(tcp: &mut TcpStream, bytes: &[u8], stall: Duration) -> std::io::Result<()> {
+    send_all(tcp, bytes, rustix::net::SendFlags::empty(), stall).await
+}
+
+/// Sends all of `bytes` with `flags`; fails when a send makes no progress for `stall`. A
+/// send is tried at once and waits (with the deadline's timer) only if the socket is full.
+async fn send_all(
+    tcp: &mut TcpStream,
+    mut bytes: &[u8],
+    flags: rustix::net::SendFlags,
+    stall: Duration,
+) -> std::io::Result<()> {
+    while !bytes.is_empty() {
+        let sent = tcp.try_io(tokio::io::Interest::WRITABLE, || {
+            rustix::net::send(tcp_fd(tcp), bytes, flags | rustix::net::SendFlags::NOSIGNAL)
+                .map_err(std::io::Error::from)
+        });
+        match sent {
+            Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+            Ok(n) => bytes = &bytes[n..],
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => writable(tcp, stall).await?,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// Waits until the socket takes bytes again, `stall` at most.
+async fn writable(tcp: &TcpStream, stall: Duration) -> std::io::Result<()> {
+    match tokio::time::timeout(stall, tcp.writable()).await {
+        Ok(r) => r,
+        Err(_) => Err(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            "the client took nothing",
+        )),
+    }
 }
 
 /// Sends the file's range with `sendfile`, waiting on the socket (never on a thread) while
@@ -396,34 +446,25 @@ async fn send_file(tcp: &mut TcpStream, send: &SendFile, stall: Duration) -> std
             advised = from + len;
         }
         let want = usize::try_from((end - at).min(STRETCH)).unwrap_or(usize::MAX);
-        let sent = tokio::time::timeout(
-            stall,
-            tcp.async_io(tokio::io::Interest::WRITABLE, || {
-                rustix::fs::sendfile(tcp_fd(tcp), file, Some(&mut at), want).map_err(std::io::Error::from)
-            }),
-        )
-        .await;
+        let sent = tcp.try_io(tokio::io::Interest::WRITABLE, || {
+            rustix::fs::sendfile(tcp_fd(tcp), file, Some(&mut at), want).map_err(std::io::Error::from)
+        });
         match sent {
-            Ok(Ok(0)) => {
+            Ok(0) => {
                 let e = std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "the copy ended short");
                 send.copy.failed(&e);
                 return Err(e);
             }
-            Ok(Ok(n)) => {
+            Ok(n) => {
                 if let Some(c) = &send.sent {
                     c.inc_by(n as u64);
                 }
             }
-            Ok(Err(e)) if is_socket_error(&e) => return Err(e),
-            Ok(Err(e)) => {
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => writable(tcp, stall).await?,
+            Err(e) if is_socket_error(&e) => return Err(e),
+            Err(e) => {
                 send.copy.failed(&e);
                 return Err(e);
-            }
-            Err(_) => {
-                return Err(std::io::Error::new(
-                    std::io::ErrorKind::TimedOut,
-                    "the client took nothing",
-                ));
             }
         }
     }

@@ -15,6 +15,10 @@
 //!   truncation changes its change time (which no user can set), and the copy is dropped and
 //!   written again. A read that fails drops it too. Validation re-hashes the copies of the
 //!   versions it checks ([`ServedFiles::check`]).
+//! - **Small files in memory.** A file of at most [`HOT_MAX`] bytes is read whole from its
+//!   copy when first sent, checked against its hash, and kept in memory ([`HOT_BYTES`] at
+//!   most, least recently used go first): sending it then costs no open, no `fstat` and one
+//!   write of head and body together. The bytes kept were verified when kept.
 //! - **Nothing trusted across restarts.** The record lives in memory; the folder is emptied
 //!   when the DP starts, and copies are written again as clients ask.
 //! - **Bounded.** At most [`ServedFiles::budget`] bytes of copies (least recently used go
@@ -29,6 +33,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
+use axum::body::Bytes;
 use pkgdist_content::Library;
 use pkgdist_core::{Digest, FileData};
 use rustix::fs::{Mode, OFlags};
@@ -37,6 +42,11 @@ use rustix::fs::{Mode, OFlags};
 pub const WRITERS: usize = 2;
 /// Copies waiting to be written; past that a file is not queued (it is asked for again).
 pub const QUEUED: usize = 1024;
+/// Files at most this large are kept in memory once sent.
+pub const HOT_MAX: u64 = 64 << 10;
+/// Bytes of small files kept in memory at most.
+pub const HOT_BYTES: u64 = 256 << 20;
+
 /// Free space a copy must leave on the filesystem: 5% of its size, at most 4 GiB.
 pub const KEEP_FREE: &str = "5% of the filesystem, at most 4 GiB";
 
@@ -48,6 +58,7 @@ pub struct ServedFiles {
     library: Arc<Library>,
     budget: u64,
     state: Mutex<State>,
+    hot: Mutex<Hot>,
     writers: tokio::sync::Semaphore,
     clock: AtomicU64,
     /// Temporary names, unique in this process (the folder is this process's alone).
@@ -61,6 +72,22 @@ struct State {
     bytes: u64,
     /// Asked for and not written yet.
     queued: HashSet<Digest>,
+}
+
+/// Small files in memory, verified, with when each was last used.
+#[derive(Debug, Default)]
+struct Hot {
+    files: HashMap<Digest, (Bytes, u64)>,
+    bytes: u64,
+}
+
+/// How a file is sent when the DP holds a verified copy of it.
+#[derive(Debug, Clone)]
+pub enum Hit {
+    /// A small file, from memory.
+    Memory(Bytes),
+    /// From the copy on disk.
+    Copy(Copied),
 }
 
 /// A copy written and verified, as it was when written.
@@ -136,6 +163,7 @@ impl ServedFiles {
             library,
             budget,
             state: Mutex::default(),
+            hot: Mutex::default(),
             writers: tokio::sync::Semaphore::new(WRITERS),
             clock: AtomicU64::new(0),
             temp: AtomicU64::new(0),
@@ -162,9 +190,70 @@ impl ServedFiles {
         self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
+    /// How to send `f` from a verified copy, if the DP holds one still exactly as written: a
+    /// small file from memory (read and checked the first time), any other open. Costs an
+    /// open and an `fstat` for a file not in memory.
+    pub fn get(self: &Arc<Self>, f: &FileData) -> Option<Hit> {
+        if f.size <= HOT_MAX {
+            let mut hot = self.hot.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            if let Some((bytes, used)) = hot.files.get_mut(&f.hash) {
+                *used = self.clock.fetch_add(1, Ordering::Relaxed);
+                return Some(Hit::Memory(bytes.clone()));
+            }
+        }
+        let copy = self.open_copy(f)?;
+        if f.size > HOT_MAX {
+            return Some(Hit::Copy(copy));
+        }
+        let mut bytes = vec![0u8; usize::try_from(f.size).unwrap_or(0)];
+        match std::os::unix::fs::FileExt::read_exact_at(&*copy.file, &mut bytes, 0) {
+            Ok(()) if Digest::of(&bytes) == f.hash => {}
+            Ok(()) => {
+                copy.failed(&"its bytes do not match the file hash");
+                return None;
+            }
+            Err(e) => {
+                copy.failed(&e);
+                return None;
+            }
+        }
+        let bytes = Bytes::from(bytes);
+        self.keep_hot(f.hash, bytes.clone());
+        Some(Hit::Memory(bytes))
+    }
+
+    /// Keeps a small verified file in memory, making room if needed.
+    fn keep_hot(&self, hash: Digest, bytes: Bytes) {
+        let mut hot = self.hot.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let len = bytes.len() as u64;
+        if hot.bytes + len > HOT_BYTES {
+            // Down to nine tenths at once, least recently used first.
+            let mut by_use: Vec<(u64, Digest)> = hot.files.iter().map(|(h, (_, used))| (*used, *h)).collect();
+            by_use.sort_unstable();
+            for (_, h) in by_use {
+                if hot.bytes + len <= HOT_BYTES / 10 * 9 {
+                    break;
+                }
+                if let Some((b, _)) = hot.files.remove(&h) {
+                    hot.bytes = hot.bytes.saturating_sub(b.len() as u64);
+                }
+            }
+        }
+        let used = self.clock.fetch_add(1, Ordering::Relaxed);
+        if hot.files.insert(hash, (bytes, used)).is_none() {
+            hot.bytes += len;
+        }
+    }
+
+    /// Small files in memory now: bytes, and how many.
+    pub fn hot_usage(&self) -> (u64, usize) {
+        let hot = self.hot.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        (hot.bytes, hot.files.len())
+    }
+
     /// The verified copy of `f`, open, if there is one and it is still exactly as written.
     /// Costs an open and an `fstat`; never reads the file.
-    pub fn get(self: &Arc<Self>, f: &FileData) -> Option<Copied> {
+    fn open_copy(self: &Arc<Self>, f: &FileData) -> Option<Copied> {
         let recorded = {
             let state = self.lock();
             let copy = state.copies.get(&f.hash)?;
