@@ -22,7 +22,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 IMAGE=${IMAGE:-1G}; FILES=${FILES:-20000}; BIG=${BIG:-4G}; REPS=${REPS:-3}; DUR=${DUR:-10}
-CONNS=${CONNS:-8 64}; CLIENTS=${CLIENTS:-8}; WORK=${WORK:-bench/work-serve}; RESULTS=${RESULTS:-}
+CONNS=${CONNS:-8 64}; CLIENTS=${CLIENTS:-8}; WORK=${WORK:-$ROOT/bench/work-serve}; RESULTS=${RESULTS:-}
 COMMAND="IMAGE=$IMAGE FILES=$FILES BIG=$BIG REPS=$REPS DUR=$DUR CONNS=\"$CONNS\" CLIENTS=$CLIENTS bench/serve.sh"
 
 need=()
@@ -59,7 +59,7 @@ now() { date +%s.%N; }
 PIDS=()
 cleanup() {
   for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
-  [ -n "${UP:-}" ] && { kill -TERM $(pgrep -P "$UP") 2>/dev/null || true; }
+  [ -n "${UP:-}" ] && { kill -TERM "$UP" 2>/dev/null || true; }
   wait 2>/dev/null || true
   cd "$ROOT"
   [ "${KEEP:-0}" = 1 ] || rm -rf "$WORK"
@@ -169,7 +169,7 @@ for rep in $(seq "$REPS"); do
     esac
   done
 done
-rec "{\"s\":\"dp_after\",\"rss_kib\":$(awk '/VmHWM/ { print $2 }' /proc/$(pgrep -P "$UP" | head -1)/status 2>/dev/null || echo 0)}"
+rec "{\"s\":\"up_after\",\"rss_kib\":$(awk '/VmHWM/ { print $2 }' "/proc/$UP/status"),\"threads\":$(awk '/Threads/ { print $2 }' "/proc/$UP/status")}"
 
 python3 - "$R" "$COMMAND" "$CODE" <<'EOF' | tee -a "${RESULTS:-/dev/null}"
 import json, statistics, sys
@@ -198,6 +198,9 @@ clients = next((r["clients"] for r in rows if r["s"] == "big"), 0)
 print(f"\n{clients} clients downloading one image at once (curl): pkgdist {med(big['pkgdist']):,.0f} MB/s "
       f"(runs {', '.join(f'{x:,.0f}' for x in big['pkgdist'])}), nginx {med(big['nginx']):,.0f} MB/s "
       f"(runs {', '.join(f'{x:,.0f}' for x in big['nginx'])}): **{med(big['pkgdist']) / med(big['nginx']):.2f}×**.")
+up = next((r for r in rows if r["s"] == "up_after"), None)
+if up:
+    print(f"\n`pkgdist up` (the site and the DP) after the runs: peak RSS {up['rss_kib'] / 1024:,.0f} MiB, {up['threads']} threads.")
 cp = next(r for r in rows if r["s"] == "copies")
 print(f"\nThe DP's verified copies: {cp['files']:,} files, {cp['bytes'] / 1e6:,.0f} MB beside a library of "
       f"{cp['library_bytes'] / 1e6:,.0f} MB.")

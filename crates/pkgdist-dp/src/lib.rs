@@ -197,16 +197,25 @@ impl Dp {
         let budget = opts
             .served_cache_bytes
             .unwrap_or_else(|| ServedFiles::default_budget(&opts.data));
-        let served =
-            Arc::new(ServedFiles::open(&served_dir, library.clone(), budget).map_err(|e| DpError::io(&served_dir, e))?);
-        let jobs = Jobs::open(
+        // Copies are a speed-up: a DP that cannot keep them serves from the chunks.
+        let served = match ServedFiles::open(&served_dir, library.clone(), budget) {
+            Ok(s) if budget > 0 => Some(Arc::new(s)),
+            Ok(_) => None,
+            Err(e) => {
+                tracing::warn!(path = %served_dir.display(), error = %e, "cannot keep served copies; serving every request from the chunks");
+                None
+            }
+        };
+        let mut jobs = Jobs::open(
             opts.data.join("jobs"),
             library.clone(),
             fetcher,
             identity.site_url.clone(),
             metrics.jobs.clone(),
-        )?
-        .with_served(served.clone());
+        )?;
+        if let Some(served) = &served {
+            jobs = jobs.with_served(served.clone());
+        }
         let resumed = jobs.resume()?;
         if resumed > 0 {
             tracing::info!(resumed, "resumed interrupted jobs");
@@ -316,7 +325,7 @@ struct JobState {
 
 fn router(
     library: Arc<Library>,
-    served: Arc<ServedFiles>,
+    served: Option<Arc<ServedFiles>>,
     jobs: Jobs,
     identity: Identity,
     metrics: metrics::DpMetrics,
@@ -340,9 +349,10 @@ fn router(
         .with_state(state);
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
-        .merge(pkgdist_node::serve::router(
-            pkgdist_node::serve::Content::new(library.clone()).with_served(served),
-        ))
+        .merge(pkgdist_node::serve::router(match served {
+            Some(s) => pkgdist_node::serve::Content::new(library.clone()).with_served(s),
+            None => pkgdist_node::serve::Content::new(library.clone()),
+        }))
         .merge(pkgdist_node::source::router(library))
         .merge(job_routes)
         .route("/metrics", get(scrape))

@@ -16,20 +16,24 @@
 //! cannot encrypt what `sendfile` sends without kTLS).
 //!
 //! The connection bounds are the listener's: a client has `header_read` to send a request's
-//! head (a kept-alive connection too, from its last answer on), heads above 64 KiB are
-//! refused (431), and a write or `sendfile` that makes no progress for `write_stall` resets the
-//! connection. A body that fails (damaged content) resets it too, so the client sees a short
-//! response rather than a complete wrong one. A slow client costs a socket and what the
-//! kernel buffers for it: no thread and no buffer of ours.
+//! head (a kept-alive connection too, from its last answer on), heads above 64 KiB or with
+//! more than 100 headers are refused (431), and a write or `sendfile` that makes no progress
+//! for `write_stall` resets the connection. A body that fails (damaged content), or ends short
+//! of (or runs past) its `Content-Length`, resets it too, so the client sees a short response
+//! rather than a wrong one, and never reads the next response as the rest of this one. A slow
+//! client costs a socket, what the kernel buffers for it, and its head buffer (4 KiB, more
+//! only while a large head is read): no thread.
 //!
-//! `sendfile` may wait on the disk for a page not in the cache, holding a worker thread for
-//! that read (as nginx's workers are held without `aio threads`); the next stretch of the file
-//! is advised to the kernel ahead (`POSIX_FADV_WILLNEED`) so that sequential sends rarely do.
+//! A stretch of a file not in the page cache (the first and last byte of each 2 MiB are
+//! probed with `RWF_NOWAIT`) is sent from a blocking thread, 16 at most at once, so a cold disk
+//! holds no worker; the next stretch of a large file is advised to the kernel ahead
+//! (`POSIX_FADV_WILLNEED`), so sequential sends rarely find it cold.
 
-use std::fmt::Write as _;
 use std::fs::File;
+use std::io::Write as _;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -104,11 +108,11 @@ pub(crate) async fn connection(
                 tracing::debug!(%peer, error = %e, "connection ended");
                 return;
             }
-            Ok(Err(HeadError::TooLarge)) => {
+            Ok(Err(HeadError::TooLarge(why))) => {
                 return refuse(
                     &mut tcp,
                     StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-                    "the request's headers take more than 64 KiB",
+                    why,
                     limits.write_stall,
                 )
                 .await;
@@ -130,11 +134,18 @@ pub(crate) async fn connection(
             }
         };
         buf.drain(..used);
+        if buf.is_empty() && buf.capacity() > 16 << 10 {
+            // A large head once does not hold its buffer for the connection's life.
+            buf = Vec::with_capacity(4096);
+        }
         let head_only = req.method() == Method::HEAD;
         let version = req.version();
-        let mut req = req;
+        let mut req = *req;
         req.extensions_mut().insert(ConnectInfo(peer));
         let Ok(resp) = app.clone().oneshot(req).await;
+        // A daemon stopping answers this request and says it closes.
+        let stopping = *stop.borrow();
+        let keep_alive = keep_alive && !stopping;
         match answer(&mut tcp, resp, head_only, version, keep_alive, limits.write_stall).await {
             Ok(true) => {}
             Ok(false) => return,
@@ -152,7 +163,7 @@ pub(crate) async fn connection(
 enum Head {
     /// A request without a body: answered here. `used` bytes of the buffer were its head.
     Ours {
-        req: Request<Body>,
+        req: Box<Request<Body>>,
         used: usize,
         keep_alive: bool,
     },
@@ -164,9 +175,11 @@ enum Head {
 enum HeadError {
     Closed,
     Io(std::io::Error),
-    TooLarge,
+    TooLarge(&'static str),
     Malformed(&'static str),
 }
+
+const HEAD_TOO_LARGE: &str = "the request's headers take more than 64 KiB";
 
 /// Reads until `buf` holds a whole request head, and parses it.
 async fn read_head(tcp: &mut TcpStream, buf: &mut Vec<u8>) -> Result<Head, HeadError> {
@@ -174,7 +187,7 @@ async fn read_head(tcp: &mut TcpStream, buf: &mut Vec<u8>) -> Result<Head, HeadE
         if !buf.is_empty() {
             match parse(buf)? {
                 Some(head) => return Ok(head),
-                None if buf.len() >= MAX_HEAD => return Err(HeadError::TooLarge),
+                None if buf.len() >= MAX_HEAD => return Err(HeadError::TooLarge(HEAD_TOO_LARGE)),
                 None => {}
             }
         }
@@ -194,7 +207,9 @@ fn parse(buf: &[u8]) -> Result<Option<Head>, HeadError> {
     let used = match parsed.parse(buf) {
         Ok(httparse::Status::Complete(n)) => n,
         Ok(httparse::Status::Partial) => return Ok(None),
-        Err(httparse::Error::TooManyHeaders) => return Err(HeadError::TooLarge),
+        Err(httparse::Error::TooManyHeaders) => {
+            return Err(HeadError::TooLarge("the request has more than 100 headers"));
+        }
         Err(_) => return Err(HeadError::Malformed("not an HTTP/1.1 request")),
     };
     let (Some(method), Some(path), Some(minor)) = (parsed.method, parsed.path, parsed.version) else {
@@ -205,11 +220,18 @@ fn parse(buf: &[u8]) -> Result<Option<Head>, HeadError> {
     }
     let version = if minor == 0 { Version::HTTP_10 } else { Version::HTTP_11 };
     let mut keep_alive = minor == 1;
+    let mut close = false;
     let mut builder = Request::builder().method(method).uri(path).version(version);
     for h in parsed.headers.iter() {
         let name = HeaderName::from_bytes(h.name.as_bytes())
             .map_err(|_| HeadError::Malformed("a header name is not valid"))?;
-        if name == header::CONTENT_LENGTH && h.value.iter().any(|b| *b != b'0' && !b.is_ascii_whitespace())
+        // Only a length of exactly zero is no body here; anything else (a length, a list,
+        // nothing, garbage) is hyper's to read or refuse.
+        let zero = |v: &[u8]| {
+            let v = v.trim_ascii();
+            !v.is_empty() && v.iter().all(|b| *b == b'0')
+        };
+        if name == header::CONTENT_LENGTH && !zero(h.value)
             || name == header::TRANSFER_ENCODING
             || name == header::EXPECT
             || name == header::UPGRADE
@@ -221,7 +243,7 @@ fn parse(buf: &[u8]) -> Result<Option<Head>, HeadError> {
             for token in h.value.split(|b| *b == b',') {
                 let token = token.trim_ascii();
                 if token.eq_ignore_ascii_case(b"close") {
-                    keep_alive = false;
+                    close = true;
                 } else if token.eq_ignore_ascii_case(b"keep-alive") {
                     keep_alive = true;
                 } else if token.eq_ignore_ascii_case(b"upgrade") {
@@ -236,7 +258,13 @@ fn parse(buf: &[u8]) -> Result<Option<Head>, HeadError> {
     let req = builder
         .body(Body::empty())
         .map_err(|_| HeadError::Malformed("the request line is not valid"))?;
-    Ok(Some(Head::Ours { req, used, keep_alive }))
+    // `close` wins wherever it is among the tokens, as hyper has it.
+    let keep_alive = keep_alive && !close;
+    Ok(Some(Head::Ours {
+        req: Box::new(req),
+        used,
+        keep_alive,
+    }))
 }
 
 /// Writes a response; answers whether the connection may be kept.
@@ -288,7 +316,7 @@ async fn answer(
     } else if !bodiless && file.is_none() && body.size_hint().exact().is_some_and(|n| n <= SMALL_BODY) {
         small = Some(collect(&mut body).await?);
     }
-    let mut head = String::with_capacity(256);
+    let mut head = Vec::with_capacity(256);
     let _ = write!(
         head,
         "HTTP/1.1 {} {}\r\n",
@@ -296,24 +324,39 @@ async fn answer(
         status.canonical_reason().unwrap_or("")
     );
     for (name, value) in &parts.headers {
-        head.push_str(name.as_str());
-        head.push_str(": ");
-        head.push_str(&String::from_utf8_lossy(value.as_bytes()));
-        head.push_str("\r\n");
+        // As they are: a value may hold bytes that are not UTF-8.
+        head.extend_from_slice(name.as_str().as_bytes());
+        head.extend_from_slice(b": ");
+        head.extend_from_slice(value.as_bytes());
+        head.extend_from_slice(b"\r\n");
     }
-    let _ = write!(head, "date: {}\r\n", date());
+    if !parts.headers.contains_key(header::DATE) {
+        let _ = write!(head, "date: {}\r\n", date());
+    }
     if !keep {
-        head.push_str("connection: close\r\n");
+        head.extend_from_slice(b"connection: close\r\n");
     } else if version == Version::HTTP_10 {
-        head.push_str("connection: keep-alive\r\n");
+        head.extend_from_slice(b"connection: keep-alive\r\n");
     }
-    head.push_str("\r\n");
-    let out = head.into_bytes();
+    head.extend_from_slice(b"\r\n");
+    let out = head;
     if bodiless {
         write_all(tcp, &out, stall).await?;
         return Ok(keep);
     }
+    // What the head promised: a body that ends short of it (or would go past it) resets the
+    // connection, so the client never reads the next response as the rest of this one.
+    let declared = parts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    let short = || std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "the body did not match its length");
     if let Some(frames) = small {
+        let len: u64 = frames.iter().map(|f| f.len() as u64).sum();
+        if declared.is_some_and(|d| d != len) {
+            return Err(short());
+        }
         let mut all: Vec<&[u8]> = Vec::with_capacity(1 + frames.len());
         all.push(&out);
         all.extend(frames.iter().map(|f| f.as_ref()));
@@ -322,6 +365,9 @@ async fn answer(
     }
     if let Some(file) = file {
         drop(body);
+        if declared != Some(file.len) {
+            return Err(short());
+        }
         // The head waits in the kernel for the file's first bytes (one packet, one wake-up
         // of the client, for a small file).
         send_all(tcp, &out, rustix::net::SendFlags::MORE, stall).await?;
@@ -329,6 +375,7 @@ async fn answer(
         return Ok(keep);
     }
     write_all(tcp, &out, stall).await?;
+    let mut written: u64 = 0;
     while let Some(frame) = std::future::poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await {
         let frame = frame.map_err(std::io::Error::other)?;
         let Ok(data) = frame.into_data() else {
@@ -337,14 +384,19 @@ async fn answer(
         if data.is_empty() {
             continue;
         }
+        written += data.len() as u64;
+        if declared.is_some_and(|d| written > d) {
+            return Err(short());
+        }
         if chunked {
-            let mut framed = format!("{:x}\r\n", data.len()).into_bytes();
-            framed.extend_from_slice(&data);
-            framed.extend_from_slice(b"\r\n");
-            write_all(tcp, &framed, stall).await?;
+            let size = format!("{:x}\r\n", data.len());
+            write_parts(tcp, &[size.as_bytes(), &data, b"\r\n"], stall).await?;
         } else {
             write_all(tcp, &data, stall).await?;
         }
+    }
+    if declared.is_some_and(|d| written != d) {
+        return Err(short());
     }
     if chunked {
         write_all(tcp, b"0\r\n\r\n", stall).await?;
@@ -429,11 +481,16 @@ async fn writable(tcp: &TcpStream, stall: Duration) -> std::io::Result<()> {
 }
 
 /// Sends the file's range with `sendfile`, waiting on the socket (never on a thread) while
-/// the client is not taking it; fails when it makes no progress for `stall`.
+/// the client is not taking it; fails when it makes no progress for `stall`. A stretch not in
+/// the page cache is sent from a blocking thread ([`COLD_SENDS`] at once), so a cold disk
+/// holds no worker.
 async fn send_file(tcp: &mut TcpStream, send: &SendFile, stall: Duration) -> std::io::Result<()> {
     let file: &File = &send.copy.file;
     let mut at = send.start;
-    let end = send.start + send.len;
+    let end = send
+        .start
+        .checked_add(send.len)
+        .ok_or_else(|| std::io::Error::other("a range past the end of any file"))?;
     let mut advised = at;
     while at < end {
         if advised < end && advised < at + STRETCH {
@@ -446,9 +503,20 @@ async fn send_file(tcp: &mut TcpStream, send: &SendFile, stall: Duration) -> std
             advised = from + len;
         }
         let want = usize::try_from((end - at).min(STRETCH)).unwrap_or(usize::MAX);
-        let sent = tcp.try_io(tokio::io::Interest::WRITABLE, || {
-            rustix::fs::sendfile(tcp_fd(tcp), file, Some(&mut at), want).map_err(std::io::Error::from)
-        });
+        let sent = if cached(file, at, want) {
+            tcp.try_io(tokio::io::Interest::WRITABLE, || {
+                rustix::fs::sendfile(tcp_fd(tcp), file, Some(&mut at), want).map_err(std::io::Error::from)
+            })
+        } else {
+            let sent = send_cold(tcp, &send.copy.file, &mut at, want).await;
+            if matches!(&sent, Err(e) if e.kind() == std::io::ErrorKind::WouldBlock) {
+                // The socket is full: forget its readiness, so the wait below really waits.
+                let _ = tcp.try_io(tokio::io::Interest::WRITABLE, || {
+                    Err::<(), _>(std::io::Error::from(std::io::ErrorKind::WouldBlock))
+                });
+            }
+            sent
+        };
         match sent {
             Ok(0) => {
                 let e = std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "the copy ended short");
@@ -461,14 +529,62 @@ async fn send_file(tcp: &mut TcpStream, send: &SendFile, stall: Duration) -> std
                 }
             }
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => writable(tcp, stall).await?,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
             Err(e) if is_socket_error(&e) => return Err(e),
             Err(e) => {
-                send.copy.failed(&e);
+                // A read error of the copy's disk: the copy goes. Anything else (memory) is
+                // this response's alone.
+                if e.raw_os_error() == Some(rustix::io::Errno::IO.raw_os_error()) {
+                    send.copy.failed(&e);
+                }
                 return Err(e);
             }
         }
     }
     Ok(())
+}
+
+/// `sendfile`s done on blocking threads at once, for stretches not in the page cache.
+pub const COLD_SENDS: usize = 16;
+
+static COLD: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(COLD_SENDS);
+
+/// Whether the first and last byte of a stretch are in the page cache (a read that would
+/// wait on the disk says so, `RWF_NOWAIT`); the kernel's read-ahead fills what lies between.
+fn cached(file: &File, at: u64, len: usize) -> bool {
+    let probe = |offset: u64| {
+        let mut byte = [0u8; 1];
+        !matches!(
+            rustix::io::preadv2(
+                file,
+                &mut [std::io::IoSliceMut::new(&mut byte)],
+                offset,
+                rustix::io::ReadWriteFlags::NOWAIT,
+            ),
+            Err(rustix::io::Errno::AGAIN)
+        )
+    };
+    probe(at) && (len <= 1 || probe(at + len as u64 - 1))
+}
+
+/// One `sendfile` of a stretch not in the page cache, on a blocking thread (the disk read
+/// waits there), onto the non-blocking socket.
+async fn send_cold(tcp: &TcpStream, file: &Arc<File>, at: &mut u64, want: usize) -> std::io::Result<usize> {
+    let _turn = COLD
+        .acquire()
+        .await
+        .map_err(|_| std::io::Error::other("the cold-read limit closed"))?;
+    let socket = rustix::io::dup(tcp_fd(tcp))?;
+    let (file, from) = (Arc::clone(file), *at);
+    let (sent, to) = tokio::task::spawn_blocking(move || {
+        let mut to = from;
+        let sent = rustix::fs::sendfile(&socket, &*file, Some(&mut to), want).map_err(std::io::Error::from);
+        (sent, to)
+    })
+    .await
+    .map_err(std::io::Error::other)?;
+    *at = to;
+    sent
 }
 
 /// The socket's descriptor, borrowed for a system call.
@@ -563,5 +679,122 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for Rewind<IO> {
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::routing::get;
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+    use super::*;
+
+    /// A server with the direct loop: `/ok` answers "hello", `/short` promises 10 bytes and
+    /// gives 5, `/stream` has no length; POST goes to hyper.
+    async fn server() -> SocketAddr {
+        let app = Router::new()
+            .route("/ok", get(|| async { "hello" }).post(|| async { "posted" }))
+            .route(
+                "/short",
+                get(|| async {
+                    Response::builder()
+                        .header(header::CONTENT_LENGTH, "10")
+                        .body(Body::from("12345"))
+                        .unwrap()
+                }),
+            )
+            .route(
+                "/stream",
+                get(|| async {
+                    let frames = futures_util::stream::iter([
+                        Ok::<_, std::io::Error>(axum::body::Bytes::from("ab")),
+                        Ok(axum::body::Bytes::from("cd")),
+                    ]);
+                    Body::from_stream(frames)
+                }),
+            );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(crate::listen::serve(
+            listener,
+            app,
+            Limits::default(),
+            std::future::pending(),
+        ));
+        addr
+    }
+
+    /// Sends `request` bytes and reads until the server closes (or 2 s pass).
+    async fn exchange(addr: SocketAddr, request: &[u8]) -> String {
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        s.write_all(request).await.unwrap();
+        let mut out = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(2), s.read_to_end(&mut out)).await;
+        String::from_utf8_lossy(&out).into_owned()
+    }
+
+    #[tokio::test]
+    async fn pipelined_requests_are_answered_in_order_and_close_wins() {
+        let addr = server().await;
+        let got = exchange(
+            addr,
+            b"GET /ok HTTP/1.1\r\nHost: x\r\n\r\nHEAD /ok HTTP/1.1\r\nHost: x\r\n\r\nGET /stream HTTP/1.1\r\nHost: x\r\nConnection: close, keep-alive\r\n\r\nGET /ok HTTP/1.1\r\n\r\n",
+        )
+        .await;
+        assert_eq!(got.matches("HTTP/1.1 200 OK").count(), 3, "{got}");
+        assert!(got.contains("\r\n\r\nhello"), "{got}");
+        assert!(got.contains("transfer-encoding: chunked\r\n"), "{got}");
+        assert!(
+            got.ends_with("2\r\nab\r\n2\r\ncd\r\n0\r\n\r\n"),
+            "closed after the third: {got}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_request_with_a_body_goes_to_hyper_with_what_was_read() {
+        let addr = server().await;
+        let got = exchange(
+            addr,
+            b"GET /ok HTTP/1.1\r\nHost: x\r\n\r\nPOST /ok HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabcGET /ok HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        )
+        .await;
+        assert_eq!(got.matches("HTTP/1.1 200 OK").count(), 3, "{got}");
+        assert!(got.contains("posted"), "{got}");
+        // A length that is not plainly zero is hyper's to judge too.
+        let got = exchange(addr, b"GET /ok HTTP/1.1\r\nHost: x\r\nContent-Length: 0 0\r\n\r\n").await;
+        assert!(got.starts_with("HTTP/1.1 400"), "{got}");
+    }
+
+    #[tokio::test]
+    async fn a_body_short_of_its_length_cuts_the_connection() {
+        let addr = server().await;
+        let got = exchange(
+            addr,
+            b"GET /short HTTP/1.1\r\nHost: x\r\n\r\nGET /ok HTTP/1.1\r\nHost: x\r\n\r\n",
+        )
+        .await;
+        assert!(
+            !got.contains("hello"),
+            "the next answer never follows a short body: {got}"
+        );
+        assert!(!got.contains("12345HTTP"), "{got}");
+    }
+
+    #[tokio::test]
+    async fn bad_heads_are_refused_and_closed() {
+        let addr = server().await;
+        let many: String = (0..120).map(|i| format!("X-{i}: y\r\n")).collect();
+        let got = exchange(addr, format!("GET /ok HTTP/1.1\r\n{many}\r\n").as_bytes()).await;
+        assert!(got.starts_with("HTTP/1.1 431"), "{got}");
+        assert!(got.contains("more than 100 headers"), "{got}");
+        let big = "a".repeat(70_000);
+        let got = exchange(addr, format!("GET /ok HTTP/1.1\r\nX: {big}\r\n\r\n").as_bytes()).await;
+        assert!(got.starts_with("HTTP/1.1 431"), "{got}");
+        let got = exchange(addr, b"GET /ok HTTP/1.1\r\nBad Header\r\n\r\n").await;
+        assert!(got.starts_with("HTTP/1.1 400"), "{got}");
+        // HTTP/1.0 closes unless asked to keep the connection.
+        let got = exchange(addr, b"GET /ok HTTP/1.0\r\n\r\nGET /ok HTTP/1.0\r\n\r\n").await;
+        assert_eq!(got.matches("200 OK").count(), 1, "{got}");
+        assert!(got.contains("connection: close"), "{got}");
     }
 }

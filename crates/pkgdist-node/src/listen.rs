@@ -180,8 +180,8 @@ impl Transport {
     }
 
     /// GET and HEAD on plain connections answered by pkgdist's own HTTP/1.1 loop, which can
-    /// send a file with `sendfile` ([`crate::direct`]); other requests stay hyper's. A DP
-    /// turns it on for its downloads.
+    /// send a file with `sendfile` ([`crate::direct`]); other requests stay hyper's. DPs turn
+    /// it on for their downloads, and so does [`serve`]; the site does not (it sends no files).
     pub fn direct(mut self) -> Self {
         self.direct = true;
         self

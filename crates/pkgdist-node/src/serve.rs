@@ -36,7 +36,7 @@ use pkgdist_core::{ContentId, Digest, Entry, EntryKind, Manifest, PackageId, Rel
 use serde_json::json;
 
 use crate::direct::SendFile;
-use crate::served::{Copied, Hit, ServedFiles};
+use crate::served::{Copied, Hit, Quick, ServedFiles};
 use crate::util::plain;
 
 /// What the download routes read from.
@@ -71,23 +71,49 @@ impl Content {
 /// holds: with 2,000 packages, a folder of 2,000 names read per request.
 #[derive(Debug, Default)]
 struct VersionCache {
-    known: std::sync::Mutex<(u64, std::collections::HashMap<String, Option<(ContentId, Digest)>>)>,
+    known: std::sync::Mutex<(u64, std::collections::HashMap<Named, Found>)>,
+}
+
+/// What a name stood for: the content ID and its manifest's hash, or nothing.
+type Found = Option<(ContentId, Digest)>;
+
+/// What a request's first path segment names: a package's latest version, or one version.
+/// Parsed before anything is looked up, so only well-formed names are remembered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Named {
+    Latest(PackageId),
+    Version(ContentId),
+}
+
+impl Named {
+    /// Package IDs in any case, as Windows clients may write them.
+    fn parse(which: &str) -> Option<Named> {
+        let which = which.to_ascii_uppercase();
+        if which.contains('.') {
+            which.parse().ok().map(Named::Version)
+        } else {
+            which.parse().ok().map(Named::Latest)
+        }
+    }
 }
 
 impl VersionCache {
     /// Names remembered at most (a client asking for made-up names cannot grow it further).
     const CAPACITY: usize = 16_384;
 
-    fn get(&self, which: &str, generation: u64) -> Option<Option<(ContentId, Digest)>> {
+    fn get(&self, which: Named, generation: u64) -> Option<Option<(ContentId, Digest)>> {
         let known = self.known.lock().unwrap_or_else(|p| p.into_inner());
         if known.0 != generation {
             return None;
         }
-        known.1.get(which).copied()
+        known.1.get(&which).copied()
     }
 
-    fn put(&self, which: String, generation: u64, found: Option<(ContentId, Digest)>) {
+    fn put(&self, which: Named, generation: u64, found: Option<(ContentId, Digest)>) {
         let mut known = self.known.lock().unwrap_or_else(|p| p.into_inner());
+        if known.0 > generation {
+            return; // an answer from before a change: the map holds newer ones
+        }
         if known.0 != generation {
             *known = (generation, std::collections::HashMap::new());
         }
@@ -154,10 +180,17 @@ fn not_the_share() -> Response {
 
 /// The manifest a request reads: a named version, or the package's latest.
 async fn manifest(content: &Content, which: &str) -> Result<(ContentId, Arc<Indexed>), Response> {
-    // Package IDs in any case, as Windows clients may write them.
-    let which = which.to_ascii_uppercase();
+    let no_such = || {
+        plain(
+            StatusCode::NOT_FOUND,
+            "no such package or version on this distribution point",
+        )
+    };
+    let Some(which) = Named::parse(which) else {
+        return Err(no_such());
+    };
     let generation = content.library.versions_changed();
-    let known = content.versions.get(&which, generation);
+    let known = content.versions.get(which, generation);
     if let Some(Some((cid, id))) = known
         && let Some(m) = content.manifests.get(&id)
     {
@@ -170,7 +203,7 @@ async fn manifest(content: &Content, which: &str) -> Result<(ContentId, Arc<Inde
         let named = match known {
             Some(named) => named,
             None => {
-                let named = version_named(&lib, &which).map_err(|e| e.to_string())?;
+                let named = version_named(&lib, which).map_err(|e| e.to_string())?;
                 versions.put(which, generation, named);
                 named
             }
@@ -189,10 +222,7 @@ async fn manifest(content: &Content, which: &str) -> Result<(ContentId, Arc<Inde
     .map_err(|e| plain(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
     match found {
         Ok(Some(x)) => Ok(x),
-        Ok(None) => Err(plain(
-            StatusCode::NOT_FOUND,
-            "no such package or version on this distribution point",
-        )),
+        Ok(None) => Err(no_such()),
         Err(e) => {
             tracing::error!(error = %e, "cannot read a manifest");
             Err(plain(
@@ -238,20 +268,13 @@ impl std::ops::Deref for Indexed {
 
 /// The version `which` (a package ID, upper case, or a content ID) names, and its manifest's
 /// hash.
-fn version_named(lib: &Library, which: &str) -> pkgdist_content::Result<Option<(ContentId, Digest)>> {
-    let cid = if which.contains('.') {
-        match which.parse::<ContentId>() {
-            Ok(c) => c,
-            Err(_) => return Ok(None),
-        }
-    } else {
-        let Ok(pkg) = which.parse::<PackageId>() else {
-            return Ok(None);
-        };
-        match lib.latest(pkg)? {
+fn version_named(lib: &Library, which: Named) -> pkgdist_content::Result<Option<(ContentId, Digest)>> {
+    let cid = match which {
+        Named::Version(c) => c,
+        Named::Latest(pkg) => match lib.latest(pkg)? {
             Some(c) => c,
             None => return Ok(None),
-        }
+        },
     };
     Ok(lib.manifest_id(cid)?.map(|id| (cid, id)))
 }
@@ -501,7 +524,19 @@ async fn serve(
                     .body(Body::empty())
                     .unwrap_or_else(|_| plain(StatusCode::INTERNAL_SERVER_ERROR, "response"));
             }
-            let hit = content.served.as_ref().and_then(|s| s.get(f));
+            let hit = match content.served.as_ref().map(|s| (s, s.quick(&f.hash, f.size))) {
+                None | Some((_, Quick::Miss)) => None,
+                Some((_, Quick::Hit(hit))) => Some(hit),
+                // An open and an fstat (and for a small file a read): off the workers, which
+                // a cold disk would otherwise hold.
+                Some((served, Quick::Closed)) => {
+                    let (served, hash, size) = (served.clone(), f.hash, f.size);
+                    tokio::task::spawn_blocking(move || served.open_blocking(hash, size))
+                        .await
+                        .ok()
+                        .flatten()
+                }
+            };
             if let Some(Hit::Memory(bytes)) = hit {
                 let range = usize::try_from(start).unwrap_or(0)..usize::try_from(end).unwrap_or(0);
                 return base
@@ -566,14 +601,31 @@ const HOLD_AHEAD: std::time::Duration = std::time::Duration::from_secs(1);
 /// connection's buffer, never a thread, and after [`HOLD_AHEAD`] no block of ours either. A
 /// client that stops for good is let go by its connection's write deadline
 /// (`listen::Limits::write_stall`), which drops the body and so ends the producer.
+///
+/// Nothing starts until the body is first polled: a response the direct loop sends from a
+/// file (`SendFile`) drops its body unread, at no cost.
 fn stream<R: Blocks>(reader: R) -> Body {
-    let (want_tx, want_rx) = tokio::sync::mpsc::channel::<()>(1);
-    let (data_tx, data_rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(1);
-    tokio::spawn(produce(reader, want_rx, data_tx));
-    let frames = futures_util::stream::unfold((want_tx, data_rx), |(want, mut data)| async move {
+    type Channels = (
+        tokio::sync::mpsc::Sender<()>,
+        tokio::sync::mpsc::Receiver<Result<Bytes, std::io::Error>>,
+    );
+    enum State<R> {
+        Idle(R),
+        Running(Channels),
+    }
+    let frames = futures_util::stream::unfold(State::Idle(reader), |state| async move {
+        let (want, mut data) = match state {
+            State::Running(channels) => channels,
+            State::Idle(reader) => {
+                let (want_tx, want_rx) = tokio::sync::mpsc::channel::<()>(1);
+                let (data_tx, data_rx) = tokio::sync::mpsc::channel(1);
+                tokio::spawn(produce(reader, want_rx, data_tx));
+                (want_tx, data_rx)
+            }
+        };
         want.send(()).await.ok()?;
         let frame = data.recv().await?;
-        Some((frame, (want, data)))
+        Some((frame, State::Running((want, data))))
     });
     Body::from_stream(frames)
 }
@@ -716,8 +768,11 @@ impl std::io::Read for CopyReader {
                 self.pos += n as u64;
                 Ok(n)
             }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => self.read(buf),
             Err(e) => {
-                self.copy.failed(&e);
+                if e.raw_os_error() == Some(rustix::io::Errno::IO.raw_os_error()) {
+                    self.copy.failed(&e);
+                }
                 Err(e)
             }
         }

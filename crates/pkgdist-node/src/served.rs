@@ -47,6 +47,12 @@ pub const HOT_MAX: u64 = 64 << 10;
 /// Bytes of small files kept in memory at most.
 pub const HOT_BYTES: u64 = 256 << 20;
 
+/// Copies kept open at most (fewer if the process may open few files).
+pub const OPEN_MAX: usize = 512;
+
+/// How long a copy that could not be written is not tried again.
+pub const RETRY_AFTER: std::time::Duration = std::time::Duration::from_secs(600);
+
 /// Free space a copy must leave on the filesystem: 5% of its size, at most 4 GiB.
 pub const KEEP_FREE: &str = "5% of the filesystem, at most 4 GiB";
 
@@ -58,8 +64,10 @@ pub struct ServedFiles {
     library: Arc<Library>,
     budget: u64,
     state: Mutex<State>,
-    hot: Mutex<Hot>,
+    hot: std::sync::RwLock<Hot>,
     writers: tokio::sync::Semaphore,
+    /// Copies kept open at most.
+    open_max: usize,
     clock: AtomicU64,
     /// Temporary names, unique in this process (the folder is this process's alone).
     temp: AtomicU64,
@@ -72,13 +80,30 @@ struct State {
     bytes: u64,
     /// Asked for and not written yet.
     queued: HashSet<Digest>,
+    /// Copies that could not be written, and when: not tried again before [`RETRY_AFTER`].
+    failed: HashMap<Digest, std::time::Instant>,
+    /// Copies kept open (at most `open_max`, least recently used closed first), so sending
+    /// one costs an `fstat` of its descriptor, not a path lookup, an open and a close.
+    open: HashMap<Digest, Arc<File>>,
 }
 
 /// Small files in memory, verified, with when each was last used.
 #[derive(Debug, Default)]
 struct Hot {
-    files: HashMap<Digest, (Bytes, u64)>,
+    /// The bytes, and when last used (so a hit needs only the read lock).
+    files: HashMap<Digest, (Bytes, AtomicU64)>,
     bytes: u64,
+}
+
+/// What [`ServedFiles::quick`] found without blocking.
+#[derive(Debug)]
+pub enum Quick {
+    /// Send it so.
+    Hit(Hit),
+    /// A copy exists but is not open: [`ServedFiles::open_blocking`] it on a blocking thread.
+    Closed,
+    /// No copy.
+    Miss,
 }
 
 /// How a file is sent when the DP holds a verified copy of it.
@@ -163,8 +188,12 @@ impl ServedFiles {
             library,
             budget,
             state: Mutex::default(),
-            hot: Mutex::default(),
+            hot: std::sync::RwLock::default(),
             writers: tokio::sync::Semaphore::new(WRITERS),
+            // An eighth of the descriptors: the rest are the connections' (listen::Limits).
+            open_max: usize::try_from(crate::listen::open_files_limit() / 8)
+                .unwrap_or(OPEN_MAX)
+                .min(OPEN_MAX),
             clock: AtomicU64::new(0),
             temp: AtomicU64::new(0),
         })
@@ -190,100 +219,180 @@ impl ServedFiles {
         self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// How to send `f` from a verified copy, if the DP holds one still exactly as written: a
-    /// small file from memory (read and checked the first time), any other open. Costs an
-    /// open and an `fstat` for a file not in memory.
-    pub fn get(self: &Arc<Self>, f: &FileData) -> Option<Hit> {
-        if f.size <= HOT_MAX {
-            let mut hot = self.hot.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-            if let Some((bytes, used)) = hot.files.get_mut(&f.hash) {
-                *used = self.clock.fetch_add(1, Ordering::Relaxed);
-                return Some(Hit::Memory(bytes.clone()));
-            }
+    /// A small file (at most [`HOT_MAX`] bytes) from memory, if it is there. Never blocks.
+    pub fn in_memory(&self, hash: &Digest, size: u64) -> Option<Bytes> {
+        if size > HOT_MAX {
+            return None;
         }
-        let copy = self.open_copy(f)?;
-        if f.size > HOT_MAX {
+        let hot = self.hot.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let (bytes, used) = hot.files.get(hash)?;
+        if bytes.len() as u64 != size {
+            return None; // another size under the same hash: not this file
+        }
+        used.store(self.clock.fetch_add(1, Ordering::Relaxed), Ordering::Relaxed);
+        Some(bytes.clone())
+    }
+
+    /// How to send the file of `hash` and `size`, as far as can be told without blocking:
+    /// from memory, or from a copy kept open whose descriptor's `fstat` still shows the
+    /// identity recorded when it was written.
+    pub fn quick(self: &Arc<Self>, hash: &Digest, size: u64) -> Quick {
+        if let Some(bytes) = self.in_memory(hash, size) {
+            return Quick::Hit(Hit::Memory(bytes));
+        }
+        let (recorded, file) = {
+            let state = self.lock();
+            let Some(copy) = state.copies.get(hash) else {
+                return Quick::Miss;
+            };
+            copy.used
+                .store(self.clock.fetch_add(1, Ordering::Relaxed), Ordering::Relaxed);
+            match state.open.get(hash) {
+                Some(file) => (copy.identity, Arc::clone(file)),
+                None => return Quick::Closed,
+            }
+        };
+        match rustix::fs::fstat(&*file) {
+            Ok(st) if Identity::of(&st) == recorded && u64::try_from(st.st_size).ok() == Some(size) => {
+                Quick::Hit(Hit::Copy(Copied {
+                    file,
+                    served: Arc::clone(self),
+                    hash: *hash,
+                }))
+            }
+            Ok(_) => {
+                tracing::warn!(file = %hash, "a served copy changed since it was written; dropping it");
+                self.drop_copy(hash);
+                Quick::Miss
+            }
+            Err(_) => Quick::Closed,
+        }
+    }
+
+    /// How to send the file of `hash` and `size` from a verified copy, if the DP holds one
+    /// still exactly as written: a small file read whole, checked against its hash and kept in
+    /// memory; any other open. Blocking (an open, an `fstat`, for a small file a read): call
+    /// it on a blocking thread.
+    pub fn open_blocking(self: &Arc<Self>, hash: Digest, size: u64) -> Option<Hit> {
+        let copy = self.open_copy(hash, size)?;
+        if size > HOT_MAX {
+            self.keep_open(hash, &copy.file);
             return Some(Hit::Copy(copy));
         }
-        let mut bytes = vec![0u8; usize::try_from(f.size).unwrap_or(0)];
+        let mut bytes = vec![0u8; usize::try_from(size).unwrap_or(0)];
         match std::os::unix::fs::FileExt::read_exact_at(&*copy.file, &mut bytes, 0) {
-            Ok(()) if Digest::of(&bytes) == f.hash => {}
+            Ok(()) if Digest::of(&bytes) == hash => {}
             Ok(()) => {
                 copy.failed(&"its bytes do not match the file hash");
                 return None;
             }
-            Err(e) => {
+            Err(e)
+                if e.kind() == std::io::ErrorKind::UnexpectedEof
+                    || e.raw_os_error() == Some(rustix::io::Errno::IO.raw_os_error()) =>
+            {
                 copy.failed(&e);
+                return None;
+            }
+            Err(e) => {
+                tracing::debug!(file = %hash, error = %e, "cannot read a served copy now");
                 return None;
             }
         }
         let bytes = Bytes::from(bytes);
-        self.keep_hot(f.hash, bytes.clone());
+        self.keep_hot(hash, bytes.clone());
         Some(Hit::Memory(bytes))
+    }
+
+    /// Keeps a copy open, closing the least recently used beyond the limit.
+    fn keep_open(&self, hash: Digest, file: &Arc<File>) {
+        let mut state = self.lock();
+        if state.open.len() >= self.open_max {
+            let oldest = state
+                .open
+                .keys()
+                .min_by_key(|h| state.copies.get(*h).map_or(0, |c| c.used.load(Ordering::Relaxed)))
+                .copied();
+            if let Some(h) = oldest {
+                state.open.remove(&h);
+            }
+        }
+        if self.open_max > 0 {
+            state.open.insert(hash, Arc::clone(file));
+        }
     }
 
     /// Keeps a small verified file in memory, making room if needed.
     fn keep_hot(&self, hash: Digest, bytes: Bytes) {
-        let mut hot = self.hot.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        let len = bytes.len() as u64;
+        let mut hot = self.hot.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+        // Each entry costs its map slot and allocation too.
+        let len = (bytes.len() as u64).max(256);
         if hot.bytes + len > HOT_BYTES {
             // Down to nine tenths at once, least recently used first.
-            let mut by_use: Vec<(u64, Digest)> = hot.files.iter().map(|(h, (_, used))| (*used, *h)).collect();
+            let mut by_use: Vec<(u64, Digest)> = hot
+                .files
+                .iter()
+                .map(|(h, (_, used))| (used.load(Ordering::Relaxed), *h))
+                .collect();
             by_use.sort_unstable();
             for (_, h) in by_use {
                 if hot.bytes + len <= HOT_BYTES / 10 * 9 {
                     break;
                 }
                 if let Some((b, _)) = hot.files.remove(&h) {
-                    hot.bytes = hot.bytes.saturating_sub(b.len() as u64);
+                    hot.bytes = hot.bytes.saturating_sub((b.len() as u64).max(256));
                 }
             }
         }
         let used = self.clock.fetch_add(1, Ordering::Relaxed);
-        if hot.files.insert(hash, (bytes, used)).is_none() {
+        if hot.files.insert(hash, (bytes, AtomicU64::new(used))).is_none() {
             hot.bytes += len;
         }
     }
 
     /// Small files in memory now: bytes, and how many.
     pub fn hot_usage(&self) -> (u64, usize) {
-        let hot = self.hot.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let hot = self.hot.read().unwrap_or_else(std::sync::PoisonError::into_inner);
         (hot.bytes, hot.files.len())
     }
 
-    /// The verified copy of `f`, open, if there is one and it is still exactly as written.
-    /// Costs an open and an `fstat`; never reads the file.
-    fn open_copy(self: &Arc<Self>, f: &FileData) -> Option<Copied> {
+    /// The verified copy of `hash`, open, if there is one and it is still exactly as
+    /// written. Costs an open and an `fstat`; never reads the file.
+    fn open_copy(self: &Arc<Self>, hash: Digest, size: u64) -> Option<Copied> {
         let recorded = {
             let state = self.lock();
-            let copy = state.copies.get(&f.hash)?;
+            let copy = state.copies.get(&hash)?;
             copy.used
                 .store(self.clock.fetch_add(1, Ordering::Relaxed), Ordering::Relaxed);
             copy.identity
         };
         let opened = rustix::fs::openat(
             &self.dir,
-            f.hash.to_hex(),
+            hash.to_hex(),
             OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NOCTTY,
             Mode::empty(),
         )
         .and_then(|fd| rustix::fs::fstat(&fd).map(|st| (fd, st)));
         match opened {
-            Ok((fd, st)) if Identity::of(&st) == recorded && u64::try_from(st.st_size).ok() == Some(f.size) => {
+            Ok((fd, st)) if Identity::of(&st) == recorded && u64::try_from(st.st_size).ok() == Some(size) => {
                 Some(Copied {
                     file: Arc::new(File::from(fd)),
                     served: Arc::clone(self),
-                    hash: f.hash,
+                    hash,
                 })
             }
             Ok(_) => {
-                tracing::warn!(file = %f.hash, "a served copy changed since it was written; dropping it");
-                self.drop_copy(&f.hash);
+                tracing::warn!(file = %hash, "a served copy changed since it was written; dropping it");
+                self.drop_copy(&hash);
                 None
             }
+            Err(e) if e == rustix::io::Errno::NOENT || e == rustix::io::Errno::LOOP => {
+                tracing::warn!(file = %hash, error = %e, "a served copy is gone; dropping it");
+                self.drop_copy(&hash);
+                None
+            }
+            // Out of descriptors, memory: the copy is sound, the chunks serve this time.
             Err(e) => {
-                tracing::warn!(file = %f.hash, error = %e, "a served copy is gone; dropping it");
-                self.drop_copy(&f.hash);
+                tracing::debug!(file = %hash, error = %e, "cannot open a served copy now");
                 None
             }
         }
@@ -297,7 +406,11 @@ impl ServedFiles {
         }
         {
             let mut state = self.lock();
-            if state.copies.contains_key(&f.hash) || state.queued.len() >= QUEUED || !state.queued.insert(f.hash) {
+            if state.copies.contains_key(&f.hash)
+                || state.queued.len() >= QUEUED
+                || state.failed.get(&f.hash).is_some_and(|t| t.elapsed() < RETRY_AFTER)
+                || !state.queued.insert(f.hash)
+            {
                 return;
             }
         }
@@ -309,14 +422,21 @@ impl ServedFiles {
             let writer = Arc::clone(&me);
             let hash = f.hash;
             let written = tokio::task::spawn_blocking(move || writer.write_copy(&f)).await;
-            me.lock().queued.remove(&hash);
-            match written {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => {
-                    tracing::warn!(file = %hash, error = %e, "cannot write a served copy; serving from the chunks")
-                }
-                Err(e) => tracing::warn!(file = %hash, error = %e, "writing a served copy stopped"),
+            let mut state = me.lock();
+            state.queued.remove(&hash);
+            let failed = match written {
+                Ok(Ok(())) => return,
+                Ok(Err(e)) => e.to_string(),
+                Err(e) => e.to_string(),
+            };
+            // Not asked again for a while: a file that cannot be copied (damaged chunks, no
+            // room) must not be re-read on every request for it.
+            if state.failed.len() >= QUEUED {
+                state.failed.clear();
             }
+            state.failed.insert(hash, std::time::Instant::now());
+            drop(state);
+            tracing::warn!(file = %hash, error = %failed, "cannot write a served copy; serving from the chunks");
         });
     }
 
@@ -357,17 +477,24 @@ impl ServedFiles {
         if let Some(old) = state.copies.insert(f.hash, copy) {
             state.bytes = state.bytes.saturating_sub(old.disk);
         }
+        state.open.remove(&f.hash);
         state.bytes += disk;
         tracing::debug!(file = %f.hash, bytes = f.size, "wrote a served copy");
         Ok(())
     }
 
-    /// Drops the least recently used copies until `size` more fits the budget; refuses if the
-    /// filesystem would be left with too little free space.
+    /// Drops the least recently used copies until `size` more fits the budget; refuses,
+    /// dropping nothing, if the filesystem would be left with too little free space even then.
     fn make_room(&self, size: u64) -> Result<(), CopyError> {
+        let vfs = rustix::fs::fstatvfs(&self.dir).map_err(|e| CopyError::Io(e.into()))?;
+        let keep = (vfs.f_blocks.saturating_mul(vfs.f_frsize) / 20).min(4 << 30);
+        let free = vfs.f_bavail.saturating_mul(vfs.f_frsize);
         let gone: Vec<Digest> = {
             let mut state = self.lock();
             if state.bytes + size <= self.budget {
+                if free < size.saturating_add(keep) {
+                    return Err(CopyError::NoRoom { free, size });
+                }
                 Vec::new()
             } else {
                 // Down to nine tenths of the budget at once, so the scan is not per copy.
@@ -378,26 +505,29 @@ impl ServedFiles {
                     .map(|(h, c)| (c.used.load(Ordering::Relaxed), *h, c.disk))
                     .collect();
                 by_use.sort_unstable_by_key(|(used, _, _)| *used);
+                let mut left = state.bytes;
                 let mut gone = Vec::new();
                 for (_, hash, disk) in by_use {
-                    if state.bytes <= target {
+                    if left <= target {
                         break;
                     }
-                    state.copies.remove(&hash);
-                    state.bytes = state.bytes.saturating_sub(disk);
-                    gone.push(hash);
+                    left = left.saturating_sub(disk);
+                    gone.push((hash, disk));
                 }
-                gone
+                let freed: u64 = gone.iter().map(|(_, d)| d).sum();
+                if free.saturating_add(freed) < size.saturating_add(keep) {
+                    return Err(CopyError::NoRoom { free, size });
+                }
+                for (hash, disk) in &gone {
+                    state.copies.remove(hash);
+                    state.open.remove(hash);
+                    state.bytes = state.bytes.saturating_sub(*disk);
+                }
+                gone.into_iter().map(|(h, _)| h).collect()
             }
         };
         for hash in &gone {
             let _ = rustix::fs::unlinkat(&self.dir, hash.to_hex(), rustix::fs::AtFlags::empty());
-        }
-        let vfs = rustix::fs::fstatvfs(&self.dir).map_err(|e| CopyError::Io(e.into()))?;
-        let keep = (vfs.f_blocks.saturating_mul(vfs.f_frsize) / 20).min(4 << 30);
-        let free = vfs.f_bavail.saturating_mul(vfs.f_frsize);
-        if free < size.saturating_add(keep) {
-            return Err(CopyError::NoRoom { free, size });
         }
         Ok(())
     }
@@ -405,6 +535,7 @@ impl ServedFiles {
     /// Forgets a copy and removes it: it is written again when next asked for.
     fn drop_copy(&self, hash: &Digest) {
         let mut state = self.lock();
+        state.open.remove(hash);
         if let Some(old) = state.copies.remove(hash) {
             state.bytes = state.bytes.saturating_sub(old.disk);
             let _ = rustix::fs::unlinkat(&self.dir, hash.to_hex(), rustix::fs::AtFlags::empty());
@@ -416,8 +547,9 @@ impl ServedFiles {
     /// were dropped.
     pub fn check<'a>(&self, files: impl IntoIterator<Item = &'a FileData>) -> usize {
         let mut dropped = 0;
+        let mut seen = HashSet::new();
         for f in files {
-            if !self.lock().copies.contains_key(&f.hash) {
+            if !seen.insert(f.hash) || !self.lock().copies.contains_key(&f.hash) {
                 continue;
             }
             let sound = rustix::fs::openat(
@@ -432,6 +564,10 @@ impl ServedFiles {
                 hasher.update_reader(File::from(fd))?;
                 Ok(Digest::from(hasher.finalize()) == f.hash)
             });
+            if matches!(&sound, Err(e) if e.kind() != std::io::ErrorKind::NotFound && e.raw_os_error() != Some(rustix::io::Errno::IO.raw_os_error()))
+            {
+                continue; // not readable now (descriptors, memory): checked next time
+            }
             if !matches!(sound, Ok(true)) {
                 tracing::warn!(file = %f.hash, "a served copy is damaged; dropping it");
                 self.drop_copy(&f.hash);
