@@ -1,30 +1,39 @@
 //! Verified copies of served files, so the kernel can send them (`sendfile`).
 //!
 //! A DP's library stores chunks, many compressed; serving a file from them means reading,
-//! decompressing and hashing every byte on every request, four times nginx's cost. This cache
-//! keeps a plain copy of the files clients ask for, one per distinct file content (named by
-//! the file's BLAKE3, so a file in many packages or versions is one copy, as in ConfigMgr's
-//! file library), and serves them from the page cache.
+//! decompressing and hashing every byte on every request (0.24× of nginx's throughput on
+//! small files, bench/RESULTS.md). This cache keeps a plain copy of the files clients ask for,
+//! one per distinct file content (named by the file's BLAKE3, so a file in many packages or
+//! versions is one copy, as in ConfigMgr's file library), and serves them from the page cache.
 //!
 //! Invariants:
 //! - **Only verified bytes.** A copy is written from the library's chunks, each checked
 //!   against its hash, and the whole checked against the file's hash, in a temporary file; it
 //!   is renamed to its name only then. Its identity (device, inode, size, modification and
-//!   change times) is recorded in memory at that moment. A copy is served only while the file
-//!   under its name has exactly that identity: any write to it, a rename over it or a
+//!   change times) is recorded in memory at that moment. Each request checks, with `fstat`,
+//!   that the copy it is about to send still has exactly that identity: a write to it or a
 //!   truncation changes its change time (which no user can set), and the copy is dropped and
-//!   written again. A read that fails drops it too. Validation re-hashes the copies of the
-//!   versions it checks ([`ServedFiles::check`]).
+//!   written again. A copy is opened by name once and then kept open ([`OPEN_MAX`]), so a
+//!   file renamed over the name later is never sent. A read that fails with `EIO` or ends
+//!   short drops the copy too.
+//! - **What is not seen.** A write into a copy while a send of it is under way reaches that
+//!   one client (the next request sees it); a disk that returns wrong bytes without an error
+//!   is found when a validation re-reads the copies of its version ([`ServedFiles::check`]).
+//!   The chunks had the same exposure between their verification and the send.
 //! - **Small files in memory.** A file of at most [`HOT_MAX`] bytes is read whole from its
-//!   copy when first sent, checked against its hash, and kept in memory ([`HOT_BYTES`] at
+//!   copy when first sent, checked against its hash, and kept in memory
+//!   ([`ServedFiles::hot_budget`]: a sixteenth of the machine's memory, [`HOT_BYTES`] at
 //!   most, least recently used go first): sending it then costs no open, no `fstat` and one
-//!   write of head and body together. The bytes kept were verified when kept.
+//!   write of head and body together.
 //! - **Nothing trusted across restarts.** The record lives in memory; the folder is emptied
 //!   when the DP starts, and copies are written again as clients ask.
 //! - **Bounded.** At most [`ServedFiles::budget`] bytes of copies (least recently used go
 //!   first), never a copy that would leave the filesystem with less than [`KEEP_FREE`]
-//!   free, at most [`WRITERS`] copies written at once and [`QUEUED`] waiting; a file asked
-//!   for meanwhile is served from the chunks as before.
+//!   free, at most [`WRITERS`] copies written at once and [`QUEUED`] waiting, a copy that
+//!   could not be written not tried again for [`RETRY_AFTER`]; a file asked for meanwhile is
+//!   served from the chunks as before.
+//! - **Off the workers.** Opening a copy, and reading a small one, happen on a blocking
+//!   thread; only memory hits and `fstat`s of copies kept open run on the async workers.
 
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
@@ -44,11 +53,12 @@ pub const WRITERS: usize = 2;
 pub const QUEUED: usize = 1024;
 /// Files at most this large are kept in memory once sent.
 pub const HOT_MAX: u64 = 64 << 10;
-/// Bytes of small files kept in memory at most.
-pub const HOT_BYTES: u64 = 256 << 20;
+/// Bytes of small files kept in memory at most (less on a machine with less than 16 GiB).
+pub const HOT_BYTES: u64 = 1 << 30;
+const HOT_SHARDS: usize = 16;
 
 /// Copies kept open at most (fewer if the process may open few files).
-pub const OPEN_MAX: usize = 512;
+pub const OPEN_MAX: usize = 16_384;
 
 /// How long a copy that could not be written is not tried again.
 pub const RETRY_AFTER: std::time::Duration = std::time::Duration::from_secs(600);
@@ -64,10 +74,16 @@ pub struct ServedFiles {
     library: Arc<Library>,
     budget: u64,
     state: Mutex<State>,
-    hot: std::sync::RwLock<Hot>,
+    /// In shards by the hash's first byte, so the async workers rarely meet on a lock.
+    hot: [std::sync::RwLock<Hot>; HOT_SHARDS],
     writers: tokio::sync::Semaphore,
     /// Copies kept open at most.
     open_max: usize,
+    /// Bytes of small files kept in memory at most.
+    hot_budget: u64,
+    /// The recency clock: advanced by each copy written and file kept in memory; a use
+    /// records its current value. Recency is so measured in inserts, and a request writes
+    /// nothing every other request writes too.
     clock: AtomicU64,
     /// Temporary names, unique in this process (the folder is this process's alone).
     temp: AtomicU64,
@@ -188,12 +204,14 @@ impl ServedFiles {
             library,
             budget,
             state: Mutex::default(),
-            hot: std::sync::RwLock::default(),
+            hot: Default::default(),
             writers: tokio::sync::Semaphore::new(WRITERS),
-            // An eighth of the descriptors: the rest are the connections' (listen::Limits).
-            open_max: usize::try_from(crate::listen::open_files_limit() / 8)
+            // A quarter of the descriptors: the connections take at most half
+            // (listen::Limits).
+            open_max: usize::try_from(crate::listen::open_files_limit() / 4)
                 .unwrap_or(OPEN_MAX)
                 .min(OPEN_MAX),
+            hot_budget: Self::hot_budget(),
             clock: AtomicU64::new(0),
             temp: AtomicU64::new(0),
         })
@@ -202,6 +220,18 @@ impl ServedFiles {
     /// The default budget for a cache on the filesystem of `dir`: a quarter of its size.
     pub fn default_budget(dir: &Path) -> u64 {
         rustix::fs::statvfs(dir).map_or(0, |s| s.f_blocks.saturating_mul(s.f_frsize) / 4)
+    }
+
+    /// Bytes of small files kept in memory at most: a sixteenth of the machine's memory
+    /// (`MemTotal`), [`HOT_BYTES`] at most; 64 MiB if the memory cannot be read.
+    pub fn hot_budget() -> u64 {
+        let total = std::fs::read_to_string("/proc/meminfo").ok().and_then(|m| {
+            m.lines()
+                .find_map(|l| l.strip_prefix("MemTotal:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+                .map(|kib| kib * 1024)
+        });
+        total.map_or(64 << 20, |t| (t / 16).min(HOT_BYTES))
     }
 
     /// The most the copies may take.
@@ -224,12 +254,15 @@ impl ServedFiles {
         if size > HOT_MAX {
             return None;
         }
-        let hot = self.hot.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let hot = self
+            .hot_shard(hash)
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let (bytes, used) = hot.files.get(hash)?;
         if bytes.len() as u64 != size {
             return None; // another size under the same hash: not this file
         }
-        used.store(self.clock.fetch_add(1, Ordering::Relaxed), Ordering::Relaxed);
+        used.store(self.clock.load(Ordering::Relaxed), Ordering::Relaxed);
         Some(bytes.clone())
     }
 
@@ -245,8 +278,7 @@ impl ServedFiles {
             let Some(copy) = state.copies.get(hash) else {
                 return Quick::Miss;
             };
-            copy.used
-                .store(self.clock.fetch_add(1, Ordering::Relaxed), Ordering::Relaxed);
+            copy.used.store(self.clock.load(Ordering::Relaxed), Ordering::Relaxed);
             match state.open.get(hash) {
                 Some(file) => (copy.identity, Arc::clone(file)),
                 None => return Quick::Closed,
@@ -303,30 +335,37 @@ impl ServedFiles {
         Some(Hit::Memory(bytes))
     }
 
-    /// Keeps a copy open, closing the least recently used beyond the limit.
+    /// Keeps a copy open, closing the least recently used eighth when at the limit (a sort
+    /// now and then, not a scan per open).
     fn keep_open(&self, hash: Digest, file: &Arc<File>) {
+        if self.open_max == 0 {
+            return;
+        }
         let mut state = self.lock();
         if state.open.len() >= self.open_max {
-            let oldest = state
+            let mut by_use: Vec<(u64, Digest)> = state
                 .open
                 .keys()
-                .min_by_key(|h| state.copies.get(*h).map_or(0, |c| c.used.load(Ordering::Relaxed)))
-                .copied();
-            if let Some(h) = oldest {
-                state.open.remove(&h);
+                .map(|h| (state.copies.get(h).map_or(0, |c| c.used.load(Ordering::Relaxed)), *h))
+                .collect();
+            by_use.sort_unstable();
+            for (_, h) in by_use.iter().take(self.open_max / 8 + 1) {
+                state.open.remove(h);
             }
         }
-        if self.open_max > 0 {
-            state.open.insert(hash, Arc::clone(file));
-        }
+        state.open.insert(hash, Arc::clone(file));
     }
 
     /// Keeps a small verified file in memory, making room if needed.
     fn keep_hot(&self, hash: Digest, bytes: Bytes) {
-        let mut hot = self.hot.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut hot = self
+            .hot_shard(&hash)
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         // Each entry costs its map slot and allocation too.
         let len = (bytes.len() as u64).max(256);
-        if hot.bytes + len > HOT_BYTES {
+        let budget = self.hot_budget / HOT_SHARDS as u64;
+        if hot.bytes + len > budget {
             // Down to nine tenths at once, least recently used first.
             let mut by_use: Vec<(u64, Digest)> = hot
                 .files
@@ -335,7 +374,7 @@ impl ServedFiles {
                 .collect();
             by_use.sort_unstable();
             for (_, h) in by_use {
-                if hot.bytes + len <= HOT_BYTES / 10 * 9 {
+                if hot.bytes + len <= budget / 10 * 9 {
                     break;
                 }
                 if let Some((b, _)) = hot.files.remove(&h) {
@@ -349,10 +388,16 @@ impl ServedFiles {
         }
     }
 
+    fn hot_shard(&self, hash: &Digest) -> &std::sync::RwLock<Hot> {
+        &self.hot[usize::from(hash.as_bytes()[0]) % HOT_SHARDS]
+    }
+
     /// Small files in memory now: bytes, and how many.
     pub fn hot_usage(&self) -> (u64, usize) {
-        let hot = self.hot.read().unwrap_or_else(std::sync::PoisonError::into_inner);
-        (hot.bytes, hot.files.len())
+        self.hot.iter().fold((0, 0), |(b, n), shard| {
+            let hot = shard.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+            (b + hot.bytes, n + hot.files.len())
+        })
     }
 
     /// The verified copy of `hash`, open, if there is one and it is still exactly as
@@ -361,8 +406,7 @@ impl ServedFiles {
         let recorded = {
             let state = self.lock();
             let copy = state.copies.get(&hash)?;
-            copy.used
-                .store(self.clock.fetch_add(1, Ordering::Relaxed), Ordering::Relaxed);
+            copy.used.store(self.clock.load(Ordering::Relaxed), Ordering::Relaxed);
             copy.identity
         };
         let opened = rustix::fs::openat(

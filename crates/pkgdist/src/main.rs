@@ -87,6 +87,12 @@ enum Command {
     Content(cmd::content::ContentCommand),
 }
 
+/// mimalloc instead of glibc's allocator: a DP serving small files allocates a few dozen
+/// small objects per request on two threads, and glibc's arenas spent about a twentieth of the
+/// serving CPU in `malloc`, `free` and their consolidation (bench/RESULTS.md, issue 18).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let daemon = matches!(

@@ -1,5 +1,6 @@
 //! A distribution point under clients that hold connections and do nothing with them (issue
-//! 18): 2,048 downloads of a large file that never read, from 32 hosts, and 200 connections
+//! 18): 2,048 downloads of a large file that never read, from 32 hosts (half of them sent from
+//! the DP's chunks, half from its verified copy with `sendfile`), and 200 connections
 //! that send their headers a line every 2 s, from 4 more; meanwhile another host's small
 //! downloads keep succeeding, the DP's threads and memory stay bounded, one connection over a
 //! host's share is answered 503 with Retry-After, and once the stall deadline passes the DP
@@ -123,9 +124,27 @@ fn idle_and_slow_clients_cannot_starve_a_dp() {
     let rt = common::runtime();
     rt.block_on(async {
         let t0 = Instant::now();
-        // 2,048 downloads of the 48 MiB file that never read a byte.
+        // 2,048 downloads of the 48 MiB file that never read a byte: the first half while the
+        // DP sends it from its chunks, the second once it sends it from its verified copy.
         let mut stalled = Vec::new();
         for host in 1..=STALLED_HOSTS {
+            if host == STALLED_HOSTS / 2 + 1 {
+                let served = dp.dir.join("served");
+                let copied = || {
+                    fs::read_dir(&served).is_ok_and(|d| {
+                        d.flatten().any(|e| {
+                            e.metadata().is_ok_and(|m| m.len() == 48 << 20)
+                                && !e.file_name().to_string_lossy().starts_with("tmp.")
+                        })
+                    })
+                };
+                let deadline = Instant::now() + Duration::from_secs(60);
+                while !copied() {
+                    assert!(Instant::now() < deadline, "the DP wrote no copy of big.wim");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                println!("the DP's copy of big.wim was ready after {:?}", t0.elapsed());
+            }
             for _ in 0..STALLED_PER_HOST {
                 let mut tcp = connect(server, [127, 0, 1, host]).await;
                 tcp.write_all(format!("GET /content/{pkg}/big.wim HTTP/1.1\r\nHost: dp\r\n\r\n").as_bytes())
