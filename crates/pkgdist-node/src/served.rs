@@ -13,8 +13,9 @@
 //!   change times) is recorded in memory at that moment. Each request checks, with `fstat`,
 //!   that the copy it is about to send still has exactly that identity: a write to it or a
 //!   truncation changes its change time (which no user can set), and the copy is dropped and
-//!   written again. A copy is opened by name once and then kept open ([`OPEN_MAX`]), so a
-//!   file renamed over the name later is never sent. A read that fails with `EIO` or ends
+//!   written again. A copy is opened by name and then kept open (a quarter of the
+//!   open-files limit, [`OPEN_MAX`] at most); a file renamed over the name has another
+//!   inode, and is refused when the name is next opened. A read that fails with `EIO` or ends
 //!   short drops the copy too.
 //! - **What is not seen.** A write into a copy while a send of it is under way reaches that
 //!   one client (the next request sees it); a disk that returns wrong bytes without an error
