@@ -28,7 +28,7 @@
 //!   write of head and body together.
 //! - **Nothing trusted across restarts.** The record lives in memory; the folder is emptied
 //!   when the DP starts, and copies are written again as clients ask.
-//! - **Bounded.** At most [`ServedFiles::budget`] bytes of copies (least recently used go
+//! - **Bounded.** At most the budget given to [`ServedFiles::open`] in copies (least recently used go
 //!   first), never a copy that would leave the filesystem with less than [`KEEP_FREE`]
 //!   free, at most [`WRITERS`] copies written at once and [`QUEUED`] waiting, a copy that
 //!   could not be written not tried again for [`RETRY_AFTER`]; a file asked for meanwhile is
@@ -235,11 +235,6 @@ impl ServedFiles {
         total.map_or(64 << 20, |t| (t / 16).min(HOT_BYTES))
     }
 
-    /// The most the copies may take.
-    pub fn budget(&self) -> u64 {
-        self.budget
-    }
-
     /// Bytes the copies take on disk now, and how many there are.
     pub fn usage(&self) -> (u64, usize) {
         let state = self.lock();
@@ -391,14 +386,6 @@ impl ServedFiles {
 
     fn hot_shard(&self, hash: &Digest) -> &std::sync::RwLock<Hot> {
         &self.hot[usize::from(hash.as_bytes()[0]) % HOT_SHARDS]
-    }
-
-    /// Small files in memory now: bytes, and how many.
-    pub fn hot_usage(&self) -> (u64, usize) {
-        self.hot.iter().fold((0, 0), |(b, n), shard| {
-            let hot = shard.read().unwrap_or_else(std::sync::PoisonError::into_inner);
-            (b + hot.bytes, n + hot.files.len())
-        })
     }
 
     /// The verified copy of `hash`, open, if there is one and it is still exactly as
