@@ -220,7 +220,14 @@ impl Dp {
         if resumed > 0 {
             tracing::info!(resumed, "resumed interrupted jobs");
         }
-        let app = router(library, served, jobs, identity.clone(), metrics);
+        let content = match served {
+            Some(s) => pkgdist_node::serve::Content::new(library.clone()).with_served(s),
+            None => pkgdist_node::serve::Content::new(library.clone()),
+        };
+        // Downloads of files the DP holds copies of are answered without the router.
+        let shortcut = Arc::new(pkgdist_node::serve::Shortcut::new(content.clone(), &metrics.node));
+        let transport = transport.with_shortcut(shortcut);
+        let app = router(library, content, jobs, identity.clone(), metrics);
         Ok(Self {
             addr,
             url,
@@ -325,7 +332,7 @@ struct JobState {
 
 fn router(
     library: Arc<Library>,
-    served: Option<Arc<ServedFiles>>,
+    content: pkgdist_node::serve::Content,
     jobs: Jobs,
     identity: Identity,
     metrics: metrics::DpMetrics,
@@ -349,10 +356,7 @@ fn router(
         .with_state(state);
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
-        .merge(pkgdist_node::serve::router(match served {
-            Some(s) => pkgdist_node::serve::Content::new(library.clone()).with_served(s),
-            None => pkgdist_node::serve::Content::new(library.clone()),
-        }))
+        .merge(pkgdist_node::serve::router(content))
         .merge(pkgdist_node::source::router(library))
         .merge(job_routes)
         .route("/metrics", get(scrape))

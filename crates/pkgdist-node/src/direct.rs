@@ -24,6 +24,12 @@
 //! client costs a socket, what the kernel buffers for it, and its head buffer (4 KiB, more
 //! only while a large head is read): no thread.
 //!
+//! The commonest request, a file the DP holds a verified copy of, can be answered without the
+//! router at all: a [`Shortcut`] (the DP's, [`crate::serve::Shortcut`]) sees each GET and HEAD
+//! first and answers it as the router would, or declines it. Routing, extractors, a header map
+//! built and rendered again, and four layers cost as much CPU as the kernel's sending of a
+//! small file.
+//!
 //! A stretch of a file not in the page cache (the first and last byte of each 2 MiB are
 //! probed with `RWF_NOWAIT`) is sent from a blocking thread, 16 at most at once, so a cold disk
 //! holds no worker; the next stretch of a large file is advised to the kernel ahead
@@ -62,6 +68,54 @@ pub struct SendFile {
     pub sent: Option<Counter>,
 }
 
+/// Answers the commonest requests without the router, or declines them (the request then
+/// goes through the router as any other). What it answers must be what the router would have
+/// answered, header for header, and it does itself what the router's layers would have done
+/// that matters for the answer: it counts the request and its bytes in the same metrics.
+pub trait Shortcut: Send + Sync + std::fmt::Debug {
+    /// The answer to `asked` (a GET or HEAD without a body), or `None` to decline.
+    fn answer(&self, asked: &Asked<'_>) -> Option<Ready>;
+}
+
+/// A request as a [`Shortcut`] sees it: checked by the loop, not yet made a `Request`.
+#[derive(Debug)]
+pub struct Asked<'a> {
+    /// HEAD rather than GET.
+    pub head_only: bool,
+    /// The request target as sent: the path, percent-encoded, and any query.
+    pub target: &'a str,
+    headers: &'a [httparse::Header<'a>],
+}
+
+impl Asked<'_> {
+    /// Whether the request has a header `name`.
+    pub fn has(&self, name: &HeaderName) -> bool {
+        self.headers.iter().any(|h| h.name.eq_ignore_ascii_case(name.as_str()))
+    }
+}
+
+/// A `200 OK` a [`Shortcut`] made.
+#[derive(Debug)]
+pub struct Ready {
+    /// Its header lines, each ended by CRLF, but for `content-length`, `date` and
+    /// `connection`, which the loop writes.
+    pub headers: Vec<u8>,
+    /// The body's length (also for a HEAD, which sends none).
+    pub length: u64,
+    pub body: ReadyBody,
+}
+
+/// What a [`Ready`] answer sends after its head.
+#[derive(Debug)]
+pub enum ReadyBody {
+    /// Nothing (HEAD).
+    None,
+    /// These bytes, `length` of them.
+    Bytes(axum::body::Bytes),
+    /// The file's range, `length` bytes, by the kernel.
+    File(SendFile),
+}
+
 /// The most a request's head may take (hyper's buffer limit on the other path).
 const MAX_HEAD: usize = 64 << 10;
 /// Headers a request may have.
@@ -78,6 +132,7 @@ pub(crate) async fn connection(
     peer: SocketAddr,
     app: Router,
     limits: Limits,
+    shortcut: Option<Arc<dyn Shortcut>>,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
     use tower::ServiceExt as _;
@@ -94,7 +149,7 @@ pub(crate) async fn connection(
                 let _ = stop.wait_for(|s| *s).await.map(|_| ());
             };
             tokio::select! {
-                r = tokio::time::timeout(limits.header_read, read_head(&mut tcp, &mut buf)) => Some(r),
+                r = tokio::time::timeout(limits.header_read, read_head(&mut tcp, &mut buf, shortcut.as_deref())) => Some(r),
                 () = stopped => None,
             }
         };
@@ -121,8 +176,14 @@ pub(crate) async fn connection(
                 return refuse(&mut tcp, StatusCode::BAD_REQUEST, why, limits.write_stall).await;
             }
         };
-        let (req, used, keep_alive) = match head {
-            Head::Ours { req, used, keep_alive } => (req, used, keep_alive),
+        let (asked, used, keep_alive) = match head {
+            Head::Ours { req, used, keep_alive } => (Ok(req), used, keep_alive),
+            Head::Ready {
+                ready,
+                version,
+                used,
+                keep_alive,
+            } => (Err((ready, version)), used, keep_alive),
             Head::Hyper => {
                 // The rest of the connection is hyper's, starting with this request.
                 let io = Rewind {
@@ -138,15 +199,23 @@ pub(crate) async fn connection(
             // A large head once does not hold its buffer for the connection's life.
             buf = Vec::with_capacity(4096);
         }
-        let head_only = req.method() == Method::HEAD;
-        let version = req.version();
-        let mut req = *req;
-        req.extensions_mut().insert(ConnectInfo(peer));
-        let Ok(resp) = app.clone().oneshot(req).await;
-        // A daemon stopping answers this request and says it closes.
-        let stopping = *stop.borrow();
-        let keep_alive = keep_alive && !stopping;
-        match answer(&mut tcp, resp, head_only, version, keep_alive, limits.write_stall).await {
+        let answered = match asked {
+            Ok(req) => {
+                let head_only = req.method() == Method::HEAD;
+                let version = req.version();
+                let mut req = *req;
+                req.extensions_mut().insert(ConnectInfo(peer));
+                let Ok(resp) = app.clone().oneshot(req).await;
+                // A daemon stopping answers this request and says it closes.
+                let keep_alive = keep_alive && !*stop.borrow();
+                answer(&mut tcp, resp, head_only, version, keep_alive, limits.write_stall).await
+            }
+            Err((ready, version)) => {
+                let keep_alive = keep_alive && !*stop.borrow();
+                send_ready(&mut tcp, *ready, version, keep_alive, limits.write_stall).await
+            }
+        };
+        match answered {
             Ok(true) => {}
             Ok(false) => return,
             Err(e) => {
@@ -167,6 +236,13 @@ enum Head {
         used: usize,
         keep_alive: bool,
     },
+    /// A request the shortcut answered.
+    Ready {
+        ready: Box<Ready>,
+        version: Version,
+        used: usize,
+        keep_alive: bool,
+    },
     /// A request this loop does not answer: the connection goes to hyper.
     Hyper,
 }
@@ -182,10 +258,10 @@ enum HeadError {
 const HEAD_TOO_LARGE: &str = "the request's headers take more than 64 KiB";
 
 /// Reads until `buf` holds a whole request head, and parses it.
-async fn read_head(tcp: &mut TcpStream, buf: &mut Vec<u8>) -> Result<Head, HeadError> {
+async fn read_head(tcp: &mut TcpStream, buf: &mut Vec<u8>, shortcut: Option<&dyn Shortcut>) -> Result<Head, HeadError> {
     loop {
         if !buf.is_empty() {
-            match parse(buf)? {
+            match parse(buf, shortcut)? {
                 Some(head) => return Ok(head),
                 None if buf.len() >= MAX_HEAD => return Err(HeadError::TooLarge(HEAD_TOO_LARGE)),
                 None => {}
@@ -200,8 +276,9 @@ async fn read_head(tcp: &mut TcpStream, buf: &mut Vec<u8>) -> Result<Head, HeadE
     }
 }
 
-/// A whole head in `buf` as a request, `None` if more is to come.
-fn parse(buf: &[u8]) -> Result<Option<Head>, HeadError> {
+/// A whole head in `buf` as a request (or the shortcut's answer to it), `None` if more is to
+/// come.
+fn parse(buf: &[u8], shortcut: Option<&dyn Shortcut>) -> Result<Option<Head>, HeadError> {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut parsed = httparse::Request::new(&mut headers);
     let used = match parsed.parse(buf) {
@@ -221,7 +298,6 @@ fn parse(buf: &[u8]) -> Result<Option<Head>, HeadError> {
     let version = if minor == 0 { Version::HTTP_10 } else { Version::HTTP_11 };
     let mut keep_alive = minor == 1;
     let mut close = false;
-    let mut builder = Request::builder().method(method).uri(path).version(version);
     for h in parsed.headers.iter() {
         let name = HeaderName::from_bytes(h.name.as_bytes())
             .map_err(|_| HeadError::Malformed("a header name is not valid"))?;
@@ -251,20 +327,103 @@ fn parse(buf: &[u8]) -> Result<Option<Head>, HeadError> {
                 }
             }
         }
-        let value =
-            HeaderValue::from_bytes(h.value).map_err(|_| HeadError::Malformed("a header value is not valid"))?;
+        HeaderValue::from_bytes(h.value).map_err(|_| HeadError::Malformed("a header value is not valid"))?;
+    }
+    // `close` wins wherever it is among the tokens, as hyper has it.
+    let keep_alive = keep_alive && !close;
+    if let Some(shortcut) = shortcut {
+        let asked = Asked {
+            head_only: method == "HEAD",
+            target: path,
+            headers: parsed.headers,
+        };
+        if let Some(ready) = shortcut.answer(&asked) {
+            return Ok(Some(Head::Ready {
+                ready: Box::new(ready),
+                version,
+                used,
+                keep_alive,
+            }));
+        }
+    }
+    let mut builder = Request::builder().method(method).uri(path).version(version);
+    for h in parsed.headers.iter() {
+        // Both checked above.
+        let (Ok(name), Ok(value)) = (
+            HeaderName::from_bytes(h.name.as_bytes()),
+            HeaderValue::from_bytes(h.value),
+        ) else {
+            return Err(HeadError::Malformed("a header is not valid"));
+        };
         builder = builder.header(name, value);
     }
     let req = builder
         .body(Body::empty())
         .map_err(|_| HeadError::Malformed("the request line is not valid"))?;
-    // `close` wins wherever it is among the tokens, as hyper has it.
-    let keep_alive = keep_alive && !close;
     Ok(Some(Head::Ours {
         req: Box::new(req),
         used,
         keep_alive,
     }))
+}
+
+/// Writes a shortcut's answer; answers whether the connection may be kept.
+async fn send_ready(
+    tcp: &mut TcpStream,
+    ready: Ready,
+    version: Version,
+    keep: bool,
+    stall: Duration,
+) -> std::io::Result<bool> {
+    let mut head = Vec::with_capacity(ready.headers.len() + 128);
+    head.extend_from_slice(b"HTTP/1.1 200 OK\r\n");
+    head.extend_from_slice(&ready.headers);
+    let _ = write!(head, "content-length: {}\r\n", ready.length);
+    end_head(&mut head, version, keep, true);
+    match ready.body {
+        ReadyBody::None => write_all(tcp, &head, stall).await?,
+        ReadyBody::Bytes(bytes) => {
+            if bytes.len() as u64 != ready.length {
+                return Err(short_body());
+            }
+            write_parts(tcp, &[&head, &bytes], stall).await?;
+        }
+        ReadyBody::File(file) => {
+            if file.len != ready.length {
+                return Err(short_body());
+            }
+            head_then_file(tcp, &head, &file, stall).await?;
+        }
+    }
+    Ok(keep)
+}
+
+/// The end of a response's head after its own headers: `date` (unless the response has its
+/// own) and `connection` as they apply, then the blank line.
+fn end_head(head: &mut Vec<u8>, version: Version, keep: bool, date_too: bool) {
+    if date_too {
+        head.extend_from_slice(b"date: ");
+        date(head);
+        head.extend_from_slice(b"\r\n");
+    }
+    if !keep {
+        head.extend_from_slice(b"connection: close\r\n");
+    } else if version == Version::HTTP_10 {
+        head.extend_from_slice(b"connection: keep-alive\r\n");
+    }
+    head.extend_from_slice(b"\r\n");
+}
+
+/// A body that did not match the length its head promised.
+fn short_body() -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "the body did not match its length")
+}
+
+/// The head, then the file by the kernel. The head waits in the kernel for the file's first
+/// bytes (one packet, one wake-up of the client, for a small file).
+async fn head_then_file(tcp: &mut TcpStream, head: &[u8], file: &SendFile, stall: Duration) -> std::io::Result<()> {
+    send_all(tcp, head, rustix::net::SendFlags::MORE, stall).await?;
+    send_file(tcp, file, stall).await
 }
 
 /// Writes a response; answers whether the connection may be kept.
@@ -330,15 +489,7 @@ async fn answer(
         head.extend_from_slice(value.as_bytes());
         head.extend_from_slice(b"\r\n");
     }
-    if !parts.headers.contains_key(header::DATE) {
-        let _ = write!(head, "date: {}\r\n", date());
-    }
-    if !keep {
-        head.extend_from_slice(b"connection: close\r\n");
-    } else if version == Version::HTTP_10 {
-        head.extend_from_slice(b"connection: keep-alive\r\n");
-    }
-    head.extend_from_slice(b"\r\n");
+    end_head(&mut head, version, keep, !parts.headers.contains_key(header::DATE));
     let out = head;
     if bodiless {
         write_all(tcp, &out, stall).await?;
@@ -351,11 +502,10 @@ async fn answer(
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<u64>().ok());
-    let short = || std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "the body did not match its length");
     if let Some(frames) = small {
         let len: u64 = frames.iter().map(|f| f.len() as u64).sum();
         if declared.is_some_and(|d| d != len) {
-            return Err(short());
+            return Err(short_body());
         }
         let mut all: Vec<&[u8]> = Vec::with_capacity(1 + frames.len());
         all.push(&out);
@@ -366,12 +516,9 @@ async fn answer(
     if let Some(file) = file {
         drop(body);
         if declared != Some(file.len) {
-            return Err(short());
+            return Err(short_body());
         }
-        // The head waits in the kernel for the file's first bytes (one packet, one wake-up
-        // of the client, for a small file).
-        send_all(tcp, &out, rustix::net::SendFlags::MORE, stall).await?;
-        send_file(tcp, &file, stall).await?;
+        head_then_file(tcp, &out, &file, stall).await?;
         return Ok(keep);
     }
     write_all(tcp, &out, stall).await?;
@@ -386,7 +533,7 @@ async fn answer(
         }
         written += data.len() as u64;
         if declared.is_some_and(|d| written > d) {
-            return Err(short());
+            return Err(short_body());
         }
         if chunked {
             let size = format!("{:x}\r\n", data.len());
@@ -396,7 +543,7 @@ async fn answer(
         }
     }
     if declared.is_some_and(|d| written != d) {
-        return Err(short());
+        return Err(short_body());
     }
     if chunked {
         write_all(tcp, b"0\r\n\r\n", stall).await?;
@@ -614,8 +761,8 @@ async fn refuse(tcp: &mut TcpStream, status: StatusCode, why: &str, stall: Durat
     let _ = write_all(tcp, answer.as_bytes(), stall).await;
 }
 
-/// Now as an HTTP date, formatted at most once a second per thread.
-fn date() -> String {
+/// Now as an HTTP date, appended to `out`; formatted at most once a second per thread.
+fn date(out: &mut Vec<u8>) {
     thread_local! {
         static CACHED: std::cell::RefCell<(u64, String)> = const { std::cell::RefCell::new((u64::MAX, String::new())) };
     }
@@ -627,8 +774,8 @@ fn date() -> String {
         if c.0 != now {
             *c = (now, crate::util::http_date(i64::try_from(now).unwrap_or(0)));
         }
-        c.1.clone()
-    })
+        out.extend_from_slice(c.1.as_bytes());
+    });
 }
 
 /// A connection handed to hyper with the bytes this loop read and did not answer replayed

@@ -146,6 +146,7 @@ pub struct Transport {
     tls: Option<Arc<rustls::ServerConfig>>,
     plain: bool,
     direct: bool,
+    shortcut: Option<Arc<dyn crate::direct::Shortcut>>,
 }
 
 impl std::fmt::Debug for Transport {
@@ -154,6 +155,7 @@ impl std::fmt::Debug for Transport {
             .field("tls", &self.tls.is_some())
             .field("plain", &self.plain)
             .field("direct", &self.direct)
+            .field("shortcut", &self.shortcut.is_some())
             .finish()
     }
 }
@@ -165,6 +167,7 @@ impl Transport {
             tls: None,
             plain: true,
             direct: false,
+            shortcut: None,
         }
     }
 
@@ -176,6 +179,7 @@ impl Transport {
             tls: Some(config),
             plain: allow_plain || addr.ip().is_loopback(),
             direct: false,
+            shortcut: None,
         }
     }
 
@@ -184,6 +188,14 @@ impl Transport {
     /// it on for their downloads, and so does [`serve`]; the site does not (it sends no files).
     pub fn direct(mut self) -> Self {
         self.direct = true;
+        self
+    }
+
+    /// Direct answers, the commonest of them made by `shortcut` without the router (a DP's
+    /// downloads of files it holds copies of: [`crate::serve::Shortcut`]).
+    pub fn with_shortcut(mut self, shortcut: Arc<dyn crate::direct::Shortcut>) -> Self {
+        self.direct = true;
+        self.shortcut = Some(shortcut);
         self
     }
 
@@ -318,7 +330,7 @@ async fn plain(
     stop: tokio::sync::watch::Receiver<bool>,
 ) {
     if transport.direct {
-        return crate::direct::connection(tcp, peer, app, limits, stop).await;
+        return crate::direct::connection(tcp, peer, app, limits, transport.shortcut.clone(), stop).await;
     }
     let io = StallGuard::new(tcp, limits.write_stall);
     http(io, peer, app, limits, None, stop).await;

@@ -215,6 +215,28 @@ impl Metrics {
         self.0.fetch.clone()
     }
 
+    /// The counters the [`layer`] counts a route's `200 OK` answers into, found once: for a
+    /// shortcut answering that route without the router ([`crate::direct::Shortcut`]), whose
+    /// answers must count where the router's would have.
+    pub fn answered(&self, template: &str) -> Answered {
+        let route = route_label(template);
+        let ok = |method: &'static str| {
+            self.0
+                .requests
+                .get_or_create(&RequestLabels {
+                    route: route.clone(),
+                    method,
+                    status: 200,
+                })
+                .clone()
+        };
+        Answered {
+            get: ok("GET"),
+            head: ok("HEAD"),
+            sent: self.0.sent.get_or_create(&RouteLabels { route: route.clone() }).clone(),
+        }
+    }
+
     /// The text exposition of every metric.
     pub fn encode(&self) -> String {
         let mut out = String::new();
@@ -235,6 +257,15 @@ impl Metrics {
         )
             .into_response()
     }
+}
+
+/// One route's counters of `200 OK` answers to GET and HEAD, and of the bytes they sent
+/// ([`Metrics::answered`]).
+#[derive(Debug, Clone)]
+pub struct Answered {
+    pub get: Counter,
+    pub head: Counter,
+    pub sent: Counter,
 }
 
 /// Middleware counting each request by its route template, method and status, and the bytes
