@@ -12,9 +12,14 @@ use reqwest::header;
 use tempfile::TempDir;
 
 struct Dp {
+    /// As a DP answers: the direct loop, its shortcut first.
     url: String,
+    /// The direct loop without the shortcut: every request through the router.
+    router_url: String,
     /// The same routes answered by hyper alone (as on a TLS connection): no `sendfile`.
     hyper_url: String,
+    shortcut: Arc<pkgdist_node::serve::Shortcut>,
+    metrics: pkgdist_node::metrics::Metrics,
     served: Arc<pkgdist_node::served::ServedFiles>,
     dir: TempDir,
     store: Arc<LocalStore>,
@@ -40,10 +45,26 @@ async fn start() -> Dp {
     // Served copies, as a DP keeps them.
     let served =
         Arc::new(pkgdist_node::served::ServedFiles::open(&dir.path().join("served"), lib.clone(), 1 << 30).unwrap());
-    let app = pkgdist_node::serve::router(pkgdist_node::serve::Content::new(lib.clone()).with_served(served.clone()));
-    // The daemons' own accept loop, as in production: direct answers on plain connections.
-    tokio::spawn(pkgdist_node::listen::serve(
+    let content = pkgdist_node::serve::Content::new(lib.clone()).with_served(served.clone());
+    let metrics = pkgdist_node::metrics::Metrics::new(|_| {});
+    let app = pkgdist_node::serve::router(content.clone()).layer(axum::middleware::from_fn_with_state(
+        metrics.clone(),
+        pkgdist_node::metrics::layer,
+    ));
+    let shortcut = Arc::new(pkgdist_node::serve::Shortcut::new(content, &metrics));
+    // The daemons' own accept loop, as in production: direct answers on plain connections,
+    // the commonest by the shortcut.
+    tokio::spawn(pkgdist_node::listen::serve_with(
         listener,
+        app.clone(),
+        pkgdist_node::listen::Limits::default(),
+        pkgdist_node::listen::Transport::plain().with_shortcut(shortcut.clone()),
+        std::future::pending(),
+    ));
+    let router_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let router_url = format!("http://{}", router_listener.local_addr().unwrap());
+    tokio::spawn(pkgdist_node::listen::serve(
+        router_listener,
         app.clone(),
         pkgdist_node::listen::Limits::default(),
         std::future::pending(),
@@ -59,7 +80,10 @@ async fn start() -> Dp {
     ));
     Dp {
         url,
+        router_url,
         hyper_url,
+        shortcut,
+        metrics,
         served,
         dir,
         store,
@@ -331,6 +355,122 @@ async fn files_are_sent_from_verified_copies_never_from_changed_ones() {
     assert_eq!(dp.served.usage().1, 0);
     assert!(!copy.exists());
     drop(dp.dir);
+}
+
+/// The answer to `request` (sent byte for byte, `Connection: close` added): its status line,
+/// its header lines but `date` (sorted, names in lower case), and its body.
+async fn exchange(url: &str, request: &str) -> (String, Vec<String>, Vec<u8>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = url.trim_start_matches("http://");
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(format!("{request}Host: {addr}\r\nConnection: close\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).await.unwrap();
+    let end = out.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+    let head = String::from_utf8(out[..end].to_vec()).unwrap();
+    let mut lines = head.split("\r\n");
+    let status = lines.next().unwrap().to_owned();
+    let mut headers: Vec<String> = lines
+        .map(|l| {
+            let (name, value) = l.split_once(':').unwrap();
+            format!("{}: {}", name.to_ascii_lowercase(), value.trim())
+        })
+        .filter(|l| !l.starts_with("date: "))
+        .collect();
+    headers.sort();
+    (status, headers, out[end + 4..].to_vec())
+}
+
+/// `pkgdist_http_requests_total` of `route` and `method` with status 200.
+fn ok_count(metrics: &pkgdist_node::metrics::Metrics, route: &str, method: &str) -> u64 {
+    let want = format!("pkgdist_http_requests_total{{route=\"{route}\",method=\"{method}\",status=\"200\"}} ");
+    metrics
+        .encode()
+        .lines()
+        .find_map(|l| l.strip_prefix(&want))
+        .map_or(0, |n| n.parse().unwrap())
+}
+
+/// The shortcut answers the commonest downloads exactly as the router does — the same status,
+/// headers and body, counted the same — and declines the rest, which the router answers.
+#[tokio::test]
+async fn the_shortcut_answers_as_the_router_would() {
+    let dp = start().await;
+    // Not answered before the DP holds copies: the router serves from the chunks.
+    let (status, _, body) = exchange(&dp.url, "GET /content/PS100001/image.wim HTTP/1.1\r\n").await;
+    assert_eq!(status, "HTTP/1.1 200 OK");
+    assert!(body == dp.big);
+    let (_, _, body) = exchange(&dp.url, "GET /content/PS100001/sub%20dir/a%26b.txt HTTP/1.1\r\n").await;
+    assert_eq!(body, b"hello");
+    assert_eq!(
+        dp.shortcut.answered(),
+        0,
+        "no copies yet: every request went through the router"
+    );
+    copies(&dp, 2).await;
+
+    let files = [
+        ("/content/PS100001/image.wim", "/content/:pkg/*path"),
+        ("/content/ps100001.1/link.wim", "/content/:pkg/*path"),
+        ("/content/PS100001/sub%20dir/a%26b.txt", "/content/:pkg/*path"),
+        ("/content/PS100001/dlink/a%26b.txt?x=1", "/content/:pkg/*path"),
+        ("/sms_dp_smspkg$/PS100001/image.wim", "/:share/:pkg/*path"),
+    ];
+    // The first request after a copy is written opens it (or reads a small one into memory),
+    // which may block on the disk: the router's, off the workers.
+    for (path, _) in files {
+        exchange(&dp.url, &format!("GET {path} HTTP/1.1\r\n")).await;
+    }
+    for (path, route) in files {
+        for method in ["GET", "HEAD"] {
+            let request = format!("{method} {path} HTTP/1.1\r\n");
+            let before = (dp.shortcut.answered(), ok_count(&dp.metrics, route, method));
+            let direct = exchange(&dp.url, &request).await;
+            assert_eq!(
+                dp.shortcut.answered(),
+                before.0 + 1,
+                "{request}: answered by the shortcut"
+            );
+            assert_eq!(ok_count(&dp.metrics, route, method), before.1 + 1, "{request}: counted");
+            let routed = exchange(&dp.router_url, &request).await;
+            assert_eq!(dp.shortcut.answered(), before.0 + 1);
+            assert_eq!(ok_count(&dp.metrics, route, method), before.1 + 2);
+            assert_eq!(direct.0, routed.0, "{request}");
+            assert_eq!(direct.1, routed.1, "{request}");
+            assert!(direct.2 == routed.2, "{request}: the same body");
+            assert_eq!(direct.2.is_empty(), method == "HEAD", "{request}");
+            let hyper = exchange(&dp.hyper_url, &request).await;
+            assert_eq!(direct.1, hyper.1, "{request}: as hyper answers it");
+        }
+    }
+    // Ranges, conditions, folders, names the router decodes, unknown packages: declined, and
+    // answered by the router.
+    let answered = dp.shortcut.answered();
+    for (request, status) in [
+        (
+            "GET /content/PS100001/image.wim HTTP/1.1\r\nRange: bytes=0-9\r\n",
+            "206",
+        ),
+        (
+            "GET /content/PS100001/image.wim HTTP/1.1\r\nIf-None-Match: *\r\n",
+            "304",
+        ),
+        ("GET /content/PS100001/sub%20dir/ HTTP/1.1\r\n", "200"),
+        ("GET /content/PS100001/sub%20dir HTTP/1.1\r\n", "301"),
+        ("GET /SMS_DP_SMSPKG%24/PS100001/image.wim HTTP/1.1\r\n", "200"),
+        ("GET /Content/PS100001/image.wim HTTP/1.1\r\n", "404"),
+        ("GET /content/PS100002/image.wim HTTP/1.1\r\n", "404"),
+        ("GET /content/PS100001/../PS100001/image.wim HTTP/1.1\r\n", "400"),
+        ("GET /content/PS100001//image.wim HTTP/1.1\r\n", "400"),
+        ("GET /content/PS100001/image.wim%FF HTTP/1.1\r\n", "400"),
+    ] {
+        let (line, _, _) = exchange(&dp.url, request).await;
+        assert!(line.starts_with(&format!("HTTP/1.1 {status} ")), "{request}: {line}");
+        assert_eq!(exchange(&dp.router_url, request).await.0, line, "{request}");
+    }
+    assert_eq!(dp.shortcut.answered(), answered, "all declined");
 }
 
 /// The status line of a GET sent byte for byte, without any client normalizing the path.
