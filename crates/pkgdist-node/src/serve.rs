@@ -263,7 +263,8 @@ impl Shortcut {
                 Quick::Closed | Quick::Miss => return None,
             }
         };
-        let (etag, modified) = m.validators(entry);
+        let validators = m.validators(entry);
+        let (etag, modified) = &*validators;
         let mut headers = Vec::with_capacity(256);
         for (name, value) in [
             (header::ETAG.as_str().as_bytes(), etag.as_bytes()),
@@ -367,11 +368,13 @@ async fn manifest(content: &Content, which: &str) -> Result<(ContentId, Arc<Inde
 }
 
 /// A manifest with its paths hashed. A request looks its path up once or a few times, and a
-/// binary search comparing long shared prefixes took a twentieth of a DP's serving CPU.
+/// binary search comparing long shared prefixes took a twentieth of a DP's serving CPU. The
+/// hash is foldhash, seeded per process: several times SipHash's speed on a path, and the keys
+/// are the manifest's (a client only looks up, which cannot degrade the table).
 #[derive(Debug)]
 struct Indexed {
     manifest: Manifest,
-    at: std::collections::HashMap<String, usize>,
+    at: std::collections::HashMap<String, usize, foldhash::fast::RandomState>,
     /// Each file's `ETag` and `Last-Modified`, made when first sent (formatting them took
     /// three allocations and a date format per request).
     validators: Vec<std::sync::OnceLock<(HeaderValue, HeaderValue)>>,
@@ -401,7 +404,7 @@ impl Indexed {
     }
 
     /// The `ETag` (the file's BLAKE3, quoted) and `Last-Modified` of a file entry.
-    fn validators(&self, e: &Entry) -> (HeaderValue, HeaderValue) {
+    fn validators(&self, e: &Entry) -> std::borrow::Cow<'_, (HeaderValue, HeaderValue)> {
         let make = || {
             let etag = e.file().map_or_else(String::new, |f| format!("\"{}\"", f.hash));
             let date = crate::util::http_date(e.mtime.secs);
@@ -411,8 +414,8 @@ impl Indexed {
             )
         };
         match self.at.get(e.path.as_str()).and_then(|i| self.validators.get(*i)) {
-            Some(slot) => slot.get_or_init(make).clone(),
-            None => make(),
+            Some(slot) => std::borrow::Cow::Borrowed(slot.get_or_init(make)),
+            None => std::borrow::Cow::Owned(make()),
         }
     }
 }
@@ -628,7 +631,7 @@ async fn serve(
         EntryKind::Directory if folder_without_slash => with_slash(uri),
         EntryKind::Directory => listing(&m, cid, entry.path.as_str(), headers),
         EntryKind::File(f) => {
-            let (etag_value, modified_value) = m.validators(entry);
+            let (etag_value, modified_value) = m.validators(entry).into_owned();
             let etag = etag_value.to_str().unwrap_or_default();
             let modified = modified_value.to_str().unwrap_or_default();
             let mut base = Response::builder()
