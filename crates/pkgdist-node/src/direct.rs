@@ -90,13 +90,22 @@ pub struct Asked<'a> {
 impl Asked<'_> {
     /// Whether the request has a header `name`.
     pub fn has(&self, name: &HeaderName) -> bool {
-        self.headers.iter().any(|h| h.name.eq_ignore_ascii_case(name.as_str()))
+        self.get(name).is_some()
+    }
+
+    /// The value of the first header `name`, as sent (the loop checked it is a valid one).
+    pub fn get(&self, name: &HeaderName) -> Option<&[u8]> {
+        self.headers
+            .iter()
+            .find(|h| h.name.eq_ignore_ascii_case(name.as_str()))
+            .map(|h| h.value)
     }
 }
 
-/// A `200 OK` a [`Shortcut`] made.
+/// An answer a [`Shortcut`] made.
 #[derive(Debug)]
 pub struct Ready {
+    pub status: StatusCode,
     /// Its header lines, each ended by CRLF, but for `content-length`, `date` and
     /// `connection`, which the loop writes.
     pub headers: Vec<u8>,
@@ -376,7 +385,7 @@ async fn send_ready(
     stall: Duration,
 ) -> std::io::Result<bool> {
     let mut head = Vec::with_capacity(ready.headers.len() + 128);
-    head.extend_from_slice(b"HTTP/1.1 200 OK\r\n");
+    status_line(&mut head, ready.status);
     head.extend_from_slice(&ready.headers);
     let _ = write!(head, "content-length: {}\r\n", ready.length);
     end_head(&mut head, version, keep, true);
@@ -396,6 +405,16 @@ async fn send_ready(
         }
     }
     Ok(keep)
+}
+
+/// A response's first line.
+fn status_line(head: &mut Vec<u8>, status: StatusCode) {
+    let _ = write!(
+        head,
+        "HTTP/1.1 {} {}\r\n",
+        status.as_u16(),
+        status.canonical_reason().unwrap_or("")
+    );
 }
 
 /// The end of a response's head after its own headers: `date` (unless the response has its
@@ -476,12 +495,7 @@ async fn answer(
         small = Some(collect(&mut body).await?);
     }
     let mut head = Vec::with_capacity(256);
-    let _ = write!(
-        head,
-        "HTTP/1.1 {} {}\r\n",
-        status.as_u16(),
-        status.canonical_reason().unwrap_or("")
-    );
+    status_line(&mut head, status);
     for (name, value) in &parts.headers {
         // As they are: a value may hold bytes that are not UTF-8.
         head.extend_from_slice(name.as_str().as_bytes());

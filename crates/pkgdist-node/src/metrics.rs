@@ -215,10 +215,10 @@ impl Metrics {
         self.0.fetch.clone()
     }
 
-    /// The counters the [`layer`] counts a route's `200 OK` answers into, found once: for a
-    /// shortcut answering that route without the router ([`crate::direct::Shortcut`]), whose
+    /// The counters the [`layer`] counts a route's answers with `status` into, found once: for
+    /// a shortcut answering that route without the router ([`crate::direct::Shortcut`]), whose
     /// answers must count where the router's would have.
-    pub fn answered(&self, template: &str) -> Answered {
+    pub fn answered(&self, template: &str, status: u16) -> Answered {
         let route = route_label(template);
         let ok = |method: &'static str| {
             self.0
@@ -226,7 +226,7 @@ impl Metrics {
                 .get_or_create(&RequestLabels {
                     route: route.clone(),
                     method,
-                    status: 200,
+                    status,
                 })
                 .clone()
         };
@@ -259,8 +259,8 @@ impl Metrics {
     }
 }
 
-/// One route's counters of `200 OK` answers to GET and HEAD, and of the bytes they sent
-/// ([`Metrics::answered`]).
+/// One route's counters of answers with one status to GET and HEAD, and of the bytes its
+/// answers sent ([`Metrics::answered`]).
 #[derive(Debug, Clone)]
 pub struct Answered {
     pub get: Counter,

@@ -383,9 +383,9 @@ async fn exchange(url: &str, request: &str) -> (String, Vec<String>, Vec<u8>) {
     (status, headers, out[end + 4..].to_vec())
 }
 
-/// `pkgdist_http_requests_total` of `route` and `method` with status 200.
-fn ok_count(metrics: &pkgdist_node::metrics::Metrics, route: &str, method: &str) -> u64 {
-    let want = format!("pkgdist_http_requests_total{{route=\"{route}\",method=\"{method}\",status=\"200\"}} ");
+/// `pkgdist_http_requests_total` of `route`, `method` and `status`.
+fn count(metrics: &pkgdist_node::metrics::Metrics, route: &str, method: &str, status: &str) -> u64 {
+    let want = format!("pkgdist_http_requests_total{{route=\"{route}\",method=\"{method}\",status=\"{status}\"}} ");
     metrics
         .encode()
         .lines()
@@ -411,51 +411,89 @@ async fn the_shortcut_answers_as_the_router_would() {
     );
     copies(&dp, 2).await;
 
+    const FILE: &str = "/content/:pkg/*path";
+    const SHARE: &str = "/:share/:pkg/*path";
     let files = [
-        ("/content/PS100001/image.wim", "/content/:pkg/*path"),
-        ("/content/ps100001.1/link.wim", "/content/:pkg/*path"),
-        ("/content/PS100001/sub%20dir/a%26b.txt", "/content/:pkg/*path"),
-        ("/content/PS100001/dlink/a%26b.txt?x=1", "/content/:pkg/*path"),
-        ("/sms_dp_smspkg$/PS100001/image.wim", "/:share/:pkg/*path"),
+        ("/content/PS100001/image.wim", "", FILE, "200"),
+        ("/content/ps100001.1/link.wim", "", FILE, "200"),
+        ("/content/PS100001/sub%20dir/a%26b.txt", "", FILE, "200"),
+        ("/content/PS100001/dlink/a%26b.txt?x=1", "", FILE, "200"),
+        ("/sms_dp_smspkg$/PS100001/image.wim", "", SHARE, "200"),
+        (
+            "/content/PS100001/image.wim",
+            "Range: bytes=1000-2000000\r\n",
+            FILE,
+            "206",
+        ),
+        ("/content/PS100001/image.wim", "Range: bytes=-10\r\n", FILE, "206"),
+        ("/content/PS100001/image.wim", "Range: bytes=3145000-\r\n", FILE, "206"),
+        (
+            "/sms_dp_smspkg$/PS100001/sub%20dir/a%26b.txt",
+            "Range: bytes=1-2\r\n",
+            SHARE,
+            "206",
+        ),
+        // Several ranges, another unit: the whole file.
+        (
+            "/content/PS100001/sub%20dir/a%26b.txt",
+            "Range: bytes=0-1,3-4\r\n",
+            FILE,
+            "200",
+        ),
+        ("/content/PS100001/image.wim", "Range: items=0-1\r\n", FILE, "200"),
     ];
     // The first request after a copy is written opens it (or reads a small one into memory),
     // which may block on the disk: the router's, off the workers.
-    for (path, _) in files {
+    for (path, _, _, _) in files {
         exchange(&dp.url, &format!("GET {path} HTTP/1.1\r\n")).await;
     }
-    for (path, route) in files {
+    for (path, header, route, status) in files {
         for method in ["GET", "HEAD"] {
-            let request = format!("{method} {path} HTTP/1.1\r\n");
-            let before = (dp.shortcut.answered(), ok_count(&dp.metrics, route, method));
+            let request = format!("{method} {path} HTTP/1.1\r\n{header}");
+            let before = (dp.shortcut.answered(), count(&dp.metrics, route, method, status));
             let direct = exchange(&dp.url, &request).await;
             assert_eq!(
                 dp.shortcut.answered(),
                 before.0 + 1,
                 "{request}: answered by the shortcut"
             );
-            assert_eq!(ok_count(&dp.metrics, route, method), before.1 + 1, "{request}: counted");
+            assert_eq!(
+                count(&dp.metrics, route, method, status),
+                before.1 + 1,
+                "{request}: counted"
+            );
             let routed = exchange(&dp.router_url, &request).await;
             assert_eq!(dp.shortcut.answered(), before.0 + 1);
-            assert_eq!(ok_count(&dp.metrics, route, method), before.1 + 2);
+            assert_eq!(count(&dp.metrics, route, method, status), before.1 + 2);
+            assert!(
+                direct.0.starts_with(&format!("HTTP/1.1 {status} ")),
+                "{request}: {}",
+                direct.0
+            );
             assert_eq!(direct.0, routed.0, "{request}");
             assert_eq!(direct.1, routed.1, "{request}");
             assert!(direct.2 == routed.2, "{request}: the same body");
             assert_eq!(direct.2.is_empty(), method == "HEAD", "{request}");
             let hyper = exchange(&dp.hyper_url, &request).await;
             assert_eq!(direct.1, hyper.1, "{request}: as hyper answers it");
+            assert!(direct.2 == hyper.2, "{request}: as hyper sends it");
         }
     }
-    // Ranges, conditions, folders, names the router decodes, unknown packages: declined, and
-    // answered by the router.
+    // Conditions, ranges past the end, folders, names the router decodes, unknown packages:
+    // declined, and answered by the router.
     let answered = dp.shortcut.answered();
     for (request, status) in [
         (
-            "GET /content/PS100001/image.wim HTTP/1.1\r\nRange: bytes=0-9\r\n",
-            "206",
-        ),
-        (
             "GET /content/PS100001/image.wim HTTP/1.1\r\nIf-None-Match: *\r\n",
             "304",
+        ),
+        (
+            "GET /content/PS100001/image.wim HTTP/1.1\r\nRange: bytes=0-9\r\nIf-Range: \"x\"\r\n",
+            "200",
+        ),
+        (
+            "GET /content/PS100001/image.wim HTTP/1.1\r\nRange: bytes=4000000-\r\n",
+            "416",
         ),
         ("GET /content/PS100001/sub%20dir/ HTTP/1.1\r\n", "200"),
         ("GET /content/PS100001/sub%20dir HTTP/1.1\r\n", "301"),
