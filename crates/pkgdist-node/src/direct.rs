@@ -82,8 +82,8 @@ pub trait Shortcut: Send + Sync + std::fmt::Debug {
 pub struct Asked<'a> {
     /// HEAD rather than GET.
     pub head_only: bool,
-    /// The request target as sent: the path, percent-encoded, and any query.
-    pub target: &'a str,
+    /// The path the router would match: percent-encoded, without query or fragment.
+    pub path: &'a str,
     headers: &'a [httparse::Header<'a>],
 }
 
@@ -340,10 +340,14 @@ fn parse(buf: &[u8], shortcut: Option<&dyn Shortcut>) -> Result<Option<Head>, He
     }
     // `close` wins wherever it is among the tokens, as hyper has it.
     let keep_alive = keep_alive && !close;
+    // The target as the router sees it, by `http`'s rules (a fragment cut off, bytes it does
+    // not take refused): the shortcut must never answer what the router would refuse, nor a
+    // path the router would read differently.
+    let uri = axum::http::Uri::try_from(path).map_err(|_| HeadError::Malformed("the request line is not valid"))?;
     if let Some(shortcut) = shortcut {
         let asked = Asked {
             head_only: method == "HEAD",
-            target: path,
+            path: uri.path(),
             headers: parsed.headers,
         };
         if let Some(ready) = shortcut.answer(&asked) {
@@ -355,7 +359,7 @@ fn parse(buf: &[u8], shortcut: Option<&dyn Shortcut>) -> Result<Option<Head>, He
             }));
         }
     }
-    let mut builder = Request::builder().method(method).uri(path).version(version);
+    let mut builder = Request::builder().method(method).uri(uri).version(version);
     for h in parsed.headers.iter() {
         // Both checked above.
         let (Ok(name), Ok(value)) = (

@@ -220,8 +220,7 @@ impl Shortcut {
         if asked.has(&header::IF_NONE_MATCH) || asked.has(&header::IF_RANGE) {
             return None;
         }
-        let path = asked.target.split_once('?').map_or(asked.target, |(p, _)| p);
-        let (first, rest) = path.strip_prefix('/')?.split_once('/')?;
+        let (first, rest) = asked.path.strip_prefix('/')?.split_once('/')?;
         // The static `/content` wins over the share's parameter, as in the router; a share
         // name percent-encoded is the router's to decode.
         let route = if first == "content" {
@@ -265,8 +264,9 @@ impl Shortcut {
         } else {
             match self.content.served.as_ref()?.quick(&f.hash, f.size) {
                 Quick::Hit(Hit::Memory(bytes)) => {
+                    let body = bytes.slice(usize::try_from(start).ok()?..usize::try_from(end).ok()?);
                     counts.sent.inc_by(end - start);
-                    ReadyBody::Bytes(bytes.slice(usize::try_from(start).ok()?..usize::try_from(end).ok()?))
+                    ReadyBody::Bytes(body)
                 }
                 Quick::Hit(Hit::Copy(copy)) => ReadyBody::File(SendFile {
                     copy,
@@ -297,17 +297,21 @@ impl Shortcut {
         }
         if asked.head_only { &counts.head } else { &counts.get }.inc();
         self.answered.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let status = if partial {
+            StatusCode::PARTIAL_CONTENT
+        } else {
+            StatusCode::OK
+        };
+        // What the router's trace layer says of a request (at the same level), in one event.
         tracing::debug!(
-            uri = asked.target,
-            head_only = asked.head_only,
+            path = asked.path,
+            method = if asked.head_only { "HEAD" } else { "GET" },
+            status = status.as_u16(),
+            length = end - start,
             "answered without the router"
         );
         Some(Ready {
-            status: if partial {
-                StatusCode::PARTIAL_CONTENT
-            } else {
-                StatusCode::OK
-            },
+            status,
             headers,
             length: end - start,
             body,

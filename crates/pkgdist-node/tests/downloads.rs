@@ -441,6 +441,8 @@ async fn the_shortcut_answers_as_the_router_would() {
             "200",
         ),
         ("/content/PS100001/image.wim", "Range: items=0-1\r\n", FILE, "200"),
+        // The fragment is no part of the path, for the router either.
+        ("/content/PS100001/sub%20dir/a%26b.txt#x.txt", "", FILE, "200"),
     ];
     // The first request after a copy is written opens it (or reads a small one into memory),
     // which may block on the disk: the router's, off the workers.
@@ -503,6 +505,9 @@ async fn the_shortcut_answers_as_the_router_would() {
         ("GET /content/PS100001/../PS100001/image.wim HTTP/1.1\r\n", "400"),
         ("GET /content/PS100001//image.wim HTTP/1.1\r\n", "400"),
         ("GET /content/PS100001/image.wim%FF HTTP/1.1\r\n", "400"),
+        // What `http` refuses in a target is refused, not answered.
+        ("GET /content/PS100001/image.wim?q=\"x\" HTTP/1.1\r\n", "400"),
+        ("GET /content/PS100001/<image>.wim HTTP/1.1\r\n", "400"),
     ] {
         let (line, _, _) = exchange(&dp.url, request).await;
         assert!(line.starts_with(&format!("HTTP/1.1 {status} ")), "{request}: {line}");
