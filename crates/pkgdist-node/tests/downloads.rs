@@ -518,15 +518,7 @@ async fn the_shortcut_answers_as_the_router_would() {
 
 /// The status line of a GET sent byte for byte, without any client normalizing the path.
 async fn raw_status(url: &str, path: &str) -> String {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let addr = url.trim_start_matches("http://");
-    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes())
-        .await
-        .unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).await.unwrap();
-    out.lines().next().unwrap_or_default().to_owned()
+    exchange(url, &format!("GET {path} HTTP/1.1\r\n")).await.0
 }
 
 /// Clients that ask for a large file and never read hold no thread: with a blocking pool of 4
