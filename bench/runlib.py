@@ -8,6 +8,11 @@
   rsync LOG...                     sum of "Total bytes sent" + "Total bytes received"
   nginx LOG                        sum of the last field ($bytes_sent) of an access log
   wrk OUT                          the JSON line bench/serve.lua printed, checked
+  warm BASE LIST SERVED [PATH...]  warms a DP for serving as nginx's page cache is warm: GETs
+                                   every path of LIST and each PATH from the DP at BASE (its
+                                   package URL), waits until its copies in the folder SERVED
+                                   stop changing, then GETs them all again (small files then
+                                   in memory, large ones open); prints the number of copies
 """
 
 import json
@@ -28,6 +33,27 @@ def get(site, token_file, path):
 
 def odata(cls, flt):
     return f"/AdminService/wmi/{cls}?$filter=" + urllib.parse.quote(flt)
+
+
+def get_all(base, paths):
+    """GETs every path below the URL `base` whole, on one connection; each must answer 200."""
+    import http.client
+    url = urllib.parse.urlsplit(base)
+    c = http.client.HTTPConnection(url.netloc)
+    for path in paths:
+        c.request("GET", url.path + urllib.parse.quote(path))
+        r = c.getresponse()
+        while r.read(1 << 20):
+            pass
+        if r.status != 200:
+            sys.exit(f"{path}: {r.status}")
+
+
+def copies(served):
+    """The copies in a DP's folder of served copies, and the ones still being written."""
+    import os
+    names = os.listdir(served) if os.path.isdir(served) else []
+    return sum(not n.startswith("tmp.") for n in names), sum(n.startswith("tmp.") for n in names)
 
 
 def main(argv):
@@ -76,6 +102,19 @@ def main(argv):
         if r["non2xx"] or r["socket_errors"] or not r["requests"]:
             sys.exit(f"{argv[2]}: failed requests: {r}")
         print(json.dumps(r))
+    elif cmd == "warm":
+        base, listed, served, extra = argv[2], argv[3], argv[4], argv[5:]
+        paths = [l.strip() for l in open(listed) if l.strip()] + extra
+        get_all(base, paths)
+        last = -1
+        while True:
+            n, writing = copies(served)
+            if n == last and writing == 0:
+                break
+            last = n
+            time.sleep(2)
+        get_all(base, paths)
+        print(n)
     else:
         sys.exit(__doc__)
     return 0

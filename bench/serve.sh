@@ -109,34 +109,10 @@ $LIB wait "$PKGDIST_SITE" "$PKGDIST_TOKEN_FILE" "$PKG" 1 1
 echo image/os.img > image.list
 ISIZE=$(stat -c %s src/image/os.img)
 
-get_all() { # every file of files.list, then the given extra paths, from the DP, whole
-  python3 - "$DP1/content/$PKG/" "$@" <<'EOF'
-import http.client, sys, urllib.parse
-base = urllib.parse.urlsplit(sys.argv[1])
-c = http.client.HTTPConnection(base.netloc)
-for path in [l.strip() for l in open("files.list")] + sys.argv[2:]:
-    c.request("GET", base.path + urllib.parse.quote(path))
-    r = c.getresponse()
-    while r.read(1 << 20):
-        pass
-    assert r.status == 200, (path, r.status)
-EOF
-}
-echo "warming: every file asked of the DP once, every source file read once" >&2
-get_all image/os.img wim/big.wim
+echo "warming: every file asked of the DP twice (once its copies are written), every source file read once" >&2
 cat src/image/os.img src/wim/big.wim > /dev/null
 find src/tree -type f -exec cat {} + > /dev/null
-# Until the DP's copies stop changing.
-last=-1
-while :; do
-  n=$(find data/dp1/served -type f ! -name 'tmp.*' | wc -l)
-  tmp=$(find data/dp1/served -type f -name 'tmp.*' | wc -l)
-  [ "$n" = "$last" ] && [ "$tmp" = 0 ] && break
-  last=$n; sleep 2
-done
-# Once more, now from the copies: the DP's small files in memory and large ones open, as
-# nginx's page cache is warm.
-get_all image/os.img
+n=$($LIB warm "$DP1/content/$PKG/" files.list data/dp1/served image/os.img wim/big.wim)
 rec "{\"s\":\"copies\",\"files\":$n,\"bytes\":$(du -sb data/dp1/served | cut -f1),\"library_bytes\":$(du -sb data/dp1/library | cut -f1)}"
 echo "the DP holds $n copies" >&2
 
