@@ -27,8 +27,8 @@
 //! The commonest request, a file the DP holds a verified copy of, can be answered without the
 //! router at all: a [`Shortcut`] (the DP's, [`crate::serve::Shortcut`]) sees each GET and HEAD
 //! first and answers it as the router would, or declines it. Routing, extractors, a header map
-//! built and rendered again, and four layers cost as much CPU as the kernel's sending of a
-//! small file.
+//! built and rendered again, and four layers made a small file cost the DP a fifth more CPU
+//! than nginx's whole answer.
 //!
 //! A stretch of a file not in the page cache (the first and last byte of each 2 MiB are
 //! probed with `RWF_NOWAIT`) is sent from a blocking thread, 16 at most at once, so a cold disk
@@ -185,14 +185,14 @@ pub(crate) async fn connection(
                 return refuse(&mut tcp, StatusCode::BAD_REQUEST, why, limits.write_stall).await;
             }
         };
-        let (asked, used, keep_alive) = match head {
-            Head::Ours { req, used, keep_alive } => (Ok(req), used, keep_alive),
+        let (next, used, keep_alive) = match head {
+            Head::Ours { req, used, keep_alive } => (Next::Route(req), used, keep_alive),
             Head::Ready {
                 ready,
                 version,
                 used,
                 keep_alive,
-            } => (Err((ready, version)), used, keep_alive),
+            } => (Next::Send(ready, version), used, keep_alive),
             Head::Hyper => {
                 // The rest of the connection is hyper's, starting with this request.
                 let io = Rewind {
@@ -208,8 +208,8 @@ pub(crate) async fn connection(
             // A large head once does not hold its buffer for the connection's life.
             buf = Vec::with_capacity(4096);
         }
-        let answered = match asked {
-            Ok(req) => {
+        let answered = match next {
+            Next::Route(req) => {
                 let head_only = req.method() == Method::HEAD;
                 let version = req.version();
                 let mut req = *req;
@@ -219,7 +219,7 @@ pub(crate) async fn connection(
                 let keep_alive = keep_alive && !*stop.borrow();
                 answer(&mut tcp, resp, head_only, version, keep_alive, limits.write_stall).await
             }
-            Err((ready, version)) => {
+            Next::Send(ready, version) => {
                 let keep_alive = keep_alive && !*stop.borrow();
                 send_ready(&mut tcp, *ready, version, keep_alive, limits.write_stall).await
             }
@@ -254,6 +254,12 @@ enum Head {
     },
     /// A request this loop does not answer: the connection goes to hyper.
     Hyper,
+}
+
+/// What answers a request read: the router, or the shortcut's answer made already.
+enum Next {
+    Route(Box<Request<Body>>),
+    Send(Box<Ready>, Version),
 }
 
 #[derive(Debug)]
