@@ -86,9 +86,12 @@ proptest! {
         let after = ids(&chunk_all(SMALL, &new[..], 0));
         let changed = after.iter().filter(|h| !before.contains(h)).count();
         // The edited bytes span at most edit_len/min + 1 chunks. Normalized FastCDC then takes a
-        // few chunks to fall back into step (measured over 3,000 random edits: at most 8 more,
-        // 4 at the 99th percentile); what matters is that it does not grow with the file.
-        let bound = edit_len / 256 + 12;
+        // few chunks to fall back into step: over 4,000 random edits, changed - edit_len/256 was
+        // at most 1 in 93% of them, and past 4 each extra chunk was about half as likely as the
+        // one before (12 once). So a bound of 12 extra failed about one CI run in a hundred; at
+        // 32 a failure is near 2^-25 per case. What matters is that it does not grow with the
+        // file: 32 chunks (~32 KiB) against this file's ~400.
+        let bound = edit_len / 256 + 32;
         prop_assert!(changed <= bound, "{} new chunks for a {} byte edit (bound {})", changed, edit_len, bound);
     }
 }
